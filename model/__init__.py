@@ -1,0 +1,1 @@
+"""Stage two: HCMNet, its losses, the training loop and the metrics."""

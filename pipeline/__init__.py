@@ -1,0 +1,1 @@
+"""Stage one: datasets, media decoding, encoders and text graphs -> feature caches."""

@@ -1,0 +1,1 @@
+"""Dataset adapters: each reads one raw dataset layout and yields utterances."""
