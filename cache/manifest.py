@@ -1,0 +1,196 @@
+"""``manifest.json``: the cache's table of contents, merged safely by concurrent writers.
+
+The manifest records the cache metadata, the recipe and its hash, and one entry per written
+shard (item count, per-split counts, sha256, size, failures). Totals (counts, failures,
+completeness) are always recomputed from the shard entries, so merging is order-independent.
+Every update takes an exclusive ``fcntl.flock`` on ``.manifest.lock``, reads, modifies, and
+replaces the file atomically; the manifest can also be rebuilt from the shards alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from hcm import __version__
+from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta
+from hcm.cache.shard import SHARD_GLOB, ShardHeader, read_header, shard_index, shard_name
+
+MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"
+log = logging.getLogger(__name__)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256_file(path: Path, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def shard_files(directory: Path) -> dict[int, Path]:
+    """The complete shard files present in ``directory`` (temp files are not listed)."""
+    found = {}
+    for path in directory.glob(SHARD_GLOB):
+        k = shard_index(path)
+        if k is not None:
+            found[k] = path
+    return dict(sorted(found.items()))
+
+
+@contextlib.contextmanager
+def manifest_lock(directory: Path) -> Iterator[None]:
+    """Hold the cache's exclusive lock (blocks until other writers release it)."""
+    with open(directory / LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_manifest(directory: Path) -> dict | None:
+    """The parsed manifest, ``None`` when there is none; CacheError when it is unreadable or too new."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CacheError(
+            f"{path} cannot be parsed ({exc}); delete it: opening the cache rebuilds it from the shards"
+        ) from exc
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise CacheError(
+            f"{path} has cache schema version {version}, this hcm ({__version__}) reads version "
+            f"{SCHEMA_VERSION}; re-extract the cache with this hcm or use a matching hcm release"
+        )
+    return manifest
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    """Replace the manifest atomically (temp file, fsync, rename); call under ``manifest_lock``."""
+    manifest["updated"] = now()
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, directory / MANIFEST)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(directory)
+
+
+def new_manifest(meta: CacheMeta) -> dict:
+    stamp = now()
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "hcm_version": __version__, **meta.to_dict(),
+        "recipe_hash": meta.recipe_hash, "n_planned": None, "complete": False,
+        "counts": {}, "n_items": 0, "shards": {}, "failures": [], "created": stamp, "updated": stamp,
+    }
+    return manifest
+
+
+def shard_entry(header: ShardHeader) -> dict:
+    """The manifest's record of one shard file."""
+    return {
+        "file": header.path.name, "items": header.n_items, "counts": dict(Counter(header.splits)),
+        "sha256": sha256_file(header.path), "bytes": header.path.stat().st_size, "failures": header.failures,
+    }
+
+
+def summarize(manifest: dict) -> dict:
+    """Recompute the totals of ``manifest`` from its shard entries (in place; returned for chaining)."""
+    shards = dict(sorted(manifest["shards"].items(), key=lambda kv: int(kv[0])))
+    counts: Counter = Counter()
+    for entry in shards.values():
+        counts.update(entry["counts"])
+    manifest["shards"] = shards
+    manifest["counts"] = dict(sorted(counts.items()))
+    manifest["n_items"] = sum(counts.values())
+    manifest["failures"] = [failure for entry in shards.values() for failure in entry["failures"]]
+    planned = manifest.get("n_planned")
+    if planned is not None:
+        n_shards = -(-planned // manifest["shard_size"])
+        manifest["complete"] = all(str(k) in shards for k in range(n_shards))
+    return manifest
+
+
+def check_meta(directory: Path, manifest: dict, meta: CacheMeta) -> None:
+    """Refuse to mix extraction settings in one cache; the error names both values and the way out."""
+    what = [(key, manifest.get(key), value) for key, value in meta.to_dict().items()
+            if key in ("dataset", "task", "classes", "shard_size") and manifest.get(key) != value]
+    if manifest.get("recipe_hash") != meta.recipe_hash:
+        what.insert(0, ("recipe hash", manifest.get("recipe_hash"), meta.recipe_hash))
+    if what:
+        diffs = "; ".join(f"{key}: cache has {old!r}, this run has {new!r}" for key, old, new in what)
+        raise CacheError(
+            f"cache {directory} was written with other settings ({diffs}). Extract into another "
+            f"directory (another profile name), or delete {directory} to re-extract from scratch."
+        )
+
+
+def rebuild_manifest(directory: Path) -> dict:
+    """A manifest made from the shard files alone (the plan size is unknown until the next finalize)."""
+    files = shard_files(directory)
+    if not files:
+        raise CacheError(f"{directory} holds neither {MANIFEST} nor shard files: it is not an hcm cache")
+    headers = [read_header(path) for path in files.values()]
+    first = headers[0]
+    manifest = new_manifest(first.meta)
+    for header in headers:
+        if header.recipe_hash != first.recipe_hash:
+            raise CacheError(
+                f"shards disagree on the recipe: {first.path.name} has {first.recipe_hash}, {header.path.name} "
+                f"has {header.recipe_hash}; delete the shards of the unwanted recipe and re-run extraction"
+            )
+        if header.path.name != shard_name(header.shard_index):
+            raise CacheError(f"{header.path} says it is shard {header.shard_index}; rename or delete it")
+        manifest["shards"][str(header.shard_index)] = shard_entry(header)
+    log.warning("rebuilt the manifest of %s from %d shard files", directory, len(headers))
+    return summarize(manifest)
+
+
+def load_manifest(directory: Path, save: bool = True) -> dict:
+    """The manifest of ``directory``, rebuilt from the shards (and saved if possible) when missing."""
+    if not directory.is_dir():
+        raise CacheError(f"cache directory {directory} does not exist; run `hcm extract` first or check the path")
+    manifest = read_manifest(directory)
+    if manifest is not None:
+        return manifest
+    manifest = rebuild_manifest(directory)
+    if save:
+        try:
+            with manifest_lock(directory):
+                if read_manifest(directory) is None:
+                    write_manifest(directory, manifest)
+        except OSError as exc:
+            log.warning("could not save the rebuilt manifest of %s (%s); using it in memory", directory, exc)
+    return manifest

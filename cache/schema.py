@@ -1,0 +1,192 @@
+"""The records a feature cache holds: feature specs, items, failures and the cache-wide metadata.
+
+These dataclasses are the vocabulary shared by the extractor (which fills them), the shard
+writer and reader, and the manifest. ``CacheMeta.recipe_hash`` fingerprints everything that
+decides what the numbers in a cache mean, so a resumed extraction can refuse to mix recipes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+TASKS = ("regression", "classification")
+DEFAULT_FLOAT_DTYPE = "float16"
+
+
+class CacheError(Exception):
+    """A cache is missing, damaged or inconsistent; the message says which file and what to do."""
+
+
+def _json_default(value: Any) -> Any:
+    """JSON fallback for numpy scalars/arrays, paths and tuples found in recipes and labels."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} value {value!r} cannot be stored as JSON")
+
+
+def to_json(value: Any, canonical: bool = False) -> str:
+    """``value`` as JSON; ``canonical`` sorts keys and drops spaces so equal values hash equally."""
+    try:
+        if canonical:
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+        return json.dumps(value, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise CacheError(f"cannot store {value!r:.200} as JSON: {exc}") from exc
+
+
+@dataclass
+class FeatureSpec:
+    """One feature stream: rows of ``shape`` stacked along a variable first axis.
+
+    Args:
+        name: stream name, e.g. ``roberta`` (see docs/architecture.md).
+        shape: trailing shape after the ragged axis, ``()`` for a 1-D stream.
+        dtype: numpy dtype name as stored, e.g. ``float16``, ``int32``, ``uint8``.
+        encoder: name of the encoder that produced the stream.
+        weights: identifier of the encoder weights (checkpoint name or file hash).
+        config: encoder configuration, stored as JSON.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = DEFAULT_FLOAT_DTYPE
+    encoder: str = ""
+    weights: str = ""
+    config: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.shape = tuple(int(d) for d in self.shape)
+        if not self.name or "/" in self.name:
+            raise CacheError(f"feature name {self.name!r} must be non-empty and contain no '/'")
+        if any(d < 1 for d in self.shape):
+            raise CacheError(f"feature {self.name!r}: trailing shape {self.shape} has a dimension < 1")
+        try:
+            kind = np.dtype(self.dtype).kind
+        except TypeError as exc:
+            raise CacheError(f"feature {self.name!r}: unknown dtype {self.dtype!r}") from exc
+        if kind not in "biuf":
+            raise CacheError(f"feature {self.name!r}: dtype {self.dtype!r} is not bool/int/float")
+        self.dtype = np.dtype(self.dtype).name
+
+    @property
+    def dim(self) -> int:
+        """Size of one row (product of the trailing shape; 1 for a 1-D stream)."""
+        return math.prod(self.shape)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureSpec":
+        return cls(
+            name=data["name"], shape=tuple(data["shape"]), dtype=data["dtype"],
+            encoder=data.get("encoder", ""), weights=data.get("weights", ""),
+            config=dict(data.get("config", {})),
+        )
+
+
+@dataclass
+class Item:
+    """One utterance with its labels and feature streams (fields: docs/architecture.md)."""
+
+    id: str
+    split: str
+    label: float | int
+    labels: dict = field(default_factory=dict)
+    text: str = ""
+    group: str = ""
+    position: int = 0
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    masks: dict[str, bool] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Failure:
+    """An item the extractor planned but could not produce, and why."""
+
+    id: str
+    reason: str
+
+
+@dataclass
+class CacheMeta:
+    """What a whole cache holds and how it was made.
+
+    Args:
+        dataset: dataset name (``mosei``, ``meld``, ``iemocap``).
+        profile: extraction profile name (``paper``, ``tiny``, ...).
+        task: ``regression`` or ``classification``.
+        classes: class names in label-index order, ``None`` for regression.
+        recipe: the full extraction recipe (encoders, sampling, windows, ...), JSON-able.
+        features: the feature streams every item carries.
+        shard_size: planned items per shard.
+    """
+
+    dataset: str
+    profile: str
+    task: str
+    classes: list[str] | None
+    recipe: dict
+    features: list[FeatureSpec]
+    shard_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise CacheError(f"task {self.task!r} must be one of {TASKS}")
+        if self.task == "classification" and not self.classes:
+            raise CacheError("a classification cache needs its class names (CacheMeta.classes)")
+        if self.shard_size < 1:
+            raise CacheError(f"shard_size {self.shard_size} must be at least 1")
+        names = [spec.name for spec in self.features]
+        if len(set(names)) != len(names):
+            raise CacheError(f"feature names repeat: {names}")
+        self.classes = list(self.classes) if self.classes is not None else None
+
+    @property
+    def recipe_hash(self) -> str:
+        """sha256 of the canonical JSON of the recipe and the feature specs."""
+        payload = {"recipe": self.recipe, "features": [spec.to_dict() for spec in self.features]}
+        return hashlib.sha256(to_json(payload, canonical=True).encode()).hexdigest()
+
+    @property
+    def specs(self) -> dict[str, FeatureSpec]:
+        return {spec.name: spec for spec in self.features}
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset, "profile": self.profile, "task": self.task,
+            "classes": self.classes, "recipe": self.recipe, "shard_size": self.shard_size,
+            "features": [spec.to_dict() for spec in self.features],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CacheMeta":
+        return cls(
+            dataset=data["dataset"], profile=data["profile"], task=data["task"],
+            classes=data.get("classes"), recipe=data.get("recipe", {}),
+            features=[FeatureSpec.from_dict(f) for f in data["features"]],
+            shard_size=int(data["shard_size"]),
+        )
+
+    def n_shards(self, n_planned: int) -> int:
+        """Number of shards a plan of ``n_planned`` items is cut into."""
+        return -(-n_planned // self.shard_size)
+
+    def planned_in_shard(self, k: int, n_planned: int) -> int:
+        """Plan positions shard ``k`` covers: ``[k*shard_size, (k+1)*shard_size)`` clipped to the plan."""
+        return max(0, min(self.shard_size, n_planned - k * self.shard_size))
