@@ -1,1 +1,29 @@
-"""Dataset adapters: each reads one raw dataset layout and yields utterances."""
+"""Dataset adapters: each reads one raw dataset layout and yields utterances.
+
+``get_dataset(name)`` gives an adapter from the registry; importing this package registers
+``mosei``, ``meld``, ``iemocap`` and ``sample``.
+"""
+
+from hcm.pipeline.datasets.base import (
+    AnnotationError,
+    DatasetAdapter,
+    DatasetRootError,
+    Utterance,
+    dataset_names,
+    get_dataset,
+    register_dataset,
+)
+# importing the adapter modules registers them
+from hcm.pipeline.datasets import iemocap, meld, mosei, sample  # noqa: F401
+from hcm.pipeline.media import MediaRef
+
+__all__ = [
+    "AnnotationError",
+    "DatasetAdapter",
+    "DatasetRootError",
+    "MediaRef",
+    "Utterance",
+    "dataset_names",
+    "get_dataset",
+    "register_dataset",
+]

@@ -1,0 +1,127 @@
+"""CMU-MOSEI in the MMSA layout (sentiment regression in [-3, 3]).
+
+    <root>/label.csv                      video_id, clip_id, text, label, label_T, label_A,
+                                          label_V, annotation, mode
+    <root>/Raw/<video_id>/<clip_id>.mp4   one clip per utterance (video and audio)
+
+Ids are kept as the strings written in ``label.csv`` (``0a2bK1EP5UQ``, ``188343``, leading
+zeros included); an utterance's id is ``<video_id>$_$<clip_id>``. ``mode`` gives the split.
+A video is a group: its clips, in ``clip_id`` order (numeric when every clip id of the video
+is a number, string order otherwise), are each other's text context. Groups sort by video id
+as strings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from hcm.pipeline.datasets.base import (
+    SPLITS,
+    DatasetAdapter,
+    Utterance,
+    attach_context,
+    read_csv_rows,
+    register_dataset,
+    require_paths,
+    warn_row,
+)
+from hcm.pipeline.media import MediaRef
+
+MOSEI_COLUMNS = (
+    "video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode",
+)
+MODALITY_LABELS = ("label_T", "label_A", "label_V")  # optional unimodal scores
+MOSEI_SOURCE = (
+    "CMU-MOSEI raw data (http://multicomp.cs.cmu.edu/resources/cmu-mosei-dataset/) arranged as "
+    "the MMSA framework distributes it: label.csv beside Raw/<video_id>/<clip_id>.mp4 "
+    "(https://github.com/thuiar/MMSA). The original CMU archive layout "
+    "(Raw/Videos/Segmented/Combined/*.mp4) must be rearranged into that form first."
+)
+
+
+def _finite(value: str) -> float:
+    """``value`` as a finite float; ValueError otherwise."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def _optional_float(value: str | None) -> float | None:
+    """An optional numeric column: ``None`` when empty."""
+    value = (value or "").strip()
+    return _finite(value) if value else None
+
+
+def _parse_row(row: dict[str, str], root: Path, path: Path, line: int) -> Utterance | None:
+    """One ``label.csv`` row as an utterance, or ``None`` (logged) when it is malformed."""
+    video_id = (row.get("video_id") or "").strip()
+    clip_id = (row.get("clip_id") or "").strip()
+    mode = (row.get("mode") or "").strip()
+    if not video_id or not clip_id:
+        warn_row(path, line, "empty video_id or clip_id")
+        return None
+    if mode not in SPLITS:
+        warn_row(path, line, f"mode {mode!r} is not one of {list(SPLITS)}")
+        return None
+    try:
+        label = _finite((row.get("label") or "").strip())
+        labels = {name: _optional_float(row.get(name)) for name in MODALITY_LABELS}
+    except ValueError as err:
+        warn_row(path, line, f"non-numeric label ({err})")
+        return None
+    labels["annotation"] = (row.get("annotation") or "").strip()
+    clip = MediaRef(root / "Raw" / video_id / f"{clip_id}.mp4")
+    return Utterance(
+        id=f"{video_id}$_${clip_id}", split=mode, label=label, labels=labels,
+        text=row.get("text") or "", group=video_id, position=0, video=clip, audio=clip,
+    )
+
+
+def _clip_order(group: list[Utterance]) -> list[Utterance]:
+    """A video's clips in clip_id order: numeric if every clip id is a number, else string."""
+    clip_ids = [u.id.rsplit("$_$", 1)[1] for u in group]
+    if all(c.isdigit() for c in clip_ids):
+        keys = [(int(c), c) for c in clip_ids]
+    else:
+        keys = [(0, c) for c in clip_ids]
+    return [u for _, u in sorted(zip(keys, group), key=lambda pair: pair[0])]
+
+
+def read_mmsa_labels(root: Path) -> list[Utterance]:
+    """Every well-formed row of ``<root>/label.csv``, numbered and given context per video."""
+    path = root / "label.csv"
+    by_video: dict[str, list[Utterance]] = defaultdict(list)
+    seen: set[str] = set()
+    for line, row in read_csv_rows(path, MOSEI_COLUMNS):
+        utterance = _parse_row(row, root, path, line)
+        if utterance is None:
+            continue
+        if utterance.id in seen:
+            warn_row(path, line, f"duplicate id {utterance.id!r}")
+            continue
+        seen.add(utterance.id)
+        by_video[utterance.group].append(utterance)
+    for group in by_video.values():
+        group[:] = _clip_order(group)
+        attach_context(group)
+    return [u for group in by_video.values() for u in group]
+
+
+@register_dataset
+class MoseiAdapter(DatasetAdapter):
+    """CMU-MOSEI, MMSA layout."""
+
+    name = "mosei"
+    task = "regression"
+    classes = None
+    source = MOSEI_SOURCE
+
+    def check_root(self, root: Path) -> None:
+        layout = ["label.csv", "Raw/<video_id>/<clip_id>.mp4"]
+        require_paths(self.name, Path(root), ["label.csv", "Raw/"], self.source, layout)
+
+    def read(self, root: Path) -> list[Utterance]:
+        return read_mmsa_labels(Path(root))
