@@ -1,0 +1,58 @@
+"""Small helpers shared by the sample corpus planners: seeding, label draws, CSV text."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def corpus_rng(seed: int, stream: str) -> np.random.Generator:
+    """A generator for one named stream of one corpus; streams of one seed are independent."""
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    return np.random.default_rng([seed, zlib.crc32(stream.encode("utf-8"))])
+
+
+def stratified(labels: Sequence[str], count: int, rng: np.random.Generator) -> list[str]:
+    """``count`` labels cycling through ``labels`` from a random start, in shuffled order.
+
+    Every label appears once ``count >= len(labels)``, which keeps each split covering each class.
+    """
+    offset = int(rng.integers(len(labels)))
+    cycle = [labels[(offset + i) % len(labels)] for i in range(count)]
+    return [cycle[i] for i in rng.permutation(count)]
+
+
+def check_distinct_faults(faults: Sequence, dataset: str, n: int) -> None:
+    """Refuse a fault plan that puts two faults on one utterance (too few utterances)."""
+    items = [(fault.split, fault.item) for fault in faults]
+    if len(set(items)) < len(items):
+        raise ValueError(f"{dataset}: --n {n} leaves too few utterances for every fault to hit "
+                         "a different one; use a larger --n with --faults")
+
+
+def csv_text(header: Sequence[str], rows: Sequence[Sequence], lineterminator: str = "\n") -> str:
+    """A CSV document (minimal quoting, like pandas and the real archives) as one string."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator=lineterminator)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def split_sizes(total: int, parts: int, rng: np.random.Generator, low: int, high: int) -> list[int]:
+    """Cut ``total`` into ``parts`` sizes, each near uniform in [low, high], summing to ``total``."""
+    if parts < 1 or total < parts:
+        raise ValueError(f"cannot cut {total} items into {parts} non-empty groups")
+    sizes = rng.integers(low, high + 1, parts).astype(float)
+    sizes = np.maximum(1, np.floor(sizes * total / sizes.sum())).astype(int)
+    for i in rng.permutation(parts):  # hand out (or take back) the rounding remainder
+        diff = total - int(sizes.sum())
+        if diff == 0:
+            break
+        sizes[i] = max(1, sizes[i] + diff)
+    return [int(s) for s in sizes]

@@ -1,0 +1,229 @@
+"""The registry of sample corpora and ``make_sample``, which writes one of them to disk.
+
+A corpus module registers a *planner* with :func:`register_sample`. The planner decides
+everything up front from ``n``, the seed and ``faults`` (ids, labels, texts, styles, timings)
+and returns a :class:`CorpusPlan`: the annotation files as text, and one :class:`MediaJob` per
+media file to render and encode. ``make_sample`` writes the text files, then runs the jobs
+under a progress bar. Each job renders from its own seed, so the output does not depend on
+the order of the jobs.
+
+Every sample root holds ``.hcm-sample.json`` (dataset, n, seed, counts, faults). A folder that
+holds it is replaced by the next ``make_sample`` into it; any other non-empty folder is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.progress import Progress
+
+MARKER = ".hcm-sample.json"
+
+# Fault kinds recorded in SampleSummary.faults.
+MISSING_CLIP = "missing_clip"  # an annotated utterance whose media file does not exist
+NO_AUDIO = "no_audio"  # a clip without an audio stream
+TRUNCATED_MEDIA = "truncated_media"  # a media file cut short; it does not decode
+EMPTY_TEXT = "empty_text"  # an utterance whose transcript is empty
+MISSING_TRANSCRIPTION = "missing_transcription"  # IEMOCAP: an annotated turn with no transcript line
+MISSING_WAV = "missing_wav"  # IEMOCAP: an annotated turn without its sentence wav
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One deliberate defect of a sample corpus, for tests of the readers to assert."""
+
+    kind: str  # one of the fault kinds above
+    item: str  # the dataset's own utterance id (``vid$_$clip``, ``train_dia3_utt1``, turn id)
+    split: str  # train / valid / test (IEMOCAP: the session, e.g. ``Session2``)
+    path: str  # the affected file, relative to the corpus root
+    detail: str  # what exactly is wrong
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.item} ({self.split}) {self.path}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class MediaJob:
+    """Media files to write: ``write`` receives the corpus root and writes ``path`` (and any
+    further files of the same recording, e.g. IEMOCAP's sentence wavs of one dialogue)."""
+
+    path: str  # the main file, relative to the corpus root; its folder is made before ``write``
+    write: Callable[[Path], None]
+
+
+@dataclass
+class CorpusPlan:
+    """What a planner decided: annotation files, media jobs, counts and faults."""
+
+    files: dict[str, str]  # relative path -> text content (UTF-8)
+    media: list[MediaJob]
+    counts: dict[str, int]  # utterances per split (IEMOCAP: per session)
+    faults: list[Fault] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """The arguments every planner receives."""
+
+    n: int
+    seed: int
+    faults: bool
+
+
+@dataclass(frozen=True)
+class SampleGenerator:
+    """A registered sample corpus."""
+
+    name: str
+    plan: Callable[[SampleRequest], CorpusPlan]
+    default_n: int  # utterances in the default corpus
+    min_n: int  # fewest utterances the layout can hold (every split present)
+    description: str
+
+
+@dataclass
+class SampleSummary:
+    """What ``make_sample`` wrote."""
+
+    dataset: str
+    root: Path
+    counts: dict[str, int]  # utterances per split (IEMOCAP: per session)
+    faults: list[Fault]
+    seconds: float  # wall time of the generation
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+_GENERATORS: dict[str, SampleGenerator] = {}
+
+
+def register_sample(name: str, default_n: int, min_n: int, description: str):
+    """Decorator registering a planner ``(SampleRequest) -> CorpusPlan`` under ``name``."""
+
+    def decorate(plan: Callable[[SampleRequest], CorpusPlan]):
+        if name in _GENERATORS:
+            raise ValueError(f"sample corpus {name!r} is registered twice")
+        _GENERATORS[name] = SampleGenerator(name, plan, default_n, min_n, description)
+        return plan
+
+    return decorate
+
+
+def available_samples() -> list[str]:
+    """Names of the registered sample corpora."""
+    return sorted(_GENERATORS)
+
+
+def get_sample(name: str) -> SampleGenerator:
+    """The registered corpus ``name``; a clear error for an unknown one."""
+    try:
+        return _GENERATORS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown sample dataset {name!r}; choose from {available_samples()}"
+        ) from None
+
+
+def make_sample(dataset: str, out: Path, n: int | None = None, seed: int = 0,
+                faults: bool = False, progress: bool = True) -> SampleSummary:
+    """Write the synthetic ``dataset`` corpus in its real raw layout under ``out``.
+
+    Args:
+        dataset: a registered name (``mosei``, ``meld``, ``iemocap``).
+        out: the corpus root; created, or replaced when it holds an earlier sample.
+        n: number of utterances (default: the corpus's default size).
+        seed: the same seed gives byte-identical annotation files and the same media.
+        faults: add the defects real archives have (missing, silent, truncated clips, ...).
+        progress: show a progress bar while media are encoded.
+    """
+    generator = get_sample(dataset)
+    n = generator.default_n if n is None else int(n)
+    if n < generator.min_n:
+        raise ValueError(f"--n {n} is too small for {dataset}: its layout needs at least "
+                         f"{generator.min_n} utterances so that every split has one")
+    started = time.perf_counter()
+    plan = generator.plan(SampleRequest(n=n, seed=seed, faults=faults))
+    root = _prepare_root(Path(out))
+    for relative, content in plan.files.items():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8", newline="")
+    _run_jobs(root, plan.media, f"{dataset} media", progress)
+    summary = SampleSummary(dataset, root, dict(plan.counts), list(plan.faults),
+                            time.perf_counter() - started)
+    (root / MARKER).write_text(_marker_json(summary, n, seed), encoding="utf-8")
+    return summary
+
+
+def make_samples(datasets: Sequence[str], parent: Path, n: int | None = None, seed: int = 0,
+                 faults: bool = False, progress: bool = True) -> list[SampleSummary]:
+    """Several corpora, each written to ``<parent>/sample-<dataset>``."""
+    return [make_sample(name, Path(parent) / f"sample-{name}", n, seed, faults, progress)
+            for name in datasets]
+
+
+def sample_into_workspace(workspace_data: Path, dataset: str, out: Path | None = None,
+                          n: int | None = None, seed: int = 0, faults: bool = False,
+                          progress: bool = True) -> list[SampleSummary]:
+    """What ``hcm sample`` does: one corpus, or ``all`` of them, under the workspace by default.
+
+    One corpus goes to ``out`` (default ``<workspace_data>/sample-<dataset>``); ``all`` writes
+    each corpus to ``<out or workspace_data>/sample-<dataset>``.
+    """
+    if dataset == "all":
+        return make_samples(available_samples(), out or workspace_data, n, seed, faults, progress)
+    target = out or Path(workspace_data) / f"sample-{dataset}"
+    return [make_sample(dataset, target, n, seed, faults, progress)]
+
+
+def format_summary(summary: SampleSummary) -> str:
+    """A few lines for the terminal: where, how many per split, which faults."""
+    counts = ", ".join(f"{split} {count}" for split, count in summary.counts.items())
+    lines = [f"{summary.dataset}: {summary.total} utterances in {summary.root} "
+             f"({counts}; {summary.seconds:.1f} s)"]
+    if summary.faults:
+        lines.append(f"  {len(summary.faults)} faults:")
+        lines.extend(f"  - {fault}" for fault in summary.faults)
+    return "\n".join(lines)
+
+
+def _prepare_root(root: Path) -> Path:
+    root = root.expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root} is a file; give --out a folder")
+    if root.is_dir() and any(root.iterdir()):
+        if not (root / MARKER).is_file():
+            raise FileExistsError(
+                f"{root} is not empty and holds no earlier hcm sample ({MARKER}); "
+                "choose an empty or new folder with --out"
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _run_jobs(root: Path, jobs: list[MediaJob], label: str, show: bool) -> None:
+    with Progress(transient=True, disable=not show) as bar:
+        task = bar.add_task(label, total=len(jobs))
+        for job in jobs:
+            (root / job.path).parent.mkdir(parents=True, exist_ok=True)
+            job.write(root)
+            bar.advance(task)
+
+
+def _marker_json(summary: SampleSummary, n: int, seed: int) -> str:
+    record = {
+        "dataset": summary.dataset,
+        "n": n,
+        "seed": seed,
+        "counts": summary.counts,
+        "faults": [asdict(fault) for fault in summary.faults],
+    }
+    return json.dumps(record, indent=2) + "\n"
