@@ -1,0 +1,225 @@
+"""Evaluating a trained run on a split: metrics, trivial baselines, predictions and plots.
+
+``evaluate_run`` rebuilds the model from ``<run>/config.json``, loads a checkpoint (the best
+epoch by default), predicts the split, and writes ``<run>/eval/<split>/``:
+
+- ``metrics.json``: the model's metrics, the trivial baselines on the same split (train mean /
+  majority class, fitted on the train labels) and where the numbers come from;
+- ``predictions.csv``: id, label, prediction and, for classification, one probability per class;
+- ``confusion.png`` (classification) and, with ``tsne=True``, ``tsne.png`` of the model's
+  ``.features`` (sklearn's t-SNE).
+
+The printed table follows the paper's Table 2 (IEMOCAP/MELD: per-class F1, w-F1) and Table 3
+(MOSEI: MAE, Corr, Acc-7, Acc-2, F1), with both Acc-2 variants named.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from hcm.cache import FeatureCache
+from hcm.model import metrics as M
+from hcm.model.config import DatasetFacts, ModelConfig
+from hcm.model.data import CacheDataset, DataConfig, read_cache_meta
+from hcm.model.runs import RunPaths, atomic_write, read_json, write_json
+from hcm.model.trainer import Dist, Predictions, build_model, eval_loader, load_checkpoint, predict, resolve_device
+from hcm.model.trainer import TrainConfig
+
+log = logging.getLogger(__name__)
+REGRESSION_COLUMNS = [("mae", "MAE↓"), ("corr", "Corr↑"), ("acc7", "Acc-7↑"), ("acc5", "Acc-5↑"),
+                      ("acc2_has0", "Acc-2 has0↑"), ("f1_has0", "F1 has0↑"),
+                      ("acc2_non0", "Acc-2 non0↑"), ("f1_non0", "F1 non0↑")]
+
+BASELINE_NOTE = {
+    M.REGRESSION: "baseline: train mean for MAE/Corr, train majority class for Acc and F1",
+    M.CLASSIFICATION: "baseline: the train split's majority class",
+}
+
+
+class ProfileMismatchError(ValueError):
+    """A run is being applied to a cache made with another dataset, profile or recipe."""
+
+
+def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
+    """Refuse a cache whose dataset or profile differs from the run's; warn on another recipe."""
+    meta, _ = read_cache_meta(cache_dir)
+    for field in ("dataset", "profile"):
+        if getattr(meta, field) != config[field]:
+            raise ProfileMismatchError(
+                f"the run was trained on {field} {config[field]!r} but cache {cache_dir} is {field} "
+                f"{getattr(meta, field)!r}; use a cache extracted with the same {field} (the run's own cache "
+                f"is {config['cache']})"
+            )
+    if meta.recipe_hash != config["recipe_hash"]:
+        log.warning("cache %s was extracted with another recipe (hash %s) than the run's (%s); "
+                    "numbers may not be comparable", cache_dir, meta.recipe_hash[:12], config["recipe_hash"][:12])
+
+
+def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, device: torch.device):
+    """The run's model with the weights of ``checkpoints/<checkpoint>.pt``, and that checkpoint's epoch."""
+    state = load_checkpoint(paths.checkpoints / f"{checkpoint}.pt", "cpu")
+    model = build_model(ModelConfig.from_dict(config["model"]), config["model_factory"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), int(state["epoch"])
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | Path | None = None,
+                 checkpoint: str = "best", tsne: bool = False, device: str = "auto", batch_size: int = 0,
+                 console: Console | None = None) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on ``split``; write ``<run>/eval/<split>/`` and print the table.
+
+    Returns the content of ``metrics.json``.
+    """
+    paths = RunPaths(Path(run_dir))
+    config = read_json(paths.config, "run config")
+    cache = Path(cache_dir) if cache_dir is not None else Path(config["cache"])
+    check_cache_matches(config, cache)
+    facts = DatasetFacts.from_dict(config["facts"])
+    data_cfg = DataConfig(**config["data"])
+    data = CacheDataset(cache, split, data_cfg)
+    d = Dist(0, 1, resolve_device(device))
+    model, epoch = load_run_model(paths, config, checkpoint, d.device)
+    cfg = TrainConfig(batch_size=batch_size or config["train"]["batch_size"], num_workers=config["train"]["num_workers"])
+    preds = predict(model, eval_loader(data, cfg, d), d, with_features=tsne)
+    labels = data.labels[preds.index]
+    train_labels = FeatureCache(cache, split="train", features=[]).labels
+    report = {
+        "run": str(paths.root), "split": split, "cache": str(cache), "checkpoint": checkpoint, "epoch": epoch,
+        "items": int(labels.size), "task": facts.task, "key_metric": config["key_metric"],
+        "metrics": M.compute_metrics(facts.task, preds.scores, labels, facts.class_names),
+        "baseline": M.baseline_metrics(facts.task, train_labels, labels, facts.class_names),
+        "loss": preds.loss,
+    }
+    out = paths.eval_dir(split)
+    write_json(out / "metrics.json", report)
+    write_predictions(out / "predictions.csv", data.ids, preds, labels, facts)
+    if facts.task == M.CLASSIFICATION:
+        plot_confusion(out / "confusion.png", labels, preds.scores.argmax(-1), facts.class_names)
+    if tsne:
+        plot_tsne(out / "tsne.png", preds.features, labels, facts)
+    (console or Console()).print(metrics_table(facts, [("HCMNet", report["metrics"]),
+                                                        ("baseline", report["baseline"])],
+                                               title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
+    return report
+
+
+def write_predictions(path: Path, ids: Sequence[str], preds: Predictions, labels: np.ndarray,
+                      facts: DatasetFacts) -> None:
+    """One row per item: id, label, prediction (+ class probabilities for classification)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if facts.task == M.REGRESSION:
+        writer.writerow(["id", "label", "prediction"])
+        for i, label, score in zip(preds.index, labels, preds.scores):
+            writer.writerow([ids[i], f"{label:.6g}", f"{score:.6g}"])
+    else:
+        probs = torch.softmax(torch.from_numpy(preds.scores), dim=-1).numpy()  # (N, C)
+        writer.writerow(["id", "label", "prediction", *[f"p_{name}" for name in facts.class_names]])
+        for i, label, row in zip(preds.index, labels, probs):
+            names = facts.class_names
+            writer.writerow([ids[i], names[int(label)], names[int(row.argmax())], *[f"{p:.6f}" for p in row]])
+    atomic_write(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(path: Path, truth: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]) -> None:
+    """Row-normalised confusion matrix with counts, as a PNG."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2, 1.2 * len(class_names) + 1.5))
+    ConfusionMatrixDisplay.from_predictions(truth, predicted, labels=list(range(len(class_names))),
+                                            display_labels=list(class_names), ax=ax, colorbar=False,
+                                            xticks_rotation=45)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts: DatasetFacts) -> None:
+    """2-D t-SNE of the model's latent features, coloured by label."""
+    from sklearn.manifold import TSNE
+
+    if features is None or len(features) < 3:
+        log.warning("t-SNE needs at least 3 items with features; %s not written", path)
+        return
+    perplexity = float(min(30, max(1, (len(features) - 1) / 3)))
+    points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(features)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if facts.task == M.CLASSIFICATION:
+        for k, name in enumerate(facts.class_names):
+            chosen = labels == k
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=8, label=name)
+        ax.legend(fontsize=7)
+    else:
+        shown = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="coolwarm", s=8)
+        fig.colorbar(shown, ax=ax, label="label")
+    ax.set_title("t-SNE of latent features")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def _cell(name: str, value: Any) -> str:
+    """MAE/Corr as decimals, every other metric as a percentage; ``{"mean", "std"}`` as mean ± std."""
+    scale, digits = (1.0, 3) if name in ("mae", "corr") else (100.0, 2)
+    if isinstance(value, dict):
+        return f"{value['mean'] * scale:.{digits}f} ± {value['std'] * scale:.{digits}f}"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value * scale:.{digits}f}"
+
+
+def metrics_table(facts: DatasetFacts, rows: Sequence[tuple[str, dict[str, Any]]], title: str = "") -> Table:
+    """A rich table shaped like the paper's Table 3 (regression) or Table 2 (classification)."""
+    if facts.task == M.REGRESSION:
+        columns = REGRESSION_COLUMNS
+    else:
+        columns = [(f"f1_{c}", c.capitalize()) for c in facts.class_names]
+        columns += [("accuracy", "Acc↑"), ("weighted_f1", "w-F1↑")]
+    table = Table(title=title or None, caption=BASELINE_NOTE[facts.task])
+    table.add_column("Method", no_wrap=True)
+    for _, header in columns:
+        table.add_column(header, justify="right")
+    for name, values in rows:
+        table.add_row(name, *[_cell(key, values.get(key)) for key, _ in columns])
+    return table
+
+
+def summarize_seed_runs(run_dirs: Sequence[Path], split: str, out: Path, console: Console | None = None,
+                        **kwargs: Any) -> dict[str, Any]:
+    """Evaluate several runs (one per seed), write ``out`` with mean ± std, print the table."""
+    reports = [evaluate_run(run, split, console=Console(quiet=True), **kwargs) for run in run_dirs]
+    config = read_json(RunPaths(Path(run_dirs[0])).config, "run config")
+    summary = {
+        "split": split, "runs": [str(r) for r in run_dirs],
+        "seeds": [read_json(RunPaths(Path(r)).config, "run config")["train"]["seed"] for r in run_dirs],
+        "metrics": M.summarize_seeds([r["metrics"] for r in reports]),
+        "baseline": reports[0]["baseline"], "per_run": [r["metrics"] for r in reports],
+    }
+    write_json(out, summary)
+    facts = DatasetFacts.from_dict(config["facts"])
+    (console or Console()).print(metrics_table(
+        facts, [(f"HCMNet ({len(reports)} seeds)", summary["metrics"]), ("baseline", summary["baseline"])],
+        title=f"{config['dataset']} {split}: mean ± std over seeds {summary['seeds']}",
+    ))
+    return summary

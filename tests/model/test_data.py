@@ -1,0 +1,92 @@
+"""Cache items -> batches: row selection, adjacency re-indexing, stream alignment, padding, workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from hcm.cache.schema import Item
+from hcm.model.data import CacheDataset, DataConfig, align_rows, item_example, reindex_edges
+from hcm_tiny_cache import DIMS, STREAMS, build_cache
+
+
+def test_reindex_edges_keeps_current_rows_symmetric_without_self_loops() -> None:
+    edges = np.array([[2, 3], [3, 5], [0, 2], [4, 4], [5, 2], [3, 2]])
+    kept = np.array([2, 3, 5])  # rows 2, 3, 5 become nodes 0, 1, 2
+    out = reindex_edges(edges, kept, n_rows=7)
+    assert sorted(map(tuple, out.tolist())) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+
+
+def test_align_rows_repeat_pool_interpolate() -> None:
+    one = np.array([[1.0, 2.0]])
+    np.testing.assert_array_equal(align_rows(one, 3), [[1, 2]] * 3)
+    long = np.arange(8, dtype=np.float32).reshape(4, 2)  # rows (0,1) (2,3) (4,5) (6,7)
+    np.testing.assert_allclose(align_rows(long, 2), [[1, 2], [5, 6]])  # mean of row pairs
+    short = np.array([[0.0], [2.0]])
+    np.testing.assert_allclose(align_rows(short, 3), [[0.0], [1.0], [2.0]])
+    assert align_rows(np.zeros((0, 2)), 3).shape == (3, 2)
+
+
+def _item(masks: dict | None = None) -> Item:
+    roberta = np.arange(6 * 2, dtype=np.float32).reshape(6, 2)  # rows 0..5; current = 1..3
+    features = {
+        "roberta": roberta, "roberta_current": np.array([0, 1, 1, 1, 0, 0], dtype=np.uint8),
+        "text_edges": np.array([[1, 2], [2, 3], [3, 4]]), "clip_text": np.array([[9.0]]),
+        "efficientnet": np.ones((5, 2)), "clip_image": np.full((5, 1), 3.0),
+        "esresnext": np.ones((2, 1)), "mel": np.array([[0.0], [2.0], [4.0], [6.0]]),
+    }
+    return Item(id="a", split="train", label=0.5, features=features, masks=masks or {})
+
+
+def test_item_example_rows_streams_and_caps() -> None:
+    streams = {"text": ["roberta", "clip_text"], "video": ["efficientnet", "clip_image"], "audio": ["esresnext", "mel"]}
+    ex = item_example(0, _item(), DataConfig(streams=streams, max_text_tokens=2, max_frames=3))
+    np.testing.assert_array_equal(ex.nodes["text"], [[2, 3, 9], [4, 5, 9]])  # rows 1, 2 + clip_text
+    assert ex.edges.tolist() == [[0, 1], [1, 0]]  # (1,2) kept, (2,3) cut by the cap, (3,4) leaves
+    assert ex.nodes["video"].shape == (3, 3)
+    np.testing.assert_allclose(ex.nodes["audio"], [[1, 1], [1, 5]])  # mel pooled 4 -> 2
+
+
+def test_absent_modality_has_no_nodes() -> None:
+    streams = {"text": ["roberta"], "video": ["efficientnet"]}
+    ex = item_example(0, _item({"video": False}), DataConfig(streams=streams))
+    assert ex.nodes["video"].shape == (0, 2) and not ex.present["video"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_cache(tmp_path_factory.mktemp("cache") / "sample" / "tiny")
+
+
+def test_collate_pads_and_masks(cache: Path) -> None:
+    data = CacheDataset(cache, "train", DataConfig(streams=STREAMS))
+    batch = data.collate()([data[i] for i in range(4)])
+    n_text = batch["text_mask"].sum(1)
+    assert batch["text"].shape[-1] == DIMS["roberta"] + DIMS["clip_text"]
+    assert batch["audio"].shape[-1] == DIMS["esresnext"] + DIMS["mel"]
+    for b in range(4):
+        n = int(n_text[b])
+        assert torch.all(batch["text"][b, n:] == 0)
+        adj = batch["text_adj"][b]
+        assert torch.equal(adj, adj.T) and adj.diagonal().sum() == 0
+        assert adj[n:].sum() == 0 and adj[:n, :n].sum() == 2 * (n - 1)  # a chain over the tokens
+    assert batch["label"].dtype == torch.float32 and batch["index"].tolist() == [0, 1, 2, 3]
+
+
+def test_dataloader_workers_and_in_memory_agree(cache: Path) -> None:
+    streamed = CacheDataset(cache, "valid", DataConfig(streams=STREAMS))
+    memory = CacheDataset(cache, "valid", DataConfig(streams=STREAMS), in_memory=True)
+    a = next(iter(DataLoader(streamed, batch_size=8, collate_fn=streamed.collate(), num_workers=2)))
+    b = next(iter(DataLoader(memory, batch_size=8, collate_fn=memory.collate())))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert len(streamed) == 8 and streamed.ids[0] == "clip032"
+
+
+def test_missing_stream_is_a_clear_error(cache: Path) -> None:
+    with pytest.raises(ValueError, match="lacks the streams"):
+        CacheDataset(cache, "train", DataConfig(streams={"text": ["bert"]}))

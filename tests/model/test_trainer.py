@@ -1,0 +1,116 @@
+"""The training loop: a short run, resume equivalence, best epoch on valid only, non-finite loss."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from hcm.model.config import ModelConfig
+from hcm.model.trainer import NonFiniteLossError, TrainConfig, load_checkpoint, train
+from hcm_tiny_cache import build_cache
+from hcm_tiny_model import TinyNet, tiny_facts
+
+FACTORY = "hcm_tiny_model:TinyNet"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_cache(tmp_path_factory.mktemp("cache") / "sample" / "tiny")
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(epochs=3, batch_size=8, lr=0.02, patience=0, seed=3, warmup_epochs=0.5)
+    return TrainConfig(**{**base, **kw})
+
+
+def _run(cache: Path, run_dir: Path, cfg: TrainConfig, **kw):
+    return train(cache, run_dir, cfg, ModelConfig(), facts=tiny_facts(), model_factory=FACTORY, progress=False, **kw)
+
+
+def test_short_run_writes_the_run_directory(cache: Path, tmp_path: Path) -> None:
+    result = _run(cache, tmp_path / "run", _cfg())
+    root = result.run_dir
+    assert result.epochs_run == 3 and 1 <= result.best_epoch <= 3 and result.key_metric == "mae"
+    rows = list(csv.DictReader(open(root / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"train_loss", "train_loss_task", "valid_loss", "valid_mae", "valid_corr", "lr"} <= set(rows[0])
+    assert (root / "checkpoints" / "last.pt").is_file() and (root / "checkpoints" / "best.pt").is_file()
+    assert (root / "curves.png").stat().st_size > 0 and any((root / "tensorboard").iterdir())
+    best = load_checkpoint(root / "checkpoints" / "best.pt")
+    assert best["epoch"] == result.best_epoch and best["config"]["profile"] == "tiny"
+    assert float(rows[0]["train_loss"]) > float(rows[-1]["train_loss"])  # it learns
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(epoch: int):
+    def callback(done: int, row: dict) -> None:
+        if done == epoch:
+            raise Interrupt(f"stopped after epoch {done}")
+    return callback
+
+
+def test_resume_reaches_the_same_weights_and_metrics(cache: Path, tmp_path: Path) -> None:
+    full = _run(cache, tmp_path / "full", _cfg(num_workers=0))
+    with pytest.raises(Interrupt):
+        _run(cache, tmp_path / "cut", _cfg(), callbacks=[_interrupt_after(1)])
+    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["epoch"] == 1
+    resumed = _run(cache, tmp_path / "cut", _cfg(), resume=True)
+    assert [r["valid_mae"] for r in resumed.history] == [r["valid_mae"] for r in full.history]
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.best_epoch == full.best_epoch and resumed.best_value == full.best_value
+
+
+def test_best_epoch_is_chosen_on_valid_only(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valid MAE is scripted to be best at epoch 2 while test MAE would be best at epoch 4."""
+    import hcm.model.trainer as trainer
+
+    valid_mae = iter([0.9, 0.5, 0.7, 0.8])
+    real = trainer.validate
+
+    def scripted(loop, loader, setup, d):
+        row = real(loop, loader, setup, d)
+        assert setup.valid_data.ids[0].startswith("clip03")  # the valid split, never test
+        row["valid_mae"] = next(valid_mae)
+        return row
+
+    monkeypatch.setattr(trainer, "validate", scripted)
+    result = _run(cache, tmp_path / "run", _cfg(epochs=4))
+    assert result.best_epoch == 2 and result.best_value == 0.5
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 2
+
+
+def test_early_stopping_with_patience(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hcm.model.trainer as trainer
+
+    real, values = trainer.validate, iter([0.5, 0.6, 0.7, 0.4, 0.3])
+    monkeypatch.setattr(trainer, "validate", lambda *a: {**real(*a), "valid_mae": next(values)})
+    result = _run(cache, tmp_path / "run", _cfg(epochs=5, patience=2))
+    assert result.stopped_early and result.epochs_run == 3 and result.best_epoch == 1
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    real_forward = TinyNet.forward
+
+    def poisoned(self, batch):
+        out = real_forward(self, batch)
+        calls["n"] += 1
+        if self.training and calls["n"] > 8:  # epoch 1 has 4 train steps + 1 valid batch
+            out.loss = out.loss * math.nan
+        return out
+
+    monkeypatch.setattr(TinyNet, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step \d+.*last good checkpoint is kept"):
+        _run(cache, tmp_path / "run", _cfg())
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values())

@@ -1,0 +1,52 @@
+"""Two CPU processes (gloo) with DistributedDataParallel reach what one process reaches."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from hcm.model.config import ModelConfig
+from hcm.model.trainer import TrainConfig, load_checkpoint, train
+from hcm_tiny_cache import build_cache
+from hcm_tiny_model import tiny_facts
+
+CFG = dict(epochs=2, batch_size=8, lr=0.02, patience=0, seed=5, device="cpu")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, cache: str, run_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        train(cache, run_dir, TrainConfig(**CFG), ModelConfig(), facts=tiny_facts(),
+              model_factory="hcm_tiny_model:TinyNet", progress=False)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
+    cache = build_cache(tmp_path / "sample" / "tiny")
+    single = train(cache, tmp_path / "one", TrainConfig(**CFG), ModelConfig(), facts=tiny_facts(),
+                   model_factory="hcm_tiny_model:TinyNet", progress=False)
+    mp.spawn(_worker, args=(2, _free_port(), str(cache), str(tmp_path / "two")), nprocs=2, join=True)
+    a = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")
+    for name in a["model"]:
+        torch.testing.assert_close(a["model"][name], b["model"][name], rtol=1e-4, atol=1e-5)
+    for one, two in zip(single.history, b["history"]):
+        assert two["valid_mae"] == pytest.approx(one["valid_mae"], rel=1e-4)
+        assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
+    assert len(b["rng"]) == 2 and b["config"]["world_size"] == 2
