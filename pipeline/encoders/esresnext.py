@@ -179,6 +179,7 @@ class LinearFBSP(nn.Module):
         self.fb = nn.Parameter(torch.ones(out_features))
         self.fc = nn.Parameter(torch.arange(out_features, dtype=torch.get_default_dtype()))
         self.bias = nn.Parameter(torch.empty(0))
+        self._inference_kernels: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def kernels(self, in_features: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Real and imaginary kernels, each (out_features, in_features)."""
@@ -201,9 +202,24 @@ class LinearFBSP(nn.Module):
             weight_re, weight_im = weight_re / in_features ** 0.5, weight_im / in_features ** 0.5
         return weight_re, weight_im
 
+    def cached_kernels(self, in_features: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``kernels`` without autograd, rebuilt only when the parameters, size or dtype change.
+
+        Building them costs as much as a small forward pass, and extraction calls the layer
+        with the same weights thousands of times.
+        """
+        params = (self.m, self.fb, self.fc)
+        key = (in_features, dtype, self.m.device) + tuple((p.data_ptr(), p._version) for p in params)
+        if self._inference_kernels is None or self._inference_kernels[0] != key:
+            self._inference_kernels = (key, self.kernels(in_features, dtype))
+        return self._inference_kernels[1]
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, T, n_fft) real frames -> (N, T, out_features, 2) complex spectrum (re, im)."""
-        weight_re, weight_im = self.kernels(frames.shape[-1], frames.dtype)
+        if torch.is_grad_enabled():
+            weight_re, weight_im = self.kernels(frames.shape[-1], frames.dtype)
+        else:
+            weight_re, weight_im = self.cached_kernels(frames.shape[-1], frames.dtype)
         return torch.stack((F.linear(frames, weight_re), F.linear(frames, weight_im)), dim=-1)
 
 

@@ -121,3 +121,16 @@ def test_config_and_input_errors(audio_fixture: dict) -> None:
     model = ESResNeXtFBSP(tiny_config())
     with pytest.raises(ValueError, match=r"\(B, n\) or \(B, C, n\)"):
         model(torch.zeros(4000))
+
+
+def test_inference_kernels_follow_parameter_updates() -> None:
+    fbsp = LinearFBSP(out_features=33, normalized=True)
+    frames = torch.randn(2, 5, 64)
+    with torch.no_grad():
+        first = fbsp(frames)
+        assert torch.equal(first, fbsp(frames))  # served from the cache
+        fbsp.m.add_(0.7)  # in place, as load_state_dict and optimizers do
+        updated = fbsp(frames)
+    assert not torch.allclose(first, updated)
+    expected = torch.stack([torch.nn.functional.linear(frames, k) for k in fbsp.kernels(64, frames.dtype)], -1)
+    torch.testing.assert_close(updated, expected.detach())
