@@ -220,3 +220,58 @@ def extract_command(
         limit=limit, splits=splits, num_shards=num_shards, shard_index=shard_index, shard_size=shard_size,
         strict=strict, quiet=quiet,
     ))
+
+
+@app.command("predict")
+def predict_command(
+    ctx: typer.Context,
+    clip: Path = typer.Argument(..., help="The video clip (e.g. .mp4); an audio-only file masks the video."),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript (hcm does no speech recognition; without it the text is masked)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the prediction as one JSON document."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
+    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Weight files of the run's extraction profile (paper profile)."),
+) -> None:
+    """Predict the sentiment score or emotion of one clip with a trained run (same extraction as its cache)."""
+    from hcm.model.predict import predict_command as run_predict
+    from hcm.pipeline.profiles import WeightOptions
+
+    raise typer.Exit(run_predict(ctx.obj, clip, text, run, as_json, device, WeightOptions(weights_dir=weights_dir)))
+
+
+@app.command("ablate")
+def ablate_command(
+    ctx: typer.Context,
+    features: Optional[Path] = typer.Option(None, "--features", help="Cache folder (default: the workspace's only cache)."),
+    variants: str = typer.Option("full,acm-only,ccm-only,no-acl,no-graph,no-cdc", "--variants", help="Comma list of variants trained on T+V+A (Table 4); '' for none."),
+    modalities: str = typer.Option("tva,tv,ta,va", "--modalities", help="Comma list of modality subsets of the full model (Table 5); '' for none."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs of every run."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma list of seeds; the table shows mean ± std."),
+    settings: list[str] = typer.Option([], "--set", help="Any train/model setting, as for hcm train."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train and evaluate the ablations; write a table like the paper's Tables 4 and 5 (Markdown + JSON)."""
+    from hcm.model.ablate import AblationRequest
+    from hcm.model.ablate import ablate_command as run_ablate
+    from hcm.model.runs import parse_assignments
+
+    try:
+        request = AblationRequest(
+            features=features, variants=[v.strip() for v in variants.split(",") if v.strip()],
+            modalities=[m.strip() for m in modalities.split(",") if m.strip()], epochs=epochs,
+            seeds=[int(s) for s in seeds.split(",") if s.strip()], overrides=parse_assignments(settings),
+            progress=not quiet)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    raise typer.Exit(run_ablate(ctx.obj, request))
+
+
+@app.command("quickstart")
+def quickstart_command(
+    ctx: typer.Context,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Sample corpus -> tiny extraction -> train -> test, offline, in minutes (what `make demo` runs)."""
+    from hcm.model.quickstart import quickstart_command as run_quickstart
+
+    raise typer.Exit(run_quickstart(ctx.obj, progress=not quiet))

@@ -1,0 +1,112 @@
+"""ESResNeXt-FBSP audio embeddings (AudioCLIP's audio head) of overlapping segments (``esresnext``).
+
+Audio is read at 44.1 kHz mono and cut into S segments of ``segment_seconds``
+(``hcm.pipeline.media.split_segments``), scaled to the int16 range the model expects and
+embedded one segment per row: ``(S, 1024)`` for the released model. The network itself lives in
+``esresnext.py``; this module adapts it to the encoder registry. ``paper`` loads AudioCLIP's
+released weights; ``tiny`` builds a small random one (fixed seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from hcm.cache.schema import FeatureSpec
+from hcm.pipeline.encoders import esresnext
+from hcm.pipeline.encoders.base import Encoded, Encoder, Preparer, register_encoder, seeded, to_float16
+from hcm.pipeline.media import split_segments
+
+INT16_SCALE = 32767.0
+
+
+@dataclass(frozen=True)
+class ESResNeXtSettings:
+    """The audio network: its constructor config and whether it is the random tiny one."""
+
+    config: esresnext.ESResNeXtConfig
+    tiny: bool = False
+
+
+def released_settings() -> ESResNeXtSettings:
+    return ESResNeXtSettings(esresnext.released_config())
+
+
+def tiny_settings() -> ESResNeXtSettings:
+    return ESResNeXtSettings(esresnext.tiny_config(num_classes=64), tiny=True)
+
+
+@dataclass(frozen=True)
+class SegmentPreparer(Preparer):
+    """Cuts a 44.1 kHz waveform into S int16-range segments (runs in decoding workers)."""
+
+    rate: int
+    segments: int
+    segment_seconds: float
+
+    @property
+    def modality(self) -> str:
+        return "audio"
+
+    @property
+    def sample_rate(self) -> int:
+        return self.rate
+
+    def __call__(self, media: np.ndarray) -> np.ndarray:
+        pieces = split_segments(media, self.rate, self.segments, self.segment_seconds)  # (S, L)
+        return (np.asarray(pieces, dtype=np.float32) * INT16_SCALE).astype(np.float32)
+
+
+def build_esresnext(settings: ESResNeXtSettings, weights: Path | None, seed: int) -> torch.nn.Module:
+    """A seeded random network for ``tiny``, else the released one loaded from ``weights``."""
+    if settings.tiny or weights is None:
+        with seeded(seed + 3):
+            return esresnext.ESResNeXtFBSP.from_config(settings.config)
+    from hcm.pipeline.encoders import checkpoints
+
+    return checkpoints.load_esresnext(weights)
+
+
+@register_encoder("esresnext")
+class ESResNeXtEncoder(Encoder):
+    """ESResNeXt-FBSP embedding of every audio segment."""
+
+    modality = "audio"
+
+    def __init__(self, settings: ESResNeXtSettings, preparer: SegmentPreparer, model: torch.nn.Module,
+                 weights_id: str, device: torch.device | str = "cpu") -> None:
+        super().__init__(device)
+        self.settings = settings
+        self._preparer = preparer
+        self.model = model.to(self.device).eval()
+        self.weights_id = weights_id
+
+    @classmethod
+    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str) -> "ESResNeXtEncoder":
+        sampling = profile.sampling
+        preparer = SegmentPreparer(sampling.audio_rate, sampling.segments, sampling.segment_seconds)
+        model = build_esresnext(profile.esresnext, weights.esresnext, profile.seed)
+        return cls(profile.esresnext, preparer, model, weights.id_of("esresnext"), device)
+
+    @property
+    def preparer(self) -> Preparer:
+        return self._preparer
+
+    @property
+    def outputs(self) -> list[FeatureSpec]:
+        config = {**self.settings.config.to_dict(), "sample_rate": self._preparer.rate,
+                  "segments": self._preparer.segments, "segment_seconds": self._preparer.segment_seconds}
+        dim = self.settings.config.num_classes
+        return [FeatureSpec("esresnext", (dim,), "float16", self.name, self.weights_id, config)]
+
+    @torch.inference_mode()
+    def encode(self, utterances: Sequence[Any], prepared: Sequence[np.ndarray]) -> list[Encoded]:
+        counts = [len(segments) for segments in prepared]
+        waves = torch.from_numpy(np.concatenate(prepared)).to(self.device)  # (sum S, L)
+        with self.autocast():
+            embedded = to_float16(self.model(waves))  # (sum S, D)
+        return [Encoded({"esresnext": rows}) for rows in np.split(embedded, np.cumsum(counts)[:-1])]

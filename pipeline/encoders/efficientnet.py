@@ -1,0 +1,139 @@
+"""EfficientNet frame features: one pooled vector per sampled frame (``efficientnet`` stream).
+
+The paper's video features come from a pre-trained EfficientNet; hcm uses efficientnet_pytorch's
+``efficientnet-b0``: ``extract_features`` followed by global average pooling gives 1280 values
+per frame. Frames are resized (shorter side, bicubic), centre-cropped to the model's image size
+and normalised with the ImageNet mean and std.
+
+The ``tiny`` profile builds the same ``EfficientNet`` class from a small ``GlobalParams``
+(width 0.25, depth 0.1, 64 px: 320 values per frame), randomly initialised with a fixed seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hcm.cache.schema import FeatureSpec
+from hcm.pipeline.encoders.base import Encoded, Encoder, EncoderError, Preparer, register_encoder, seeded, to_float16
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EfficientNetSettings:
+    """EfficientNet frame features.
+
+    Args:
+        model: efficientnet_pytorch model name (paper: ``efficientnet-b0``); ``tiny`` for the small one.
+        image_size: side of the square input.
+        width, depth: the tiny model's width and depth coefficients (ignored otherwise).
+    """
+
+    model: str = "efficientnet-b0"
+    image_size: int = 224
+    width: float = 0.25
+    depth: float = 0.1
+
+    @property
+    def tiny(self) -> bool:
+        return self.model == "tiny"
+
+
+def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, size, size, 3) uint8: shorter side to ``size``, centre crop."""
+    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)  # (T, S, S, 3)
+    for t, frame in enumerate(frames):
+        image = Image.fromarray(frame)
+        scale = size / min(image.size)
+        width, height = max(size, round(image.size[0] * scale)), max(size, round(image.size[1] * scale))
+        image = image.resize((width, height), Image.BICUBIC)
+        left, top = (width - size) // 2, (height - size) // 2
+        out[t] = np.asarray(image.crop((left, top, left + size, top + size)))
+    return out
+
+
+@dataclass(frozen=True)
+class EfficientNetPreparer(Preparer):
+    """Resize, crop and ImageNet-normalise frames (runs in decoding workers)."""
+
+    image_size: int
+
+    @property
+    def modality(self) -> str:
+        return "video"
+
+    def __call__(self, media: np.ndarray) -> np.ndarray:
+        pixels = resize_crop(media, self.image_size).astype(np.float32) / 255.0  # (T, S, S, 3)
+        pixels = (pixels - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+        return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))  # (T, 3, S, S)
+
+
+def build_efficientnet(settings: EfficientNetSettings, weights: Path | None, seed: int) -> torch.nn.Module:
+    """The network: a seeded small one for ``tiny``, else ``settings.model`` with the weight file."""
+    from efficientnet_pytorch import EfficientNet
+    from efficientnet_pytorch.utils import efficientnet
+
+    if settings.tiny:
+        blocks, params = efficientnet(width_coefficient=settings.width, depth_coefficient=settings.depth,
+                                      image_size=settings.image_size, include_top=False)
+        with seeded(seed):
+            return EfficientNet(blocks, params)
+    model = EfficientNet.from_name(settings.model, include_top=False)
+    if weights is None:
+        raise EncoderError(f"no weight file for {settings.model}; see `hcm extract --help` (--weights-dir)")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}  # the classifier is unused
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise EncoderError(f"{weights} does not hold {settings.model} weights "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model
+
+
+@register_encoder("efficientnet")
+class EfficientNetEncoder(Encoder):
+    """Global-average-pooled EfficientNet features of every sampled frame."""
+
+    modality = "video"
+
+    def __init__(self, settings: EfficientNetSettings, model: torch.nn.Module, weights_id: str,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(device)
+        self.settings = settings
+        self.model = model.to(self.device).eval()
+        self.weights_id = weights_id
+
+    @classmethod
+    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str) -> "EfficientNetEncoder":
+        settings: EfficientNetSettings = profile.efficientnet
+        model = build_efficientnet(settings, weights.efficientnet, profile.seed)
+        return cls(settings, model, weights.id_of("efficientnet"), device)
+
+    @property
+    def preparer(self) -> Preparer:
+        return EfficientNetPreparer(self.settings.image_size)
+
+    @property
+    def outputs(self) -> list[FeatureSpec]:
+        dim = int(self.model._conv_head.out_channels)
+        config = {"model": self.settings.model, "image_size": self.settings.image_size,
+                  "normalisation": "imagenet", "pooling": "global average of extract_features"}
+        if self.settings.tiny:
+            config.update(width=self.settings.width, depth=self.settings.depth)
+        return [FeatureSpec("efficientnet", (dim,), "float16", self.name, self.weights_id, config)]
+
+    @torch.inference_mode()
+    def encode(self, utterances: Sequence[Any], prepared: Sequence[np.ndarray]) -> list[Encoded]:
+        counts = [len(frames) for frames in prepared]
+        pixels = torch.from_numpy(np.concatenate(prepared)).to(self.device)  # (sum T, 3, S, S)
+        with self.autocast():
+            maps = self.model.extract_features(pixels)  # (sum T, D, h, w)
+        pooled = to_float16(maps.mean(dim=(2, 3)))  # (sum T, D)
+        return [Encoded({"efficientnet": rows}) for rows in np.split(pooled, np.cumsum(counts)[:-1])]

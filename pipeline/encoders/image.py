@@ -1,0 +1,151 @@
+"""CLIP RN50 image and text embeddings (``clip_image`` per sampled frame, ``clip_text`` per utterance).
+
+The paper encodes frames and text with CLIP ResNet-50 (its modality-specific heads). The
+network and the tokenizer live in ``clip.py`` and ``clip_tokenizer.py``; this module adapts
+them to the encoder registry. Frames are preprocessed the CLIP way (shorter side to 224,
+bicubic, centre crop, CLIP mean/std) in the decoding workers. ``clip_text`` is the text tower's
+embedding of the current utterance alone; a text longer than CLIP's 77-token context is cut
+and the cut recorded in ``Item.notes["clip_truncated"]``. The image encoder drops the text tower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from hcm.cache.schema import FeatureSpec
+from hcm.pipeline.encoders import clip
+from hcm.pipeline.encoders.base import Encoded, Encoder, EncoderError, Preparer, register_encoder, seeded, to_float16
+from hcm.pipeline.encoders.clip_tokenizer import ClipTokenizer
+
+CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """The CLIP network: its constructor config and whether it is the random tiny one."""
+
+    config: clip.CLIPConfig
+    tiny: bool = False
+
+
+def rn50_settings() -> ClipSettings:
+    return ClipSettings(clip.rn50_config())
+
+
+def tiny_clip_settings() -> ClipSettings:
+    return ClipSettings(clip.tiny_config(vocab_size=ClipTokenizer.tiny().vocab_size), tiny=True)
+
+
+@dataclass(frozen=True)
+class ClipFramePreparer(Preparer):
+    """CLIP preprocessing of sampled frames (runs in decoding workers)."""
+
+    image_size: int
+
+    @property
+    def modality(self) -> str:
+        return "video"
+
+    def __call__(self, media: np.ndarray) -> np.ndarray:
+        return clip.preprocess_frames(media, self.image_size).numpy()  # (T, 3, S, S)
+
+
+def build_clip(settings: ClipSettings, weights: Path | None, seed: int) -> clip.CLIP:
+    """A seeded random CLIP for ``tiny``, else RN50 loaded from ``weights`` (RN50.pt or AudioCLIP)."""
+    if settings.tiny or weights is None:
+        with seeded(seed + 2):
+            return clip.CLIP.from_config(settings.config)
+    from hcm.pipeline.encoders import checkpoints
+
+    return checkpoints.load_clip(weights)
+
+
+def build_clip_tokenizer(settings: ClipSettings, vocab: Path | None) -> ClipTokenizer:
+    """The tiny byte-level tokenizer for ``tiny``, else CLIP's BPE from ``vocab``."""
+    if settings.tiny:
+        return ClipTokenizer.tiny(settings.config.context_length)
+    if vocab is None:
+        raise EncoderError(f"CLIP's BPE vocabulary {CLIP_BPE_FILE} is needed; put it in --weights-dir")
+    return ClipTokenizer.from_bpe_file(vocab, settings.config.context_length)
+
+
+class _ClipEncoder(Encoder):
+    """Shared construction of the two CLIP encoders (each keeps one tower)."""
+
+    def __init__(self, settings: ClipSettings, model: clip.CLIP, weights_id: str,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(device)
+        self.settings = settings
+        self.model = model.to(self.device).eval()
+        self.weights_id = weights_id
+
+    def _spec(self, name: str, extra: dict) -> FeatureSpec:
+        config = {**self.settings.config.to_dict(), **extra}
+        return FeatureSpec(name, (self.settings.config.embed_dim,), "float16", self.name, self.weights_id, config)
+
+
+@register_encoder("clip_image")
+class ClipImageEncoder(_ClipEncoder):
+    """CLIP image embedding of every sampled frame."""
+
+    modality = "video"
+
+    @classmethod
+    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str) -> "ClipImageEncoder":
+        model = build_clip(profile.clip, weights.clip, profile.seed)
+        model.transformer = model.token_embedding = None  # the text tower is not used here
+        return cls(profile.clip, model, weights.id_of("clip"), device)
+
+    @property
+    def preparer(self) -> Preparer:
+        return ClipFramePreparer(self.settings.config.image_resolution)
+
+    @property
+    def outputs(self) -> list[FeatureSpec]:
+        return [self._spec("clip_image", {"preprocess": "clip (bicubic, centre crop, CLIP mean/std)"})]
+
+    @torch.inference_mode()
+    def encode(self, utterances: Sequence[Any], prepared: Sequence[np.ndarray]) -> list[Encoded]:
+        counts = [len(frames) for frames in prepared]
+        pixels = torch.from_numpy(np.concatenate(prepared)).to(self.device)  # (sum T, 3, S, S)
+        with self.autocast():
+            embedded = to_float16(self.model.encode_image(pixels))  # (sum T, D)
+        return [Encoded({"clip_image": rows}) for rows in np.split(embedded, np.cumsum(counts)[:-1])]
+
+
+@register_encoder("clip_text")
+class ClipTextEncoder(_ClipEncoder):
+    """CLIP text embedding of the current utterance, one row."""
+
+    modality = "text"
+
+    def __init__(self, settings: ClipSettings, model: clip.CLIP, tokenizer: ClipTokenizer, weights_id: str,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(settings, model, weights_id, device)
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str) -> "ClipTextEncoder":
+        model = build_clip(profile.clip, weights.clip, profile.seed)
+        tokenizer = build_clip_tokenizer(profile.clip, weights.clip_vocab)
+        return cls(profile.clip, model, tokenizer, weights.id_of("clip"), device)
+
+    @property
+    def outputs(self) -> list[FeatureSpec]:
+        tokenizer = "tiny byte-level" if self.settings.tiny else CLIP_BPE_FILE
+        return [self._spec("clip_text", {"tokenizer": tokenizer, "text": "current utterance"})]
+
+    @torch.inference_mode()
+    def encode(self, utterances: Sequence[Any], prepared: Sequence[Any]) -> list[Encoded]:
+        texts = [(u.text or "").strip() for u in utterances]
+        tokens = self.tokenizer(texts).to(self.device)  # (B, 77)
+        with self.autocast():
+            embedded = to_float16(self.model.encode_text(tokens))  # (B, D)
+        notes = [{"clip_truncated": "text cut to CLIP's context"} if self.tokenizer.is_truncated(t) else {}
+                 for t in texts]
+        return [Encoded({"clip_text": embedded[i:i + 1]}, notes[i]) for i in range(len(texts))]

@@ -1,0 +1,438 @@
+"""``hcm extract``: raw dataset -> feature cache, with batching, worker decoding, resume and shards.
+
+Flow of one extraction::
+
+    adapter.utterances() -> plan (dataset order, optional --limit) -> shards of shard_size positions
+    worker processes: MediaDecoder (read frames/audio, per-encoder preparation)   [bounded prefetch]
+    main process: per shard, batches of --batch-size through every encoder -> Items -> CacheWriter
+
+- Everything that can fail for lack of weights is checked before any clip is decoded.
+- A clip that cannot be used either masks its modality (no audio/video stream, zero-length
+  clip, no source: ``masks[m] = False``, empty streams, reason in ``Item.notes[m]``) or skips
+  the item (file missing, cannot decode: a ``Failure`` in the manifest). ``strict`` stops at the
+  first such problem instead.
+- Shards already complete in ``out`` are skipped, so a re-run continues an interrupted one.
+- ``num_shards``/``shard_index`` (or RANK/WORLD_SIZE, SLURM_ARRAY_TASK_ID/COUNT) split the
+  shards between processes: worker I writes the shards k with k % N == I.
+- Batches never cross a shard boundary and encoders are seeded, so the cache does not depend on
+  how many workers or resumes made it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from hcm import __version__
+from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item
+from hcm.cache.workspace import Workspace
+from hcm.pipeline.datasets import get_dataset
+from hcm.pipeline.encoders.base import MODALITIES, Encoder, Preparer, create_encoder
+from hcm.pipeline.media import NO_AUDIO, NO_VIDEO, ZERO_LENGTH, MediaError, read_audio, read_frames
+from hcm.pipeline.profiles import Profile, ResolvedWeights, WeightOptions, get_profile, resolve_weights
+
+MASKING_REASONS = (NO_VIDEO, NO_AUDIO, ZERO_LENGTH)  # other media errors skip the item
+PREFETCH_PER_WORKER = 4
+
+
+class ExtractionError(Exception):
+    """Extraction stopped (``--strict`` problem, bad option); the message says what to do."""
+
+
+@dataclass
+class Decoded:
+    """One utterance after the decoding workers: prepared encoder inputs, masks, remarks."""
+
+    utterance: Any
+    prepared: dict[str, np.ndarray] = field(default_factory=dict)
+    masks: dict[str, bool] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class MediaDecoder:
+    """Picklable decoding job: reads an utterance's media once and runs every preparer on it."""
+
+    n_frames: int
+    preparers: tuple[tuple[str, Preparer], ...]
+
+    def __call__(self, utterance: Any) -> Decoded:
+        decoded = Decoded(utterance, masks={"text": bool((utterance.text or "").strip())})
+        if not decoded.masks["text"]:
+            decoded.notes["text"] = "empty transcript; extracted with an empty text mask"
+        try:
+            self._video(utterance, decoded)
+            if decoded.failure is None:
+                self._audio(utterance, decoded)
+        except Exception as exc:  # a preparer bug or odd media must not stop the extraction
+            decoded.failure = f"unexpected {type(exc).__name__} while decoding: {exc}"
+        return decoded
+
+    def _video(self, utterance: Any, decoded: Decoded) -> None:
+        wanted = [(name, p) for name, p in self.preparers if p.modality == "video"]
+        if not wanted:
+            return
+        frames = self._read(utterance.video, "video", decoded, lambda ref: read_frames(ref, self.n_frames))
+        if frames is None:
+            return
+        for name, preparer in wanted:
+            decoded.prepared[name] = preparer(frames)
+
+    def _audio(self, utterance: Any, decoded: Decoded) -> None:
+        wanted = [(name, p) for name, p in self.preparers if p.modality == "audio"]
+        waves: dict[int, np.ndarray | None] = {}
+        for name, preparer in wanted:
+            rate = preparer.sample_rate
+            if rate not in waves:
+                waves[rate] = self._read(utterance.audio, "audio", decoded, lambda ref: read_audio(ref, rate))
+            if decoded.failure is not None or waves[rate] is None:
+                return
+            decoded.prepared[name] = preparer(waves[rate])
+
+    @staticmethod
+    def _read(ref: Any, modality: str, decoded: Decoded, read: Any) -> np.ndarray | None:
+        """``read(ref)``, or None with the modality masked, or None with the item failed."""
+        if ref is None:
+            decoded.masks[modality] = False
+            decoded.notes[modality] = f"no {modality} source; extracted with an empty {modality} mask"
+            return None
+        try:
+            media = read(ref)
+        except MediaError as err:
+            if err.reason in MASKING_REASONS:
+                decoded.masks[modality] = False
+                decoded.notes[modality] = f"{err.reason} in {ref.describe()}; extracted with an empty {modality} mask"
+            else:
+                decoded.failure = f"{modality} {ref.describe()}: {err.reason}"
+            return None
+        decoded.masks[modality] = True
+        return media
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def decode_stream(decoder: MediaDecoder, utterances: Iterable[Any], pool: Any, prefetch: int) -> Iterator[Decoded]:
+    """Decoded utterances in order; with a pool, at most ``prefetch`` are in flight or waiting."""
+    if pool is None:
+        yield from map(decoder, utterances)
+        return
+    source = iter(utterances)
+    pending = deque(pool.apply_async(decoder, (u,)) for u in islice(source, prefetch))
+    while pending:
+        result = pending.popleft().get()
+        pending.extend(pool.apply_async(decoder, (u,)) for u in islice(source, 1))
+        yield result
+
+
+def shard_assignment(num_shards: int | None, shard_index: int | None,
+                     environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
+    """``(N, I)``: explicit options, else a SLURM array, else torchrun's WORLD_SIZE/RANK, else (1, 0)."""
+    if num_shards is None and shard_index is None:
+        if "SLURM_ARRAY_TASK_COUNT" in environ and "SLURM_ARRAY_TASK_ID" in environ:
+            first = int(environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+            num_shards = int(environ["SLURM_ARRAY_TASK_COUNT"])
+            shard_index = int(environ["SLURM_ARRAY_TASK_ID"]) - first
+        elif "WORLD_SIZE" in environ and "RANK" in environ:
+            num_shards, shard_index = int(environ["WORLD_SIZE"]), int(environ["RANK"])
+    num_shards = 1 if num_shards is None else num_shards
+    shard_index = 0 if shard_index is None else shard_index
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ExtractionError(
+            f"shard index {shard_index} of {num_shards} workers is out of range: "
+            f"--shard-index must be in [0, --num-shards)"
+        )
+    return num_shards, shard_index
+
+
+def choose_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available; an unavailable CUDA is an error, not a silent fallback."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ExtractionError(f"--device {device}: CUDA is not available here; use --device cpu")
+    return chosen
+
+
+@dataclass
+class ExtractSummary:
+    """What one ``extract`` call did (this process only)."""
+
+    dataset: str
+    profile: str
+    out: Path
+    planned: int = 0
+    shards_total: int = 0
+    shards_mine: int = 0
+    shards_resumed: int = 0
+    extracted: int = 0
+    masked: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    truncated: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    seconds: float = 0.0
+    encoder_seconds: float = 0.0  # inside encoders (inference)
+    loop_seconds: float = 0.0  # decoding + encoding + writing, after setup
+    cache_bytes: int = 0
+
+    def format(self, show: int = 20) -> str:
+        """A few lines for the terminal."""
+        rate = self.extracted / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"{self.dataset} ({self.profile}): {self.extracted} extracted, {len(self.masked)} with a masked "
+            f"modality, {len(self.skipped)} skipped, {self.truncated} text truncated; {self.seconds:.1f} s "
+            f"({rate:.1f} items/s, encoders {self.encoder_seconds:.1f} s)",
+            f"shards: {self.shards_mine - self.shards_resumed} written, {self.shards_resumed} already complete, "
+            f"{self.shards_mine} of {self.shards_total} assigned to this worker; plan {self.planned} items",
+            f"cache: {self.out} ({self.cache_bytes / 2**20:.1f} MiB)",
+        ]
+        for title, entries in (("masked", self.masked), ("skipped", self.skipped)):
+            if entries:
+                lines.append(f"{title}:")
+                lines += [f"  - {item_id}: {reason}" for item_id, reason in entries[:show]]
+                if len(entries) > show:
+                    lines.append(f"  ... and {len(entries) - show} more (see {self.out}/manifest.json)")
+        return "\n".join(lines)
+
+
+def _directory_bytes(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.glob("*") if path.is_file())
+
+
+@dataclass
+class _Run:
+    """The fixed parts of one extraction that the shard loop needs."""
+
+    encoders: list[Encoder]
+    writer: CacheWriter
+    batch_size: int
+    strict: bool
+    summary: ExtractSummary
+    frames: int  # frames sampled per clip
+    workers: int  # decoding processes (0: in this process)
+
+
+def _check_strict(run: _Run, decoded: Decoded) -> None:
+    if not run.strict:
+        return
+    item_id = decoded.utterance.id
+    if decoded.failure is not None:
+        raise ExtractionError(f"--strict: {item_id}: {decoded.failure}. Without --strict this item is "
+                              f"skipped and recorded in the manifest.")
+    for modality in ("video", "audio"):
+        if not decoded.masks.get(modality, True):
+            raise ExtractionError(f"--strict: {item_id}: {decoded.notes[modality]}. Without --strict the item "
+                                  f"is kept with an empty {modality} mask and the reason recorded.")
+
+
+def encode_batch(batch: Sequence[Decoded], encoders: Sequence[Encoder]) -> tuple[list[Item], float]:
+    """Items of a batch of decoded utterances, and the seconds spent inside encoders."""
+    items = [_new_item(d) for d in batch]
+    spent = 0.0
+    for encoder in encoders:
+        present = [i for i, d in enumerate(batch) if d.masks.get(encoder.modality, True)]
+        started = time.perf_counter()
+        outputs = encoder.encode([batch[i].utterance for i in present],
+                                 [batch[i].prepared.get(encoder.name) for i in present]) if present else []
+        spent += time.perf_counter() - started
+        for i, output in zip(present, outputs):
+            items[i].features.update(output.features)
+            items[i].notes.update(output.notes)
+        for i in sorted(set(range(len(batch))) - set(present)):
+            items[i].features.update(encoder.empty())
+    return items, spent
+
+
+def _new_item(decoded: Decoded) -> Item:
+    u = decoded.utterance
+    masks = {m: decoded.masks[m] for m in MODALITIES if m in decoded.masks}
+    return Item(id=u.id, split=u.split, label=u.label, labels=dict(u.labels), text=u.text or "", group=u.group,
+                position=u.position, masks=masks, notes=dict(decoded.notes))
+
+
+def _write_shard(run: _Run, k: int, decoded: Iterator[Decoded], count: int, advance: Any) -> None:
+    """Encode the ``count`` utterances of shard ``k`` from ``decoded`` and write the shard."""
+    items: list[Item] = []
+    failures: list[Failure] = []
+    batch: list[Decoded] = []
+    for position in range(count):
+        entry = next(decoded)
+        _check_strict(run, entry)
+        if entry.failure is not None:
+            failures.append(Failure(entry.utterance.id, entry.failure))
+            advance(1)
+        else:
+            batch.append(entry)
+        if batch and (len(batch) == run.batch_size or position == count - 1):
+            made, spent = encode_batch(batch, run.encoders)
+            run.summary.encoder_seconds += spent
+            items += made
+            advance(len(batch))
+            batch = []
+    kept = []
+    for item in items:
+        try:
+            run.writer.validate(item)
+            kept.append(item)
+        except CacheError as exc:
+            failures.append(Failure(item.id, f"features cannot be stored: {exc}"))
+    run.writer.write_shard(k, kept, failures)
+    _count(run.summary, kept, failures)
+
+
+def _count(summary: ExtractSummary, items: Sequence[Item], failures: Sequence[Failure]) -> None:
+    summary.extracted += len(items)
+    summary.skipped += [(f.id, f.reason) for f in failures]
+    summary.truncated += sum("truncated" in item.notes for item in items)
+    for item in items:
+        reasons = [item.notes[m] for m in MODALITIES if not item.masks.get(m, True) and m in item.notes]
+        if reasons:
+            summary.masked.append((item.id, "; ".join(reasons)))
+
+
+def build_encoders(profile: Profile, weights: ResolvedWeights, device: torch.device) -> list[Encoder]:
+    """Every encoder of ``profile``, in the profile's order."""
+    import hcm.pipeline.encoders.audio  # noqa: F401  (importing registers the encoders)
+    import hcm.pipeline.encoders.efficientnet  # noqa: F401
+    import hcm.pipeline.encoders.image  # noqa: F401
+    import hcm.pipeline.encoders.mel  # noqa: F401
+    import hcm.pipeline.encoders.text  # noqa: F401
+
+    return [create_encoder(name, profile, weights, device) for name in profile.encoders]
+
+
+def cache_meta(adapter: Any, profile: Profile, encoders: Sequence[Encoder], plan: dict, shard_size: int) -> CacheMeta:
+    """The cache metadata; ``recipe`` holds everything that decides the numbers."""
+    features: list[FeatureSpec] = [spec for encoder in encoders for spec in encoder.outputs]
+    recipe = {"hcm_version": __version__, "dataset": adapter.name, "plan": plan, "profile": profile.recipe(),
+              "weights": {spec.name: spec.weights for spec in features}}
+    return CacheMeta(dataset=adapter.name, profile=profile.name, task=adapter.task, classes=adapter.classes,
+                     recipe=recipe, features=features, shard_size=shard_size)
+
+
+def default_workers() -> int:
+    """Decoding processes: one per spare core, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    rate = TextColumn("{task.fields[rate]}")
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                    rate, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
+
+
+def _pool(stack: ExitStack, workers: int) -> Any:
+    """A decoding pool started before any model exists (forked children inherit no thread pools)."""
+    if workers <= 0:
+        return None
+    method = "fork" if sys.platform == "linux" else "spawn"
+    return stack.enter_context(multiprocessing.get_context(method).Pool(workers, initializer=_init_worker))
+
+
+def extract(dataset: str, data_root: Path | None = None, out: Path | None = None, profile: str | None = None, *,
+            workspace: Workspace | None = None, device: str = "auto", weights: WeightOptions | None = None,
+            frames: int | None = None, segments: int | None = None, spacy_model: str | None = None,
+            batch_size: int = 16, workers: int | None = None, limit: int | None = None,
+            splits: list[str] | None = None, num_shards: int | None = None, shard_index: int | None = None,
+            shard_size: int = 1000, strict: bool = False, progress: bool = True) -> ExtractSummary:
+    """Extract ``dataset`` into a feature cache at ``out`` (see the module docstring).
+
+    Args:
+        dataset: ``sample``, ``mosei``, ``meld`` or ``iemocap``.
+        data_root: raw dataset root (default: the adapter's root in the workspace).
+        out: cache folder (default ``<workspace>/features/<dataset>/<profile>``).
+        profile: ``tiny`` or ``paper`` (default ``tiny`` for ``sample``, else ``paper``).
+        workers: decoding processes (0 decodes in this process).
+        limit: extract only the first ``limit`` planned utterances.
+    """
+    started = time.perf_counter()
+    workspace = workspace or Workspace.resolve()
+    adapter = get_dataset(dataset)
+    root = Path(data_root) if data_root is not None else adapter.default_root(workspace)
+    adapter.check_root(root)
+    chosen = get_profile(profile or ("tiny" if dataset == "sample" else "paper"), frames, segments, spacy_model)
+    resolved = resolve_weights(chosen, weights or WeightOptions())
+    n_workers, my_index = shard_assignment(num_shards, shard_index)
+    if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
+        raise ExtractionError("--batch-size and --shard-size must be at least 1 and --limit at least 0")
+    utterances = adapter.utterances(root, splits)[:limit]
+    out = Path(out) if out is not None else workspace.features_dir(dataset, chosen.name)
+    summary = ExtractSummary(dataset, chosen.name, out, planned=len(utterances))
+    with ExitStack() as stack:
+        workers = default_workers() if workers is None else workers
+        pool = _pool(stack, workers)
+        encoders = build_encoders(chosen, resolved, choose_device(device))
+        plan = {"splits": sorted(splits) if splits else "all", "limit": limit, "n_planned": len(utterances)}
+        writer = CacheWriter(out, cache_meta(adapter, chosen, encoders, plan, shard_size))
+        run = _Run(encoders, writer, batch_size, strict, summary, chosen.sampling.frames, workers)
+        loop_started = time.perf_counter()
+        _run_shards(run, utterances, shard_size, (n_workers, my_index), pool, progress)
+        summary.loop_seconds = time.perf_counter() - loop_started
+        writer.finalize(len(utterances))
+    summary.seconds = time.perf_counter() - started
+    summary.cache_bytes = _directory_bytes(out)
+    return summary
+
+
+def _run_shards(run: _Run, utterances: Sequence[Any], shard_size: int, assignment: tuple[int, int],
+                pool: Any, progress: bool) -> None:
+    """Encode and write every shard of this worker that is not already complete."""
+    n_workers, my_index = assignment
+    total = -(-len(utterances) // shard_size)
+    mine = [k for k in range(total) if k % n_workers == my_index]
+    todo = [k for k in mine if not run.writer.shard_done(k)]
+    run.summary.shards_total, run.summary.shards_mine = total, len(mine)
+    run.summary.shards_resumed = len(mine) - len(todo)
+    spans = {k: utterances[k * shard_size:(k + 1) * shard_size] for k in todo}
+    preparers = tuple((e.name, e.preparer) for e in run.encoders if e.preparer is not None)
+    decoder = MediaDecoder(run.frames, preparers)
+    queue = (u for k in todo for u in spans[k])
+    stream = decode_stream(decoder, queue, pool, PREFETCH_PER_WORKER * max(1, run.workers))
+    with _progress(progress) as bar:
+        task = bar.add_task(f"extract {run.summary.dataset}", total=sum(map(len, spans.values())), rate="")
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            speed = bar.tasks[task].speed
+            bar.update(task, rate=f"{speed:.1f} items/s" if speed else "")
+
+        for k in todo:
+            _write_shard(run, k, stream, len(spans[k]), advance)
+
+
+def extract_command(workspace: Workspace, splits: str | None = None, quiet: bool = False, **options: Any) -> int:
+    """``hcm extract``: run :func:`extract`, print the summary or a clear error, return the exit code.
+
+    Exit codes: 0 done, 1 stopped (``--strict`` problem, cache of another recipe), 2 bad input
+    (dataset root, missing weights or parser, bad option).
+    """
+    from hcm.pipeline.datasets import DatasetRootError
+    from hcm.pipeline.profiles import MissingWeightsError
+
+    chosen = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
+    try:
+        summary = extract(workspace=workspace, splits=chosen, progress=not quiet, **options)
+    except (DatasetRootError, MissingWeightsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (ExtractionError, CacheError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(summary.format())
+    return 0

@@ -1,0 +1,48 @@
+"""Output shapes and dtypes of every registered encoder at the tiny profile, on synthetic inputs."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hcm.pipeline.encoders.base import create_encoder, encoder_names
+from hcm.pipeline.profiles import ENCODERS, ResolvedWeights, get_profile
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return get_profile("tiny", frames=3, segments=2)
+
+
+def media_for(preparer) -> np.ndarray:
+    if preparer.modality == "video":
+        return RNG.integers(0, 256, size=(3, 48, 80, 3), dtype=np.uint8)  # (T, H, W, 3), not square
+    return (RNG.standard_normal(preparer.sample_rate // 2) * 0.1).astype(np.float32)  # 0.5 s
+
+
+@pytest.mark.parametrize("name", [n for n in ENCODERS if n != "roberta"])
+def test_encoder_shapes_and_dtypes(name: str, profile) -> None:
+    assert set(ENCODERS) <= set(encoder_names())
+    encoder = create_encoder(name, profile, ResolvedWeights(), "cpu")
+    utterances = [SimpleNamespace(text="I liked it"), SimpleNamespace(text="no")]
+    prepared = [encoder.preparer(media_for(encoder.preparer)) for _ in utterances] if encoder.preparer else [None] * 2
+    outputs = encoder.encode(utterances, prepared)
+    rows = {"clip_text": 1, "efficientnet": 3, "clip_image": 3, "esresnext": 2, "mel": 1 + 8000 // 160}
+    for spec in encoder.outputs:
+        for output in outputs:
+            array = output.features[spec.name]
+            assert array.dtype == np.dtype(spec.dtype) and array.shape == (rows[name], *spec.shape)
+            assert np.isfinite(array.astype(np.float32)).all()
+        assert encoder.empty()[spec.name].shape == (0, *spec.shape)
+    again = create_encoder(name, profile, ResolvedWeights(), "cpu").encode(utterances, prepared)
+    assert all(np.array_equal(a.features[k], b.features[k]) for a, b in zip(outputs, again) for k in a.features)
+
+
+def test_tiny_dims(profile) -> None:
+    dims = {spec.name: spec.shape for name in ENCODERS
+            for spec in create_encoder(name, profile, ResolvedWeights(), "cpu").outputs}
+    assert dims["efficientnet"] == (320,) and dims["mel"] == (128,) and dims["clip_image"] == (64,)

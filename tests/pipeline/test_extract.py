@@ -1,0 +1,135 @@
+"""hcm extract on a synthetic MOSEI corpus with faults: failures, masks, resume, shards, strict, offline."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hcm.cache import CacheWriter, FeatureCache
+from hcm.pipeline.extract import ExtractionError, extract, shard_assignment
+from hcm.pipeline.profiles import MissingWeightsError, WeightOptions
+from hcm.pipeline.sample import make_sample
+
+FAST = dict(profile="tiny", frames=2, segments=2, batch_size=4, shard_size=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("corpus") / "mosei"
+    summary = make_sample("mosei", root, n=9, seed=3, faults=True, progress=False)
+    return root, {fault.kind: fault.item for fault in summary.faults}
+
+
+@pytest.fixture(scope="module")
+def clean(corpus: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("clean") / "cache"
+    extract("mosei", corpus[0], out, workers=1, **FAST)
+    return out
+
+
+def contents(directory: Path) -> tuple[dict, list]:
+    """Everything a cache holds, comparable with ==: items by id, and the failures."""
+    with FeatureCache(directory) as cache:
+        items = {}
+        for i in range(len(cache)):
+            item = cache[i]
+            items[item.id] = (item.split, item.label, item.masks, item.notes,
+                              {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in item.features.items()})
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return items, sorted((f["id"], f["reason"]) for f in manifest["failures"])
+
+
+def test_faults_are_skipped_or_masked_with_reasons(clean: Path, corpus: tuple[Path, dict]) -> None:
+    _, faults = corpus
+    items, failures = contents(clean)
+    failed = dict(failures)
+    assert "file missing" in failed[faults["missing_clip"]]
+    assert "cannot decode" in failed[faults["truncated_media"]]
+    no_audio = items[faults["no_audio"]]
+    assert no_audio[2]["audio"] is False and no_audio[2]["video"] is True
+    assert "no audio stream" in no_audio[3]["audio"]
+    assert no_audio[4]["esresnext"][1][0] == 0 and no_audio[4]["mel"][1][0] == 0
+    assert no_audio[4]["clip_image"][1][0] == 2  # video kept: two sampled frames
+    empty = items[faults["empty_text"]]
+    assert empty[2]["text"] is False and empty[4]["roberta"][1][0] == 0
+    assert len(items) + len(failures) == 9
+
+
+def test_streams_and_recipe(clean: Path) -> None:
+    with FeatureCache(clean) as cache:
+        assert cache.meta.profile == "tiny"
+        assert set(cache.specs) == {"roberta", "roberta_current", "token_word", "text_edges", "clip_text",
+                                    "efficientnet", "clip_image", "esresnext", "mel"}
+        recipe = cache.meta.recipe
+        assert recipe["profile"]["sampling"]["frames"] == 2 and recipe["dataset"] == "mosei"
+        item = next(cache[i] for i in range(len(cache)) if all(cache[i].masks.values()))
+    n = len(item.features["roberta"])
+    assert item.features["roberta_current"].shape == (n,) and item.features["token_word"].shape == (n,)
+    rows = np.flatnonzero(item.features["roberta_current"])
+    assert rows.size and np.isin(item.features["text_edges"], rows).all()
+    assert item.features["clip_text"].shape[0] == 1 and item.features["esresnext"].shape[0] == 2
+
+
+def test_interrupted_run_resumes_to_the_same_cache(clean: Path, corpus: tuple[Path, dict], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "cache"
+    original = CacheWriter.write_shard
+
+    def crash_on_second(self: CacheWriter, k: int, items: list, failures: list) -> None:
+        if k == 1:
+            raise KeyboardInterrupt("killed")
+        original(self, k, items, failures)
+
+    monkeypatch.setattr(CacheWriter, "write_shard", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        extract("mosei", corpus[0], out, workers=0, **FAST)
+    monkeypatch.setattr(CacheWriter, "write_shard", original)
+    summary = extract("mosei", corpus[0], out, workers=0, **FAST)
+    assert summary.shards_resumed == 1 and summary.shards_mine == 3
+    assert contents(out) == contents(clean)
+
+
+def test_two_shard_workers_give_the_same_cache(clean: Path, corpus: tuple[Path, dict], tmp_path: Path) -> None:
+    out = tmp_path / "cache"
+    first = extract("mosei", corpus[0], out, workers=0, num_shards=2, shard_index=0, **FAST)
+    second = extract("mosei", corpus[0], out, workers=0, num_shards=2, shard_index=1, **FAST)
+    assert (first.shards_mine, second.shards_mine) == (2, 1)
+    assert contents(out) == contents(clean)
+
+
+def test_strict_stops_at_the_first_problem(corpus: tuple[Path, dict], tmp_path: Path) -> None:
+    with pytest.raises(ExtractionError, match="--strict"):
+        extract("mosei", corpus[0], tmp_path / "cache", workers=0, strict=True, **FAST)
+
+
+def test_shard_assignment_reads_the_environment() -> None:
+    assert shard_assignment(None, None, {}) == (1, 0)
+    assert shard_assignment(None, None, {"WORLD_SIZE": "4", "RANK": "2"}) == (4, 2)
+    slurm = {"SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "5"}
+    assert shard_assignment(None, None, slurm) == (3, 1)
+    assert shard_assignment(2, 1, slurm) == (2, 1)
+    with pytest.raises(ExtractionError, match="out of range"):
+        shard_assignment(2, 2, {})
+
+
+def test_paper_profile_offline_fails_fast_naming_every_weight(corpus: tuple[Path, dict], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    started = time.perf_counter()
+    with pytest.raises(MissingWeightsError) as error:
+        extract("mosei", corpus[0], tmp_path / "cache", profile="paper", workers=0, progress=False,
+                weights=WeightOptions(weights_dir=tmp_path / "weights"))
+    assert time.perf_counter() - started < 10
+    message = str(error.value)
+    for needle in ("roberta-large", "efficientnet-b0-355c32eb.pth", "RN50.pt", "AudioCLIP-Full-Training.pt",
+                   "bpe_simple_vocab_16e6.txt.gz", "--weights-dir"):
+        assert needle in message
+    assert not (tmp_path / "cache").exists()  # nothing decoded, nothing written
