@@ -117,12 +117,17 @@ def _video_sizes(n: int, rng: np.random.Generator) -> list[int]:
 
 
 def _assign_modes(sizes: list[int]) -> list[str]:
-    """Each video, in order of mean sentiment, goes to the split furthest below its share."""
+    """Each video, in order of mean sentiment, goes to the split furthest below its share;
+    the last videos go to splits still empty, so that every split has one."""
     assigned = dict.fromkeys(SPLIT_SHARES, 0)
     modes = []
-    for size in sizes:
+    for index, size in enumerate(sizes):
         total = sum(assigned.values()) + size
-        mode = max(SPLIT_SHARES, key=lambda m: SPLIT_SHARES[m] * total - assigned[m])
+        empty = [m for m in SPLIT_SHARES if assigned[m] == 0]
+        if len(sizes) - index <= len(empty):
+            mode = empty[0]
+        else:
+            mode = max(SPLIT_SHARES, key=lambda m: SPLIT_SHARES[m] * total - assigned[m])
         assigned[mode] += size
         modes.append(mode)
     return modes

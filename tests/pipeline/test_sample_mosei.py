@@ -91,3 +91,12 @@ def test_each_modality_alone_carries_the_label(mosei):
     brightness, pitch = stats[:, 0], np.log(stats[:, 1])
     for name, values in (("text", text), ("video", brightness), ("audio", pitch)):
         assert np.corrcoef(values, labels)[0, 1] > 0.4, name
+
+
+@pytest.mark.parametrize("n", [6, 8, 10])
+def test_small_corpora_still_have_every_split(n):
+    from hcm.pipeline.sample.mosei import _assign_modes, _video_sizes
+
+    rng = np.random.default_rng(n)
+    modes = _assign_modes(_video_sizes(n, rng))
+    assert set(modes) == {"train", "valid", "test"}, modes
