@@ -1,0 +1,112 @@
+"""Learning objectives of HCMNet (Eq. 7, 16, 17).
+
+- Eq. 7, atomic-level contrastive learning (ACL): for each modality pair (v-t, v-a, a-t) a
+  class-aware cross-modal contrastive loss over the batch. Anchor ``x_i`` of one modality is
+  compared by cosine similarity / temperature with every ``y_j`` of the other; the samples of
+  the same class (``j = i`` included) are positives, the others negatives (supervised
+  contrastive form, averaged over positives), in both directions. Regression scores are
+  binned into classes by rounding to multiples of ``bin_width`` inside the label range.
+  Samples whose modality has no real node take no part in that modality's pairs.
+- Eq. 16: class-aware cross-entropy (per-class weights) for classification, L1 or MSE for
+  regression. The ``xi ||theta||^2`` term of Eq. 16 is the optimizer's weight decay.
+- Eq. 17: ``L = L_acl + L_task / sg(L_acl / L_task)`` (sg = stop-gradient), the ratio clamped
+  into ``ratio_range`` so that a vanishing loss cannot blow the weight up. Without ACL the
+  objective is ``L_task``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import combinations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+TaskLoss = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+TASK_LOSSES: dict[str, TaskLoss] = {}
+
+
+def register_task_loss(name: str) -> Callable[[TaskLoss], TaskLoss]:
+    """Decorator: a task loss ``fn(prediction, label, class_weights) -> scalar``."""
+
+    def add(fn: TaskLoss) -> TaskLoss:
+        TASK_LOSSES[name] = fn
+        return fn
+
+    return add
+
+
+@register_task_loss("cce")
+def class_aware_cross_entropy(logits: Tensor, label: Tensor, class_weights: Tensor | None) -> Tensor:
+    """Eq. 16: (B, C) logits, (B,) class indices -> weighted mean cross-entropy."""
+    return F.cross_entropy(logits, label.long(), weight=class_weights)
+
+
+@register_task_loss("l1")
+def l1_loss(prediction: Tensor, label: Tensor, class_weights: Tensor | None) -> Tensor:
+    """Mean absolute error of (B,) scores (the MOSEI objective)."""
+    return F.l1_loss(prediction, label.to(prediction.dtype))
+
+
+@register_task_loss("mse")
+def mse_loss(prediction: Tensor, label: Tensor, class_weights: Tensor | None) -> Tensor:
+    """Mean squared error of (B,) scores."""
+    return F.mse_loss(prediction, label.to(prediction.dtype))
+
+
+def task_loss(name: str, prediction: Tensor, label: Tensor, class_weights: Tensor | None = None) -> Tensor:
+    """Look the task loss up by name (``cce``, ``l1``, ``mse``)."""
+    if name not in TASK_LOSSES:
+        raise ValueError(f"unknown task loss {name!r}; known: {sorted(TASK_LOSSES)}")
+    return TASK_LOSSES[name](prediction, label, class_weights)
+
+
+def contrastive_classes(label: Tensor, label_range: tuple[float, float] | None, bin_width: float) -> Tensor:
+    """Classes for ACL: class indices as they are, regression scores binned (B,) -> (B,) long."""
+    if not label.is_floating_point():
+        return label.long()
+    low, high = label_range if label_range is not None else (-float("inf"), float("inf"))
+    return torch.round(label.clamp(low, high) / bin_width).long()
+
+
+def pair_contrastive(x: Tensor, y: Tensor, classes: Tensor, keep: Tensor, temperature: float) -> Tensor:
+    """Class-aware contrastive loss of anchors ``x`` against candidates ``y``, one direction.
+
+    Args:
+        x, y: (B, d) pooled features of two modalities.
+        classes: (B,) class of each sample.
+        keep: (B,) samples that have both modalities.
+        temperature: divides the cosine similarities.
+    """
+    if not bool(keep.any()):
+        return (x.sum() + y.sum()) * 0.0
+    sim = F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T / temperature  # (B, B)
+    sim = sim.masked_fill(~keep.unsqueeze(0), float("-inf"))
+    log_prob = torch.log_softmax(sim, dim=1)  # (B, B) over candidates
+    positive = (classes.unsqueeze(1) == classes.unsqueeze(0)) & keep.unsqueeze(0) & keep.unsqueeze(1)
+    per_anchor = -(log_prob.masked_fill(~positive, 0.0)).sum(1) / positive.sum(1).clamp_min(1)
+    anchors = keep & positive.any(1)
+    return (per_anchor * anchors).sum() / anchors.sum().clamp_min(1)
+
+
+def atomic_contrastive_loss(
+    pooled: dict[str, Tensor], present: dict[str, Tensor], classes: Tensor, temperature: float
+) -> Tensor:
+    """Eq. 7: the sum over modality pairs of the symmetric class-aware contrastive loss."""
+    names = [m for m in ("video", "text", "audio") if m in pooled]
+    total = sum(p.sum() for p in pooled.values()) * 0.0  # keeps the graph when nothing is kept
+    for first, second in combinations(names, 2):
+        keep = present[first] & present[second]
+        forward = pair_contrastive(pooled[first], pooled[second], classes, keep, temperature)
+        backward = pair_contrastive(pooled[second], pooled[first], classes, keep, temperature)
+        total = total + 0.5 * (forward + backward)
+    return total
+
+
+def balanced_objective(acl: Tensor | None, task: Tensor, ratio_range: tuple[float, float]) -> Tensor:
+    """Eq. 17: ``L_acl + L_task / sg(L_acl / L_task)``; ``L_task`` alone without ACL."""
+    if acl is None:
+        return task
+    ratio = (acl.detach() / task.detach().clamp_min(1e-12)).clamp(*ratio_range)
+    return acl + task / ratio

@@ -1,0 +1,143 @@
+"""HCMNet on tiny plain tensors: shapes, gradients, padding invariance, missing modalities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from hcm.model.hcmnet import HCMNet, build_model
+from hcm_model_batches import SUBSETS, VARIANTS, make_batch, one_thread, pad_more, tiny_config
+
+LENGTHS = {"text": [5, 3, 4, 1], "video": [6, 2, 4, 3], "audio": [7, 5, 1, 2]}
+
+# Parts each variant must build (True) or leave out (False): nothing is built and left untrained.
+PARTS = {
+    "full": dict(reasoning=1, pool_atomic=1, graphs=1, transport=1, fusion=1, cost_fusion=1, pool_composition=1),
+    "acm-only": dict(reasoning=1, pool_atomic=1, graphs=0, transport=0, fusion=0, cost_fusion=0, pool_composition=0),
+    "ccm-only": dict(reasoning=0, pool_atomic=0, graphs=1, transport=1, fusion=1, cost_fusion=1, pool_composition=1),
+    "no-acl": dict(reasoning=1, pool_atomic=1, graphs=1, transport=1, fusion=1, cost_fusion=1, pool_composition=1),
+    "no-graph": dict(reasoning=1, pool_atomic=1, graphs=0, transport=1, fusion=1, cost_fusion=1, pool_composition=1),
+    "no-cdc": dict(reasoning=1, pool_atomic=1, graphs=1, transport=1, fusion=1, cost_fusion=0, pool_composition=1),
+}
+MODALITY_NAMES = {"tva": {"text", "video", "audio"}, "tv": {"text", "video"}, "ta": {"text", "audio"},
+                  "va": {"video", "audio"}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
+
+
+def _model(seed: int = 0, **overrides) -> HCMNet:
+    torch.manual_seed(seed)
+    return build_model(tiny_config(**overrides))
+
+
+@pytest.mark.parametrize("modalities", SUBSETS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shapes_parts_and_gradients(variant: str, modalities: str) -> None:
+    model = _model(variant=variant, modalities=modalities)
+    out = model(make_batch(LENGTHS))
+    blocks = int(variant != "ccm-only") + int(variant != "acm-only")
+    assert out.prediction.shape == (4, 3)
+    assert out.features.shape == (4, blocks * 16)
+    assert set(out.losses) == {"acl", "task", "total"} and torch.isfinite(out.loss)
+    uses_acl = variant in ("full", "acm-only", "no-graph", "no-cdc")
+    assert (out.losses["acl"] > 0) == uses_acl
+    for part, built in PARTS[variant].items():
+        assert (getattr(model, part) is not None) == bool(built), part
+    assert set(model.encoders) == MODALITY_NAMES[modalities]
+    out.loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, f"{name} gets no gradient"
+        assert torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+def test_regression_prediction_and_l1_task_loss() -> None:
+    model = _model(task="regression", variant="no-acl")
+    batch = make_batch(LENGTHS, regression=True)
+    out = model(batch)
+    assert out.prediction.shape == (4,)
+    assert torch.allclose(out.loss, (out.prediction - batch["label"]).abs().mean())
+    mse = _model(task="regression", variant="no-acl", regression_loss="mse")(batch)
+    assert torch.allclose(mse.loss, (mse.prediction - batch["label"]).pow(2).mean())
+
+
+def test_without_label_there_is_no_loss() -> None:
+    batch = make_batch(LENGTHS)
+    batch.pop("label")
+    out = _model()(batch)
+    assert out.loss is None and out.losses == {}
+
+
+@pytest.mark.parametrize("variant,modalities", [
+    ("full", "tva"), ("no-cdc", "tva"), ("no-graph", "tva"), ("ccm-only", "ta"), ("full", "va"),
+])
+def test_padded_rows_never_change_outputs(variant: str, modalities: str) -> None:
+    model = _model(variant=variant, modalities=modalities).eval()
+    batch = make_batch(LENGTHS)
+    padded = pad_more(batch, extra=3)
+    with torch.no_grad():
+        a, b = model(batch), model(padded)
+    assert torch.allclose(a.prediction, b.prediction, atol=1e-5)
+    assert torch.allclose(a.features, b.features, atol=1e-5)
+    assert torch.allclose(a.loss, b.loss, atol=1e-5)
+
+
+def test_each_sample_is_independent_of_the_others_in_eval() -> None:
+    model = _model().eval()
+    batch = make_batch(LENGTHS)
+    single = {k: v[1:2] for k, v in batch.items()}
+    with torch.no_grad():
+        together, alone = model(batch), model(single)
+    assert torch.allclose(together.prediction[1:2], alone.prediction, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["full", "no-cdc", "acm-only"])
+def test_missing_modalities_give_finite_outputs(variant: str) -> None:
+    lengths = {"text": [0, 3, 4, 2], "video": [6, 0, 4, 0], "audio": [7, 5, 0, 0]}
+    model = _model(variant=variant)
+    batch = make_batch(lengths)
+    out = model(batch)
+    assert torch.isfinite(out.prediction).all() and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_zero_node_tensors_are_accepted() -> None:
+    batch = make_batch({"text": [2, 3], "video": [1, 1], "audio": [1, 1]})
+    batch["audio"] = torch.zeros(2, 0, 8)
+    batch["audio_mask"] = torch.zeros(2, 0, dtype=torch.bool)
+    out = _model()(batch)
+    assert torch.isfinite(out.prediction).all() and torch.isfinite(out.loss)
+
+
+def test_plans_are_couplings_of_the_node_masks() -> None:
+    model = _model().eval()
+    batch = make_batch(LENGTHS)
+    with torch.no_grad():
+        plans = model(batch).plans
+    text_nodes = torch.tensor(LENGTHS["text"], dtype=torch.float)
+    for name in ("video", "audio"):
+        plan = plans[name]  # (B, 1+N_m, 1+N_t), [CLS] rows first
+        nodes = torch.tensor(LENGTHS[name], dtype=torch.float)
+        assert torch.allclose(plan.sum(dim=(1, 2)), torch.ones(4), atol=1e-4)
+        assert torch.allclose(plan[:, 1:].sum(2).sum(1), torch.ones(4), atol=1e-4)  # no mass on [CLS]
+        assert torch.allclose(plan.sum(1)[:, 1:].max(1).values, 1 / text_nodes, atol=1e-3)
+        assert torch.allclose(plan.sum(2)[:, 1:].max(1).values, 1 / nodes, atol=1e-3)
+
+
+def test_bad_batches_raise_clear_errors() -> None:
+    model = _model()
+    batch = make_batch(LENGTHS)
+    with pytest.raises(ValueError, match=r"batch\['video'\].*d_video"):
+        model({**batch, "video": torch.zeros(4, 6, 99)})
+    no_audio = {k: v for k, v in batch.items() if not k.startswith("audio")}
+    with pytest.raises(KeyError, match="audio"):
+        model(no_audio)
+    with pytest.raises(ValueError, match="input widths unknown"):
+        build_model(tiny_config(d_video=0))

@@ -1,0 +1,96 @@
+"""Shipped configs and the typed config loaders of stage two."""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import hcm
+from hcm.model.config import (
+    DatasetFacts,
+    ModelConfig,
+    configs_dir,
+    load_dataset_facts,
+    load_hparams,
+    parse_modalities,
+)
+from hcm.model.hcmnet import build_model
+
+DATASETS = ("mosei", "meld", "iemocap", "sample")
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_every_shipped_dataset_builds_a_model(name: str) -> None:
+    facts = load_dataset_facts(name)
+    hparams = load_hparams(name)
+    cfg = ModelConfig.from_dict(hparams["model"]).for_dataset(facts, {"text": 6, "video": 5, "audio": 4})
+    assert cfg.output_dim == (1 if facts.task == "regression" else facts.num_classes)
+    assert {"optimizer", "lr", "weight_decay", "batch_size", "epochs", "patience"} <= set(hparams["train"])
+    if name != "sample":
+        assert build_model(cfg) is not None
+
+
+def test_paper_settings_and_facts() -> None:
+    for name in ("mosei", "meld", "iemocap"):
+        model, train = load_hparams(name)["model"], load_hparams(name)["train"]
+        assert (model["m_gcn"], model["m_c"], model["dropout"]) == (4, 8, 0.1)
+        assert (train["optimizer"], train["lr"], train["batch_size"], train["epochs"]) == ("adamw", 2e-4, 64, 100)
+    assert load_hparams("mosei")["model"]["regression_loss"] == "l1"
+    assert load_dataset_facts("meld").num_classes == 7 and load_dataset_facts("iemocap").num_classes == 6
+    mosei = load_dataset_facts("mosei")
+    facts = (mosei.task, mosei.key_metric, mosei.higher_is_better, mosei.label_range)
+    assert facts == ("regression", "mae", False, (-3.0, 3.0))
+    assert mosei.streams["audio"] == ("esresnext", "mel")
+
+
+def test_configs_are_package_data() -> None:
+    assert configs_dir() == Path(hcm.__file__).parent / "configs"
+    parser = configparser.ConfigParser()
+    parser.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    patterns = parser["options.package_data"]["hcm"]
+    assert "configs/datasets/*.json" in patterns and "configs/hcmnet/*.json" in patterns
+
+
+def test_unknown_keys_and_bad_values_are_rejected() -> None:
+    with pytest.raises(ValueError, match=r"unknown ModelConfig key\(s\) \['dmodel'\]"):
+        ModelConfig.from_dict({"dmodel": 8})
+    with pytest.raises(ValueError, match="variant must be one of"):
+        ModelConfig(variant="no-ot")
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(d_model=30, num_heads=8)
+    with pytest.raises(ValueError, match="class_weights"):
+        ModelConfig(num_classes=3, class_weights=(1.0, 2.0))
+    with pytest.raises(ValueError, match="unknown DatasetFacts key"):
+        DatasetFacts.from_dict({"name": "x", "classes": 3})
+    with pytest.raises(FileNotFoundError, match="known names"):
+        load_dataset_facts("no-such-dataset")
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("tva", ("text", "video", "audio")), ("avt", ("text", "video", "audio")),
+    ("va", ("video", "audio")), ("ta", ("text", "audio")),
+])
+def test_modalities_parse(value: str, expected: tuple[str, ...]) -> None:
+    assert parse_modalities(value) == expected
+
+
+@pytest.mark.parametrize("value", ["t", "", "tvx", "ttv"])
+def test_bad_modalities(value: str) -> None:
+    with pytest.raises(ValueError, match="modalities"):
+        parse_modalities(value)
+
+
+def test_round_trip_and_variant_switches() -> None:
+    cfg = ModelConfig(class_weights=(1.0,) * 7, label_range=(-3.0, 3.0))
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    switches = {v: (c.uses_acm, c.uses_ccm, c.uses_acl, c.uses_gcn, c.uses_ot)
+                for v in ("full", "acm-only", "ccm-only", "no-acl", "no-graph", "no-cdc")
+                for c in [dataclasses.replace(cfg, variant=v)]}
+    assert switches == {
+        "full": (True, True, True, True, True), "acm-only": (True, False, True, False, False),
+        "ccm-only": (False, True, False, True, True), "no-acl": (True, True, False, True, True),
+        "no-graph": (True, True, True, False, True), "no-cdc": (True, True, True, True, False),
+    }
