@@ -1,0 +1,34 @@
+"""Entropic optimal transport for the composition-level distribution constraint (Eq. 11-12).
+
+HCMNet transports each video/audio graph onto the text graph with an entropic Sinkhorn plan
+``H`` (Eq. 11) and adds ``gamma * H^T G`` back onto the graph (Eq. 12). This package solves
+that batched problem, differentiably, with interchangeable backends:
+
+- ``torch``: batched dense log-domain iterations in one custom autograd function; a guarded
+  scaling-domain fast path runs when the kernel ``exp(-C/eps)`` cannot underflow.
+- ``keops``: lazy KeOps reductions on point clouds; never materialises a (B, M, N) array
+  except when a dense plan is asked for.
+- ``pot``: POT's ``ot.bregman.sinkhorn_log`` per sample, the reference.
+
+``backend="auto"`` asks :func:`choose_backend`. See docs/ot.md for the measured crossover.
+"""
+
+from hcm.model.ot.api import (
+    BACKENDS,
+    PointCloudCost,
+    SinkhornProblem,
+    choose_backend,
+    register_backend,
+    sinkhorn,
+    sinkhorn_transport,
+)
+
+__all__ = [
+    "BACKENDS",
+    "PointCloudCost",
+    "SinkhornProblem",
+    "choose_backend",
+    "register_backend",
+    "sinkhorn",
+    "sinkhorn_transport",
+]

@@ -1,0 +1,165 @@
+"""Public entry points: :func:`sinkhorn`, :func:`sinkhorn_transport`, :func:`choose_backend`."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from hcm.model.ot import dense, keops_backend, pot_backend  # noqa: F401 - they register backends
+from hcm.model.ot.problem import GRAD_MODES, PointCloudCost, SinkhornProblem
+from hcm.model.ot.registry import BACKENDS, get_backend, register_backend
+
+# Crossover for backend="auto" (docs/ot.md). On CPU dense torch beat KeOps at every size
+# measured (M = N = 50 ... 10000), so KeOps is never chosen there. On CUDA, KeOps is chosen for
+# point-cloud costs once a dense (B, M, N) working set would exceed GPU_DENSE_BYTES or the
+# problem has at least GPU_KEOPS_MIN_PAIRS node pairs per sample.
+GPU_KEOPS_MIN_PAIRS = 5000 * 5000
+GPU_DENSE_BYTES = 2 * 1024**3
+DENSE_COPIES = 4  # (B, M, N) arrays alive in the torch backend's forward + backward
+
+__all__ = [
+    "BACKENDS",
+    "PointCloudCost",
+    "SinkhornProblem",
+    "choose_backend",
+    "register_backend",
+    "sinkhorn",
+    "sinkhorn_transport",
+]
+
+
+def choose_backend(
+    device: torch.device | str, m: int, n: int, *, batch: int = 1, itemsize: int = 4, point_cloud: bool = True
+) -> str:
+    """The backend ``auto`` uses for a (batch, m, n) problem on ``device``.
+
+    KeOps only applies to point-cloud costs; a dense cost tensor always goes to ``torch``.
+    """
+    if not point_cloud or torch.device(device).type != "cuda":
+        return "torch"
+    dense_bytes = DENSE_COPIES * batch * m * n * itemsize
+    if m * n >= GPU_KEOPS_MIN_PAIRS or dense_bytes > GPU_DENSE_BYTES:
+        return "keops"
+    return "torch"
+
+
+def _marginal(mass: Tensor | None, batch: int, size: int, like: Tensor, name: str) -> Tensor:
+    """Validated (B, size) marginal; uniform when None."""
+    if mass is None:
+        return like.new_full((batch, size), 1.0 / size)
+    if mass.shape != (batch, size):
+        raise ValueError(f"marginal {name} must have shape {(batch, size)}, got {tuple(mass.shape)}")
+    if not bool(torch.isfinite(mass).all()) or bool((mass < 0).any()):
+        raise ValueError(f"marginal {name} must be finite and non-negative (zeros mark padded nodes)")
+    return mass.to(like.dtype)
+
+
+def _problem(cost, a, b, eps: float, n_iters: int, grad: str) -> SinkhornProblem:
+    """Check the inputs and bundle them; raises ValueError naming the bad value."""
+    if isinstance(cost, PointCloudCost):
+        ref, (batch, m, n) = cost.x, (cost.x.shape[0], cost.x.shape[1], cost.y.shape[1])
+        finite = bool(torch.isfinite(cost.x).all()) and bool(torch.isfinite(cost.y).all())
+    elif isinstance(cost, Tensor) and cost.dim() == 3:
+        ref, (batch, m, n) = cost, cost.shape
+        finite = bool(torch.isfinite(cost).all())
+    else:
+        raise ValueError(f"cost must be a (B, M, N) tensor or a PointCloudCost, got {type(cost).__name__}")
+    if not finite:
+        raise ValueError("cost contains inf or NaN; give padded nodes a finite cost and zero mass instead")
+    if not ref.is_floating_point():
+        raise ValueError(f"cost must be a floating-point tensor, got {ref.dtype}")
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive finite float, got {eps!r}")
+    if int(n_iters) != n_iters or n_iters < 1:
+        raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    a = _marginal(a, batch, m, ref, "a")
+    b = _marginal(b, batch, n, ref, "b")
+    return SinkhornProblem(cost, a, b, float(eps), int(n_iters), grad)
+
+
+def _resolve(backend: str, problem: SinkhornProblem):
+    if backend == "auto":
+        batch, m, n = problem.shape
+        ref = problem.a
+        backend = choose_backend(
+            ref.device, m, n, batch=batch, itemsize=ref.element_size(),
+            point_cloud=isinstance(problem.cost, PointCloudCost),
+        )
+    if backend == "pot" and problem.grad != "unrolled":
+        raise ValueError("the pot backend differentiates through every iteration only; use grad='unrolled'")
+    return get_backend(backend)
+
+
+def _without_empty(problem: SinkhornProblem) -> tuple[SinkhornProblem, Tensor | None]:
+    """Give samples with an all-zero marginal uniform dummy marginals; their mask (B,) to zero them."""
+    keep = (problem.a.sum(1) > 0) & (problem.b.sum(1) > 0)  # (B,)
+    if bool(keep.all()):
+        return problem, None
+    batch, m, n = problem.shape
+    a = torch.where(keep[:, None], problem.a, 1.0 / m)
+    b = torch.where(keep[:, None], problem.b, 1.0 / n)
+    dummy = SinkhornProblem(problem.cost, a, b, problem.eps, problem.n_iters, problem.grad)
+    return dummy, keep.to(problem.a.dtype)
+
+
+def sinkhorn(
+    cost: Tensor | PointCloudCost,
+    a: Tensor | None = None,
+    b: Tensor | None = None,
+    *,
+    eps: float,
+    n_iters: int,
+    backend: str = "auto",
+    grad: str = "unrolled",
+) -> Tensor:
+    """Entropic OT plans for a batch, differentiable: (B, M, N).
+
+    Args:
+        cost: (B, M, N) cost tensor, or :class:`PointCloudCost` (needed by ``keops``).
+        a: source marginals (B, M); None for uniform. Zeros mark padded nodes: their plan
+            rows are exactly 0. A sample whose a or b is all zero gets an all-zero plan.
+        b: target marginals (B, N); None for uniform.
+        eps: entropic regularisation (POT's ``reg``), keyword-only.
+        n_iters: Sinkhorn iterations (POT's order: target potential, then source), keyword-only.
+        backend: "auto", "torch", "keops", "pot" or any registered name.
+        grad: "unrolled" (exact) or "last_step" (cheaper and biased, see docs/ot.md).
+    """
+    problem = _problem(cost, a, b, eps, n_iters, grad)
+    solver = _resolve(backend, problem)
+    problem, keep = _without_empty(problem)
+    plan = solver.plan(problem)
+    return plan if keep is None else plan * keep[:, None, None]
+
+
+def sinkhorn_transport(
+    x: Tensor,
+    y: Tensor,
+    values: Tensor,
+    a: Tensor | None = None,
+    b: Tensor | None = None,
+    *,
+    eps: float,
+    n_iters: int,
+    backend: str = "auto",
+    p: int = 2,
+    grad: str = "unrolled",
+) -> Tensor:
+    """``H^T values`` (Eq. 12) for the plan H between point clouds x and y, (B, N, d_v).
+
+    Args:
+        x: source points (B, M, d); y: target points (B, N, d).
+        values: source-side features to transport, (B, M, d_v) (``G`` in Eq. 12).
+        p: 2 for the squared Euclidean cost, 1 for the Euclidean cost.
+        Other arguments as in :func:`sinkhorn`. With ``keops`` no (B, M, N) array is built.
+    """
+    problem = _problem(PointCloudCost(x, y, p), a, b, eps, n_iters, grad)
+    if values.dim() != 3 or values.shape[:2] != x.shape[:2]:
+        raise ValueError(f"values must be (B, M, d_v) = {tuple(x.shape[:2])} + (d_v,), got {tuple(values.shape)}")
+    solver = _resolve(backend, problem)
+    problem, keep = _without_empty(problem)
+    moved = solver.transport(problem, values)
+    return moved if keep is None else moved * keep[:, None, None]

@@ -1,0 +1,86 @@
+"""The batched entropic OT problem that every backend solves (Eq. 11 with entropy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+GRAD_MODES = ("unrolled", "last_step")
+
+
+def safe_log(mass: Tensor) -> Tensor:
+    """``log(mass)`` with ``-inf`` (and a zero gradient) where ``mass`` is 0."""
+    positive = mass > 0
+    return torch.where(positive, mass.clamp_min(torch.finfo(mass.dtype).tiny).log(), -torch.inf)
+
+
+@dataclass(frozen=True)
+class PointCloudCost:
+    """A cost given by point clouds, so that lazy backends never build the (B, M, N) matrix.
+
+    Attributes:
+        x: source points, (B, M, d).
+        y: target points, (B, N, d).
+        p: 2 for the squared Euclidean cost ``|x - y|^2`` (POT's ``sqeuclidean``),
+            1 for the Euclidean cost ``|x - y|`` (the paper's choice).
+    """
+
+    x: Tensor
+    y: Tensor
+    p: int = 2
+
+    def __post_init__(self) -> None:
+        if self.p not in (1, 2):
+            raise ValueError(f"PointCloudCost.p must be 1 (Euclidean) or 2 (squared Euclidean), got {self.p}")
+        if self.x.dim() != 3 or self.y.dim() != 3 or self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(
+                f"point clouds must be (B, M, d) and (B, N, d) with the same B and d, "
+                f"got x {tuple(self.x.shape)} and y {tuple(self.y.shape)}"
+            )
+        if self.x.shape[2] != self.y.shape[2]:
+            raise ValueError(f"x has d={self.x.shape[2]} features but y has d={self.y.shape[2]}")
+
+    def dense(self) -> Tensor:
+        """The cost matrix, (B, M, N); the Euclidean root is clamped so its gradient stays finite."""
+        sq = (
+            self.x.pow(2).sum(-1)[:, :, None]
+            + self.y.pow(2).sum(-1)[:, None, :]
+            - 2 * torch.bmm(self.x, self.y.transpose(1, 2))
+        ).clamp_min(0)  # (B, M, N)
+        if self.p == 2:
+            return sq
+        return sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()
+
+
+@dataclass(frozen=True)
+class SinkhornProblem:
+    """One validated batch: cost (dense or point clouds), marginals and solver settings.
+
+    Attributes:
+        cost: (B, M, N) tensor or :class:`PointCloudCost`.
+        a: source marginals, (B, M), non-negative, each row with positive mass.
+        b: target marginals, (B, N), likewise.
+        eps: entropic regularisation (POT's ``reg``).
+        n_iters: Sinkhorn iterations; one iteration updates the target then the source potential.
+        grad: "unrolled" (exact derivative of the iterations) or "last_step" (see docs/ot.md).
+    """
+
+    cost: Tensor | PointCloudCost
+    a: Tensor
+    b: Tensor
+    eps: float
+    n_iters: int
+    grad: str = "unrolled"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(B, M, N)."""
+        return self.a.shape[0], self.a.shape[1], self.b.shape[1]
+
+    def dense_cost(self) -> Tensor:
+        """The cost as a (B, M, N) tensor, built from the point clouds when needed."""
+        if isinstance(self.cost, PointCloudCost):
+            return self.cost.dense()
+        return self.cost
