@@ -269,9 +269,10 @@ def ablate_command(
 @app.command("quickstart")
 def quickstart_command(
     ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Sample corpus -> tiny extraction -> train -> test, offline, in minutes (what `make demo` runs)."""
     from hcm.model.quickstart import quickstart_command as run_quickstart
 
-    raise typer.Exit(run_quickstart(ctx.obj, progress=not quiet))
+    raise typer.Exit(run_quickstart(ctx.obj, config, progress=not quiet))

@@ -130,12 +130,18 @@ def _text_rows(features: dict[str, np.ndarray], cfg: DataConfig, n_first: int) -
     return rows if cfg.max_text_tokens is None else rows[: cfg.max_text_tokens]
 
 
+def as_rows(stream: np.ndarray) -> np.ndarray:
+    """A ragged stream (n, *shape) as float32 rows (n, prod(shape)); n may be 0."""
+    stream = np.asarray(stream, dtype=np.float32)
+    return stream.reshape(stream.shape[0], int(np.prod(stream.shape[1:])))
+
+
 def modality_nodes(
     modality: str, features: dict[str, np.ndarray], cfg: DataConfig
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(nodes (n, D), kept rows of the first stream, its full row count) of one modality."""
     names = cfg.streams[modality]
-    first = np.asarray(features[names[0]], dtype=np.float32).reshape(features[names[0]].shape[0], -1)
+    first = as_rows(features[names[0]])
     n_first = first.shape[0]
     if modality == "text":
         rows = _text_rows(features, cfg, n_first)
@@ -143,8 +149,7 @@ def modality_nodes(
         rows = even_rows(n_first, cfg.cap(modality))
     parts = [first[rows]]  # (n, D_0)
     for name in names[1:]:
-        stream = np.asarray(features[name], dtype=np.float32)
-        stream = stream.reshape(stream.shape[0], -1)
+        stream = as_rows(features[name])
         aligned = stream[rows] if stream.shape[0] == n_first and n_first > 1 else align_rows(stream, rows.size)
         parts.append(aligned)
     return np.concatenate(parts, axis=1), rows, n_first  # (n, sum D)

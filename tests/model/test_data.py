@@ -57,6 +57,17 @@ def test_absent_modality_has_no_nodes() -> None:
     assert ex.nodes["video"].shape == (0, 2) and not ex.present["video"]
 
 
+def test_modality_with_zero_rows_in_the_cache() -> None:
+    """A silent clip or an empty transcript is stored as streams with no rows."""
+    item = _item({"audio": False, "text": False})
+    item.features.update(esresnext=np.zeros((0, 1)), mel=np.zeros((0, 1)),
+                         roberta=np.zeros((0, 2)), roberta_current=np.zeros((0,)), token_word=np.zeros((0,)))
+    streams = {"text": ["roberta", "clip_text"], "audio": ["esresnext", "mel"]}
+    ex = item_example(0, item, DataConfig(streams=streams))
+    assert ex.nodes["audio"].shape == (0, 2) and not ex.present["audio"]
+    assert ex.nodes["text"].shape == (0, 3) and not ex.present["text"]
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_cache(tmp_path_factory.mktemp("cache") / "sample" / "tiny")

@@ -1,0 +1,281 @@
+"""``hcm predict``: one new clip (and its transcript) through stage one's extraction, then a trained run.
+
+The clip goes through exactly the code ``hcm extract`` runs (``hcm.pipeline.extract``: the same
+media decoding, encoders and masking rules) with the profile rebuilt from the recipe stored in the
+run's cache (``manifest.json``). The rebuilt encoders must declare the very feature streams of that
+cache (same shapes, same weights); otherwise the prediction is refused, because the run's model
+would read features it never saw. The item then becomes a one-example batch (``hcm.model.data``)
+for the run's best checkpoint.
+
+This module, with ``hcm.model.ablate`` and ``hcm.model.quickstart``, is one of the only three
+``hcm.model`` modules that call stage one (``hcm.pipeline``); the rest of stage two reads caches
+only.
+
+A missing modality does not stop a prediction: without ``--text`` (hcm does no speech
+recognition) the text modality is masked, and a clip without an audio (or video) stream is
+predicted with that modality masked, exactly as extraction masks it; the output says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from hcm.cache import CacheMeta, Item
+from hcm.cache.workspace import Workspace
+from hcm.model.config import CLASSIFICATION, ModelConfig
+from hcm.model.data import Collate, DataConfig, item_example, read_cache_meta
+from hcm.model.runs import RunPaths, find_latest_run, read_json
+from hcm.model.trainer import model_inputs, resolve_device
+
+EXIT_BAD_CLIP = 2  # the clip is missing or cannot be decoded
+EXIT_FAILED = 1  # no run, damaged run, cache recipe that cannot be rebuilt, ...
+NO_TEXT_NOTE = ("no transcript given (--text): hcm does no speech recognition, so the text modality is "
+                "masked and the prediction uses video and audio only; pass --text \"...\" to use the words")
+
+
+class PredictError(Exception):
+    """A prediction cannot be made; ``status`` is the exit code ``hcm predict`` returns."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Prediction:
+    """The outcome of one ``hcm predict`` (also its ``--json`` document)."""
+
+    clip: str  # the clip as given
+    run: str  # the run folder whose best checkpoint predicted
+    epoch: int  # that checkpoint's epoch
+    dataset: str  # the run's dataset
+    task: str  # "regression" or "classification"
+    label: str  # the emotion class, or the sentiment polarity (positive / negative / neutral)
+    score: float | None  # regression: the sentiment score; None for classes
+    label_range: list[float] | None  # regression: the score range of the dataset
+    probabilities: dict[str, float] | None  # classification: class -> probability, best first
+    modalities: dict[str, bool]  # each modality the run uses -> whether the clip supplied it
+    notes: list[str] = field(default_factory=list)  # why a modality is masked, other remarks
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- the run and its recipe
+
+
+def load_run(workspace: Workspace, run: Path | None) -> tuple[Path, dict[str, Any], CacheMeta]:
+    """The run folder (default: the workspace's latest), its config, and its cache's metadata."""
+    try:
+        run_dir = Path(run) if run is not None else find_latest_run(workspace.runs)
+        config = read_json(RunPaths(run_dir).config, "run config")
+    except (FileNotFoundError, ValueError) as error:
+        raise PredictError(str(error)) from error
+    cache = Path(config["cache"])
+    try:
+        meta, _ = read_cache_meta(cache)
+    except Exception as error:  # a missing or damaged manifest, whichever way the reader says it
+        raise PredictError(
+            f"run {run_dir} was trained on cache {cache}, whose manifest.json cannot be read ({error}); "
+            f"predict needs it for the extraction recipe: restore that cache or re-extract it there"
+        ) from error
+    if meta.recipe_hash != config.get("recipe_hash"):
+        raise PredictError(f"cache {cache} was re-extracted with another recipe since run {run_dir} was trained "
+                           f"(recipe hash {meta.recipe_hash[:12]}, run: {str(config.get('recipe_hash'))[:12]}); "
+                           f"predict with a run trained on the current cache")
+    return run_dir, config, meta
+
+
+def rebuild_profile(meta: CacheMeta):
+    """The extraction profile of a cache, rebuilt from its recipe and checked to match it exactly."""
+    from hcm.pipeline.profiles import PROFILES, get_profile
+
+    recipe = meta.recipe.get("profile")
+    if not isinstance(recipe, dict) or meta.profile not in PROFILES:
+        raise PredictError(f"the run's cache (profile {meta.profile!r}) holds no extraction recipe this hcm can "
+                           f"rebuild (known profiles: {', '.join(PROFILES)}); it was not made by `hcm extract`")
+    sampling, parser = recipe.get("sampling", {}), recipe.get("parser", {})
+    profile = get_profile(meta.profile, sampling.get("frames"), sampling.get("segments"), parser.get("model") or None)
+    rebuilt = json.loads(json.dumps(profile.recipe()))
+    if rebuilt != recipe:
+        differing = sorted(k for k in set(rebuilt) | set(recipe) if rebuilt.get(k) != recipe.get(k))
+        raise PredictError(f"the run's cache was extracted with a {meta.profile!r} recipe that this hcm version "
+                           f"builds differently (differs in {differing}); re-extract the cache and retrain, or "
+                           f"predict with the hcm version that made it ({meta.recipe.get('hcm_version')})")
+    return profile
+
+
+def check_streams(encoders: list[Any], meta: CacheMeta) -> None:
+    """Refuse encoders whose streams (shape, dtype, weights, settings) differ from the cache's."""
+    made = {spec.name: spec.to_dict() for encoder in encoders for spec in encoder.outputs}
+    cached = {spec.name: spec.to_dict() for spec in meta.features}
+    differing = sorted(name for name in set(made) | set(cached) if made.get(name) != cached.get(name))
+    if differing:
+        details = "; ".join(f"{name}: cache {cached.get(name, {}).get('weights', 'absent')!r}, "
+                            f"now {made.get(name, {}).get('weights', 'absent')!r}" for name in differing)
+        raise PredictError(f"the encoders found now do not reproduce the run's cache streams {differing} "
+                           f"({details}); pass the weights the cache was extracted with (--weights-dir)")
+
+
+# --------------------------------------------------------------------------- one clip through stage one
+
+
+def check_clip(clip: Path) -> None:
+    if not clip.exists():
+        raise PredictError(f"clip {clip} does not exist; give the path of a video (e.g. .mp4) or audio file",
+                           EXIT_BAD_CLIP)
+    if not clip.is_file():
+        raise PredictError(f"{clip} is not a file; give the path of one video (e.g. .mp4) or audio file",
+                           EXIT_BAD_CLIP)
+
+
+def extract_clip(clip: Path, text: str | None, meta: CacheMeta, device: str, weights: Any = None) -> Item:
+    """The cache item ``hcm extract`` would write for ``clip`` with the cache's recipe."""
+    from hcm.pipeline.datasets.base import Utterance
+    from hcm.pipeline.extract import ExtractionError, MediaDecoder, build_encoders, choose_device, encode_batch
+    from hcm.pipeline.media import MediaRef
+    from hcm.pipeline.profiles import MissingWeightsError, WeightOptions, resolve_weights
+
+    profile = rebuild_profile(meta)
+    try:
+        resolved = resolve_weights(profile, weights or WeightOptions())
+    except MissingWeightsError as error:
+        raise PredictError(str(error)) from error
+    try:
+        encoders = build_encoders(profile, resolved, choose_device(device))
+    except ExtractionError as error:
+        raise PredictError(str(error)) from error
+    check_streams(encoders, meta)
+    ref = MediaRef(clip)
+    label = 0 if meta.task == CLASSIFICATION else 0.0
+    utterance = Utterance(id=clip.stem, split="test", label=label, labels={}, text=text or "", group=clip.stem,
+                          position=0, video=ref, audio=ref)
+    preparers = tuple((e.name, e.preparer) for e in encoders if e.preparer is not None)
+    decoded = MediaDecoder(profile.sampling.frames, preparers)(utterance)
+    if decoded.failure is not None:
+        raise PredictError(f"cannot use clip {clip}: {decoded.failure}", EXIT_BAD_CLIP)
+    if text is None:
+        decoded.notes["text"] = NO_TEXT_NOTE
+    items, _ = encode_batch([decoded], encoders)
+    return items[0]
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def item_batch(item: Item, config: dict[str, Any], meta: CacheMeta) -> dict[str, torch.Tensor]:
+    """One item as the padded batch of the model contract (without a label: no loss is computed)."""
+    data_cfg = DataConfig(**config["data"])
+    specs = meta.specs
+    dims = {m: sum(specs[name].dim for name in names) for m, names in data_cfg.streams.items()}
+    batch = Collate(dims, regression=meta.task != CLASSIFICATION)([item_example(0, item, data_cfg)])
+    batch.pop("label")
+    return batch
+
+
+def describe(output: torch.Tensor, config: dict[str, Any]) -> dict[str, Any]:
+    """The model output of one item as label, score and probabilities."""
+    facts = config["facts"]
+    if config["task"] == CLASSIFICATION:
+        probs = torch.softmax(output.float().reshape(-1), dim=0).tolist()  # (C,)
+        ranked = sorted(zip(facts["class_names"], probs), key=lambda pair: -pair[1])
+        return {"label": ranked[0][0], "score": None, "label_range": None,
+                "probabilities": {name: round(p, 6) for name, p in ranked}}
+    score = float(output.reshape(-1)[0])
+    polarity = "positive" if score > 0 else "negative" if score < 0 else "neutral"
+    return {"label": polarity, "score": score, "label_range": facts.get("label_range"), "probabilities": None}
+
+
+def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run: Path | None = None,
+                 device: str = "auto", weights: Any = None) -> Prediction:
+    """Predict the sentiment score or emotion of one clip with a run (default: the latest).
+
+    Args:
+        clip: a video file (or an audio file: the video modality is then masked).
+        text: the clip's transcript; ``None`` masks the text modality (no speech recognition).
+        run: the run folder; default the newest run of the workspace.
+        device: ``auto``, ``cpu``, ``cuda``.
+        weights: ``hcm.pipeline.profiles.WeightOptions`` for profiles with pretrained weights.
+    """
+    from hcm.model.evaluate import load_run_model
+
+    clip = Path(clip)
+    check_clip(clip)
+    run_dir, config, meta = load_run(workspace, run)
+    item = extract_clip(clip, text, meta, device, weights)
+    torch_device = resolve_device(device)
+    model, epoch = load_run_model(RunPaths(run_dir), config, "best", torch_device)
+    with torch.no_grad():
+        out = model(model_inputs(item_batch(item, config, meta), torch_device))
+    used = list(ModelConfig.from_dict(config["model"]).modality_names)
+    present = {m: bool(item.masks.get(m, True)) for m in used}
+    notes = [item.notes[m] for m in used if not present[m] and m in item.notes]
+    if not any(present.values()):
+        raise PredictError(f"clip {clip} gives none of the modalities run {run_dir.name} uses ({used}): "
+                           f"{'; '.join(notes)}", EXIT_BAD_CLIP)
+    if text is not None and "text" not in used:
+        notes.append(f"run {run_dir.name} uses modalities {config['model']['modalities']!r}: --text is not used")
+    return Prediction(clip=str(clip), run=str(run_dir), epoch=epoch, dataset=config["dataset"], task=config["task"],
+                      modalities=present, notes=notes, **describe(out.prediction[0], config))
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def format_prediction(result: Prediction) -> str:
+    """A few human-readable lines (rich markup)."""
+    lines = [f"[bold]{result.clip}[/]  (run {Path(result.run).name}, epoch {result.epoch})"]
+    if result.score is not None:
+        low, high = result.label_range or (math.nan, math.nan)
+        lines.append(f"sentiment score [bold]{result.score:+.3f}[/] ({result.label}; scale {low:g} to {high:g})")
+    else:
+        lines.append(f"emotion [bold]{result.label}[/]")
+        width = max(len(name) for name in result.probabilities)
+        bars = result.probabilities.items()
+        lines += [f"  {name:<{width}}  {p:6.1%}  {'█' * int(round(p * 30))}" for name, p in bars]
+    used = ", ".join(f"{m} {'yes' if ok else 'masked'}" for m, ok in result.modalities.items())
+    lines.append(f"modalities: {used}")
+    lines += [f"[yellow]note:[/] {note}" for note in result.notes]
+    return "\n".join(lines)
+
+
+def predict_command(workspace: Workspace, clip: Path, text: str | None, run: Path | None, as_json: bool,
+                    device: str = "auto", weights: Any = None) -> int:
+    """``hcm predict``: print the prediction (or its JSON); a clear message and exit code on failure."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        with err.status("extracting features and predicting", spinner="dots") if not as_json else nullcontext():
+            result = predict_clip(workspace, clip, text, run, device, weights)
+    except PredictError as error:
+        err.print(f"[bold red]error:[/] {error}")
+        return error.status
+    except (FileNotFoundError, ValueError, RuntimeError) as error:  # damaged checkpoint, no CUDA, ...
+        err.print(f"[bold red]error:[/] {error}")
+        return EXIT_FAILED
+    if as_json:
+        print(json.dumps(_finite(result.to_dict()), indent=2))
+    else:
+        Console(highlight=False).print(format_prediction(result))
+    return 0
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf -> None so the JSON document is standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

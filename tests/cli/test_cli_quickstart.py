@@ -1,0 +1,56 @@
+"""`hcm quickstart` end to end through the CLI: sample -> extract -> train -> evaluate, then a re-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from hcm.cli import app
+from hcm.model.quickstart import load_quickstart_config
+
+runner = CliRunner()
+TINY = {
+    "sample": {"dataset": "mosei", "n": 12, "seed": 0},
+    "extract": {"profile": "tiny", "shard_size": 4, "batch_size": 4},
+    "compare_modalities": "va",
+    "model": {"d_model": 16, "num_heads": 2, "m_ctn": 2, "m_gcn": 1, "m_c": 1, "ot_iters": 5},
+    "train": {"epochs": 2, "batch_size": 4, "patience": 0},
+}
+
+
+def test_shipped_settings_load() -> None:
+    cfg = load_quickstart_config()
+    assert cfg.profile == "tiny" and cfg.n >= 100 and cfg.compare_modalities == "va"
+
+
+def test_quickstart_end_to_end_and_rerun(workdir: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "quickstart.json"
+    settings.write_text(json.dumps(TINY))
+    result = runner.invoke(app, ["quickstart", "--config", str(settings), "--quiet"])
+    assert result.exit_code == 0, result.output
+    for step in ("1/4 sample corpus", "2/4 extract features", "3/4 train", "4/4 evaluate"):
+        assert step in result.output
+    assert "HCMNet T+V+A" in result.output and "HCMNet V+A" in result.output and "baseline" in result.output
+    runs = sorted((workdir / "runs" / "sample").iterdir())
+    assert len(runs) == 2
+    full = max(runs, key=lambda run: (run / "config.json").stat().st_mtime)
+    report = json.loads((full / "quickstart.json").read_text())
+    assert json.loads((full / "config.json").read_text())["model"]["modalities"] == "tva"
+    assert set(report["test"]) == {"tva", "va"} and len(report["checks"]) == 3
+    assert (full / "eval" / "test" / "metrics.json").is_file()
+    assert len(list((workdir / "features" / "sample" / "quickstart").glob("shard-*.h5"))) == 3
+
+    again = runner.invoke(app, ["quickstart", "--config", str(settings), "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert "reusing the sample corpus" in again.output
+    assert "0 written, 3 already complete" in again.output
+    assert len(list((workdir / "runs" / "sample").iterdir())) == 4
+
+
+def test_bad_settings_file_is_a_clear_error(workdir: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "quickstart.json"
+    settings.write_text(json.dumps({**TINY, "trian": {}}))
+    result = runner.invoke(app, ["quickstart", "--config", str(settings)])
+    assert result.exit_code == 1 and "unknown section(s) ['trian']" in result.output

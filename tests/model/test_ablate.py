@@ -1,0 +1,63 @@
+"""`hcm ablate` on a tiny synthetic cache: settings planning, the table files, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hcm.cli import app
+from hcm.model.ablate import Setting, format_cell, plan_settings
+from hcm_tiny_cache import build_cache
+
+runner = CliRunner()
+SMALL = ["--set", "d_model=16", "--set", "m_gcn=1", "--set", "m_c=1", "--set", "ot_iters=5",
+         "--set", "batch_size=16"]
+
+
+def test_plan_shares_the_full_model_between_both_tables() -> None:
+    rows = plan_settings(["full", "no-cdc"], ["tva", "at", "va"])
+    assert rows == [Setting("variant", "full", "tva"), Setting("variant", "no-cdc", "tva"),
+                    Setting("modalities", "full", "ta"), Setting("modalities", "full", "va")]
+    assert [r.title for r in rows] == ["HCMNet (full)", "w/o CDC", "A+T", "V+A"]
+    assert plan_settings([], ["tva"]) == [Setting("modalities", "full", "tva")]
+
+
+@pytest.mark.parametrize("variants, modalities, message", [
+    (["no-att"], [], "unknown variant"), ([], ["tx"], "two or three of the letters"), ([], [], "nothing to run")])
+def test_plan_rejects_unknown_settings(variants: list, modalities: list, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        plan_settings(variants, modalities)
+
+
+def test_cells_show_mean_and_std() -> None:
+    assert format_cell("mae", {"mean": 0.81234, "std": 0.02, "n": 3}) == "0.812 ± 0.020"
+    assert format_cell("acc2_non0", {"mean": 0.5, "std": 0.0, "n": 1}) == "50.00"
+    assert format_cell("corr", {"mean": float("nan"), "std": 0.0, "n": 2}) == "-"
+
+
+def test_ablate_writes_the_table(workdir: Path) -> None:
+    build_cache(workdir / "features" / "sample" / "tiny")
+    result = runner.invoke(app, ["ablate", "--epochs", "1", "--variants", "full,acm-only", "--modalities", "",
+                                 "--quiet", *SMALL])
+    assert result.exit_code == 0, result.output
+    assert "HCMNet (full)" in result.output and "ACM-only" in result.output and "MAE" in result.output
+    (folder,) = (workdir / "runs" / "sample").iterdir()
+    assert folder.name.endswith("-ablation")
+    summary = json.loads((folder / "ablation.json").read_text())
+    assert [s["slug"] for s in summary["settings"]] == ["full-tva", "acm-only-tva"]
+    for setting in summary["settings"]:
+        (row,) = setting["per_seed"]
+        assert (Path(row["run"]) / "checkpoints" / "best.pt").is_file()
+        assert setting["metrics"]["mae"]["mean"] == pytest.approx(row["mae"])
+    markdown = (folder / "ablation.md").read_text()
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert table[0].split("|")[3].strip() == "MAE↓" and len(table) == 2 + 2 + 1  # header, rule, 2 rows, baseline
+    assert "| Variant (Table 4, T+V+A) | ACM-only |" in markdown and "Trivial baseline" in markdown
+
+
+def test_ablate_without_a_cache_is_a_clear_error(workdir: Path) -> None:
+    result = runner.invoke(app, ["ablate", "--epochs", "1", "--variants", "full"])
+    assert result.exit_code == 1 and "no feature cache" in result.output
