@@ -12,6 +12,10 @@ One example per cache item:
   is average-pooled and a shorter one linearly interpolated to that count.
 - Optional node caps: text keeps its first ``max_text_tokens`` tokens; video and audio keep
   ``max_frames`` / ``max_audio`` evenly spaced rows.
+- Every feed stream is standardised per dimension with the train split's mean and std
+  (``DataConfig.stream_stats``, computed by ``stream_statistics`` and stored with the run), so
+  streams of very different scales (log-Mel in dB beside unit-scale embeddings) enter the
+  modality heads on an equal footing.
 - A modality marked absent in ``Item.masks`` (or with no rows) has zero real nodes; the
   padded batch keeps at least one all-False node so tensors are never empty.
 
@@ -52,6 +56,8 @@ class DataConfig:
         max_audio: keep at most this many evenly spaced audio rows.
         current_stream: 1-D stream marking the current utterance's rows of the first text stream.
         edges_stream: (E, 2) stream of dependency edges over those rows.
+        stream_stats: stream -> {"mean": [...], "std": [...]} per flattened dimension, from the
+            train split; each stream is standardised with them (``None``: raw values).
     """
 
     streams: dict[str, list[str]]
@@ -60,6 +66,14 @@ class DataConfig:
     max_audio: int | None = None
     current_stream: str = TEXT_CURRENT
     edges_stream: str = TEXT_EDGES
+    stream_stats: dict[str, dict[str, list[float]]] | None = None
+
+    def standardise(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """(n, D) rows of stream ``name`` minus the train mean, over the train std."""
+        if not self.stream_stats or name not in self.stream_stats:
+            return rows
+        stats = self.stream_stats[name]
+        return (rows - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)
 
     def cap(self, modality: str) -> int | None:
         return {"text": self.max_text_tokens, "video": self.max_frames, "audio": self.max_audio}[modality]
@@ -136,12 +150,43 @@ def as_rows(stream: np.ndarray) -> np.ndarray:
     return stream.reshape(stream.shape[0], int(np.prod(stream.shape[1:])))
 
 
+def stream_statistics(cache_dir: str | os.PathLike, names: list[str], max_items: int = 2000,
+                      min_std: float = 1e-4) -> dict[str, dict[str, list[float]]]:
+    """Per-dimension mean and std of each stream over the train split's rows.
+
+    At most ``max_items`` evenly spaced train items are read, which bounds the cost on large
+    caches; stds are floored at ``min_std`` so constant dimensions stay constant (zero).
+    """
+    cache = FeatureCache(cache_dir, split="train", features=names)
+    picked = even_rows(len(cache), max_items)
+    sums: dict[str, np.ndarray] = {}
+    squares: dict[str, np.ndarray] = {}
+    counts = dict.fromkeys(names, 0)
+    for index in picked:
+        features = cache[int(index)].features
+        for name in names:
+            rows = as_rows(features[name]).astype(np.float64)  # (n, D)
+            sums[name] = sums.get(name, 0.0) + rows.sum(axis=0)
+            squares[name] = squares.get(name, 0.0) + (rows ** 2).sum(axis=0)
+            counts[name] += rows.shape[0]
+    cache.close()
+    stats = {}
+    for name in names:
+        if counts[name] == 0:
+            continue
+        mean = sums[name] / counts[name]
+        std = np.sqrt(np.maximum(squares[name] / counts[name] - mean ** 2, 0.0))
+        stats[name] = {"mean": mean.astype(np.float32).tolist(),
+                       "std": np.maximum(std, min_std).astype(np.float32).tolist()}
+    return stats
+
+
 def modality_nodes(
     modality: str, features: dict[str, np.ndarray], cfg: DataConfig
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(nodes (n, D), kept rows of the first stream, its full row count) of one modality."""
     names = cfg.streams[modality]
-    first = as_rows(features[names[0]])
+    first = cfg.standardise(names[0], as_rows(features[names[0]]))
     n_first = first.shape[0]
     if modality == "text":
         rows = _text_rows(features, cfg, n_first)
@@ -149,7 +194,7 @@ def modality_nodes(
         rows = even_rows(n_first, cfg.cap(modality))
     parts = [first[rows]]  # (n, D_0)
     for name in names[1:]:
-        stream = as_rows(features[name])
+        stream = cfg.standardise(name, as_rows(features[name]))
         aligned = stream[rows] if stream.shape[0] == n_first and n_first > 1 else align_rows(stream, rows.size)
         parts.append(aligned)
     return np.concatenate(parts, axis=1), rows, n_first  # (n, sum D)

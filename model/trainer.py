@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from hcm.model import metrics as M
 from hcm.model.config import DatasetFacts, ModelConfig, load_dataset_facts
-from hcm.model.data import MODEL_KEYS, CacheDataset, DataConfig, read_cache_meta
+from hcm.model.data import MODEL_KEYS, CacheDataset, DataConfig, read_cache_meta, stream_statistics
 from hcm.model.runs import RunLogger, RunPaths, atomic_write, epoch_progress, write_json
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class TrainConfig:
     max_text_tokens: int | None = None  # cap on text nodes per item
     max_frames: int | None = None  # cap on video nodes per item
     max_audio: int | None = None  # cap on audio nodes per item
+    standardise_streams: bool = True  # scale each feed stream by the train split's mean/std
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -457,6 +458,9 @@ def prepare(cache_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | None,
         if not splits.get(split):
             raise TrainingError(f"cache {cache_dir} has no {split!r} items (splits: {splits}); hcm picks the best "
                                 f"epoch on the validation split only, so a cache needs train and valid items")
+    if cfg.standardise_streams:
+        feeds = [name for names in data_cfg.streams.values() for name in names]
+        data_cfg.stream_stats = stream_statistics(cache_dir, feeds)
     train_data = CacheDataset(cache_dir, "train", data_cfg, in_memory=cfg.in_memory)
     valid_data = CacheDataset(cache_dir, "valid", data_cfg, in_memory=cfg.in_memory)
     model_cfg = (model_cfg or ModelConfig()).for_dataset(facts, train_data.dims)

@@ -29,7 +29,7 @@ from hcm.pipeline.encoders.image import CLIP_BPE_FILE, ClipSettings
 from hcm.pipeline.encoders.mel import MelSettings
 from hcm.pipeline.encoders.text import RobertaSettings
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: tiny encoders' BatchNorm statistics calibrated on seeded noise
 ENCODERS = ("roberta", "clip_text", "efficientnet", "clip_image", "esresnext", "mel")
 EFFICIENTNET_B0_FILE = "efficientnet-b0-355c32eb.pth"
 EFFICIENTNET_B0_URL = "https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/" + EFFICIENTNET_B0_FILE
@@ -92,8 +92,8 @@ def tiny_profile() -> Profile:
     from hcm.pipeline.encoders.audio import tiny_settings
     from hcm.pipeline.encoders.image import tiny_clip_settings
 
-    roberta = RobertaSettings(model="tiny", max_length=128, hidden_size=32, layers=2, heads=2,
-                              intermediate_size=64)
+    roberta = RobertaSettings(model="tiny", max_length=128, hidden_size=128, layers=2, heads=4,
+                              intermediate_size=256)
     return Profile("tiny", roberta, EfficientNetSettings(model="tiny", image_size=64), tiny_clip_settings(),
                    tiny_settings(), MelSettings(), sampling=Sampling(frames=4, segments=3, segment_seconds=0.25))
 

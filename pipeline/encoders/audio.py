@@ -18,7 +18,7 @@ import torch
 
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import esresnext
-from hcm.pipeline.encoders.base import Encoded, Encoder, Preparer, register_encoder, seeded, to_float16
+from hcm.pipeline.encoders.base import Encoded, Encoder, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16
 from hcm.pipeline.media import split_segments
 
 INT16_SCALE = 32767.0
@@ -65,7 +65,9 @@ def build_esresnext(settings: ESResNeXtSettings, weights: Path | None, seed: int
     """A seeded random network for ``tiny``, else the released one loaded from ``weights``."""
     if settings.tiny or weights is None:
         with seeded(seed + 3):
-            return esresnext.ESResNeXtFBSP.from_config(settings.config)
+            model = esresnext.ESResNeXtFBSP.from_config(settings.config)
+            noise = torch.randn(4, 44100) * 3000.0  # (4, n): 1 s of int16-range noise
+            return calibrate_batchnorm(model, lambda: model(noise))
     from hcm.pipeline.encoders import checkpoints
 
     return checkpoints.load_esresnext(weights)

@@ -143,6 +143,28 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+def calibrate_batchnorm(model: torch.nn.Module, forward: Callable[[], Any]) -> torch.nn.Module:
+    """Give a randomly initialised network eval-mode BatchNorm statistics of its own activations.
+
+    Fresh BatchNorm layers hold mean 0 and variance 1, and in eval mode a random network's
+    activations then shrink layer after layer (a random tiny EfficientNet ends near 1e-13, a
+    random tiny CLIP image tower gives nearly the same vector for every frame). ``forward`` runs
+    one train-mode pass (call it inside ``seeded``, on seeded noise) with cumulative averaging,
+    so every layer's running statistics become those of that batch. Returns the model in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: exactly the calibration batch's statistics
+    model.train()
+    with torch.no_grad():
+        forward()
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return model.eval()
+
+
 def to_float16(array: torch.Tensor) -> np.ndarray:
     """A float tensor as a float16 numpy array (the cache's float dtype)."""
     return array.detach().float().cpu().numpy().astype(np.float16)

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from hcm.cache.schema import FeatureSpec
-from hcm.pipeline.encoders.base import Encoded, Encoder, EncoderError, Preparer, register_encoder, seeded, to_float16
+from hcm.pipeline.encoders.base import Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,7 +84,9 @@ def build_efficientnet(settings: EfficientNetSettings, weights: Path | None, see
         blocks, params = efficientnet(width_coefficient=settings.width, depth_coefficient=settings.depth,
                                       image_size=settings.image_size, include_top=False)
         with seeded(seed):
-            return EfficientNet(blocks, params)
+            model = EfficientNet(blocks, params)
+            noise = torch.randn(8, 3, settings.image_size, settings.image_size)  # (8, 3, S, S)
+            return calibrate_batchnorm(model, lambda: model.extract_features(noise))
     model = EfficientNet.from_name(settings.model, include_top=False)
     if weights is None:
         raise EncoderError(f"no weight file for {settings.model}; see `hcm extract --help` (--weights-dir)")

@@ -19,7 +19,7 @@ import torch
 
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import clip
-from hcm.pipeline.encoders.base import Encoded, Encoder, EncoderError, Preparer, register_encoder, seeded, to_float16
+from hcm.pipeline.encoders.base import Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16
 from hcm.pipeline.encoders.clip_tokenizer import ClipTokenizer
 
 CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
@@ -59,7 +59,10 @@ def build_clip(settings: ClipSettings, weights: Path | None, seed: int) -> clip.
     """A seeded random CLIP for ``tiny``, else RN50 loaded from ``weights`` (RN50.pt or AudioCLIP)."""
     if settings.tiny or weights is None:
         with seeded(seed + 2):
-            return clip.CLIP.from_config(settings.config)
+            model = clip.CLIP.from_config(settings.config)
+            side = settings.config.image_resolution
+            noise = torch.randn(8, 3, side, side)  # (8, 3, S, S), about the scale of normalised pixels
+            return calibrate_batchnorm(model, lambda: model.encode_image(noise))
     from hcm.pipeline.encoders import checkpoints
 
     return checkpoints.load_clip(weights)

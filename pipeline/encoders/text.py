@@ -31,7 +31,7 @@ from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders.base import Encoded, Encoder, register_encoder, seeded, to_float16
 from hcm.pipeline.encoders.graph import DependencyParser, Word, dependency_edges, token_words
 
-TINY_VOCAB_SIZE = 512
+TINY_VOCAB_SIZE = 1024
 TINY_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 TINY_CORPUS = (
     "i really liked the movie, it was great and the acting was good.",
@@ -72,8 +72,17 @@ class RobertaSettings:
 
 @lru_cache(maxsize=1)
 def _tiny_bpe() -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]:
-    """Vocabulary and merges of the tiny byte-level BPE, trained deterministically on TINY_CORPUS."""
+    """Vocabulary and merges of the tiny byte-level BPE, trained deterministically on TINY_CORPUS
+    and on the words of hcm's synthetic corpora.
+
+    A real RoBERTa vocabulary holds common English words as whole tokens; learning the tiny
+    one from the sample corpora's lexicon gives the offline demo the same property, so its
+    random tiny encoder sees one token (one random embedding) per sentiment word rather than a
+    few shared byte pieces.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from hcm.pipeline.sample.content import EMOTION_LEXICON, SENTIMENT_LEXICON
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -81,7 +90,9 @@ def _tiny_bpe() -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...
         vocab_size=TINY_VOCAB_SIZE, special_tokens=TINY_SPECIALS, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    bpe.train_from_iterator(list(TINY_CORPUS) * 4, trainer)
+    words = [word for lexicon in (SENTIMENT_LEXICON, EMOTION_LEXICON) for group in lexicon.values()
+             for word in group]
+    bpe.train_from_iterator(list(TINY_CORPUS) * 4 + [" ".join(words)] * 8, trainer)
     model = json.loads(bpe.to_str())["model"]
     vocab = tuple(sorted(model["vocab"].items(), key=lambda kv: kv[1]))
     return vocab, tuple(tuple(pair) for pair in model["merges"])

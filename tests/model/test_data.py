@@ -101,3 +101,16 @@ def test_dataloader_workers_and_in_memory_agree(cache: Path) -> None:
 def test_missing_stream_is_a_clear_error(cache: Path) -> None:
     with pytest.raises(ValueError, match="lacks the streams"):
         CacheDataset(cache, "train", DataConfig(streams={"text": ["bert"]}))
+
+
+def test_stream_statistics_standardise_the_train_split(cache: Path) -> None:
+    from hcm.model.data import as_rows, stream_statistics
+
+    stats = stream_statistics(cache, ["efficientnet", "mel"])
+    cfg = DataConfig(streams={"video": ["efficientnet"]}, stream_stats=stats)
+    train = CacheDataset(cache, "train", DataConfig(streams={"video": ["efficientnet"]}))
+    rows = np.concatenate([as_rows(train.cache[i].features["efficientnet"]) for i in range(len(train.cache))])
+    standardised = cfg.standardise("efficientnet", rows)
+    np.testing.assert_allclose(standardised.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(standardised.std(axis=0), 1.0, atol=1e-2)
+    assert np.array_equal(DataConfig(streams={}).standardise("efficientnet", rows), rows)

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from hcm.pipeline.encoders.base import create_encoder, encoder_names
 from hcm.pipeline.profiles import ENCODERS, ResolvedWeights, get_profile
@@ -46,3 +47,27 @@ def test_tiny_dims(profile) -> None:
     dims = {spec.name: spec.shape for name in ENCODERS
             for spec in create_encoder(name, profile, ResolvedWeights(), "cpu").outputs}
     assert dims["efficientnet"] == (320,) and dims["mel"] == (128,) and dims["clip_image"] == (64,)
+
+
+def test_tiny_vision_and_audio_networks_keep_their_signal() -> None:
+    """Random tiny networks with fresh BatchNorm statistics let activations vanish in eval mode;
+    the calibrated ones give features that differ clearly from input to input."""
+    from hcm.pipeline.encoders.audio import build_esresnext, tiny_settings
+    from hcm.pipeline.encoders.efficientnet import EfficientNetSettings, build_efficientnet
+    from hcm.pipeline.encoders.image import build_clip, tiny_clip_settings
+
+    generator = torch.Generator().manual_seed(0)
+    efficientnet = build_efficientnet(EfficientNetSettings(model="tiny", image_size=64), None, seed=0)
+    clip = build_clip(tiny_clip_settings(), None, seed=0)
+    audio = build_esresnext(tiny_settings(), None, seed=0)
+    side = tiny_clip_settings().config.image_resolution
+    with torch.no_grad():
+        outputs = {
+            "efficientnet": efficientnet.extract_features(torch.randn(4, 3, 64, 64, generator=generator)).mean((2, 3)),
+            "clip": clip.encode_image(torch.randn(4, 3, side, side, generator=generator)),
+            "esresnext": audio(torch.randn(4, 11025, generator=generator) * 3000.0),
+        }
+    for name, features in outputs.items():
+        assert not efficientnet.training and not clip.training and not audio.training
+        spread = features.std(dim=0).mean().item()  # across inputs
+        assert spread > 1e-2 * features.abs().mean().item() and spread > 1e-3, (name, spread)

@@ -63,12 +63,12 @@ def test_truncation_cuts_context_first_then_the_tail(tokenizer) -> None:
 
 def test_encoder_output_shapes_and_notes(encoder: RobertaEncoder) -> None:
     specs = {spec.name: spec for spec in encoder.outputs}
-    assert specs["roberta"].shape == (32,) and specs["text_edges"].shape == (2,)
+    assert specs["roberta"].shape == (128,) and specs["text_edges"].shape == (2,)
     long_text = "i really liked the movie " * 40
     out = encoder.encode([utterance("I really liked it."), utterance(long_text, ["so"], ["yes"])], [None, None])
     first = out[0].features
     n = len(first["roberta"])
-    assert first["roberta"].dtype == np.float16 and first["roberta"].shape == (n, 32)
+    assert first["roberta"].dtype == np.float16 and first["roberta"].shape == (n, 128)
     assert first["roberta_current"].dtype == np.uint8 and first["token_word"].dtype == np.int32
     assert first["text_edges"].dtype == np.int32 and len(first["text_edges"]) > 0
     assert (first["token_word"][first["roberta_current"] == 0] == -1).all()
