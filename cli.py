@@ -44,88 +44,16 @@ def main(
     ctx.obj = Workspace.resolve(workdir)
 
 
-cache_app = typer.Typer(help="Inspect and check feature caches (HDF5 shards + manifest.json).", no_args_is_help=True)
-app.add_typer(cache_app, name="cache")
-
-
-@cache_app.command("info")
-def cache_info_command(
-    directory: Path = typer.Argument(..., help="The cache folder, e.g. hcm-work/features/mosei/paper."),
-    as_json: bool = typer.Option(False, "--json", help="Print the full summary (all failures) as JSON."),
-) -> None:
-    """Summarize a cache: dataset, splits, feature streams, size, failures."""
-    from hcm.cache.inspect import info_report
-
-    text, status = info_report(directory, as_json)
-    typer.echo(text, err=status != 0)
-    raise typer.Exit(status)
-
-
-@cache_app.command("verify")
-def cache_verify_command(
-    directory: Path = typer.Argument(..., help="The cache folder to check."),
-) -> None:
-    """Check checksums, schema, offsets and NaN/Inf in every shard; exit 1 if anything is wrong."""
-    from hcm.cache.inspect import verify_report
-
-    text, status = verify_report(directory)
-    typer.echo(text)
-    raise typer.Exit(status)
-
-
-@app.command("train")
-def train_command(
+@app.command("quickstart")
+def quickstart_command(
     ctx: typer.Context,
-    features: Optional[Path] = typer.Option(None, "--features", help="Cache folder (default: the workspace's only cache)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size (split over DDP ranks)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="AdamW learning rate."),
-    variant: Optional[str] = typer.Option(None, "--variant", help="full, acm-only, ccm-only, no-acl, no-graph, no-cdc."),
-    modalities: Optional[str] = typer.Option(None, "--modalities", help="tva, tv, ta or va."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma list, e.g. 1,2,3: one run per seed, mean ± std."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1."),
-    ot_backend: Optional[str] = typer.Option(None, "--ot-backend", help="torch, keops, pot or auto."),
-    in_memory: bool = typer.Option(False, "--in-memory", help="Load the cache into memory (small caches)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes."),
-    settings: list[str] = typer.Option([], "--set", help="Any train/model setting: --set dropout=0.2 --set train.patience=5."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (--run, default the latest)."),
-    run: Optional[Path] = typer.Option(None, "--run", help="The run folder to resume."),
-    model_factory: Optional[str] = typer.Option(None, "--model-factory", hidden=True, help="module:Name of another model."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Train HCMNet on a feature cache; the run goes to <workspace>/runs/<dataset>/<time>-<variant>/."""
-    import sys
+    """Sample corpus -> tiny extraction -> train -> test, offline, in minutes (what `make demo` runs)."""
+    from hcm.model.quickstart import quickstart_command as run_quickstart
 
-    from hcm.model.runs import TrainRequest, parse_assignments
-    from hcm.model.runs import train_command as run_train
-
-    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "variant": variant, "modalities": modalities,
-               "seed": seed, "device": device, "ot_backend": ot_backend, "num_workers": workers,
-               "in_memory": in_memory or None}
-    try:
-        overrides = {k: v for k, v in options.items() if v is not None} | parse_assignments(settings)
-        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
-    request = TrainRequest(features=features, overrides=overrides, seeds=seed_list, resume=resume, run=run,
-                           model_factory=model_factory, progress=not quiet)
-    raise typer.Exit(run_train(ctx.obj, request, interactive=sys.stdin.isatty()))
-
-
-@app.command("evaluate")
-def evaluate_command(
-    ctx: typer.Context,
-    run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
-    split: str = typer.Option("test", "--split", help="valid or test."),
-    features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the same profile."),
-    tsne: bool = typer.Option(False, "--tsne", help="Also plot a t-SNE of the latent features."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
-) -> None:
-    """Evaluate a run's best checkpoint: metrics table, metrics.json, predictions.csv, plots."""
-    from hcm.model.runs import evaluate_command as run_evaluate
-
-    raise typer.Exit(run_evaluate(ctx.obj, run, split, features, tsne, device))
+    raise typer.Exit(run_quickstart(ctx.obj, config, progress=not quiet))
 
 
 @app.command("sample")
@@ -222,6 +150,61 @@ def extract_command(
     ))
 
 
+@app.command("train")
+def train_command(
+    ctx: typer.Context,
+    features: Optional[Path] = typer.Option(None, "--features", help="Cache folder (default: the workspace's only cache)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size (split over DDP ranks)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="AdamW learning rate."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="full, acm-only, ccm-only, no-acl, no-graph, no-cdc."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", help="tva, tv, ta or va."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma list, e.g. 1,2,3: one run per seed, mean ± std."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1."),
+    ot_backend: Optional[str] = typer.Option(None, "--ot-backend", help="torch, keops, pot or auto."),
+    in_memory: bool = typer.Option(False, "--in-memory", help="Load the cache into memory (small caches)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes."),
+    settings: list[str] = typer.Option([], "--set", help="Any train/model setting: --set dropout=0.2 --set train.patience=5."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (--run, default the latest)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="The run folder to resume."),
+    model_factory: Optional[str] = typer.Option(None, "--model-factory", hidden=True, help="module:Name of another model."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train HCMNet on a feature cache; the run goes to <workspace>/runs/<dataset>/<time>-<variant>/."""
+    import sys
+
+    from hcm.model.runs import TrainRequest, parse_assignments
+    from hcm.model.runs import train_command as run_train
+
+    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "variant": variant, "modalities": modalities,
+               "seed": seed, "device": device, "ot_backend": ot_backend, "num_workers": workers,
+               "in_memory": in_memory or None}
+    try:
+        overrides = {k: v for k, v in options.items() if v is not None} | parse_assignments(settings)
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    request = TrainRequest(features=features, overrides=overrides, seeds=seed_list, resume=resume, run=run,
+                           model_factory=model_factory, progress=not quiet)
+    raise typer.Exit(run_train(ctx.obj, request, interactive=sys.stdin.isatty()))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    ctx: typer.Context,
+    run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
+    split: str = typer.Option("test", "--split", help="valid or test."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the same profile."),
+    tsne: bool = typer.Option(False, "--tsne", help="Also plot a t-SNE of the latent features."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
+) -> None:
+    """Evaluate a run's best checkpoint: metrics table, metrics.json, predictions.csv, plots."""
+    from hcm.model.runs import evaluate_command as run_evaluate
+
+    raise typer.Exit(run_evaluate(ctx.obj, run, split, features, tsne, device))
+
+
 @app.command("predict")
 def predict_command(
     ctx: typer.Context,
@@ -266,13 +249,30 @@ def ablate_command(
     raise typer.Exit(run_ablate(ctx.obj, request))
 
 
-@app.command("quickstart")
-def quickstart_command(
-    ctx: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
-) -> None:
-    """Sample corpus -> tiny extraction -> train -> test, offline, in minutes (what `make demo` runs)."""
-    from hcm.model.quickstart import quickstart_command as run_quickstart
+cache_app = typer.Typer(help="Inspect and check feature caches (HDF5 shards + manifest.json).", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
 
-    raise typer.Exit(run_quickstart(ctx.obj, config, progress=not quiet))
+
+@cache_app.command("info")
+def cache_info_command(
+    directory: Path = typer.Argument(..., help="The cache folder, e.g. hcm-work/features/mosei/paper."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full summary (all failures) as JSON."),
+) -> None:
+    """Summarize a cache: dataset, splits, feature streams, size, failures."""
+    from hcm.cache.inspect import info_report
+
+    text, status = info_report(directory, as_json)
+    typer.echo(text, err=status != 0)
+    raise typer.Exit(status)
+
+
+@cache_app.command("verify")
+def cache_verify_command(
+    directory: Path = typer.Argument(..., help="The cache folder to check."),
+) -> None:
+    """Check checksums, schema, offsets and NaN/Inf in every shard; exit 1 if anything is wrong."""
+    from hcm.cache.inspect import verify_report
+
+    text, status = verify_report(directory)
+    typer.echo(text)
+    raise typer.Exit(status)
