@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 from pathlib import Path
 
@@ -39,7 +40,11 @@ def test_short_run_writes_the_run_directory(cache: Path, tmp_path: Path) -> None
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert {"train_loss", "train_loss_task", "valid_loss", "valid_mae", "valid_corr", "lr"} <= set(rows[0])
     assert (root / "checkpoints" / "last.pt").is_file() and (root / "checkpoints" / "best.pt").is_file()
-    assert (root / "curves.png").stat().st_size > 0 and any((root / "tensorboard").iterdir())
+    assert (root / "curves.png").stat().st_size > 0
+    if importlib.util.find_spec("tensorboard") is not None:  # event files only where it is installed
+        assert any((root / "tensorboard").iterdir())
+    else:
+        assert not (root / "tensorboard").exists()
     best = load_checkpoint(root / "checkpoints" / "best.pt")
     assert best["epoch"] == result.best_epoch and best["config"]["profile"] == "tiny"
     assert float(rows[0]["train_loss"]) > float(rows[-1]["train_loss"])  # it learns
