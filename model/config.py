@@ -144,7 +144,7 @@ class ModelConfig:
     acl_bin_width: float = 1.0  # regression: scores rounded to multiples of this form ACL classes
     class_weights: tuple[float, ...] | None = None  # per-class CE weights (Eq. 16); None = equal
     regression_loss: str = "l1"  # task loss for regression: "l1" or "mse"
-    balance_ratio_range: tuple[float, float] = (1e-2, 1e2)  # clamp of sg(L_acl/L_task) (Eq. 17)
+    balance_ratio_range: tuple[float, float] = (1e-2, 1e2)  # clamp of sg(L_task/L_acl) (Eq. 17)
     variant: str = "full"  # full, acm-only, ccm-only, no-acl, no-graph, no-cdc (Table 4)
     modalities: str = "tva"  # modality subset tva, tv, ta, va (Table 5)
     task: str = CLASSIFICATION  # filled from DatasetFacts

@@ -72,6 +72,11 @@ class HCMNet(nn.Module):
         )
         weights = torch.tensor(cfg.class_weights) if cfg.class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
+        # Regression: the head's unit-scale output is mapped onto the label range (centre + half
+        # width * output), so scores of [-3, 3] need no large weights or a far-moved bias.
+        low, high = cfg.label_range if cfg.task != CLASSIFICATION and cfg.label_range else (-1.0, 1.0)
+        self.register_buffer("output_affine", torch.tensor([(low + high) / 2, (high - low) / 2]),
+                             persistent=False)
 
     def _check_batch(self, batch: dict[str, Tensor]) -> None:
         for name in self.encoders:
@@ -127,7 +132,8 @@ class HCMNet(nn.Module):
         features = torch.cat(pooled, dim=-1)  # (B, F)
         prediction = self.classifier(features)
         if self.cfg.task != CLASSIFICATION:
-            prediction = prediction.squeeze(-1)  # (B,)
+            centre, half_width = self.output_affine
+            prediction = centre + half_width * prediction.squeeze(-1)  # (B,) on the label range
         out = HCMNetOutput(prediction=prediction, features=features, plans=plans)
         if batch.get("label") is not None:
             out.loss, out.losses = self.objective(prediction, atomic, batch["label"])

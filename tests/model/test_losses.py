@@ -25,16 +25,18 @@ def test_balanced_term_gradient_is_task_gradient_times_detached_ratio() -> None:
     (g_total,) = torch.autograd.grad(total, w, retain_graph=True)
     (g_acl,) = torch.autograd.grad(acl, w, retain_graph=True)
     (g_task,) = torch.autograd.grad(task, w)
-    weight = (task / acl).detach()  # 1 / sg(L_acl / L_task)
+    weight = (acl / task).detach()  # 1 / sg(L_task / L_acl)
     assert torch.allclose(g_total - g_acl, g_task * weight, atol=1e-6)
-    assert torch.allclose(total, acl + task ** 2 / acl)
+    assert torch.allclose(total, 2 * acl)  # the task term is rescaled to the value of L_acl
 
 
 def test_balance_ratio_is_clamped_and_absent_acl_leaves_the_task_loss() -> None:
     task = torch.tensor(2.0)
     assert balanced_objective(None, task, (1e-2, 1e2)) is task
     tiny_acl = torch.tensor(1e-9)
-    assert torch.allclose(balanced_objective(tiny_acl, task, (1e-2, 1e2)), tiny_acl + task / 1e-2)
+    assert torch.allclose(balanced_objective(tiny_acl, task, (1e-2, 1e2)), tiny_acl + task / 1e2)
+    huge_acl = torch.tensor(1e9)
+    assert torch.allclose(balanced_objective(huge_acl, task, (1e-2, 1e2)), huge_acl + task / 1e-2)
 
 
 def _reference_supcon(x: torch.Tensor, y: torch.Tensor, classes: list[int], tau: float) -> float:
