@@ -19,16 +19,6 @@ GPU_KEOPS_MIN_PAIRS = 5000 * 5000
 GPU_DENSE_BYTES = 2 * 1024**3
 DENSE_COPIES = 4  # (B, M, N) arrays alive in the torch backend's forward + backward
 
-__all__ = [
-    "BACKENDS",
-    "PointCloudCost",
-    "SinkhornProblem",
-    "choose_backend",
-    "register_backend",
-    "sinkhorn",
-    "sinkhorn_transport",
-]
-
 
 def choose_backend(
     device: torch.device | str, m: int, n: int, *, batch: int = 1, itemsize: int = 4, point_cloud: bool = True
