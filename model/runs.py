@@ -167,7 +167,7 @@ def choose_cache(features_root: Path, given: Path | None = None, ask: Callable[[
     if not caches:
         raise FileNotFoundError(
             f"no feature cache under {features_root}; make one with `hcm extract` (or `hcm sample` then "
-            f"`hcm extract sample`), or pass --features DIR"
+            f"`hcm extract --dataset sample`), or pass --features DIR"
         )
     if len(caches) == 1:
         return caches[0]
