@@ -45,8 +45,8 @@ class DynamicAttentionReasoning(nn.Module):
         return out
 
 
-def inner_product_fusion(atomic: dict[str, ModalRows], anchor: str, others: tuple[str, ...]
-                         ) -> tuple[Tensor, Tensor]:
+def inner_product_fusion(atomic: dict[str, ModalRows], anchor: str, others: tuple[str, ...],
+                         keep_unimodal: bool = False) -> tuple[Tensor, Tensor]:
     """Eq. 6: ``P^A = [P^vt ; P^at]`` over the anchor (text) rows, and its row support.
 
     Returns:
@@ -56,6 +56,10 @@ def inner_product_fusion(atomic: dict[str, ModalRows], anchor: str, others: tupl
     rows, support = [], []
     for name in others:
         pooled = atomic[name].pooled()  # (B, d)
-        rows.append(pooled.unsqueeze(1) * text.x)  # (B, 1+N_t, d)
+        if keep_unimodal:
+            fused = (1.0 + pooled.unsqueeze(1)) * (1.0 + text.x) - 1.0  # (B, 1+N_t, d)
+        else:
+            fused = pooled.unsqueeze(1) * text.x  # (B, 1+N_t, d)
+        rows.append(fused * text.valid.unsqueeze(-1))
         support.append(text.support)
     return torch.cat(rows, dim=1), torch.cat(support, dim=1)

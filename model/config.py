@@ -140,6 +140,8 @@ class ModelConfig:
     ot_backend: str = "auto"  # hcm.model.ot backend: "torch", "keops", "pot" or "auto"
     gamma_init: float = 0.5  # initial adaptive graph coefficient gamma_m (Eq. 12), learnable
     dropout: float = 0.1  # dropout rate everywhere
+    atomic_fusion: str = "tensor"  # Eq. 6: "product" (V * T) or "tensor" ((1 + V) * (1 + T) - 1)
+    gcn_residual: bool = True  # Eq. 9: G = X + GCN(X), a skip around each GCN stack
     acl_temperature: float = 0.1  # temperature of the class-aware contrastive loss (Eq. 7)
     acl_bin_width: float = 1.0  # regression: scores rounded to multiples of this form ACL classes
     class_weights: tuple[float, ...] | None = None  # per-class CE weights (Eq. 16); None = equal
@@ -160,6 +162,8 @@ class ModelConfig:
         for name, heads in (("num_heads", self.num_heads), ("m_ctn", self.m_ctn)):
             if heads < 1 or self.d_model % heads:
                 raise ValueError(f"d_model={self.d_model} must be divisible by {name}={heads}")
+        if self.atomic_fusion not in ("product", "tensor"):
+            raise ValueError(f"atomic_fusion must be 'product' or 'tensor', got {self.atomic_fusion!r}")
         if self.regression_loss not in ("l1", "mse"):
             raise ValueError(f"regression_loss must be 'l1' or 'mse', got {self.regression_loss!r}")
         if self.task == CLASSIFICATION and self.class_weights is not None \

@@ -89,28 +89,30 @@ def normalized_adjacency(adj: Tensor, valid: Tensor) -> Tensor:
 class GraphConvolution(nn.Module):
     """Eq. 9: M_gcn layers of ``ReLU(delta~ G W + b)`` for one modality."""
 
-    def __init__(self, d_model: int, layers: int, dropout: float) -> None:
+    def __init__(self, d_model: int, layers: int, dropout: float, residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         self.layers = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(layers))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, norm_adj: Tensor, valid: Tensor) -> Tensor:
         """x (B, N, d), norm_adj (B, N, N), valid (B, N) -> (B, N, d), padded rows zero."""
         keep = valid.unsqueeze(-1)
+        skip = x
         for layer in self.layers:
             x = F.linear(self.drop(x), layer.weight)  # (B, N, d): G W
             x = torch.relu(norm_adj @ x + layer.bias) * keep  # (B, N, d)
-        return x
+        return skip + x if self.residual else x
 
 
 class ModalityGraphs(nn.Module):
     """Build each modality's graph and run its GCN (Eq. 8-10)."""
 
     def __init__(self, modalities: tuple[str, ...], d_model: int, layers: int, eta: float,
-                 dropout: float) -> None:
+                 dropout: float, residual: bool = False) -> None:
         super().__init__()
         self.eta = eta
-        self.gcn = nn.ModuleDict({m: GraphConvolution(d_model, layers, dropout) for m in modalities})
+        self.gcn = nn.ModuleDict({m: GraphConvolution(d_model, layers, dropout, residual) for m in modalities})
 
     def forward(self, rows: dict[str, ModalRows], text_adj: Tensor | None) -> dict[str, ModalRows]:
         """Return G_m for every modality that has a GCN; others pass through unchanged."""

@@ -58,7 +58,8 @@ class HCMNet(nn.Module):
         self.reasoning = (DynamicAttentionReasoning(self.others, d, cfg.m_ctn, cfg.cls_lambda, cfg.dropout)
                           if use_acm else None)
         self.pool_atomic = AttentionPool(d) if use_acm else None
-        self.graphs = ModalityGraphs(mods, d, cfg.m_gcn, cfg.eta, cfg.dropout) if cfg.uses_gcn else None
+        self.graphs = (ModalityGraphs(mods, d, cfg.m_gcn, cfg.eta, cfg.dropout, cfg.gcn_residual)
+                       if cfg.uses_gcn else None)
         self.transport = (CompositionTransport(self.others, cfg.gamma_init, cfg.uses_ot, cfg.ot_eps,
                                                cfg.ot_iters, cfg.ot_backend) if use_ccm else None)
         self.fusion = (PairwiseGraphFusion(len(self.others), d, cfg.num_heads, cfg.m_c, cfg.dropout)
@@ -104,7 +105,8 @@ class HCMNet(nn.Module):
     def atomic(self, rows: dict[str, ModalRows]) -> tuple[dict[str, ModalRows], Tensor]:
         """Eq. 4-6: atomic features and the pooled P^A (B, d)."""
         atomic = self.reasoning(rows, self.anchor)
-        p_a, support = inner_product_fusion(atomic, self.anchor, self.others)  # (B, k(1+N_t), d)
+        p_a, support = inner_product_fusion(atomic, self.anchor, self.others,
+                                            self.cfg.atomic_fusion == "tensor")  # (B, k(1+N_t), d)
         return atomic, self.pool_atomic(p_a, support)
 
     def composition(self, rows: dict[str, ModalRows], text_adj: Tensor | None) -> tuple[Tensor, dict]:

@@ -141,3 +141,46 @@ def test_bad_batches_raise_clear_errors() -> None:
         model(no_audio)
     with pytest.raises(ValueError, match="input widths unknown"):
         build_model(tiny_config(d_video=0))
+
+
+def test_atomic_fusion_keeps_the_unimodal_terms() -> None:
+    from hcm.model.atomic import inner_product_fusion
+    from hcm.model.layers import ModalRows
+
+    torch.manual_seed(0)
+    valid = torch.tensor([[True, True, True, False]])
+    support = torch.tensor([[False, True, True, False]])
+    text = ModalRows(torch.randn(1, 4, 3) * valid.unsqueeze(-1), valid, support, torch.tensor([True]))
+    video = ModalRows(torch.randn(1, 3, 3), torch.ones(1, 3, dtype=torch.bool),
+                      torch.tensor([[False, True, True]]), torch.tensor([True]))
+    rows = {"text": text, "video": video}
+    mean_v = video.x[:, 1:].mean(dim=1, keepdim=True)  # (1, 1, 3)
+    product, _ = inner_product_fusion(rows, "text", ("video",))
+    tensor, _ = inner_product_fusion(rows, "text", ("video",), keep_unimodal=True)
+    assert torch.allclose(product, mean_v * text.x)
+    expected = (mean_v * text.x + mean_v + text.x) * valid.unsqueeze(-1)
+    assert torch.allclose(tensor, expected, atol=1e-6)
+    assert (tensor[:, 3] == 0).all()
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_gcn_residual_skips_around_the_stack(residual: bool) -> None:
+    from hcm.model.graphs import GraphConvolution
+
+    torch.manual_seed(0)
+    gcn = GraphConvolution(4, layers=2, dropout=0.0, residual=residual).eval()
+    x = torch.randn(1, 3, 4)
+    adj = torch.eye(3).unsqueeze(0)
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    stack = x
+    for layer in gcn.layers:
+        stack = torch.relu(stack @ layer.weight.T + layer.bias)
+    assert torch.allclose(gcn(x, adj, valid), x + stack if residual else stack, atol=1e-6)
+
+
+@pytest.mark.parametrize("modalities", ["tva", "va"])
+def test_paper_literal_fusion_and_gcn_still_train(modalities: str) -> None:
+    model = _model(modalities=modalities, atomic_fusion="product", gcn_residual=False)
+    out = model(make_batch(LENGTHS))
+    out.loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

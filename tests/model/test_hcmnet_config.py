@@ -59,6 +59,8 @@ def test_unknown_keys_and_bad_values_are_rejected() -> None:
         ModelConfig.from_dict({"dmodel": 8})
     with pytest.raises(ValueError, match="variant must be one of"):
         ModelConfig(variant="no-ot")
+    with pytest.raises(ValueError, match="atomic_fusion must be"):
+        ModelConfig(atomic_fusion="sum")
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(d_model=30, num_heads=8)
     with pytest.raises(ValueError, match="class_weights"):
