@@ -44,11 +44,8 @@ class PointCloudCost:
 
     def dense(self) -> Tensor:
         """The cost matrix, (B, M, N); the Euclidean root is clamped so its gradient stays finite."""
-        sq = (
-            self.x.pow(2).sum(-1)[:, :, None]
-            + self.y.pow(2).sum(-1)[:, None, :]
-            - 2 * torch.bmm(self.x, self.y.transpose(1, 2))
-        ).clamp_min(0)  # (B, M, N)
+        norms = (self.x * self.x).sum(-1)[:, :, None] + (self.y * self.y).sum(-1)[:, None, :]  # (B, M, N)
+        sq = torch.baddbmm(norms, self.x, self.y.transpose(1, 2), alpha=-2).clamp_min(0)  # (B, M, N)
         if self.p == 2:
             return sq
         return sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()

@@ -198,6 +198,14 @@ def test_bad_settings_are_named(kwargs, match):
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="inf or NaN"):
         sinkhorn(torch.tensor([[[0.0, float("inf")]]]), eps=0.1, n_iters=3)
+    points = torch.rand(2, 4, 3)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        broken = points.clone()
+        broken[1, 2, 0] = bad
+        with pytest.raises(ValueError, match="inf or NaN"):
+            sinkhorn_transport(broken, points, points, eps=0.1, n_iters=3)
+        with pytest.raises(ValueError, match="inf or NaN"):
+            sinkhorn(PointCloudCost(points, broken), eps=0.1, n_iters=3)
     with pytest.raises(ValueError, match=r"marginal a must have shape \(1, 3\)"):
         sinkhorn(torch.rand(1, 3, 3), torch.rand(1, 4), eps=0.1, n_iters=3)
     with pytest.raises(ValueError, match="needs the cost as point clouds"):
