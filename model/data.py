@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +71,15 @@ class DataConfig:
 
     def standardise(self, name: str, rows: np.ndarray) -> np.ndarray:
         """(n, D) rows of stream ``name`` minus the train mean, over the train std."""
-        if not self.stream_stats or name not in self.stream_stats:
-            return rows
-        stats = self.stream_stats[name]
-        return (rows - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)
+        scale = self._scales.get(name)
+        return rows if scale is None else (rows - scale[0]) / scale[1]
+
+    @cached_property
+    def _scales(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``stream_stats`` as float32 arrays, converted once (standardise runs for every item);
+        set ``stream_stats`` before the first call."""
+        return {name: (np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32))
+                for name, stats in (self.stream_stats or {}).items()}
 
     def cap(self, modality: str) -> int | None:
         return {"text": self.max_text_tokens, "video": self.max_frames, "audio": self.max_audio}[modality]
