@@ -127,6 +127,11 @@ class WeightOptions:
     clip_vocab: Path | None = None  # bpe_simple_vocab_16e6.txt.gz
     esresnext: Path | None = None  # AudioCLIP-Full-Training.pt or ESRNXFBSP.pt
 
+    def in_dir(self, *names: str) -> list[Path | None]:
+        """Where files ``names`` would be in ``weights_dir`` (``None`` entries without a folder)."""
+        folder = Path(self.weights_dir).expanduser() if self.weights_dir else None
+        return [folder / name if folder else None for name in names]
+
 
 @dataclass(frozen=True)
 class ResolvedWeights:
@@ -206,10 +211,8 @@ def _hf_cached(repo: str) -> bool:
 
 def _find_roberta(options: WeightOptions, model: str) -> tuple[str | None, str]:
     name = options.roberta or model
-    folders = [Path(name).expanduser()]
-    if options.weights_dir is not None:
-        folders.append(Path(options.weights_dir).expanduser() / Path(name).name)
-    for folder in folders:
+    folders = [Path(name).expanduser(), *options.in_dir(Path(name).name)]
+    for folder in filter(None, folders):
         if (folder / "config.json").is_file():
             return str(folder.resolve()), ""
     if _hf_cached(name) or _can_download("huggingface.co"):
@@ -227,8 +230,7 @@ def _find_efficientnet(options: WeightOptions, model: str) -> tuple[Path | None,
 
     filename = EFFICIENTNET_B0_FILE if model == "efficientnet-b0" else f"{model}.pth"
     hub_file = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    weights_dir = Path(options.weights_dir).expanduser() if options.weights_dir else None
-    found = _first_file(options.efficientnet, weights_dir / filename if weights_dir else None, hub_file)
+    found = _first_file(options.efficientnet, *options.in_dir(filename), hub_file)
     if found is not None:
         return found, ""
     if model == "efficientnet-b0" and _can_download("github.com"):
@@ -245,13 +247,7 @@ def _find_efficientnet(options: WeightOptions, model: str) -> tuple[Path | None,
 
 
 def _find_clip(options: WeightOptions) -> tuple[Path | None, str]:
-    weights_dir = Path(options.weights_dir).expanduser() if options.weights_dir else None
-    found = _first_file(
-        options.clip,
-        weights_dir / "RN50.pt" if weights_dir else None,
-        weights_dir / AUDIOCLIP_FILE if weights_dir else None,
-        Path("~/.cache/clip/RN50.pt"),
-    )
+    found = _first_file(options.clip, *options.in_dir("RN50.pt", AUDIOCLIP_FILE), Path("~/.cache/clip/RN50.pt"))
     if found is not None:
         return found, ""
     return None, (
@@ -262,9 +258,7 @@ def _find_clip(options: WeightOptions) -> tuple[Path | None, str]:
 
 
 def _find_clip_vocab(options: WeightOptions) -> tuple[Path | None, str]:
-    weights_dir = Path(options.weights_dir).expanduser() if options.weights_dir else None
-    found = _first_file(options.clip_vocab, weights_dir / CLIP_BPE_FILE if weights_dir else None,
-                        Path("~/.cache/clip") / CLIP_BPE_FILE)
+    found = _first_file(options.clip_vocab, *options.in_dir(CLIP_BPE_FILE), Path("~/.cache/clip") / CLIP_BPE_FILE)
     if found is not None:
         return found, ""
     return None, (
@@ -274,12 +268,7 @@ def _find_clip_vocab(options: WeightOptions) -> tuple[Path | None, str]:
 
 
 def _find_esresnext(options: WeightOptions) -> tuple[Path | None, str]:
-    weights_dir = Path(options.weights_dir).expanduser() if options.weights_dir else None
-    found = _first_file(
-        options.esresnext,
-        weights_dir / AUDIOCLIP_FILE if weights_dir else None,
-        weights_dir / ESRNX_FILE if weights_dir else None,
-    )
+    found = _first_file(options.esresnext, *options.in_dir(AUDIOCLIP_FILE, ESRNX_FILE))
     if found is not None:
         return found, ""
     return None, (

@@ -192,27 +192,26 @@ def audio_state_dict(path: str | Path) -> StateDict:
     return _to_float32(state)
 
 
-def load_clip(path: str | Path, config: CLIPConfig | Mapping[str, Any] | None = None) -> CLIP:
-    """A CLIP model in eval mode with the weights of ``path`` (strict), float32 on the CPU."""
-    state = clip_state_dict(path)
-    if config is None:
-        config = infer_clip_config(state, path)
-    model = CLIP.from_config(config)
+def _strict_load(model: torch.nn.Module, state: StateDict, path: str | Path) -> Any:
+    """``model`` with ``state`` loaded strictly (a clear error naming ``path`` otherwise), in eval mode."""
     check_state_dict(model, state, path)
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def load_clip(path: str | Path, config: CLIPConfig | Mapping[str, Any] | None = None) -> CLIP:
+    """A CLIP model in eval mode with the weights of ``path`` (strict), float32 on the CPU."""
+    state = clip_state_dict(path)
+    config = infer_clip_config(state, path) if config is None else config
+    return _strict_load(CLIP.from_config(config), state, path)
 
 
 def load_esresnext(path: str | Path,
                    config: ESResNeXtConfig | Mapping[str, Any] | None = None) -> ESResNeXtFBSP:
     """An ESResNeXt-FBSP model in eval mode with the weights of ``path`` (strict), float32."""
     state = audio_state_dict(path)
-    if config is None:
-        config = infer_esresnext_config(state, path)
-    model = ESResNeXtFBSP.from_config(config)
-    check_state_dict(model, state, path)
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    config = infer_esresnext_config(state, path) if config is None else config
+    return _strict_load(ESResNeXtFBSP.from_config(config), state, path)
 
 
 __all__ = [
