@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections import deque
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -33,17 +33,18 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from hcm import __version__
 from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item
 from hcm.cache.workspace import Workspace
 from hcm.pipeline.datasets import get_dataset
 from hcm.pipeline.encoders.base import MODALITIES, Encoder, Preparer, create_encoder
-from hcm.pipeline.media import NO_AUDIO, NO_VIDEO, ZERO_LENGTH, MediaError, read_audio, read_frames
+from hcm.pipeline.media import NO_AUDIO, NO_VIDEO, ZERO_LENGTH, MediaError, read_audio_rates, read_frames
 from hcm.pipeline.profiles import Profile, ResolvedWeights, WeightOptions, get_profile, resolve_weights
 
 MASKING_REASONS = (NO_VIDEO, NO_AUDIO, ZERO_LENGTH)  # other media errors skip the item
-PREFETCH_PER_WORKER = 4
+PREFETCH_PER_WORKER = 4  # decoded clips in flight per worker, beyond one encoder batch
 
 
 class ExtractionError(Exception):
@@ -88,21 +89,21 @@ class MediaDecoder:
         if frames is None:
             return
         for name, preparer in wanted:
-            decoded.prepared[name] = preparer(frames)
+            decoded.prepared[name] = np.ascontiguousarray(preparer(frames))
 
     def _audio(self, utterance: Any, decoded: Decoded) -> None:
         wanted = [(name, p) for name, p in self.preparers if p.modality == "audio"]
-        waves: dict[int, np.ndarray | None] = {}
+        if not wanted:
+            return
+        rates = tuple(dict.fromkeys(p.sample_rate for _, p in wanted))
+        waves = self._read(utterance.audio, "audio", decoded, lambda ref: read_audio_rates(ref, rates))
+        if waves is None:
+            return
         for name, preparer in wanted:
-            rate = preparer.sample_rate
-            if rate not in waves:
-                waves[rate] = self._read(utterance.audio, "audio", decoded, lambda ref: read_audio(ref, rate))
-            if decoded.failure is not None or waves[rate] is None:
-                return
-            decoded.prepared[name] = preparer(waves[rate])
+            decoded.prepared[name] = np.ascontiguousarray(preparer(waves[preparer.sample_rate]))
 
     @staticmethod
-    def _read(ref: Any, modality: str, decoded: Decoded, read: Any) -> np.ndarray | None:
+    def _read(ref: Any, modality: str, decoded: Decoded, read: Any) -> Any:
         """``read(ref)``, or None with the modality masked, or None with the item failed."""
         if ref is None:
             decoded.masks[modality] = False
@@ -122,7 +123,35 @@ class MediaDecoder:
 
 
 def _init_worker() -> None:
+    """A decoding process uses one core: torch, OpenBLAS and OpenMP each default to one thread
+    per core, and on a busy machine those threads wait on each other (decoding took twice as
+    long here with them)."""
     torch.set_num_threads(1)
+    threadpool_limits(1)
+    import librosa.feature  # noqa: F401  (the Mel preparer's; imported while the main process builds the encoders)
+    from PIL import Image  # noqa: F401  (the frame preparers')
+
+
+@contextmanager
+def inference_threads(device: torch.device) -> Iterator[None]:
+    """On the CPU, inference takes the cores the default decoding workers leave (at least one).
+
+    Decoding hides behind inference only when both have cores of their own; torch's default of
+    one thread per core makes them take turns on the same cores. The count follows the machine,
+    not ``--workers``: torch's CPU results change in the last bits with the thread count, and a
+    cache must not depend on how many decoding processes made it.
+    """
+    previous = torch.get_num_threads()
+    threads = max(1, min(previous, (os.cpu_count() or 1) - default_workers(device)))
+    if device.type != "cpu":
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):  # numpy's BLAS (spaCy's parser) and OpenMP likewise
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def decode_stream(decoder: MediaDecoder, utterances: Iterable[Any], pool: Any, prefetch: int) -> Iterator[Decoded]:
@@ -323,9 +352,16 @@ def cache_meta(adapter: Any, profile: Profile, encoders: Sequence[Encoder], plan
                      recipe=recipe, features=features, shard_size=shard_size)
 
 
-def default_workers() -> int:
-    """Decoding processes: one per spare core, at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+def default_workers(device: torch.device) -> int:
+    """Decoding processes when ``--workers`` is not given.
+
+    On a GPU decoding is the CPU's only job: one process per spare core, at most 8. On the CPU
+    the encoders need the cores too: a quarter of them decode (at least one).
+    """
+    cores = os.cpu_count() or 2
+    if device.type == "cpu":
+        return max(1, cores // 4)
+    return max(1, min(8, cores - 1))
 
 
 def _progress(enabled: bool) -> Any:
@@ -375,9 +411,11 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     out = Path(out) if out is not None else workspace.features_dir(dataset, chosen.name)
     summary = ExtractSummary(dataset, chosen.name, out, planned=len(utterances))
     with ExitStack() as stack:
-        workers = default_workers() if workers is None else workers
+        chosen_device = choose_device(device)
+        workers = default_workers(chosen_device) if workers is None else workers
         pool = _pool(stack, workers)
-        encoders = build_encoders(chosen, resolved, choose_device(device))
+        encoders = build_encoders(chosen, resolved, chosen_device)
+        stack.enter_context(inference_threads(chosen_device))
         plan = {"splits": sorted(splits) if splits else "all", "limit": limit, "n_planned": len(utterances)}
         writer = CacheWriter(out, cache_meta(adapter, chosen, encoders, plan, shard_size))
         run = _Run(encoders, writer, batch_size, strict, summary, chosen.sampling.frames, workers)
@@ -403,7 +441,10 @@ def _run_shards(run: _Run, utterances: Sequence[Any], shard_size: int, assignmen
     preparers = tuple((e.name, e.preparer) for e in run.encoders if e.preparer is not None)
     decoder = MediaDecoder(run.frames, preparers)
     queue = (u for k in todo for u in spans[k])
-    stream = decode_stream(decoder, queue, pool, PREFETCH_PER_WORKER * max(1, run.workers))
+    # The workers decode the next batch while the encoders run on this one: a batch in flight
+    # plus a few clips per worker (with only the few, decoding waited during inference).
+    prefetch = run.batch_size + PREFETCH_PER_WORKER * max(1, run.workers)
+    stream = decode_stream(decoder, queue, pool, prefetch)
     with _progress(progress) as bar:
         task = bar.add_task(f"extract {run.summary.dataset}", total=sum(map(len, spans.values())), rate="")
 

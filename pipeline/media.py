@@ -23,6 +23,7 @@ The functions keep no state between calls, so they are safe in worker processes.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,15 +182,13 @@ def _seek(container: av.container.InputContainer, stream: av.stream.Stream, seco
     container.seek(offset, stream=stream, backward=True, any_frame=False)
 
 
-def _frame_time(
-    frame: av.frame.Frame, stream: av.stream.Stream, previous: float, fps: float
-) -> float:
-    """A decoded frame's presentation time in seconds from the stream's start.
+def _frame_time(frame: av.frame.Frame, offset: float, previous: float, fps: float) -> float:
+    """A decoded frame's presentation time in seconds from the stream's start (at ``offset``).
 
     A frame without a timestamp is taken to follow the ``previous`` one by ``1 / fps``.
     """
     if frame.time is not None:
-        return float(frame.time) - _start_time(stream)
+        return float(frame.time) - offset
     return previous + 1.0 / fps
 
 
@@ -236,11 +235,12 @@ def _pick_frames(
     shown_rgb: np.ndarray | None = None  # its RGB array, converted only once it is picked
     size: tuple[int, int] | None = None
     time = start - 1.0 / fps  # so that a first frame without timestamp is at the window start
+    offset = _start_time(stream)
     for frame in container.decode(stream):
-        time = _frame_time(frame, stream, time, fps)
+        time = _frame_time(frame, offset, time, fps)
         while shown is not None and len(picked) < len(targets) and targets[len(picked)] < time:
             if shown_rgb is None:
-                shown_rgb = shown.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                shown_rgb = _to_rgb(shown, size)
             picked.append(shown_rgb)  # (H, W, 3)
         if len(picked) == len(targets):
             return picked
@@ -248,17 +248,46 @@ def _pick_frames(
         shown, shown_rgb = frame, None
     if shown is None:
         raise MediaError(ZERO_LENGTH, ref)
-    last = shown_rgb if shown_rgb is not None else shown.to_ndarray(
-        format="rgb24", width=size[0], height=size[1]
-    )
+    last = shown_rgb if shown_rgb is not None else _to_rgb(shown, size)
     picked.extend([last] * (len(targets) - len(picked)))
     return picked
 
 
+# One converter per process id. A forked child must neither use nor free its parent's: FFmpeg's
+# scaler may keep threads, which do not survive a fork, and the extraction hung on them.
+_REFORMATTERS: dict[int, av.video.reformatter.VideoReformatter] = {}
+
+
+def _rgb_reformatter() -> av.video.reformatter.VideoReformatter:
+    """This process's converter: it keeps FFmpeg's scaler context between frames and clips.
+
+    ``VideoFrame.to_ndarray(format=...)`` sets up a new one for every frame, which cost about
+    6x the conversion itself on the sample's 96x96 frames.
+    """
+    pid = os.getpid()
+    if pid not in _REFORMATTERS:
+        _REFORMATTERS[pid] = av.video.reformatter.VideoReformatter()
+    return _REFORMATTERS[pid]
+
+
+def _to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of ``frame`` at ``size`` = (width, height)."""
+    return _rgb_reformatter().reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray()
+
+
 def read_audio(ref: MediaRef, sample_rate: int) -> np.ndarray:
     """The clip's sound as (n,) float32 mono in [-1, 1] at ``sample_rate`` Hz."""
-    if sample_rate < 1:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    return read_audio_rates(ref, (sample_rate,))[sample_rate]
+
+
+def read_audio_rates(ref: MediaRef, sample_rates: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """The clip's sound at each of ``sample_rates``, decoded once: rate -> (n,) float32 mono.
+
+    Each rate has its own resampler fed the same decoded frames, so every wave is what
+    :func:`read_audio` gives for that rate alone.
+    """
+    if not sample_rates or min(sample_rates) < 1:
+        raise ValueError(f"sample rates must be positive, got {sample_rates}")
     with _open(ref.path, ref) as container:
         if not container.streams.audio:
             raise MediaError(NO_AUDIO, ref)
@@ -268,37 +297,55 @@ def read_audio(ref: MediaRef, sample_rate: int) -> np.ndarray:
         try:
             end = ref.end if ref.end is not None else _header_duration(stream)
             _seek(container, stream, ref.start or 0.0)
-            wave, first_time = _decode_mono(container, stream, sample_rate, end)
+            waves, first_time = _decode_mono(container, stream, tuple(dict.fromkeys(sample_rates)), end)
         except av.FFmpegError as err:
             raise MediaError(f"cannot decode: {_ffmpeg_message(err)}", ref) from err
-    wave = _cut(wave, first_time, sample_rate, ref.start or 0.0, end)
-    if wave.size == 0:
-        raise MediaError(ZERO_LENGTH, ref)
-    return np.clip(wave, -1.0, 1.0)
+    out = {}
+    for rate, wave in waves.items():
+        wave = _cut(wave, first_time, rate, ref.start or 0.0, end)
+        if wave.size == 0:
+            raise MediaError(ZERO_LENGTH, ref)
+        out[rate] = np.clip(wave, -1.0, 1.0)
+    return out
 
 
 def _decode_mono(
     container: av.container.InputContainer,
     stream: av.stream.Stream,
-    sample_rate: int,
+    sample_rates: tuple[int, ...],
     end: float | None,
-) -> tuple[np.ndarray, float]:
-    """Decode from the current position up to ``end``: (n,) float32 mono, first sample's time."""
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+) -> tuple[dict[int, np.ndarray], float]:
+    """Decode from the current position up to ``end``: rate -> (n,) float32 mono, first sample's time.
+
+    Frames are down-mixed at the stream's own rate; each other rate is then one resampling of
+    the whole wave (per-frame calls into the resampler cost more than the resampling).
+    """
+    native = stream.rate or stream.codec_context.sample_rate
+    mono = av.AudioResampler(format="flt", layout="mono", rate=native)
     chunks: list[np.ndarray] = []
+    offset = _start_time(stream)
     first_time: float | None = None
     for frame in container.decode(stream):
-        time = float(frame.time) - _start_time(stream) if frame.time is not None else None
+        time = float(frame.time) - offset if frame.time is not None else None
         if first_time is None:
             first_time = time if time is not None else 0.0
         if end is not None and time is not None and time >= end:
             break
-        for out in resampler.resample(frame):
-            chunks.append(out.to_ndarray().reshape(-1))  # (n_i,)
-    for out in resampler.resample(None):
-        chunks.append(out.to_ndarray().reshape(-1))
-    wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    return wave, first_time or 0.0
+        chunks.extend(out.to_ndarray().reshape(-1) for out in mono.resample(frame))  # (n_i,)
+    chunks.extend(out.to_ndarray().reshape(-1) for out in mono.resample(None))
+    wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)  # (n,)
+    return {rate: _resample(wave, native, rate) for rate in sample_rates}, first_time or 0.0
+
+
+def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """(n,) float32 mono at ``rate`` -> (m,) float32 at ``target`` with FFmpeg's resampler."""
+    if target == rate or wave.size == 0:
+        return wave
+    frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
+    parts = [out.to_ndarray().reshape(-1) for out in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
 def _cut(

@@ -45,7 +45,10 @@ class Preparer(ABC):
     """Per-item CPU preparation run inside a decoding worker (picklable: configuration only).
 
     ``modality`` is ``video`` (input: frames ``(T, H, W, 3)`` uint8) or ``audio`` (input: a mono
-    waveform ``(n,)`` float32 in [-1, 1] at ``sample_rate``).
+    waveform ``(n,)`` float32 in [-1, 1] at ``sample_rate``). The decoder stores every output
+    C-contiguous, as a worker's pickled result is: torch picks its kernels by memory layout (a
+    channels-last batch takes other convolution code, with other rounding), so the layout must
+    not depend on where an item was prepared.
     """
 
     @property

@@ -405,4 +405,4 @@ def preprocess_frames(frames: np.ndarray, size: int) -> torch.Tensor:
     x = torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)  # (T, 3, S, S)
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return ((x - mean) / std).contiguous()  # the permute left channels-last strides

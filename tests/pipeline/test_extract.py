@@ -8,10 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from hcm.cache import CacheWriter, FeatureCache
-from hcm.pipeline.extract import ExtractionError, extract, shard_assignment
-from hcm.pipeline.profiles import MissingWeightsError, WeightOptions
+from hcm.pipeline.datasets import get_dataset
+from hcm.pipeline.extract import (
+    ExtractionError, MediaDecoder, build_encoders, default_workers, extract, inference_threads, shard_assignment,
+)
+from hcm.pipeline.profiles import MissingWeightsError, WeightOptions, get_profile, resolve_weights
 from hcm.pipeline.sample import make_sample
 
 FAST = dict(profile="tiny", frames=2, segments=2, batch_size=4, shard_size=3, progress=False)
@@ -99,6 +103,35 @@ def test_two_shard_workers_give_the_same_cache(clean: Path, corpus: tuple[Path, 
     second = extract("mosei", corpus[0], out, workers=0, num_shards=2, shard_index=1, **FAST)
     assert (first.shards_mine, second.shards_mine) == (2, 1)
     assert contents(out) == contents(clean)
+
+
+def test_prepared_inputs_are_c_contiguous_in_process(corpus: tuple[Path, dict]) -> None:
+    """Worker results arrive C-contiguous (pickled); in-process ones must match, or torch picks
+    other kernels (channels-last convolutions) and the cache depends on --workers."""
+    profile = get_profile("tiny", 2, 2, None)
+    encoders = build_encoders(profile, resolve_weights(profile, WeightOptions()), torch.device("cpu"))
+    decoder = MediaDecoder(2, tuple((e.name, e.preparer) for e in encoders if e.preparer is not None))
+    utterance = next(u for u in get_dataset("mosei").utterances(corpus[0], None) if u.id not in corpus[1].values())
+    prepared = decoder(utterance).prepared
+    assert set(prepared) == {"efficientnet", "clip_image", "esresnext", "mel"}
+    assert all(array.flags["C_CONTIGUOUS"] for array in prepared.values())
+
+
+def test_inference_threads_leave_the_default_workers_their_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    before = torch.get_num_threads()
+    try:
+        for cores, workers, threads in [(2, 1, 1), (16, 4, 12), (64, 16, 48)]:
+            monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+            torch.set_num_threads(cores)
+            assert default_workers(cpu) == workers and default_workers(gpu) == min(8, cores - 1)
+            with inference_threads(cpu):
+                assert torch.get_num_threads() == threads
+            assert torch.get_num_threads() == cores
+            with inference_threads(gpu):
+                assert torch.get_num_threads() == cores
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_strict_stops_at_the_first_problem(corpus: tuple[Path, dict], tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from hcm.pipeline.media import (
     frame_targets,
     probe,
     read_audio,
+    read_audio_rates,
     read_frames,
     split_segments,
 )
@@ -149,6 +150,23 @@ def test_read_audio_resamples_to_mono_float(clips: dict[str, Path]) -> None:
     # the tone is still 440 Hz after resampling
     spectrum = np.abs(np.fft.rfft(wave))
     assert np.fft.rfftfreq(wave.size, 1 / 44100)[spectrum.argmax()] == pytest.approx(440, abs=2)
+
+
+def test_a_forked_worker_decodes_after_its_parent_did(clips: dict[str, Path]) -> None:
+    """The frame converter is per process: a child that used its parent's hung (FFmpeg threads)."""
+    ref = MediaRef(clips["mp4"])
+    here = read_frames(ref, 3)  # the parent now holds a converter
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        there = pool.apply_async(read_frames, (ref, 3)).get(timeout=60)
+    np.testing.assert_array_equal(here, there)
+
+
+def test_one_decode_serves_several_rates(clips: dict[str, Path]) -> None:
+    ref = MediaRef(clips["mp4"], 0.25, 1.5)
+    waves = read_audio_rates(ref, (16000, 44100, 16000))
+    assert sorted(waves) == [16000, 44100]
+    for rate, wave in waves.items():
+        np.testing.assert_array_equal(wave, read_audio(ref, rate))
 
 
 def test_read_audio_cuts_the_window(clips: dict[str, Path]) -> None:
