@@ -45,7 +45,8 @@ class NoiseConfig:
     text_fidelity: float = 0.6  # classes: chance that one cue word comes from the true class
     audio_fidelity: float = 0.6  # classes: chance that the voice shows the true class
     video_fidelity: float = 0.6  # classes: chance that the picture shows the true class
-    text_sigma: float = 1.0  # scores: sd of each cue word's score around the true score
+    text_sigma: float = 0.5  # scores: sd of each cue word's score around the true score (text leads,
+    # as language does in CMU-MOSEI)
     audio_sigma: float = 1.2  # scores: sd of the score the voice shows
     video_sigma: float = 1.2  # scores: sd of the score the picture shows
     jitter: float = 0.04  # sd of per-item rendering jitter on valence and arousal
@@ -154,14 +155,17 @@ class ClassSpace:
         return str(values[int(np.argmax(counts))])
 
 
+# Two cue words per score level: the tiny profile's random text encoder gives synonyms unrelated
+# features, so a model learns each word's score from that word's own occurrences, and a
+# quickstart-sized corpus (about 170 training clips) shows each word about 20 times.
 SENTIMENT_LEXICON = MappingProxyType({
-    3: ("amazing", "brilliant", "fantastic", "wonderful", "superb"),
-    2: ("great", "enjoyable", "impressive", "beautiful", "excellent"),
-    1: ("good", "nice", "fun", "decent", "pleasant"),
-    0: ("okay", "average", "ordinary", "standard", "typical"),
-    -1: ("mediocre", "dull", "weak", "forgettable", "bland"),
-    -2: ("bad", "boring", "disappointing", "annoying", "poor"),
-    -3: ("terrible", "awful", "horrible", "dreadful", "pathetic"),
+    3: ("amazing", "brilliant"),
+    2: ("great", "enjoyable"),
+    1: ("good", "nice"),
+    0: ("okay", "average"),
+    -1: ("mediocre", "dull"),
+    -2: ("bad", "boring"),
+    -3: ("terrible", "awful"),
 })
 
 EMOTION_LEXICON = MappingProxyType({

@@ -34,15 +34,17 @@ UNIMODAL_SHARE = 0.7  # rows with label_T/A/V filled; the others leave them empt
 ZERO_SHARE = 0.12  # clips labelled exactly 0 (Acc-2 "non0" drops them)
 SPEC = ClipSpec(size=96, fps=10, sample_rate=16000)
 SPACE = ScoreSpace(SENTIMENT_LEXICON)
+# Short sentences in which cue words are a third to a half of the words: a model pools the
+# utterance's tokens, and filler words dilute what the cue words say.
 TEMPLATES = (
-    "honestly i thought the movie was {} and the acting was {}",
-    "so um the story is {} but the ending felt {}",
-    "i would say overall it was {}",
-    "the music was {}, the cast was {} and the script was {}",
-    "uh this one is {} you know",
-    "the product itself is {} and the price is {}",
-    "my first impression was that it is {}",
-    "basically the whole thing was {} and kind of {}",
+    "the movie was {} and {}",
+    "{} story, {} ending",
+    "honestly {}, really {}",
+    "the music was {}, the cast {}, the script {}",
+    "it is {} you know",
+    "{} product, {} price",
+    "my impression: {} and {}",
+    "basically {}, kind of {}",
 )
 
 

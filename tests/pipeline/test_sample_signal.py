@@ -74,4 +74,7 @@ def test_sentiment_scores_are_learnable_from_each_modality_and_best_from_all():
         predicted = cross_val_predict(Ridge(alpha=1.0), x, labels, cv=4)
         corr[name] = float(np.corrcoef(predicted, labels)[0, 1])
     assert all(corr[m] > 0.5 for m in ("text", "audio", "video")), corr
-    assert corr["all"] > max(corr[m] for m in ("text", "audio", "video")) + 0.03, corr
+    assert corr["text"] > max(corr["audio"], corr["video"]), corr  # language leads, as in CMU-MOSEI
+    unexplained = {name: 1.0 - r ** 2 for name, r in corr.items()}
+    best_single = min(unexplained[m] for m in ("text", "audio", "video"))
+    assert unexplained["all"] < 0.85 * best_single, corr
