@@ -122,7 +122,7 @@ def extract_command(
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Frames sampled per clip (paper 16, tiny 4)."),
     segments: Optional[int] = typer.Option(None, "--segments", min=1, help="Audio segments per clip (paper 8, tiny 3)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Utterances per encoder batch."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (default: spare cores; 0 = none)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (default: on GPU the spare cores up to 8, on CPU a quarter of the cores; 0 = none)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Only the first N utterances (a quick try; part of the recipe)."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma list of splits, e.g. train,valid (default all)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", min=1, help="Workers sharing this extraction (default: SLURM array or torchrun env, else 1)."),
