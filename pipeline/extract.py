@@ -128,8 +128,10 @@ def _init_worker() -> None:
     long here with them)."""
     torch.set_num_threads(1)
     threadpool_limits(1)
-    import librosa.feature  # noqa: F401  (the Mel preparer's; imported while the main process builds the encoders)
-    from PIL import Image  # noqa: F401  (the frame preparers')
+    # What the preparers import on first use, imported here while the main process builds the
+    # encoders: librosa's lazily loaded spectral module compiles numba kernels (about 1.9 s).
+    from librosa.feature import melspectrogram  # noqa: F401
+    from PIL import Image  # noqa: F401
 
 
 @contextmanager
