@@ -45,14 +45,22 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence], lineterminator: st
 
 
 def split_sizes(total: int, parts: int, rng: np.random.Generator, low: int, high: int) -> list[int]:
-    """Cut ``total`` into ``parts`` sizes, each near uniform in [low, high], summing to ``total``."""
+    """Cut ``total`` into ``parts`` sizes, each near uniform in [low, high], summing to ``total``.
+
+    The rounding remainder is handed out (or taken back) one item per part in a random order,
+    so no part absorbs all of it.
+    """
     if parts < 1 or total < parts:
         raise ValueError(f"cannot cut {total} items into {parts} non-empty groups")
     sizes = rng.integers(low, high + 1, parts).astype(float)
     sizes = np.maximum(1, np.floor(sizes * total / sizes.sum())).astype(int)
-    for i in rng.permutation(parts):  # hand out (or take back) the rounding remainder
-        diff = total - int(sizes.sum())
-        if diff == 0:
-            break
-        sizes[i] = max(1, sizes[i] + diff)
+    order = rng.permutation(parts)
+    diff, k = total - int(sizes.sum()), 0
+    while diff != 0:
+        i = order[k % parts]
+        k += 1
+        step = 1 if diff > 0 else -1
+        if sizes[i] + step >= 1:
+            sizes[i] += step
+            diff -= step
     return [int(s) for s in sizes]

@@ -187,3 +187,16 @@ def test_foreign_non_empty_folder_is_refused_and_earlier_sample_replaced(tmp_pat
 def test_unknown_dataset_names_the_choices(tmp_path):
     with pytest.raises(ValueError, match="mosei"):
         make_sample("cmu-mosi", tmp_path / "x")
+
+
+@pytest.mark.parametrize(("total", "parts", "low", "high"), [(288, 64, 3, 6), (300, 67, 3, 6), (80, 10, 6, 10),
+                                                             (50, 50, 3, 9), (7, 2, 3, 6)])
+def test_split_sizes_spread_the_rounding_remainder(total: int, parts: int, low: int, high: int) -> None:
+    from hcm.pipeline.sample.common import split_sizes
+
+    for seed in range(5):
+        sizes = split_sizes(total, parts, np.random.default_rng(seed), low, high)
+        assert len(sizes) == parts and sum(sizes) == total and min(sizes) >= 1
+        # a scaled draw is at most high * total / (low * parts); the remainder adds at most one
+        # item to a part (it once all went to one part: a 61-clip video in the quickstart corpus)
+        assert max(sizes) <= high * total // (low * parts) + 1, sizes
