@@ -29,8 +29,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hcm.model import metrics as M
-from hcm.model.config import VARIANTS, ModelConfig, load_hparams, parse_modalities
-from hcm.model.runs import apply_overrides, choose_cache, new_run_dir, write_json
+from hcm.model.config import VARIANTS, ModelConfig, parse_modalities
+from hcm.model.runs import choose_cache, new_run_dir, report_errors, resolve_settings, write_json
 
 MODALITY_SETS = ("tva", "tv", "ta", "va")
 VARIANT_NAMES = {"full": "HCMNet (full)", "acm-only": "ACM-only", "ccm-only": "CCM-only", "no-acl": "w/o ACL",
@@ -103,19 +103,10 @@ def plan_settings(variants: Sequence[str], modalities: Sequence[str]) -> list[Se
 
 def run_settings(dataset: str, request: AblationRequest) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train and model settings of the dataset's shipped file with the request's overrides."""
-    from hcm.model.trainer import TrainConfig
-
-    try:
-        hparams = load_hparams(dataset)
-    except FileNotFoundError:
-        hparams = {"model": {}, "train": {}}
-    train, model = dict(hparams["train"]), dict(hparams["model"])
     overrides = dict(request.overrides)
     if request.epochs is not None:
         overrides["train.epochs"] = request.epochs
-    apply_overrides(train, model, overrides, {f.name for f in dataclasses.fields(TrainConfig)},
-                    {f.name for f in dataclasses.fields(ModelConfig)})
-    return train, model
+    return resolve_settings(dataset, overrides)
 
 
 def _progress(enabled: bool) -> Progress:
@@ -253,12 +244,4 @@ def _numbers(row: dict[str, Any]) -> dict[str, float]:
 
 def ablate_command(workspace: Any, request: AblationRequest) -> int:
     """``hcm ablate`` with known errors printed as one message; returns the exit status."""
-    from hcm.cache import CacheError
-    from hcm.model.trainer import TrainingError
-
-    try:
-        ablate(workspace, request)
-    except (TrainingError, CacheError, ValueError, FileNotFoundError) as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
-        return 1
-    return 0
+    return report_errors(lambda: ablate(workspace, request))

@@ -76,8 +76,7 @@ class DataConfig:
 
     @cached_property
     def _scales(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """``stream_stats`` as float32 arrays, converted once (standardise runs for every item);
-        set ``stream_stats`` before the first call."""
+        """``stream_stats`` as float32 arrays, converted once (standardise runs for every item)."""
         return {name: (np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32))
                 for name, stats in (self.stream_stats or {}).items()}
 

@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 
@@ -33,7 +32,7 @@ from hcm.cache import CacheMeta, Item
 from hcm.cache.workspace import Workspace
 from hcm.model.config import CLASSIFICATION, ModelConfig
 from hcm.model.data import Collate, DataConfig, item_example, read_cache_meta
-from hcm.model.runs import RunPaths, find_latest_run, read_json
+from hcm.model.runs import RunPaths, find_latest_run, json_safe, read_json
 from hcm.model.trainer import model_inputs, resolve_device
 
 EXIT_BAD_CLIP = 2  # the clip is missing or cannot be decoded
@@ -262,20 +261,7 @@ def predict_command(workspace: Workspace, clip: Path, text: str | None, run: Pat
         err.print(f"[bold red]error:[/] {error}")
         return EXIT_FAILED
     if as_json:
-        print(json.dumps(_finite(result.to_dict()), indent=2))
+        print(json.dumps(json_safe(result.to_dict()), indent=2))
     else:
         Console(highlight=False).print(format_prediction(result))
     return 0
-
-
-def _finite(value: Any) -> Any:
-    """NaN/inf -> None so the JSON document is standard."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

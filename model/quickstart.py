@@ -31,7 +31,7 @@ from hcm.cache.workspace import Workspace
 from hcm.model import metrics as M
 from hcm.model.ablate import COLUMNS, format_cell
 from hcm.model.config import configs_dir
-from hcm.model.runs import TrainRequest, train_in_workspace, write_json
+from hcm.model.runs import TrainRequest, report_errors, train_in_workspace, write_json
 
 CORPUS_FOLDER = "quickstart-mosei"
 CACHE_FOLDER = "quickstart"
@@ -218,13 +218,7 @@ def quickstart(workspace: Workspace, cfg: QuickstartConfig | None = None, progre
 
 def quickstart_command(workspace: Workspace, config: Path | None = None, progress: bool = True) -> int:
     """``hcm quickstart`` with known errors printed as one message; returns the exit status."""
-    from hcm.cache import CacheError
-    from hcm.model.trainer import TrainingError
     from hcm.pipeline.extract import ExtractionError
 
-    try:
-        quickstart(workspace, load_quickstart_config(config), progress=progress)
-    except (TrainingError, CacheError, ExtractionError, ValueError, FileNotFoundError) as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
-        return 1
-    return 0
+    return report_errors(lambda: quickstart(workspace, load_quickstart_config(config), progress=progress),
+                         also=(ExtractionError,))

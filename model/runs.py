@@ -86,19 +86,21 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def _clean(value: Any) -> Any:
-    """NaN/inf -> None so the JSON is standard."""
+def json_safe(value: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python numbers, so the JSON is standard."""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()  # numpy / torch scalar
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(_clean(data), indent=2, default=str) + "\n"
+    text = json.dumps(json_safe(data), indent=2, default=str) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -314,12 +316,28 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def resolve_settings(dataset: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train and model settings: the dataset's shipped file (defaults if it has none) with ``overrides``."""
+    import dataclasses
+
+    from hcm.model.config import ModelConfig, load_hparams
+    from hcm.model.trainer import TrainConfig
+
+    try:
+        hparams = load_hparams(dataset)
+    except FileNotFoundError:
+        log.warning("no shipped hyper-parameters for dataset %r; using the defaults", dataset)
+        hparams = {"model": {}, "train": {}}
+    train, model = dict(hparams["train"]), dict(hparams["model"])
+    apply_overrides(train, model, overrides, {f.name for f in dataclasses.fields(TrainConfig)},
+                    {f.name for f in dataclasses.fields(ModelConfig)})
+    return train, model
+
+
 def train_in_workspace(workspace: Any, request: TrainRequest,
                        ask: Callable[[list[Path]], Path] | None = None) -> list[Any]:
     """``hcm train``: pick the cache, assemble the settings, train (once, per seed, or resumed)."""
-    import dataclasses
-
-    from hcm.model.config import DatasetFacts, ModelConfig, load_hparams
+    from hcm.model.config import DatasetFacts, ModelConfig
     from hcm.model.data import read_cache_meta
     from hcm.model.evaluate import summarize_seed_runs
     from hcm.model.trainer import TrainConfig, setup_distributed, train
@@ -335,14 +353,7 @@ def train_in_workspace(workspace: Any, request: TrainRequest,
         return [result]
     cache = choose_cache(workspace.features, request.features, ask)
     meta, _ = read_cache_meta(cache)
-    try:
-        hparams = load_hparams(meta.dataset)
-    except FileNotFoundError:
-        log.warning("no shipped hyper-parameters for dataset %r; using the defaults", meta.dataset)
-        hparams = {"model": {}, "train": {}}
-    train_dict, model_dict = dict(hparams["train"]), dict(hparams["model"])
-    apply_overrides(train_dict, model_dict, request.overrides,
-                    {f.name for f in dataclasses.fields(TrainConfig)}, {f.name for f in dataclasses.fields(ModelConfig)})
+    train_dict, model_dict = resolve_settings(meta.dataset, request.overrides)
     model_cfg = ModelConfig.from_dict(model_dict, "settings")
     first = TrainConfig.from_dict(train_dict, "settings")
     rank = setup_distributed(first.device).rank  # under torchrun every rank must use rank 0's folder
@@ -392,14 +403,15 @@ def ask_cache(caches: list[Path]) -> Path:
     return caches[choice - 1]
 
 
-def _report_errors(work: Callable[[], Any]) -> int:
-    """Run ``work``; print a known error as one clear message instead of a traceback. Exit status."""
+def report_errors(work: Callable[[], Any], also: tuple[type[Exception], ...] = ()) -> int:
+    """Run ``work``; print a known error (or one of ``also``) as one clear message instead of a
+    traceback. Returns the exit status."""
     from hcm.cache import CacheError
     from hcm.model.trainer import TrainingError
 
     try:
         work()
-    except (TrainingError, CacheError, ValueError, FileNotFoundError) as error:
+    except (TrainingError, CacheError, ValueError, FileNotFoundError, *also) as error:
         Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
         return 1
     return 0
@@ -407,10 +419,10 @@ def _report_errors(work: Callable[[], Any]) -> int:
 
 def train_command(workspace: Any, request: TrainRequest, interactive: bool = False) -> int:
     """``hcm train`` with its errors reported as messages; returns the exit status."""
-    return _report_errors(lambda: train_in_workspace(workspace, request, ask_cache if interactive else None))
+    return report_errors(lambda: train_in_workspace(workspace, request, ask_cache if interactive else None))
 
 
 def evaluate_command(workspace: Any, run: Path | None, split: str, features: Path | None, tsne: bool,
                      device: str) -> int:
     """``hcm evaluate`` with its errors reported as messages; returns the exit status."""
-    return _report_errors(lambda: evaluate_in_workspace(workspace, run, split, features, tsne, device))
+    return report_errors(lambda: evaluate_in_workspace(workspace, run, split, features, tsne, device))

@@ -208,11 +208,14 @@ def key_metric_of(facts: DatasetFacts) -> str:
     return METRIC_ALIASES.get(name, name)
 
 
-def data_config(facts: DatasetFacts, cfg: TrainConfig) -> DataConfig:
-    return DataConfig(
-        streams={m: list(s) for m, s in facts.streams.items()},
-        max_text_tokens=cfg.max_text_tokens, max_frames=cfg.max_frames, max_audio=cfg.max_audio,
-    )
+def data_config(facts: DatasetFacts, cfg: TrainConfig, cache_dir: Path) -> DataConfig:
+    """How items become examples; with ``standardise_streams``, the train split's stream statistics."""
+    streams = {m: list(s) for m, s in facts.streams.items()}
+    stats = None
+    if cfg.standardise_streams:
+        stats = stream_statistics(cache_dir, [name for names in streams.values() for name in names])
+    return DataConfig(streams=streams, max_text_tokens=cfg.max_text_tokens, max_frames=cfg.max_frames,
+                      max_audio=cfg.max_audio, stream_stats=stats)
 
 
 # --------------------------------------------------------------------------- loaders and model
@@ -453,14 +456,11 @@ def prepare(cache_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | None,
     if facts.task == M.CLASSIFICATION and list(probe.classes or []) != list(facts.class_names):
         raise TrainingError(f"cache {cache_dir} has classes {probe.classes}, dataset {facts.name!r} expects "
                             f"{list(facts.class_names)}; re-extract the cache or fix configs/datasets/{facts.name}.json")
-    data_cfg = data_config(facts, cfg)
     for split in ("train", "valid"):
         if not splits.get(split):
             raise TrainingError(f"cache {cache_dir} has no {split!r} items (splits: {splits}); hcm picks the best "
                                 f"epoch on the validation split only, so a cache needs train and valid items")
-    if cfg.standardise_streams:
-        feeds = [name for names in data_cfg.streams.values() for name in names]
-        data_cfg.stream_stats = stream_statistics(cache_dir, feeds)
+    data_cfg = data_config(facts, cfg, cache_dir)
     train_data = CacheDataset(cache_dir, "train", data_cfg, in_memory=cfg.in_memory)
     valid_data = CacheDataset(cache_dir, "valid", data_cfg, in_memory=cfg.in_memory)
     model_cfg = (model_cfg or ModelConfig()).for_dataset(facts, train_data.dims)

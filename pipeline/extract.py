@@ -86,10 +86,8 @@ class MediaDecoder:
         if not wanted:
             return
         frames = self._read(utterance.video, "video", decoded, lambda ref: read_frames(ref, self.n_frames))
-        if frames is None:
-            return
-        for name, preparer in wanted:
-            decoded.prepared[name] = np.ascontiguousarray(preparer(frames))
+        if frames is not None:
+            self._prepare(decoded, wanted, lambda preparer: frames)
 
     def _audio(self, utterance: Any, decoded: Decoded) -> None:
         wanted = [(name, p) for name, p in self.preparers if p.modality == "audio"]
@@ -97,10 +95,14 @@ class MediaDecoder:
             return
         rates = tuple(dict.fromkeys(p.sample_rate for _, p in wanted))
         waves = self._read(utterance.audio, "audio", decoded, lambda ref: read_audio_rates(ref, rates))
-        if waves is None:
-            return
+        if waves is not None:
+            self._prepare(decoded, wanted, lambda preparer: waves[preparer.sample_rate])
+
+    @staticmethod
+    def _prepare(decoded: Decoded, wanted: list[tuple[str, Preparer]], media_for: Any) -> None:
+        """Run each preparer on its media; outputs are stored C-contiguous (see ``Preparer``)."""
         for name, preparer in wanted:
-            decoded.prepared[name] = np.ascontiguousarray(preparer(waves[preparer.sample_rate]))
+            decoded.prepared[name] = np.ascontiguousarray(preparer(media_for(preparer)))
 
     @staticmethod
     def _read(ref: Any, modality: str, decoded: Decoded, read: Any) -> Any:
@@ -129,7 +131,8 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
     threadpool_limits(1)
     # What the preparers import on first use, imported here while the main process builds the
-    # encoders: librosa's lazily loaded spectral module compiles numba kernels (about 1.9 s).
+    # encoders: librosa's lazily loaded spectral module compiles numba kernels (a worker's first
+    # clip took 1.3 s without this).
     from librosa.feature import melspectrogram  # noqa: F401
     from PIL import Image  # noqa: F401
 
@@ -143,11 +146,11 @@ def inference_threads(device: torch.device) -> Iterator[None]:
     not ``--workers``: torch's CPU results change in the last bits with the thread count, and a
     cache must not depend on how many decoding processes made it.
     """
-    previous = torch.get_num_threads()
-    threads = max(1, min(previous, (os.cpu_count() or 1) - default_workers(device)))
     if device.type != "cpu":
         yield
         return
+    previous = torch.get_num_threads()
+    threads = max(1, min(previous, (os.cpu_count() or 1) - default_workers(device)))
     torch.set_num_threads(threads)
     try:
         with threadpool_limits(threads):  # numpy's BLAS (spaCy's parser) and OpenMP likewise

@@ -17,7 +17,8 @@ Sampling rules (deterministic for the same file and window):
 - Segments: ``n_segments`` windows of ``segment_seconds`` placed evenly from the first to the
   last sample; a clip shorter than one segment is zero-padded at the end to one segment first.
 
-The functions keep no state between calls, so they are safe in worker processes.
+The functions keep no state between calls except one RGB converter per process (see
+``_rgb_reformatter``), so they are safe in worker processes, forked ones included.
 """
 
 from __future__ import annotations
@@ -283,8 +284,7 @@ def read_audio(ref: MediaRef, sample_rate: int) -> np.ndarray:
 def read_audio_rates(ref: MediaRef, sample_rates: tuple[int, ...]) -> dict[int, np.ndarray]:
     """The clip's sound at each of ``sample_rates``, decoded once: rate -> (n,) float32 mono.
 
-    Each rate has its own resampler fed the same decoded frames, so every wave is what
-    :func:`read_audio` gives for that rate alone.
+    Every wave is what :func:`read_audio` gives for that rate alone.
     """
     if not sample_rates or min(sample_rates) < 1:
         raise ValueError(f"sample rates must be positive, got {sample_rates}")
@@ -331,9 +331,8 @@ def _decode_mono(
             first_time = time if time is not None else 0.0
         if end is not None and time is not None and time >= end:
             break
-        chunks.extend(out.to_ndarray().reshape(-1) for out in mono.resample(frame))  # (n_i,)
-    chunks.extend(out.to_ndarray().reshape(-1) for out in mono.resample(None))
-    wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)  # (n,)
+        chunks += _samples(mono.resample(frame))
+    wave = _joined(chunks + _samples(mono.resample(None)))  # (n,)
     return {rate: _resample(wave, native, rate) for rate in sample_rates}, first_time or 0.0
 
 
@@ -344,8 +343,17 @@ def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="flt", layout="mono")
     frame.sample_rate = rate
     resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
-    parts = [out.to_ndarray().reshape(-1) for out in [*resampler.resample(frame), *resampler.resample(None)]]
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+    return _joined(_samples(resampler.resample(frame)) + _samples(resampler.resample(None)))
+
+
+def _samples(frames: list[av.AudioFrame]) -> list[np.ndarray]:
+    """Mono ``flt`` frames as (n_i,) arrays."""
+    return [frame.to_ndarray().reshape(-1) for frame in frames]
+
+
+def _joined(chunks: list[np.ndarray]) -> np.ndarray:
+    """(n_i,) chunks as one (n,) float32 wave (empty without chunks)."""
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
 def _cut(

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from hcm.model.ot import dense, keops_backend, pot_backend  # noqa: F401 - they register backends
+from hcm.model.ot.dense import all_finite
 from hcm.model.ot.problem import GRAD_MODES, PointCloudCost, SinkhornProblem
 from hcm.model.ot.registry import BACKENDS, get_backend, register_backend
 
@@ -46,20 +47,14 @@ def _marginal(mass: Tensor | None, batch: int, size: int, like: Tensor, name: st
     return mass.to(like.dtype)
 
 
-def _all_finite(tensor: Tensor) -> bool:
-    """No inf or NaN in ``tensor``: one reduction (NaN and inf survive a sum; only a sum beyond the
-    dtype's range, from values no cost should hold, reads as non-finite)."""
-    return bool(torch.isfinite(tensor.detach().sum()))
-
-
 def _problem(cost, a, b, eps: float, n_iters: int, grad: str) -> SinkhornProblem:
     """Check the inputs and bundle them; raises ValueError naming the bad value."""
     if isinstance(cost, PointCloudCost):
         ref, (batch, m, n) = cost.x, (cost.x.shape[0], cost.x.shape[1], cost.y.shape[1])
-        finite = _all_finite(cost.x) and _all_finite(cost.y)
+        finite = all_finite(cost.x) and all_finite(cost.y)
     elif isinstance(cost, Tensor) and cost.dim() == 3:
         ref, (batch, m, n) = cost, cost.shape
-        finite = _all_finite(cost)
+        finite = all_finite(cost)
     else:
         raise ValueError(f"cost must be a (B, M, N) tensor or a PointCloudCost, got {type(cost).__name__}")
     if not finite:

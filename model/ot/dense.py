@@ -26,6 +26,12 @@ from hcm.model.ot.registry import SinkhornBackend, register_backend
 SCALING_MAX_SPREAD = {torch.float64: 200.0, torch.float32: 20.0}
 
 
+def all_finite(tensor: Tensor) -> bool:
+    """No inf or NaN in ``tensor``: one reduction (NaN and inf survive a sum; only a sum beyond the
+    dtype's range, from values no cost or plan should hold, reads as non-finite)."""
+    return bool(torch.isfinite(tensor.detach().sum()))
+
+
 def _matvec(matrix: Tensor, vector: Tensor) -> Tensor:
     """Batched ``matrix @ vector``: (B, M, N), (B, N) -> (B, M)."""
     return torch.bmm(matrix, vector.unsqueeze(-1)).squeeze(-1)
@@ -141,7 +147,7 @@ def dense_plan(logk: Tensor, a: Tensor, b: Tensor, n_iters: int, grad: str) -> T
     grad_steps = 1 if grad == "last_step" else n_iters
     if scaling_is_safe(logk):
         plan = ScalingSinkhorn.apply(logk, a, b, n_iters, grad_steps)
-        if bool(torch.isfinite(plan.detach().sum())):  # a plan sums to at most 1 per sample
+        if all_finite(plan):  # a plan sums to at most 1 per sample
             return plan
     return LogSinkhorn.apply(logk, a, b, n_iters, grad_steps)
 

@@ -18,7 +18,9 @@ import torch
 
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import esresnext
-from hcm.pipeline.encoders.base import Encoded, Encoder, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16
+from hcm.pipeline.encoders.base import (
+    Encoded, Encoder, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16,
+)
 from hcm.pipeline.media import split_segments
 
 INT16_SCALE = 32767.0

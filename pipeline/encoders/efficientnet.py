@@ -20,7 +20,9 @@ import torch
 from PIL import Image
 
 from hcm.cache.schema import FeatureSpec
-from hcm.pipeline.encoders.base import Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16
+from hcm.pipeline.encoders.base import (
+    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -19,7 +19,9 @@ import torch
 
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import clip
-from hcm.pipeline.encoders.base import Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16
+from hcm.pipeline.encoders.base import (
+    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16,
+)
 from hcm.pipeline.encoders.clip_tokenizer import ClipTokenizer
 
 CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
