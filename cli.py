@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from hcm import __version__
-from hcm.cache.workspace import Workspace
+from hcm.core.workspace import Workspace
 
 app = typer.Typer(
     name="hcm",
@@ -51,7 +51,7 @@ def quickstart_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Sample corpus -> tiny extraction -> train -> test, offline, in minutes (what `make demo` runs)."""
-    from hcm.model.quickstart import quickstart_command as run_quickstart
+    from hcm.apps.quickstart import quickstart_command as run_quickstart
 
     raise typer.Exit(run_quickstart(ctx.obj, config, progress=not quiet))
 
@@ -174,8 +174,8 @@ def train_command(
     """Train HCMNet on a feature cache; the run goes to <workspace>/runs/<dataset>/<time>-<variant>/."""
     import sys
 
-    from hcm.model.runs import TrainRequest, parse_assignments
-    from hcm.model.runs import train_command as run_train
+    from hcm.apps.train import TrainRequest, parse_assignments
+    from hcm.apps.train import train_command as run_train
 
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "variant": variant, "modalities": modalities,
                "seed": seed, "device": device, "ot_backend": ot_backend, "num_workers": workers,
@@ -200,7 +200,7 @@ def evaluate_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
 ) -> None:
     """Evaluate a run's best checkpoint: metrics table, metrics.json, predictions.csv, plots."""
-    from hcm.model.runs import evaluate_command as run_evaluate
+    from hcm.apps.train import evaluate_command as run_evaluate
 
     raise typer.Exit(run_evaluate(ctx.obj, run, split, features, tsne, device))
 
@@ -216,7 +216,7 @@ def predict_command(
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Weight files of the run's extraction profile (paper profile)."),
 ) -> None:
     """Predict the sentiment score or emotion of one clip with a trained run (same extraction as its cache)."""
-    from hcm.model.predict import predict_command as run_predict
+    from hcm.apps.predict import predict_command as run_predict
     from hcm.pipeline.profiles import WeightOptions
 
     raise typer.Exit(run_predict(ctx.obj, clip, text, run, as_json, device, WeightOptions(weights_dir=weights_dir)))
@@ -234,9 +234,9 @@ def ablate_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train and evaluate the ablations; write a table like the paper's Tables 4 and 5 (Markdown + JSON)."""
-    from hcm.model.ablate import AblationRequest
-    from hcm.model.ablate import ablate_command as run_ablate
-    from hcm.model.runs import parse_assignments
+    from hcm.apps.ablate import AblationRequest
+    from hcm.apps.ablate import ablate_command as run_ablate
+    from hcm.apps.train import parse_assignments
 
     try:
         request = AblationRequest(

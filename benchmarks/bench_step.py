@@ -23,7 +23,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hcm.model.config import ModelConfig, load_dataset_facts, load_hparams
+from hcm.model.config import ModelConfig
+from hcm.training.settings import load_dataset_facts, load_hparams
 from hcm.model.hcmnet import HCMNet, build_model
 from hcm.model.layers import ModalRows
 

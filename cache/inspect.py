@@ -18,6 +18,7 @@ import numpy as np
 from hcm.cache.manifest import MANIFEST, load_manifest, read_manifest, rebuild_manifest, sha256_file, shard_files
 from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, FeatureSpec
 from hcm.cache.shard import open_shard
+from hcm.core.names import CLASSIFICATION, REGRESSION
 
 SCAN_BYTES = 16 * 1024 * 1024  # NaN/Inf scan block
 ITEM_COLUMNS = ("id", "split", "label", "group", "position", "text", "labels", "notes", "masks")
@@ -111,9 +112,9 @@ def _item_problems(f: h5py.File, meta: CacheMeta, entry: dict) -> list[str]:
     if splits != entry["counts"]:
         problems.append(f"split counts {splits}, the manifest lists {entry['counts']}")
     labels = items["label"][()]
-    if meta.task == "regression" and not np.isfinite(labels).all():
+    if meta.task == REGRESSION and not np.isfinite(labels).all():
         problems.append("non-finite regression labels")
-    if meta.task == "classification" and np.any((labels < 0) | (labels >= len(meta.classes))):
+    if meta.task == CLASSIFICATION and np.any((labels < 0) | (labels >= len(meta.classes))):
         problems.append(f"class labels outside 0..{len(meta.classes) - 1}")
     if json.loads(f.attrs["failures"]) != entry["failures"]:
         problems.append("failures differ from the manifest's")

@@ -17,6 +17,7 @@ import numpy as np
 from hcm.cache.manifest import load_manifest
 from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, FeatureSpec, Item
 from hcm.cache.shard import ShardHeader, ShardReader, read_header
+from hcm.core.names import CLASSIFICATION
 
 
 def _check_header(header: ShardHeader, meta: CacheMeta, entry: dict) -> None:
@@ -100,7 +101,7 @@ class FeatureCache:
             row_of += rows
             ids += [header.ids[i] for i in rows]
             labels.append(header.labels[rows])
-        label_dtype = np.int64 if self.meta.task == "classification" else np.float64
+        label_dtype = np.int64 if self.meta.task == CLASSIFICATION else np.float64
         self._shard = np.array(shard_of, dtype=np.int32)  # (N,)
         self._row = np.array(row_of, dtype=np.int32)  # (N,)
         self.ids: list[str] = ids

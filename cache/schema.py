@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from hcm.core.errors import HcmError
+from hcm.core.names import CLASSIFICATION, TASKS
+
 SCHEMA_VERSION = 1
-TASKS = ("regression", "classification")
 DEFAULT_FLOAT_DTYPE = "float16"
 
 
-class CacheError(Exception):
+class CacheError(HcmError):
     """A cache is missing, damaged or inconsistent; the message says which file and what to do."""
 
 
@@ -148,7 +150,7 @@ class CacheMeta:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise CacheError(f"task {self.task!r} must be one of {TASKS}")
-        if self.task == "classification" and not self.classes:
+        if self.task == CLASSIFICATION and not self.classes:
             raise CacheError("a classification cache needs its class names (CacheMeta.classes)")
         if self.shard_size < 1:
             raise CacheError(f"shard_size {self.shard_size} must be at least 1")

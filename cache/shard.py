@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from hcm import __version__
+from hcm.core.names import CLASSIFICATION
 from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, Failure, FeatureSpec, Item, to_json
 
 CHUNK_BYTES = 64 * 1024  # a single-item read touches a few chunks of this size
@@ -98,7 +99,7 @@ def check_item(meta: CacheMeta, item: Item) -> dict[str, np.ndarray]:
     item_id = _check_text(str(item.id), "id", item.id)
     for name in ("split", "text", "group"):
         _check_text(item_id, name, getattr(item, name))
-    if meta.task == "classification":
+    if meta.task == CLASSIFICATION:
         if isinstance(item.label, (float, np.floating)) or not 0 <= int(item.label) < len(meta.classes):
             raise CacheError(
                 f"item {item_id!r}: label {item.label!r} is not a class index in 0..{len(meta.classes) - 1}"
@@ -143,7 +144,7 @@ def _write_feature(root: h5py.Group, spec: FeatureSpec, rows: list[np.ndarray], 
 
 
 def _write_items(root: h5py.Group, meta: CacheMeta, items: list[Item]) -> None:
-    label_dtype = np.int64 if meta.task == "classification" else np.float64
+    label_dtype = np.int64 if meta.task == CLASSIFICATION else np.float64
     root.create_dataset("id", data=[it.id for it in items], dtype=STR)
     root.create_dataset("split", data=[it.split for it in items], dtype=STR)
     root.create_dataset("label", data=np.array([it.label for it in items], dtype=label_dtype))

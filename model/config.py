@@ -1,9 +1,7 @@
-"""Typed configuration of stage two: dataset facts, HCMNet settings, and the shipped JSON files.
+"""HCMNet's settings: one frozen dataclass, a comment per field with the paper's symbol.
 
-Dataset facts (task, classes, key metric, which cached streams feed which modality) live in
-``configs/datasets/<name>.json``; hyper-parameters live in ``configs/hcmnet/<name>.json`` as
-``{"model": {...}, "train": {...}}``. Facts and hyper-parameters are kept apart on purpose: a
-new hyper-parameter file never restates what a dataset is.
+Shipped values live in ``configs/hcmnet/<dataset>.json`` (read by ``hcm.training.settings``);
+the dataset's task, classes and label range are filled in by :meth:`ModelConfig.for_dataset`.
 """
 
 from __future__ import annotations
@@ -11,105 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import hcm
+from hcm.core.configs import check_keys
+from hcm.core.names import CLASSIFICATION, MODALITY_LETTERS, REGRESSION
 
-REGRESSION = "regression"
-CLASSIFICATION = "classification"
-MODALITIES = ("text", "video", "audio")
 VARIANTS = ("full", "acm-only", "ccm-only", "no-acl", "no-graph", "no-cdc")
-MODALITY_LETTERS = {"t": "text", "v": "video", "a": "audio"}
-
-
-def configs_dir() -> Path:
-    """The folder of shipped JSON configs (package data ``hcm/configs``)."""
-    return Path(hcm.__file__).parent / "configs"
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
-        raise FileNotFoundError(f"no {what} file {path}; known names: {known or 'none'}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{what} file {path} is not valid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{what} file {path} must hold a JSON object, found {type(data).__name__}")
-    return data
-
-
-def _check_keys(cls: type, data: dict[str, Any], source: str) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown {cls.__name__} key(s) {unknown} in {source}; known keys: {sorted(known)}"
-        )
-
-
-@dataclass(frozen=True)
-class DatasetFacts:
-    """What a dataset is, independent of any model setting."""
-
-    name: str  # dataset name, also the JSON file's stem
-    task: str  # "regression" (sentiment score) or "classification" (emotion classes)
-    num_classes: int  # number of classes; 0 for regression
-    class_names: tuple[str, ...]  # class index -> name; empty for regression
-    key_metric: str  # metric that selects the best epoch on the validation split
-    higher_is_better: bool  # direction of key_metric
-    label_range: tuple[float, float] | None  # (low, high) of regression scores; None for classes
-    streams: dict[str, tuple[str, ...]]  # modality -> cached feature streams, first sets node count
-
-    def __post_init__(self) -> None:
-        if self.task not in (REGRESSION, CLASSIFICATION):
-            raise ValueError(f"dataset {self.name!r}: task must be 'regression' or 'classification', got {self.task!r}")
-        if self.task == CLASSIFICATION and self.num_classes != len(self.class_names):
-            raise ValueError(
-                f"dataset {self.name!r}: num_classes={self.num_classes} but {len(self.class_names)} class_names"
-            )
-        if self.task == REGRESSION and self.label_range is None:
-            raise ValueError(f"dataset {self.name!r}: a regression dataset needs label_range [low, high]")
-        missing = [m for m in MODALITIES if not self.streams.get(m)]
-        if missing:
-            raise ValueError(f"dataset {self.name!r}: no streams listed for modality {missing}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> DatasetFacts:
-        """Build from a JSON object, rejecting unknown keys."""
-        _check_keys(cls, data, source)
-        values = dict(data)
-        values["class_names"] = tuple(values.get("class_names", ()))
-        if values.get("label_range") is not None:
-            values["label_range"] = tuple(float(v) for v in values["label_range"])
-        values["streams"] = {m: tuple(s) for m, s in values.get("streams", {}).items()}
-        try:
-            return cls(**values)
-        except TypeError as error:
-            raise ValueError(f"incomplete DatasetFacts in {source}: {error}") from error
-
-
-def load_dataset_facts(name: str) -> DatasetFacts:
-    """Read ``configs/datasets/<name>.json``."""
-    path = configs_dir() / "datasets" / f"{name}.json"
-    return DatasetFacts.from_dict(_read_json(path, "dataset facts"), str(path))
-
-
-def load_hparams(name: str) -> dict[str, Any]:
-    """Read ``configs/hcmnet/<name>.json``: ``{"model": {...}, "train": {...}}``.
-
-    The model section is validated here (unknown keys raise); the train section belongs to
-    the trainer and is returned as is.
-    """
-    path = configs_dir() / "hcmnet" / f"{name}.json"
-    data = _read_json(path, "hyper-parameter")
-    unknown = sorted(set(data) - {"model", "train"})
-    if unknown:
-        raise ValueError(f"hyper-parameter file {path} has unknown section(s) {unknown}; use 'model' and 'train'")
-    ModelConfig.from_dict(data.get("model", {}), str(path))
-    return {"model": dict(data.get("model", {})), "train": dict(data.get("train", {}))}
 
 
 def parse_modalities(value: str) -> tuple[str, ...]:
@@ -175,7 +80,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> ModelConfig:
         """Build from a JSON object; unknown keys raise with the list of known ones."""
-        _check_keys(cls, data, source)
+        check_keys(cls, data, source)
         values = dict(data)
         for key in ("class_weights", "label_range", "balance_ratio_range"):
             if values.get(key) is not None:
@@ -186,8 +91,12 @@ class ModelConfig:
         """JSON-ready dict (tuples as lists) that ``from_dict`` reads back."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def for_dataset(self, facts: DatasetFacts, dims: dict[str, int]) -> ModelConfig:
-        """A copy with the dataset's task/classes and the input widths read from the cache."""
+    def for_dataset(self, facts: Any, dims: dict[str, int]) -> ModelConfig:
+        """A copy with the dataset's task/classes and the input widths read from the cache.
+
+        ``facts`` is anything with ``task``, ``num_classes`` and ``label_range`` (the training
+        harness passes its ``DatasetFacts``).
+        """
         return dataclasses.replace(
             self, task=facts.task, num_classes=facts.num_classes, label_range=facts.label_range,
             d_text=int(dims.get("text", 0)), d_video=int(dims.get("video", 0)),

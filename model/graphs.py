@@ -19,20 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hcm.core.registry import Registry
 from hcm.model.layers import ModalRows
 
 GraphBuilder = Callable[[ModalRows, "Tensor | None", float], Tensor]
-GRAPH_BUILDERS: dict[str, GraphBuilder] = {}
-
-
-def register_graph(modality: str) -> Callable[[GraphBuilder], GraphBuilder]:
-    """Decorator: the adjacency builder of one modality."""
-
-    def add(fn: GraphBuilder) -> GraphBuilder:
-        GRAPH_BUILDERS[modality] = fn
-        return fn
-
-    return add
+GRAPH_BUILDERS: Registry[GraphBuilder] = Registry("graph builder")  # modality -> adjacency builder
+register_graph = GRAPH_BUILDERS.register
 
 
 def _pair_mask(node_mask: Tensor) -> Tensor:
@@ -119,7 +111,7 @@ class ModalityGraphs(nn.Module):
         out = dict(rows)
         for name, gcn in self.gcn.items():
             seq = rows[name]
-            adj = GRAPH_BUILDERS[name](seq, text_adj, self.eta)
+            adj = GRAPH_BUILDERS.get(name)(seq, text_adj, self.eta)
             norm_adj = normalized_adjacency(adj, seq.valid)
             out[name] = seq.with_x(gcn(seq.x, norm_adj, seq.valid))
         return out

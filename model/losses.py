@@ -25,18 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hcm.core.registry import Registry
+
 TaskLoss = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
-TASK_LOSSES: dict[str, TaskLoss] = {}
-
-
-def register_task_loss(name: str) -> Callable[[TaskLoss], TaskLoss]:
-    """Decorator: a task loss ``fn(prediction, label, class_weights) -> scalar``."""
-
-    def add(fn: TaskLoss) -> TaskLoss:
-        TASK_LOSSES[name] = fn
-        return fn
-
-    return add
+TASK_LOSSES: Registry[TaskLoss] = Registry("task loss")  # fn(prediction, label, class_weights) -> scalar
+register_task_loss = TASK_LOSSES.register
 
 
 @register_task_loss("cce")
@@ -59,9 +52,7 @@ def mse_loss(prediction: Tensor, label: Tensor, class_weights: Tensor | None) ->
 
 def task_loss(name: str, prediction: Tensor, label: Tensor, class_weights: Tensor | None = None) -> Tensor:
     """Look the task loss up by name (``cce``, ``l1``, ``mse``)."""
-    if name not in TASK_LOSSES:
-        raise ValueError(f"unknown task loss {name!r}; known: {sorted(TASK_LOSSES)}")
-    return TASK_LOSSES[name](prediction, label, class_weights)
+    return TASK_LOSSES.get(name)(prediction, label, class_weights)
 
 
 def contrastive_classes(label: Tensor, label_range: tuple[float, float] | None, bin_width: float) -> Tensor:

@@ -37,9 +37,10 @@ from threadpoolctl import threadpool_limits
 
 from hcm import __version__
 from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item
-from hcm.cache.workspace import Workspace
+from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets import get_dataset
-from hcm.pipeline.encoders.base import MODALITIES, Encoder, Preparer, create_encoder
+from hcm.core.names import MODALITIES
+from hcm.pipeline.encoders.base import Encoder, Preparer, create_encoder
 from hcm.pipeline.media import NO_AUDIO, NO_VIDEO, ZERO_LENGTH, MediaError, read_audio_rates, read_frames
 from hcm.pipeline.profiles import Profile, ResolvedWeights, WeightOptions, get_profile, resolve_weights
 

@@ -1,4 +1,12 @@
-"""The data flow of docs/architecture.md, checked on the imports of every module."""
+"""The package layering of docs/architecture.md, checked on every import of every module.
+
+    cli -> apps -> training -> model -> core
+                   training -> cache -> core
+           apps -> pipeline -> cache
+
+An arrow may only point down this table; imports inside functions count like any other, so a
+lazy import cannot hide a back-arrow.
+"""
 
 from __future__ import annotations
 
@@ -8,46 +16,103 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NETWORK_MODULES = ("hcmnet", "layers", "atomic", "graphs", "composition", "losses", "config")
-ENCODER_LIBRARIES = ("h5py", "transformers", "efficientnet_pytorch", "librosa", "spacy", "av", "hcm.pipeline",
-                     "hcm.cache")
+
+# package -> the hcm packages it may import (besides itself and the root ``hcm``, which holds
+# only the version)
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "cache": {"core"},
+    "model": {"core"},
+    "pipeline": {"cache", "core"},
+    "training": {"model", "cache", "core"},
+    "apps": {"training", "model", "pipeline", "cache", "core"},
+    "cli": {"apps", "training", "pipeline", "cache", "core"},
+    "__main__": {"cli"},
+}
+STORAGE_AND_ENCODER_LIBRARIES = ("h5py", "transformers", "efficientnet_pytorch", "librosa", "spacy", "av")
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, at any depth (lazy imports inside functions included)."""
+    """Every module a file imports, at any depth (imports inside functions included)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
     return names
 
 
-def _python_files(folder: str) -> list[Path]:
-    return sorted((REPO / folder).rglob("*.py"))
+def package_of(path: Path, root: Path) -> str:
+    return path.relative_to(root).parts[0].removesuffix(".py")
 
 
-def _hits(path: Path, forbidden: tuple[str, ...]) -> list[str]:
-    return sorted(n for n in imported_modules(path) if any(n == f or n.startswith(f + ".") for f in forbidden))
+def source_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.py")
+                  if p.relative_to(root).parts[0] in ALLOWED or p.relative_to(root).parts[0].removesuffix(".py") in ALLOWED)
 
 
-@pytest.mark.parametrize("path", _python_files("cache"), ids=lambda p: p.name)
-def test_cache_imports_neither_stage(path: Path) -> None:
-    assert not _hits(path, ("hcm.pipeline", "hcm.model")), path
+def back_arrows(root: Path) -> list[str]:
+    """``file imports hcm.X`` for every import that the layering does not allow."""
+    found = []
+    for path in source_files(root):
+        own = package_of(path, root)
+        for name in imported_modules(path):
+            parts = name.split(".")
+            if parts[0] != "hcm" or len(parts) == 1:
+                continue
+            target = parts[1]
+            if target != own and target not in ALLOWED[own]:
+                found.append(f"{path.relative_to(root)} imports {name} ({own} -> {target} is not allowed)")
+    return found
 
 
-@pytest.mark.parametrize("path", _python_files("pipeline"), ids=lambda p: p.name)
-def test_pipeline_never_imports_the_model(path: Path) -> None:
-    assert not _hits(path, ("hcm.model",)), path
+def test_the_allowed_arrows_have_no_cycle() -> None:
+    seen: dict[str, int] = {}
+
+    def visit(package: str, trail: tuple[str, ...]) -> None:
+        assert package not in trail, f"cycle: {' -> '.join(trail + (package,))}"
+        for target in ALLOWED.get(package, ()):
+            visit(target, trail + (package,))
+        seen[package] = 1
+
+    for package in ALLOWED:
+        visit(package, ())
 
 
-@pytest.mark.parametrize("name", NETWORK_MODULES)
-def test_network_modules_take_plain_tensors(name: str) -> None:
-    path = REPO / "model" / f"{name}.py"
-    assert not _hits(path, ENCODER_LIBRARIES), path
+def test_every_package_is_placed() -> None:
+    packages = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
+    assert packages <= set(ALLOWED), f"packages without a layer: {sorted(packages - set(ALLOWED))}"
 
 
-@pytest.mark.parametrize("path", _python_files("model/ot"), ids=lambda p: p.name)
-def test_ot_imports_no_encoder_or_storage_library(path: Path) -> None:
-    assert not _hits(path, ENCODER_LIBRARIES), path
+def test_the_tree_has_no_back_arrow() -> None:
+    assert back_arrows(REPO) == []
+
+
+def test_a_planted_back_arrow_is_caught(tmp_path: Path) -> None:
+    for package in ("model", "training", "core"):
+        (tmp_path / package).mkdir()
+    (tmp_path / "training" / "loop.py").write_text("from hcm.model.hcmnet import HCMNet\n")
+    (tmp_path / "model" / "sneaky.py").write_text(
+        "def later():\n    from hcm.training.trainer import train  # hidden inside a function\n    return train\n")
+    (tmp_path / "core" / "names.py").write_text("import hcm\nfrom hcm import __version__\n")
+    assert back_arrows(tmp_path) == [
+        "model/sneaky.py imports hcm.training.trainer (model -> training is not allowed)"]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "model").rglob("*.py")), ids=lambda p: str(p.relative_to(REPO)))
+def test_the_network_takes_plain_tensors(path: Path) -> None:
+    """model/ loads no storage or encoder library: it runs on tensors from any source."""
+    hits = [n for n in imported_modules(path)
+            if any(n == lib or n.startswith(lib + ".") for lib in STORAGE_AND_ENCODER_LIBRARIES)]
+    assert not hits, f"{path} imports {hits}"
+
+
+def test_core_imports_torch_only_inside_functions() -> None:
+    """The command line answers --help without torch: core's module level never imports it."""
+    for path in sorted((REPO / "core").rglob("*.py")):
+        top = ast.parse(path.read_text(encoding="utf-8")).body
+        for node in top:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(n.split(".")[0] == "torch" for n in names), f"{path} imports torch at module level"

@@ -22,7 +22,19 @@ def test_wheel_holds_only_the_hcm_package(tmp_path: Path) -> None:
     for module in ("hcm/cli.py", "hcm/__main__.py", "hcm/cache/writer.py", "hcm/model/ot/__init__.py",
                    "hcm/pipeline/encoders/clip.py", "hcm/pipeline/sample/__init__.py"):
         assert module in names, f"{module} missing from the wheel"
+    for package in source_packages():
+        assert f"hcm/{package}/__init__.py" in names, f"package {package} is missing from setup.cfg's packages"
     assert any(name.startswith("hcm/configs/datasets/") and name.endswith(".json") for name in names)
     assert not any(name.startswith("hcm/tests/") for name in names), "tests must not be installed"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "hcm = hcm.cli:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def source_packages() -> list[str]:
+    """Every package folder of the source tree (tests and build outputs excluded)."""
+    skip = {"tests", "build", "benchmarks", "docs", "configs"}
+    return sorted(
+        str(init.parent.relative_to(REPO)) for init in REPO.rglob("__init__.py")
+        if init.parent != REPO and not (set(init.relative_to(REPO).parts) & skip)
+        and not any(part.startswith(".") or part.endswith(".egg-info") for part in init.relative_to(REPO).parts)
+    )

@@ -7,6 +7,7 @@ from typing import Callable, TypeVar
 import torch
 from torch import Tensor
 
+from hcm.core.registry import Registry
 from hcm.model.ot.problem import SinkhornProblem
 
 
@@ -24,7 +25,7 @@ class SinkhornBackend:
         return torch.bmm(self.plan(problem).transpose(1, 2), values)
 
 
-BACKENDS: dict[str, type[SinkhornBackend]] = {}
+BACKENDS: Registry[type[SinkhornBackend]] = Registry("OT backend")
 _B = TypeVar("_B", bound=type[SinkhornBackend])
 
 
@@ -32,17 +33,12 @@ def register_backend(name: str) -> Callable[[_B], _B]:
     """Class decorator: make the backend available as ``backend=name``."""
 
     def wrap(cls: _B) -> _B:
-        if name in BACKENDS:
-            raise ValueError(f"OT backend {name!r} is already registered by {BACKENDS[name].__name__}")
         cls.name = name
-        BACKENDS[name] = cls
-        return cls
+        return BACKENDS.register(name)(cls)
 
     return wrap
 
 
 def get_backend(name: str) -> SinkhornBackend:
-    """An instance of the backend registered as ``name``."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown OT backend {name!r}; choose one of {sorted(BACKENDS)} or 'auto'")
-    return BACKENDS[name]()
+    """An instance of the backend registered as ``name`` (or pass ``backend="auto"``)."""
+    return BACKENDS.get(name)()

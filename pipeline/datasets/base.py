@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hcm.cache.workspace import Workspace
+from hcm.core.workspace import Workspace
 from hcm.pipeline.media import MediaRef
 
 log = logging.getLogger(__name__)

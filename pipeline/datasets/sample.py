@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hcm.cache.workspace import Workspace
+from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets.base import register_dataset
 from hcm.pipeline.datasets.mosei import MoseiAdapter
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from hcm.cache.schema import FeatureSpec
+from hcm.core.names import MODALITIES
 
-MODALITIES = ("text", "video", "audio")
 
 
 class EncoderError(Exception):

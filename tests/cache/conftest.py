@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # cache_synth, shared with subprocess helpers
-
-from cache_synth import write_cache  # noqa: E402
-from hcm.cache import FeatureCache  # noqa: E402
+from cache_synth import write_cache
+from hcm.cache import FeatureCache
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from cache_synth import assert_items_equal, make_meta, plan_shard, synthetic_ite
 from hcm.cache import CacheError, CacheWriter, Failure, FeatureCache, cache_info, verify_cache
 from hcm.cache.shard import read_header
 
-CHILD = Path(__file__).with_name("cache_kill_child.py")
+CHILD = Path(__file__).resolve().parents[1] / "helpers" / "cache_kill_child.py"
 
 
 def _run_child(directory: Path, *, kill_at: int | None = None) -> bool:

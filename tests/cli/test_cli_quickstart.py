@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from hcm.cli import app
-from hcm.model.quickstart import load_quickstart_config
+from hcm.apps.quickstart import load_quickstart_config
 
 runner = CliRunner()
 TINY = {

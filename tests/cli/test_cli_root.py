@@ -8,7 +8,7 @@ import sys
 from typer.testing import CliRunner
 
 from hcm import __version__
-from hcm.cache.workspace import Workspace
+from hcm.core.workspace import Workspace
 from hcm.cli import app
 
 runner = CliRunner()

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from hcm.cli import app
-from hcm.model.evaluate import ProfileMismatchError, check_cache_matches
+from hcm.training.evaluate import ProfileMismatchError, check_cache_matches
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
-from hcm_tiny_cache import build_cache  # noqa: E402
+from hcm_tiny_cache import build_cache
 
 runner = CliRunner()
 
@@ -58,4 +56,4 @@ def test_train_asks_for_a_cache_when_there_are_several(workdir: Path) -> None:
 def test_unknown_setting_is_a_clear_error(workdir: Path) -> None:
     build_cache(workdir / "features" / "sample" / "tiny")
     result = runner.invoke(app, ["train", "--set", "droput=0.2"])
-    assert result.exit_code == 1 and "unknown setting 'droput'" in result.output
+    assert result.exit_code == 2 and "unknown setting 'droput'" in result.output  # usage error

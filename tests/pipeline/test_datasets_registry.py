@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import hcm.pipeline.sample
-from hcm.cache.workspace import Workspace
+from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets import DatasetAdapter, dataset_names, get_dataset, register_dataset
 from hcm.pipeline.datasets.base import natural_key
 from hcm.pipeline.sample import SampleSummary, make_sample

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hcm.model import metrics
+from hcm.training import metrics
 
 # Hand-worked regression case. Rounding uses numpy's half-to-even: 0.5 -> 0, -0.5 -> -0,
 # 1.5 -> 2, 2.5 -> 2 (round-half-up would give 1, 0, 2, 3 and change Acc-7).

@@ -20,7 +20,6 @@ import importlib
 import logging
 import math
 import os
-import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -33,19 +32,22 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from hcm.model import metrics as M
-from hcm.model.config import DatasetFacts, ModelConfig, load_dataset_facts
-from hcm.model.data import MODEL_KEYS, CacheDataset, DataConfig, read_cache_meta, stream_statistics
-from hcm.model.runs import RunLogger, RunPaths, atomic_write, epoch_progress, write_json
+from hcm.core.configs import check_keys
+from hcm.core.files import json_safe, write_json
+from hcm.core.names import CLASSIFICATION
+from hcm.model.config import ModelConfig
+from hcm.training import TrainingError
+from hcm.training import metrics as M
+from hcm.training.checkpoints import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from hcm.training.data import MODEL_KEYS, CacheDataset, DataConfig, read_cache_meta, stream_statistics
+from hcm.training.distributed import Dist, all_ranks_finite, barrier, gather, setup_distributed
+from hcm.training.runs import RunLogger, RunPaths, epoch_progress
+from hcm.training.settings import DatasetFacts, load_dataset_facts
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL = "hcm.model.hcmnet:HCMNet"
+DEFAULT_MODEL = "hcm.model.hcmnet:build_model"  # checks the input widths, then HCMNet(cfg)
 METRIC_ALIASES = {"w_f1": "weighted_f1", "wf1": "weighted_f1", "f1_weighted": "weighted_f1", "acc": "accuracy",
                   "acc_7": "acc7", "acc_2": "acc2_non0", "acc2": "acc2_non0", "f1": "f1_non0"}
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on; the message says why and what to do."""
 
 
 class NonFiniteLossError(TrainingError):
@@ -91,10 +93,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown train setting(s) {unknown} in {source}; known: {sorted(known)}")
+        check_keys(cls, data, source)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,45 +115,7 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
-class Dist:
-    """This process's place in a (possibly one-process) run."""
-
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 # --------------------------------------------------------------------------- setup
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"--device {name} asked for CUDA but torch sees no GPU; use --device cpu")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
-
-
-def setup_distributed(device_name: str) -> Dist:
-    """Join the process group started by torchrun (WORLD_SIZE > 1), else a one-process run."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank)
-    if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    if dist.is_initialized():
-        return Dist(dist.get_rank(), dist.get_world_size(), device)
-    return Dist(0, 1, device)
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
@@ -164,27 +125,6 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     if setting == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if setting == "bf16" else torch.float16
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def import_factory(path: str) -> Callable[[ModelConfig], nn.Module]:
@@ -243,7 +183,7 @@ def eval_loader(data: CacheDataset, cfg: TrainConfig, d: Dist) -> DataLoader:
     )
 
 
-def build_model(model_cfg: ModelConfig, factory: str | Callable | None = None) -> nn.Module:
+def make_model(model_cfg: ModelConfig, factory: str | Callable | None = None) -> nn.Module:
     make = import_factory(factory) if isinstance(factory, str) else (factory or import_factory(DEFAULT_MODEL))
     return make(model_cfg)
 
@@ -265,14 +205,6 @@ class Predictions:
     features: np.ndarray | None = None  # (N, d) the model's ``.features``, when asked for
 
 
-def _gather(d: Dist, value: Any) -> list[Any]:
-    if d.world == 1:
-        return [value]
-    out: list[Any] = [None] * d.world
-    dist.all_gather_object(out, value)
-    return out
-
-
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, d: Dist, amp: torch.dtype | None = None,
             with_features: bool = False) -> Predictions:
@@ -288,7 +220,7 @@ def predict(model: nn.Module, loader: DataLoader, d: Dist, amp: torch.dtype | No
         if with_features:
             feats.append(out.features.float().reshape(len(batch["index"]), -1).cpu().numpy())
     local = (index, scores, feats, loss_sum)
-    parts = _gather(d, local)
+    parts = gather(d, local)
     all_index = np.concatenate([i for p in parts for i in p[0]])
     order = np.argsort(all_index, kind="stable")
     all_scores = np.concatenate([s for p in parts for s in p[1]])
@@ -342,13 +274,6 @@ class Loop:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _all_finite(loss: torch.Tensor, d: Dist) -> bool:
-    flag = torch.tensor([float(torch.isfinite(loss.detach()).all())], device=d.device)
-    if d.world > 1:
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item() == 1.0)
-
-
 def train_one_epoch(loop: Loop, loader: DataLoader, cfg: TrainConfig, d: Dist, paths: RunPaths,
                     on_step: Callable[[float], None]) -> dict[str, float]:
     """One pass over this rank's share; returns the item-weighted mean of every loss term."""
@@ -358,7 +283,7 @@ def train_one_epoch(loop: Loop, loader: DataLoader, cfg: TrainConfig, d: Dist, p
     for step, batch in enumerate(loader, start=1):
         with _autocast(d.device, loop.amp):
             out = loop.model(model_inputs(batch, d.device))
-        if not _all_finite(out.loss, d):
+        if not all_ranks_finite(out.loss, d):
             raise NonFiniteLossError(
                 f"the loss became {float(out.loss.detach())} at epoch {loop.epoch + 1}, step {step}; training stopped. "
                 f"The last good checkpoint is kept: {paths.last if loop.epoch else 'none (first epoch)'}. "
@@ -390,29 +315,16 @@ def _reduce_means(sums: dict[str, float], count: int, d: Dist) -> dict[str, floa
     return {f"train_{k}": float(v) / total for k, v in zip(names, values[:-1].tolist())}
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: Path, loop: Loop, rng: list[dict[str, Any]], extra: dict[str, Any]) -> None:
-    """Write a checkpoint atomically (temporary file, then ``os.replace``)."""
+def checkpoint_state(loop: Loop, rng: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    """What ``last.pt``/``best.pt`` hold: every state a resumed run needs."""
     module = loop.model.module if hasattr(loop.model, "module") else loop.model
-    state = {
+    return {
         "model": module.state_dict(), "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(), "scaler": loop.scaler.state_dict(),
         "epoch": loop.epoch, "best_value": loop.best_value, "best_epoch": loop.best_epoch,
         "best_valid": loop.best_valid, "bad_epochs": loop.bad_epochs, "history": loop.history,
         "rng": rng, **extra,
     }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; was the run's first epoch finished?")
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as error:  # torch raises several types for damaged files
-        raise TrainingError(f"checkpoint {path} cannot be read ({error}); it is damaged") from error
 
 
 def restore(loop: Loop, state: dict[str, Any], d: Dist) -> None:
@@ -453,7 +365,7 @@ def prepare(cache_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | None,
     facts = facts or load_dataset_facts(probe.dataset)
     if probe.task != facts.task:
         raise TrainingError(f"cache {cache_dir} is a {probe.task} cache but dataset {facts.name!r} is {facts.task}")
-    if facts.task == M.CLASSIFICATION and list(probe.classes or []) != list(facts.class_names):
+    if facts.task == CLASSIFICATION and list(probe.classes or []) != list(facts.class_names):
         raise TrainingError(f"cache {cache_dir} has classes {probe.classes}, dataset {facts.name!r} expects "
                             f"{list(facts.class_names)}; re-extract the cache or fix configs/datasets/{facts.name}.json")
     for split in ("train", "valid"):
@@ -476,22 +388,14 @@ def run_config(setup: Setup, cfg: TrainConfig, cache_dir: Path, factory: str, d:
         "cache": str(Path(cache_dir).resolve()), "key_metric": setup.key,
         "higher_is_better": setup.facts.higher_is_better, "train": cfg.to_dict(),
         "model": setup.model_cfg.to_dict(), "data": dataclasses.asdict(setup.data_cfg),
-        "facts": json_ready(dataclasses.asdict(setup.facts)), "model_factory": factory,
+        "facts": json_safe(dataclasses.asdict(setup.facts)), "model_factory": factory,
         "world_size": d.world, "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
 
-def json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value
-
-
 def new_loop(setup: Setup, cfg: TrainConfig, d: Dist, factory: str | Callable, steps_per_epoch: int) -> Loop:
     seed_everything(cfg.seed)
-    model = build_model(setup.model_cfg, factory).to(d.device)
+    model = make_model(setup.model_cfg, factory).to(d.device)
     seed_everything(cfg.seed + 1000 * d.rank)  # dropout differs per rank, init does not
     if d.world > 1:
         ids = [d.device.index] if d.device.type == "cuda" else None
@@ -522,13 +426,13 @@ def finish_epoch(loop: Loop, row: dict[str, Any], setup: Setup, cfg: TrainConfig
     else:
         loop.bad_epochs += 1
     loop.history.append({"epoch": loop.epoch, **row, "best": improved})
-    rng = _gather(d, rng_state())
+    rng = gather(d, rng_state())
     if d.main:
-        save_checkpoint(paths.last, loop, rng, extra)
+        state = checkpoint_state(loop, rng, extra)
+        save_checkpoint(paths.last, state)
         if improved:
-            save_checkpoint(paths.best, loop, rng, extra)
-    if d.world > 1:
-        dist.barrier()
+            save_checkpoint(paths.best, state)
+    barrier(d)
     return cfg.patience > 0 and loop.bad_epochs >= cfg.patience
 
 

@@ -4,10 +4,10 @@ The clip goes through exactly the code ``hcm extract`` runs (``hcm.pipeline.extr
 media decoding, encoders and masking rules) with the profile rebuilt from the recipe stored in the
 run's cache (``manifest.json``). The rebuilt encoders must declare the very feature streams of that
 cache (same shapes, same weights); otherwise the prediction is refused, because the run's model
-would read features it never saw. The item then becomes a one-example batch (``hcm.model.data``)
+would read features it never saw. The item then becomes a one-example batch (``hcm.training.data``)
 for the run's best checkpoint.
 
-This module, with ``hcm.model.ablate`` and ``hcm.model.quickstart``, is one of the only three
+This module, with ``hcm.apps.ablate`` and ``hcm.apps.quickstart``, is one of the only three
 ``hcm.model`` modules that call stage one (``hcm.pipeline``); the rest of stage two reads caches
 only.
 
@@ -29,11 +29,15 @@ import torch
 from rich.console import Console
 
 from hcm.cache import CacheMeta, Item
-from hcm.cache.workspace import Workspace
-from hcm.model.config import CLASSIFICATION, ModelConfig
-from hcm.model.data import Collate, DataConfig, item_example, read_cache_meta
-from hcm.model.runs import RunPaths, find_latest_run, json_safe, read_json
-from hcm.model.trainer import model_inputs, resolve_device
+from hcm.core.device import resolve_device
+from hcm.core.files import json_safe, read_json
+from hcm.core.names import CLASSIFICATION
+from hcm.core.workspace import Workspace
+from hcm.model.config import ModelConfig
+from hcm.training.data import Collate, DataConfig, item_example, read_cache_meta
+from hcm.training.runs import RunPaths, find_latest_run
+from hcm.training.evaluate import load_run_model
+from hcm.training.trainer import model_inputs
 
 EXIT_BAD_CLIP = 2  # the clip is missing or cannot be decoded
 EXIT_FAILED = 1  # no run, damaged run, cache recipe that cannot be rebuilt, ...
@@ -205,7 +209,6 @@ def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run:
         device: ``auto``, ``cpu``, ``cuda``.
         weights: ``hcm.pipeline.profiles.WeightOptions`` for profiles with pretrained weights.
     """
-    from hcm.model.evaluate import load_run_model
 
     clip = Path(clip)
     check_clip(clip)

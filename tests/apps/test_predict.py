@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hcm.cache.workspace import Workspace
+from hcm.core.workspace import Workspace
 from hcm.cli import app
-from hcm.model.predict import NO_TEXT_NOTE, describe
-from hcm.model.runs import TrainRequest, train_in_workspace
+from hcm.apps.predict import NO_TEXT_NOTE, describe
+from hcm.apps.train import TrainRequest, train_in_workspace
 from hcm.pipeline.extract import extract
 from hcm.pipeline.sample import make_sample
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hcm.model.config import ModelConfig
-from hcm.model.trainer import NonFiniteLossError, TrainConfig, load_checkpoint, train
+from hcm.training.trainer import NonFiniteLossError, TrainConfig, load_checkpoint, train
 from hcm_tiny_cache import build_cache
 from hcm_tiny_model import TinyNet, tiny_facts
 
@@ -76,7 +76,7 @@ def test_resume_reaches_the_same_weights_and_metrics(cache: Path, tmp_path: Path
 
 def test_best_epoch_is_chosen_on_valid_only(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Valid MAE is scripted to be best at epoch 2 while test MAE would be best at epoch 4."""
-    import hcm.model.trainer as trainer
+    import hcm.training.trainer as trainer
 
     valid_mae = iter([0.9, 0.5, 0.7, 0.8])
     real = trainer.validate
@@ -94,7 +94,7 @@ def test_best_epoch_is_chosen_on_valid_only(cache: Path, tmp_path: Path, monkeyp
 
 
 def test_early_stopping_with_patience(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hcm.model.trainer as trainer
+    import hcm.training.trainer as trainer
 
     real, values = trainer.validate, iter([0.5, 0.6, 0.7, 0.4, 0.3])
     monkeypatch.setattr(trainer, "validate", lambda *a: {**real(*a), "valid_mae": next(values)})

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hcm.cli import app
-from hcm.model.ablate import Setting, format_cell, plan_settings
+from hcm.apps.ablate import Setting, format_cell, plan_settings
 from hcm_tiny_cache import build_cache
 
 runner = CliRunner()

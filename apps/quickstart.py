@@ -11,7 +11,7 @@ train/model settings laid over ``configs/hcmnet/sample.json``). The corpus lives
 a re-run reuses both (extraction resumes shard by shard) and trains new runs. When the configured
 corpus size or seed changes, the corpus is regenerated and its stale cache removed.
 
-With ``hcm.model.predict`` and ``hcm.model.ablate`` this is one of the three ``hcm.model`` modules
+With ``hcm.apps.predict`` and ``hcm.apps.ablate`` this is one of the three ``hcm.model`` modules
 allowed to call stage one (``hcm.pipeline``).
 """
 
@@ -27,11 +27,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from hcm.cache.workspace import Workspace
-from hcm.model import metrics as M
-from hcm.model.ablate import COLUMNS, format_cell
-from hcm.model.config import configs_dir
-from hcm.model.runs import TrainRequest, report_errors, train_in_workspace, write_json
+from hcm.apps.ablate import COLUMNS, format_cell
+from hcm.apps.train import TrainRequest, train_in_workspace
+from hcm.core.configs import configs_dir
+from hcm.core.errors import report_errors
+from hcm.core.files import write_json
+from hcm.core.workspace import Workspace
+from hcm.training import metrics as M
+from hcm.training.evaluate import evaluate_run
 
 CORPUS_FOLDER = "quickstart-mosei"
 CACHE_FOLDER = "quickstart"
@@ -141,7 +144,6 @@ def train_pair(workspace: Workspace, cache: Path, cfg: QuickstartConfig, progres
 
 def evaluate_pair(runs: dict[str, Path], console: Console) -> dict[str, dict[str, Any]]:
     """Test-split reports; the full model's table (with its baseline) is printed."""
-    from hcm.model.evaluate import evaluate_run
 
     return {m: evaluate_run(run, "test", console=console if m == "tva" else Console(quiet=True))
             for m, run in runs.items()}

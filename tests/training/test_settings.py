@@ -1,4 +1,4 @@
-"""Shipped configs and the typed config loaders of stage two."""
+"""Shipped configs and the typed config loaders of HCMNet and the training harness."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 
 import hcm
-from hcm.model.config import (
-    DatasetFacts,
-    ModelConfig,
-    configs_dir,
-    load_dataset_facts,
-    load_hparams,
-    parse_modalities,
-)
+from hcm.core.configs import configs_dir
+from hcm.model.config import ModelConfig, parse_modalities
+from hcm.training.settings import DatasetFacts, load_dataset_facts, load_hparams
 from hcm.model.hcmnet import build_model
 
 DATASETS = ("mosei", "meld", "iemocap", "sample")

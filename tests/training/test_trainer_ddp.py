@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from hcm.model.config import ModelConfig
-from hcm.model.trainer import TrainConfig, load_checkpoint, train
+from hcm.training.trainer import TrainConfig, load_checkpoint, train
 from hcm_tiny_cache import build_cache
 from hcm_tiny_model import tiny_facts
 

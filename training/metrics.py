@@ -26,8 +26,8 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score
 
-REGRESSION = "regression"
-CLASSIFICATION = "classification"
+from hcm.core.names import CLASSIFICATION, REGRESSION
+
 
 #: The metric that picks the best epoch on the validation split, and whether higher is better.
 DEFAULT_KEY_METRIC = {REGRESSION: ("mae", False), CLASSIFICATION: ("weighted_f1", True)}

@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from hcm.cache import CacheMeta, FeatureCache
+from hcm.core.names import MODALITIES, REGRESSION
 from hcm.cache.manifest import load_manifest
 
-MODALITIES = ("text", "video", "audio")
 TEXT_CURRENT = "roberta_current"
 TEXT_EDGES = "text_edges"
 #: The tensors the network sees; collate also adds ``index`` (positions in the dataset).
@@ -308,4 +308,4 @@ class CacheDataset(Dataset):
         return item_example(index, self.cache[index], self.cfg)
 
     def collate(self) -> Collate:
-        return Collate(self.dims, regression=self.task == "regression")
+        return Collate(self.dims, regression=self.task == REGRESSION)

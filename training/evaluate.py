@@ -28,12 +28,16 @@ from rich.console import Console
 from rich.table import Table
 
 from hcm.cache import FeatureCache
-from hcm.model import metrics as M
-from hcm.model.config import DatasetFacts, ModelConfig
-from hcm.model.data import CacheDataset, DataConfig, read_cache_meta
-from hcm.model.runs import RunPaths, atomic_write, read_json, write_json
-from hcm.model.trainer import Dist, Predictions, build_model, eval_loader, load_checkpoint, predict, resolve_device
-from hcm.model.trainer import TrainConfig
+from hcm.core.device import resolve_device
+from hcm.core.files import atomic_write, read_json, write_json
+from hcm.model.config import ModelConfig
+from hcm.training import metrics as M
+from hcm.training.checkpoints import load_checkpoint
+from hcm.training.data import CacheDataset, DataConfig, read_cache_meta
+from hcm.training.distributed import Dist
+from hcm.training.runs import RunPaths
+from hcm.training.settings import DatasetFacts
+from hcm.training.trainer import Predictions, TrainConfig, eval_loader, make_model, predict
 
 log = logging.getLogger(__name__)
 REGRESSION_COLUMNS = [("mae", "MAE↓"), ("corr", "Corr↑"), ("acc7", "Acc-7↑"), ("acc5", "Acc-5↑"),
@@ -68,7 +72,7 @@ def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
 def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, device: torch.device):
     """The run's model with the weights of ``checkpoints/<checkpoint>.pt``, and that checkpoint's epoch."""
     state = load_checkpoint(paths.checkpoints / f"{checkpoint}.pt", "cpu")
-    model = build_model(ModelConfig.from_dict(config["model"]), config["model_factory"])
+    model = make_model(ModelConfig.from_dict(config["model"]), config["model_factory"])
     model.load_state_dict(state["model"])
     return model.to(device).eval(), int(state["epoch"])
 

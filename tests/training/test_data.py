@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hcm.cache.schema import Item
-from hcm.model.data import CacheDataset, DataConfig, align_rows, item_example, reindex_edges
+from hcm.training.data import CacheDataset, DataConfig, align_rows, item_example, reindex_edges
 from hcm_tiny_cache import DIMS, STREAMS, build_cache
 
 
@@ -104,7 +104,7 @@ def test_missing_stream_is_a_clear_error(cache: Path) -> None:
 
 
 def test_stream_statistics_standardise_the_train_split(cache: Path) -> None:
-    from hcm.model.data import as_rows, stream_statistics
+    from hcm.training.data import as_rows, stream_statistics
 
     stats = stream_statistics(cache, ["efficientnet", "mel"])
     cfg = DataConfig(streams={"video": ["efficientnet"]}, stream_stats=stats)

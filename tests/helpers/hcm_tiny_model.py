@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hcm.model.config import DatasetFacts, ModelConfig
+from hcm.model.config import ModelConfig
+from hcm.training.settings import DatasetFacts
 
 from hcm_tiny_cache import CLASSES, STREAMS
 

@@ -7,12 +7,12 @@ Two families, as in the paper's ablation study:
   ``no-cdc`` (w/o the composition-level distribution constraint, Eq. 11-12, 15);
 - modality subsets (Table 5) of the full model: ``tva``, ``tv``, ``ta``, ``va``.
 
-Every configuration goes through the one training loop (``hcm.model.trainer.train``) once per seed
-and is evaluated on the test split by ``hcm.model.evaluate.evaluate_run``. The runs live in
+Every configuration goes through the one training loop (``hcm.training.trainer.train``) once per seed
+and is evaluated on the test split by ``hcm.training.evaluate.evaluate_run``. The runs live in
 ``<workspace>/runs/<dataset>/<time>-ablation/<variant>-<modalities>-s<seed>/`` beside
 ``ablation.json`` (every number, per seed and mean ± std) and ``ablation.md`` (the table).
 
-With ``hcm.model.predict`` and ``hcm.model.quickstart`` this is one of the three ``hcm.model`` modules
+With ``hcm.apps.predict`` and ``hcm.apps.quickstart`` this is one of the three ``hcm.model`` modules
 allowed to call stage one (``hcm.pipeline``); it needs none of it: it reads an existing cache.
 """
 
@@ -25,12 +25,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
-from hcm.model import metrics as M
+from hcm.apps.train import resolve_settings
+from hcm.core.errors import report_errors
+from hcm.core.files import write_json
+from hcm.core.progress import progress_bar
 from hcm.model.config import VARIANTS, ModelConfig, parse_modalities
-from hcm.model.runs import choose_cache, new_run_dir, report_errors, resolve_settings, write_json
+from hcm.training import metrics as M
+from hcm.training.data import read_cache_meta
+from hcm.training.evaluate import evaluate_run
+from hcm.training.runs import choose_cache, new_run_dir
+from hcm.training.trainer import TrainConfig, train
 
 MODALITY_SETS = ("tva", "tv", "ta", "va")
 VARIANT_NAMES = {"full": "HCMNet (full)", "acm-only": "ACM-only", "ccm-only": "CCM-only", "no-acl": "w/o ACL",
@@ -110,16 +117,12 @@ def run_settings(dataset: str, request: AblationRequest) -> tuple[dict[str, Any]
 
 
 def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("epochs"), TextColumn("{task.fields[last]}"), TimeElapsedColumn(),
-                    disable=not enabled)
+    return progress_bar(enabled, "epochs", "{task.fields[last]}")
 
 
 def train_settings(cache: Path, root: Path, settings: list[Setting], request: AblationRequest,
                    hparams: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, list[dict]]:
     """Train and evaluate every setting once per seed; per-seed metrics keyed by setting slug."""
-    from hcm.model.evaluate import evaluate_run
-    from hcm.model.trainer import TrainConfig, train
 
     train_dict, model_dict = hparams
     epochs = TrainConfig.from_dict(train_dict, "settings").epochs
@@ -212,7 +215,6 @@ def ablate(workspace: Any, request: AblationRequest, console: Console | None = N
 
     Returns the content of ``ablation.json``.
     """
-    from hcm.model.data import read_cache_meta
 
     console = console or Console()
     cache = choose_cache(workspace.features, request.features)

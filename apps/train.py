@@ -1,0 +1,156 @@
+"""``hcm train`` and ``hcm evaluate`` in a workspace: choose the cache or run, assemble the
+settings (the dataset's shipped file plus ``--set`` overrides), then call the training harness.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hcm.core.errors import UsageError, report_errors
+from hcm.core.files import read_json
+from hcm.core.workspace import Workspace
+from hcm.model.config import ModelConfig
+from hcm.training.evaluate import evaluate_run, summarize_seed_runs
+from hcm.training.data import read_cache_meta
+from hcm.training.runs import RunPaths, choose_cache, find_latest_run, new_run_dir
+from hcm.training.settings import DatasetFacts, load_hparams
+from hcm.training.distributed import agreed, setup_distributed
+from hcm.training.trainer import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainRequest:
+    """What ``hcm train`` asks for.
+
+    Args:
+        features: the cache (default: the workspace's only cache).
+        overrides: settings over the dataset's shipped config: ``{"epochs": 5, "model.dropout": 0.2}``;
+            a bare name is looked up in the train settings, then in the model settings.
+        seeds: train once per seed and report mean ± std on ``split``.
+        resume: continue ``run`` (default: the latest run) from its last checkpoint.
+        model_factory: ``"module:Name"`` of another model with HCMNet's batch/output contract.
+    """
+
+    features: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] | None = None
+    resume: bool = False
+    run: Path | None = None
+    model_factory: str | None = None
+    split: str = "test"
+    progress: bool = True
+
+
+def apply_overrides(train: dict[str, Any], model: dict[str, Any], overrides: dict[str, Any],
+                    train_keys: set[str], model_keys: set[str]) -> None:
+    """Put each override into the train or the model settings (``train.x``/``model.x`` or a bare name)."""
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        if section not in ("", "train", "model"):
+            raise UsageError(f"setting {key!r}: the prefix must be 'train.' or 'model.'")
+        if section == "train" or (not section and name in train_keys):
+            if name not in train_keys:
+                raise UsageError(f"unknown train setting {name!r}; known: {sorted(train_keys)}")
+            train[name] = value
+        elif name in model_keys:
+            model[name] = value
+        else:
+            raise UsageError(f"unknown setting {key!r}; train settings: {sorted(train_keys)}; "
+                             f"model settings: {sorted(model_keys)}")
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, Any]:
+    """``["lr=1e-3", "variant=no-acl"]`` -> values parsed as JSON where they are JSON, else strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {pair!r} must look like key=value (e.g. --set dropout=0.2)")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def resolve_settings(dataset: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train and model settings: the dataset's shipped file (defaults if it has none) with ``overrides``."""
+    try:
+        hparams = load_hparams(dataset)
+    except FileNotFoundError:
+        log.warning("no shipped hyper-parameters for dataset %r; using the defaults", dataset)
+        hparams = {"model": {}, "train": {}}
+    train, model = dict(hparams["train"]), dict(hparams["model"])
+    apply_overrides(train, model, overrides, {f.name for f in dataclasses.fields(TrainConfig)},
+                    {f.name for f in dataclasses.fields(ModelConfig)})
+    return train, model
+
+
+def train_in_workspace(workspace: Workspace, request: TrainRequest,
+                       ask: Callable[[list[Path]], Path] | None = None) -> list[Any]:
+    """``hcm train``: pick the cache, assemble the settings, train (once, per seed, or resumed)."""
+    if request.resume:
+        run = Path(request.run) if request.run else find_latest_run(workspace.runs)
+        config = read_json(RunPaths(run).config, "run config")
+        if request.overrides:
+            log.warning("--resume continues with the run's own settings; ignoring %s", sorted(request.overrides))
+        result = train(config["cache"], run, TrainConfig.from_dict(config["train"]),
+                       ModelConfig.from_dict(config["model"]), facts=DatasetFacts.from_dict(config["facts"]),
+                       model_factory=config["model_factory"], resume=True, progress=request.progress)
+        return [result]
+    cache = choose_cache(workspace.features, request.features, ask)
+    meta, _ = read_cache_meta(cache)
+    train_dict, model_dict = resolve_settings(meta.dataset, request.overrides)
+    model_cfg = ModelConfig.from_dict(model_dict, "settings")
+    first = TrainConfig.from_dict(train_dict, "settings")
+    rank = setup_distributed(first.device).rank  # under torchrun every rank must use rank 0's folder
+    seeds = request.seeds or [first.seed]
+    results, suffix = [], len(seeds) > 1
+    for seed in seeds:
+        cfg = TrainConfig.from_dict({**train_dict, "seed": seed}, "settings")
+        run = agreed(lambda: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant,
+                                                f"-s{seed}" if suffix else ""))
+        results.append(train(cache, run, cfg, model_cfg, model_factory=request.model_factory,
+                             progress=request.progress))
+    if suffix and rank == 0:
+        out = new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, "-seeds") / "summary.json"
+        summarize_seed_runs([r.run_dir for r in results], request.split, out)
+    return results
+
+
+def evaluate_in_workspace(workspace: Workspace, run: Path | None = None, split: str = "test",
+                          features: Path | None = None, tsne: bool = False, device: str = "auto") -> dict[str, Any]:
+    """``hcm evaluate``: the given run (default: the latest in the workspace), its best checkpoint."""
+    chosen = Path(run) if run is not None else find_latest_run(workspace.runs)
+    return evaluate_run(chosen, split, cache_dir=features, tsne=tsne, device=device)
+
+
+def ask_cache(caches: list[Path]) -> Path:
+    """Ask on the terminal which of several caches to train on."""
+    from rich.console import Console
+    from rich.prompt import IntPrompt
+
+    console = Console(stderr=True)
+    console.print("The workspace holds several feature caches:")
+    for n, cache in enumerate(caches, start=1):
+        console.print(f"  [bold]{n}[/] {cache}")
+    choice = IntPrompt.ask("Train on which?", choices=[str(n) for n in range(1, len(caches) + 1)], console=console)
+    return caches[choice - 1]
+
+
+def train_command(workspace: Workspace, request: TrainRequest, interactive: bool = False) -> int:
+    """``hcm train`` with its errors reported as messages; returns the exit status."""
+    return report_errors(lambda: train_in_workspace(workspace, request, ask_cache if interactive else None))
+
+
+def evaluate_command(workspace: Workspace, run: Path | None, split: str, features: Path | None, tsne: bool,
+                     device: str) -> int:
+    """``hcm evaluate`` with its errors reported as messages; returns the exit status."""
+    return report_errors(lambda: evaluate_in_workspace(workspace, run, split, features, tsne, device))

@@ -1,0 +1,107 @@
+"""Writing files so that a crash never leaves half of one, and reading JSON with clear errors.
+
+Every file hcm writes and later reads goes through :func:`atomic_write`: the content goes to a
+temporary file beside the target, is flushed to disk (fsync), then renamed over the target
+(``os.replace`` is atomic on POSIX). The previous version stays intact until the new one is
+complete, also when the disk fills up mid-write.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a fresh temporary file beside ``path``, fsync it, move it onto ``path``.
+
+    The temporary name is unique to this call, so concurrent writers never remove each other's
+    files; on any error (including ``KeyboardInterrupt``) the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf -> None and numpy/torch scalars -> Python numbers, so the JSON is standard."""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    write_text(path, json.dumps(json_safe(data), indent=2, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """The JSON value in ``path``; ``what`` names the file in errors ("run config", "manifest")."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} {path} is not UTF-8 text ({error}); is it the right file?") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} {path} is not valid JSON ({error}); the file is damaged") from error
+
+
+def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """Like :func:`read_json`, and the value must be a JSON object."""
+    data = read_json(path, what)
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Rows of dicts as CSV; the header is the union of keys in first-seen order."""
+    header = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())

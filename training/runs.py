@@ -1,0 +1,199 @@
+"""Run directories: their layout, finding caches and runs in a workspace, and the files a run writes.
+
+    <workspace>/runs/<dataset>/<YYYYmmdd-HHMMSS>-<variant>[-s<seed>]/
+        config.json            every setting of the run + the cache's dataset, profile, recipe hash
+        metrics.csv            one row per epoch (train/valid losses, every validation metric)
+        checkpoints/last.pt    the latest finished epoch (resume from here)
+        checkpoints/best.pt    the epoch with the best validation key metric
+        curves.png             loss and key-metric curves
+        tensorboard/           event files (when tensorboard is installed)
+        eval/<split>/          metrics.json, predictions.csv, confusion.png, tsne.png
+    <workspace>/runs/<dataset>/<time>-<variant>-seeds/summary.json   (``--seeds``)
+
+Every file is written through :func:`hcm.core.files.atomic_write`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.progress import Progress
+
+from hcm.cache.manifest import MANIFEST
+from hcm.core.files import atomic_write, write_csv
+from hcm.core.progress import progress_bar
+
+CONFIG = "config.json"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    def eval_dir(self, split: str) -> Path:
+        return self.root / "eval" / split
+
+
+def new_run_dir(runs_root: Path, dataset: str, variant: str, suffix: str = "") -> Path:
+    """A fresh ``runs/<dataset>/<time>-<variant><suffix>`` folder (a counter is added on clashes)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = runs_root / dataset / f"{stamp}-{variant}{suffix}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}.{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def list_runs(runs_root: Path, dataset: str | None = None) -> list[Path]:
+    """Run folders (those with a config.json), oldest first (by when their config was written)."""
+    pattern = f"{dataset}/*/{CONFIG}" if dataset else f"*/*/{CONFIG}"
+    configs = sorted(runs_root.glob(pattern), key=lambda p: (p.stat().st_mtime, p.parent.name))
+    return [p.parent for p in configs]
+
+
+def find_latest_run(runs_root: Path, dataset: str | None = None) -> Path:
+    """The newest run folder in ``runs_root`` (optionally of one dataset)."""
+    runs = list_runs(runs_root, dataset)
+    if not runs:
+        where = runs_root / dataset if dataset else runs_root
+        raise FileNotFoundError(f"no training runs under {where}; train one with `hcm train` or pass --run DIR")
+    return runs[-1]
+
+
+def list_caches(features_root: Path) -> list[Path]:
+    """Feature caches of a workspace: ``features/<dataset>/<profile>/`` folders with a manifest."""
+    return sorted(p.parent for p in features_root.glob(f"*/*/{MANIFEST}"))
+
+
+def choose_cache(features_root: Path, given: Path | None = None, ask: Callable[[list[Path]], Path] | None = None) -> Path:
+    """The cache to train on: ``given``, else the workspace's only cache, else ``ask`` which.
+
+    Raises a ValueError listing the caches when there are several and nobody can be asked.
+    """
+    if given is not None:
+        if not (Path(given) / MANIFEST).is_file():
+            raise FileNotFoundError(f"{given} is not a feature cache (no {MANIFEST}); pass a folder made by `hcm extract`")
+        return Path(given)
+    caches = list_caches(features_root)
+    if not caches:
+        raise FileNotFoundError(
+            f"no feature cache under {features_root}; make one with `hcm extract` (or `hcm sample` then "
+            f"`hcm extract --dataset sample`), or pass --features DIR"
+        )
+    if len(caches) == 1:
+        return caches[0]
+    if ask is not None:
+        return ask(caches)
+    listing = "\n".join(f"  {c}" for c in caches)
+    raise ValueError(f"the workspace holds {len(caches)} feature caches; choose one with --features DIR:\n{listing}")
+
+
+# --------------------------------------------------------------------------- what a run logs
+
+
+def epoch_progress(enabled: bool) -> Progress:
+    """One bar per epoch, with the running loss and the validation key metric."""
+    return progress_bar(enabled, "loss {task.fields[loss]}", "{task.fields[valid]}")
+
+
+class RunLogger:
+    """Writes ``metrics.csv`` (whole history, atomically), TensorBoard events and the curve plot.
+
+    Only the process with ``enabled=True`` (rank 0) writes anything.
+    """
+
+    def __init__(self, paths: RunPaths, enabled: bool, first_epoch: int) -> None:
+        self.paths = paths
+        self.enabled = enabled
+        self.board = None
+        if enabled:
+            self.board = _tensorboard(paths.tensorboard, purge_step=first_epoch + 1)
+
+    def epoch(self, history: list[dict[str, Any]]) -> None:
+        if not self.enabled:
+            return
+        write_csv(self.paths.metrics_csv, history)
+        if self.board is not None:
+            row = history[-1]
+            for name, value in row.items():
+                if name != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.board.add_scalar(name.replace("_", "/", 1), value, row["epoch"])
+            self.board.flush()
+
+    def close(self, history: list[dict[str, Any]], key: str) -> None:
+        if not self.enabled:
+            return
+        if self.board is not None:
+            self.board.close()
+        if history:
+            plot_curves(history, key, self.paths.curves)
+
+
+def _tensorboard(directory: Path, purge_step: int):
+    """A SummaryWriter, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.info("tensorboard is not installed; no event files are written (pip install tensorboard)")
+        return None
+    return SummaryWriter(log_dir=str(directory), purge_step=purge_step)
+
+
+def plot_curves(history: list[dict[str, Any]], key: str, path: Path) -> None:
+    """Loss curves (left) and the validation key metric (right) per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name in ("train_loss", "valid_loss"):
+        left.plot(epochs, [row.get(name, math.nan) for row in history], marker="o", label=name)
+    left.set_xlabel("epoch")
+    left.set_ylabel("loss")
+    left.legend()
+    right.plot(epochs, [row.get(f"valid_{key}", math.nan) for row in history], marker="o", color="tab:green")
+    right.set_xlabel("epoch")
+    right.set_ylabel(f"valid {key}")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

@@ -1,0 +1,90 @@
+"""Dataset facts and the shipped hyper-parameter files.
+
+Dataset facts (task, classes, key metric, which cached streams feed which modality) live in
+``configs/datasets/<name>.json``; hyper-parameters live in ``configs/hcmnet/<name>.json`` as
+``{"model": {...}, "train": {...}}``. Facts and hyper-parameters are kept apart on purpose: a
+new hyper-parameter file never restates what a dataset is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hcm.core.configs import check_keys, configs_dir
+from hcm.core.files import read_json_object
+from hcm.core.names import CLASSIFICATION, MODALITIES, REGRESSION
+from hcm.model.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a dataset is, independent of any model setting."""
+
+    name: str  # dataset name, also the JSON file's stem
+    task: str  # "regression" (sentiment score) or "classification" (emotion classes)
+    num_classes: int  # number of classes; 0 for regression
+    class_names: tuple[str, ...]  # class index -> name; empty for regression
+    key_metric: str  # metric that selects the best epoch on the validation split
+    higher_is_better: bool  # direction of key_metric
+    label_range: tuple[float, float] | None  # (low, high) of regression scores; None for classes
+    streams: dict[str, tuple[str, ...]]  # modality -> cached feature streams, first sets node count
+
+    def __post_init__(self) -> None:
+        if self.task not in (REGRESSION, CLASSIFICATION):
+            raise ValueError(f"dataset {self.name!r}: task must be 'regression' or 'classification', got {self.task!r}")
+        if self.task == CLASSIFICATION and self.num_classes != len(self.class_names):
+            raise ValueError(
+                f"dataset {self.name!r}: num_classes={self.num_classes} but {len(self.class_names)} class_names"
+            )
+        if self.task == REGRESSION and self.label_range is None:
+            raise ValueError(f"dataset {self.name!r}: a regression dataset needs label_range [low, high]")
+        missing = [m for m in MODALITIES if not self.streams.get(m)]
+        if missing:
+            raise ValueError(f"dataset {self.name!r}: no streams listed for modality {missing}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> DatasetFacts:
+        """Build from a JSON object, rejecting unknown keys."""
+        check_keys(cls, data, source)
+        values = dict(data)
+        values["class_names"] = tuple(values.get("class_names", ()))
+        if values.get("label_range") is not None:
+            values["label_range"] = tuple(float(v) for v in values["label_range"])
+        values["streams"] = {m: tuple(s) for m, s in values.get("streams", {}).items()}
+        try:
+            return cls(**values)
+        except TypeError as error:
+            raise ValueError(f"incomplete DatasetFacts in {source}: {error}") from error
+
+
+def shipped_config(kind: str, name: str) -> Path:
+    """``configs/<kind>/<name>.json``; a missing one raises FileNotFoundError naming the known ones."""
+    folder = configs_dir() / kind
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.json"))
+        raise FileNotFoundError(f"no {kind} config {path}; known names: {known or 'none'}")
+    return path
+
+
+def load_dataset_facts(name: str) -> DatasetFacts:
+    """Read ``configs/datasets/<name>.json``."""
+    path = shipped_config("datasets", name)
+    return DatasetFacts.from_dict(read_json_object(path, "dataset facts file"), str(path))
+
+
+def load_hparams(name: str) -> dict[str, Any]:
+    """Read ``configs/hcmnet/<name>.json``: ``{"model": {...}, "train": {...}}``.
+
+    The model section is validated here (unknown keys raise); the train section belongs to
+    the trainer and is returned as is.
+    """
+    path = shipped_config("hcmnet", name)
+    data = read_json_object(path, "hyper-parameter file")
+    unknown = sorted(set(data) - {"model", "train"})
+    if unknown:
+        raise ValueError(f"hyper-parameter file {path} has unknown section(s) {unknown}; use 'model' and 'train'")
+    ModelConfig.from_dict(data.get("model", {}), str(path))
+    return {"model": dict(data.get("model", {})), "train": dict(data.get("train", {}))}
