@@ -1,8 +1,16 @@
-"""Public entry points: :func:`sinkhorn`, :func:`sinkhorn_transport`, :func:`choose_backend`."""
+"""Public entry points: :func:`sinkhorn`, :func:`sinkhorn_transport`, :func:`choose_backend`.
+
+Both entry points are float32 islands under mixed precision: autocast is switched off inside
+them and float16/bfloat16 inputs are raised to float32, so the cost, every Sinkhorn iteration
+and the custom backward run in (at least) float32 whatever the caller's autocast setting. The
+plan (or the transported values) comes back in float32; float64 inputs stay float64.
+"""
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -72,6 +80,21 @@ def _problem(cost, a, b, eps: float, n_iters: int, grad: str) -> SinkhornProblem
     return SinkhornProblem(cost, a, b, float(eps), int(n_iters), grad)
 
 
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _full(tensor: Tensor | None) -> Tensor | None:
+    """float16/bfloat16 -> float32; anything else unchanged."""
+    return tensor.float() if tensor is not None and tensor.dtype in LOW_PRECISION else tensor
+
+
+@contextmanager
+def _float32_island(device: torch.device) -> Iterator[None]:
+    """Autocast off for ``device``'s type (CPU and CUDA autocast are separate switches)."""
+    with torch.autocast(device_type=device.type, enabled=False):
+        yield
+
+
 def _resolve(backend: str, problem: SinkhornProblem):
     if backend == "auto":
         batch, m, n = problem.shape
@@ -119,11 +142,17 @@ def sinkhorn(
         backend: "auto", "torch", "keops", "pot" or any registered name.
         grad: "unrolled" (exact) or "last_step" (cheaper and biased, see docs/ot.md).
     """
-    problem = _problem(cost, a, b, eps, n_iters, grad)
-    solver = _resolve(backend, problem)
-    problem, keep = _without_empty(problem)
-    plan = solver.plan(problem)
-    return plan if keep is None else plan * keep[:, None, None]
+    device = cost.x.device if isinstance(cost, PointCloudCost) else cost.device
+    with _float32_island(device):
+        if isinstance(cost, PointCloudCost):
+            cost = PointCloudCost(_full(cost.x), _full(cost.y), cost.p)
+        else:
+            cost = _full(cost)
+        problem = _problem(cost, _full(a), _full(b), eps, n_iters, grad)
+        solver = _resolve(backend, problem)
+        problem, keep = _without_empty(problem)
+        plan = solver.plan(problem)
+        return plan if keep is None else plan * keep[:, None, None]
 
 
 def sinkhorn_transport(
@@ -147,10 +176,11 @@ def sinkhorn_transport(
         p: 2 for the squared Euclidean cost, 1 for the Euclidean cost.
         Other arguments as in :func:`sinkhorn`. With ``keops`` no (B, M, N) array is built.
     """
-    problem = _problem(PointCloudCost(x, y, p), a, b, eps, n_iters, grad)
-    if values.dim() != 3 or values.shape[:2] != x.shape[:2]:
-        raise ValueError(f"values must be (B, M, d_v) = {tuple(x.shape[:2])} + (d_v,), got {tuple(values.shape)}")
-    solver = _resolve(backend, problem)
-    problem, keep = _without_empty(problem)
-    moved = solver.transport(problem, values)
-    return moved if keep is None else moved * keep[:, None, None]
+    with _float32_island(x.device):
+        problem = _problem(PointCloudCost(_full(x), _full(y), p), _full(a), _full(b), eps, n_iters, grad)
+        if values.dim() != 3 or values.shape[:2] != x.shape[:2]:
+            raise ValueError(f"values must be (B, M, d_v) = {tuple(x.shape[:2])} + (d_v,), got {tuple(values.shape)}")
+        solver = _resolve(backend, problem)
+        problem, keep = _without_empty(problem)
+        moved = solver.transport(problem, _full(values))
+        return moved if keep is None else moved * keep[:, None, None]
