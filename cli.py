@@ -256,12 +256,13 @@ app.add_typer(cache_app, name="cache")
 @cache_app.command("info")
 def cache_info_command(
     directory: Path = typer.Argument(..., help="The cache folder, e.g. hcm-work/features/mosei/paper."),
-    as_json: bool = typer.Option(False, "--json", help="Print the full summary (all failures) as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full summary (every dropped and masked item) as JSON."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List the id of every dropped and masked item."),
 ) -> None:
-    """Summarize a cache: dataset, splits, feature streams, size, failures."""
+    """Summarize a cache: dataset, splits, feature streams, size, dropped items and masked modalities."""
     from hcm.cache.inspect import info_report
 
-    text, status = info_report(directory, as_json)
+    text, status = info_report(directory, as_json, verbose)
     typer.echo(text, err=status != 0)
     raise typer.Exit(status)
 
