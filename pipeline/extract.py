@@ -149,7 +149,9 @@ class MediaDecoder:
             prepared = {name: np.ascontiguousarray(preparer(media_for(media, preparer))) for name, preparer in wanted}
         except MediaError as err:
             if err.reason in MASKING_REASONS or self.keep_unreadable:
-                decoded.mask(modality, err.kind, f"{ref.describe()}: {err.reason}")
+                specifics = err.reason[len(err.kind):].lstrip(": ")
+                decoded.mask(modality, err.kind, ref.describe() + (
+                    f": {specifics}" if specifics and specifics != str(ref.path) else ""))
             else:
                 decoded.fail(err.kind, f"{modality} {ref.describe()}: {err.reason}")
             return
