@@ -128,13 +128,14 @@ def extract_command(
     num_shards: Optional[int] = typer.Option(None, "--num-shards", min=1, help="Workers sharing this extraction (default: SLURM array or torchrun env, else 1)."),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", min=0, help="This worker's index in [0, --num-shards)."),
     shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first missing/broken clip instead of masking or skipping it."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first missing/broken clip or bad label row instead of masking or dropping it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Extract features of a raw dataset into a resumable feature cache (stage one).
 
-    Unusable clips are skipped (missing or undecodable file) or kept with a masked modality
-    (no audio/video stream, zero-length clip); both are listed in the summary and the manifest.
+    A clip that cannot be used (missing, undecodable, no audio/video stream) masks the modalities
+    it feeds and the item is kept; an item is dropped only when nothing usable is left or its
+    label row is invalid. Both lists are in the summary and the manifest (hcm cache info).
     Re-running the same command continues an interrupted extraction. See docs/extraction.md.
     """
     from hcm.pipeline.extract import extract_command as run_extract
@@ -256,12 +257,13 @@ app.add_typer(cache_app, name="cache")
 @cache_app.command("info")
 def cache_info_command(
     directory: Path = typer.Argument(..., help="The cache folder, e.g. hcm-work/features/mosei/paper."),
-    as_json: bool = typer.Option(False, "--json", help="Print the full summary (all failures) as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full summary (every dropped and masked item) as JSON."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List the id of every dropped and masked item."),
 ) -> None:
-    """Summarize a cache: dataset, splits, feature streams, size, failures."""
+    """Summarize a cache: dataset, splits, feature streams, size, dropped items and masked modalities."""
     from hcm.cache.inspect import info_report
 
-    text, status = info_report(directory, as_json)
+    text, status = info_report(directory, as_json, verbose)
     typer.echo(text, err=status != 0)
     raise typer.Exit(status)
 

@@ -1,4 +1,5 @@
-"""Looking at a cache from outside: a summary (``cache_info``/``format_info``) and a full check (``verify_cache``).
+"""Looking at a cache from outside: a summary (``cache_info``/``format_info``), the dropped and masked
+items (``dropped_items``/``masked_items``) and a full check (``verify_cache``).
 
 ``verify_cache`` trusts nothing: it recomputes checksums, re-reads every shard's attributes,
 columns and offsets, scans float features for NaN/Inf in bounded blocks, and compares the
@@ -39,10 +40,25 @@ def cache_info(directory: str | os.PathLike) -> dict:
         "counts": manifest["counts"], "shards": len(manifest["shards"]),
         "features": {spec.name: {"shape": list(spec.shape), "dim": spec.dim, "dtype": spec.dtype,
                                  "encoder": spec.encoder, "weights": spec.weights} for spec in meta.features},
-        "failures": manifest["failures"],
+        "failures": manifest["failures"], "masked": manifest.get("masked", []),
         "size_bytes": sum(path.stat().st_size for path in files if path.is_file()),
         "created": manifest.get("created"), "updated": manifest.get("updated"),
     }
+
+
+def masked_items(directory: str | os.PathLike, split: str | None = None) -> list[dict]:
+    """Every masked modality of the kept items (of ``split``, or all): ``{id, split, modality, reason, detail}``.
+
+    An item appears once per masked modality; ``len({m["id"] for m in ...})`` counts the items.
+    """
+    masked = load_manifest(Path(directory), save=False).get("masked", [])
+    return [entry for entry in masked if split is None or entry.get("split") == split]
+
+
+def dropped_items(directory: str | os.PathLike, split: str | None = None) -> list[dict]:
+    """Every planned item that was dropped (of ``split``, or all): ``{id, split, reason, detail}``."""
+    failures = load_manifest(Path(directory), save=False)["failures"]
+    return [entry for entry in failures if split is None or entry.get("split") == split]
 
 
 def _size(n_bytes: int) -> str:
@@ -54,8 +70,35 @@ def _size(n_bytes: int) -> str:
     return f"{value:.1f} GiB"
 
 
-def format_info(info: dict, max_failures: int = 5) -> str:
-    """``cache_info``'s summary as a human-readable table."""
+def _by_split(entries: list[dict], key: tuple[str, ...]) -> list[str]:
+    """One line per distinct ``key`` value of ``entries`` with its count per split, most frequent first."""
+    groups: dict[tuple, Counter] = {}
+    for entry in entries:
+        groups.setdefault(tuple(entry.get(name, "") for name in key), Counter())[entry.get("split") or "?"] += 1
+    lines = []
+    for what, splits in sorted(groups.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])):
+        per_split = ", ".join(f"{name} {n}" for name, n in sorted(splits.items()))
+        lines.append(f"  {' / '.join(what):<36} {sum(splits.values()):>6}  ({per_split})")
+    return lines
+
+
+def _listing(title: str, entries: list[dict], key: tuple[str, ...], verbose: bool) -> list[str]:
+    """The failures or masked section: counts per reason and split, and every entry when ``verbose``."""
+    n_items = len({entry["id"] for entry in entries})
+    lines = ["", f"{title:<10} {len(entries)}" + (f" ({n_items} items)" if n_items != len(entries) else "")]
+    lines += _by_split(entries, key)
+    if verbose:
+        for entry in entries:
+            what = " ".join(entry.get(name, "") for name in key)
+            detail = f": {entry['detail']}" if entry.get("detail") else ""
+            lines.append(f"    {entry['id']} [{entry.get('split') or '?'}] {what}{detail}")
+    elif entries:
+        lines.append("  (ids: hcm cache info --verbose, or --json)")
+    return lines
+
+
+def format_info(info: dict, verbose: bool = False) -> str:
+    """``cache_info``'s summary as a human-readable table (``verbose``: every dropped and masked id)."""
     planned = info["n_planned"] if info["n_planned"] is not None else "unknown"
     lines = [
         f"cache      {info['path']}",
@@ -72,11 +115,8 @@ def format_info(info: dict, max_failures: int = 5) -> str:
     for name, feature in info["features"].items():
         shape = "(n, " + ", ".join(map(str, feature["shape"])) + ")" if feature["shape"] else "(n,)"
         lines.append(f"{name:<18} {shape:<14} {feature['dtype']:<8} {feature['encoder']} {feature['weights']}".rstrip())
-    failures = info["failures"]
-    lines += ["", f"failures   {len(failures)}"]
-    lines += [f"  {failure['id']}: {failure['reason']}" for failure in failures[:max_failures]]
-    if len(failures) > max_failures:
-        lines.append(f"  ... and {len(failures) - max_failures} more (hcm cache info --json lists all)")
+    lines += _listing("failures", info["failures"], ("reason",), verbose)
+    lines += _listing("masked", info["masked"], ("modality", "reason"), verbose)
     return "\n".join(lines)
 
 
@@ -118,6 +158,16 @@ def _item_problems(f: h5py.File, meta: CacheMeta, entry: dict) -> list[str]:
         problems.append(f"class labels outside 0..{len(meta.classes) - 1}")
     if json.loads(f.attrs["failures"]) != entry["failures"]:
         problems.append("failures differ from the manifest's")
+    masked = json.loads(f.attrs.get("masked", "[]"))
+    if masked != entry.get("masked", []):
+        problems.append("masked modalities differ from the manifest's")
+    names = json.loads(items["masks"].attrs["names"])
+    rows = {item_id: row for row, item_id in enumerate(items["id"].asstr()[()])} if n_items else {}
+    flags = items["masks"][()]  # (n, M)
+    unmasked = [m["id"] for m in masked if m["id"] not in rows or m["modality"] not in names
+                or flags[rows[m["id"]], names.index(m["modality"])] != 0]
+    if unmasked:
+        problems.append(f"{len(unmasked)} listed masked modalities are not masked in the items, e.g. {unmasked[:3]}")
     return problems
 
 
@@ -208,13 +258,13 @@ def verify_cache(directory: str | os.PathLike) -> list[str]:
     return problems + _plan_problems(manifest, meta)
 
 
-def info_report(directory: str | os.PathLike, as_json: bool = False) -> tuple[str, int]:
+def info_report(directory: str | os.PathLike, as_json: bool = False, verbose: bool = False) -> tuple[str, int]:
     """What ``hcm cache info`` prints, and its exit status (1 with a clear message when not a cache)."""
     try:
         info = cache_info(directory)
     except CacheError as exc:
         return f"error: {exc}", 1
-    return (json.dumps(info, indent=1) if as_json else format_info(info)), 0
+    return (json.dumps(info, indent=1) if as_json else format_info(info, verbose)), 0
 
 
 def verify_report(directory: str | os.PathLike) -> tuple[str, int]:

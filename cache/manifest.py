@@ -1,8 +1,9 @@
 """``manifest.json``: the cache's table of contents, merged safely by concurrent writers.
 
 The manifest records the cache metadata, the recipe and its hash, and one entry per written
-shard (item count, per-split counts, sha256, size, failures). Totals (counts, failures,
-completeness) are always recomputed from the shard entries, so merging is order-independent.
+shard (item count, per-split counts, sha256, size, failures, masked modalities). Totals (counts,
+failures, masked, completeness) are always recomputed from the shard entries, so merging is
+order-independent.
 Every update takes an exclusive ``fcntl.flock`` on ``.manifest.lock``, reads, modifies, and
 replaces the file atomically; the manifest can also be rebuilt from the shards alone.
 """
@@ -10,6 +11,7 @@ replaces the file atomically; the manifest can also be rebuilt from the shards a
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -92,18 +94,34 @@ def read_manifest(directory: Path) -> dict | None:
     return manifest
 
 
+def write_failed(path: Path, error: OSError) -> CacheError:
+    """The error for a file that could not be written; the file on disk was left as it was."""
+    cause = "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror or str(error)
+    return CacheError(
+        f"could not write {path}: {cause}. {path.name} on disk is unchanged (its previous version, or "
+        f"none). Free space (or fix the folder's permissions) and re-run the same command: it resumes."
+    )
+
+
 def write_manifest(directory: Path, manifest: dict) -> None:
-    """Replace the manifest atomically (temp file, fsync, rename); call under ``manifest_lock``."""
+    """Replace the manifest atomically (temp file, fsync, rename); call under ``manifest_lock``.
+
+    A failed write (disk full, permissions) leaves the previous manifest in place and raises CacheError.
+    """
     manifest["updated"] = now()
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=directory)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=directory)
         with os.fdopen(fd, "w") as f:
             json.dump(manifest, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, directory / MANIFEST)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_failed(directory / MANIFEST, exc) from exc
         raise
     fsync_dir(directory)
 
@@ -113,7 +131,7 @@ def new_manifest(meta: CacheMeta) -> dict:
     manifest = {
         "schema_version": SCHEMA_VERSION, "hcm_version": __version__, **meta.to_dict(),
         "recipe_hash": meta.recipe_hash, "n_planned": None, "complete": False,
-        "counts": {}, "n_items": 0, "shards": {}, "failures": [], "created": stamp, "updated": stamp,
+        "counts": {}, "n_items": 0, "shards": {}, "failures": [], "masked": [], "created": stamp, "updated": stamp,
     }
     return manifest
 
@@ -123,6 +141,7 @@ def shard_entry(header: ShardHeader) -> dict:
     return {
         "file": header.path.name, "items": header.n_items, "counts": dict(Counter(header.splits)),
         "sha256": sha256_file(header.path), "bytes": header.path.stat().st_size, "failures": header.failures,
+        "masked": header.masked,
     }
 
 
@@ -136,6 +155,7 @@ def summarize(manifest: dict) -> dict:
     manifest["counts"] = dict(sorted(counts.items()))
     manifest["n_items"] = sum(counts.values())
     manifest["failures"] = [failure for entry in shards.values() for failure in entry["failures"]]
+    manifest["masked"] = [masked for entry in shards.values() for masked in entry.get("masked", [])]
     planned = manifest.get("n_planned")
     if planned is not None:
         n_shards = -(-planned // manifest["shard_size"])

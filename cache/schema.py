@@ -19,7 +19,7 @@ import numpy as np
 from hcm.core.errors import HcmError
 from hcm.core.names import CLASSIFICATION, TASKS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: shards and manifest list masked modalities; failures carry split and detail
 DEFAULT_FLOAT_DTYPE = "float16"
 
 
@@ -119,10 +119,44 @@ class Item:
 
 @dataclass
 class Failure:
-    """An item the extractor planned but could not produce, and why."""
+    """A planned item that was dropped, and why.
+
+    Args:
+        id: the item's id (``<file>:<line>`` for an annotation row without a usable id).
+        reason: a short category that counts can group by, e.g. ``invalid label``.
+        split: the item's split (``""`` when the row does not say).
+        detail: the specifics: file, line, value, decoder message.
+    """
 
     id: str
     reason: str
+    split: str = ""
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Masked:
+    """One modality of a kept item that has no data, and why (its streams have 0 rows).
+
+    Args:
+        id: the item's id.
+        split: the item's split.
+        modality: ``text``, ``video`` or ``audio``.
+        reason: a short category, e.g. ``file missing``, ``no audio stream``, ``empty transcript``.
+        detail: the specifics (path, decoder message).
+    """
+
+    id: str
+    split: str
+    modality: str
+    reason: str
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass

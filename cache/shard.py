@@ -4,7 +4,8 @@ Layout of ``shard-KKKKK.h5`` (n items)::
 
     /                  attrs: schema_version, shard_index, shard_size, recipe_hash, dataset,
                               profile, task, classes (JSON), meta (JSON of the whole CacheMeta),
-                              failures (JSON), hcm_version, n_items
+                              failures (JSON list of {id, reason, split, detail}), masked (JSON
+                              list of {id, split, modality, reason, detail}), hcm_version, n_items
     /items/id          (n,) str        /items/split     (n,) str
     /items/label       (n,) float64 (regression) or int64 (classification)
     /items/group       (n,) str        /items/position  (n,) int64
@@ -26,8 +27,8 @@ import h5py
 import numpy as np
 
 from hcm import __version__
+from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, Failure, FeatureSpec, Item, Masked, to_json
 from hcm.core.names import CLASSIFICATION
-from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, Failure, FeatureSpec, Item, to_json
 
 CHUNK_BYTES = 64 * 1024  # a single-item read touches a few chunks of this size
 OFFSET_CHUNK = 8192
@@ -162,7 +163,8 @@ def _write_items(root: h5py.Group, meta: CacheMeta, items: list[Item]) -> None:
     root.create_dataset("masks", data=masks).attrs["names"] = to_json(names)
 
 
-def write_shard_file(path: Path, meta: CacheMeta, k: int, items: list[Item], failures: list[Failure]) -> None:
+def write_shard_file(path: Path, meta: CacheMeta, k: int, items: list[Item], failures: list[Failure],
+                     masked: list[Masked]) -> None:
     """Write shard ``k`` to ``path`` (a temporary name; the writer renames it into place)."""
     features = [check_item(meta, item) for item in items]
     recipe_hash = meta.recipe_hash
@@ -172,7 +174,8 @@ def write_shard_file(path: Path, meta: CacheMeta, k: int, items: list[Item], fai
             "recipe_hash": recipe_hash, "dataset": meta.dataset, "profile": meta.profile, "task": meta.task,
             "classes": to_json(meta.classes), "meta": to_json(meta.to_dict()), "hcm_version": __version__,
             "n_items": len(items),
-            "failures": to_json([{"id": x.id, "reason": x.reason} for x in failures]),
+            "failures": to_json([x.to_dict() for x in failures]),
+            "masked": to_json([x.to_dict() for x in masked]),
         })
         _write_items(f.create_group("items"), meta, items)
         group = f.create_group("features")
@@ -205,6 +208,7 @@ class ShardHeader:
     recipe_hash: str
     meta: CacheMeta
     failures: list[dict]
+    masked: list[dict]
     specs: dict[str, FeatureSpec]
     ids: list[str]
     splits: list[str]
@@ -238,6 +242,7 @@ def read_header(path: Path) -> ShardHeader:
     return ShardHeader(
         path=path, schema_version=int(attrs.get("schema_version", -1)), shard_index=int(attrs.get("shard_index", -1)),
         recipe_hash=str(attrs.get("recipe_hash", "")), meta=meta, failures=json.loads(attrs.get("failures", "[]")),
+        masked=json.loads(attrs.get("masked", "[]")),
         specs=specs, ids=ids, splits=splits, labels=labels,
     )
 

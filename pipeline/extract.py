@@ -6,14 +6,19 @@ Flow of one extraction::
     worker processes: MediaDecoder (read frames/audio, per-encoder preparation)   [bounded prefetch]
     main process: per shard, batches of --batch-size through every encoder -> Items -> CacheWriter
 
-- Everything that can fail for lack of weights is checked before any clip is decoded.
-- A clip that cannot be used either masks its modality (no audio/video stream, zero-length
-  clip, no source: ``masks[m] = False``, empty streams, reason in ``Item.notes[m]``) or skips
-  the item (file missing, cannot decode: a ``Failure`` in the manifest). ``strict`` stops at the
-  first such problem instead.
+- Everything that can fail for lack of weights, a folder that cannot be written, or another
+  extraction holding the same shards of ``out`` is checked before any clip is decoded.
+- Every labelled row of the dataset is a plan position. A medium that cannot be used (file
+  missing, cannot decode, no audio/video stream, zero-length clip, no source) masks the
+  modalities it feeds (``masks[m] = False``, empty streams, reason in ``Item.notes[m]`` and a
+  ``Masked`` entry in the manifest); the item is dropped (a ``Failure``) only when no modality
+  is left or the reader rejected its row (label invalid or outside the classes, missing label
+  file, duplicate). ``strict`` stops at the first such problem instead.
 - Shards already complete in ``out`` are skipped, so a re-run continues an interrupted one.
 - ``num_shards``/``shard_index`` (or RANK/WORLD_SIZE, SLURM_ARRAY_TASK_ID/COUNT) split the
-  shards between processes: worker I writes the shards k with k % N == I.
+  shards between processes: worker I writes the shards k with k % N == I. A second process with
+  the same assignment stops at once naming the first; a shard that another process completed
+  while this one encoded it is kept as written.
 - Batches never cross a shard boundary and encoders are seeded, so the cache does not depend on
   how many workers or resumes made it.
 """
@@ -24,7 +29,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -36,93 +41,130 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from hcm import __version__
-from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item
+from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item, Masked
+from hcm.cache.manifest import load_manifest
+from hcm.cache.writer import exclusive_run, prepare_directory
+from hcm.core.names import MODALITIES
 from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets import get_dataset
-from hcm.core.names import MODALITIES
+from hcm.pipeline.datasets.base import EXCLUDED_CLASS
 from hcm.pipeline.encoders.base import Encoder, Preparer, create_encoder
 from hcm.pipeline.media import NO_AUDIO, NO_VIDEO, ZERO_LENGTH, MediaError, read_audio_rates, read_frames
 from hcm.pipeline.profiles import Profile, ResolvedWeights, WeightOptions, get_profile, resolve_weights
 
-MASKING_REASONS = (NO_VIDEO, NO_AUDIO, ZERO_LENGTH)  # other media errors skip the item
+MASKING_REASONS = (NO_VIDEO, NO_AUDIO, ZERO_LENGTH)  # masked even where unreadable media fail (one-clip predict)
 PREFETCH_PER_WORKER = 4  # decoded clips in flight per worker, beyond one encoder batch
+NO_SOURCE = "no source"
+EMPTY_TRANSCRIPT = "empty transcript"
+UNEXPECTED = "unexpected error"
+NOTHING_USABLE = "no usable modality"
+CANNOT_STORE = "features cannot be stored"
 
 
 class ExtractionError(Exception):
-    """Extraction stopped (``--strict`` problem, bad option); the message says what to do."""
+    """Extraction stopped (``--strict`` problem, bad option, folder in use); the message says what to do."""
 
 
 @dataclass
 class Decoded:
-    """One utterance after the decoding workers: prepared encoder inputs, masks, remarks."""
+    """One utterance after the decoding workers: prepared encoder inputs, masks, remarks.
+
+    ``masked`` gives each masked modality's ``(reason, detail)``; ``failure`` (with its short
+    ``failure_reason``) says why the utterance cannot be an item.
+    """
 
     utterance: Any
     prepared: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, bool] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    masked: dict[str, tuple[str, str]] = field(default_factory=dict)
     failure: str | None = None
+    failure_reason: str = ""
+    failure_detail: str = ""
+
+    def mask(self, modality: str, reason: str, detail: str) -> None:
+        """Mark ``modality`` absent for ``reason`` (``detail``: path, decoder message)."""
+        self.masks[modality] = False
+        self.masked[modality] = (reason, detail)
+        self.notes[modality] = f"{reason}" + (f" ({detail})" if detail else "") + \
+            f"; extracted with an empty {modality} mask"
+
+    def fail(self, reason: str, detail: str) -> None:
+        self.failure = f"{reason}: {detail}" if detail else reason
+        self.failure_reason, self.failure_detail = reason, detail
 
 
 @dataclass(frozen=True)
 class MediaDecoder:
-    """Picklable decoding job: reads an utterance's media once and runs every preparer on it."""
+    """Picklable decoding job: reads an utterance's media once and runs every preparer on it.
+
+    With ``keep_unreadable`` (extraction), a missing or undecodable medium masks the modalities it
+    feeds and the utterance fails only when no modality is left; without it (one-clip prediction)
+    such a medium fails the utterance. A row the reader rejected fails as it is.
+    """
 
     n_frames: int
     preparers: tuple[tuple[str, Preparer], ...]
+    keep_unreadable: bool = False
 
     def __call__(self, utterance: Any) -> Decoded:
-        decoded = Decoded(utterance, masks={"text": bool((utterance.text or "").strip())})
-        if not decoded.masks["text"]:
-            decoded.notes["text"] = "empty transcript; extracted with an empty text mask"
-        try:
-            self._video(utterance, decoded)
-            if decoded.failure is None:
-                self._audio(utterance, decoded)
-        except Exception as exc:  # a preparer bug or odd media must not stop the extraction
-            decoded.failure = f"unexpected {type(exc).__name__} while decoding: {exc}"
+        decoded = Decoded(utterance)
+        dropped = getattr(utterance, "dropped", None)
+        if dropped is not None:
+            decoded.fail(*dropped)
+            return decoded
+        decoded.masks["text"] = True
+        known = getattr(utterance, "masked", {})
+        if "text" in known:
+            decoded.mask("text", *known["text"])
+        elif not (utterance.text or "").strip():
+            decoded.mask("text", EMPTY_TRANSCRIPT, "")
+        self._video(utterance, decoded)
+        if decoded.failure is None:
+            self._audio(utterance, decoded)
+        if self.keep_unreadable and decoded.failure is None and not any(decoded.masks.get(m, True) for m in MODALITIES):
+            decoded.fail(NOTHING_USABLE, "; ".join(f"{m}: {decoded.notes[m]}" for m in MODALITIES))
         return decoded
 
     def _video(self, utterance: Any, decoded: Decoded) -> None:
         wanted = [(name, p) for name, p in self.preparers if p.modality == "video"]
-        if not wanted:
-            return
-        frames = self._read(utterance.video, "video", decoded, lambda ref: read_frames(ref, self.n_frames))
-        if frames is not None:
-            self._prepare(decoded, wanted, lambda preparer: frames)
+        if wanted:
+            self._modality(utterance.video, "video", decoded, wanted, lambda ref: read_frames(ref, self.n_frames),
+                           lambda frames, preparer: frames)
 
     def _audio(self, utterance: Any, decoded: Decoded) -> None:
         wanted = [(name, p) for name, p in self.preparers if p.modality == "audio"]
-        if not wanted:
-            return
-        rates = tuple(dict.fromkeys(p.sample_rate for _, p in wanted))
-        waves = self._read(utterance.audio, "audio", decoded, lambda ref: read_audio_rates(ref, rates))
-        if waves is not None:
-            self._prepare(decoded, wanted, lambda preparer: waves[preparer.sample_rate])
+        if wanted:
+            rates = tuple(dict.fromkeys(p.sample_rate for _, p in wanted))
+            self._modality(utterance.audio, "audio", decoded, wanted, lambda ref: read_audio_rates(ref, rates),
+                           lambda waves, preparer: waves[preparer.sample_rate])
 
-    @staticmethod
-    def _prepare(decoded: Decoded, wanted: list[tuple[str, Preparer]], media_for: Any) -> None:
-        """Run each preparer on its media; outputs are stored C-contiguous (see ``Preparer``)."""
-        for name, preparer in wanted:
-            decoded.prepared[name] = np.ascontiguousarray(preparer(media_for(preparer)))
-
-    @staticmethod
-    def _read(ref: Any, modality: str, decoded: Decoded, read: Any) -> Any:
-        """``read(ref)``, or None with the modality masked, or None with the item failed."""
+    def _modality(self, ref: Any, modality: str, decoded: Decoded, wanted: list[tuple[str, Preparer]],
+                  read: Any, media_for: Any) -> None:
+        """Read ``ref`` and run each preparer on its media; a problem masks ``modality`` (or fails the item)."""
         if ref is None:
-            decoded.masks[modality] = False
-            decoded.notes[modality] = f"no {modality} source; extracted with an empty {modality} mask"
-            return None
+            decoded.mask(modality, NO_SOURCE, f"the dataset gives no {modality} file")
+            return
         try:
             media = read(ref)
+            prepared = {name: np.ascontiguousarray(preparer(media_for(media, preparer))) for name, preparer in wanted}
         except MediaError as err:
-            if err.reason in MASKING_REASONS:
-                decoded.masks[modality] = False
-                decoded.notes[modality] = f"{err.reason} in {ref.describe()}; extracted with an empty {modality} mask"
+            if err.reason in MASKING_REASONS or self.keep_unreadable:
+                specifics = err.reason[len(err.kind):].lstrip(": ")
+                decoded.mask(modality, err.kind, ref.describe() + (
+                    f": {specifics}" if specifics and specifics != str(ref.path) else ""))
             else:
-                decoded.failure = f"{modality} {ref.describe()}: {err.reason}"
-            return None
+                decoded.fail(err.kind, f"{modality} {ref.describe()}: {err.reason}")
+            return
+        except Exception as exc:  # a preparer bug or odd media must not stop the extraction
+            detail = f"{type(exc).__name__} while decoding {ref.describe()}: {exc}"
+            if self.keep_unreadable:
+                decoded.mask(modality, UNEXPECTED, detail)
+            else:
+                decoded.fail(UNEXPECTED, detail)
+            return
         decoded.masks[modality] = True
-        return media
+        decoded.prepared.update(prepared)  # stored C-contiguous (see ``Preparer``)
 
 
 def _init_worker() -> None:
@@ -205,7 +247,11 @@ def choose_device(device: str) -> torch.device:
 
 @dataclass
 class ExtractSummary:
-    """What one ``extract`` call did (this process only)."""
+    """What one ``extract`` call did, and what the whole cache holds after it.
+
+    ``planned`` = ``extracted`` + ``len(dropped)`` + ``pending`` (items of shards no process
+    has written yet); ``dropped`` and ``masked`` are the manifest's lists.
+    """
 
     dataset: str
     profile: str
@@ -214,10 +260,13 @@ class ExtractSummary:
     shards_total: int = 0
     shards_mine: int = 0
     shards_resumed: int = 0
+    shards_by_others: int = 0  # completed by another process while this one encoded them
     extracted: int = 0
-    masked: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
-    truncated: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    pending: int = 0
+    dropped: list[dict] = field(default_factory=list)  # {id, split, reason, detail}
+    masked: list[dict] = field(default_factory=list)  # {id, split, modality, reason, detail}
+    truncated: int = 0  # items of this run whose text was cut to the encoder's window
+    repaired: int = 0  # items of this run whose text needed decoding repair (invalid UTF-8)
     seconds: float = 0.0
     encoder_seconds: float = 0.0  # inside encoders (inference)
     loop_seconds: float = 0.0  # decoding + encoding + writing, after setup
@@ -226,20 +275,28 @@ class ExtractSummary:
     def format(self, show: int = 20) -> str:
         """A few lines for the terminal."""
         rate = self.extracted / self.seconds if self.seconds > 0 else 0.0
+        n_masked = len({entry["id"] for entry in self.masked})
         lines = [
-            f"{self.dataset} ({self.profile}): {self.extracted} extracted, {len(self.masked)} with a masked "
-            f"modality, {len(self.skipped)} skipped, {self.truncated} text truncated; {self.seconds:.1f} s "
-            f"({rate:.1f} items/s, encoders {self.encoder_seconds:.1f} s)",
-            f"shards: {self.shards_mine - self.shards_resumed} written, {self.shards_resumed} already complete, "
-            f"{self.shards_mine} of {self.shards_total} assigned to this worker; plan {self.planned} items",
+            f"{self.dataset} ({self.profile}): plan {self.planned} = {self.extracted} extracted + "
+            f"{len(self.dropped)} dropped" + (f" + {self.pending} in shards not written yet" if self.pending else "")
+            + f"; {n_masked} extracted with a masked modality; {self.seconds:.1f} s ({rate:.1f} items/s, "
+            f"encoders {self.encoder_seconds:.1f} s)",
+            f"this run: {self.truncated} texts truncated, {self.repaired} texts with invalid UTF-8 repaired",
+            f"shards: {self.shards_mine - self.shards_resumed - self.shards_by_others} written, "
+            f"{self.shards_resumed} already complete, " + (f"{self.shards_by_others} written by another process, "
+                                                            if self.shards_by_others else "")
+            + f"{self.shards_mine} of {self.shards_total} assigned to this worker",
             f"cache: {self.out} ({self.cache_bytes / 2**20:.1f} MiB)",
         ]
-        for title, entries in (("masked", self.masked), ("skipped", self.skipped)):
-            if entries:
-                lines.append(f"{title}:")
-                lines += [f"  - {item_id}: {reason}" for item_id, reason in entries[:show]]
+        for title, entries, key in (("dropped", self.dropped, ("reason",)),
+                                    ("masked", self.masked, ("modality", "reason"))):
+            counts = Counter(" / ".join(entry[name] for name in key) for entry in entries)
+            if counts:
+                lines.append(f"{title}: " + ", ".join(f"{what} {n}" for what, n in counts.most_common()))
+                lines += [f"  - {entry['id']}: {' / '.join(entry[name] for name in key)}"
+                          + (f" ({entry['detail']})" if entry.get("detail") else "") for entry in entries[:show]]
                 if len(entries) > show:
-                    lines.append(f"  ... and {len(entries) - show} more (see {self.out}/manifest.json)")
+                    lines.append(f"  ... and {len(entries) - show} more (hcm cache info {self.out} --verbose)")
         return "\n".join(lines)
 
 
@@ -264,11 +321,12 @@ def _check_strict(run: _Run, decoded: Decoded) -> None:
     if not run.strict:
         return
     item_id = decoded.utterance.id
-    if decoded.failure is not None:
+    if decoded.failure is not None and decoded.failure_reason != EXCLUDED_CLASS:
         raise ExtractionError(f"--strict: {item_id}: {decoded.failure}. Without --strict this item is "
-                              f"skipped and recorded in the manifest.")
-    for modality in ("video", "audio"):
-        if not decoded.masks.get(modality, True):
+                              f"dropped and recorded in the manifest's failures.")
+    reader_masked = getattr(decoded.utterance, "masked", {})
+    for modality in MODALITIES:
+        if modality in decoded.masked and (modality != "text" or modality in reader_masked):
             raise ExtractionError(f"--strict: {item_id}: {decoded.notes[modality]}. Without --strict the item "
                                   f"is kept with an empty {modality} mask and the reason recorded.")
 
@@ -295,19 +353,26 @@ def _new_item(decoded: Decoded) -> Item:
     u = decoded.utterance
     masks = {m: decoded.masks[m] for m in MODALITIES if m in decoded.masks}
     return Item(id=u.id, split=u.split, label=u.label, labels=dict(u.labels), text=u.text or "", group=u.group,
-                position=u.position, masks=masks, notes=dict(decoded.notes))
+                position=u.position, masks=masks, notes={**getattr(u, "notes", {}), **decoded.notes})
+
+
+def _masked(decoded: Decoded) -> list[Masked]:
+    u = decoded.utterance
+    return [Masked(u.id, u.split, modality, reason, detail) for modality, (reason, detail) in decoded.masked.items()]
 
 
 def _write_shard(run: _Run, k: int, decoded: Iterator[Decoded], count: int, advance: Any) -> None:
     """Encode the ``count`` utterances of shard ``k`` from ``decoded`` and write the shard."""
     items: list[Item] = []
     failures: list[Failure] = []
+    kept: list[Decoded] = []
     batch: list[Decoded] = []
     for position in range(count):
         entry = next(decoded)
         _check_strict(run, entry)
         if entry.failure is not None:
-            failures.append(Failure(entry.utterance.id, entry.failure))
+            u = entry.utterance
+            failures.append(Failure(u.id, entry.failure_reason, u.split, entry.failure_detail))
             advance(1)
         else:
             batch.append(entry)
@@ -315,27 +380,23 @@ def _write_shard(run: _Run, k: int, decoded: Iterator[Decoded], count: int, adva
             made, spent = encode_batch(batch, run.encoders)
             run.summary.encoder_seconds += spent
             items += made
+            kept += batch
             advance(len(batch))
             batch = []
-    kept = []
-    for item in items:
+    stored, masked = [], []
+    for item, entry in zip(items, kept):
         try:
             run.writer.validate(item)
-            kept.append(item)
         except CacheError as exc:
-            failures.append(Failure(item.id, f"features cannot be stored: {exc}"))
-    run.writer.write_shard(k, kept, failures)
-    _count(run.summary, kept, failures)
-
-
-def _count(summary: ExtractSummary, items: Sequence[Item], failures: Sequence[Failure]) -> None:
-    summary.extracted += len(items)
-    summary.skipped += [(f.id, f.reason) for f in failures]
-    summary.truncated += sum("truncated" in item.notes for item in items)
-    for item in items:
-        reasons = [item.notes[m] for m in MODALITIES if not item.masks.get(m, True) and m in item.notes]
-        if reasons:
-            summary.masked.append((item.id, "; ".join(reasons)))
+            failures.append(Failure(item.id, CANNOT_STORE, item.split, str(exc)))
+            continue
+        stored.append(item)
+        masked += _masked(entry)
+    if run.writer.write_shard_once(k, stored, failures, masked):
+        run.summary.truncated += sum("truncated" in item.notes for item in stored)
+        run.summary.repaired += sum("text_repair" in item.notes for item in stored)
+    else:
+        run.summary.shards_by_others += 1
 
 
 def build_encoders(profile: Profile, weights: ResolvedWeights, device: torch.device) -> list[Encoder]:
@@ -413,10 +474,12 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     n_workers, my_index = shard_assignment(num_shards, shard_index)
     if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
         raise ExtractionError("--batch-size and --shard-size must be at least 1 and --limit at least 0")
-    utterances = adapter.utterances(root, splits)[:limit]
+    utterances = adapter.utterances(root, splits, rejected=True)[:limit]
     out = Path(out) if out is not None else workspace.features_dir(dataset, chosen.name)
     summary = ExtractSummary(dataset, chosen.name, out, planned=len(utterances))
+    prepare_directory(out)
     with ExitStack() as stack:
+        stack.enter_context(exclusive_run(out, f"shards-{my_index}-of-{n_workers}"))
         chosen_device = choose_device(device)
         workers = default_workers(chosen_device) if workers is None else workers
         pool = _pool(stack, workers)
@@ -429,9 +492,18 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
         _run_shards(run, utterances, shard_size, (n_workers, my_index), pool, progress)
         summary.loop_seconds = time.perf_counter() - loop_started
         writer.finalize(len(utterances))
+    _tally(summary, load_manifest(out, save=False))
     summary.seconds = time.perf_counter() - started
     summary.cache_bytes = _directory_bytes(out)
     return summary
+
+
+def _tally(summary: ExtractSummary, manifest: dict) -> None:
+    """The cache's totals (every worker's shards, resumed ones included) into ``summary``."""
+    summary.extracted = manifest["n_items"]
+    summary.dropped = manifest["failures"]
+    summary.masked = manifest["masked"]
+    summary.pending = summary.planned - summary.extracted - len(summary.dropped)
 
 
 def _run_shards(run: _Run, utterances: Sequence[Any], shard_size: int, assignment: tuple[int, int],
@@ -445,7 +517,7 @@ def _run_shards(run: _Run, utterances: Sequence[Any], shard_size: int, assignmen
     run.summary.shards_resumed = len(mine) - len(todo)
     spans = {k: utterances[k * shard_size:(k + 1) * shard_size] for k in todo}
     preparers = tuple((e.name, e.preparer) for e in run.encoders if e.preparer is not None)
-    decoder = MediaDecoder(run.frames, preparers)
+    decoder = MediaDecoder(run.frames, preparers, keep_unreadable=True)
     queue = (u for k in todo for u in spans[k])
     # The workers decode the next batch while the encoders run on this one: a batch in flight
     # plus a few clips per worker (with only the few, decoding waited during inference).
@@ -481,5 +553,10 @@ def extract_command(workspace: Workspace, splits: str | None = None, quiet: bool
     except (ExtractionError, CacheError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # an unreadable data root, a folder that cannot be written
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}. Check that the path exists and this user may read "
+              f"(data root) or write (workspace, --out) it.", file=sys.stderr)
+        return 2
     print(summary.format())
     return 0

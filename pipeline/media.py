@@ -87,6 +87,11 @@ class MediaError(Exception):
         where = ref.describe() if isinstance(ref, MediaRef) else ref
         super().__init__(f"{where}: {reason}" if where is not None else reason)
 
+    @property
+    def kind(self) -> str:
+        """The reason without its specifics: ``file missing``, ``cannot decode``, ``no video stream``, ..."""
+        return self.reason.split(":", 1)[0]
+
     def __reduce__(self) -> tuple:
         # keep ``reason`` and ``ref`` when the error crosses a worker process boundary
         return (type(self), (self.reason, self.ref))

@@ -30,8 +30,9 @@ from hcm.pipeline.encoders.mel import MelSettings
 from hcm.pipeline.encoders.text import RobertaSettings
 
 # 2: tiny encoders' BatchNorm statistics calibrated on seeded noise; 3: tiny BPE trained on the
-# smaller sentiment lexicon of the sample corpora
-RECIPE_VERSION = 3
+# smaller sentiment lexicon of the sample corpora; 4: a missing or undecodable clip masks its
+# modalities instead of dropping the item, and every rejected annotation row is a plan position
+RECIPE_VERSION = 4
 ENCODERS = ("roberta", "clip_text", "efficientnet", "clip_image", "esresnext", "mel")
 EFFICIENTNET_B0_FILE = "efficientnet-b0-355c32eb.pth"
 EFFICIENTNET_B0_URL = "https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/" + EFFICIENTNET_B0_FILE

@@ -4,9 +4,13 @@ An adapter reads one raw dataset layout and lists its utterances: ids, split, la
 transcript, group (video or dialogue), position in the group, the text of up to two former
 and two latter utterances of the group, and references to the video and audio clips.
 
-Adapters never open media: a missing or broken clip is listed like any other and fails later,
-at decode time, with a :class:`hcm.pipeline.media.MediaError` the extraction records. Malformed
-annotation rows are skipped with a warning naming the file and line.
+Adapters never open media: a missing or broken clip is listed like any other and is masked
+later, at decode time, with the :class:`hcm.pipeline.media.MediaError` reason the extraction
+records. Every labelled annotation row is accounted for: a row that cannot become an item
+(malformed id, invalid or excluded label, unknown split, duplicate, missing label file) is an
+utterance with ``dropped = (reason, detail)``, logged with its file and line, which
+``utterances(..., rejected=True)`` lists and the extraction records as a failure. Text whose
+bytes were not UTF-8 is kept with U+FFFD and noted in ``notes["text_repair"]``.
 
 Order of :meth:`DatasetAdapter.utterances`: split (train, valid, test), then group (each
 adapter documents how groups sort), then position inside the group.
@@ -15,11 +19,14 @@ adapter documents how groups sort), then position inside the group.
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from hcm.core.workspace import Workspace
 from hcm.pipeline.media import MediaRef
@@ -28,6 +35,14 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 CONTEXT_TURNS = 2  # former and latter utterances given as text context (the paper's 2 + 2)
+
+# Why an annotation row is not an item (``Utterance.dropped[0]``, the failure's reason in the cache).
+INVALID_ID = "invalid id"
+INVALID_LABEL = "invalid label"
+EXCLUDED_CLASS = "label outside the classes"  # by the dataset's definition: --strict does not stop on it
+UNKNOWN_SPLIT = "unknown split"
+DUPLICATE_ROW = "duplicate row"
+MISSING_LABEL_FILE = "label file missing"
 
 
 class DatasetRootError(FileNotFoundError):
@@ -74,6 +89,16 @@ class Utterance:
     audio: MediaRef | None
     context_before: list[str] = field(default_factory=list)
     context_after: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # remarks kept with the item (text_repair)
+    masked: dict[str, tuple[str, str]] = field(default_factory=dict)  # modality -> (reason, detail) known from reading
+    dropped: tuple[str, str] | None = None  # (reason, detail): a row that cannot become an item
+
+
+def rejected_row(item_id: str, split: str, reason: str, detail: str, group: str = "", position: int = 0) -> Utterance:
+    """An annotation row that cannot become an item, logged; the extraction records it as a failure."""
+    log.log(logging.INFO if reason == EXCLUDED_CLASS else logging.WARNING, "%s; row not extracted (%s)", detail, reason)
+    return Utterance(id=item_id, split=split, label=0, labels={}, text="", group=group, position=position,
+                     video=None, audio=None, dropped=(reason, detail))
 
 
 class DatasetAdapter(ABC):
@@ -96,13 +121,18 @@ class DatasetAdapter(ABC):
     def read(self, root: Path) -> list[Utterance]:
         """Every utterance of the dataset, in any order, with context already attached."""
 
-    def utterances(self, root: Path, splits: list[str] | None = None) -> list[Utterance]:
-        """The dataset's utterances ordered by split, group and position, optionally filtered."""
+    def utterances(self, root: Path, splits: list[str] | None = None, rejected: bool = False) -> list[Utterance]:
+        """The dataset's utterances ordered by split, group and position, optionally filtered.
+
+        With ``rejected``, the rows that cannot become items (``dropped`` set) are listed too, in
+        their split (rows of no known split last, and only when every split is wanted).
+        """
         root = Path(root)
         self.check_root(root)
-        wanted = _check_splits(splits)
-        items = [u for u in self.read(root) if u.split in wanted]
-        items.sort(key=lambda u: (SPLITS.index(u.split), self.group_key(u.group), u.position))
+        wanted = _check_splits(splits) + (("",) if splits is None else ())
+        items = [u for u in self.read(root) if u.split in wanted and (rejected or u.dropped is None)]
+        items.sort(key=lambda u: (SPLITS.index(u.split) if u.split in SPLITS else len(SPLITS),
+                                  self.group_key(u.group), u.position))
         return items
 
     def group_key(self, group: str) -> tuple:
@@ -185,23 +215,65 @@ def dataset_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def warn_row(path: Path, line: int, problem: str) -> None:
-    """Log a skipped malformed annotation row."""
-    log.warning("%s line %d: %s; row skipped", path, line, problem)
-
-
 class AnnotationError(ValueError):
     """An annotation file that cannot be read at all (e.g. a CSV without the expected columns)."""
 
 
-def read_csv_rows(path: Path, columns: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Rows of a UTF-8 CSV as ``(line number, {column: raw string})``; nothing parsed as numbers.
+def read_text(path: Path) -> tuple[str, set[int]]:
+    """A UTF-8 file's text (byte-order mark dropped) and the numbers of its lines that were not UTF-8.
 
-    Bytes that are not UTF-8 become U+FFFD instead of failing; a byte-order mark is dropped.
-    Text is otherwise kept exactly as written (mojibake included). Raises
-    :class:`AnnotationError` when a required column is absent.
+    Such bytes become U+FFFD instead of failing; lines are counted as Python and the csv module
+    count them (``\n``, ``\r\n`` or ``\r`` end a line).
     """
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig"), set()
+    except UnicodeDecodeError:
+        bad = {number for number, line in enumerate(data.splitlines(), start=1) if not _is_utf8(line)}
+        return data.decode("utf-8-sig", errors="replace"), bad
+
+
+def read_lines(path: Path) -> tuple[list[str], set[int]]:
+    """:func:`read_text` cut into lines (numbered as there, from 1)."""
+    text, repaired = read_text(path)
+    lines = re.split(r"\r\n|\r|\n", text)
+    return (lines[:-1] if lines and lines[-1] == "" else lines), repaired
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def repair_note(path: Path, lines: Iterable[int]) -> dict[str, str]:
+    """``{"text_repair": ...}`` when any of ``lines`` of ``path`` held bytes that are not UTF-8, else ``{}``."""
+    lines = sorted(lines)
+    if not lines:
+        return {}
+    where = ", ".join(map(str, lines))
+    return {"text_repair": f"{path.name} line {where}: bytes that are not UTF-8 were replaced by U+FFFD"}
+
+
+class CsvRow(NamedTuple):
+    """One CSV record: its (last) line number, raw values, and the lines it spans that were not UTF-8."""
+
+    line: int
+    values: dict[str, str]
+    repaired: list[int]
+
+
+def read_csv_rows(path: Path, columns: Iterable[str]) -> Iterator[CsvRow]:
+    """Rows of a UTF-8 CSV (see :class:`CsvRow`); nothing parsed as numbers.
+
+    Bytes that are not UTF-8 become U+FFFD instead of failing (the row says which of its lines
+    had them); a byte-order mark is dropped. Text is otherwise kept exactly as written (mojibake
+    included). Raises :class:`AnnotationError` when a required column is absent.
+    """
+    text, bad = read_text(path)
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         header = [name.strip() for name in reader.fieldnames or []]
         missing = [name for name in columns if name not in header]
@@ -211,9 +283,11 @@ def read_csv_rows(path: Path, columns: Iterable[str]) -> Iterator[tuple[int, dic
                 f"Expected the columns {list(columns)}."
             )
         reader.fieldnames = header
+        first = reader.line_num + 1
         try:
             for row in reader:
-                yield reader.line_num, row
+                yield CsvRow(reader.line_num, row, sorted(n for n in bad if first <= n <= reader.line_num))
+                first = reader.line_num + 1
         except csv.Error as err:
             raise AnnotationError(
                 f"{path} near line {reader.line_num + 1}: not readable as CSV ({err}); "

@@ -10,6 +10,11 @@ Labels come from the EmoEvaluation summary lines ``[start - end] turn emo [V, A,
 exc, fru -> happy, sad, neutral, angry, excited, frustrated; turns with any other label (xxx,
 sur, fea, dis, oth) are left out. ``labels`` keeps the code and the V/A/D ratings.
 
+Every labelled turn is accounted for: a turn left out for its label, an unreadable summary line,
+and each turn of a dialogue whose EmoEvaluation file is missing (turns known from its transcript
+or wav folder) are rejected rows (``Utterance.dropped``) the extraction records as failures. A
+labelled turn whose transcript file or line is missing is kept with a masked text and the reason.
+
 Video is the dialogue's avi cut to the turn's ``[start, end]``; audio is the turn's wav.
 A dialogue is a group (groups sort by name); its kept turns are numbered in time order. The
 text context is the 2 former and 2 latter turns of the whole transcript, including turns
@@ -30,10 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hcm.pipeline.datasets.base import (
+    EXCLUDED_CLASS,
+    INVALID_LABEL,
+    MISSING_LABEL_FILE,
     DatasetAdapter,
     Utterance,
     context_window,
+    read_lines,
     register_dataset,
+    rejected_row,
+    repair_note,
     require_paths,
 )
 from hcm.pipeline.media import MediaRef
@@ -56,6 +67,9 @@ SUMMARY_LINE = re.compile(
 )
 TRANSCRIPT_LINE = re.compile(rf"^(\S+)\s*\[\s*{_NUMBER}\s*-\s*{_NUMBER}\s*\]:\s?(.*)$")
 UTTERANCE_ID = re.compile(r"^Ses\d{2}[FM]_\S+_[FM]\d{3}$")
+TURN_IN_LINE = re.compile(r"Ses\d{2}[FM]_\S+_[FM]\d{3}")
+NO_TRANSCRIPT_FILE = "transcript file missing"
+NO_TRANSCRIPT_LINE = "no transcript line"
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,8 @@ class Turn:
     text: str = ""
     emotion: str = ""
     vad: tuple[float | None, float | None, float | None] = (None, None, None)
+    line: int = 0  # line number in its file
+    repaired: bool = False  # the line held bytes that are not UTF-8 (replaced by U+FFFD)
 
 
 def _vad(values: str) -> tuple[float | None, float | None, float | None]:
@@ -82,33 +98,38 @@ def _vad(values: str) -> tuple[float | None, float | None, float | None]:
     return numbers[0], numbers[1], numbers[2]
 
 
-def _lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+def read_evaluation(path: Path, unreadable: list[tuple[int, str]] | None = None) -> dict[str, Turn]:
+    """The summary lines of one EmoEvaluation file, by turn id.
 
-
-def read_evaluation(path: Path) -> dict[str, Turn]:
-    """The summary lines of one EmoEvaluation file, by turn id."""
+    A line that starts like a summary line but cannot be read is logged and, when given,
+    appended to ``unreadable`` as ``(line number, line)``.
+    """
     turns: dict[str, Turn] = {}
-    for number, line in enumerate(_lines(path), start=1):
+    lines, _ = read_lines(path)
+    for number, line in enumerate(lines, start=1):
         match = SUMMARY_LINE.match(line.strip())
         if match is None:
             if line.startswith("["):
                 log.warning("%s line %d: unreadable summary line %r; skipped", path, number, line)
+                if unreadable is not None:
+                    unreadable.append((number, line))
             continue
         start, end, turn_id, emotion, vad = match.groups()
-        turns[turn_id] = Turn(turn_id, float(start), float(end), emotion=emotion, vad=_vad(vad))
+        turns[turn_id] = Turn(turn_id, float(start), float(end), emotion=emotion, vad=_vad(vad), line=number)
     return turns
 
 
 def read_transcript(path: Path) -> dict[str, Turn]:
     """The utterance lines of one transcription, by turn id (other lines are skipped)."""
     turns: dict[str, Turn] = {}
-    for line in _lines(path):
+    lines, repaired = read_lines(path)
+    for number, line in enumerate(lines, start=1):
         match = TRANSCRIPT_LINE.match(line.strip())
         if match is None or UTTERANCE_ID.match(match.group(1)) is None:
             continue
         turn_id, start, end, text = match.groups()
-        turns[turn_id] = Turn(turn_id, float(start), float(end), text=text.strip())
+        turns[turn_id] = Turn(turn_id, float(start), float(end), text=text.strip(), line=number,
+                              repaired=number in repaired)
     return turns
 
 
@@ -164,34 +185,44 @@ class IemocapAdapter(DatasetAdapter):
         return items
 
     def _dialogues(self, root: Path) -> dict[str, int]:
-        """Every dialogue with an EmoEvaluation file, mapped to its session number."""
+        """Every dialogue with an EmoEvaluation file, a transcription or a wav folder, mapped to its session.
+
+        A dialogue missing some of these is still listed, so its turns are accounted for and the
+        validation dialogues do not change with it.
+        """
         dialogues: dict[str, int] = {}
         for session in SESSIONS:
-            folder = root / f"Session{session}" / "dialog" / "EmoEvaluation"
-            for path in sorted(folder.glob("*.txt")):
-                if not path.name.startswith("."):
-                    dialogues[path.stem] = session
+            base = root / f"Session{session}"
+            found = [*(base / "dialog" / "EmoEvaluation").glob("*.txt"),
+                     *(base / "dialog" / "transcriptions").glob("*.txt")]
+            names = {p.stem for p in found} | {p.name for p in (base / "sentences" / "wav").glob("*") if p.is_dir()}
+            dialogues.update({name: session for name in sorted(names) if not name.startswith(".")})
         return dialogues
 
     def _read_dialogue(self, root: Path, session: int, dialog: str, split: str) -> list[Utterance]:
-        """The kept turns of one dialogue, in time order, with context from the whole transcript."""
+        """Every labelled turn of one dialogue, in time order, with context from the whole transcript."""
         base = root / f"Session{session}"
-        labelled = read_evaluation(base / "dialog" / "EmoEvaluation" / f"{dialog}.txt")
+        label_path = base / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
         transcript_path = base / "dialog" / "transcriptions" / f"{dialog}.txt"
         spoken = read_transcript(transcript_path) if transcript_path.is_file() else {}
+        if not label_path.is_file():
+            return self._unlabelled(base, dialog, split, spoken, label_path)
+        unreadable: list[tuple[int, str]] = []
+        labelled = read_evaluation(label_path, unreadable)
         if not spoken:
-            log.warning("%s: no transcription lines; texts of %s are empty",
-                        transcript_path, dialog)
-        for turn in labelled.values():
-            if turn.id not in spoken:
-                spoken[turn.id] = Turn(turn.id, turn.start, turn.end)
-        timeline = sorted(spoken.values(), key=lambda t: (t.start, t.id))
+            log.warning("%s: no transcription lines; texts of %s are empty", transcript_path, dialog)
+        timeline = sorted({**{t.id: Turn(t.id, t.start, t.end) for t in labelled.values()}, **spoken}.values(),
+                          key=lambda t: (t.start, t.id))
         texts = [t.text for t in timeline]
         video = base / "dialog" / "avi" / "DivX" / f"{dialog}.avi"
         items: list[Utterance] = []
         for index, turn in enumerate(timeline):
             label = labelled.get(turn.id)
-            if label is None or label.emotion not in IEMOCAP_CODES:
+            if label is None:
+                continue
+            if label.emotion not in IEMOCAP_CODES:
+                items.append(rejected_row(turn.id, split, EXCLUDED_CLASS, f"{label_path} line {label.line}: label "
+                                          f"{label.emotion!r} is not one of {list(IEMOCAP_CODES)}", dialog, len(items)))
                 continue
             before, after = context_window(texts, index)
             items.append(Utterance(
@@ -202,11 +233,48 @@ class IemocapAdapter(DatasetAdapter):
                 video=MediaRef(video, label.start, label.end),
                 audio=MediaRef(base / "sentences" / "wav" / dialog / f"{turn.id}.wav"),
                 context_before=before, context_after=after,
+                notes=repair_note(transcript_path, [turn.line] if turn.repaired else []),
+                masked=self._text_problem(turn.id, spoken, transcript_path),
             ))
-        return items
+        return _numbered(items) + [self._unreadable(label_path, number, line, split, dialog)
+                                   for number, line in unreadable]
+
+    @staticmethod
+    def _text_problem(turn_id: str, spoken: dict[str, Turn], path: Path) -> dict[str, tuple[str, str]]:
+        """``{"text": (reason, detail)}`` when the turn's transcript file or line is missing, else ``{}``."""
+        if not path.is_file():
+            return {"text": (NO_TRANSCRIPT_FILE, f"{path} does not exist")}
+        if turn_id not in spoken:
+            return {"text": (NO_TRANSCRIPT_LINE, f"{path} has no line for {turn_id}")}
+        return {}
+
+    @staticmethod
+    def _unreadable(path: Path, number: int, line: str, split: str, dialog: str) -> Utterance:
+        found = TURN_IN_LINE.search(line)
+        return rejected_row(found.group(0) if found else f"{path.name}:{number}", split, INVALID_LABEL,
+                            f"{path} line {number}: unreadable summary line {line.strip()!r}", dialog, 1 << 30)
+
+    @staticmethod
+    def _unlabelled(base: Path, dialog: str, split: str, spoken: dict[str, Turn], label_path: Path) -> list[Utterance]:
+        """A dialogue without EmoEvaluation file: each turn its transcript or wav folder knows, rejected."""
+        turns = sorted(spoken) or sorted(p.stem for p in (base / "sentences" / "wav" / dialog).glob("*.wav"))
+        if not turns:
+            log.warning("%s is missing and no transcript or wav names the turns of %s", label_path, dialog)
+        return [rejected_row(turn, split, MISSING_LABEL_FILE, f"{label_path} does not exist", dialog, position)
+                for position, turn in enumerate(turns)]
 
     def _log_sizes(self, items: list[Utterance]) -> None:
         for split in ("train", "valid", "test"):
-            chosen = [u for u in items if u.split == split]
-            log.info("iemocap %s: %d utterances in %d dialogues",
-                     split, len(chosen), len({u.group for u in chosen}))
+            chosen = [u for u in items if u.split == split and u.dropped is None]
+            left_out = sum(u.split == split and u.dropped is not None for u in items)
+            log.info("iemocap %s: %d utterances in %d dialogues", split, len(chosen), len({u.group for u in chosen}))
+            if left_out:
+                log.info("iemocap %s: %d labelled turns left out (recorded as failures)", split, left_out)
+
+
+def _numbered(items: list[Utterance]) -> list[Utterance]:
+    """Position the kept turns 0, 1, ... in time order (rejected turns keep the position they sort at)."""
+    kept = [u for u in items if u.dropped is None]
+    for position, utterance in enumerate(kept):
+        utterance.position = position
+    return items

@@ -23,14 +23,19 @@ from collections import defaultdict
 from pathlib import Path
 
 from hcm.pipeline.datasets.base import (
+    DUPLICATE_ROW,
+    INVALID_ID,
+    INVALID_LABEL,
+    CsvRow,
     DatasetAdapter,
     Utterance,
     attach_context,
     natural_key,
     read_csv_rows,
     register_dataset,
+    rejected_row,
+    repair_note,
     require_paths,
-    warn_row,
 )
 from hcm.pipeline.media import MediaRef
 
@@ -51,49 +56,53 @@ MELD_SOURCE = (
 )
 
 
-def _parse_row(
-    row: dict[str, str], split: str, clips: Path, path: Path, line: int
-) -> Utterance | None:
-    """One MELD CSV row as an utterance, or ``None`` (logged) when it is malformed."""
-    dialogue = (row.get("Dialogue_ID") or "").strip()
-    turn = (row.get("Utterance_ID") or "").strip()
+def _parse_row(row: CsvRow, split: str, clips: Path, path: Path) -> Utterance:
+    """One MELD CSV row as an utterance; a malformed one is a rejected row (logged)."""
+    values, where = row.values, f"{path} line {row.line}"
+    dialogue = (values.get("Dialogue_ID") or "").strip()
+    turn = (values.get("Utterance_ID") or "").strip()
     if not (dialogue.isdigit() and turn.isdigit()):
-        warn_row(path, line, f"Dialogue_ID {dialogue!r} / Utterance_ID {turn!r} are not integers")
-        return None
-    emotion = (row.get("Emotion") or "").strip().lower()
-    if emotion not in MELD_EMOTIONS:
-        warn_row(path, line, f"emotion {emotion!r} is not one of {list(MELD_EMOTIONS)}")
-        return None
+        return rejected_row(f"{path.name}:{row.line}", split, INVALID_ID,
+                            f"{where}: Dialogue_ID {dialogue!r} / Utterance_ID {turn!r} are not integers",
+                            dialogue, row.line)
     dialogue, turn = str(int(dialogue)), str(int(turn))
-    labels = {"Emotion": emotion, "Sentiment": (row.get("Sentiment") or "").strip().lower()}
-    labels.update({name: (row.get(name) or "").strip() for name in MELD_KEPT_COLUMNS})
+    item_id = f"{MELD_FILES[split][0].split('_')[0]}_dia{dialogue}_utt{turn}"
+    emotion = (values.get("Emotion") or "").strip().lower()
+    if emotion not in MELD_EMOTIONS:
+        return rejected_row(item_id, split, INVALID_LABEL,
+                            f"{where}: emotion {emotion!r} is not one of {list(MELD_EMOTIONS)}", dialogue, row.line)
+    labels = {"Emotion": emotion, "Sentiment": (values.get("Sentiment") or "").strip().lower()}
+    labels.update({name: (values.get(name) or "").strip() for name in MELD_KEPT_COLUMNS})
     clip = MediaRef(clips / f"dia{dialogue}_utt{turn}.mp4")
     return Utterance(
-        id=f"{MELD_FILES[split][0].split('_')[0]}_dia{dialogue}_utt{turn}", split=split, label=MELD_EMOTIONS.index(emotion),
-        labels=labels, text=row.get("Utterance") or "", group=dialogue, position=int(turn),
-        video=clip, audio=clip,
+        id=item_id, split=split, label=MELD_EMOTIONS.index(emotion), labels=labels, text=values.get("Utterance") or "",
+        group=dialogue, position=int(turn), video=clip, audio=clip, notes=repair_note(path, row.repaired),
     )
 
 
 def read_meld_split(root: Path, split: str) -> list[Utterance]:
-    """One split's well-formed rows, numbered and given context per dialogue."""
+    """One split's rows: well-formed ones numbered and given context per dialogue, the others as
+    rejected rows (see ``Utterance.dropped``)."""
     csv_name, folder = MELD_FILES[split]
     path = root / csv_name
-    dialogues: dict[str, dict[int, Utterance]] = defaultdict(dict)
-    for line, row in read_csv_rows(path, MELD_COLUMNS):
-        utterance = _parse_row(row, split, root / folder, path, line)
-        if utterance is None:
+    dialogues: dict[str, dict[int, tuple[Utterance, int]]] = defaultdict(dict)
+    rejected: list[Utterance] = []
+    for row in read_csv_rows(path, MELD_COLUMNS):
+        utterance = _parse_row(row, split, root / folder, path)
+        kept = dialogues[utterance.group].get(utterance.position) if utterance.dropped is None else None
+        if kept is not None:
+            utterance = rejected_row(utterance.id, split, DUPLICATE_ROW, f"{path} line {row.line}: duplicate "
+                                     f"utterance {utterance.id!r} (line {kept[1]} is kept)", utterance.group, row.line)
+        if utterance.dropped is not None:
+            rejected.append(utterance)
             continue
-        if utterance.position in dialogues[utterance.group]:
-            warn_row(path, line, f"duplicate utterance {utterance.id!r}")
-            continue
-        dialogues[utterance.group][utterance.position] = utterance
+        dialogues[utterance.group][utterance.position] = (utterance, row.line)
     items: list[Utterance] = []
     for turns in dialogues.values():
-        group = [turns[turn] for turn in sorted(turns)]
+        group = [turns[turn][0] for turn in sorted(turns)]
         attach_context(group)
         items.extend(group)
-    return items
+    return items + rejected
 
 
 @register_dataset

@@ -18,14 +18,20 @@ from collections import defaultdict
 from pathlib import Path
 
 from hcm.pipeline.datasets.base import (
+    DUPLICATE_ROW,
+    INVALID_ID,
+    INVALID_LABEL,
     SPLITS,
+    UNKNOWN_SPLIT,
+    CsvRow,
     DatasetAdapter,
     Utterance,
     attach_context,
     read_csv_rows,
     register_dataset,
+    rejected_row,
+    repair_note,
     require_paths,
-    warn_row,
 )
 from hcm.pipeline.media import MediaRef
 
@@ -55,28 +61,29 @@ def _optional_float(value: str | None) -> float | None:
     return _finite(value) if value else None
 
 
-def _parse_row(row: dict[str, str], root: Path, path: Path, line: int) -> Utterance | None:
-    """One ``label.csv`` row as an utterance, or ``None`` (logged) when it is malformed."""
-    video_id = (row.get("video_id") or "").strip()
-    clip_id = (row.get("clip_id") or "").strip()
-    mode = (row.get("mode") or "").strip()
+def _parse_row(row: CsvRow, root: Path, path: Path) -> Utterance:
+    """One ``label.csv`` row as an utterance; a malformed one is a rejected row (logged)."""
+    values, where = row.values, f"{path} line {row.line}"
+    video_id = (values.get("video_id") or "").strip()
+    clip_id = (values.get("clip_id") or "").strip()
+    mode = (values.get("mode") or "").strip()
     if not video_id or not clip_id:
-        warn_row(path, line, "empty video_id or clip_id")
-        return None
+        return rejected_row(f"{path.name}:{row.line}", mode if mode in SPLITS else "", INVALID_ID,
+                            f"{where}: empty video_id or clip_id", video_id, row.line)
+    item_id = f"{video_id}$_${clip_id}"
     if mode not in SPLITS:
-        warn_row(path, line, f"mode {mode!r} is not one of {list(SPLITS)}")
-        return None
+        return rejected_row(item_id, "", UNKNOWN_SPLIT, f"{where}: mode {mode!r} is not one of {list(SPLITS)}",
+                            video_id, row.line)
     try:
-        label = _finite((row.get("label") or "").strip())
-        labels = {name: _optional_float(row.get(name)) for name in MODALITY_LABELS}
+        label = _finite((values.get("label") or "").strip())
+        labels = {name: _optional_float(values.get(name)) for name in MODALITY_LABELS}
     except ValueError as err:
-        warn_row(path, line, f"non-numeric label ({err})")
-        return None
-    labels["annotation"] = (row.get("annotation") or "").strip()
+        return rejected_row(item_id, mode, INVALID_LABEL, f"{where}: non-numeric label ({err})", video_id, row.line)
+    labels["annotation"] = (values.get("annotation") or "").strip()
     clip = MediaRef(root / "Raw" / video_id / f"{clip_id}.mp4")
     return Utterance(
-        id=f"{video_id}$_${clip_id}", split=mode, label=label, labels=labels,
-        text=row.get("text") or "", group=video_id, position=0, video=clip, audio=clip,
+        id=item_id, split=mode, label=label, labels=labels, text=values.get("text") or "", group=video_id,
+        position=0, video=clip, audio=clip, notes=repair_note(path, row.repaired),
     )
 
 
@@ -91,23 +98,27 @@ def _clip_order(group: list[Utterance]) -> list[Utterance]:
 
 
 def read_mmsa_labels(root: Path) -> list[Utterance]:
-    """Every well-formed row of ``<root>/label.csv``, numbered and given context per video."""
+    """Every row of ``<root>/label.csv``: well-formed ones numbered and given context per video,
+    the others as rejected rows (see ``Utterance.dropped``)."""
     path = root / "label.csv"
     by_video: dict[str, list[Utterance]] = defaultdict(list)
-    seen: set[str] = set()
-    for line, row in read_csv_rows(path, MOSEI_COLUMNS):
-        utterance = _parse_row(row, root, path, line)
-        if utterance is None:
+    seen: dict[str, int] = {}
+    rejected: list[Utterance] = []
+    for row in read_csv_rows(path, MOSEI_COLUMNS):
+        utterance = _parse_row(row, root, path)
+        if utterance.dropped is None and utterance.id in seen:
+            utterance = rejected_row(utterance.id, utterance.split, DUPLICATE_ROW,
+                                     f"{path} line {row.line}: duplicate id {utterance.id!r} (line "
+                                     f"{seen[utterance.id]} is kept)", utterance.group, row.line)
+        if utterance.dropped is not None:
+            rejected.append(utterance)
             continue
-        if utterance.id in seen:
-            warn_row(path, line, f"duplicate id {utterance.id!r}")
-            continue
-        seen.add(utterance.id)
+        seen[utterance.id] = row.line
         by_video[utterance.group].append(utterance)
     for group in by_video.values():
         group[:] = _clip_order(group)
         attach_context(group)
-    return [u for group in by_video.values() for u in group]
+    return [u for group in by_video.values() for u in group] + rejected
 
 
 @register_dataset

@@ -37,3 +37,82 @@ def test_help_lists_the_options() -> None:
     assert result.exit_code == 0
     for option in ("--weights-dir", "--num-shards", "--strict", "--limit", "--splits"):
         assert option in result.output
+
+
+def _extract_args(root: Path, out: Path) -> list[str]:
+    return ["extract", "--dataset", "mosei", "--data-root", str(root), "--out", str(out), "--profile", "tiny",
+            "--frames", "2", "--segments", "2", "--workers", "0", "--shard-size", "3", "--quiet"]
+
+
+def test_two_extractions_into_one_folder_never_clash(workdir: Path, tmp_path: Path) -> None:
+    """Started together: one extracts, the other stops at once naming it; the cache is whole."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from hcm.cache import verify_cache
+
+    root, out = tmp_path / "mosei", tmp_path / "cache"
+    make_sample("mosei", root, n=9, seed=3, progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "hcm", *_extract_args(root, out)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    results = [(proc.wait(timeout=300), *proc.communicate()) for proc in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    _, _, refused = next(result for result in results if result[0] == 1)
+    winner = next(proc.pid for proc, result in zip(procs, results) if result[0] == 0)
+    assert f"pid {winner} on host {socket.gethostname()}" in refused and str(out) in refused
+    assert "Traceback" not in refused and len(refused.strip().splitlines()) == 1
+    assert verify_cache(out) == []
+    with FeatureCache(out) as cache:
+        assert len(cache) == 9
+
+
+def test_an_unwritable_output_folder_is_one_error_before_any_work(workdir: Path, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    root = tmp_path / "mosei"
+    make_sample("mosei", root, n=6, seed=3, progress=False)
+    (tmp_path / "file").write_text("not a folder")
+
+    def no_encoders(*args: object) -> None:
+        raise AssertionError("encoders were built before the output folder was checked")
+
+    monkeypatch.setattr("hcm.pipeline.extract.build_encoders", no_encoders)
+    result = CliRunner().invoke(app, _extract_args(root, tmp_path / "file" / "cache"))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot write to the cache folder" in result.output and str(tmp_path / "file" / "cache") in result.output
+
+
+def test_a_full_disk_during_extraction_is_a_clear_error(workdir: Path, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    root, out = tmp_path / "mosei", tmp_path / "cache"
+    make_sample("mosei", root, n=6, seed=3, progress=False)
+
+    def disk_full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("hcm.cache.writer.write_shard_file", disk_full)
+    result = CliRunner().invoke(app, _extract_args(root, out))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the disk is full" in result.output and str(out / "shard-00000.h5") in result.output
+    assert not list(out.glob("shard-*")) and not list(out.glob(".shard-*.tmp"))
+
+
+def test_an_unreadable_data_root_is_one_error_naming_the_file(workdir: Path, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    root = tmp_path / "mosei"
+    make_sample("mosei", root, n=6, seed=3, progress=False)
+
+    def refuse(path: Path) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr("hcm.pipeline.datasets.base.read_text", refuse)
+    result = CliRunner().invoke(app, _extract_args(root, tmp_path / "cache"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"Permission denied ({root / 'label.csv'})" in result.output
+    assert not (tmp_path / "cache").exists()

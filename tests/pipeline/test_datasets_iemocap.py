@@ -149,3 +149,32 @@ def test_root_error_lists_the_missing_sessions(tmp_path: Path) -> None:
     assert "Session{1..5}/dialog/EmoEvaluation/<dialog>.txt" in message
     assert "Session1/dialog/transcriptions/" in message and "Session5/" in message
     assert "sail.usc.edu" in message
+
+
+def test_every_labelled_turn_is_kept_or_rejected_with_its_reason(tmp_path: Path) -> None:
+    from hcm.pipeline.datasets.base import EXCLUDED_CLASS, INVALID_LABEL, MISSING_LABEL_FILE
+    from hcm.pipeline.datasets.iemocap import NO_TRANSCRIPT_FILE
+
+    root = write_iemocap(tmp_path)
+    complete = {u.id: u.split for u in get_dataset("iemocap").utterances(root, rejected=True)}
+    (root / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt").unlink()
+    (root / "Session2" / "dialog" / "transcriptions" / "Ses02F_impro01.txt").unlink()
+    evaluation = root / "Session4" / "dialog" / "EmoEvaluation" / "Ses04F_impro01.txt"
+    evaluation.write_text(evaluation.read_text() + "[oops]\tSes04F_impro01_F009\n")
+    transcript = root / "Session3" / "dialog" / "transcriptions" / "Ses03F_impro01.txt"
+    transcript.write_bytes(transcript.read_bytes().replace(b"Yeah.", b"Yeah\xff."))
+    rows = get_dataset("iemocap").utterances(root, rejected=True)
+    kept = {u.id: u for u in rows if u.dropped is None}
+    dropped = {u.id: u for u in rows if u.dropped is not None}
+    assert len(kept) == 14 * 4 and len(dropped) == 6 + 14 * 2 + 1  # every summary line accounted for
+    missing = [u for u in dropped.values() if u.group == "Ses01F_impro01"]
+    assert len(missing) == 6 and all(u.dropped[0] == MISSING_LABEL_FILE for u in missing)
+    assert all(u.split == complete[u.id] for u in missing)  # the validation dialogues did not change
+    assert sum(u.dropped[0] == EXCLUDED_CLASS for u in dropped.values()) == 28
+    assert dropped["Ses04F_impro01_F009"].dropped[0] == INVALID_LABEL
+    no_text = [u for u in kept.values() if u.group == "Ses02F_impro01"]
+    assert len(no_text) == 4 and all(u.text == "" and u.masked["text"][0] == NO_TRANSCRIPT_FILE for u in no_text)
+    repaired = kept["Ses03F_impro01_F001"]
+    assert repaired.text == "Yeah\ufffd." and "line 4" in repaired.notes["text_repair"]
+    assert not any("text_repair" in u.notes for u in kept.values() if u is not repaired)
+    assert [u.id for u in get_dataset("iemocap").utterances(root)] == [u.id for u in rows if u.dropped is None]

@@ -101,3 +101,14 @@ def test_root_error_names_the_csvs_and_folders(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "dev_sent_emo.csv" in message and "output_repeated_splits_test/" in message
     assert "Found: train_sent_emo.csv" in message and "affective-meld" in message
+
+
+def test_malformed_rows_are_rejected_rows_and_bad_bytes_are_noted(tmp_path: Path) -> None:
+    rows = get_dataset("meld").utterances(write_meld(tmp_path), rejected=True)
+    dropped = {u.id: u.dropped[0] for u in rows if u.dropped is not None}
+    assert dropped == {"train_dia0_utt4": "invalid label", "train_sent_emo.csv:9": "invalid id"}
+    repaired = next(u for u in rows if u.id == "train_dia2_utt0")
+    assert repaired.text == "caf\ufffd"
+    assert repaired.notes == {"text_repair": "train_sent_emo.csv line 10: bytes that are not UTF-8 were "
+                                             "replaced by U+FFFD"}
+    assert [u.split for u in rows] == ["train"] * 9 + ["valid"] + ["test"] * 2

@@ -35,8 +35,8 @@ def clean(corpus: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
-def contents(directory: Path) -> tuple[dict, list]:
-    """Everything a cache holds, comparable with ==: items by id, and the failures."""
+def contents(directory: Path) -> tuple[dict, list, list]:
+    """Everything a cache holds, comparable with ==: items by id, the failures and the masked modalities."""
     with FeatureCache(directory) as cache:
         items = {}
         for i in range(len(cache)):
@@ -44,23 +44,30 @@ def contents(directory: Path) -> tuple[dict, list]:
             items[item.id] = (item.split, item.label, item.masks, item.notes,
                               {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in item.features.items()})
     manifest = json.loads((directory / "manifest.json").read_text())
-    return items, sorted((f["id"], f["reason"]) for f in manifest["failures"])
+    return (items, sorted((f["id"], f["reason"], f["detail"]) for f in manifest["failures"]),
+            sorted((m["id"], m["modality"], m["reason"], m["detail"]) for m in manifest["masked"]))
 
 
-def test_faults_are_skipped_or_masked_with_reasons(clean: Path, corpus: tuple[Path, dict]) -> None:
+def test_bad_media_mask_their_modalities_and_keep_the_item(clean: Path, corpus: tuple[Path, dict]) -> None:
     _, faults = corpus
-    items, failures = contents(clean)
-    failed = dict(failures)
-    assert "file missing" in failed[faults["missing_clip"]]
-    assert "cannot decode" in failed[faults["truncated_media"]]
+    items, failures, masked = contents(clean)
+    assert failures == [] and len(items) == 9  # every labelled utterance is kept
+    reasons = {(item_id, modality): reason for item_id, modality, reason, _ in masked}
+    for fault, reason in (("missing_clip", "file missing"), ("truncated_media", "cannot decode")):
+        item = items[faults[fault]]
+        assert item[2] == {"text": True, "video": False, "audio": False}
+        assert reasons[faults[fault], "video"] == reason and reasons[faults[fault], "audio"] == reason
+        assert reason in item[3]["video"] and item[4]["clip_image"][1][0] == 0 and item[4]["mel"][1][0] == 0
+        assert item[4]["roberta"][1][0] > 0  # the text is extracted
     no_audio = items[faults["no_audio"]]
     assert no_audio[2]["audio"] is False and no_audio[2]["video"] is True
-    assert "no audio stream" in no_audio[3]["audio"]
+    assert "no audio stream" in no_audio[3]["audio"] and reasons[faults["no_audio"], "audio"] == "no audio stream"
     assert no_audio[4]["esresnext"][1][0] == 0 and no_audio[4]["mel"][1][0] == 0
     assert no_audio[4]["clip_image"][1][0] == 2  # video kept: two sampled frames
     empty = items[faults["empty_text"]]
     assert empty[2]["text"] is False and empty[4]["roberta"][1][0] == 0
-    assert len(items) + len(failures) == 9
+    assert reasons[faults["empty_text"], "text"] == "empty transcript"
+    assert len(masked) == 6
 
 
 def test_streams_and_recipe(clean: Path) -> None:
@@ -81,17 +88,17 @@ def test_streams_and_recipe(clean: Path) -> None:
 def test_interrupted_run_resumes_to_the_same_cache(clean: Path, corpus: tuple[Path, dict], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "cache"
-    original = CacheWriter.write_shard
+    original = CacheWriter.write_shard_once
 
-    def crash_on_second(self: CacheWriter, k: int, items: list, failures: list) -> None:
+    def crash_on_second(self: CacheWriter, k: int, *args: list) -> bool:
         if k == 1:
             raise KeyboardInterrupt("killed")
-        original(self, k, items, failures)
+        return original(self, k, *args)
 
-    monkeypatch.setattr(CacheWriter, "write_shard", crash_on_second)
+    monkeypatch.setattr(CacheWriter, "write_shard_once", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         extract("mosei", corpus[0], out, workers=0, **FAST)
-    monkeypatch.setattr(CacheWriter, "write_shard", original)
+    monkeypatch.setattr(CacheWriter, "write_shard_once", original)
     summary = extract("mosei", corpus[0], out, workers=0, **FAST)
     assert summary.shards_resumed == 1 and summary.shards_mine == 3
     assert contents(out) == contents(clean)
