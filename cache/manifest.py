@@ -16,8 +16,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Iterator
 from hcm import __version__
 from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta
 from hcm.cache.shard import SHARD_GLOB, ShardHeader, read_header, shard_index, shard_name
+from hcm.core.files import write_text
 
 MANIFEST = "manifest.json"
 LOCK = ".manifest.lock"
@@ -42,15 +41,6 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
         while chunk := f.read(block):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def shard_files(directory: Path) -> dict[int, Path]:
@@ -109,21 +99,11 @@ def write_manifest(directory: Path, manifest: dict) -> None:
     A failed write (disk full, permissions) leaves the previous manifest in place and raises CacheError.
     """
     manifest["updated"] = now()
-    tmp = None
+    text = json.dumps(manifest, indent=1)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=directory)
-        with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / MANIFEST)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise write_failed(directory / MANIFEST, exc) from exc
-        raise
-    fsync_dir(directory)
+        write_text(directory / MANIFEST, text)
+    except OSError as exc:
+        raise write_failed(directory / MANIFEST, exc) from exc
 
 
 def new_manifest(meta: CacheMeta) -> dict:

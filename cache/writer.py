@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Iterator
 
 from hcm.cache.manifest import (
-    fsync_dir, load_manifest, manifest_lock, new_manifest, now, read_manifest, rebuild_manifest, shard_entry,
+    load_manifest, manifest_lock, new_manifest, now, read_manifest, rebuild_manifest, shard_entry,
     shard_files, summarize, write_failed, write_manifest, check_meta,
 )
 from hcm.cache.schema import CacheError, CacheMeta, Failure, Item, Masked
 from hcm.cache.shard import check_item, read_header, shard_name, write_shard_file
+from hcm.core.files import atomic_write
 
 log = logging.getLogger(__name__)
 TMP_SUFFIX = ".tmp"
@@ -222,18 +223,13 @@ class CacheWriter:
 
     def _write(self, k: int, items: list[Item], failures: list[Failure], masked: list[Masked] | None) -> None:
         _remove_temps(self.directory, k)
-        tmp, final = _temp_path(self.directory, k), self.path(k)
+        final = self.path(k)
+        masked = default_masked(items) if masked is None else masked
         try:
-            write_shard_file(tmp, self.meta, k, items, failures, default_masked(items) if masked is None else masked)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException as exc:
-            tmp.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise write_failed(final, exc) from exc
-            raise
-        fsync_dir(self.directory)
+            atomic_write(final, lambda tmp: write_shard_file(tmp, self.meta, k, items, failures, masked),
+                         temp=_temp_path(self.directory, k))
+        except OSError as exc:
+            raise write_failed(final, exc) from exc
         self._register(final)
 
     def _register(self, path: Path) -> None:

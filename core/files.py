@@ -18,18 +18,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a fresh temporary file beside ``path``, fsync it, move it onto ``path``.
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], temp: Path | None = None) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, move it onto ``path``.
 
-    The temporary name is unique to this call, so concurrent writers never remove each other's
-    files; on any error (including ``KeyboardInterrupt``) the temporary file is removed and
-    ``path`` is left as it was.
+    The temporary name is unique to this call (or ``temp``, when the caller needs a name that
+    says who writes it), so concurrent writers never remove each other's files; on any error
+    (including ``KeyboardInterrupt``) the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    if temp is None:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        temp = Path(name)
+    tmp = Path(temp)
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
@@ -38,10 +40,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make the rename itself durable (best effort: not every file system allows it)."""
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from hcm.cache import CacheBusy, CacheError, CacheWriter, FeatureCache, Masked, cache_info, masked_items, verify_cache
 from hcm.cache.writer import exclusive_run
+from hcm.core.files import atomic_write
 from hcm.cli import app
 
 
@@ -80,17 +81,17 @@ def test_a_full_disk_during_a_manifest_write_keeps_the_previous_manifest(cache_d
     manifest = cache_dir / "manifest.json"
     before = manifest.read_bytes()
 
-    class FullDiskJson:
-        loads = staticmethod(json.loads)
-        dump = staticmethod(_disk_full)
+    def full_disk_write(path, text):
+        tmp = path.parent / ".manifest.json.half.tmp"
+        atomic_write(path, lambda t: (t.write_text(text[: len(text) // 2]), _disk_full()), temp=tmp)
 
     writer = CacheWriter(cache_dir, make_meta())
-    monkeypatch.setattr("hcm.cache.manifest.json", FullDiskJson)
+    monkeypatch.setattr("hcm.cache.manifest.write_text", full_disk_write)
     with pytest.raises(CacheError, match="the disk is full") as error:
         writer.finalize(23)
     assert str(manifest) in str(error.value)
     assert manifest.read_bytes() == before
-    assert not list(cache_dir.glob(".manifest.*.tmp"))
+    assert not list(cache_dir.glob(".manifest*.tmp"))
 
 
 def test_a_shard_write_leaves_another_live_writers_temp_file(tmp_path: Path) -> None:
