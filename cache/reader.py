@@ -1,7 +1,8 @@
 """Reading a cache: ``FeatureCache``, a map-style dataset of ``Item``s over the shards.
 
-Opening refuses a cache of another extraction recipe version and checks the manifest against
-every shard (schema version, recipe hash, feature shapes and dtypes, item counts) and builds a small index (shard, row, id, split, label per item).
+Opening refuses a cache of another extraction recipe version, checks the manifest against
+every shard (schema version, recipe hash, feature shapes and dtypes, item counts) and builds a
+small index (shard, row, id, split, label per item).
 Feature data is read one item at a time from HDF5 (bounded memory) unless ``in_memory`` is set.
 HDF5 handles are opened lazily per process and dropped on pickling or when the process id
 changes, so a FeatureCache can be handed to DataLoader worker processes.

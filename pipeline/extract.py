@@ -413,12 +413,12 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     adapter = get_dataset(dataset)
     root = Path(data_root) if data_root is not None else adapter.default_root(workspace)
     adapter.check_root(root)
+    given_split = SplitFile.read(split_file) if split_file is not None else None  # bad files fail first
     chosen = get_profile(profile or ("tiny" if dataset == "sample" else "paper"), frames, segments, spacy_model)
     resolved = resolve_weights(chosen, weights or WeightOptions())
     n_workers, my_index = shard_assignment(num_shards, shard_index)
     if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
         raise ExtractionError("--batch-size and --shard-size must be at least 1 and --limit at least 0")
-    given_split = SplitFile.read(split_file) if split_file is not None else None
     selection = adapter.select(root, splits, given_split)
     utterances = selection.utterances[:limit]
     out = Path(out) if out is not None else workspace.features_dir(dataset, chosen.name)
