@@ -125,6 +125,9 @@ def extract_command(
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (default: on GPU the spare cores up to 8, on CPU a quarter of the cores; 0 = none)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Only the first N utterances (a quick try; part of the recipe)."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma list of splits, e.g. train,valid (default all)."),
+    split_file: Optional[Path] = typer.Option(
+        None, "--split-file", help="CSV with the header id,split (train/valid/test) replacing the dataset's splits; "
+                                   "items it does not list are left out (counted in the summary)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", min=1, help="Workers sharing this extraction (default: SLURM array or torchrun env, else 1)."),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", min=0, help="This worker's index in [0, --num-shards)."),
     shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
@@ -146,7 +149,7 @@ def extract_command(
     raise typer.Exit(run_extract(
         ctx.obj, dataset=dataset, data_root=data_root, out=out, profile=profile, device=device, weights=weights,
         frames=frames, segments=segments, spacy_model=spacy_model, batch_size=batch_size, workers=workers,
-        limit=limit, splits=splits, num_shards=num_shards, shard_index=shard_index, shard_size=shard_size,
+        limit=limit, splits=splits, split_file=split_file, num_shards=num_shards, shard_index=shard_index, shard_size=shard_size,
         strict=strict, quiet=quiet,
     ))
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hcm import __version__
-from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta
+from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, check_recipe_version
 from hcm.cache.shard import SHARD_GLOB, ShardHeader, read_header, shard_index, shard_name
 from hcm.core.files import write_text
 
@@ -145,6 +145,7 @@ def summarize(manifest: dict) -> dict:
 
 def check_meta(directory: Path, manifest: dict, meta: CacheMeta) -> None:
     """Refuse to mix extraction settings in one cache; the error names both values and the way out."""
+    check_recipe_version(CacheMeta.from_dict(manifest), directory)
     what = [(key, manifest.get(key), value) for key, value in meta.to_dict().items()
             if key in ("dataset", "task", "classes", "shard_size") and manifest.get(key) != value]
     if manifest.get("recipe_hash") != meta.recipe_hash:

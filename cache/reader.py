@@ -1,7 +1,8 @@
 """Reading a cache: ``FeatureCache``, a map-style dataset of ``Item``s over the shards.
 
-Opening checks the manifest against every shard (schema version, recipe hash, feature shapes
-and dtypes, item counts) and builds a small index (shard, row, id, split, label per item).
+Opening refuses a cache of another extraction recipe version, checks the manifest against
+every shard (schema version, recipe hash, feature shapes and dtypes, item counts) and builds a
+small index (shard, row, id, split, label per item).
 Feature data is read one item at a time from HDF5 (bounded memory) unless ``in_memory`` is set.
 HDF5 handles are opened lazily per process and dropped on pickling or when the process id
 changes, so a FeatureCache can be handed to DataLoader worker processes.
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hcm.cache.manifest import load_manifest
-from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, FeatureSpec, Item
+from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, FeatureSpec, Item, check_recipe_version
 from hcm.cache.shard import ShardHeader, ShardReader, read_header
 from hcm.core.names import CLASSIFICATION
 
@@ -58,6 +59,7 @@ class FeatureCache:
         self.directory = Path(directory)
         self.manifest = load_manifest(self.directory)
         self.meta = CacheMeta.from_dict(self.manifest)
+        check_recipe_version(self.meta, self.directory)
         self.specs: dict[str, FeatureSpec] = self.meta.specs
         self.features = self._choose_features(features)
         self.splits = self._choose_splits(split)

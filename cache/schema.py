@@ -20,6 +20,13 @@ from hcm.core.errors import HcmError
 from hcm.core.names import CLASSIFICATION, TASKS
 
 SCHEMA_VERSION = 2  # 2: shards and manifest list masked modalities; failures carry split and detail
+# What `hcm extract` puts into the streams, as a number (stored as recipe["profile"]["recipe_version"]);
+# bumped whenever the same settings give other features. 2: tiny encoders' BatchNorm statistics
+# calibrated on seeded noise; 3: tiny BPE trained on the smaller sentiment lexicon of the sample
+# corpora; 4: audio segments grow with the clip so that they overlap and cover all of it, a missing
+# or undecodable clip masks its modalities instead of dropping the item, and every rejected
+# annotation row is a plan position.
+RECIPE_VERSION = 4
 DEFAULT_FLOAT_DTYPE = "float16"
 
 
@@ -200,6 +207,12 @@ class CacheMeta:
         return hashlib.sha256(to_json(payload, canonical=True).encode()).hexdigest()
 
     @property
+    def recipe_version(self) -> int | None:
+        """The extraction recipe version; ``None`` for a cache not written by ``hcm extract``."""
+        profile = self.recipe.get("profile")
+        return profile.get("recipe_version") if isinstance(profile, dict) else None
+
+    @property
     def specs(self) -> dict[str, FeatureSpec]:
         return {spec.name: spec for spec in self.features}
 
@@ -226,3 +239,16 @@ class CacheMeta:
     def planned_in_shard(self, k: int, n_planned: int) -> int:
         """Plan positions shard ``k`` covers: ``[k*shard_size, (k+1)*shard_size)`` clipped to the plan."""
         return max(0, min(self.shard_size, n_planned - k * self.shard_size))
+
+
+def check_recipe_version(meta: CacheMeta, directory: Path) -> None:
+    """Refuse a cache extracted with another recipe version: its streams mean something else."""
+    version = meta.recipe_version
+    if version is None or version == RECIPE_VERSION:
+        return
+    raise CacheError(
+        f"cache {directory} was extracted with recipe version {version} (hcm {meta.recipe.get('hcm_version')}); "
+        f"this hcm reads and writes recipe version {RECIPE_VERSION}, whose features differ (see the recipe "
+        f"versions in docs/cache.md). Re-extract it: delete {directory} and run `hcm extract` again, or "
+        f"extract into another --out folder."
+    )

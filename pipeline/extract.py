@@ -46,7 +46,7 @@ from hcm.cache.manifest import load_manifest
 from hcm.cache.writer import exclusive_run, prepare_directory
 from hcm.core.names import MODALITIES
 from hcm.core.workspace import Workspace
-from hcm.pipeline.datasets import get_dataset
+from hcm.pipeline.datasets import SplitFile, get_dataset
 from hcm.pipeline.datasets.base import EXCLUDED_CLASS
 from hcm.pipeline.encoders.base import Encoder, Preparer, create_encoder
 from hcm.pipeline.media import NO_AUDIO, NO_VIDEO, ZERO_LENGTH, MediaError, read_audio_rates, read_frames
@@ -267,6 +267,8 @@ class ExtractSummary:
     masked: list[dict] = field(default_factory=list)  # {id, split, modality, reason, detail}
     truncated: int = 0  # items of this run whose text was cut to the encoder's window
     repaired: int = 0  # items of this run whose text needed decoding repair (invalid UTF-8)
+    split_file: Path | None = None
+    left_out: int = 0  # dataset items the split file does not list
     seconds: float = 0.0
     encoder_seconds: float = 0.0  # inside encoders (inference)
     loop_seconds: float = 0.0  # decoding + encoding + writing, after setup
@@ -288,6 +290,8 @@ class ExtractSummary:
             + f"{self.shards_mine} of {self.shards_total} assigned to this worker",
             f"cache: {self.out} ({self.cache_bytes / 2**20:.1f} MiB)",
         ]
+        if self.split_file is not None:
+            lines.append(f"split file: {self.split_file}; {self.left_out} dataset items not in it left out")
         for title, entries, key in (("dropped", self.dropped, ("reason",)),
                                     ("masked", self.masked, ("modality", "reason"))):
             counts = Counter(" / ".join(entry[name] for name in key) for entry in entries)
@@ -452,8 +456,9 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
             workspace: Workspace | None = None, device: str = "auto", weights: WeightOptions | None = None,
             frames: int | None = None, segments: int | None = None, spacy_model: str | None = None,
             batch_size: int = 16, workers: int | None = None, limit: int | None = None,
-            splits: list[str] | None = None, num_shards: int | None = None, shard_index: int | None = None,
-            shard_size: int = 1000, strict: bool = False, progress: bool = True) -> ExtractSummary:
+            splits: list[str] | None = None, split_file: Path | None = None, num_shards: int | None = None,
+            shard_index: int | None = None, shard_size: int = 1000, strict: bool = False,
+            progress: bool = True) -> ExtractSummary:
     """Extract ``dataset`` into a feature cache at ``out`` (see the module docstring).
 
     Args:
@@ -463,20 +468,24 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
         profile: ``tiny`` or ``paper`` (default ``tiny`` for ``sample``, else ``paper``).
         workers: decoding processes (0 decodes in this process).
         limit: extract only the first ``limit`` planned utterances.
+        split_file: CSV ``id,split`` replacing the dataset's splits; unlisted items are left out.
     """
     started = time.perf_counter()
     workspace = workspace or Workspace.resolve()
     adapter = get_dataset(dataset)
     root = Path(data_root) if data_root is not None else adapter.default_root(workspace)
     adapter.check_root(root)
+    given_split = SplitFile.read(split_file) if split_file is not None else None  # bad files fail first
     chosen = get_profile(profile or ("tiny" if dataset == "sample" else "paper"), frames, segments, spacy_model)
     resolved = resolve_weights(chosen, weights or WeightOptions())
     n_workers, my_index = shard_assignment(num_shards, shard_index)
     if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
         raise ExtractionError("--batch-size and --shard-size must be at least 1 and --limit at least 0")
-    utterances = adapter.utterances(root, splits, rejected=True)[:limit]
+    selection = adapter.select(root, splits, given_split, rejected=True)
+    utterances = selection.utterances[:limit]
     out = Path(out) if out is not None else workspace.features_dir(dataset, chosen.name)
-    summary = ExtractSummary(dataset, chosen.name, out, planned=len(utterances))
+    summary = ExtractSummary(dataset, chosen.name, out, planned=len(utterances), split_file=split_file,
+                             left_out=selection.left_out)
     prepare_directory(out)
     with ExitStack() as stack:
         stack.enter_context(exclusive_run(out, f"shards-{my_index}-of-{n_workers}"))
@@ -485,7 +494,8 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
         pool = _pool(stack, workers)
         encoders = build_encoders(chosen, resolved, chosen_device)
         stack.enter_context(inference_threads(chosen_device))
-        plan = {"splits": sorted(splits) if splits else "all", "limit": limit, "n_planned": len(utterances)}
+        plan = {"splits": sorted(splits) if splits else "all", "limit": limit, "n_planned": len(utterances),
+                "split_file": given_split.recipe(selection.left_out) if given_split else None}
         writer = CacheWriter(out, cache_meta(adapter, chosen, encoders, plan, shard_size))
         run = _Run(encoders, writer, batch_size, strict, summary, chosen.sampling.frames, workers)
         loop_started = time.perf_counter()

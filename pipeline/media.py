@@ -14,8 +14,12 @@ Sampling rules (deterministic for the same file and window):
   at its midpoint. A clip with fewer frames than ``n_frames`` therefore repeats frames; it is
   never padded with black frames.
 - Audio: decoded, down-mixed to mono and resampled (FFmpeg's resampler), then cut to the window.
-- Segments: ``n_segments`` windows of ``segment_seconds`` placed evenly from the first to the
-  last sample; a clip shorter than one segment is zero-padded at the end to one segment first.
+- Segments (the audio graph's nodes, the paper's "short and overlapping segments"): always
+  ``S = n_segments`` segments of one length ``L = max(window, ceil(2 n / (S + 1)))`` samples
+  (``window = segment_seconds``, ``n`` the clip's samples), starting at evenly spaced samples
+  from 0 to ``n - L``. They cover the whole clip and neighbours overlap by at least half a
+  segment (exactly half once the clip is longer than ``(S + 1) / 2`` windows). A clip shorter
+  than one window is zero-padded at the end to one window first. See :func:`segment_bounds`.
 
 The functions keep no state between calls except one RGB converter per process (see
 ``_rgb_reformatter``), so they are safe in worker processes, forked ones included.
@@ -70,7 +74,7 @@ class ClipSampling:
     Attributes:
         n_frames: frames sampled uniformly per clip (the video graph's nodes).
         n_segments: overlapping audio segments per clip (the audio graph's nodes).
-        segment_seconds: length of one audio segment.
+        segment_seconds: shortest audio segment (segments grow with the clip, see ``segment_bounds``).
     """
 
     n_frames: int = 16
@@ -383,25 +387,44 @@ def _header_duration(stream: av.stream.Stream) -> float | None:
     return None
 
 
+def segment_bounds(n_samples: int, sample_rate: int, n_segments: int,
+                   segment_seconds: float) -> tuple[np.ndarray, int]:
+    """Where the ``S = n_segments`` audio segments of a clip of ``n_samples`` lie: (S,) starts, length L.
+
+    The rule, for a clip of ``n`` samples (``n`` raised to one window when shorter):
+
+    - ``L = max(window, ceil(2 n / (S + 1)))`` with ``window = round(segment_seconds * sample_rate)``;
+    - segment ``i`` starts at ``round(i * (n - L) / (S - 1))`` (0 when ``S == 1``).
+
+    So the first segment starts at the first sample and the last one ends at the last sample;
+    the hop ``(n - L) / (S - 1)`` is at most ``L / 2`` (``L >= 2 n / (S + 1)``), so neighbours
+    overlap by at least half a segment (less one sample of rounding) and nothing is left
+    out. Long clips get ``L`` of about ``2 n / (S + 1)`` and a hop of half a segment; clips of
+    up to ``(S + 1) / 2`` windows keep one window and overlap more.
+    """
+    if n_segments < 1 or segment_seconds <= 0 or sample_rate < 1:
+        raise ValueError(f"need n_segments >= 1, segment_seconds > 0 and sample_rate >= 1, got "
+                         f"{n_segments}, {segment_seconds} and {sample_rate}")
+    if n_samples < 1:
+        raise ValueError("cannot cut segments from an empty wave")
+    window = max(int(round(segment_seconds * sample_rate)), 1)
+    n_samples = max(n_samples, window)
+    length = max(window, -(-2 * n_samples // (n_segments + 1)))
+    starts = np.round(np.linspace(0, n_samples - length, n_segments)).astype(np.int64)  # (S,)
+    return starts, length
+
+
 def split_segments(
     wave: np.ndarray, sample_rate: int, n_segments: int, segment_seconds: float
 ) -> np.ndarray:
-    """Cut a wave into ``n_segments`` windows of ``segment_seconds``: (S, L) float32.
+    """Cut a wave into ``n_segments`` overlapping segments covering all of it: (S, L) float32.
 
-    The windows start at evenly spaced samples from the first to the last possible one, so
-    they overlap whenever ``S * L`` exceeds the clip and always include its first and last
-    sample. A clip shorter than one window is zero-padded at its end to one window, and every
-    segment is then that padded clip.
+    ``L`` and the starts follow :func:`segment_bounds` (``L`` is one window for clips of up to
+    ``(S + 1) / 2`` windows, longer for longer clips). A clip shorter than one window is
+    zero-padded at its end to one window, and every segment is then that padded clip.
     """
-    if n_segments < 1 or segment_seconds <= 0:
-        raise ValueError(
-            f"need n_segments >= 1 and segment_seconds > 0, got {n_segments} and {segment_seconds}"
-        )
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
-    if wave.size == 0:
-        raise ValueError("cannot cut segments from an empty wave")
-    length = max(int(round(segment_seconds * sample_rate)), 1)
+    starts, length = segment_bounds(wave.size, sample_rate, n_segments, segment_seconds)
     if wave.size < length:
         wave = np.pad(wave, (0, length - wave.size))  # (L,)
-    starts = np.round(np.linspace(0, wave.size - length, n_segments)).astype(np.int64)  # (S,)
     return wave[starts[:, None] + np.arange(length)[None, :]]  # (S, L)

@@ -22,6 +22,7 @@ import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from hcm.cache.schema import RECIPE_VERSION
 from hcm.pipeline.encoders.audio import ESResNeXtSettings
 from hcm.pipeline.encoders.efficientnet import EfficientNetSettings
 from hcm.pipeline.encoders.graph import ParserSettings, choose_parser
@@ -29,10 +30,6 @@ from hcm.pipeline.encoders.image import CLIP_BPE_FILE, ClipSettings
 from hcm.pipeline.encoders.mel import MelSettings
 from hcm.pipeline.encoders.text import RobertaSettings
 
-# 2: tiny encoders' BatchNorm statistics calibrated on seeded noise; 3: tiny BPE trained on the
-# smaller sentiment lexicon of the sample corpora; 4: a missing or undecodable clip masks its
-# modalities instead of dropping the item, and every rejected annotation row is a plan position
-RECIPE_VERSION = 4
 ENCODERS = ("roberta", "clip_text", "efficientnet", "clip_image", "esresnext", "mel")
 EFFICIENTNET_B0_FILE = "efficientnet-b0-355c32eb.pth"
 EFFICIENTNET_B0_URL = "https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/" + EFFICIENTNET_B0_FILE

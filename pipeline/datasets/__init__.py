@@ -8,6 +8,7 @@ from hcm.pipeline.datasets.base import (
     AnnotationError,
     DatasetAdapter,
     DatasetRootError,
+    Selection,
     Utterance,
     dataset_names,
     get_dataset,
@@ -15,6 +16,7 @@ from hcm.pipeline.datasets.base import (
 )
 # importing the adapter modules registers them
 from hcm.pipeline.datasets import iemocap, meld, mosei, sample  # noqa: F401
+from hcm.pipeline.datasets.splits import SplitFile, SplitFileError
 from hcm.pipeline.media import MediaRef
 
 __all__ = [
@@ -22,6 +24,9 @@ __all__ = [
     "DatasetAdapter",
     "DatasetRootError",
     "MediaRef",
+    "Selection",
+    "SplitFile",
+    "SplitFileError",
     "Utterance",
     "dataset_names",
     "get_dataset",

@@ -13,7 +13,8 @@ utterance with ``dropped = (reason, detail)``, logged with its file and line, wh
 bytes were not UTF-8 is kept with U+FFFD and noted in ``notes["text_repair"]``.
 
 Order of :meth:`DatasetAdapter.utterances`: split (train, valid, test), then group (each
-adapter documents how groups sort), then position inside the group.
+adapter documents how groups sort), then position inside the group. A split file
+(``hcm.pipeline.datasets.splits``) replaces any adapter's splits in :meth:`DatasetAdapter.select`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from hcm.core.workspace import Workspace
 from hcm.pipeline.media import MediaRef
+
+if TYPE_CHECKING:
+    from hcm.pipeline.datasets.splits import SplitFile
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,14 @@ def rejected_row(item_id: str, split: str, reason: str, detail: str, group: str 
                      video=None, audio=None, dropped=(reason, detail))
 
 
+@dataclass
+class Selection:
+    """The utterances an extraction plans, and how many a split file left out."""
+
+    utterances: list[Utterance]
+    left_out: int = 0
+
+
 class DatasetAdapter(ABC):
     """Reads one raw dataset layout. Subclasses set the class attributes and the two readers."""
 
@@ -121,19 +133,30 @@ class DatasetAdapter(ABC):
     def read(self, root: Path) -> list[Utterance]:
         """Every utterance of the dataset, in any order, with context already attached."""
 
-    def utterances(self, root: Path, splits: list[str] | None = None, rejected: bool = False) -> list[Utterance]:
-        """The dataset's utterances ordered by split, group and position, optionally filtered.
+    def select(self, root: Path, splits: list[str] | None = None, split_file: SplitFile | None = None,
+               rejected: bool = False) -> Selection:
+        """The utterances of ``splits`` ordered by split, group and position.
 
-        With ``rejected``, the rows that cannot become items (``dropped`` set) are listed too, in
-        their split (rows of no known split last, and only when every split is wanted).
+        With ``split_file`` each utterance takes the file's split and the ones the file does
+        not list are left out (counted in ``Selection.left_out``); without it the adapter's own
+        split holds. With ``rejected``, the rows that cannot become items (``dropped`` set) are
+        listed too, in their split (rows of no known split last, and only when every split is wanted).
         """
         root = Path(root)
         self.check_root(root)
         wanted = _check_splits(splits) + (("",) if splits is None else ())
-        items = [u for u in self.read(root) if u.split in wanted and (rejected or u.dropped is None)]
+        items, left_out = self.read(root), 0
+        if split_file is not None:
+            items, left_out = split_file.assign(items, self.name)
+        items = [u for u in items if u.split in wanted and (rejected or u.dropped is None)]
         items.sort(key=lambda u: (SPLITS.index(u.split) if u.split in SPLITS else len(SPLITS),
                                   self.group_key(u.group), u.position))
-        return items
+        return Selection(items, left_out)
+
+    def utterances(self, root: Path, splits: list[str] | None = None, split_file: SplitFile | None = None,
+                   rejected: bool = False) -> list[Utterance]:
+        """The utterances of :meth:`select`."""
+        return self.select(root, splits, split_file, rejected).utterances
 
     def group_key(self, group: str) -> tuple:
         """Sort key of a group id; plain string order unless an adapter says otherwise."""

@@ -1,8 +1,11 @@
 """ESResNeXt-FBSP audio embeddings (AudioCLIP's audio head) of overlapping segments (``esresnext``).
 
-Audio is read at 44.1 kHz mono and cut into S segments of ``segment_seconds``
-(``hcm.pipeline.media.split_segments``), scaled to the int16 range the model expects and
-embedded one segment per row: ``(S, 1024)`` for the released model. The network itself lives in
+Audio is read at 44.1 kHz mono and cut into S overlapping segments that together cover the
+whole clip (``hcm.pipeline.media.split_segments``: one length per clip, at least
+``segment_seconds``, longer for clips over ``(S + 1) / 2`` segments), scaled to the int16 range
+the model expects and embedded one segment per row: ``(S, 1024)`` for the released model. The
+network pools over time, so segments of any length give one row each; a batch runs one forward
+pass per segment length. The network itself lives in
 ``esresnext.py``; this module adapts it to the encoder registry. ``paper`` loads AudioCLIP's
 released weights; ``tiny`` builds a small random one (fixed seed).
 """
@@ -109,8 +112,20 @@ class ESResNeXtEncoder(Encoder):
 
     @torch.inference_mode()
     def encode(self, utterances: Sequence[Any], prepared: Sequence[np.ndarray]) -> list[Encoded]:
-        counts = [len(segments) for segments in prepared]
-        waves = torch.from_numpy(np.concatenate(prepared)).to(self.device)  # (sum S, L)
-        with self.autocast():
-            embedded = to_float16(self.model(waves))  # (sum S, D)
-        return [Encoded({"esresnext": rows}) for rows in np.split(embedded, np.cumsum(counts)[:-1])]
+        rows: dict[int, np.ndarray] = {}
+        for members in _by_segment_length(prepared):
+            parts = [prepared[i] for i in members]
+            waves = torch.from_numpy(np.concatenate(parts)).to(self.device)  # (sum S, L)
+            with self.autocast():
+                embedded = to_float16(self.model(waves))  # (sum S, D)
+            counts = np.cumsum([len(part) for part in parts])[:-1]
+            rows.update(zip(members, np.split(embedded, counts)))
+        return [Encoded({"esresnext": rows[i]}) for i in range(len(prepared))]
+
+
+def _by_segment_length(prepared: Sequence[np.ndarray]) -> list[list[int]]:
+    """Positions of the clips in ``prepared`` grouped by segment length (first-seen order)."""
+    groups: dict[int, list[int]] = {}
+    for i, segments in enumerate(prepared):
+        groups.setdefault(segments.shape[1], []).append(i)  # segments: (S, L)
+    return list(groups.values())

@@ -35,7 +35,7 @@ def test_wrong_root_is_a_clear_error(workdir: Path, tmp_path: Path) -> None:
 def test_help_lists_the_options() -> None:
     result = CliRunner().invoke(app, ["extract", "--help"])
     assert result.exit_code == 0
-    for option in ("--weights-dir", "--num-shards", "--strict", "--limit", "--splits"):
+    for option in ("--weights-dir", "--num-shards", "--strict", "--limit", "--splits", "--split-file"):
         assert option in result.output
 
 
@@ -116,3 +116,17 @@ def test_an_unreadable_data_root_is_one_error_naming_the_file(workdir: Path, tmp
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"Permission denied ({root / 'label.csv'})" in result.output
     assert not (tmp_path / "cache").exists()
+
+
+def test_extract_with_a_split_file(workdir: Path, tmp_path: Path) -> None:
+    root = make_sample("mosei", workdir / "data" / "sample-mosei", n=6, seed=3, progress=False).root
+    ids = (root / "label.csv").read_text().splitlines()[1:3]
+    chosen = [f"{row.split(',')[0]}$_${row.split(',')[1]}" for row in ids]
+    split_file = tmp_path / "split.csv"
+    split_file.write_text(f"id,split\n{chosen[0]},test\n{chosen[1]},train\n")
+    result = CliRunner().invoke(app, ["extract", "--dataset", "sample", "--frames", "2", "--segments", "2",
+                                      "--workers", "0", "--split-file", str(split_file), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "2 extracted" in result.output and "4 dataset items not in it left out" in result.output
+    with FeatureCache(workdir / "features" / "sample" / "tiny") as cache:
+        assert {cache[i].id: cache[i].split for i in range(len(cache))} == {chosen[0]: "test", chosen[1]: "train"}

@@ -71,3 +71,19 @@ def test_tiny_vision_and_audio_networks_keep_their_signal() -> None:
         assert not efficientnet.training and not clip.training and not audio.training
         spread = features.std(dim=0).mean().item()  # across inputs
         assert spread > 1e-2 * features.abs().mean().item() and spread > 1e-3, (name, spread)
+
+
+def test_esresnext_batches_clips_of_different_lengths(profile) -> None:
+    """Long clips get longer segments; a mixed batch gives each clip what it gets alone."""
+    torch.set_num_threads(1)
+    encoder = create_encoder("esresnext", profile, ResolvedWeights(), "cpu")
+    rate = encoder.preparer.sample_rate
+    waves = [(RNG.standard_normal(int(rate * seconds)) * 0.1).astype(np.float32) for seconds in (0.3, 2.0, 0.35)]
+    prepared = [encoder.preparer(wave) for wave in waves]
+    assert [p.shape[1] for p in prepared] == [int(rate * 0.25), -(-2 * int(rate * 2.0) // 3), int(rate * 0.25)]
+    together = encoder.encode([None] * 3, prepared)
+    for segments, output in zip(prepared, together):
+        alone = encoder.encode([None], [segments])[0].features["esresnext"]
+        assert output.features["esresnext"].shape == (2, *encoder.outputs[0].shape)
+        np.testing.assert_allclose(output.features["esresnext"].astype(np.float32), alone.astype(np.float32),
+                                   rtol=1e-2, atol=1e-2)

@@ -19,6 +19,7 @@ from hcm.pipeline.media import (
     read_audio,
     read_audio_rates,
     read_frames,
+    segment_bounds,
     split_segments,
 )
 
@@ -252,6 +253,40 @@ def test_split_segments_pads_short_clips() -> None:
     assert segments.shape == (3, 50)
     np.testing.assert_array_equal(segments[:, :30], 1.0)
     np.testing.assert_array_equal(segments[:, 30:], 0.0)
+
+
+@pytest.mark.parametrize("seconds", [0.3, 3.0, 8.0, 40.0])
+def test_segments_cover_every_clip_length_with_overlap(seconds: float) -> None:
+    """S segments for every length; every sample in some segment; each neighbour pair overlaps."""
+    rate, n_segments = 1000, 8
+    n = int(seconds * rate)
+    wave = np.arange(1, n + 1, dtype=np.float32)  # sample k holds k + 1; padding holds 0
+    segments = split_segments(wave, rate, n_segments, segment_seconds=1.0)
+    starts, length = segment_bounds(n, rate, n_segments, 1.0)
+    assert segments.shape == (n_segments, length) and starts.shape == (n_segments,)
+    assert length == max(1000, -(-2 * max(n, 1000) // 9))
+    assert starts[0] == 0 and starts[-1] + length == max(n, 1000)  # first and last sample
+    assert set(np.unique(segments[segments > 0]).astype(int)) == set(range(1, n + 1))  # full coverage
+    ends = starts + length
+    assert (starts[1:] < ends[:-1]).all()  # neighbours overlap
+    assert (ends[:-1] - starts[1:] >= length // 2 - 1).all()  # by at least half a segment
+    for start, segment in zip(starts, segments):
+        expected = np.pad(wave, (0, max(length - n, 0)))[start:start + length]
+        np.testing.assert_array_equal(segment, expected)
+
+
+def test_segment_boundaries_of_short_and_long_clips() -> None:
+    """The rule's numbers: 0.3 s is padded to one window; 8 s and 40 s get hop = L / 2."""
+    starts, length = segment_bounds(300, 1000, 8, 1.0)
+    assert length == 1000 and starts.tolist() == [0] * 8
+    starts, length = segment_bounds(8000, 1000, 8, 1.0)
+    assert length == 1778 and starts[:3].tolist() == [0, 889, 1778] and starts[-1] == 8000 - 1778
+    starts, length = segment_bounds(40000, 1000, 8, 1.0)
+    assert length == 8889 and starts[:3].tolist() == [0, 4444, 8889] and starts[-1] == 40000 - 8889
+    starts, length = segment_bounds(2500, 1000, 8, 1.0)  # up to 4.5 windows: one window, hop < L / 2
+    assert length == 1000 and np.diff(starts).max() <= 215
+    starts, length = segment_bounds(5000, 1000, 1, 1.0)  # one segment is the whole clip
+    assert length == 5000 and starts.tolist() == [0]
 
 
 def test_split_segments_rejects_bad_arguments() -> None:
