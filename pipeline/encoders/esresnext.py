@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hcm.core.configs import check_keys
+
 INT16_MIN = -32768.0
 INT16_MAX = 32767.0
 POWER_FLOOR = 1e-18
@@ -107,12 +109,8 @@ class ESResNeXtConfig:
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> "ESResNeXtConfig":
         """Build from a stored constructor config, ignoring ``block`` and ``pretrained``."""
+        check_keys(cls, config, "an ESResNeXt config", ignored=_IGNORED_CONFIG_KEYS)
         names = {f.name for f in fields(cls)}
-        unknown = set(config) - names - _IGNORED_CONFIG_KEYS
-        if unknown:
-            raise ValueError(
-                f"unknown ESResNeXt config keys {sorted(unknown)}; expected a subset of {sorted(names)}"
-            )
         return cls(**{k: v for k, v in config.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
