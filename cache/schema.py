@@ -242,8 +242,9 @@ class CacheMeta:
         return max(0, min(self.shard_size, n_planned - k * self.shard_size))
 
 
-def weight_changes(cached: dict, current: dict) -> list[str]:
-    """How the weights of two recipes differ, one line per encoder both use (empty: the same).
+def weight_changes(cached: dict, current: dict, labels: tuple[str, str] = ("in the cache", "now")) -> list[str]:
+    """How the weights of two recipes differ, one line per weight of an encoder both use (empty:
+    the same); ``labels`` say where each recipe comes from.
 
     ``recipe["weights"]`` maps each encoder to ``{weight name: content id}``.
     """
@@ -252,8 +253,8 @@ def weight_changes(cached: dict, current: dict) -> list[str]:
     for encoder in sorted(set(old) & set(new)):
         if old[encoder] != new[encoder]:
             names = sorted(set(old[encoder]) | set(new[encoder]))
-            lines += [f"encoder {encoder!r}: {name} is {new[encoder].get(name, 'absent')} now, "
-                      f"{old[encoder].get(name, 'absent')} in the cache"
+            lines += [f"encoder {encoder!r}: {name} is {new[encoder].get(name, 'absent')} {labels[1]}, "
+                      f"{old[encoder].get(name, 'absent')} {labels[0]}"
                       for name in names if old[encoder].get(name) != new[encoder].get(name)]
     return lines
 

@@ -437,7 +437,7 @@ def _pool(stack: ExitStack, workers: int) -> Any:
     return stack.enter_context(multiprocessing.get_context(method).Pool(workers, initializer=_init_worker))
 
 
-def extract(dataset: str, data_root: Path | None = None, out: Path | None = None, profile: str | None = None, *,
+def extract(dataset: str, data_root: Path | None = None, out: Path | None = None, profile: str | Profile | None = None, *,
             workspace: Workspace | None = None, device: str = "auto", weights: WeightOptions | None = None,
             frames: int | None = None, segments: int | None = None, spacy_model: str | None = None,
             batch_size: int = 16, workers: int | None = None, limit: int | None = None,
@@ -450,7 +450,8 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
         dataset: ``sample``, ``mosei``, ``meld`` or ``iemocap``.
         data_root: raw dataset root (default: the adapter's root in the workspace).
         out: cache folder (default ``<workspace>/features/<dataset>/<profile>``).
-        profile: ``tiny`` or ``paper`` (default ``tiny`` for ``sample``, else ``paper``).
+        profile: ``tiny`` or ``paper`` (default ``tiny`` for ``sample``, else ``paper``), or a
+            :class:`Profile` (``frames``, ``segments`` and ``spacy_model`` then do not apply).
         workers: decoding processes (0 decodes in this process).
         limit: extract only the first ``limit`` planned utterances.
         split_file: CSV ``id,split`` replacing the dataset's splits; unlisted items are left out.
@@ -462,7 +463,8 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     root = Path(data_root) if data_root is not None else adapter.default_root(workspace)
     adapter.check_root(root)
     given_split = SplitFile.read(split_file) if split_file is not None else None  # bad files fail first
-    chosen = get_profile(profile or ("tiny" if dataset == "sample" else "paper"), frames, segments, spacy_model)
+    chosen = profile if isinstance(profile, Profile) else get_profile(
+        profile or ("tiny" if dataset == "sample" else "paper"), frames, segments, spacy_model)
     resolved = resolve_weights(chosen, weights or WeightOptions())
     n_workers, my_index = shard_assignment(num_shards, shard_index)
     if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
