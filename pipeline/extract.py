@@ -21,6 +21,9 @@ Flow of one extraction::
   while this one encoded it is kept as written.
 - Batches never cross a shard boundary and encoders are seeded, so the cache does not depend on
   how many workers or resumes made it.
+
+:func:`extract_clip` runs one clip (and its transcript) through the same decoder, preparers and
+encoders and returns the ``Item`` an extraction would write (``hcm predict`` uses it).
 """
 
 from __future__ import annotations

@@ -222,7 +222,8 @@ def _missing(spec: WeightSpec, given: str | Path | None, hub: str | None, tried:
                 f"model.safetensors, tokenizer files), or pass {spec.option} FOLDER.")
     fix = f"download {spec.url} into <weights-dir>/" if spec.url else "put it into <weights-dir>/"
     option = f", or pass {spec.option} FILE" if spec.option != "--weights-dir" else ""
-    return (f"{spec.title}: {' or '.join(spec.files)} not found (looked in {looked}). "
+    return (f"{spec.title}: {' or '.join(spec.files)} not found in --weights-dir or the library's cache (looked in "
+            f"{looked}). "
             f"Fix: {fix}{option}.")
 
 

@@ -19,7 +19,7 @@ The model does not normalise images itself: use :func:`preprocess_frames` first.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -88,8 +88,7 @@ class CLIPConfig:
                 "tower only (vision_patch_size must be None)"
             )
         check_keys(cls, config, "a CLIP config", ignored=_IGNORED_CONFIG_KEYS)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in config.items() if k in names})
+        return cls(**{k: v for k, v in config.items() if k not in _IGNORED_CONFIG_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-friendly dict (lists instead of tuples)."""

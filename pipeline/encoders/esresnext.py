@@ -28,7 +28,7 @@ scales the hard-coded stage widths 64/128/256/512 for a fast ``tiny`` profile.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -110,8 +110,7 @@ class ESResNeXtConfig:
     def from_dict(cls, config: Mapping[str, Any]) -> "ESResNeXtConfig":
         """Build from a stored constructor config, ignoring ``block`` and ``pretrained``."""
         check_keys(cls, config, "an ESResNeXt config", ignored=_IGNORED_CONFIG_KEYS)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in config.items() if k in names})
+        return cls(**{k: v for k, v in config.items() if k not in _IGNORED_CONFIG_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-friendly dict."""
