@@ -22,7 +22,7 @@ import torch
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import esresnext
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, Preparer, calibrate_batchnorm, random_weights_id, register_encoder, seeded, to_float16,
+    Encoded, Encoder, Preparer, calibrate_batchnorm, register_encoder, weights_id, seeded, to_float16,
 )
 from hcm.pipeline.encoders.checkpoints import AUDIOCLIP_FILE, AUDIOCLIP_URL, ESRNX_FILE
 from hcm.pipeline.media import split_segments
@@ -112,12 +112,10 @@ class ESResNeXtEncoder(Encoder):
     @classmethod
     def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "ESResNeXtEncoder":
         settings: ESResNeXtSettings = profile.settings[cls.name]
-        specs = cls.weight_specs(settings)
         sampling = profile.sampling
         preparer = SegmentPreparer(sampling.audio_rate, sampling.segments, sampling.segment_seconds)
         model = build_esresnext(settings, weights.path(ESRESNEXT_WEIGHTS.name), profile.seed)
-        weights_id = weights.id_of(specs) if specs else random_weights_id(profile.seed)
-        return cls(settings, preparer, model, weights_id, device)
+        return cls(settings, preparer, model, weights_id(cls, settings, weights, profile.seed), device)
 
     @property
     def preparer(self) -> Preparer:

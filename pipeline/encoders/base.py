@@ -171,9 +171,11 @@ def create_encoder(name: str, profile: Any, weights: ResolvedWeights, device: to
     return encoder_class(name).from_profile(profile, weights, device)
 
 
-def random_weights_id(seed: int) -> str:
-    """``FeatureSpec.weights`` of an encoder built with seeded random weights (tiny profile)."""
-    return f"tiny-random-seed{seed}"
+def weights_id(cls: type[Encoder], settings: Any, weights: ResolvedWeights, seed: int) -> str:
+    """``FeatureSpec.weights`` of an encoder: the content ids of its weight files, or the seed of
+    its random weights when ``settings`` need no file (tiny profile)."""
+    specs = cls.weight_specs(settings)
+    return weights.id_of(specs) if specs else f"tiny-random-seed{seed}"
 
 
 @contextmanager

@@ -21,8 +21,8 @@ from PIL import Image
 
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, random_weights_id, register_encoder, seeded,
-    to_float16,
+    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16,
+    weights_id,
 )
 from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
@@ -145,10 +145,8 @@ class EfficientNetEncoder(Encoder):
     @classmethod
     def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "EfficientNetEncoder":
         settings: EfficientNetSettings = profile.settings[cls.name]
-        specs = cls.weight_specs(settings)
         model = build_efficientnet(settings, weights.path("efficientnet"), profile.seed)
-        weights_id = weights.id_of(specs) if specs else random_weights_id(profile.seed)
-        return cls(settings, model, weights_id, device)
+        return cls(settings, model, weights_id(cls, settings, weights, profile.seed), device)
 
     @property
     def preparer(self) -> Preparer:

@@ -20,8 +20,8 @@ import torch
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import clip
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, random_weights_id, register_encoder, seeded,
-    to_float16,
+    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16,
+    weights_id,
 )
 from hcm.pipeline.encoders.checkpoints import AUDIOCLIP_FILE, AUDIOCLIP_URL, RN50_FILE, RN50_URL
 from hcm.pipeline.encoders.clip_tokenizer import ClipTokenizer
@@ -112,9 +112,8 @@ class _ClipEncoder(Encoder):
     def _model(cls, profile: Any, weights: ResolvedWeights) -> tuple[ClipSettings, clip.CLIP, str]:
         """The settings, the network and the weights id of this encoder in ``profile``."""
         settings: ClipSettings = profile.settings[cls.name]
-        specs = cls.weight_specs(settings)
         model = build_clip(settings, weights.path(CLIP_WEIGHTS.name), profile.seed)
-        return settings, model, weights.id_of(specs) if specs else random_weights_id(profile.seed)
+        return settings, model, weights_id(cls, settings, weights, profile.seed)
 
     def __init__(self, settings: ClipSettings, model: clip.CLIP, weights_id: str,
                  device: torch.device | str = "cpu") -> None:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from hcm.cache.schema import FeatureSpec
-from hcm.pipeline.encoders.base import Encoded, Encoder, random_weights_id, register_encoder, seeded, to_float16
+from hcm.pipeline.encoders.base import Encoded, Encoder, register_encoder, seeded, to_float16, weights_id
 from hcm.pipeline.encoders.graph import DependencyParser, Word, dependency_edges, token_words
 from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
@@ -217,14 +217,13 @@ class RobertaEncoder(Encoder):
             )
             with seeded(profile.seed):
                 model = RobertaModel(config, add_pooling_layer=False)
-            return cls(settings, tokenizer, model, parser, random_weights_id(profile.seed), device)
+            return cls(settings, tokenizer, model, parser, weights_id(cls, settings, weights, profile.seed), device)
         from transformers import AutoModel, AutoTokenizer
 
-        specs = cls.weight_specs(settings)
         source = str(weights.path("roberta"))
         tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
         model = AutoModel.from_pretrained(source, add_pooling_layer=False)
-        return cls(settings, tokenizer, model, parser, weights.id_of(specs), device)
+        return cls(settings, tokenizer, model, parser, weights_id(cls, settings, weights, profile.seed), device)
 
     @property
     def outputs(self) -> list[FeatureSpec]:
