@@ -144,8 +144,8 @@ def extract_command(
     from hcm.pipeline.extract import extract_command as run_extract
     from hcm.pipeline.profiles import WeightOptions
 
-    weights = WeightOptions(weights_dir=weights_dir, roberta=roberta, efficientnet=efficientnet_weights,
-                            clip=clip_weights, clip_vocab=clip_vocab, esresnext=esresnext_weights)
+    weights = WeightOptions(weights_dir, {"roberta": roberta, "efficientnet": efficientnet_weights, "clip": clip_weights,
+                                          "clip_vocab": clip_vocab, "esresnext": esresnext_weights})
     raise typer.Exit(run_extract(
         ctx.obj, dataset=dataset, data_root=data_root, out=out, profile=profile, device=device, weights=weights,
         frames=frames, segments=segments, spacy_model=spacy_model, batch_size=batch_size, workers=workers,

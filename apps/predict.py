@@ -1,11 +1,12 @@
 """``hcm predict``: one new clip (and its transcript) through stage one's extraction, then a trained run.
 
-The clip goes through exactly the code ``hcm extract`` runs (``hcm.pipeline.extract``: the same
-media decoding, encoders and masking rules) with the profile rebuilt from the recipe stored in the
-run's cache (``manifest.json``). The rebuilt encoders must declare the very feature streams of that
-cache (same shapes, same weights); otherwise the prediction is refused, because the run's model
-would read features it never saw. The item then becomes a one-example batch (``hcm.training.data``)
-for the run's best checkpoint.
+The clip goes through exactly the code ``hcm extract`` runs (``hcm.pipeline.extract.extract_clip``:
+the same media decoding, encoders and masking rules) with the profile rebuilt from the recipe stored
+in the run's cache (``manifest.json``, ``hcm.pipeline.profiles.profile_from_recipe``). The weights
+found now must be the cache's (by content) and the rebuilt encoders must declare the very feature
+streams of that cache; otherwise the prediction is refused naming the encoder, because the run's
+model would read features it never saw. The item then becomes a one-example batch
+(``hcm.training.data``) for the run's best checkpoint.
 
 This module, with ``hcm.apps.ablate`` and ``hcm.apps.quickstart``, is one of the only three
 ``hcm.model`` modules that call stage one (``hcm.pipeline``); the rest of stage two reads caches
@@ -30,6 +31,7 @@ from rich.console import Console
 
 from hcm.cache import CacheMeta, Item
 from hcm.core.device import resolve_device
+from hcm.core.errors import EXIT_FAILED, EXIT_USAGE, HcmError, report_errors
 from hcm.core.files import json_safe, read_json
 from hcm.core.names import CLASSIFICATION
 from hcm.core.workspace import Workspace
@@ -39,18 +41,16 @@ from hcm.training.runs import RunPaths, find_latest_run
 from hcm.training.evaluate import load_run_model
 from hcm.training.trainer import model_inputs
 
-EXIT_BAD_CLIP = 2  # the clip is missing or cannot be decoded
-EXIT_FAILED = 1  # no run, damaged run, cache recipe that cannot be rebuilt, ...
 NO_TEXT_NOTE = ("no transcript given (--text): hcm does no speech recognition, so the text modality is "
                 "masked and the prediction uses video and audio only; pass --text \"...\" to use the words")
 
 
-class PredictError(Exception):
-    """A prediction cannot be made; ``status`` is the exit code ``hcm predict`` returns."""
+class PredictError(HcmError):
+    """A prediction cannot be made; ``exit_code`` is what ``hcm predict`` returns."""
 
-    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         super().__init__(message)
-        self.status = status
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -98,78 +98,15 @@ def load_run(workspace: Workspace, run: Path | None) -> tuple[Path, dict[str, An
     return run_dir, config, meta
 
 
-def rebuild_profile(meta: CacheMeta):
-    """The extraction profile of a cache, rebuilt from its recipe and checked to match it exactly."""
-    from hcm.pipeline.profiles import PROFILES, get_profile
+def extract_for_run(clip: Path, text: str | None, meta: CacheMeta, device: str, weights: Any = None) -> Item:
+    """The cache item ``hcm extract`` would write for ``clip`` with the recipe of the run's cache."""
+    from hcm.pipeline.extract import extract_clip
+    from hcm.pipeline.profiles import profile_from_recipe
 
-    recipe = meta.recipe.get("profile")
-    if not isinstance(recipe, dict) or meta.profile not in PROFILES:
-        raise PredictError(f"the run's cache (profile {meta.profile!r}) holds no extraction recipe this hcm can "
-                           f"rebuild (known profiles: {', '.join(PROFILES)}); it was not made by `hcm extract`")
-    sampling, parser = recipe.get("sampling", {}), recipe.get("parser", {})
-    profile = get_profile(meta.profile, sampling.get("frames"), sampling.get("segments"), parser.get("model") or None)
-    rebuilt = json.loads(json.dumps(profile.recipe()))
-    if rebuilt != recipe:
-        differing = sorted(k for k in set(rebuilt) | set(recipe) if rebuilt.get(k) != recipe.get(k))
-        raise PredictError(f"the run's cache was extracted with a {meta.profile!r} recipe that this hcm version "
-                           f"builds differently (differs in {differing}); re-extract the cache and retrain, or "
-                           f"predict with the hcm version that made it ({meta.recipe.get('hcm_version')})")
-    return profile
-
-
-def check_streams(encoders: list[Any], meta: CacheMeta) -> None:
-    """Refuse encoders whose streams (shape, dtype, weights, settings) differ from the cache's."""
-    made = {spec.name: spec.to_dict() for encoder in encoders for spec in encoder.outputs}
-    cached = {spec.name: spec.to_dict() for spec in meta.features}
-    differing = sorted(name for name in set(made) | set(cached) if made.get(name) != cached.get(name))
-    if differing:
-        details = "; ".join(f"{name}: cache {cached.get(name, {}).get('weights', 'absent')!r}, "
-                            f"now {made.get(name, {}).get('weights', 'absent')!r}" for name in differing)
-        raise PredictError(f"the encoders found now do not reproduce the run's cache streams {differing} "
-                           f"({details}); pass the weights the cache was extracted with (--weights-dir)")
-
-
-# --------------------------------------------------------------------------- one clip through stage one
-
-
-def check_clip(clip: Path) -> None:
-    if not clip.exists():
-        raise PredictError(f"clip {clip} does not exist; give the path of a video (e.g. .mp4) or audio file",
-                           EXIT_BAD_CLIP)
-    if not clip.is_file():
-        raise PredictError(f"{clip} is not a file; give the path of one video (e.g. .mp4) or audio file",
-                           EXIT_BAD_CLIP)
-
-
-def extract_clip(clip: Path, text: str | None, meta: CacheMeta, device: str, weights: Any = None) -> Item:
-    """The cache item ``hcm extract`` would write for ``clip`` with the cache's recipe."""
-    from hcm.pipeline.datasets.base import Utterance
-    from hcm.pipeline.extract import ExtractionError, MediaDecoder, build_encoders, choose_device, encode_batch
-    from hcm.pipeline.media import MediaRef
-    from hcm.pipeline.profiles import MissingWeightsError, WeightOptions, resolve_weights
-
-    profile = rebuild_profile(meta)
-    try:
-        resolved = resolve_weights(profile, weights or WeightOptions())
-    except MissingWeightsError as error:
-        raise PredictError(str(error)) from error
-    try:
-        encoders = build_encoders(profile, resolved, choose_device(device))
-    except ExtractionError as error:
-        raise PredictError(str(error)) from error
-    check_streams(encoders, meta)
-    ref = MediaRef(clip)
-    label = 0 if meta.task == CLASSIFICATION else 0.0
-    utterance = Utterance(id=clip.stem, split="test", label=label, labels={}, text=text or "", group=clip.stem,
-                          position=0, video=ref, audio=ref)
-    preparers = tuple((e.name, e.preparer) for e in encoders if e.preparer is not None)
-    decoded = MediaDecoder(profile.sampling.frames, preparers)(utterance)
-    if decoded.failure is not None:
-        raise PredictError(f"cannot use clip {clip}: {decoded.failure}", EXIT_BAD_CLIP)
+    item = extract_clip(clip, text, profile_from_recipe(meta.recipe), weights=weights, device=device, like=meta)
     if text is None:
-        decoded.notes["text"] = NO_TEXT_NOTE
-    items, _ = encode_batch([decoded], encoders)
-    return items[0]
+        item.notes["text"] = NO_TEXT_NOTE
+    return item
 
 
 # --------------------------------------------------------------------------- the model
@@ -210,10 +147,12 @@ def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run:
         weights: ``hcm.pipeline.profiles.WeightOptions`` for profiles with pretrained weights.
     """
 
+    from hcm.pipeline.extract import check_clip
+
     clip = Path(clip)
     check_clip(clip)
     run_dir, config, meta = load_run(workspace, run)
-    item = extract_clip(clip, text, meta, device, weights)
+    item = extract_for_run(clip, text, meta, device, weights)
     torch_device = resolve_device(device)
     model, epoch = load_run_model(RunPaths(run_dir), config, "best", torch_device)
     with torch.no_grad():
@@ -223,7 +162,7 @@ def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run:
     notes = [item.notes[m] for m in used if not present[m] and m in item.notes]
     if not any(present.values()):
         raise PredictError(f"clip {clip} gives none of the modalities run {run_dir.name} uses ({used}): "
-                           f"{'; '.join(notes)}", EXIT_BAD_CLIP)
+                           f"{'; '.join(notes)}", EXIT_USAGE)
     if text is not None and "text" not in used:
         notes.append(f"run {run_dir.name} uses modalities {config['model']['modalities']!r}: --text is not used")
     return Prediction(clip=str(clip), run=str(run_dir), epoch=epoch, dataset=config["dataset"], task=config["task"],
@@ -252,19 +191,16 @@ def format_prediction(result: Prediction) -> str:
 
 def predict_command(workspace: Workspace, clip: Path, text: str | None, run: Path | None, as_json: bool,
                     device: str = "auto", weights: Any = None) -> int:
-    """``hcm predict``: print the prediction (or its JSON); a clear message and exit code on failure."""
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        with err.status("extracting features and predicting", spinner="dots") if not as_json else nullcontext():
+    """``hcm predict``: print the prediction (or its JSON); a clear message and exit code on failure
+    (2: the clip cannot be used, a bad option, missing weights; 1: no usable run or cache, weights
+    other than the cache's)."""
+    def work() -> None:
+        status = Console(stderr=True).status("extracting features and predicting", spinner="dots")
+        with status if not as_json else nullcontext():
             result = predict_clip(workspace, clip, text, run, device, weights)
-    except PredictError as error:
-        err.print(f"[bold red]error:[/] {error}")
-        return error.status
-    except (FileNotFoundError, ValueError, RuntimeError) as error:  # damaged checkpoint, no CUDA, ...
-        err.print(f"[bold red]error:[/] {error}")
-        return EXIT_FAILED
-    if as_json:
-        print(json.dumps(json_safe(result.to_dict()), indent=2))
-    else:
-        Console(highlight=False).print(format_prediction(result))
-    return 0
+        if as_json:
+            print(json.dumps(json_safe(result.to_dict()), indent=2))
+        else:
+            Console(highlight=False).print(format_prediction(result))
+
+    return report_errors(work, also=(RuntimeError,))  # RuntimeError: a damaged checkpoint

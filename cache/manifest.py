@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hcm import __version__
-from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, check_recipe_version
+from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, check_recipe_version, weight_changes
 from hcm.cache.shard import SHARD_GLOB, ShardHeader, read_header, shard_index, shard_name
 from hcm.core.files import write_text
 
@@ -146,6 +146,10 @@ def summarize(manifest: dict) -> dict:
 def check_meta(directory: Path, manifest: dict, meta: CacheMeta) -> None:
     """Refuse to mix extraction settings in one cache; the error names both values and the way out."""
     check_recipe_version(CacheMeta.from_dict(manifest), directory)
+    changed = weight_changes(manifest.get("recipe") or {}, meta.recipe)
+    if changed:
+        raise CacheError(f"cache {directory} was extracted with other weights: {'; '.join(changed)}. Pass the weight "
+                         f"files it was made with to resume it, or extract into another --out folder.")
     what = [(key, manifest.get(key), value) for key, value in meta.to_dict().items()
             if key in ("dataset", "task", "classes", "shard_size") and manifest.get(key) != value]
     if manifest.get("recipe_hash") != meta.recipe_hash:

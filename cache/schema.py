@@ -25,8 +25,9 @@ SCHEMA_VERSION = 2  # 2: shards and manifest list masked modalities; failures ca
 # calibrated on seeded noise; 3: tiny BPE trained on the smaller sentiment lexicon of the sample
 # corpora; 4: audio segments grow with the clip so that they overlap and cover all of it, a missing
 # or undecodable clip masks its modalities instead of dropping the item, and every rejected
-# annotation row is a plan position.
-RECIPE_VERSION = 4
+# annotation row is a plan position; 5: the profile recipe holds each encoder's settings under
+# its name (``encoders``) and ``weights`` identifies every weight file by content per encoder.
+RECIPE_VERSION = 5
 DEFAULT_FLOAT_DTYPE = "float16"
 
 
@@ -239,6 +240,23 @@ class CacheMeta:
     def planned_in_shard(self, k: int, n_planned: int) -> int:
         """Plan positions shard ``k`` covers: ``[k*shard_size, (k+1)*shard_size)`` clipped to the plan."""
         return max(0, min(self.shard_size, n_planned - k * self.shard_size))
+
+
+def weight_changes(cached: dict, current: dict, labels: tuple[str, str] = ("in the cache", "now")) -> list[str]:
+    """How the weights of two recipes differ, one line per weight of an encoder both use (empty:
+    the same); ``labels`` say where each recipe comes from.
+
+    ``recipe["weights"]`` maps each encoder to ``{weight name: content id}``.
+    """
+    old, new = cached.get("weights") or {}, current.get("weights") or {}
+    lines = []
+    for encoder in sorted(set(old) & set(new)):
+        if old[encoder] != new[encoder]:
+            names = sorted(set(old[encoder]) | set(new[encoder]))
+            lines += [f"encoder {encoder!r}: {name} is {new[encoder].get(name, 'absent')} {labels[1]}, "
+                      f"{old[encoder].get(name, 'absent')} {labels[0]}"
+                      for name in names if old[encoder].get(name) != new[encoder].get(name)]
+    return lines
 
 
 def check_recipe_version(meta: CacheMeta, directory: Path) -> None:

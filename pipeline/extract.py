@@ -21,6 +21,9 @@ Flow of one extraction::
   while this one encoded it is kept as written.
 - Batches never cross a shard boundary and encoders are seeded, so the cache does not depend on
   how many workers or resumes made it.
+
+:func:`extract_clip` runs one clip (and its transcript) through the same decoder, preparers and
+encoders and returns the ``Item`` an extraction would write (``hcm predict`` uses it).
 """
 
 from __future__ import annotations
@@ -43,14 +46,22 @@ from threadpoolctl import threadpool_limits
 from hcm import __version__
 from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item, Masked
 from hcm.cache.manifest import load_manifest
+from hcm.cache.schema import weight_changes
 from hcm.cache.writer import exclusive_run, prepare_directory
-from hcm.core.names import MODALITIES
+from hcm.core.device import resolve_device
+from hcm.core.errors import HcmError, UsageError, report_errors
+from hcm.core.names import CLASSIFICATION, MODALITIES
+from hcm.core.progress import progress_bar
 from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets import SplitFile, get_dataset
-from hcm.pipeline.datasets.base import EXCLUDED_CLASS
+from hcm.pipeline.datasets.base import EXCLUDED_CLASS, Utterance
 from hcm.pipeline.encoders.base import Encoder, Preparer, create_encoder
-from hcm.pipeline.media import NO_AUDIO, NO_VIDEO, ZERO_LENGTH, MediaError, read_audio_rates, read_frames
-from hcm.pipeline.profiles import Profile, ResolvedWeights, WeightOptions, get_profile, resolve_weights
+from hcm.pipeline.media import (
+    NO_AUDIO, NO_VIDEO, ZERO_LENGTH, MediaError, MediaRef, read_audio_rates, read_frames,
+)
+from hcm.pipeline.profiles import (
+    Profile, ResolvedWeights, WeightOptions, get_profile, resolve_weights, weights_recipe,
+)
 
 MASKING_REASONS = (NO_VIDEO, NO_AUDIO, ZERO_LENGTH)  # masked even where unreadable media fail (one-clip predict)
 PREFETCH_PER_WORKER = 4  # decoded clips in flight per worker, beyond one encoder batch
@@ -61,8 +72,9 @@ NOTHING_USABLE = "no usable modality"
 CANNOT_STORE = "features cannot be stored"
 
 
-class ExtractionError(Exception):
-    """Extraction stopped (``--strict`` problem, bad option, folder in use); the message says what to do."""
+class ExtractionError(HcmError):
+    """Extraction stopped (``--strict`` problem, folder in use, encoders that do not reproduce a
+    cache); the message says what to do."""
 
 
 @dataclass
@@ -228,21 +240,11 @@ def shard_assignment(num_shards: int | None, shard_index: int | None,
     num_shards = 1 if num_shards is None else num_shards
     shard_index = 0 if shard_index is None else shard_index
     if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ExtractionError(
+        raise UsageError(
             f"shard index {shard_index} of {num_shards} workers is out of range: "
             f"--shard-index must be in [0, --num-shards)"
         )
     return num_shards, shard_index
-
-
-def choose_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available; an unavailable CUDA is an error, not a silent fallback."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    chosen = torch.device(device)
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ExtractionError(f"--device {device}: CUDA is not available here; use --device cpu")
-    return chosen
 
 
 @dataclass
@@ -405,20 +407,15 @@ def _write_shard(run: _Run, k: int, decoded: Iterator[Decoded], count: int, adva
 
 def build_encoders(profile: Profile, weights: ResolvedWeights, device: torch.device) -> list[Encoder]:
     """Every encoder of ``profile``, in the profile's order."""
-    import hcm.pipeline.encoders.audio  # noqa: F401  (importing registers the encoders)
-    import hcm.pipeline.encoders.efficientnet  # noqa: F401
-    import hcm.pipeline.encoders.image  # noqa: F401
-    import hcm.pipeline.encoders.mel  # noqa: F401
-    import hcm.pipeline.encoders.text  # noqa: F401
-
     return [create_encoder(name, profile, weights, device) for name in profile.encoders]
 
 
-def cache_meta(adapter: Any, profile: Profile, encoders: Sequence[Encoder], plan: dict, shard_size: int) -> CacheMeta:
-    """The cache metadata; ``recipe`` holds everything that decides the numbers."""
+def cache_meta(adapter: Any, profile: Profile, weights: ResolvedWeights, encoders: Sequence[Encoder], plan: dict,
+               shard_size: int) -> CacheMeta:
+    """The cache metadata; ``recipe`` holds everything that decides the numbers, weights by content."""
     features: list[FeatureSpec] = [spec for encoder in encoders for spec in encoder.outputs]
     recipe = {"hcm_version": __version__, "dataset": adapter.name, "plan": plan, "profile": profile.recipe(),
-              "weights": {spec.name: spec.weights for spec in features}}
+              "weights": weights_recipe(profile, weights)}
     return CacheMeta(dataset=adapter.name, profile=profile.name, task=adapter.task, classes=adapter.classes,
                      recipe=recipe, features=features, shard_size=shard_size)
 
@@ -435,15 +432,6 @@ def default_workers(device: torch.device) -> int:
     return max(1, min(8, cores - 1))
 
 
-def _progress(enabled: bool) -> Any:
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    rate = TextColumn("{task.fields[rate]}")
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                    rate, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
-
-
 def _pool(stack: ExitStack, workers: int) -> Any:
     """A decoding pool started before any model exists (forked children inherit no thread pools)."""
     if workers <= 0:
@@ -452,7 +440,7 @@ def _pool(stack: ExitStack, workers: int) -> Any:
     return stack.enter_context(multiprocessing.get_context(method).Pool(workers, initializer=_init_worker))
 
 
-def extract(dataset: str, data_root: Path | None = None, out: Path | None = None, profile: str | None = None, *,
+def extract(dataset: str, data_root: Path | None = None, out: Path | None = None, profile: str | Profile | None = None, *,
             workspace: Workspace | None = None, device: str = "auto", weights: WeightOptions | None = None,
             frames: int | None = None, segments: int | None = None, spacy_model: str | None = None,
             batch_size: int = 16, workers: int | None = None, limit: int | None = None,
@@ -465,7 +453,8 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
         dataset: ``sample``, ``mosei``, ``meld`` or ``iemocap``.
         data_root: raw dataset root (default: the adapter's root in the workspace).
         out: cache folder (default ``<workspace>/features/<dataset>/<profile>``).
-        profile: ``tiny`` or ``paper`` (default ``tiny`` for ``sample``, else ``paper``).
+        profile: ``tiny`` or ``paper`` (default ``tiny`` for ``sample``, else ``paper``), or a
+            :class:`Profile` (``frames``, ``segments`` and ``spacy_model`` then do not apply).
         workers: decoding processes (0 decodes in this process).
         limit: extract only the first ``limit`` planned utterances.
         split_file: CSV ``id,split`` replacing the dataset's splits; unlisted items are left out.
@@ -473,14 +462,16 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     started = time.perf_counter()
     workspace = workspace or Workspace.resolve()
     adapter = get_dataset(dataset)
+    dataset = adapter.name
     root = Path(data_root) if data_root is not None else adapter.default_root(workspace)
     adapter.check_root(root)
     given_split = SplitFile.read(split_file) if split_file is not None else None  # bad files fail first
-    chosen = get_profile(profile or ("tiny" if dataset == "sample" else "paper"), frames, segments, spacy_model)
+    chosen = profile if isinstance(profile, Profile) else get_profile(
+        profile or ("tiny" if dataset == "sample" else "paper"), frames, segments, spacy_model)
     resolved = resolve_weights(chosen, weights or WeightOptions())
     n_workers, my_index = shard_assignment(num_shards, shard_index)
     if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
-        raise ExtractionError("--batch-size and --shard-size must be at least 1 and --limit at least 0")
+        raise UsageError("--batch-size and --shard-size must be at least 1 and --limit at least 0")
     selection = adapter.select(root, splits, given_split, rejected=True)
     utterances = selection.utterances[:limit]
     out = Path(out) if out is not None else workspace.features_dir(dataset, chosen.name)
@@ -489,14 +480,14 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     prepare_directory(out)
     with ExitStack() as stack:
         stack.enter_context(exclusive_run(out, f"shards-{my_index}-of-{n_workers}"))
-        chosen_device = choose_device(device)
+        chosen_device = resolve_device(device)
         workers = default_workers(chosen_device) if workers is None else workers
         pool = _pool(stack, workers)
         encoders = build_encoders(chosen, resolved, chosen_device)
         stack.enter_context(inference_threads(chosen_device))
         plan = {"splits": sorted(splits) if splits else "all", "limit": limit, "n_planned": len(utterances),
                 "split_file": given_split.recipe(selection.left_out) if given_split else None}
-        writer = CacheWriter(out, cache_meta(adapter, chosen, encoders, plan, shard_size))
+        writer = CacheWriter(out, cache_meta(adapter, chosen, resolved, encoders, plan, shard_size))
         run = _Run(encoders, writer, batch_size, strict, summary, chosen.sampling.frames, workers)
         loop_started = time.perf_counter()
         _run_shards(run, utterances, shard_size, (n_workers, my_index), pool, progress)
@@ -533,7 +524,7 @@ def _run_shards(run: _Run, utterances: Sequence[Any], shard_size: int, assignmen
     # plus a few clips per worker (with only the few, decoding waited during inference).
     prefetch = run.batch_size + PREFETCH_PER_WORKER * max(1, run.workers)
     stream = decode_stream(decoder, queue, pool, prefetch)
-    with _progress(progress) as bar:
+    with progress_bar(progress, "{task.fields[rate]}", eta=True) as bar:
         task = bar.add_task(f"extract {run.summary.dataset}", total=sum(map(len, spans.values())), rate="")
 
         def advance(n: int) -> None:
@@ -548,25 +539,91 @@ def _run_shards(run: _Run, utterances: Sequence[Any], shard_size: int, assignmen
 def extract_command(workspace: Workspace, splits: str | None = None, quiet: bool = False, **options: Any) -> int:
     """``hcm extract``: run :func:`extract`, print the summary or a clear error, return the exit code.
 
-    Exit codes: 0 done, 1 stopped (``--strict`` problem, cache of another recipe), 2 bad input
-    (dataset root, missing weights or parser, bad option).
+    Exit codes: 0 done, 1 stopped (``--strict`` problem, cache of another recipe or other weights),
+    2 bad input (dataset root, missing weights or parser, bad option, unreadable or unwritable folder).
     """
-    from hcm.pipeline.datasets import DatasetRootError
-    from hcm.pipeline.profiles import MissingWeightsError
-
     chosen = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
-    try:
-        summary = extract(workspace=workspace, splits=chosen, progress=not quiet, **options)
-    except (DatasetRootError, MissingWeightsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (ExtractionError, CacheError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:  # an unreadable data root, a folder that cannot be written
-        where = f" ({error.filename})" if error.filename else ""
-        print(f"error: {error.strerror or error}{where}. Check that the path exists and this user may read "
-              f"(data root) or write (workspace, --out) it.", file=sys.stderr)
-        return 2
-    print(summary.format())
-    return 0
+
+    def work() -> None:
+        try:
+            summary = extract(workspace=workspace, splits=chosen, progress=not quiet, **options)
+        except HcmError:
+            raise
+        except OSError as error:  # an unreadable data root, a folder that cannot be written
+            where = f" ({error.filename})" if error.filename else ""
+            raise UsageError(f"{error.strerror or error}{where}. Check that the path exists and this user may read "
+                             f"(data root) or write (workspace, --out) it.") from error
+        except ValueError as error:  # a reader's or loader's message about the user's input
+            raise UsageError(str(error)) from error
+        print(summary.format())
+
+    return report_errors(work)
+
+
+class ClipError(UsageError):
+    """A clip that cannot be used at all (missing, not a file, undecodable)."""
+
+
+def extract_clip(clip: Path, text: str | None = None, profile: Profile | str = "tiny", *,
+                 context: tuple[Sequence[str], Sequence[str]] = ((), ()), weights: WeightOptions | None = None,
+                 device: str = "auto", like: CacheMeta | None = None) -> Item:
+    """The cache item ``hcm extract`` would write for one clip: the same decoding, encoders and masking.
+
+    Args:
+        clip: a video file (an audio-only file masks the video).
+        text: the clip's transcript; ``None`` or blank masks the text modality.
+        profile: a profile or its name (``tiny``, ``paper``).
+        context: the utterances before and after the clip (RoBERTa's context window).
+        weights: where the profile's weight files are.
+        like: a cache whose features the item must match: every encoder's weights (by content)
+            and streams must be that cache's, otherwise :class:`ExtractionError` names the encoder.
+
+    Raises :class:`ClipError` when the clip is missing or none of its media can be read.
+    """
+    clip = Path(clip)
+    check_clip(clip)
+    chosen = get_profile(profile) if isinstance(profile, str) else profile
+    resolved = resolve_weights(chosen, weights or WeightOptions())
+    if like is not None:
+        _check_weights(like, weights_recipe(chosen, resolved))
+    torch_device = resolve_device(device)
+    encoders = build_encoders(chosen, resolved, torch_device)
+    if like is not None:
+        check_streams(encoders, like)
+    ref = MediaRef(clip)
+    label = 0 if like is not None and like.task == CLASSIFICATION else 0.0
+    utterance = Utterance(id=clip.stem, split="test", label=label, labels={}, text=text or "", group=clip.stem,
+                          position=0, video=ref, audio=ref, context_before=list(context[0]),
+                          context_after=list(context[1]))
+    preparers = tuple((e.name, e.preparer) for e in encoders if e.preparer is not None)
+    decoded = MediaDecoder(chosen.sampling.frames, preparers)(utterance)
+    if decoded.failure is not None:
+        raise ClipError(f"cannot use clip {clip}: {decoded.failure}")
+    with inference_threads(torch_device):
+        items, _ = encode_batch([decoded], encoders)
+    return items[0]
+
+
+def check_clip(clip: Path) -> None:
+    """Refuse a clip path that is not a file (:class:`ClipError`)."""
+    if not clip.is_file():
+        what = "is not a file" if clip.exists() else "does not exist"
+        raise ClipError(f"clip {clip} {what}; give the path of one video (e.g. .mp4) or audio file")
+
+
+def _check_weights(meta: CacheMeta, weights: dict) -> None:
+    changed = weight_changes(meta.recipe, {"weights": weights})
+    if changed:
+        raise ExtractionError(f"the weights found now are not the ones the cache was extracted with: "
+                              f"{'; '.join(changed)}; pass the weight files of that extraction (--weights-dir)")
+
+
+def check_streams(encoders: Sequence[Encoder], meta: CacheMeta) -> None:
+    """Refuse encoders whose streams (shape, dtype, weights, settings) differ from the cache's."""
+    made = {spec.name: spec.to_dict() for encoder in encoders for spec in encoder.outputs}
+    cached = {spec.name: spec.to_dict() for spec in meta.features}
+    differing = sorted(name for name in set(made) | set(cached) if made.get(name) != cached.get(name))
+    if differing:
+        encoders_named = sorted({(made.get(n) or cached.get(n))["encoder"] for n in differing})
+        raise ExtractionError(f"the encoders {encoders_named} built now do not reproduce the cache's streams "
+                              f"{differing}; extract with the settings and weights of that cache")

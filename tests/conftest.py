@@ -11,12 +11,14 @@ import torch
 torch.set_num_threads(2)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+# The reference fixtures: ../shared/fixtures beside the repository, or $HCM_FIXTURES_DIR.
+SHARED_FIXTURES = Path(os.environ.get("HCM_FIXTURES_DIR") or REPO.parent / "shared" / "fixtures")
 
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
-    """``../shared/fixtures`` beside the repository; skipped where absent, failed in CI."""
+    """``../shared/fixtures`` beside the repository (or ``$HCM_FIXTURES_DIR``); skipped where absent,
+    failed in CI."""
     if SHARED_FIXTURES.is_dir():
         return SHARED_FIXTURES
     reason = f"reference fixtures not found at {SHARED_FIXTURES}"

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hcm.cache import FeatureCache
+from hcm.cache.schema import weight_changes
 from hcm.core.device import resolve_device
 from hcm.core.files import atomic_write, read_json, write_json
 from hcm.model.config import ModelConfig
@@ -55,7 +56,7 @@ class ProfileMismatchError(ValueError):
 
 
 def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
-    """Refuse a cache whose dataset or profile differs from the run's; warn on another recipe."""
+    """Refuse a cache whose dataset, profile or weights differ from the run's; warn on another recipe."""
     meta, _ = read_cache_meta(cache_dir)
     for field in ("dataset", "profile"):
         if getattr(meta, field) != config[field]:
@@ -65,8 +66,24 @@ def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
                 f"is {config['cache']})"
             )
     if meta.recipe_hash != config["recipe_hash"]:
+        changed = weight_changes(_run_recipe(config), meta.recipe, ("in the run's cache", "in this one"))
+        if changed:
+            raise ProfileMismatchError(
+                f"cache {cache_dir} was extracted with other weights than the run's cache {config['cache']} "
+                f"was: "
+                f"{'; '.join(changed)}; evaluate on a cache extracted with the run's weight files"
+            )
         log.warning("cache %s was extracted with another recipe (hash %s) than the run's (%s); "
                     "numbers may not be comparable", cache_dir, meta.recipe_hash[:12], config["recipe_hash"][:12])
+
+
+def _run_recipe(config: dict[str, Any]) -> dict:
+    """The extraction recipe of the run's own cache, while that cache is the one it was trained on."""
+    try:
+        meta, _ = read_cache_meta(config["cache"])
+    except Exception:  # gone or damaged: nothing to compare with
+        return {}
+    return meta.recipe if meta.recipe_hash == config["recipe_hash"] else {}
 
 
 def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, device: torch.device):

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from hcm.core.errors import UsageError
+from hcm.core.registry import Registry
 from hcm.core.workspace import Workspace
 from hcm.pipeline.media import MediaRef
 
@@ -49,7 +51,7 @@ DUPLICATE_ROW = "duplicate row"
 MISSING_LABEL_FILE = "label file missing"
 
 
-class DatasetRootError(FileNotFoundError):
+class DatasetRootError(UsageError, FileNotFoundError):
     """A dataset root that does not hold the expected layout."""
 
     def __init__(
@@ -213,32 +215,26 @@ def require_paths(
         raise DatasetRootError(dataset, root, layout or required, source, missing)
 
 
-_REGISTRY: dict[str, type[DatasetAdapter]] = {}
+DATASETS: Registry[type[DatasetAdapter]] = Registry("dataset")
 
 
 def register_dataset(cls: type[DatasetAdapter]) -> type[DatasetAdapter]:
-    """Class decorator: make an adapter available by its ``name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"dataset {cls.name!r} is already registered by {_REGISTRY[cls.name]}")
-    _REGISTRY[cls.name] = cls
-    return cls
+    """Class decorator: make an adapter available by its ``name`` (any case)."""
+    return DATASETS.register(cls.name)(cls)
 
 
 def get_dataset(name: str) -> DatasetAdapter:
-    """A fresh adapter for ``name``; unknown names list the known ones."""
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        known = ", ".join(dataset_names())
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {known}") from None
+    """A fresh adapter for ``name`` (any case); an unknown name (a usage error, also a ``KeyError``)
+    lists the known ones."""
+    return DATASETS.get(name)()
 
 
 def dataset_names() -> list[str]:
     """Names of the registered datasets, sorted."""
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UsageError):
     """An annotation file that cannot be read at all (e.g. a CSV without the expected columns)."""
 
 

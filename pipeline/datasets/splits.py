@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hcm.cache.manifest import sha256_file
+from hcm.core.errors import UsageError
 from hcm.pipeline.datasets.base import SPLITS, AnnotationError, Utterance, read_csv_rows
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ SPLIT_COLUMNS = ("id", "split")
 SHOWN = 5  # offending values quoted in an error message
 
 
-class SplitFileError(ValueError):
+class SplitFileError(UsageError):
     """A split file that cannot be used; the message names the file, the values and the fix."""
 
 

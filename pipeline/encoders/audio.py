@@ -22,11 +22,15 @@ import torch
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import esresnext
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16,
+    Encoded, Encoder, Preparer, calibrate_batchnorm, register_encoder, weights_id, seeded, to_float16,
 )
+from hcm.pipeline.encoders.checkpoints import AUDIOCLIP_FILE, AUDIOCLIP_URL, ESRNX_FILE
 from hcm.pipeline.media import split_segments
+from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
 INT16_SCALE = 32767.0
+ESRESNEXT_WEIGHTS = WeightSpec("esresnext", "ESResNeXt-FBSP", (AUDIOCLIP_FILE, ESRNX_FILE), "--esresnext-weights",
+                               AUDIOCLIP_URL)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,19 @@ class ESResNeXtEncoder(Encoder):
     """ESResNeXt-FBSP embedding of every audio segment."""
 
     modality = "audio"
+    settings_class = ESResNeXtSettings
+
+    @classmethod
+    def paper_settings(cls) -> ESResNeXtSettings:
+        return released_settings()
+
+    @classmethod
+    def tiny_settings(cls) -> ESResNeXtSettings:
+        return tiny_settings()
+
+    @classmethod
+    def weight_specs(cls, settings: ESResNeXtSettings) -> tuple[WeightSpec, ...]:
+        return () if settings.tiny else (ESRESNEXT_WEIGHTS,)
 
     def __init__(self, settings: ESResNeXtSettings, preparer: SegmentPreparer, model: torch.nn.Module,
                  weights_id: str, device: torch.device | str = "cpu") -> None:
@@ -93,11 +110,12 @@ class ESResNeXtEncoder(Encoder):
         self.weights_id = weights_id
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str) -> "ESResNeXtEncoder":
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "ESResNeXtEncoder":
+        settings: ESResNeXtSettings = profile.settings[cls.name]
         sampling = profile.sampling
         preparer = SegmentPreparer(sampling.audio_rate, sampling.segments, sampling.segment_seconds)
-        model = build_esresnext(profile.esresnext, weights.esresnext, profile.seed)
-        return cls(profile.esresnext, preparer, model, weights.id_of("esresnext"), device)
+        model = build_esresnext(settings, weights.path(ESRESNEXT_WEIGHTS.name), profile.seed)
+        return cls(settings, preparer, model, weights_id(cls, settings, weights, profile.seed), device)
 
     @property
     def preparer(self) -> Preparer:

@@ -9,8 +9,13 @@ clip is decoded. Work is split in two so that decoding can run in worker process
   array, e.g. resized and normalised frames;
 - the :class:`Encoder` itself holds the network and runs in the main process on batches.
 
-Encoders register themselves with :func:`register_encoder` and are built by
-:func:`create_encoder` from a profile (``hcm.pipeline.profiles``).
+Each encoder module declares everything hcm needs to know about its encoder on the class: the
+settings dataclass (``settings_class``), the settings of the ``paper`` and ``tiny`` profiles
+(``paper_settings``/``tiny_settings``; ``None`` leaves the encoder out of that profile) and the
+weight files the settings need (``weight_specs``, see ``hcm.pipeline.weights``). The class
+registers itself with :func:`register_encoder`; importing ``hcm.pipeline.encoders`` imports
+every encoder module, so adding an encoder is one new module plus one import line there.
+:func:`create_encoder` builds one from a profile (``hcm.pipeline.profiles``).
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ import numpy as np
 import torch
 
 from hcm.cache.schema import FeatureSpec
+from hcm.core.errors import UsageError
 from hcm.core.names import MODALITIES
+from hcm.core.registry import Registry
+from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
 
-
-class EncoderError(Exception):
+class EncoderError(UsageError):
     """An encoder could not be built or run; the message says what and how to fix it."""
 
 
@@ -67,10 +74,32 @@ class Preparer(ABC):
 
 
 class Encoder(ABC):
-    """One stage-one encoder: declared output streams and a batched ``encode``."""
+    """One stage-one encoder: its declaration (settings, profiles, weights), declared output
+    streams and a batched ``encode``."""
 
-    name: ClassVar[str] = ""
-    modality: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # set by register_encoder
+    modality: ClassVar[str] = ""  # text, video or audio: which medium it reads
+    settings_class: ClassVar[type] = object  # the settings dataclass stored in profiles and recipes
+
+    @classmethod
+    def paper_settings(cls) -> Any | None:
+        """Its settings in the ``paper`` profile (``None``: not part of it)."""
+        return None
+
+    @classmethod
+    def tiny_settings(cls) -> Any | None:
+        """Its settings in the ``tiny`` profile (``None``: not part of it)."""
+        return None
+
+    @classmethod
+    def weight_specs(cls, settings: Any) -> tuple[WeightSpec, ...]:
+        """The weight files ``settings`` need (none for random or weightless encoders)."""
+        return ()
+
+    @classmethod
+    @abstractmethod
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "Encoder":
+        """Build the encoder with ``profile.settings[cls.name]`` and the resolved ``weights``."""
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
@@ -104,35 +133,49 @@ class Encoder(ABC):
         return nullcontext()
 
 
-_ENCODERS: dict[str, Callable[..., Encoder]] = {}
+ENCODERS: Registry[type[Encoder]] = Registry("encoder")
 
 
 def register_encoder(name: str) -> Callable[[type[Encoder]], type[Encoder]]:
-    """Class decorator: make an encoder buildable by ``create_encoder(name, ...)``.
-
-    The class must define ``from_profile(profile, weights, device) -> Encoder``.
-    """
+    """Class decorator: make an encoder buildable by ``create_encoder(name, ...)`` and part of
+    the profiles its ``paper_settings``/``tiny_settings`` give."""
 
     def add(cls: type[Encoder]) -> type[Encoder]:
-        if name in _ENCODERS:
-            raise EncoderError(f"encoder {name!r} is registered twice ({_ENCODERS[name]} and {cls})")
-        cls.name = name
-        _ENCODERS[name] = cls
-        return cls
+        if cls.modality not in MODALITIES:
+            raise EncoderError(f"encoder {name!r} ({cls.__qualname__}) reads modality {cls.modality!r}; "
+                               f"set its class attribute modality to one of {MODALITIES}")
+        cls.name = name.lower()
+        return ENCODERS.register(name)(cls)
 
     return add
 
 
 def encoder_names() -> list[str]:
     """Registered encoder names (importing ``hcm.pipeline.encoders`` registers them all)."""
-    return sorted(_ENCODERS)
+    return ENCODERS.names()
 
 
-def create_encoder(name: str, profile: Any, weights: Any, device: torch.device | str) -> Encoder:
+def encoder_classes() -> list[type[Encoder]]:
+    """Every registered encoder in profile order: by modality (text, video, audio), then name."""
+    classes = [ENCODERS.get(name) for name in ENCODERS.names()]
+    return sorted(classes, key=lambda cls: (MODALITIES.index(cls.modality), cls.name))
+
+
+def encoder_class(name: str) -> type[Encoder]:
+    """The registered encoder ``name`` (any case); an unknown name lists the known ones."""
+    return ENCODERS.get(name)
+
+
+def create_encoder(name: str, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> Encoder:
     """Build the encoder ``name`` for ``profile`` with resolved ``weights`` on ``device``."""
-    if name not in _ENCODERS:
-        raise EncoderError(f"unknown encoder {name!r}; known: {', '.join(encoder_names())}")
-    return _ENCODERS[name].from_profile(profile, weights, device)
+    return encoder_class(name).from_profile(profile, weights, device)
+
+
+def weights_id(cls: type[Encoder], settings: Any, weights: ResolvedWeights, seed: int) -> str:
+    """``FeatureSpec.weights`` of an encoder: the content ids of its weight files, or the seed of
+    its random weights when ``settings`` need no file (tiny profile)."""
+    specs = cls.weight_specs(settings)
+    return weights.id_of(specs) if specs else f"tiny-random-seed{seed}"
 
 
 @contextmanager

@@ -27,12 +27,20 @@ from typing import Any, Mapping
 
 import torch
 
+from hcm.core.errors import UsageError
 from hcm.pipeline.encoders.clip import CLIP, CLIPConfig
 from hcm.pipeline.encoders.esresnext import ESResNeXtConfig, ESResNeXtFBSP
 
 logger = logging.getLogger(__name__)
 
 StateDict = dict[str, torch.Tensor]
+
+AUDIOCLIP_FILE = "AudioCLIP-Full-Training.pt"
+AUDIOCLIP_URL = "https://github.com/AndreyGuzhov/AudioCLIP/releases/download/v0.1/" + AUDIOCLIP_FILE
+ESRNX_FILE = "ESRNXFBSP.pt"
+RN50_FILE = "RN50.pt"
+RN50_URL = ("https://openaipublic.azureedge.net/clip/models/"
+            "afeb0e10fbe5402f6ec7276a3c5ee2a1a8b06ebf0ba3c2f14a7a4e3b2b11ecc1/" + RN50_FILE)
 
 # Entries of OpenAI's TorchScript archives that are hyper-parameters, not weights.
 CLIP_ARCHIVE_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -41,7 +49,7 @@ AUDIOCLIP_EXTRA_KEYS = ("logit_scale_ai", "logit_scale_at")
 _MAX_LISTED_KEYS = 8
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A weight file that does not match the model it should fill."""
 
 

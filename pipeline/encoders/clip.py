@@ -19,7 +19,7 @@ The model does not normalise images itself: use :func:`preprocess_frames` first.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+
+from hcm.core.configs import check_keys
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -85,13 +87,8 @@ class CLIPConfig:
                 f"vision_patch_size={patch} selects a ViT image tower; hcm implements the ResNet "
                 "tower only (vision_patch_size must be None)"
             )
-        names = {f.name for f in fields(cls)}
-        unknown = set(config) - names - _IGNORED_CONFIG_KEYS
-        if unknown:
-            raise ValueError(
-                f"unknown CLIP config keys {sorted(unknown)}; expected a subset of {sorted(names)}"
-            )
-        return cls(**{k: v for k, v in config.items() if k in names})
+        check_keys(cls, config, "a CLIP config", ignored=_IGNORED_CONFIG_KEYS)
+        return cls(**{k: v for k, v in config.items() if k not in _IGNORED_CONFIG_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-friendly dict (lists instead of tuples)."""

@@ -22,8 +22,12 @@ from PIL import Image
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders.base import (
     Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16,
+    weights_id,
 )
+from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
+EFFICIENTNET_B0_FILE = "efficientnet-b0-355c32eb.pth"
+EFFICIENTNET_B0_URL = "https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/" + EFFICIENTNET_B0_FILE
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -101,11 +105,35 @@ def build_efficientnet(settings: EfficientNetSettings, weights: Path | None, see
     return model
 
 
+def _hub_checkpoints() -> Path:
+    """torch hub's checkpoint folder (where efficientnet_pytorch downloads its weights)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
 @register_encoder("efficientnet")
 class EfficientNetEncoder(Encoder):
     """Global-average-pooled EfficientNet features of every sampled frame."""
 
     modality = "video"
+    settings_class = EfficientNetSettings
+
+    @classmethod
+    def paper_settings(cls) -> EfficientNetSettings:
+        return EfficientNetSettings()
+
+    @classmethod
+    def tiny_settings(cls) -> EfficientNetSettings:
+        return EfficientNetSettings(model="tiny", image_size=64)
+
+    @classmethod
+    def weight_specs(cls, settings: EfficientNetSettings) -> tuple[WeightSpec, ...]:
+        if settings.tiny:
+            return ()
+        b0 = settings.model == "efficientnet-b0"
+        filename = EFFICIENTNET_B0_FILE if b0 else f"{settings.model}.pth"
+        return (WeightSpec("efficientnet", f"EfficientNet {settings.model!r}", (filename,), "--efficientnet-weights",
+                           EFFICIENTNET_B0_URL if b0 else "", cached=lambda: [_hub_checkpoints() / filename],
+                           download_to=(lambda: _hub_checkpoints() / filename) if b0 else None),)
 
     def __init__(self, settings: EfficientNetSettings, model: torch.nn.Module, weights_id: str,
                  device: torch.device | str = "cpu") -> None:
@@ -115,10 +143,10 @@ class EfficientNetEncoder(Encoder):
         self.weights_id = weights_id
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str) -> "EfficientNetEncoder":
-        settings: EfficientNetSettings = profile.efficientnet
-        model = build_efficientnet(settings, weights.efficientnet, profile.seed)
-        return cls(settings, model, weights.id_of("efficientnet"), device)
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "EfficientNetEncoder":
+        settings: EfficientNetSettings = profile.settings[cls.name]
+        model = build_efficientnet(settings, weights.path("efficientnet"), profile.seed)
+        return cls(settings, model, weights_id(cls, settings, weights, profile.seed), device)
 
     @property
     def preparer(self) -> Preparer:

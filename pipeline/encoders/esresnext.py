@@ -28,7 +28,7 @@ scales the hard-coded stage widths 64/128/256/512 for a fast ``tiny`` profile.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -36,6 +36,8 @@ import scipy.signal
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from hcm.core.configs import check_keys
 
 INT16_MIN = -32768.0
 INT16_MAX = 32767.0
@@ -107,13 +109,8 @@ class ESResNeXtConfig:
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> "ESResNeXtConfig":
         """Build from a stored constructor config, ignoring ``block`` and ``pretrained``."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(config) - names - _IGNORED_CONFIG_KEYS
-        if unknown:
-            raise ValueError(
-                f"unknown ESResNeXt config keys {sorted(unknown)}; expected a subset of {sorted(names)}"
-            )
-        return cls(**{k: v for k, v in config.items() if k in names})
+        check_keys(cls, config, "an ESResNeXt config", ignored=_IGNORED_CONFIG_KEYS)
+        return cls(**{k: v for k, v in config.items() if k not in _IGNORED_CONFIG_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-friendly dict."""

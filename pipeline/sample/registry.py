@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rich.progress import Progress
+from hcm.core.errors import UnknownNameError, UsageError
+from hcm.core.progress import progress_bar
+from hcm.core.registry import Registry
 
 MARKER = ".hcm-sample.json"
 
@@ -101,16 +103,14 @@ class SampleSummary:
         return sum(self.counts.values())
 
 
-_GENERATORS: dict[str, SampleGenerator] = {}
+SAMPLES: Registry[SampleGenerator] = Registry("sample corpus")
 
 
 def register_sample(name: str, default_n: int, min_n: int, description: str):
     """Decorator registering a planner ``(SampleRequest) -> CorpusPlan`` under ``name``."""
 
     def decorate(plan: Callable[[SampleRequest], CorpusPlan]):
-        if name in _GENERATORS:
-            raise ValueError(f"sample corpus {name!r} is registered twice")
-        _GENERATORS[name] = SampleGenerator(name, plan, default_n, min_n, description)
+        SAMPLES.register(name)(SampleGenerator(name.lower(), plan, default_n, min_n, description))
         return plan
 
     return decorate
@@ -118,17 +118,15 @@ def register_sample(name: str, default_n: int, min_n: int, description: str):
 
 def available_samples() -> list[str]:
     """Names of the registered sample corpora."""
-    return sorted(_GENERATORS)
+    return SAMPLES.names()
 
 
 def get_sample(name: str) -> SampleGenerator:
-    """The registered corpus ``name``; a clear error for an unknown one."""
+    """The registered corpus ``name`` (any case); a clear error for an unknown one."""
     try:
-        return _GENERATORS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown sample dataset {name!r}; choose from {available_samples()}"
-        ) from None
+        return SAMPLES.get(name)
+    except UnknownNameError:
+        raise UnknownNameError(f"unknown sample dataset {name!r}; choose from {available_samples()}") from None
 
 
 def make_sample(dataset: str, out: Path, n: int | None = None, seed: int = 0,
@@ -146,7 +144,7 @@ def make_sample(dataset: str, out: Path, n: int | None = None, seed: int = 0,
     generator = get_sample(dataset)
     n = generator.default_n if n is None else int(n)
     if n < generator.min_n:
-        raise ValueError(f"--n {n} is too small for {dataset}: its layout needs at least "
+        raise UsageError(f"--n {n} is too small for {dataset}: its layout needs at least "
                          f"{generator.min_n} utterances so that every split has one")
     started = time.perf_counter()
     plan = generator.plan(SampleRequest(n=n, seed=seed, faults=faults))
@@ -156,7 +154,7 @@ def make_sample(dataset: str, out: Path, n: int | None = None, seed: int = 0,
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content, encoding="utf-8", newline="")
     _run_jobs(root, plan.media, f"{dataset} media", progress)
-    summary = SampleSummary(dataset, root, dict(plan.counts), list(plan.faults),
+    summary = SampleSummary(generator.name, root, dict(plan.counts), list(plan.faults),
                             time.perf_counter() - started)
     (root / MARKER).write_text(_marker_json(summary, n, seed), encoding="utf-8")
     return summary
@@ -210,7 +208,7 @@ def _prepare_root(root: Path) -> Path:
 
 
 def _run_jobs(root: Path, jobs: list[MediaJob], label: str, show: bool) -> None:
-    with Progress(transient=True, disable=not show) as bar:
+    with progress_bar(show) as bar:
         task = bar.add_task(label, total=len(jobs))
         for job in jobs:
             (root / job.path).parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ def write(directory: Path, version: int | None) -> None:
 
 
 def test_the_extraction_profile_records_the_current_version() -> None:
-    assert get_profile("tiny").recipe()["recipe_version"] == RECIPE_VERSION == 4
+    assert get_profile("tiny").recipe()["recipe_version"] == RECIPE_VERSION == 5
 
 
 @pytest.mark.parametrize("version", [RECIPE_VERSION - 1, RECIPE_VERSION + 1])

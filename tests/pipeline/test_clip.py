@@ -164,5 +164,5 @@ def test_model_input_errors(fixture_model: CLIP) -> None:
         fixture_model.encode_text(torch.full((1, 77), 60000, dtype=torch.long))
     with pytest.raises(ValueError, match="ViT"):
         CLIP.from_config({**fixture_model.config.to_dict(), "vision_patch_size": 32})
-    with pytest.raises(ValueError, match="unknown CLIP config keys"):
+    with pytest.raises(ValueError, match="unknown CLIPConfig key"):
         CLIPConfig.from_dict({"embed_dims": 3})

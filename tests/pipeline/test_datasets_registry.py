@@ -16,8 +16,9 @@ from hcm.pipeline.sample import SampleSummary, make_sample
 
 def test_registry_lists_every_dataset() -> None:
     assert dataset_names() == ["iemocap", "meld", "mosei", "sample"]
-    with pytest.raises(KeyError, match="known datasets: iemocap, meld, mosei, sample"):
+    with pytest.raises(KeyError, match="unknown dataset 'mosi'; known: iemocap, meld, mosei, sample"):
         get_dataset("mosi")
+    assert get_dataset("MOSEI").name == "mosei"  # names are case-insensitive
 
 
 @pytest.mark.parametrize("name", ["iemocap", "meld", "mosei", "sample"])

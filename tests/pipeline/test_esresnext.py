@@ -114,7 +114,7 @@ def test_default_config_is_the_released_model() -> None:
 def test_config_and_input_errors(audio_fixture: dict) -> None:
     with pytest.raises(ValueError, match="spec_height"):
         ESResNeXtFBSP.from_config({**audio_fixture["config"], "spec_height": 224, "spec_width": 224})
-    with pytest.raises(ValueError, match="unknown ESResNeXt config keys"):
+    with pytest.raises(ValueError, match="unknown ESResNeXtConfig key"):
         ESResNeXtConfig.from_dict({"layer": [1, 1, 1, 1]})
     with pytest.raises(ValueError, match="base_width"):
         ESResNeXtConfig(base_width=8)

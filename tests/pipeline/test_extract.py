@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from hcm.cache import CacheWriter, FeatureCache
+from hcm.core.errors import UsageError
 from hcm.pipeline.datasets import get_dataset
 from hcm.pipeline.extract import (
     ExtractionError, MediaDecoder, build_encoders, default_workers, extract, inference_threads, shard_assignment,
@@ -152,7 +153,7 @@ def test_shard_assignment_reads_the_environment() -> None:
     slurm = {"SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "5"}
     assert shard_assignment(None, None, slurm) == (3, 1)
     assert shard_assignment(2, 1, slurm) == (2, 1)
-    with pytest.raises(ExtractionError, match="out of range"):
+    with pytest.raises(UsageError, match="out of range"):
         shard_assignment(2, 2, {})
 
 

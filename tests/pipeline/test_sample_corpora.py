@@ -200,3 +200,21 @@ def test_split_sizes_spread_the_rounding_remainder(total: int, parts: int, low: 
         # a scaled draw is at most high * total / (low * parts); the remainder adds at most one
         # item to a part (it once all went to one part: a 61-clip video in the quickstart corpus)
         assert max(sizes) <= high * total // (low * parts) + 1, sizes
+
+
+@pytest.mark.parametrize("name", available_samples())
+def test_every_split_has_an_item_at_the_smallest_n(name, tmp_path):
+    from hcm.pipeline.datasets import get_dataset
+
+    summary = make_sample(name, tmp_path / name, n=get_sample(name).min_n, seed=0, progress=False)
+    items = get_dataset(name).utterances(summary.root)
+    assert {u.split for u in items if u.dropped is None} == {"train", "valid", "test"}
+
+
+def test_every_iemocap_dialogue_keeps_a_labelled_turn():
+    from hcm.pipeline.sample.common import corpus_rng
+    from hcm.pipeline.sample.iemocap import CLASSES, _plan_dialogues
+
+    for seed in range(20):
+        for dialogue in _plan_dialogues(get_sample("iemocap").min_n, corpus_rng(seed, "iemocap")):
+            assert any(turn.label in CLASSES for turn in dialogue.turns), (seed, dialogue.name)
