@@ -9,8 +9,6 @@ import shutil
 import signal
 from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
 import torch
 
@@ -19,7 +17,7 @@ from hcm.training import TrainingError
 from hcm.training.checkpoints import load_checkpoint
 from hcm.training.faults import TrainingInterrupted, config_differences
 from hcm.training.trainer import NonFiniteLossError, TrainConfig, train
-from hcm_tiny_cache import build_cache
+from hcm_tiny_cache import build_cache, plant_nan
 from hcm_tiny_model import TinyNet, tiny_facts
 
 FACTORY = "hcm_tiny_model:TinyNet"
@@ -89,22 +87,9 @@ def test_sigint_exits_with_130(cache: Path, tmp_path: Path, monkeypatch: pytest.
     assert caught.value.exit_code == 130
 
 
-def _plant_nan(cache: Path, item_id: str) -> None:
-    """Overwrite the text feature rows of ``item_id`` with NaN, in place (as a damaged encoder output would)."""
-    for shard in sorted(cache.glob("*.h5")):
-        with h5py.File(shard, "r+") as f:
-            ids = list(f["items/id"].asstr()[()])
-            if item_id in ids:
-                row = ids.index(item_id)
-                start, stop = f["features/roberta/offsets"][row:row + 2]
-                f["features/roberta/data"][start:stop] = np.nan
-                return
-    raise AssertionError(f"{item_id} not found")
-
-
 def test_a_nan_feature_row_stops_with_its_item_id_then_resumes_skipping_it(tmp_path: Path) -> None:
     cache = build_cache(tmp_path / "sample" / "tiny")
-    _plant_nan(cache, "clip005")
+    plant_nan(cache, "clip005")
     cfg = _cfg(epochs=2, standardise_streams=False)
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, step \d .*clip005.*"
                                                  r"last good checkpoint is kept.*--skip-nonfinite 1") as caught:
@@ -124,7 +109,7 @@ def test_a_nan_feature_row_stops_with_its_item_id_then_resumes_skipping_it(tmp_p
 
 def test_a_nan_row_in_the_train_split_is_named_before_training(tmp_path: Path) -> None:
     cache = build_cache(tmp_path / "sample" / "tiny")
-    _plant_nan(cache, "clip005")
+    plant_nan(cache, "clip005")
     with pytest.raises(TrainingError, match=r"train split .* NaN or infinite values in the streams \['roberta'\]"):
         _run(cache, tmp_path / "run", _cfg(epochs=1))
 
