@@ -108,3 +108,27 @@ def test_classification_output_ranks_the_classes() -> None:
     out = describe(torch.tensor([0.0, 2.0, 1.0]), config)
     assert out["label"] == "happy" and list(out["probabilities"]) == ["happy", "neutral", "sad"]
     assert out["score"] is None and abs(sum(out["probabilities"].values()) - 1) < 1e-5
+
+
+class _RunsCode:
+    """Unpickling this runs ``exec``: a shared run folder whose checkpoint was doctored."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+def test_a_downloaded_run_with_code_in_its_checkpoint_is_refused(trained: dict, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    run, marker = tmp_path / trained["run"].name, tmp_path / "code-ran"
+    shutil.copytree(trained["run"], run)
+    state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    torch.save({**state, "note": _RunsCode(marker)}, run / "checkpoints" / "best.pt")
+    result = invoke(trained, trained["clip"], "--text", "fine", "--run", run)
+    assert result.exit_code == 1 and "refused" in result.stderr and "builtins.exec" in result.stderr
+    assert not marker.exists()
