@@ -12,6 +12,7 @@ import torch
 
 from hcm.training import checkpoints as C
 from hcm.training.checkpoints import CheckpointReadError, CheckpointWriteError, load_checkpoint, save_checkpoint
+from hcm_pickles import RunsCode
 
 
 def _draws() -> tuple[float, float, float]:
@@ -29,19 +30,9 @@ def test_rng_states_are_plain_data_and_restore_every_generator(tmp_path: Path) -
     assert _draws() == expected
 
 
-class _RunsCode:
-    """Unpickling this runs ``exec``: what a doctored checkpoint would do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
-
-
 def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
     marker = tmp_path / "code-ran"
-    torch.save({"model": {"w": torch.zeros(2)}, "epoch": 3, "extra": _RunsCode(marker)}, tmp_path / "best.pt")
+    torch.save({"model": {"w": torch.zeros(2)}, "epoch": 3, "extra": RunsCode(marker)}, tmp_path / "best.pt")
     with pytest.raises(CheckpointReadError, match=r"refused.*builtins\.exec.*could run code"):
         load_checkpoint(tmp_path / "best.pt")
     assert not marker.exists()
