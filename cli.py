@@ -8,7 +8,12 @@ from typing import Optional
 import typer
 
 from hcm import __version__
+from hcm.core.threads import passive_waits
 from hcm.core.workspace import Workspace
+
+passive_waits()  # torch is not loaded yet: its OpenMP threads will sleep, not spin, when idle
+
+THREADS_HELP = "CPU threads for torch (default: the CPUs this process may use: affinity and cgroup quota)."
 
 app = typer.Typer(
     name="hcm",
@@ -49,10 +54,13 @@ def quickstart_command(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Sample corpus -> tiny extraction -> train -> test, offline, in minutes (what `make demo` runs)."""
     from hcm.apps.quickstart import quickstart_command as run_quickstart
+    from hcm.core.threads import set_threads
 
+    set_threads(threads)
     raise typer.Exit(run_quickstart(ctx.obj, config, progress=not quiet))
 
 
@@ -172,6 +180,11 @@ def train_command(
     settings: list[str] = typer.Option([], "--set", help="Any train/model setting: --set dropout=0.2 --set train.patience=5."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (--run, default the latest)."),
     run: Optional[Path] = typer.Option(None, "--run", help="The run folder to resume."),
+    skip_nonfinite: Optional[int] = typer.Option(
+        None, "--skip-nonfinite", min=0,
+        help="Skip up to N batches whose loss or gradient is NaN/Inf (each logged) instead of stopping; "
+             "also allowed with --resume."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     model_factory: Optional[str] = typer.Option(None, "--model-factory", hidden=True, help="module:Name of another model."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -183,7 +196,7 @@ def train_command(
 
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "variant": variant, "modalities": modalities,
                "seed": seed, "device": device, "ot_backend": ot_backend, "num_workers": workers,
-               "in_memory": in_memory or None}
+               "in_memory": in_memory or None, "skip_nonfinite": skip_nonfinite}
     try:
         overrides = {k: v for k, v in options.items() if v is not None} | parse_assignments(settings)
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
@@ -191,7 +204,7 @@ def train_command(
         raise typer.BadParameter(str(error)) from error
     request = TrainRequest(features=features, overrides=overrides, seeds=seed_list, resume=resume, run=run,
                            model_factory=model_factory, progress=not quiet)
-    raise typer.Exit(run_train(ctx.obj, request, interactive=sys.stdin.isatty()))
+    raise typer.Exit(run_train(ctx.obj, request, interactive=sys.stdin.isatty(), threads=threads))
 
 
 @app.command("evaluate")
@@ -202,11 +215,12 @@ def evaluate_command(
     features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the same profile."),
     tsne: bool = typer.Option(False, "--tsne", help="Also plot a t-SNE of the latent features."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Evaluate a run's best checkpoint: metrics table, metrics.json, predictions.csv, plots."""
     from hcm.apps.train import evaluate_command as run_evaluate
 
-    raise typer.Exit(run_evaluate(ctx.obj, run, split, features, tsne, device))
+    raise typer.Exit(run_evaluate(ctx.obj, run, split, features, tsne, device, threads))
 
 
 @app.command("predict")

@@ -7,12 +7,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from hcm.core.errors import UsageError, report_errors
-from hcm.core.files import read_json
+from hcm.core.files import check_writable, read_json
+from hcm.core.threads import set_threads
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
 from hcm.training.evaluate import evaluate_run, summarize_seed_runs
@@ -23,6 +26,7 @@ from hcm.training.distributed import agreed, setup_distributed
 from hcm.training.trainer import TrainConfig, train
 
 log = logging.getLogger(__name__)
+RESUME_SETTINGS = ("skip_nonfinite",)  # settings a resumed run may change (they do not alter its numbers)
 
 
 @dataclass
@@ -34,7 +38,8 @@ class TrainRequest:
         overrides: settings over the dataset's shipped config: ``{"epochs": 5, "model.dropout": 0.2}``;
             a bare name is looked up in the train settings, then in the model settings.
         seeds: train once per seed and report mean ± std on ``split``.
-        resume: continue ``run`` (default: the latest run) from its last checkpoint.
+        resume: continue ``run`` (default: the latest run) from its last checkpoint; of the
+            overrides only ``RESUME_SETTINGS`` apply then (``features`` points to a moved cache).
         model_factory: ``"module:Name"`` of another model with HCMNet's batch/output contract.
     """
 
@@ -97,14 +102,8 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
                        ask: Callable[[list[Path]], Path] | None = None) -> list[Any]:
     """``hcm train``: pick the cache, assemble the settings, train (once, per seed, or resumed)."""
     if request.resume:
-        run = Path(request.run) if request.run else find_latest_run(workspace.runs)
-        config = read_json(RunPaths(run).config, "run config")
-        if request.overrides:
-            log.warning("--resume continues with the run's own settings; ignoring %s", sorted(request.overrides))
-        result = train(config["cache"], run, TrainConfig.from_dict(config["train"]),
-                       ModelConfig.from_dict(config["model"]), facts=DatasetFacts.from_dict(config["facts"]),
-                       model_factory=config["model_factory"], resume=True, progress=request.progress)
-        return [result]
+        return [resume_in_workspace(workspace, request)]
+    check_writable(workspace.runs, "the runs folder")
     cache = choose_cache(workspace.features, request.features, ask)
     meta, _ = read_cache_meta(cache)
     train_dict, model_dict = resolve_settings(meta.dataset, request.overrides)
@@ -116,13 +115,41 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
     for seed in seeds:
         cfg = TrainConfig.from_dict({**train_dict, "seed": seed}, "settings")
         run = agreed(lambda: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant,
-                                                f"-s{seed}" if suffix else ""))
-        results.append(train(cache, run, cfg, model_cfg, model_factory=request.model_factory,
-                             progress=request.progress))
+                                         f"-s{seed}" if suffix else ""))
+        with removed_on_failure(run, rank):
+            results.append(train(cache, run, cfg, model_cfg, model_factory=request.model_factory,
+                                 progress=request.progress))
     if suffix and rank == 0:
         out = new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, "-seeds") / "summary.json"
         summarize_seed_runs([r.run_dir for r in results], request.split, out)
     return results
+
+
+def resume_in_workspace(workspace: Workspace, request: TrainRequest) -> Any:
+    """``hcm train --resume``: the run's own settings (``RESUME_SETTINGS`` may change), its own cache."""
+    run = Path(request.run) if request.run else find_latest_run(workspace.runs)
+    config = read_json(RunPaths(run).config, "run config")
+    check_writable(run, "the run folder")
+    ignored = sorted(k for k in request.overrides if k not in RESUME_SETTINGS)
+    if ignored:
+        log.warning("--resume continues with the run's own settings; ignoring %s", ignored)
+    train_cfg = {**config["train"], **{k: v for k, v in request.overrides.items() if k in RESUME_SETTINGS}}
+    cache = request.features or config["cache"]
+    return train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_dict(config["model"]),
+                 facts=DatasetFacts.from_dict(config["facts"]), model_factory=config["model_factory"],
+                 resume=True, progress=request.progress)
+
+
+@contextmanager
+def removed_on_failure(run: Path, rank: int) -> Iterator[None]:
+    """A new run that fails before its first checkpoint leaves no folder behind (rank 0 removes it)."""
+    try:
+        yield
+    except BaseException:
+        if rank == 0 and not RunPaths(run).last.is_file():
+            shutil.rmtree(run, ignore_errors=True)
+            log.warning("removed %s: the run failed before its first checkpoint", run)
+        raise
 
 
 def evaluate_in_workspace(workspace: Workspace, run: Path | None = None, split: str = "test",
@@ -145,12 +172,24 @@ def ask_cache(caches: list[Path]) -> Path:
     return caches[choice - 1]
 
 
-def train_command(workspace: Workspace, request: TrainRequest, interactive: bool = False) -> int:
-    """``hcm train`` with its errors reported as messages; returns the exit status."""
-    return report_errors(lambda: train_in_workspace(workspace, request, ask_cache if interactive else None))
+def train_command(workspace: Workspace, request: TrainRequest, interactive: bool = False,
+                  threads: int | None = None) -> int:
+    """``hcm train`` with its errors reported as messages; returns the exit status.
+
+    ``threads``: torch's CPU threads (default: the CPUs this process may use, see ``hcm.core.threads``).
+    """
+    def work() -> None:
+        set_threads(threads)
+        train_in_workspace(workspace, request, ask_cache if interactive else None)
+
+    return report_errors(work)
 
 
 def evaluate_command(workspace: Workspace, run: Path | None, split: str, features: Path | None, tsne: bool,
-                     device: str) -> int:
+                     device: str, threads: int | None = None) -> int:
     """``hcm evaluate`` with its errors reported as messages; returns the exit status."""
-    return report_errors(lambda: evaluate_in_workspace(workspace, run, split, features, tsne, device))
+    def work() -> None:
+        set_threads(threads)
+        evaluate_in_workspace(workspace, run, split, features, tsne, device)
+
+    return report_errors(work)

@@ -5,7 +5,8 @@ Every command runs through :func:`report_errors`. Exit codes are the same for al
     0  done
     1  the work failed (a damaged file, a cache of another recipe, a numerical failure, ...)
     2  usage error: a bad option, name, path or setting; nothing was done
-    130  interrupted (Ctrl-C); work already written is kept and a re-run resumes
+    130  interrupted (Ctrl-C, SIGINT); work already written is kept and a re-run resumes
+    143  stopped by SIGTERM (how SLURM and Kubernetes preempt a job); as 130, 128 + the signal number
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class HcmError(Exception):
@@ -35,6 +37,14 @@ class UnknownNameError(UsageError, KeyError):
     """A name (dataset, encoder, backend, ...) that is not registered."""
 
     __str__ = Exception.__str__  # KeyError would quote the message
+
+
+class Interrupted(HcmError):
+    """The work stopped on a signal after saving what it had; the message says how to continue."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_INTERRUPTED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 # Standard exceptions that carry a message written for the user (hcm raises them with one).
@@ -64,6 +74,9 @@ def report_errors(work: Callable[[], Any], also: tuple[type[BaseException], ...]
     except KeyboardInterrupt:
         _say(f"[bold yellow]{interrupted}[/]")
         return EXIT_INTERRUPTED
+    except Interrupted as stop:
+        _say(f"[bold yellow]{stop}[/]")
+        return stop.exit_code
     except (HcmError, *_MESSAGE_ERRORS, *also) as error:
         _say(f"[bold red]error:[/] {error}")
         return exit_code_of(error)

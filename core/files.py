@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from hcm.core.errors import UsageError
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], temp: Path | None = None) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, move it onto ``path``.
@@ -107,3 +109,20 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buffer.getvalue())
+
+
+def check_writable(directory: str | os.PathLike, what: str) -> Path:
+    """Create ``directory`` if needed and prove a file can be written there, before any work starts.
+
+    Raises a :class:`~hcm.core.errors.UsageError` naming the folder (read-only file system, no
+    permission, a file in the way) instead of failing later with a traceback.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory, prefix=".hcm-write-check."):
+            pass
+    except OSError as error:
+        raise UsageError(f"{what} {directory} is not writable ({error.strerror or error}); choose another "
+                         f"folder (--workdir) or fix its permissions") from error
+    return directory

@@ -1,12 +1,22 @@
 """Checkpoint files and the random state a resumed run needs to repeat an uninterrupted one.
 
-A checkpoint is one ``torch.save`` dict, written through :func:`hcm.core.files.atomic_write`
-(temporary file, fsync, rename), so a crash mid-write leaves the previous checkpoint intact.
+A checkpoint is one ``torch.save`` dict of plain data: tensors, numbers, strings, lists and
+dicts. It is written through :func:`hcm.core.files.atomic_write` (temporary file, fsync,
+rename), so a crash or a full disk mid-write leaves the previous checkpoint intact.
+
+Checkpoints are read as data only (``torch.load(weights_only=True)``): a file that would build
+any other Python object (and so could run code) is refused before anything in it runs. The
+RNG states are stored as tensors and lists for that reason. Checkpoints written by hcm before
+this rule held numpy arrays and numpy scalars; those few numpy types (and nothing else) are
+allowed when such a file is read, so old runs still load, then their values become plain data.
 """
 
 from __future__ import annotations
 
+import errno
+import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +26,25 @@ import torch
 from hcm.core.files import atomic_write
 from hcm.training import TrainingError
 
+#: What every hcm checkpoint holds (evaluation needs the first two, resuming all of them).
+REQUIRED_KEYS = ("model", "epoch")
+#: The only non-plain types that checkpoints of earlier hcm versions contain (numpy RNG state,
+#: numpy scalars among the metrics, torch's version string). Rebuilding them runs no code of the
+#: file's choosing.
+LEGACY_NUMPY_GLOBALS = [
+    np._core.multiarray._reconstruct, (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+    np._core.multiarray.scalar, (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+    np.ndarray, np.dtype, *(type(np.dtype(t)) for t in ("float64", "float32", "uint32", "int64", "bool")),
+    torch.torch_version.TorchVersion,  # a str subclass: the torch version in the run config
+]
+
 
 class CheckpointReadError(TrainingError):
-    """A checkpoint file is missing, truncated or not an hcm checkpoint."""
+    """A checkpoint file is missing, truncated, not an hcm checkpoint, or holds code."""
+
+
+class CheckpointWriteError(TrainingError):
+    """A checkpoint could not be written (full disk, no permission); the previous one is intact."""
 
 
 def seed_everything(seed: int) -> None:
@@ -28,29 +54,112 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """This process's RNG states as plain data (tensors, ints, lists)."""
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore :func:`rng_state`'s output (or the tuples that checkpoints of earlier versions hold)."""
+    python, numpy_state = state["python"], state["numpy"]
+    if not isinstance(python, dict):
+        python = dict(zip(("version", "state", "gauss"), python))
+    if not isinstance(numpy_state, dict):
+        numpy_state = dict(zip(("kind", "keys", "pos", "has_gauss", "cached_gaussian"), numpy_state))
+    random.setstate((python["version"], tuple(torch.as_tensor(python["state"]).tolist()), python["gauss"]))
+    keys = np.asarray(torch.as_tensor(numpy_state["keys"]).numpy(), dtype=np.uint32)
+    np.random.set_state((numpy_state["kind"], keys, int(numpy_state["pos"]), int(numpy_state["has_gauss"]),
+                         float(numpy_state["cached_gaussian"])))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Write ``state`` to ``path`` atomically; a failed write leaves the previous file as it was."""
+    try:
+        atomic_write(path, lambda tmp: torch.save(plain(state), tmp))
+    except OSError as error:
+        reason = "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror or str(error)
+        kept = f"the previous {path.name} is intact" if path.is_file() else f"no earlier {path.name} existed"
+        raise CheckpointWriteError(
+            f"cannot write checkpoint {path}: {reason} ({error}); {kept}. Free space (or fix the folder's "
+            f"permissions), then resume with `hcm train --resume --run {path.parent.parent}`"
+        ) from error
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read an hcm checkpoint as data only; a clear :class:`CheckpointReadError` for anything else."""
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; was the run's first epoch finished?")
+        raise CheckpointReadError(f"checkpoint {path} does not exist; the run has not finished a step yet "
+                                  f"(or the file was moved)")
     try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as error:  # torch raises several types for damaged files
-        raise CheckpointReadError(f"checkpoint {path} cannot be read ({error}); it is damaged") from error
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        state = _load_legacy(path, device)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise CheckpointReadError(f"checkpoint {path} cannot be read ({_first_line(error)}); it is truncated or "
+                                  f"damaged. Resume from another checkpoint or train again") from error
+    missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointReadError(f"{path} is not an hcm checkpoint: it lacks {missing} (it holds {found}); "
+                                  f"pass a run folder written by `hcm train`")
+    return plain(state)
+
+
+def _load_legacy(path: Path, device: torch.device | str) -> Any:
+    """A file with non-plain objects: load it if they are only the numpy types of old hcm checkpoints."""
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as error:  # noqa: BLE001  any failure to scan means the file is not readable data
+        raise CheckpointReadError(f"checkpoint {path} cannot be read ({_first_line(error)}); it is not a "
+                                  f"PyTorch file, or it is damaged") from error
+    allowed = {_global_name(g) for g in LEGACY_NUMPY_GLOBALS}
+    foreign = [name for name in found if name not in allowed]
+    if foreign:
+        raise CheckpointReadError(
+            f"checkpoint {path} was refused: it would build Python objects that hcm never writes "
+            f"({', '.join(foreign[:6])}), and loading it could run code. hcm reads checkpoints as data only; "
+            f"use a checkpoint written by `hcm train`. Nothing in the file was run"
+        )
+    with torch.serialization.safe_globals(LEGACY_NUMPY_GLOBALS):
+        return torch.load(path, map_location=device, weights_only=True)
+
+
+def _global_name(entry: Any) -> str:
+    if isinstance(entry, tuple):
+        return entry[1]
+    return f"{entry.__module__}.{entry.__qualname__}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers, numpy arrays -> tensors, str subclasses -> str (nested)."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.astype(np.int64) if value.dtype == np.uint32 else value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str):
+        return str(value)  # str subclasses such as torch's version string
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    return value

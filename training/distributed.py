@@ -54,12 +54,13 @@ def gather(d: Dist, value: Any) -> list[Any]:
     return out
 
 
-def all_ranks_finite(value: torch.Tensor, d: Dist) -> bool:
-    """True when ``value`` is finite on every rank (so all ranks stop together)."""
-    flag = torch.tensor([float(torch.isfinite(value.detach()).all())], device=d.device)
-    if d.world > 1:
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item() == 1.0)
+def max_over_ranks(values: list[float], d: Dist) -> list[float]:
+    """The element-wise maximum of ``values`` over every rank, in one all-reduce (flags all ranks act on)."""
+    if d.world == 1:
+        return list(values)
+    flags = torch.tensor(values, dtype=torch.float64, device=d.device)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return flags.tolist()
 
 
 def agreed(make: Callable[[], T]) -> T:

@@ -9,6 +9,10 @@ epoch by default), predicts the split, and writes ``<run>/eval/<split>/``:
 - ``confusion.png`` (classification) and, with ``tsne=True``, ``tsne.png`` of the model's
   ``.features`` (sklearn's t-SNE).
 
+The table is printed first, with how many items had a masked modality (they are evaluated
+with the modalities they have; none is left out), then the files are written; a file that
+cannot be written is reported after the table.
+
 The printed table follows the paper's Table 2 (IEMOCAP/MELD: per-class F1, w-F1) and Table 3
 (MOSEI: MAE, Corr, Acc-7, Acc-2, F1), with both Acc-2 variants named.
 """
@@ -32,6 +36,7 @@ from hcm.cache.schema import weight_changes
 from hcm.core.device import resolve_device
 from hcm.core.files import atomic_write, read_json, write_json
 from hcm.model.config import ModelConfig
+from hcm.training import TrainingError
 from hcm.training import metrics as M
 from hcm.training.checkpoints import load_checkpoint
 from hcm.training.data import CacheDataset, DataConfig, read_cache_meta
@@ -97,8 +102,10 @@ def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, dev
 def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | Path | None = None,
                  checkpoint: str = "best", tsne: bool = False, device: str = "auto", batch_size: int = 0,
                  console: Console | None = None) -> dict[str, Any]:
-    """Evaluate a run's checkpoint on ``split``; write ``<run>/eval/<split>/`` and print the table.
+    """Evaluate a run's checkpoint on ``split``; print the table, then write ``<run>/eval/<split>/``.
 
+    The table is printed before any file is written, so a read-only run folder still shows the
+    numbers; :class:`OutputWriteError` then lists the files that could not be written.
     Returns the content of ``metrics.json``.
     """
     paths = RunPaths(Path(run_dir))
@@ -106,8 +113,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
     cache = Path(cache_dir) if cache_dir is not None else Path(config["cache"])
     check_cache_matches(config, cache)
     facts = DatasetFacts.from_dict(config["facts"])
-    data_cfg = DataConfig(**config["data"])
-    data = CacheDataset(cache, split, data_cfg)
+    data = CacheDataset(cache, split, DataConfig(**config["data"]))
     d = Dist(0, 1, resolve_device(device))
     model, epoch = load_run_model(paths, config, checkpoint, d.device)
     cfg = TrainConfig(batch_size=batch_size or config["train"]["batch_size"], num_workers=config["train"]["num_workers"])
@@ -117,21 +123,67 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
     report = {
         "run": str(paths.root), "split": split, "cache": str(cache), "checkpoint": checkpoint, "epoch": epoch,
         "items": int(labels.size), "task": facts.task, "key_metric": config["key_metric"],
+        "masked": masked_counts(cache, split, list(config["data"]["streams"])),
         "metrics": M.compute_metrics(facts.task, preds.scores, labels, facts.class_names),
         "baseline": M.baseline_metrics(facts.task, train_labels, labels, facts.class_names),
         "loss": preds.loss,
     }
-    out = paths.eval_dir(split)
-    write_json(out / "metrics.json", report)
-    write_predictions(out / "predictions.csv", data.ids, preds, labels, facts)
-    if facts.task == M.CLASSIFICATION:
-        plot_confusion(out / "confusion.png", labels, preds.scores.argmax(-1), facts.class_names)
-    if tsne:
-        plot_tsne(out / "tsne.png", preds.features, labels, facts)
-    (console or Console()).print(metrics_table(facts, [("HCMNet", report["metrics"]),
-                                                        ("baseline", report["baseline"])],
-                                               title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
+    console = console or Console()
+    console.print(metrics_table(facts, [("HCMNet", report["metrics"]), ("baseline", report["baseline"])],
+                                title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
+    console.print(masked_note(report))
+    failed = write_outputs(paths.eval_dir(split), report, data.ids, preds, labels, facts, tsne)
+    if failed:
+        raise OutputWriteError(f"the {split} metrics above were computed, but {len(failed)} file(s) could not be "
+                               f"written: {'; '.join(failed)}. Make {paths.eval_dir(split)} writable (or copy the "
+                               f"run folder somewhere writable) and evaluate again to keep them")
     return report
+
+
+class OutputWriteError(TrainingError):
+    """Evaluation finished but some of its files could not be written."""
+
+
+def masked_counts(cache_dir: Path, split: str, modalities: Sequence[str]) -> dict[str, Any]:
+    """How many items of ``split`` had each modality masked (a missing or broken medium), and in all."""
+    per_modality = dict.fromkeys(modalities, 0)
+    items = 0
+    with FeatureCache(cache_dir, split=split, features=[]) as cache:
+        for index in range(len(cache)):
+            masks = cache[index].masks  # (features=[]: no feature data is read)
+            masked = [m for m in modalities if not masks.get(m, True)]
+            items += bool(masked)
+            for modality in masked:
+                per_modality[modality] += 1
+    return {"items": items, "per_modality": per_modality}
+
+
+def masked_note(report: dict[str, Any]) -> str:
+    masked = report["masked"]
+    if not masked["items"]:
+        return f"No {report['split']} item had a masked modality; the metrics cover all {report['items']} items."
+    detail = ", ".join(f"{m} {n}" for m, n in masked["per_modality"].items() if n)
+    return (f"{masked['items']} of {report['items']} {report['split']} items had a masked modality ({detail}); "
+            f"they are scored with what they have, and the metrics cover all {report['items']} items.")
+
+
+def write_outputs(out: Path, report: dict[str, Any], ids: Sequence[str], preds: Predictions, labels: np.ndarray,
+                  facts: DatasetFacts, tsne: bool) -> list[str]:
+    """Write ``metrics.json``, ``predictions.csv`` and the plots; return what could not be written, and why."""
+    writes = [(out / "metrics.json", lambda p: write_json(p, report)),
+              (out / "predictions.csv", lambda p: write_predictions(p, ids, preds, labels, facts))]
+    if facts.task == M.CLASSIFICATION:
+        writes.append((out / "confusion.png",
+                       lambda p: plot_confusion(p, labels, preds.scores.argmax(-1), facts.class_names)))
+    if tsne:
+        writes.append((out / "tsne.png", lambda p: plot_tsne(p, preds.features, labels, facts)))
+    failed = []
+    for path, write in writes:
+        try:
+            write(path)
+        except OSError as error:
+            failed.append(f"{path} ({error.strerror or error})")
+    return failed
 
 
 def write_predictions(path: Path, ids: Sequence[str], preds: Predictions, labels: np.ndarray,

@@ -3,35 +3,41 @@
 - AdamW with a per-step schedule (linear warm-up, then cosine or constant), gradient clipping.
 - The best epoch is picked on the validation split only, by the dataset's key metric
   (MOSEI/sample: MAE, lower is better; MELD/IEMOCAP: weighted F1); early stopping with patience.
-- ``checkpoints/last.pt`` after every epoch and ``best.pt`` on improvement, written atomically.
+- ``checkpoints/last.pt`` after every epoch and ``best.pt`` on improvement, written atomically;
+  on SIGTERM/SIGINT also mid-epoch, after the step in progress (``hcm.training.faults``).
   A checkpoint holds model, optimizer, scheduler and grad-scaler states, every RNG state, the
-  epoch and the best-so-far, so a resumed run ends with the same weights and metrics as an
-  uninterrupted one. The shuffling order depends only on (seed, epoch).
+  epoch, the position in the epoch and the loss sums so far, and the best-so-far, so a resumed
+  run ends with the same weights and metrics as an uninterrupted one. The shuffling order
+  depends only on (seed, epoch); a resumed epoch skips the batches already done.
 - Distributed data parallel under ``torchrun`` (gloo on CPU, NCCL on GPU): a DistributedSampler
   splits each global batch over the ranks, validation is sharded and gathered, rank 0 writes.
-- Mixed precision on GPU (bf16, or fp16 with a grad scaler). A non-finite loss stops the run
-  with the epoch and step; the last good checkpoint stays in place.
+- Mixed precision on GPU (bf16, or fp16 with a grad scaler). A non-finite loss or gradient
+  stops the run with the epoch, step and item ids, after saving the state before that batch;
+  ``skip_nonfinite`` skips up to that many such batches instead (each logged).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import logging
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
+from hcm.cache.manifest import MANIFEST
+from hcm.cache.schema import CacheError
 from hcm.core.configs import check_keys
 from hcm.core.files import json_safe, write_json
 from hcm.core.names import CLASSIFICATION
@@ -40,7 +46,9 @@ from hcm.training import TrainingError
 from hcm.training import metrics as M
 from hcm.training.checkpoints import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from hcm.training.data import MODEL_KEYS, CacheDataset, DataConfig, read_cache_meta, stream_statistics
-from hcm.training.distributed import Dist, all_ranks_finite, barrier, gather, setup_distributed
+from hcm.training.distributed import Dist, barrier, gather, max_over_ranks, setup_distributed
+from hcm.training.faults import (NonFiniteLossError, StopSignals, config_differences, ignore_stop_signals,
+                                 interrupted, resume_command)
 from hcm.training.runs import RunLogger, RunPaths, epoch_progress
 from hcm.training.settings import DatasetFacts, load_dataset_facts
 
@@ -48,10 +56,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "hcm.model.hcmnet:build_model"  # checks the input widths, then HCMNet(cfg)
 METRIC_ALIASES = {"w_f1": "weighted_f1", "wf1": "weighted_f1", "f1_weighted": "weighted_f1", "acc": "accuracy",
                   "acc_7": "acc7", "acc_2": "acc2_non0", "acc2": "acc2_non0", "f1": "f1_non0"}
-
-
-class NonFiniteLossError(TrainingError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -80,6 +84,7 @@ class TrainConfig:
     max_frames: int | None = None  # cap on video nodes per item
     max_audio: int | None = None  # cap on audio nodes per item
     standardise_streams: bool = True  # scale each feed stream by the train split's mean/std
+    skip_nonfinite: int = 0  # batches with a non-finite loss/gradient skipped (logged) before stopping
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -88,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"optimizer {self.optimizer!r} is not offered; hcm trains with 'adamw' as the paper does")
         if self.scheduler not in ("cosine", "constant"):
             raise ValueError(f"scheduler must be 'cosine' or 'constant', got {self.scheduler!r}")
+        if self.skip_nonfinite < 0:
+            raise ValueError(f"skip_nonfinite must be 0 or more, got {self.skip_nonfinite}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be auto, bf16, fp16 or off; got {self.amp!r}")
 
@@ -154,6 +161,10 @@ def data_config(facts: DatasetFacts, cfg: TrainConfig, cache_dir: Path) -> DataC
     stats = None
     if cfg.standardise_streams:
         stats = stream_statistics(cache_dir, [name for names in streams.values() for name in names])
+        bad = [name for name, values in stats.items() if not np.isfinite(values["mean"] + values["std"]).all()]
+        if bad:
+            raise TrainingError(f"the train split of cache {cache_dir} holds NaN or infinite values in the streams "
+                                f"{bad}; run `hcm cache verify {cache_dir}` and re-extract the damaged shards")
     return DataConfig(streams=streams, max_text_tokens=cfg.max_text_tokens, max_frames=cfg.max_frames,
                       max_audio=cfg.max_audio, stream_stats=stats)
 
@@ -161,16 +172,35 @@ def data_config(facts: DatasetFacts, cfg: TrainConfig, cache_dir: Path) -> DataC
 # --------------------------------------------------------------------------- loaders and model
 
 
-def train_loader(data: CacheDataset, cfg: TrainConfig, d: Dist, epoch: int) -> DataLoader:
-    """Shuffled loader of this rank's share; the order depends only on (seed, epoch)."""
+class SkipSampler(Sampler):
+    """``sampler``'s indices after the first ``skip`` (the items an interrupted epoch already used)."""
+
+    def __init__(self, sampler: Sampler, skip: int) -> None:
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
+def train_loader(data: CacheDataset, cfg: TrainConfig, d: Dist, epoch: int, done_steps: int = 0) -> DataLoader:
+    """Shuffled loader of this rank's share; the order depends only on (seed, epoch).
+
+    ``done_steps`` batches of the epoch are left out (resuming mid-epoch); the rest come in the
+    same batches as in an uninterrupted epoch.
+    """
     if cfg.batch_size % d.world:
         raise TrainingError(f"batch size {cfg.batch_size} is not divisible by the {d.world} processes; change --batch-size")
     sampler = DistributedSampler(data, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed)
     sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    per_rank = cfg.batch_size // d.world
     return DataLoader(
-        data, batch_size=cfg.batch_size // d.world, sampler=sampler, collate_fn=data.collate(),
+        data, batch_size=per_rank, sampler=SkipSampler(sampler, done_steps * per_rank), collate_fn=data.collate(),
         num_workers=cfg.num_workers, generator=generator, pin_memory=d.device.type == "cuda",
+        worker_init_fn=ignore_stop_signals,
     )
 
 
@@ -179,7 +209,7 @@ def eval_loader(data: CacheDataset, cfg: TrainConfig, d: Dist) -> DataLoader:
     share = Subset(data, list(range(d.rank, len(data), d.world)))
     return DataLoader(
         share, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False, collate_fn=data.collate(),
-        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(0),
+        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(0), worker_init_fn=ignore_stop_signals,
     )
 
 
@@ -259,7 +289,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
 
 @dataclass
 class Loop:
-    """Everything one training run carries from epoch to epoch."""
+    """Everything one training run carries from step to step and epoch to epoch."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -272,63 +302,155 @@ class Loop:
     best_valid: dict[str, float] = field(default_factory=dict)
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0  # batches done in the unfinished epoch (0 between epochs)
+    partial: dict[str, float] = field(default_factory=dict)  # that epoch's loss sums so far, and "items"
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # non-finite batches skipped (skip_nonfinite)
 
 
-def train_one_epoch(loop: Loop, loader: DataLoader, cfg: TrainConfig, d: Dist, paths: RunPaths,
-                    on_step: Callable[[float], None]) -> dict[str, float]:
-    """One pass over this rank's share; returns the item-weighted mean of every loss term."""
+@dataclass
+class Context:
+    """What the steps of one run share: its data, settings, process, files and stop requests."""
+
+    setup: "Setup"
+    cfg: TrainConfig
+    d: Dist
+    paths: RunPaths
+    extra: dict[str, Any]  # stored in every checkpoint (the run config)
+    stop: StopSignals
+
+
+def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) -> dict[str, float]:
+    """This rank's share of one epoch from ``loop.step`` on; the item-weighted mean of every loss term.
+
+    After each step the ranks agree on two flags: a non-finite loss/gradient on any rank (the
+    batch is skipped or the run stops) and a stop signal on any rank (a checkpoint, then stop).
+    """
     loop.model.train()
-    sums: dict[str, float] = {}
-    count = 0
-    for step, batch in enumerate(loader, start=1):
-        with _autocast(d.device, loop.amp):
-            out = loop.model(model_inputs(batch, d.device))
-        if not all_ranks_finite(out.loss, d):
-            raise NonFiniteLossError(
-                f"the loss became {float(out.loss.detach())} at epoch {loop.epoch + 1}, step {step}; training stopped. "
-                f"The last good checkpoint is kept: {paths.last if loop.epoch else 'none (first epoch)'}. "
-                f"Try a lower --lr, --set amp=off, or --set grad_clip=1.0"
-            )
-        loop.optimizer.zero_grad(set_to_none=True)
-        loop.scaler.scale(out.loss).backward()
-        if cfg.grad_clip > 0:
-            loop.scaler.unscale_(loop.optimizer)
-            nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip)
-        loop.scaler.step(loop.optimizer)
-        loop.scaler.update()
+    for batch in train_loader(run.setup.train_data, run.cfg, run.d, loop.epoch, loop.step):
+        before = rng_state()
+        with _autocast(run.d.device, loop.amp):
+            out = loop.model(model_inputs(batch, run.d.device))
+        fault = backward(loop, out.loss, run.cfg)
+        bad, signum = max_over_ranks([float(bool(fault)), float(run.stop.signum)], run.d)
+        if bad:
+            skip_or_stop(loop, run, batch, fault, before)
+        else:
+            optimizer_step(loop, run.cfg)
+            add_loss_terms(loop.partial, out, len(batch["index"]))
         loop.scheduler.step()
-        n = len(batch["index"])
-        count += n
-        terms = {"loss": out.loss, **{f"loss_{k}": v for k, v in (getattr(out, "losses", None) or {}).items()}}
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(torch.as_tensor(value).detach()) * n
+        loop.step += 1
         on_step(float(out.loss.detach()))
-    return _reduce_means(sums, count, d)
+        if signum:
+            save_last(loop, run, gather(run.d, rng_state()))
+            raise interrupted(int(signum), f"epoch {loop.epoch + 1}, step {loop.step}", run.paths.last,
+                              run.paths.root, run.d.world)
+    means = _reduce_means(loop.partial, run.d)
+    means["train_skipped"] = sum(1 for s in loop.skipped if s["epoch"] == loop.epoch + 1)
+    loop.step, loop.partial = 0, {}
+    return means
 
 
-def _reduce_means(sums: dict[str, float], count: int, d: Dist) -> dict[str, float]:
-    names = sorted(sums)
-    values = torch.tensor([sums[k] for k in names] + [float(count)], dtype=torch.float64)
+def backward(loop: Loop, loss: torch.Tensor, cfg: TrainConfig) -> str:
+    """Backward pass (clipping too, without a grad scaler); says what is not finite, or ``""``.
+
+    Every rank runs the backward pass even with a bad loss: DDP's gradient all-reduce needs them all.
+    """
+    loop.optimizer.zero_grad(set_to_none=True)
+    loop.scaler.scale(loss).backward()
+    if not torch.isfinite(loss.detach()).all():
+        return f"the loss became {float(loss.detach())}"
+    if loop.scaler.is_enabled():
+        return ""  # an fp16 grad scaler skips steps with inf/NaN gradients and lowers its scale itself
+    if cfg.grad_clip > 0:
+        norm = nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip)
+    else:
+        norm = nn.utils.get_total_norm([p.grad for p in loop.model.parameters() if p.grad is not None])
+    return "" if torch.isfinite(norm) else f"the gradient norm became {float(norm)}"
+
+
+def optimizer_step(loop: Loop, cfg: TrainConfig) -> None:
+    if loop.scaler.is_enabled() and cfg.grad_clip > 0:
+        loop.scaler.unscale_(loop.optimizer)
+        nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip)
+    loop.scaler.step(loop.optimizer)
+    loop.scaler.update()
+
+
+def add_loss_terms(sums: dict[str, float], out: Any, n: int) -> None:
+    """Add a batch's loss terms, weighted by its ``n`` items, to the epoch's running sums."""
+    terms = {"loss": out.loss, **{f"loss_{k}": v for k, v in (getattr(out, "losses", None) or {}).items()}}
+    for name, value in terms.items():
+        sums[name] = sums.get(name, 0.0) + float(torch.as_tensor(value).detach()) * n
+    sums["items"] = sums.get("items", 0.0) + n
+
+
+def _reduce_means(sums: dict[str, float], d: Dist) -> dict[str, float]:
+    names = sorted(k for k in sums if k != "items")
+    values = torch.tensor([sums[k] for k in names] + [float(sums.get("items", 0.0))], dtype=torch.float64)
     if d.world > 1:
         dist.all_reduce(values)
     total = max(1.0, float(values[-1]))
     return {f"train_{k}": float(v) / total for k, v in zip(names, values[:-1].tolist())}
 
 
-def checkpoint_state(loop: Loop, rng: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
-    """What ``last.pt``/``best.pt`` hold: every state a resumed run needs."""
+def skip_or_stop(loop: Loop, run: Context, batch: dict[str, torch.Tensor], fault: str,
+                 before: dict[str, Any]) -> None:
+    """A batch with a non-finite loss or gradient: skip it while ``skip_nonfinite`` allows, else stop."""
+    reports = gather(run.d, (fault, [run.setup.train_data.ids[i] for i in batch["index"].tolist()]))
+    what = next(f for f, _ in reports if f)
+    ids = [item for f, items in reports if f for item in items]
+    where = f"epoch {loop.epoch + 1}, step {loop.step + 1}"
+    if len(loop.skipped) < run.cfg.skip_nonfinite:
+        loop.skipped.append({"epoch": loop.epoch + 1, "step": loop.step + 1, "fault": what, "items": ids})
+        log.warning("%s at %s (items %s); batch skipped (%d of %d allowed by skip_nonfinite)", what, where,
+                    ", ".join(ids), len(loop.skipped), run.cfg.skip_nonfinite)
+        return
+    kept = keep_good_state(loop, run, before)
+    listed = ", ".join(ids[:16]) + (", ..." if len(ids) > 16 else "")
+    skip = f" --skip-nonfinite {len(loop.skipped) + 1}"
+    raise NonFiniteLossError(
+        f"{what} at {where} (items {listed}); training stopped. {kept} To skip such batches: "
+        f"`{resume_command(run.paths.root, skip)}`; or train again with a lower --lr, --set amp=off "
+        f"or --set grad_clip=1.0")
+
+
+def keep_good_state(loop: Loop, run: Context, before: dict[str, Any]) -> str:
+    """Save the state before the bad batch while the weights are finite; say where the last good state is."""
+    if all(bool(torch.isfinite(p).all()) for p in loop.model.parameters()):
+        save_last(loop, run, gather(run.d, before))
+        return (f"The last good checkpoint is kept: {run.paths.last} now holds the state before this batch, "
+                f"so the run can be resumed.")
+    if run.paths.last.is_file():
+        return f"The last good checkpoint is kept: {run.paths.last} (the weights are no longer finite)."
+    return "No checkpoint was written: the weights are no longer finite and no epoch had finished."
+
+
+def save_last(loop: Loop, run: Context, rng: list[dict[str, Any]], best: bool = False) -> None:
+    """Write ``last.pt`` (and ``best.pt``) on rank 0, with every rank's RNG state and loss sums."""
+    partial = gather(run.d, dict(loop.partial))
+    if run.d.main:
+        state = checkpoint_state(loop, rng, partial, run.extra)
+        save_checkpoint(run.paths.last, state)
+        if best:
+            save_checkpoint(run.paths.best, state)
+    barrier(run.d)
+
+
+def checkpoint_state(loop: Loop, rng: list[dict[str, Any]], partial: list[dict[str, float]],
+                     extra: dict[str, Any]) -> dict[str, Any]:
+    """What ``last.pt``/``best.pt`` hold: every state a resumed run needs (plain data only)."""
     module = loop.model.module if hasattr(loop.model, "module") else loop.model
     return {
         "model": module.state_dict(), "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(), "scaler": loop.scaler.state_dict(),
-        "epoch": loop.epoch, "best_value": loop.best_value, "best_epoch": loop.best_epoch,
-        "best_valid": loop.best_valid, "bad_epochs": loop.bad_epochs, "history": loop.history,
-        "rng": rng, **extra,
+        "epoch": loop.epoch, "step": loop.step, "partial": partial, "skipped": loop.skipped,
+        "best_value": loop.best_value, "best_epoch": loop.best_epoch, "best_valid": loop.best_valid,
+        "bad_epochs": loop.bad_epochs, "history": loop.history, "rng": rng, **extra,
     }
 
 
 def restore(loop: Loop, state: dict[str, Any], d: Dist) -> None:
-    """Put a loop back where ``state`` left it, this rank's RNG included."""
+    """Put a loop back where ``state`` left it, this rank's RNG and loss sums included."""
     module = loop.model.module if hasattr(loop.model, "module") else loop.model
     module.load_state_dict(state["model"])
     loop.optimizer.load_state_dict(state["optimizer"])
@@ -336,6 +458,9 @@ def restore(loop: Loop, state: dict[str, Any], d: Dist) -> None:
     loop.scaler.load_state_dict(state["scaler"])
     for name in ("epoch", "best_value", "best_epoch", "best_valid", "bad_epochs", "history"):
         setattr(loop, name, state[name])
+    partial = state.get("partial") or [{}]
+    loop.step, loop.skipped = int(state.get("step", 0)), list(state.get("skipped", []))
+    loop.partial = dict(partial[d.rank % len(partial)])
     rng = state["rng"]
     if len(rng) != d.world:
         log.warning("checkpoint holds RNG states of %d processes, this run has %d; the resumed run "
@@ -414,43 +539,62 @@ def validate(loop: Loop, loader: DataLoader, setup: Setup, d: Dist) -> dict[str,
     return {"valid_loss": preds.loss, **{f"valid_{k}": v for k, v in values.items()}}
 
 
-def finish_epoch(loop: Loop, row: dict[str, Any], setup: Setup, cfg: TrainConfig, d: Dist,
-                 paths: RunPaths, extra: dict[str, Any]) -> bool:
+def finish_epoch(loop: Loop, row: dict[str, Any], run: Context) -> bool:
     """Record the epoch, update the best, write checkpoints; True when early stopping fires."""
     loop.epoch += 1
-    value = row[f"valid_{setup.key}"]
-    improved = M.is_better(value, loop.best_value, setup.facts.higher_is_better)
+    value = row[f"valid_{run.setup.key}"]
+    improved = M.is_better(value, loop.best_value, run.setup.facts.higher_is_better)
     if improved:
         loop.best_value, loop.best_epoch, loop.bad_epochs = value, loop.epoch, 0
         loop.best_valid = {k[len("valid_"):]: v for k, v in row.items() if k.startswith("valid_")}
     else:
         loop.bad_epochs += 1
     loop.history.append({"epoch": loop.epoch, **row, "best": improved})
-    rng = gather(d, rng_state())
-    if d.main:
-        state = checkpoint_state(loop, rng, extra)
-        save_checkpoint(paths.last, state)
-        if improved:
-            save_checkpoint(paths.best, state)
-    barrier(d)
+    save_last(loop, run, gather(run.d, rng_state()), best=improved)
+    return stopped_early(loop, run.cfg)
+
+
+def stopped_early(loop: Loop, cfg: TrainConfig) -> bool:
     return cfg.patience > 0 and loop.bad_epochs >= cfg.patience
 
 
-def run_epochs(loop: Loop, setup: Setup, cfg: TrainConfig, d: Dist, paths: RunPaths,
-               callbacks: Sequence[Callable[[int, dict], None]], show: bool, extra: dict[str, Any]) -> bool:
-    """Train from ``loop.epoch`` to ``cfg.epochs``; True when stopped early."""
-    logger = RunLogger(paths, d.main, loop.epoch)
+@contextmanager
+def cache_guard(loop: Loop, run: Context) -> Iterator[None]:
+    """Turn a read failure of a cache that has vanished (deleted, moved, unmounted) into a clear message."""
+    cache = run.setup.train_data.cache_dir
+    try:
+        if not (cache / MANIFEST).is_file():
+            raise FileNotFoundError(cache / MANIFEST)
+        yield
+    except (CacheError, OSError) as error:
+        if (cache / MANIFEST).is_file():
+            raise
+        kept = (f"{run.paths.last} (epoch {loop.epoch}) is kept" if run.paths.last.is_file()
+                else "no checkpoint had been written yet")
+        raise TrainingError(
+            f"the feature cache {cache} was removed or moved during training (epoch {loop.epoch + 1}); {kept}. "
+            f"Put the cache back, then continue with `{resume_command(run.paths.root)}`") from error
+
+
+def run_epochs(loop: Loop, run: Context, callbacks: Sequence[Callable[[int, dict], None]], show: bool) -> bool:
+    """Train from where ``loop`` stands to ``cfg.epochs``; True when stopped early."""
+    setup, cfg, d = run.setup, run.cfg, run.d
+    if stopped_early(loop, cfg):
+        return True
+    logger = RunLogger(run.paths, d.main, loop.epoch)
     valid = eval_loader(setup.valid_data, cfg, d)
+    steps = len(train_loader(setup.train_data, cfg, d, loop.epoch))
     try:
         with epoch_progress(show and d.main) as bar:
             while loop.epoch < cfg.epochs:
-                loader = train_loader(setup.train_data, cfg, d, loop.epoch)
-                task = bar.add_task(f"epoch {loop.epoch + 1}/{cfg.epochs}", total=len(loader), loss="-", valid="")
+                task = bar.add_task(f"epoch {loop.epoch + 1}/{cfg.epochs}", total=steps, completed=loop.step,
+                                    loss="-", valid="")
                 on_step = lambda loss: bar.update(task, advance=1, loss=f"{loss:.4f}")  # noqa: E731
-                row = train_one_epoch(loop, loader, cfg, d, paths, on_step)
-                row.update(validate(loop, valid, setup, d))
+                with cache_guard(loop, run):
+                    row = train_one_epoch(loop, run, on_step)
+                    row.update(validate(loop, valid, setup, d))
                 row["lr"] = loop.optimizer.param_groups[0]["lr"]
-                stop = finish_epoch(loop, row, setup, cfg, d, paths, extra)
+                stop = finish_epoch(loop, row, run)
                 bar.update(task, valid=f"valid {setup.key} {row[f'valid_{setup.key}']:.4f}")
                 logger.epoch(loop.history)
                 for callback in callbacks:
@@ -459,9 +603,37 @@ def run_epochs(loop: Loop, setup: Setup, cfg: TrainConfig, d: Dist, paths: RunPa
                     log.info("early stopping after epoch %d: no better valid %s for %d epochs",
                              loop.epoch, setup.key, cfg.patience)
                     return True
+                _, signum = max_over_ranks([0.0, float(run.stop.signum)], d)
+                if signum:
+                    raise interrupted(int(signum), f"the end of epoch {loop.epoch}", run.paths.last,
+                                      run.paths.root, d.world)
     finally:
         logger.close(loop.history, setup.key)
     return False
+
+
+def resume_from(loop: Loop, paths: RunPaths, config: dict[str, Any], d: Dist) -> None:
+    """Continue ``loop`` from ``last.pt``, refusing a checkpoint whose run config no longer matches."""
+    state = load_checkpoint(paths.last, d.device)
+    differences = config_differences(state.get("config", {}), config)
+    if differences:
+        raise TrainingError(
+            f"cannot resume {paths.root}: the run's settings or its cache no longer match its checkpoint "
+            f"({'; '.join(differences)}). Put back the original config.json and cache, or start a new run "
+            f"with `hcm train`")
+    restore(loop, state, d)
+    log.info("resuming %s at epoch %d, step %d", paths.root, loop.epoch + 1, loop.step)
+
+
+def check_run_folder(paths: RunPaths, resume: bool) -> None:
+    """A resumed run needs a checkpoint; a new run needs a folder without one."""
+    if resume and not paths.last.is_file():
+        raise TrainingError(
+            f"run {paths.root} has no checkpoint yet ({paths.last} is missing), so there is nothing to resume: "
+            f"it stopped before its first checkpoint. Start a new run with `hcm train` (this folder can be "
+            f"deleted)")
+    if not resume and paths.config.exists():
+        raise TrainingError(f"{paths.root} already holds a run; continue it with `{resume_command(paths.root)}`")
 
 
 def train(cache_dir: str | os.PathLike, run_dir: str | os.PathLike, train_cfg: TrainConfig,
@@ -476,28 +648,28 @@ def train(cache_dir: str | os.PathLike, run_dir: str | os.PathLike, train_cfg: T
         train_cfg / model_cfg: settings; the model's input widths and task come from the cache.
         facts: dataset facts (default: ``configs/datasets/<cache dataset>.json``).
         model_factory: ``"module:Name"`` or a callable taking the ModelConfig (default HCMNet).
-        resume: continue from ``checkpoints/last.pt`` of ``run_dir``.
+        resume: continue from ``checkpoints/last.pt`` of ``run_dir`` (mid-epoch if it stopped there).
         callbacks: called as ``callback(epoch, row)`` after each epoch is saved.
         progress: show the per-epoch progress bars.
+
+    Raises :class:`~hcm.training.faults.TrainingInterrupted` (exit code 130/143) after saving a
+    checkpoint when SIGINT/SIGTERM arrives, and ``NonFiniteLossError`` on a non-finite loss or gradient.
     """
     d = setup_distributed(train_cfg.device)
     paths = RunPaths(Path(run_dir))
-    cache_dir = Path(cache_dir)
-    if not resume and paths.config.exists():
-        raise TrainingError(f"{paths.root} already holds a run; continue it with `hcm train --resume --run {paths.root}`")
-    setup = prepare(cache_dir, train_cfg, model_cfg, facts)
-    factory = model_factory if model_factory is not None else DEFAULT_MODEL
-    config = run_config(setup, train_cfg, cache_dir, factory_path(factory), d)
-    steps = len(train_loader(setup.train_data, train_cfg, d, 0))
-    loop = new_loop(setup, train_cfg, d, factory, steps)
-    if resume and paths.last.is_file():
-        restore(loop, load_checkpoint(paths.last, d.device), d)
-        log.info("resuming %s after epoch %d", paths.root, loop.epoch)
-    elif d.main:
-        paths.root.mkdir(parents=True, exist_ok=True)
-        write_json(paths.config, config)
-    extra = {"config": config}
-    stopped = run_epochs(loop, setup, train_cfg, d, paths, callbacks, progress, extra)
+    check_run_folder(paths, resume)
+    with StopSignals() as stop:
+        setup = prepare(Path(cache_dir), train_cfg, model_cfg, facts)
+        factory = model_factory if model_factory is not None else DEFAULT_MODEL
+        config = run_config(setup, train_cfg, Path(cache_dir), factory_path(factory), d)
+        loop = new_loop(setup, train_cfg, d, factory, len(train_loader(setup.train_data, train_cfg, d, 0)))
+        if resume:
+            resume_from(loop, paths, config, d)
+        elif d.main:
+            paths.root.mkdir(parents=True, exist_ok=True)
+            write_json(paths.config, config)
+        run = Context(setup, train_cfg, d, paths, {"config": config}, stop)
+        stopped = run_epochs(loop, run, callbacks, progress)
     return RunResult(paths.root, setup.key, setup.facts.higher_is_better, loop.best_epoch,
                      loop.best_value if loop.best_value is not None else math.nan, loop.best_valid,
                      loop.epoch, stopped, loop.history)

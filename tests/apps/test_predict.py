@@ -14,6 +14,7 @@ from hcm.apps.predict import NO_TEXT_NOTE, describe
 from hcm.apps.train import TrainRequest, train_in_workspace
 from hcm.pipeline.extract import extract
 from hcm.pipeline.sample import make_sample
+from hcm_pickles import RunsCode
 
 runner = CliRunner()
 TINY_MODEL = {"epochs": 1, "batch_size": 4, "d_model": 16, "num_heads": 2, "m_ctn": 2, "m_gcn": 1, "m_c": 1,
@@ -108,3 +109,17 @@ def test_classification_output_ranks_the_classes() -> None:
     out = describe(torch.tensor([0.0, 2.0, 1.0]), config)
     assert out["label"] == "happy" and list(out["probabilities"]) == ["happy", "neutral", "sad"]
     assert out["score"] is None and abs(sum(out["probabilities"].values()) - 1) < 1e-5
+
+
+def test_a_downloaded_run_with_code_in_its_checkpoint_is_refused(trained: dict, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    run, marker = tmp_path / trained["run"].name, tmp_path / "code-ran"
+    shutil.copytree(trained["run"], run)
+    state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    torch.save({**state, "note": RunsCode(marker)}, run / "checkpoints" / "best.pt")
+    result = invoke(trained, trained["clip"], "--text", "fine", "--run", run)
+    assert result.exit_code == 1 and "refused" in result.stderr and "builtins.exec" in result.stderr
+    assert not marker.exists()

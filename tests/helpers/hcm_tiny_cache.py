@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from hcm.cache.schema import CacheMeta, FeatureSpec, Item
@@ -47,9 +48,19 @@ def make_item(i: int, split: str, rng: np.random.Generator, task: str) -> Item:
                 position=i % 4, features=features, masks={"text": True, "video": True, "audio": True})
 
 
+def mask(item: Item, modality: str) -> None:
+    """Mark ``modality`` of ``item`` absent, as extraction does for a missing or broken medium (0 rows)."""
+    item.masks[modality] = False
+    for name in STREAMS[modality]:
+        item.features[name] = item.features[name][:0]
+
+
 def build_cache(directory: Path, n: int = 48, task: str = "regression", dataset: str = "sample",
-                profile: str = "tiny", seed: int = 0) -> Path:
-    """A cache of ``n`` items: 2/3 train, 1/6 valid, 1/6 test, in shards of 16."""
+                profile: str = "tiny", seed: int = 0, masked: dict[str, list[str]] | None = None) -> Path:
+    """A cache of ``n`` items: 2/3 train, 1/6 valid, 1/6 test, in shards of 16.
+
+    ``masked``: item id -> the modalities stored as absent for it (e.g. ``{"clip045": ["video"]}``).
+    """
     meta = CacheMeta(dataset=dataset, profile=profile, task=task,
                      classes=CLASSES if task == "classification" else None,
                      recipe={"synthetic": seed}, features=specs(), shard_size=16)
@@ -57,8 +68,25 @@ def build_cache(directory: Path, n: int = 48, task: str = "regression", dataset:
     splits = ["train"] * (n * 2 // 3) + ["valid"] * (n // 6)
     splits += ["test"] * (n - len(splits))
     items = [make_item(i, split, rng, task) for i, split in enumerate(splits)]
+    for item in items:
+        for modality in (masked or {}).get(item.id, []):
+            mask(item, modality)
     writer = CacheWriter(directory, meta)
     for k in range(0, n, 16):
         writer.write_shard(k // 16, items[k:k + 16], [])
     writer.finalize(n)
     return directory
+
+
+def plant_nan(cache: Path, item_id: str, stream: str = "roberta") -> None:
+    """Overwrite every row of ``stream`` of ``item_id`` with NaN in its shard, as a damaged encoder
+    output would be (the writer refuses NaN, so this edits the HDF5 file in place)."""
+    for shard in sorted(cache.glob("*.h5")):
+        with h5py.File(shard, "r+") as f:
+            ids = list(f["items/id"].asstr()[()])
+            if item_id in ids:
+                row = ids.index(item_id)
+                start, stop = f[f"features/{stream}/offsets"][row:row + 2]
+                f[f"features/{stream}/data"][start:stop] = np.nan
+                return
+    raise KeyError(f"{item_id} is not in {cache}")
