@@ -279,30 +279,38 @@ def _find_esresnext(options: WeightOptions) -> tuple[Path | None, str]:
     )
 
 
-def resolve_weights(profile: Profile, options: WeightOptions) -> ResolvedWeights:
+def resolve_weights(profile: Profile, options: WeightOptions, check_parser: bool = True) -> ResolvedWeights:
     """Find every weight ``profile`` needs, or raise MissingWeightsError listing all that are missing.
 
-    Checks only files and caches (and, when not offline, one quick network probe per source), so
-    it answers within seconds; the spaCy parser is checked here too.
+    Only the encoders in ``profile.encoders`` are looked for; a tiny profile needs no file unless
+    its RoBERTa names a real model. Checks only files and caches (and, when not offline, one
+    quick network probe per source), so it answers within seconds; the spaCy parser is checked
+    here too unless ``check_parser`` is off (a caller with its own fallback graph).
     """
     problems: list[str] = []
-    try:
-        choose_parser(profile.parser)
-    except Exception as exc:  # ParserError: reported with the weights, not alone
-        problems.append(str(exc))
-    if profile.tiny:
-        if problems:
-            raise MissingWeightsError(_missing_message(profile, problems))
-        return ResolvedWeights(tiny_seed=profile.seed)
-    roberta, why_roberta = _find_roberta(options, profile.roberta.model)
-    effnet, why_effnet = _find_efficientnet(options, profile.efficientnet.model)
-    clip, why_clip = _find_clip(options)
-    vocab, why_vocab = _find_clip_vocab(options)
-    esresnext, why_esresnext = _find_esresnext(options)
-    problems += [why for why in (why_roberta, why_effnet, why_clip, why_vocab, why_esresnext) if why]
+    if check_parser:
+        try:
+            choose_parser(profile.parser)
+        except Exception as exc:  # ParserError: reported with the weights, not alone
+            problems.append(str(exc))
+    wanted = set(profile.encoders)
+    finders = {
+        "roberta": ("roberta" in wanted and not profile.roberta.tiny,
+                    lambda: _find_roberta(options, profile.roberta.model)),
+        "efficientnet": ("efficientnet" in wanted and not profile.tiny,
+                         lambda: _find_efficientnet(options, profile.efficientnet.model)),
+        "clip": (bool(wanted & {"clip_text", "clip_image"}) and not profile.tiny, lambda: _find_clip(options)),
+        "clip_vocab": ("clip_text" in wanted and not profile.tiny, lambda: _find_clip_vocab(options)),
+        "esresnext": ("esresnext" in wanted and not profile.tiny, lambda: _find_esresnext(options)),
+    }
+    found = {}
+    for name, (needed, find) in finders.items():
+        if needed:
+            found[name], why = find()
+            problems += [why] if why else []
     if problems:
         raise MissingWeightsError(_missing_message(profile, problems))
-    return ResolvedWeights(roberta, effnet, clip, esresnext, vocab, tiny_seed=None)
+    return ResolvedWeights(**found, tiny_seed=profile.seed if profile.tiny else None)
 
 
 def _missing_message(profile: Profile, problems: list[str]) -> str:

@@ -185,9 +185,11 @@ class RobertaEncoder(Encoder):
         self.weights_id = weights_id
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str) -> "RobertaEncoder":
+    def from_profile(cls, profile: Any, weights: Any, device: torch.device | str,
+                     parser: Any = None) -> "RobertaEncoder":
+        """The profile's RoBERTa; ``parser`` (default: the profile's spaCy parser) makes the text graph."""
         settings: RobertaSettings = profile.roberta
-        parser = DependencyParser(profile.parser)
+        parser = parser or DependencyParser(profile.parser)
         if settings.tiny:
             from transformers import RobertaConfig, RobertaModel
 
