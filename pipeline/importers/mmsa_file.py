@@ -131,7 +131,8 @@ def _strings(path: Path, split: str, key: str, values: Any) -> list[str]:
             except UnicodeDecodeError as exc:
                 raise MmsaFileError(f"{path}: {split}[{key!r}] row {row} is not UTF-8 text ({exc})") from exc
         if not isinstance(value, str):
-            raise MmsaFileError(f"{path}: {split}[{key!r}] row {row} is a {type(value).__name__}, expected a string")
+            raise MmsaFileError(f"{path}: {split}[{key!r}] row {row} holds a value of type {type(value).__name__}, "
+                                f"expected a string")
         out.append(str(value))
     return out
 
@@ -161,7 +162,7 @@ def _check_labels(path: Path, split: str, labels: np.ndarray, ids: list[str], la
     low, high = label_range
     bad = np.flatnonzero(~np.isfinite(labels) | (labels < low) | (labels > high))
     if bad.size:
-        shown = ", ".join(f"row {i} ({ids[i]!r}) = {labels[i]!r}" for i in bad[:SHOWN])
+        shown = ", ".join(f"row {i} ({ids[i]!r}) = {float(labels[i])!r}" for i in bad[:SHOWN])
         raise MmsaFileError(
             f"{path}: {bad.size} regression label(s) of split {split!r} are not finite numbers in "
             f"[{low:g}, {high:g}], the range of --dataset {dataset}: {shown}. Check that the file is a "
