@@ -10,11 +10,15 @@ rows; aligned files pad some sequences with all-zero rows at the end.
 
 from __future__ import annotations
 
+import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from hcm.pipeline.importers import mmsa as mmsa_importer
 
 WIDTHS = {"mosi": (5, 20), "mosei": (74, 35), "sims": (33, 709)}  # (audio, vision) as in the real files
 RANGES = {"mosi": 3.0, "mosei": 3.0, "sims": 1.0}
@@ -119,3 +123,20 @@ def write_file(path: Path, spec: Spec, arrays: dict | None = None) -> Path:
     protocol = pickle.HIGHEST_PROTOCOL if spec.tool_format else 2
     path.write_bytes(pickle.dumps(data, protocol=protocol))
     return path
+
+
+_BUILT: dict[tuple, list] = {}
+
+
+@pytest.fixture(autouse=True)
+def reuse_encoders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build each set of tiny text encoders once (the tiny CLIP takes seconds); encoding is stateless."""
+    build = mmsa_importer.build_text_encoders
+
+    def cached(profile, weights, device, parser):
+        key = (json.dumps(profile.recipe(), sort_keys=True), type(parser).__name__, str(device))
+        if key not in _BUILT:
+            _BUILT[key] = build(profile, weights, device, parser)
+        return _BUILT[key]
+
+    monkeypatch.setattr(mmsa_importer, "build_text_encoders", cached)

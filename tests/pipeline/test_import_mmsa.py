@@ -13,30 +13,12 @@ from hcm.cache import CacheError, FeatureCache
 from hcm.cache.inspect import verify_report
 from hcm.core.errors import UsageError
 from hcm.pipeline.encoders.graph import ChainParser
-from hcm.pipeline.importers import mmsa as mmsa_importer
 from hcm.pipeline.importers.mmsa import import_mmsa
 from hcm.pipeline.importers.mmsa_file import MmsaFileError, UnsafePickleError, read_mmsa_file
 
-from mmsa_files import Spec, make_arrays, write_file
+from mmsa_files import Spec, make_arrays, reuse_encoders, write_file  # noqa: F401  (fixture)
 
 SPLITS = ("train", "valid", "test")
-_BUILT: dict[tuple, list] = {}
-
-
-@pytest.fixture(autouse=True)
-def reuse_encoders(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Build each set of tiny text encoders once (the tiny CLIP takes seconds); encoding is stateless."""
-    build = mmsa_importer.build_text_encoders
-
-    def cached(profile, weights, device, parser):
-        key = (json.dumps(profile.recipe(), sort_keys=True), type(parser).__name__, str(device))
-        if key not in _BUILT:
-            _BUILT[key] = build(profile, weights, device, parser)
-        return _BUILT[key]
-
-    monkeypatch.setattr(mmsa_importer, "build_text_encoders", cached)
-
-
 def _import(tmp_path: Path, spec: Spec, arrays: dict | None = None, name: str = "cache", **options) -> tuple:
     source = write_file(tmp_path / f"{spec.dataset}.pkl", spec, arrays)
     summary = import_mmsa(source, spec.dataset, "tiny", out=tmp_path / name, progress=False, **options)
