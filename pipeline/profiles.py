@@ -208,7 +208,7 @@ def _hf_cached(repo: str) -> bool:
         return isinstance(try_to_load_from_cache(repo, filename, cache_dir=hf_cache_dir()), str)
 
     return (cached("config.json") and (cached("model.safetensors") or cached("pytorch_model.bin"))
-            and (cached("tokenizer.json") or cached("vocab.json")))
+            and (cached("tokenizer.json") or cached("vocab.json") or cached("vocab.txt")))
 
 
 def _find_roberta(options: WeightOptions, model: str) -> tuple[str | None, str]:

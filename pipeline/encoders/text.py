@@ -146,6 +146,13 @@ def _keep_range(n: int, first: int, last: int, budget: int) -> tuple[int, int, s
     return first - take_left, last + take_right, note
 
 
+def _special_id(tokenizer: Any, roberta_name: str, bert_name: str) -> int:
+    """``<s>``/``</s>`` of RoBERTa-type tokenizers, ``[CLS]``/``[SEP]`` of BERT-type ones (e.g.
+    Chinese RoBERTa-wwm checkpoints, which use BERT's tokenizer)."""
+    value = getattr(tokenizer, f"{roberta_name}_token_id", None)
+    return value if value is not None else getattr(tokenizer, f"{bert_name}_token_id")
+
+
 def text_window(tokenizer: Any, utterance: Any, context: int, max_length: int) -> TextWindow:
     """Tokenise ``utterance`` with its context, truncating as the module docstring says."""
     joined, start, current = join_window(utterance, context)
@@ -161,7 +168,7 @@ def text_window(tokenizer: Any, utterance: Any, context: int, max_length: int) -
     spans = np.where(is_current[:, None], offsets - start, -1)
     outside = np.array([[-1, -1]])
     return TextWindow(
-        input_ids=np.concatenate([[tokenizer.bos_token_id], ids, [tokenizer.eos_token_id]]),
+        input_ids=np.concatenate([[_special_id(tokenizer, "bos", "cls")], ids, [_special_id(tokenizer, "eos", "sep")]]),
         current=np.concatenate([[0], is_current, [0]]).astype(np.uint8),
         spans=np.concatenate([outside, spans, outside]),
         current_text=current,

@@ -219,3 +219,24 @@ def test_chain_parser_words() -> None:
     (chinese, english) = ChainParser().parse(["我很喜欢 it", "so  good today"])
     assert [(w.start, w.end, w.head) for w in chinese] == [(0, 1, 0), (1, 2, 0), (2, 3, 1), (3, 4, 2), (5, 7, 3)]
     assert [(w.start, w.end, w.head) for w in english] == [(0, 2, 0), (4, 8, 0), (9, 14, 1)]
+
+
+def test_a_bert_type_chinese_tokenizer_gets_cls_and_sep_and_chain_edges() -> None:
+    from types import SimpleNamespace
+
+    from transformers import BertTokenizerFast
+
+    from hcm.pipeline.encoders.graph import dependency_edges
+    from hcm.pipeline.encoders.text import text_window
+
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"我说很喜欢电影"]
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)})
+    assert tokenizer.bos_token_id is None  # BERT-type: no <s>, so [CLS] opens the window
+    utterance = SimpleNamespace(text="很喜欢", context_before=["我说"], context_after=["电影"])
+    window = text_window(tokenizer, utterance, 2, 64)
+    assert window.input_ids[0] == tokenizer.cls_token_id and window.input_ids[-1] == tokenizer.sep_token_id
+    rows = np.flatnonzero(window.current)
+    assert tokenizer.convert_ids_to_tokens(window.input_ids[rows].tolist()) == ["很", "喜", "欢"]
+    (words,) = ChainParser().parse([window.current_text])
+    edges = dependency_edges(words, window.spans, rows)
+    assert edges.tolist() == [[rows[0], rows[1]], [rows[1], rows[2]]]
