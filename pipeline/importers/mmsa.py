@@ -374,4 +374,5 @@ def import_command(workspace: Workspace, path: Path, dataset: str, quiet: bool =
     def work() -> None:
         print(import_mmsa(path, dataset, workspace=workspace, progress=not quiet, **options).format())
 
-    return report_errors(work, also=(CacheError, EncoderError))
+    return report_errors(work, also=(CacheError, EncoderError),
+                         interrupted="interrupted; finished shards are kept and the same command resumes")

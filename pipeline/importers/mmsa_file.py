@@ -120,11 +120,14 @@ class MmsaFile:
         return sum(len(s) for s in self.splits.values())
 
 
-def _strings(path: Path, split: str, key: str, values: Any) -> list[str]:
+def _strings(path: Path, split: str, key: str, values: Any, none_ok: bool = False) -> list[str]:
+    """``values`` as Python strings (bytes decoded as UTF-8; ``None`` read as "" where ``none_ok``)."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise MmsaFileError(f"{path}: {split}[{key!r}] is a {type(values).__name__}, expected an array of strings")
     out = []
     for row, value in enumerate(values):
+        if value is None and none_ok:
+            value = ""
         if isinstance(value, bytes):
             try:
                 value = value.decode("utf-8")
@@ -192,7 +195,7 @@ def read_split(path: Path, name: str, raw: Any, label_range: tuple[float, float]
                             f"An MMSA file needs {list(REQUIRED_KEYS)} in every split.")
     ids = _strings(path, name, "id", raw["id"])
     n = len(ids)
-    texts = _strings(path, name, "raw_text", raw["raw_text"])
+    texts = _strings(path, name, "raw_text", raw["raw_text"], none_ok=True)
     if len(texts) != n:
         raise MmsaFileError(f"{path}: split {name!r} has {n} ids but {len(texts)} raw_text entries")
     labels = _numbers(path, name, "regression_labels", raw["regression_labels"], n)

@@ -149,7 +149,7 @@ def test_unusable_rows_and_modalities_are_reported(tmp_path: Path) -> None:
     train = arrays["train"]
     train["id"][5] = train["id"][4]  # repeated id
     train["id"][6] = ""
-    train["raw_text"][7] = "   "
+    train["raw_text"][7] = None  # a missing transcript: imported with the text masked
     train["vision_lengths"][8] = 0
     train["audio_lengths"][9] = 99  # more than the 10 stored rows
     train["audio"][10, 1, 2] = -np.inf  # COVAREP's -inf, zeroed by MMSA's loader
