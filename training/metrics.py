@@ -188,6 +188,7 @@ def summarize_seeds(per_seed: Sequence[dict[str, float]]) -> dict[str, dict[str,
 # --------------------------------------------------------------------------- MMSA's CH-SIMS set and key names
 
 SIMS = "sims"
+METRIC_SETS = ("", SIMS)  # "" chooses by task
 #: Class boundaries of MMSA's CH-SIMS accuracies; class k is the half-open interval (b[k], b[k + 1]].
 SIMS_BOUNDARIES = {2: (-1.01, 0.0, 1.01), 3: (-1.01, -0.1, 0.1, 1.01), 5: (-1.01, -0.7, -0.1, 0.1, 0.7, 1.01)}
 #: MMSA's key -> hcm's metric name, per metric set ("" is the MOSI/MOSEI regression set).

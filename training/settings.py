@@ -16,6 +16,7 @@ from hcm.core.configs import check_keys, configs_dir
 from hcm.core.files import read_json_object
 from hcm.core.names import CLASSIFICATION, MODALITIES, REGRESSION
 from hcm.model.config import ModelConfig
+from hcm.training.metrics import METRIC_SETS
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class DatasetFacts:
             )
         if self.task == REGRESSION and self.label_range is None:
             raise ValueError(f"dataset {self.name!r}: a regression dataset needs label_range [low, high]")
+        if self.metrics not in METRIC_SETS:
+            raise ValueError(f"dataset {self.name!r}: metrics must be one of {METRIC_SETS}, got {self.metrics!r}")
         missing = [m for m in MODALITIES if not self.streams.get(m)]
         if missing:
             raise ValueError(f"dataset {self.name!r}: no streams listed for modality {missing}")

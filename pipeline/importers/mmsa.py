@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hcm import __version__
-from hcm.cache import CacheMeta, CacheWriter, Failure, FeatureSpec, Item
+from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item
 from hcm.cache.manifest import sha256_file
 from hcm.core.configs import configs_dir
 from hcm.core.errors import UsageError, report_errors
@@ -42,8 +42,13 @@ from hcm.core.progress import progress_bar
 from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets.base import Utterance, attach_context
 from hcm.pipeline.datasets.mosei import _clip_order
-from hcm.pipeline.importers.mmsa_file import LENGTH_KEYS, MmsaFile, MmsaSplit, read_mmsa_file, sequence_rows
-from hcm.pipeline.profiles import Profile, WeightOptions, get_profile
+from hcm.pipeline.encoders import image  # noqa: F401  (importing registers clip_text)
+from hcm.pipeline.encoders.base import EncoderError, create_encoder
+from hcm.pipeline.encoders.graph import ChainParser, ParserError, choose_parser
+from hcm.pipeline.encoders.text import RobertaEncoder
+from hcm.pipeline.extract import Decoded, choose_device, encode_batch, inference_threads
+from hcm.pipeline.importers.mmsa_file import MmsaFile, MmsaSplit, read_mmsa_file, sequence_rows
+from hcm.pipeline.profiles import MissingWeightsError, Profile, WeightOptions, get_profile, resolve_weights
 
 log = logging.getLogger(__name__)
 SOURCE_FORMAT = "mmsa"
@@ -84,7 +89,10 @@ def import_profile(name: str, info: MmsaDataset, text_model: str | None = None,
                    spacy_model: str | None = None) -> Profile:
     """The extraction profile ``name`` reduced to the text encoders, with the dataset's text model
     (paper profile) and parser, or the ones the user names."""
-    profile = get_profile(name, spacy_model=spacy_model or info.spacy_model or None)
+    try:
+        profile = get_profile(name, spacy_model=spacy_model or info.spacy_model or None)
+    except ValueError as error:
+        raise UsageError(f"--profile: {error}") from error
     model = text_model or (info.text_model if not profile.roberta.tiny else None)
     roberta = replace(profile.roberta, model=model) if model else profile.roberta
     return replace(profile, roberta=roberta, encoders=info.text_encoders)
@@ -93,8 +101,6 @@ def import_profile(name: str, info: MmsaDataset, text_model: str | None = None,
 def text_graph_parser(profile: Profile, info: MmsaDataset) -> tuple[Any, list[str]]:
     """``(None, [])`` when the profile's spaCy parser is installed, else the chain-graph fallback
     and its one-line warning (datasets with ``chain_fallback``) or a UsageError."""
-    from hcm.pipeline.encoders.graph import ChainParser, ParserError, choose_parser
-
     try:
         choose_parser(profile.parser)
         return None, []
@@ -111,10 +117,6 @@ def text_graph_parser(profile: Profile, info: MmsaDataset) -> tuple[Any, list[st
 
 def build_text_encoders(profile: Profile, weights: Any, device: Any, parser: Any) -> list[Any]:
     """The profile's text encoders; RoBERTa gets ``parser`` (None: the profile's spaCy parser)."""
-    import hcm.pipeline.encoders.image  # noqa: F401  (importing registers clip_text)
-    from hcm.pipeline.encoders.base import create_encoder
-    from hcm.pipeline.encoders.text import RobertaEncoder
-
     return [RobertaEncoder.from_profile(profile, weights, device, parser) if name == "roberta"
             else create_encoder(name, profile, weights, device) for name in profile.encoders]
 
@@ -244,8 +246,6 @@ class _Run:
 
 def decode_row(split: MmsaSplit, planned: Planned, trim: bool) -> tuple[Any, dict[str, np.ndarray]]:
     """The row as extraction's ``Decoded`` (masks, notes) and its ``mmsa_*`` streams."""
-    from hcm.pipeline.extract import Decoded
-
     utterance = planned.utterance
     decoded = Decoded(utterance, masks={"text": bool(utterance.text.strip())})
     if not decoded.masks["text"]:
@@ -266,8 +266,6 @@ def decode_row(split: MmsaSplit, planned: Planned, trim: bool) -> tuple[Any, dic
 
 def write_shard(run: _Run, k: int, entries: Sequence[Planned], advance: Any) -> None:
     """Encode the text of shard ``k``'s rows, add their sequences, write the shard."""
-    from hcm.pipeline.extract import encode_batch
-
     failures = [p.failure for p in entries if p.failure is not None]
     advance(len(failures))
     rows = [decode_row(run.data.splits[p.split], p, run.trim) for p in entries if p.utterance is not None]
@@ -325,9 +323,6 @@ def import_mmsa(path: str | Path, dataset: str, profile: str = "paper", *, out: 
         trust_pickle: load with the plain pickle module (runs whatever the file says).
         aligned_rows: ``trim`` (drop all-zero rows at both ends) or ``all`` (aligned files only).
     """
-    from hcm.pipeline.extract import choose_device, inference_threads
-    from hcm.pipeline.profiles import MissingWeightsError, resolve_weights
-
     started = time.perf_counter()
     if aligned_rows not in ALIGNED_ROWS or batch_size < 1 or shard_size < 1:
         raise UsageError(f"--aligned-rows must be one of {ALIGNED_ROWS} (got {aligned_rows!r}); "
@@ -368,9 +363,6 @@ def _run_shards(run: _Run, planned: list[Planned], shard_size: int, progress: bo
 
 def import_command(workspace: Workspace, path: Path, dataset: str, quiet: bool = False, **options: Any) -> int:
     """``hcm import mmsa``: run :func:`import_mmsa`, print the summary or a clear error; the exit code."""
-    from hcm.cache import CacheError
-    from hcm.pipeline.encoders.base import EncoderError
-
     def work() -> None:
         print(import_mmsa(path, dataset, workspace=workspace, progress=not quiet, **options).format())
 
