@@ -267,6 +267,41 @@ def ablate_command(
     raise typer.Exit(run_ablate(ctx.obj, request))
 
 
+import_app = typer.Typer(help="Import other frameworks' feature files as hcm feature caches.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("mmsa")
+def import_mmsa_command(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="mosi, mosei or sims (decides label range, metrics, text language)."),
+    profile: str = typer.Option("paper", "--profile", "-p", help="Text encoders: paper (RoBERTa-large, CLIP; sims: xlm-roberta-large) or tiny."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/mmsa-<profile>)."),
+    text_model: Optional[str] = typer.Option(None, "--text-model", help="Hugging Face id or folder of the RoBERTa-type text model."),
+    spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline for the text graph (sims: zh_core_web_sm; chain graphs without it)."),
+    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Folder with RN50.pt or AudioCLIP-Full-Training.pt, bpe_simple_vocab_16e6.txt.gz, model folders."),
+    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt (clip_text, mosi/mosei)."),
+    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Load with plain pickle, which runs any code the file holds. Default: a reader that builds only arrays, lists, dicts, strings and numbers."),
+    aligned_rows: str = typer.Option("trim", "--aligned-rows", help="Aligned files: trim (drop all-zero rows at both ends) or all."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Utterances per text-encoder batch."),
+    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Turn an MMSA feature file into an hcm feature cache; then `hcm train` works on it (see docs/datasets.md)."""
+    from hcm.pipeline.importers.mmsa import import_command
+    from hcm.pipeline.profiles import WeightOptions
+
+    weights = WeightOptions(weights_dir, {"roberta": text_model, "clip": clip_weights, "clip_vocab": clip_vocab})
+    raise typer.Exit(import_command(
+        ctx.obj, file, dataset, quiet=quiet, profile=profile, out=out, text_model=text_model,
+        spacy_model=spacy_model, weights=weights, device=device, batch_size=batch_size, shard_size=shard_size,
+        trust_pickle=trust_pickle, aligned_rows=aligned_rows,
+    ))
+
+
 cache_app = typer.Typer(help="Inspect and check feature caches (HDF5 shards + manifest.json).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 

@@ -91,6 +91,14 @@ def load_run(workspace: Workspace, run: Path | None) -> tuple[Path, dict[str, An
             f"run {run_dir} was trained on cache {cache}, whose manifest.json cannot be read ({error}); "
             f"predict needs it for the extraction recipe: restore that cache or re-extract it there"
         ) from error
+    source = meta.recipe.get("source") if isinstance(meta.recipe, dict) else None
+    if isinstance(source, dict) and source.get("format"):
+        raise PredictError(
+            f"run {run_dir} was trained on features imported from {source.get('file')} ({source['format']} "
+            f"format, `hcm import {source['format']}`): hcm cannot compute those features from a clip, so predict "
+            f"needs a run trained on raw media. Extract the raw dataset (`hcm extract`), train on that cache, "
+            f"and predict with that run (--run)."
+        )
     if meta.recipe_hash != config.get("recipe_hash"):
         raise PredictError(f"cache {cache} was re-extracted with another recipe since run {run_dir} was trained "
                            f"(recipe hash {meta.recipe_hash[:12]}, run: {str(config.get('recipe_hash'))[:12]}); "

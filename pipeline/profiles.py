@@ -134,18 +134,21 @@ def profile_from_recipe(recipe: Mapping[str, Any]) -> Profile:
     return profile
 
 
-def resolve_weights(profile: Profile, options: WeightOptions) -> ResolvedWeights:
+def resolve_weights(profile: Profile, options: WeightOptions, check_parser: bool = True) -> ResolvedWeights:
     """Find every weight ``profile`` needs, or raise MissingWeightsError listing all that are missing.
 
     Checks only files and caches (and, when not offline, one quick network probe per source), so
-    it answers within seconds; the spaCy parser is checked here too. Digests of new weight files
-    are computed once (see ``hcm.pipeline.weights``).
+    it answers within seconds; the spaCy parser is checked here too unless ``check_parser`` is off
+    (a caller with its own fallback graph). Only the profile's encoders are looked for, and an
+    encoder with random tiny weights needs no file. Digests of new weight files are computed once
+    (see ``hcm.pipeline.weights``).
     """
     problems: list[str] = []
-    try:
-        choose_parser(profile.parser)
-    except Exception as exc:  # ParserError: reported with the weights, not alone
-        problems.append(str(exc))
+    if check_parser:
+        try:
+            choose_parser(profile.parser)
+        except Exception as exc:  # ParserError: reported with the weights, not alone
+            problems.append(str(exc))
     resolved, missing = resolve_specs(profile.weight_specs(), options)
     problems += missing
     if problems:

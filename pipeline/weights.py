@@ -36,7 +36,8 @@ DIGEST_INDEX = "weight-digests.json"
 # The files of a Hugging Face model folder that decide its outputs: config, weights, tokenizer.
 HF_CONFIG = "config.json"
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-HF_TOKENIZER = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
+HF_TOKENIZER = ("tokenizer.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer_config.json",
+                "special_tokens_map.json")  # vocab.txt: BERT-type tokenizers (Chinese RoBERTa-wwm)
 
 
 class MissingWeightsError(UsageError):

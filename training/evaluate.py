@@ -4,7 +4,8 @@
 epoch by default), predicts the split, and writes ``<run>/eval/<split>/``:
 
 - ``metrics.json``: the model's metrics, the trivial baselines on the same split (train mean /
-  majority class, fitted on the train labels) and where the numbers come from;
+  majority class, fitted on the train labels), for regression the same metrics under the MMSA
+  framework's key names rounded to 4 decimals (``mmsa``), and where the numbers come from;
 - ``predictions.csv``: id, label, prediction and, for classification, one probability per class;
 - ``confusion.png`` (classification) and, with ``tsne=True``, ``tsne.png`` of the model's
   ``.features`` (sklearn's t-SNE).
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 REGRESSION_COLUMNS = [("mae", "MAE↓"), ("corr", "Corr↑"), ("acc7", "Acc-7↑"), ("acc5", "Acc-5↑"),
                       ("acc2_has0", "Acc-2 has0↑"), ("f1_has0", "F1 has0↑"),
                       ("acc2_non0", "Acc-2 non0↑"), ("f1_non0", "F1 non0↑")]
+SIMS_COLUMNS = [("mae", "MAE↓"), ("corr", "Corr↑"), ("mult_acc_2", "Acc-2↑"), ("mult_acc_3", "Acc-3↑"),
+                ("mult_acc_5", "Acc-5↑"), ("f1_score", "F1↑")]
 
 BASELINE_NOTE = {
     M.REGRESSION: "baseline: train mean for MAE/Corr, train majority class for Acc and F1",
@@ -124,10 +127,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
         "run": str(paths.root), "split": split, "cache": str(cache), "checkpoint": checkpoint, "epoch": epoch,
         "items": int(labels.size), "task": facts.task, "key_metric": config["key_metric"],
         "masked": masked_counts(cache, split, list(config["data"]["streams"])),
-        "metrics": M.compute_metrics(facts.task, preds.scores, labels, facts.class_names),
-        "baseline": M.baseline_metrics(facts.task, train_labels, labels, facts.class_names),
+        "metrics": M.compute_metrics(facts.task, preds.scores, labels, facts.class_names, facts.metrics),
+        "baseline": M.baseline_metrics(facts.task, train_labels, labels, facts.class_names, facts.metrics),
         "loss": preds.loss,
     }
+    report["mmsa"] = M.mmsa_metrics(report["metrics"], facts.metrics) if facts.task == M.REGRESSION else {}
     console = console or Console()
     console.print(metrics_table(facts, [("HCMNet", report["metrics"]), ("baseline", report["baseline"])],
                                 title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
@@ -264,7 +268,9 @@ def _cell(name: str, value: Any) -> str:
 
 def metrics_table(facts: DatasetFacts, rows: Sequence[tuple[str, dict[str, Any]]], title: str = "") -> Table:
     """A rich table shaped like the paper's Table 3 (regression) or Table 2 (classification)."""
-    if facts.task == M.REGRESSION:
+    if facts.metrics == M.SIMS:
+        columns = SIMS_COLUMNS
+    elif facts.task == M.REGRESSION:
         columns = REGRESSION_COLUMNS
     else:
         columns = [(f"f1_{c}", c.capitalize()) for c in facts.class_names]

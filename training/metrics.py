@@ -13,6 +13,10 @@ Regression (CMU-MOSEI and the ``sample`` dataset), following the MMSA convention
 
 Classification (MELD, IEMOCAP): ``accuracy``, ``weighted_f1`` and ``f1_<class name>`` per class.
 
+CH-SIMS (metric set ``sims``), as MMSA computes it: see :func:`sims_metrics`. For the regression
+sets, :func:`mmsa_metrics` gives the same values under MMSA's key names, rounded to 4 decimals
+as MMSA reports them.
+
 All values are fractions in [0, 1] (MAE and Corr excepted); tables show them as percentages.
 """
 
@@ -93,9 +97,16 @@ def classification_metrics(
 
 
 def compute_metrics(
-    task: str, predictions: np.ndarray, truth: np.ndarray, class_names: Sequence[str] = ()
+    task: str, predictions: np.ndarray, truth: np.ndarray, class_names: Sequence[str] = (), metric_set: str = ""
 ) -> dict[str, float]:
-    """Metrics of one split: ``predictions`` are scores (regression) or logits/probabilities (B, C)."""
+    """Metrics of one split: ``predictions`` are scores (regression) or logits/probabilities (B, C).
+
+    ``metric_set`` ``"sims"`` gives MMSA's CH-SIMS set (:func:`sims_metrics`); ``""`` chooses by task.
+    """
+    if metric_set == SIMS:
+        return sims_metrics(np.asarray(predictions).reshape(-1), truth)
+    if metric_set:
+        raise ValueError(f"unknown metric set {metric_set!r}; known: '' (by task), {SIMS!r}")
     if task == REGRESSION:
         return regression_metrics(np.asarray(predictions).reshape(-1), truth)
     if task == CLASSIFICATION:
@@ -130,7 +141,7 @@ def _regression_baseline(train_labels: np.ndarray, truth: np.ndarray) -> dict[st
 
 
 def baseline_metrics(
-    task: str, train_labels: np.ndarray, truth: np.ndarray, class_names: Sequence[str] = ()
+    task: str, train_labels: np.ndarray, truth: np.ndarray, class_names: Sequence[str] = (), metric_set: str = ""
 ) -> dict[str, float]:
     """The trivial baselines on a split, fitted on the train labels only.
 
@@ -142,6 +153,10 @@ def baseline_metrics(
     true = np.asarray(truth)
     if train.size == 0:
         raise ValueError("the train split is empty; baselines are fitted on train labels")
+    if metric_set == SIMS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _sims_baseline(train.astype(np.float64), true.astype(np.float64))
     if task == REGRESSION:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -168,3 +183,69 @@ def summarize_seeds(per_seed: Sequence[dict[str, float]]) -> dict[str, dict[str,
         std = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
         summary[name] = {"mean": float(np.mean(values)), "std": std, "n": int(values.size)}
     return summary
+
+
+# --------------------------------------------------------------------------- MMSA's CH-SIMS set and key names
+
+SIMS = "sims"
+METRIC_SETS = ("", SIMS)  # "" chooses by task
+#: Class boundaries of MMSA's CH-SIMS accuracies; class k is the half-open interval (b[k], b[k + 1]].
+SIMS_BOUNDARIES = {2: (-1.01, 0.0, 1.01), 3: (-1.01, -0.1, 0.1, 1.01), 5: (-1.01, -0.7, -0.1, 0.1, 0.7, 1.01)}
+#: MMSA's key -> hcm's metric name, per metric set ("" is the MOSI/MOSEI regression set).
+MMSA_NAMES = {
+    "": {"Has0_acc_2": "acc2_has0", "Has0_F1_score": "f1_has0", "Non0_acc_2": "acc2_non0",
+         "Non0_F1_score": "f1_non0", "Mult_acc_5": "acc5", "Mult_acc_7": "acc7", "MAE": "mae", "Corr": "corr"},
+    SIMS: {"Mult_acc_2": "mult_acc_2", "Mult_acc_3": "mult_acc_3", "Mult_acc_5": "mult_acc_5",
+           "F1_score": "f1_score", "MAE": "mae", "Corr": "corr"},
+}
+
+
+def sims_classes(values: np.ndarray, classes: int) -> np.ndarray:
+    """Class index of each value in [-1, 1] under ``SIMS_BOUNDARIES[classes]``."""
+    inner = np.asarray(SIMS_BOUNDARIES[classes][1:-1], dtype=values.dtype)
+    return np.searchsorted(inner, values, side="left")  # b[k] < v <= b[k + 1]
+
+
+def _sims_clipped(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    """Values clipped to [-1, 1] in float32: MMSA compares its float32 tensors with the boundaries
+    in float32, so a value of float32(0.1) falls in (-0.1, 0.1] there, and here too."""
+    return np.clip(_as_1d(values, name).astype(np.float32), np.float32(-1), np.float32(1))
+
+
+def sims_metrics(predictions: Sequence[float], truth: Sequence[float]) -> dict[str, float]:
+    """MMSA's CH-SIMS regression metrics: prediction and truth clipped to [-1, 1] first, then
+    ``mult_acc_2/3/5`` (fraction of equal classes under ``SIMS_BOUNDARIES``), ``f1_score``
+    (weighted F1 of the 2-class labels), ``mae`` and ``corr`` (Pearson) of the clipped values."""
+    pred, true = _sims_clipped(predictions, "predictions"), _sims_clipped(truth, "truth")
+    if pred.shape != true.shape or pred.size == 0:
+        raise ValueError(f"predictions {pred.shape} and truth {true.shape} must be the same non-empty length")
+    out = {f"mult_acc_{k}": float(np.mean(sims_classes(pred, k) == sims_classes(true, k))) for k in SIMS_BOUNDARIES}
+    out["f1_score"] = float(f1_score(sims_classes(true, 2), sims_classes(pred, 2), average="weighted",
+                                     zero_division=0))
+    pred64, true64 = pred.astype(np.float64), true.astype(np.float64)
+    out["mae"] = float(np.mean(np.abs(pred64 - true64)))
+    out["corr"] = pearson(pred64, true64)
+    return out
+
+
+def _sims_baseline(train_labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Train mean for MAE/Corr; the train's majority class of each class set for its accuracy and F1."""
+    n = truth.size
+    mean_metrics = sims_metrics(np.full(n, np.clip(train_labels, -1, 1).mean()), truth)
+    out = {"mae": mean_metrics["mae"], "corr": mean_metrics["corr"]}
+    train = _sims_clipped(train_labels, "train labels")
+    true = _sims_clipped(truth, "truth")
+    for k in SIMS_BOUNDARIES:
+        majority = _mode(sims_classes(train, k))
+        out[f"mult_acc_{k}"] = float(np.mean(sims_classes(true, k) == majority))
+        if k == 2:
+            constant = np.full(n, int(majority))
+            out["f1_score"] = float(f1_score(sims_classes(true, 2), constant, average="weighted", zero_division=0))
+    return {name: out[name] for name in ("mult_acc_2", "mult_acc_3", "mult_acc_5", "f1_score", "mae", "corr")}
+
+
+def mmsa_metrics(values: dict[str, float], metric_set: str = "") -> dict[str, float]:
+    """``values`` under MMSA's key names, rounded to 4 decimals as MMSA reports them; ``{}`` for a
+    set MMSA does not define (classification)."""
+    names = MMSA_NAMES.get(metric_set, {})
+    return {mmsa: float(np.round(values[ours], 4)) for mmsa, ours in names.items() if ours in values}

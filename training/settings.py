@@ -8,7 +8,7 @@ new hyper-parameter file never restates what a dataset is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from hcm.core.configs import check_keys, configs_dir
 from hcm.core.files import read_json_object
 from hcm.core.names import CLASSIFICATION, MODALITIES, REGRESSION
 from hcm.model.config import ModelConfig
+from hcm.training.metrics import METRIC_SETS
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class DatasetFacts:
     higher_is_better: bool  # direction of key_metric
     label_range: tuple[float, float] | None  # (low, high) of regression scores; None for classes
     streams: dict[str, tuple[str, ...]]  # modality -> cached feature streams, first sets node count
+    metrics: str = ""  # metric set: "" by task (training/metrics.py), "sims" for MMSA's CH-SIMS set
 
     def __post_init__(self) -> None:
         if self.task not in (REGRESSION, CLASSIFICATION):
@@ -40,6 +42,8 @@ class DatasetFacts:
             )
         if self.task == REGRESSION and self.label_range is None:
             raise ValueError(f"dataset {self.name!r}: a regression dataset needs label_range [low, high]")
+        if self.metrics not in METRIC_SETS:
+            raise ValueError(f"dataset {self.name!r}: metrics must be one of {METRIC_SETS}, got {self.metrics!r}")
         missing = [m for m in MODALITIES if not self.streams.get(m)]
         if missing:
             raise ValueError(f"dataset {self.name!r}: no streams listed for modality {missing}")
@@ -73,6 +77,16 @@ def load_dataset_facts(name: str) -> DatasetFacts:
     """Read ``configs/datasets/<name>.json``."""
     path = shipped_config("datasets", name)
     return DatasetFacts.from_dict(read_json_object(path, "dataset facts file"), str(path))
+
+
+def facts_for_cache(meta: Any) -> DatasetFacts:
+    """The facts of a cache's dataset; a cache that declares its own ``recipe["streams"]`` (one
+    imported from another framework's features, e.g. ``hcm import mmsa``) feeds those streams."""
+    facts = load_dataset_facts(meta.dataset)
+    declared = meta.recipe.get("streams") if isinstance(meta.recipe, dict) else None
+    if not declared:
+        return facts
+    return replace(facts, streams={m: tuple(names) for m, names in declared.items()})
 
 
 def load_hparams(name: str) -> dict[str, Any]:

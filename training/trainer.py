@@ -50,7 +50,7 @@ from hcm.training.distributed import Dist, barrier, gather, max_over_ranks, setu
 from hcm.training.faults import (NonFiniteLossError, StopSignals, config_differences, ignore_stop_signals,
                                  interrupted, resume_command)
 from hcm.training.runs import RunLogger, RunPaths, epoch_progress
-from hcm.training.settings import DatasetFacts, load_dataset_facts
+from hcm.training.settings import DatasetFacts, facts_for_cache
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "hcm.model.hcmnet:build_model"  # checks the input widths, then HCMNet(cfg)
@@ -487,7 +487,7 @@ def prepare(cache_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | None,
             facts: DatasetFacts | None) -> Setup:
     """Open the train and valid splits, check them against the dataset facts, size the model."""
     probe, splits = read_cache_meta(cache_dir)
-    facts = facts or load_dataset_facts(probe.dataset)
+    facts = facts or facts_for_cache(probe)
     if probe.task != facts.task:
         raise TrainingError(f"cache {cache_dir} is a {probe.task} cache but dataset {facts.name!r} is {facts.task}")
     if facts.task == CLASSIFICATION and list(probe.classes or []) != list(facts.class_names):
@@ -535,7 +535,7 @@ def validate(loop: Loop, loader: DataLoader, setup: Setup, d: Dist) -> dict[str,
     """Validation loss and metrics, prefixed ``valid_``."""
     preds = predict(loop.model, loader, d, loop.amp)
     labels = setup.valid_data.labels[preds.index]
-    values = M.compute_metrics(setup.facts.task, preds.scores, labels, setup.facts.class_names)
+    values = M.compute_metrics(setup.facts.task, preds.scores, labels, setup.facts.class_names, setup.facts.metrics)
     return {"valid_loss": preds.loss, **{f"valid_{k}": v for k, v in values.items()}}
 
 

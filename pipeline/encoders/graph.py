@@ -17,6 +17,7 @@ Mapping rule (what ``text_edges`` means):
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -149,3 +150,22 @@ def dependency_edges(words: Sequence[Word], spans: np.ndarray, rows: np.ndarray)
     if not pairs:
         return np.zeros((0, 2), dtype=np.int32)
     return np.array(sorted(pairs), dtype=np.int32)  # (E, 2)
+
+
+class ChainParser:
+    """The fallback text graph where no dependency parser for the language is installed.
+
+    Words are runs of non-space characters, except that every CJK character is a word of its
+    own (Chinese is written without spaces); each word's head is the word before it, so the
+    graph is a chain through the utterance in reading order.
+    """
+
+    version = "chain"
+    _WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\s\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+    def parse(self, texts: Sequence[str]) -> list[list[Word]]:
+        out = []
+        for text in texts:
+            spans = [match.span() for match in self._WORD.finditer(text)]
+            out.append([Word(start, end, max(k - 1, 0)) for k, (start, end) in enumerate(spans)])
+        return out

@@ -147,6 +147,13 @@ def _keep_range(n: int, first: int, last: int, budget: int) -> tuple[int, int, s
     return first - take_left, last + take_right, note
 
 
+def _special_id(tokenizer: Any, roberta_name: str, bert_name: str) -> int:
+    """``<s>``/``</s>`` of RoBERTa-type tokenizers, ``[CLS]``/``[SEP]`` of BERT-type ones (e.g.
+    Chinese RoBERTa-wwm checkpoints, which use BERT's tokenizer)."""
+    value = getattr(tokenizer, f"{roberta_name}_token_id", None)
+    return value if value is not None else getattr(tokenizer, f"{bert_name}_token_id")
+
+
 def text_window(tokenizer: Any, utterance: Any, context: int, max_length: int) -> TextWindow:
     """Tokenise ``utterance`` with its context, truncating as the module docstring says."""
     joined, start, current = join_window(utterance, context)
@@ -162,7 +169,7 @@ def text_window(tokenizer: Any, utterance: Any, context: int, max_length: int) -
     spans = np.where(is_current[:, None], offsets - start, -1)
     outside = np.array([[-1, -1]])
     return TextWindow(
-        input_ids=np.concatenate([[tokenizer.bos_token_id], ids, [tokenizer.eos_token_id]]),
+        input_ids=np.concatenate([[_special_id(tokenizer, "bos", "cls")], ids, [_special_id(tokenizer, "eos", "sep")]]),
         current=np.concatenate([[0], is_current, [0]]).astype(np.uint8),
         spans=np.concatenate([outside, spans, outside]),
         current_text=current,
@@ -202,9 +209,11 @@ class RobertaEncoder(Encoder):
         self.weights_id = weights_id
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "RobertaEncoder":
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str,
+                     parser: Any = None) -> "RobertaEncoder":
+        """The profile's RoBERTa; ``parser`` (default: the profile's spaCy parser) makes the text graph."""
         settings: RobertaSettings = profile.settings[cls.name]
-        parser = DependencyParser(profile.parser)
+        parser = parser or DependencyParser(profile.parser)
         if settings.tiny:
             from transformers import RobertaConfig, RobertaModel
 
