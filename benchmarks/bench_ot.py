@@ -1,4 +1,4 @@
-"""Benchmark hcm.model.ot against POT and geomloss (numbers go to docs/ot.md).
+"""Benchmark hcm.model.ot against POT and geomloss (numbers go to benchmarks/RESULTS.md).
 
 Run by hand on a quiet machine:
 
