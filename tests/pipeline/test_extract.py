@@ -78,6 +78,7 @@ def test_streams_and_recipe(clean: Path) -> None:
     assert item.features["clip_text"].shape[0] == 1 and item.features["esresnext"].shape[0] == 2
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_cache(clean: Path, corpus: tuple[Path, dict], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "cache"
@@ -97,6 +98,7 @@ def test_interrupted_run_resumes_to_the_same_cache(clean: Path, corpus: tuple[Pa
     assert contents(out) == contents(clean)
 
 
+@pytest.mark.slow
 def test_two_shard_workers_give_the_same_cache(clean: Path, corpus: tuple[Path, dict], tmp_path: Path) -> None:
     out = tmp_path / "cache"
     first = extract("mosei", corpus[0], out, workers=0, num_shards=2, shard_index=0, **FAST)
