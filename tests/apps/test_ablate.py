@@ -37,6 +37,7 @@ def test_cells_show_mean_and_std() -> None:
     assert format_cell("corr", {"mean": float("nan"), "std": 0.0, "n": 2}) == "-"
 
 
+@pytest.mark.slow
 def test_ablate_writes_the_table(workdir: Path, tiny_cache) -> None:
     tiny_cache(workdir / "features" / "sample" / "tiny")
     result = runner.invoke(app, ["ablate", "--epochs", "1", "--variants", "full,acm-only", "--modalities", "",

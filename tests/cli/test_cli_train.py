@@ -14,6 +14,7 @@ from hcm.training.evaluate import ProfileMismatchError, check_cache_matches
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_the_latest_run(workdir: Path, tiny_cache) -> None:
     tiny_cache(workdir / "features" / "sample" / "tiny")
     result = runner.invoke(app, ["train", "--epochs", "2", "--batch-size", "16", "--quiet",

@@ -47,6 +47,7 @@ def contents(directory: Path) -> tuple[dict, list]:
     return items, sorted((f["id"], f["reason"]) for f in manifest["failures"])
 
 
+@pytest.mark.slow
 def test_faults_are_skipped_or_masked_with_reasons(clean: Path, corpus: tuple[Path, dict]) -> None:
     _, faults = corpus
     items, failures = contents(clean)
@@ -63,6 +64,7 @@ def test_faults_are_skipped_or_masked_with_reasons(clean: Path, corpus: tuple[Pa
     assert len(items) + len(failures) == 9
 
 
+@pytest.mark.slow
 def test_streams_and_recipe(clean: Path) -> None:
     with FeatureCache(clean) as cache:
         assert cache.meta.profile == "tiny"
@@ -107,6 +109,7 @@ def test_two_shard_workers_give_the_same_cache(clean: Path, corpus: tuple[Path, 
     assert contents(out) == contents(clean)
 
 
+@pytest.mark.slow
 def test_prepared_inputs_are_c_contiguous_in_process(corpus: tuple[Path, dict]) -> None:
     """Worker results arrive C-contiguous (pickled); in-process ones must match, or torch picks
     other kernels (channels-last convolutions) and the cache depends on --workers."""
