@@ -22,8 +22,19 @@ $(STAMP): setup.cfg pyproject.toml
 demo: install
 	$(VENV)/bin/hcm quickstart
 
+# Every test (the slow ones too). pytest's exit status is make's: a failure, or no test collected
+# (status 5), fails the target. PYTEST_ARGS passes options, e.g. PYTEST_ARGS='-m "not slow"'.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Each CPU timing benchmark once at a small size, to check that it runs: a few minutes on 2 cores.
+# bench_ot leaves out KeOps here (compiling its formulas takes minutes; tests/model/test_ot.py
+# runs it). The sizes and commands of the measured runs: benchmarks/RESULTS.md.
+bench: install
+	$(PY) benchmarks/bench_cache.py --items 200 --shard-size 100 --reads 200
+	$(PY) benchmarks/bench_extract.py overlap --clips 40
+	$(PY) benchmarks/bench_ot.py peers --batch 8 --nodes 20 --dim 32 --repeats 3 --skip keops
+	$(PY) benchmarks/bench_step.py --batch 8 --repeats 1
 
 clean:
 	rm -rf $(VENV) hcm-work build *.egg-info

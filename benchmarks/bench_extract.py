@@ -1,4 +1,4 @@
-"""Benchmark of ``hcm extract`` (run by hand; numbers go to docs/extraction.md).
+"""Benchmark of ``hcm extract`` (run by hand; numbers go to benchmarks/RESULTS.md).
 
 1. Overlap: tiny-profile extraction of a synthetic corpus; wall time of the shard loop against
    the seconds spent inside the encoders (decoding runs in worker processes, writing is cheap).

@@ -1,4 +1,4 @@
-"""Benchmark hcm.model.ot against POT and geomloss (numbers go to docs/ot.md).
+"""Benchmark hcm.model.ot against POT and geomloss (numbers go to benchmarks/RESULTS.md).
 
 Run by hand on a quiet machine:
 
@@ -27,6 +27,9 @@ import torch
 
 from hcm.model.ot import PointCloudCost, sinkhorn, sinkhorn_transport
 from hcm.model.ot.dense import LogSinkhorn
+
+
+BASELINE = "hcm auto (torch, scaling path)"  # the method the others are compared with; never skipped
 
 
 def _inputs(batch: int, m: int, n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +76,7 @@ def _peer_methods(eps: float, n_iters: int, p: int) -> dict[str, Callable]:
         return LogSinkhorn.apply(-cost / eps, a, b, n_iters, n_iters)
 
     return {
-        "hcm auto (torch, scaling path)": lambda x, y: sinkhorn_transport(x, y, x, eps=eps, n_iters=n_iters, p=p),
+        BASELINE: lambda x, y: sinkhorn_transport(x, y, x, eps=eps, n_iters=n_iters, p=p),
         "hcm torch, log path forced": _from_plan(log_path, p),
         "hcm keops (CPU)": lambda x, y: sinkhorn_transport(x, y, x, eps=eps, n_iters=n_iters, p=p, backend="keops"),
         "hcm pot (per sample)": _from_plan(lambda c: sinkhorn(c, eps=eps, n_iters=n_iters, backend="pot"), p),
@@ -103,10 +106,12 @@ def peers(args: argparse.Namespace) -> None:
           f"{torch.get_num_threads()} threads, median of {args.repeats}")
     results = {}
     for name, method in _peer_methods(args.eps, args.iters, args.p).items():
+        if name != BASELINE and any(word in name for word in args.skip):
+            continue
         repeats = max(3, args.repeats // 10) if ("per sample" in name or "keops" in name) else args.repeats
         results[name] = time_method(method, x, y, repeats)
         print(f"  {name:50s} {results[name] * 1e3:9.2f} ms", flush=True)
-    base = results["hcm auto (torch, scaling path)"]
+    base = results[BASELINE]
     for name, seconds in results.items():
         print(f"  speed-up of hcm auto over {name:45s} {seconds / base:7.1f}x")
 
@@ -153,6 +158,9 @@ def main() -> None:
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--skip", nargs="+", default=[], metavar="WORD",
+                        help="peers: leave out the methods whose name contains WORD (e.g. keops: no compiling); "
+                             "hcm auto always runs")
     args = parser.parse_args()
     torch.set_num_threads(2)
     warnings.filterwarnings("ignore", message=".*Sinkhorn did not converge.*")

@@ -1,6 +1,6 @@
 """Time one HCMNet training step at paper dimensions, and the share each block takes.
 
-Run by hand (numbers go to docs/model.md with the machine they ran on):
+Run by hand (numbers go to benchmarks/RESULTS.md with the machine, date and load they ran at):
 
     .venv/bin/python benchmarks/bench_step.py --batch 64 --repeats 5
 

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from hcm.cli import app
 from hcm.apps.ablate import Setting, format_cell, plan_settings
-from hcm_tiny_cache import build_cache
 
 runner = CliRunner()
 SMALL = ["--set", "d_model=16", "--set", "m_gcn=1", "--set", "m_c=1", "--set", "ot_iters=5",
@@ -38,8 +37,9 @@ def test_cells_show_mean_and_std() -> None:
     assert format_cell("corr", {"mean": float("nan"), "std": 0.0, "n": 2}) == "-"
 
 
-def test_ablate_writes_the_table(workdir: Path) -> None:
-    build_cache(workdir / "features" / "sample" / "tiny")
+@pytest.mark.slow
+def test_ablate_writes_the_table(workdir: Path, tiny_cache) -> None:
+    tiny_cache(workdir / "features" / "sample" / "tiny")
     result = runner.invoke(app, ["ablate", "--epochs", "1", "--variants", "full,acm-only", "--modalities", "",
                                  "--quiet", *SMALL])
     assert result.exit_code == 0, result.output

@@ -23,6 +23,10 @@ JSON_KEYS = {"clip", "run", "epoch", "dataset", "task", "label", "score", "label
              "modalities", "notes"}
 
 
+# Slow as a module: every test but the last uses `trained`, which extracts a corpus and trains a model.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A workspace with a 12-clip sample, its tiny cache, one 1-epoch run, and a clip without audio."""

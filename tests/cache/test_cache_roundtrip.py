@@ -48,6 +48,7 @@ def shard_strategy(draw: st.DrawFn) -> tuple[list[FeatureSpec], list[Item]]:
     return specs, [draw(item_strategy(specs, i)) for i in range(n_items)]
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(shard_strategy())
 def test_ragged_round_trip(case: tuple[list[FeatureSpec], list[Item]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from hcm.cache import FeatureCache
@@ -11,6 +12,7 @@ from hcm.cli import app
 from hcm.pipeline.sample import make_sample
 
 
+@pytest.mark.slow
 def test_extract_sample_then_resume(workdir: Path) -> None:
     make_sample("mosei", workdir / "data" / "sample-mosei", n=9, seed=3, progress=False)
     runner = CliRunner()

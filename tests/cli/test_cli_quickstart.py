@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from hcm.cli import app
@@ -25,6 +26,7 @@ def test_shipped_settings_load() -> None:
     assert cfg.profile == "tiny" and cfg.n >= 100 and cfg.compare_modalities == "va"
 
 
+@pytest.mark.slow
 def test_quickstart_end_to_end_and_rerun(workdir: Path, tmp_path: Path) -> None:
     settings = tmp_path / "quickstart.json"
     settings.write_text(json.dumps(TINY))
@@ -56,6 +58,7 @@ def test_bad_settings_file_is_a_clear_error(workdir: Path, tmp_path: Path) -> No
     assert result.exit_code == 1 and "unknown section(s) ['trian']" in result.output
 
 
+@pytest.mark.slow
 def test_shipped_quickstart_passes_its_checks(workdir: Path) -> None:
     """The README's main job as shipped (300 clips, about 40 s here): the full model clearly beats
     the trivial baselines and its V+A variant on the sample's test split."""

@@ -11,13 +11,12 @@ from typer.testing import CliRunner
 from hcm.cli import app
 from hcm.training.evaluate import ProfileMismatchError, check_cache_matches
 
-from hcm_tiny_cache import build_cache
-
 runner = CliRunner()
 
 
-def test_train_then_evaluate_the_latest_run(workdir: Path) -> None:
-    build_cache(workdir / "features" / "sample" / "tiny")
+@pytest.mark.slow
+def test_train_then_evaluate_the_latest_run(workdir: Path, tiny_cache) -> None:
+    tiny_cache(workdir / "features" / "sample" / "tiny")
     result = runner.invoke(app, ["train", "--epochs", "2", "--batch-size", "16", "--quiet",
                                  "--set", "d_model=16", "--set", "m_gcn=1", "--set", "m_c=1"])
     assert result.exit_code == 0, result.output
@@ -37,23 +36,23 @@ def test_train_then_evaluate_the_latest_run(workdir: Path) -> None:
     assert (run / "eval" / "test" / "tsne.png").is_file()
 
 
-def test_evaluate_refuses_a_cache_of_another_profile(workdir: Path) -> None:
-    tiny = build_cache(workdir / "features" / "sample" / "tiny")
-    paper = build_cache(workdir / "features" / "sample" / "paper", profile="paper")
+def test_evaluate_refuses_a_cache_of_another_profile(workdir: Path, tiny_cache) -> None:
+    tiny = tiny_cache(workdir / "features" / "sample" / "tiny")
+    paper = tiny_cache(workdir / "features" / "sample" / "paper", profile="paper")
     config = {"dataset": "sample", "profile": "tiny", "cache": str(tiny), "recipe_hash": "0" * 64}
     with pytest.raises(ProfileMismatchError, match="profile 'tiny' but cache .* is profile 'paper'"):
         check_cache_matches(config, paper)
     check_cache_matches(config, tiny)  # same profile: accepted (another recipe only warns)
 
 
-def test_train_asks_for_a_cache_when_there_are_several(workdir: Path) -> None:
-    build_cache(workdir / "features" / "sample" / "tiny")
-    build_cache(workdir / "features" / "sample" / "paper", profile="paper")
+def test_train_asks_for_a_cache_when_there_are_several(workdir: Path, tiny_cache) -> None:
+    tiny_cache(workdir / "features" / "sample" / "tiny")
+    tiny_cache(workdir / "features" / "sample" / "paper", profile="paper")
     result = runner.invoke(app, ["train", "--epochs", "1"])
     assert result.exit_code == 1 and "--features" in result.output and "paper" in result.output
 
 
-def test_unknown_setting_is_a_clear_error(workdir: Path) -> None:
-    build_cache(workdir / "features" / "sample" / "tiny")
+def test_unknown_setting_is_a_clear_error(workdir: Path, tiny_cache) -> None:
+    tiny_cache(workdir / "features" / "sample" / "tiny")
     result = runner.invoke(app, ["train", "--set", "droput=0.2"])
     assert result.exit_code == 2 and "unknown setting 'droput'" in result.output  # usage error

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
 
+from hcm.model.config import VARIANTS
 from hcm.model.hcmnet import HCMNet, build_model
-from hcm_model_batches import SUBSETS, VARIANTS, make_batch, one_thread, pad_more, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SUBSETS = ("tva", "tv", "ta", "va")
 
 LENGTHS = {"text": [5, 3, 4, 1], "video": [6, 2, 4, 3], "audio": [7, 5, 1, 2]}
 
@@ -25,22 +28,20 @@ MODALITY_NAMES = {"tva": {"text", "video", "audio"}, "tv": {"text", "video"}, "t
                   "va": {"video", "audio"}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
-
-
-def _model(seed: int = 0, **overrides) -> HCMNet:
-    torch.manual_seed(seed)
-    return build_model(tiny_config(**overrides))
+@pytest.fixture
+def make_model(model_config) -> Callable[..., HCMNet]:
+    """Factory: a tiny HCMNet, seeded, with config overrides."""
+    def make(seed: int = 0, **overrides) -> HCMNet:
+        torch.manual_seed(seed)
+        return build_model(model_config(**overrides))
+    return make
 
 
 @pytest.mark.parametrize("modalities", SUBSETS)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_shapes_parts_and_gradients(variant: str, modalities: str) -> None:
-    model = _model(variant=variant, modalities=modalities)
-    out = model(make_batch(LENGTHS))
+def test_shapes_parts_and_gradients(variant: str, modalities: str, make_model, model_batch) -> None:
+    model = make_model(variant=variant, modalities=modalities)
+    out = model(model_batch(LENGTHS))
     blocks = int(variant != "ccm-only") + int(variant != "acm-only")
     assert out.prediction.shape == (4, 3)
     assert out.features.shape == (4, blocks * 16)
@@ -57,30 +58,30 @@ def test_shapes_parts_and_gradients(variant: str, modalities: str) -> None:
         assert param.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
 
 
-def test_regression_prediction_and_l1_task_loss() -> None:
-    model = _model(task="regression", variant="no-acl")
-    batch = make_batch(LENGTHS, regression=True)
+def test_regression_prediction_and_l1_task_loss(make_model, model_batch) -> None:
+    model = make_model(task="regression", variant="no-acl")
+    batch = model_batch(LENGTHS, regression=True)
     out = model(batch)
     assert out.prediction.shape == (4,)
     assert torch.allclose(out.loss, (out.prediction - batch["label"]).abs().mean())
-    mse = _model(task="regression", variant="no-acl", regression_loss="mse")(batch)
+    mse = make_model(task="regression", variant="no-acl", regression_loss="mse")(batch)
     assert torch.allclose(mse.loss, (mse.prediction - batch["label"]).pow(2).mean())
 
 
-def test_without_label_there_is_no_loss() -> None:
-    batch = make_batch(LENGTHS)
+def test_without_label_there_is_no_loss(make_model, model_batch) -> None:
+    batch = model_batch(LENGTHS)
     batch.pop("label")
-    out = _model()(batch)
+    out = make_model()(batch)
     assert out.loss is None and out.losses == {}
 
 
 @pytest.mark.parametrize("variant,modalities", [
     ("full", "tva"), ("no-cdc", "tva"), ("no-graph", "tva"), ("ccm-only", "ta"), ("full", "va"),
 ])
-def test_padded_rows_never_change_outputs(variant: str, modalities: str) -> None:
-    model = _model(variant=variant, modalities=modalities).eval()
-    batch = make_batch(LENGTHS)
-    padded = pad_more(batch, extra=3)
+def test_padded_rows_never_change_outputs(variant: str, modalities: str, make_model, model_batch, padded_batch) -> None:
+    model = make_model(variant=variant, modalities=modalities).eval()
+    batch = model_batch(LENGTHS)
+    padded = padded_batch(batch, extra=3)
     with torch.no_grad():
         a, b = model(batch), model(padded)
     assert torch.allclose(a.prediction, b.prediction, atol=1e-5)
@@ -88,9 +89,9 @@ def test_padded_rows_never_change_outputs(variant: str, modalities: str) -> None
     assert torch.allclose(a.loss, b.loss, atol=1e-5)
 
 
-def test_each_sample_is_independent_of_the_others_in_eval() -> None:
-    model = _model().eval()
-    batch = make_batch(LENGTHS)
+def test_each_sample_is_independent_of_the_others_in_eval(make_model, model_batch) -> None:
+    model = make_model().eval()
+    batch = model_batch(LENGTHS)
     single = {k: v[1:2] for k, v in batch.items()}
     with torch.no_grad():
         together, alone = model(batch), model(single)
@@ -98,27 +99,27 @@ def test_each_sample_is_independent_of_the_others_in_eval() -> None:
 
 
 @pytest.mark.parametrize("variant", ["full", "no-cdc", "acm-only"])
-def test_missing_modalities_give_finite_outputs(variant: str) -> None:
+def test_missing_modalities_give_finite_outputs(variant: str, make_model, model_batch) -> None:
     lengths = {"text": [0, 3, 4, 2], "video": [6, 0, 4, 0], "audio": [7, 5, 0, 0]}
-    model = _model(variant=variant)
-    batch = make_batch(lengths)
+    model = make_model(variant=variant)
+    batch = model_batch(lengths)
     out = model(batch)
     assert torch.isfinite(out.prediction).all() and torch.isfinite(out.loss)
     out.loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_zero_node_tensors_are_accepted() -> None:
-    batch = make_batch({"text": [2, 3], "video": [1, 1], "audio": [1, 1]})
+def test_zero_node_tensors_are_accepted(make_model, model_batch) -> None:
+    batch = model_batch({"text": [2, 3], "video": [1, 1], "audio": [1, 1]})
     batch["audio"] = torch.zeros(2, 0, 8)
     batch["audio_mask"] = torch.zeros(2, 0, dtype=torch.bool)
-    out = _model()(batch)
+    out = make_model()(batch)
     assert torch.isfinite(out.prediction).all() and torch.isfinite(out.loss)
 
 
-def test_plans_are_couplings_of_the_node_masks() -> None:
-    model = _model().eval()
-    batch = make_batch(LENGTHS)
+def test_plans_are_couplings_of_the_node_masks(make_model, model_batch) -> None:
+    model = make_model().eval()
+    batch = model_batch(LENGTHS)
     with torch.no_grad():
         plans = model(batch).plans
     text_nodes = torch.tensor(LENGTHS["text"], dtype=torch.float)
@@ -131,16 +132,16 @@ def test_plans_are_couplings_of_the_node_masks() -> None:
         assert torch.allclose(plan.sum(2)[:, 1:].max(1).values, 1 / nodes, atol=1e-3)
 
 
-def test_bad_batches_raise_clear_errors() -> None:
-    model = _model()
-    batch = make_batch(LENGTHS)
+def test_bad_batches_raise_clear_errors(make_model, model_batch, model_config) -> None:
+    model = make_model()
+    batch = model_batch(LENGTHS)
     with pytest.raises(ValueError, match=r"batch\['video'\].*d_video"):
         model({**batch, "video": torch.zeros(4, 6, 99)})
     no_audio = {k: v for k, v in batch.items() if not k.startswith("audio")}
     with pytest.raises(KeyError, match="audio"):
         model(no_audio)
     with pytest.raises(ValueError, match="input widths unknown"):
-        build_model(tiny_config(d_video=0))
+        build_model(model_config(d_video=0))
 
 
 def test_atomic_fusion_keeps_the_unimodal_terms() -> None:
@@ -179,8 +180,8 @@ def test_gcn_residual_skips_around_the_stack(residual: bool) -> None:
 
 
 @pytest.mark.parametrize("modalities", ["tva", "va"])
-def test_paper_literal_fusion_and_gcn_still_train(modalities: str) -> None:
-    model = _model(modalities=modalities, atomic_fusion="product", gcn_residual=False)
-    out = model(make_batch(LENGTHS))
+def test_paper_literal_fusion_and_gcn_still_train(modalities: str, make_model, model_batch) -> None:
+    model = make_model(modalities=modalities, atomic_fusion="product", gcn_residual=False)
+    out = model(model_batch(LENGTHS))
     out.loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

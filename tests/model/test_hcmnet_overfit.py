@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
 
 from hcm.model.hcmnet import build_model
-from hcm_model_batches import make_batch, one_thread, tiny_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+Fit = Callable[..., tuple[torch.nn.Module, dict[str, torch.Tensor], list[float]]]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
+@pytest.fixture
+def fit(model_config, model_batch) -> Fit:
+    """``fit(regression, steps)``: trains the full tiny model on 32 samples; (model, batch, task losses)."""
+    def run(regression: bool, steps: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor], list[float]]:
+        gen = torch.Generator().manual_seed(0)
+        lengths = {m: torch.randint(1, 7, (32,), generator=gen).tolist() for m in ("text", "video", "audio")}
+        batch = model_batch(lengths, seed=3, classes=4, regression=regression)
+        torch.manual_seed(0)
+        task = "regression" if regression else "classification"
+        model = build_model(model_config(num_classes=4, task=task, label_range=(-3.0, 3.0), dropout=0.0))
+        history = _train(model, batch, steps)
+        return model.eval(), batch, history
+    return run
 
 
-def _fit(regression: bool, steps: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor], list[float]]:
-    gen = torch.Generator().manual_seed(0)
-    lengths = {m: torch.randint(1, 7, (32,), generator=gen).tolist() for m in ("text", "video", "audio")}
-    batch = make_batch(lengths, seed=3, classes=4, regression=regression)
-    torch.manual_seed(0)
-    task = "regression" if regression else "classification"
-    model = build_model(tiny_config(num_classes=4, task=task, label_range=(-3.0, 3.0), dropout=0.0))
+def _train(model: torch.nn.Module, batch: dict[str, torch.Tensor], steps: int) -> list[float]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     history = []
     for _ in range(steps):
@@ -33,12 +38,12 @@ def _fit(regression: bool, steps: int) -> tuple[torch.nn.Module, dict[str, torch
         out.loss.backward()
         optimizer.step()
         history.append(out.losses["task"].item())
-    return model.eval(), batch, history
+    return history
 
 
-def test_full_model_overfits_32_classification_samples() -> None:
+def test_full_model_overfits_32_classification_samples(fit: Fit) -> None:
     start = time.perf_counter()
-    model, batch, history = _fit(regression=False, steps=150)
+    model, batch, history = fit(regression=False, steps=150)
     with torch.no_grad():
         out = model(batch)
     accuracy = (out.prediction.argmax(-1) == batch["label"]).float().mean().item()
@@ -47,8 +52,8 @@ def test_full_model_overfits_32_classification_samples() -> None:
     assert time.perf_counter() - start < 40
 
 
-def test_full_model_overfits_32_regression_samples() -> None:
-    model, batch, history = _fit(regression=True, steps=250)
+def test_full_model_overfits_32_regression_samples(fit: Fit) -> None:
+    model, batch, history = fit(regression=True, steps=250)
     with torch.no_grad():
         out = model(batch)
     mae = (out.prediction - batch["label"]).abs().mean().item()

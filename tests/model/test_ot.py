@@ -232,6 +232,7 @@ def test_keops_fallback_when_compile_fails(monkeypatch):
     torch.testing.assert_close(plan, sinkhorn(PointCloudCost(x, y), eps=0.1, n_iters=10, backend="torch"))
 
 
+@pytest.mark.slow
 def test_keops_backend(keops_cache):
     """Agreement with POT (random + structured, padded), transport and a float64 gradcheck, d=3 only."""
     if not HAS_COMPILER:  # no silent skip: then the backend must fall back with its warning

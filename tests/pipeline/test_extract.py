@@ -49,6 +49,7 @@ def contents(directory: Path) -> tuple[dict, list, list]:
             sorted((m["id"], m["modality"], m["reason"], m["detail"]) for m in manifest["masked"]))
 
 
+@pytest.mark.slow
 def test_bad_media_mask_their_modalities_and_keep_the_item(clean: Path, corpus: tuple[Path, dict]) -> None:
     _, faults = corpus
     items, failures, masked = contents(clean)
@@ -71,6 +72,7 @@ def test_bad_media_mask_their_modalities_and_keep_the_item(clean: Path, corpus: 
     assert len(masked) == 6
 
 
+@pytest.mark.slow
 def test_streams_and_recipe(clean: Path) -> None:
     with FeatureCache(clean) as cache:
         assert cache.meta.profile == "tiny"
@@ -86,6 +88,7 @@ def test_streams_and_recipe(clean: Path) -> None:
     assert item.features["clip_text"].shape[0] == 1 and item.features["esresnext"].shape[0] == 2
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_cache(clean: Path, corpus: tuple[Path, dict], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "cache"
@@ -105,6 +108,7 @@ def test_interrupted_run_resumes_to_the_same_cache(clean: Path, corpus: tuple[Pa
     assert contents(out) == contents(clean)
 
 
+@pytest.mark.slow
 def test_two_shard_workers_give_the_same_cache(clean: Path, corpus: tuple[Path, dict], tmp_path: Path) -> None:
     out = tmp_path / "cache"
     first = extract("mosei", corpus[0], out, workers=0, num_shards=2, shard_index=0, **FAST)
@@ -113,6 +117,7 @@ def test_two_shard_workers_give_the_same_cache(clean: Path, corpus: tuple[Path, 
     assert contents(out) == contents(clean)
 
 
+@pytest.mark.slow
 def test_prepared_inputs_are_c_contiguous_in_process(corpus: tuple[Path, dict]) -> None:
     """Worker results arrive C-contiguous (pickled); in-process ones must match, or torch picks
     other kernels (channels-last convolutions) and the cache depends on --workers."""

@@ -11,7 +11,6 @@ from torch.utils.data import DataLoader
 
 from hcm.cache.schema import Item
 from hcm.training.data import CacheDataset, DataConfig, align_rows, item_example, reindex_edges
-from hcm_tiny_cache import DIMS, STREAMS, build_cache
 
 
 def test_reindex_edges_keeps_current_rows_symmetric_without_self_loops() -> None:
@@ -69,16 +68,17 @@ def test_modality_with_zero_rows_in_the_cache() -> None:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_cache(tmp_path_factory.mktemp("cache") / "sample" / "tiny")
+def cache(tiny_cache) -> Path:
+    return tiny_cache()
 
 
-def test_collate_pads_and_masks(cache: Path) -> None:
-    data = CacheDataset(cache, "train", DataConfig(streams=STREAMS))
+def test_collate_pads_and_masks(cache: Path, tiny_cache) -> None:
+    data = CacheDataset(cache, "train", DataConfig(streams=tiny_cache.streams))
     batch = data.collate()([data[i] for i in range(4)])
     n_text = batch["text_mask"].sum(1)
-    assert batch["text"].shape[-1] == DIMS["roberta"] + DIMS["clip_text"]
-    assert batch["audio"].shape[-1] == DIMS["esresnext"] + DIMS["mel"]
+    dims = tiny_cache.dims
+    assert batch["text"].shape[-1] == dims["roberta"] + dims["clip_text"]
+    assert batch["audio"].shape[-1] == dims["esresnext"] + dims["mel"]
     for b in range(4):
         n = int(n_text[b])
         assert torch.all(batch["text"][b, n:] == 0)
@@ -88,9 +88,9 @@ def test_collate_pads_and_masks(cache: Path) -> None:
     assert batch["label"].dtype == torch.float32 and batch["index"].tolist() == [0, 1, 2, 3]
 
 
-def test_dataloader_workers_and_in_memory_agree(cache: Path) -> None:
-    streamed = CacheDataset(cache, "valid", DataConfig(streams=STREAMS))
-    memory = CacheDataset(cache, "valid", DataConfig(streams=STREAMS), in_memory=True)
+def test_dataloader_workers_and_in_memory_agree(cache: Path, tiny_cache) -> None:
+    streamed = CacheDataset(cache, "valid", DataConfig(streams=tiny_cache.streams))
+    memory = CacheDataset(cache, "valid", DataConfig(streams=tiny_cache.streams), in_memory=True)
     a = next(iter(DataLoader(streamed, batch_size=8, collate_fn=streamed.collate(), num_workers=2)))
     b = next(iter(DataLoader(memory, batch_size=8, collate_fn=memory.collate())))
     for key in a:

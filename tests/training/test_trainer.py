@@ -12,15 +12,20 @@ import torch
 
 from hcm.model.config import ModelConfig
 from hcm.training.trainer import NonFiniteLossError, TrainConfig, load_checkpoint, train
-from hcm_tiny_cache import build_cache
-from hcm_tiny_model import TinyNet, tiny_facts
-
-FACTORY = "hcm_tiny_model:TinyNet"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_cache(tmp_path_factory.mktemp("cache") / "sample" / "tiny")
+def cache(tiny_cache) -> Path:
+    return tiny_cache()
+
+
+@pytest.fixture
+def run(tiny_facts, tiny_net):
+    """``run(cache, run_dir, cfg, **kw)``: trains the stand-in model on the tiny regression facts."""
+    def _run(cache: Path, run_dir: Path, cfg: TrainConfig, **kw):
+        return train(cache, run_dir, cfg, ModelConfig(), facts=tiny_facts(), model_factory=tiny_net.factory,
+                     progress=False, **kw)
+    return _run
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -28,12 +33,8 @@ def _cfg(**kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-def _run(cache: Path, run_dir: Path, cfg: TrainConfig, **kw):
-    return train(cache, run_dir, cfg, ModelConfig(), facts=tiny_facts(), model_factory=FACTORY, progress=False, **kw)
-
-
-def test_short_run_writes_the_run_directory(cache: Path, tmp_path: Path) -> None:
-    result = _run(cache, tmp_path / "run", _cfg())
+def test_short_run_writes_the_run_directory(cache: Path, tmp_path: Path, run) -> None:
+    result = run(cache, tmp_path / "run", _cfg())
     root = result.run_dir
     assert result.epochs_run == 3 and 1 <= result.best_epoch <= 3 and result.key_metric == "mae"
     rows = list(csv.DictReader(open(root / "metrics.csv")))
@@ -61,12 +62,12 @@ def _interrupt_after(epoch: int):
     return callback
 
 
-def test_resume_reaches_the_same_weights_and_metrics(cache: Path, tmp_path: Path) -> None:
-    full = _run(cache, tmp_path / "full", _cfg(num_workers=0))
+def test_resume_reaches_the_same_weights_and_metrics(cache: Path, tmp_path: Path, run) -> None:
+    full = run(cache, tmp_path / "full", _cfg(num_workers=0))
     with pytest.raises(Interrupt):
-        _run(cache, tmp_path / "cut", _cfg(), callbacks=[_interrupt_after(1)])
+        run(cache, tmp_path / "cut", _cfg(), callbacks=[_interrupt_after(1)])
     assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["epoch"] == 1
-    resumed = _run(cache, tmp_path / "cut", _cfg(), resume=True)
+    resumed = run(cache, tmp_path / "cut", _cfg(), resume=True)
     assert [r["valid_mae"] for r in resumed.history] == [r["valid_mae"] for r in full.history]
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["model"]
@@ -74,7 +75,7 @@ def test_resume_reaches_the_same_weights_and_metrics(cache: Path, tmp_path: Path
     assert resumed.best_epoch == full.best_epoch and resumed.best_value == full.best_value
 
 
-def test_best_epoch_is_chosen_on_valid_only(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_best_epoch_is_chosen_on_valid_only(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run) -> None:
     """Valid MAE is scripted to be best at epoch 2 while test MAE would be best at epoch 4."""
     import hcm.training.trainer as trainer
 
@@ -88,24 +89,24 @@ def test_best_epoch_is_chosen_on_valid_only(cache: Path, tmp_path: Path, monkeyp
         return row
 
     monkeypatch.setattr(trainer, "validate", scripted)
-    result = _run(cache, tmp_path / "run", _cfg(epochs=4))
+    result = run(cache, tmp_path / "run", _cfg(epochs=4))
     assert result.best_epoch == 2 and result.best_value == 0.5
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 2
 
 
-def test_early_stopping_with_patience(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_early_stopping_with_patience(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run) -> None:
     import hcm.training.trainer as trainer
 
     real, values = trainer.validate, iter([0.5, 0.6, 0.7, 0.4, 0.3])
     monkeypatch.setattr(trainer, "validate", lambda *a: {**real(*a), "valid_mae": next(values)})
-    result = _run(cache, tmp_path / "run", _cfg(epochs=5, patience=2))
+    result = run(cache, tmp_path / "run", _cfg(epochs=5, patience=2))
     assert result.stopped_early and result.epochs_run == 3 and result.best_epoch == 1
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache: Path, tmp_path: Path,
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache: Path, tmp_path: Path, run, tiny_net,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    real_forward = TinyNet.forward
+    real_forward = tiny_net.cls.forward
 
     def poisoned(self, batch):
         out = real_forward(self, batch)
@@ -114,8 +115,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache: Path, t
             out.loss = out.loss * math.nan
         return out
 
-    monkeypatch.setattr(TinyNet, "forward", poisoned)
+    monkeypatch.setattr(tiny_net.cls, "forward", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step \d+.*last good checkpoint is kept"):
-        _run(cache, tmp_path / "run", _cfg())
+        run(cache, tmp_path / "run", _cfg())
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values())

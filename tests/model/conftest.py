@@ -1,18 +1,16 @@
-"""Tiny synthetic batches and configs for the HCMNet tests (plain tensors, no cache)."""
+"""Fixtures for the network tests: tiny HCMNet configs and padded batches of plain tensors (no cache)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 
+import pytest
 import torch
 
 from hcm.model.config import ModelConfig
 
 DIMS = {"text": 12, "video": 10, "audio": 8}
-VARIANTS = ("full", "acm-only", "ccm-only", "no-acl", "no-graph", "no-cdc")
-SUBSETS = ("tva", "tv", "ta", "va")
 
 
 def tiny_config(**overrides) -> ModelConfig:
@@ -32,11 +30,11 @@ def make_batch(lengths: dict[str, list[int]], n_max: dict[str, int] | None = Non
     batch: dict[str, torch.Tensor] = {}
     for name, dim in DIMS.items():
         n = (n_max or {}).get(name, max(lengths[name]))
-        batch[name] = torch.randn(size, n, dim, generator=gen)
-        batch[f"{name}_mask"] = torch.arange(n)[None, :] < torch.tensor(lengths[name])[:, None]
+        batch[name] = torch.randn(size, n, dim, generator=gen)  # (B, N, D)
+        batch[f"{name}_mask"] = torch.arange(n)[None, :] < torch.tensor(lengths[name])[:, None]  # (B, N)
     n_t = batch["text"].shape[1]
     adj = (torch.rand(size, n_t, n_t, generator=gen) > 0.6).float()
-    batch["text_adj"] = ((adj + adj.transpose(1, 2)) > 0).float() * (1 - torch.eye(n_t))
+    batch["text_adj"] = ((adj + adj.transpose(1, 2)) > 0).float() * (1 - torch.eye(n_t))  # (B, N_t, N_t)
     if regression:
         batch["label"] = torch.rand(size, generator=gen) * 6 - 3
     else:
@@ -62,13 +60,30 @@ def pad_more(batch: dict[str, torch.Tensor], extra: int, seed: int = 1) -> dict[
     return out
 
 
-@contextmanager
+@pytest.fixture
 def one_thread() -> Iterator[None]:
     """Run with one intra-op thread: these tensors are tiny, and on a shared CPU the thread
     hand-offs of a second thread cost far more than they save."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def model_config() -> Callable[..., ModelConfig]:
+    """Factory: ``model_config(**overrides)`` is a small 3-class HCMNet config for the batches below."""
+    return tiny_config
+
+
+@pytest.fixture(scope="session")
+def model_batch() -> Callable[..., dict[str, torch.Tensor]]:
+    """Factory: ``model_batch(lengths, n_max=None, seed=0, classes=3, regression=False)`` is a padded
+    batch with ``lengths[m][i]`` real rows of modality m for sample i (junk in the padded rows)."""
+    return make_batch
+
+
+@pytest.fixture(scope="session")
+def padded_batch() -> Callable[..., dict[str, torch.Tensor]]:
+    """Factory: ``padded_batch(batch, extra, seed=1)`` adds ``extra`` junk-filled padded rows per modality."""
+    return pad_more

@@ -1,0 +1,137 @@
+"""The documentation points at things that exist, and every benchmark has its measured table.
+
+- Every repository path (`model/ot/api.py`, `configs/quickstart.json`, `tests/...`) and every
+  module reference (`hcm.model.ot.sinkhorn`) in README.md and docs/*.md must exist, so a file
+  or module that moves cannot leave a stale name behind in the docs.
+- Every `benchmarks/*.py` appears in benchmarks/RESULTS.md with the command that measured it.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
+TOP_LEVEL = ("apps", "benchmarks", "cache", "configs", "core", "docs", "model", "pipeline", "tests", "training")
+# A path starts at a top-level folder (not inside another path or word: `~/.cache/clip` is not `cache/`).
+PATH = re.compile(r"(?<![\w./~-])(?:%s)/[\w./{},*<>-]*" % "|".join(TOP_LEVEL))
+MODULE = re.compile(r"(?<![\w.])hcm(?:\.\w+)+")
+# A bare file name (`clip.py`, `test_settings.py`): some file of the repository must carry it.
+BARE_FILE = re.compile(r"(?<![\w./~{,-])\w+\.py\b")
+PLACEHOLDER = re.compile(r"[<*]")
+
+
+def expand_braces(text: str) -> list[str]:
+    """`a/{b,c}.py` -> [`a/b.py`, `a/c.py`] (shell brace expansion, any number of groups)."""
+    parts = re.split(r"\{([^{}]*)\}", text)
+    choices = [[p] if i % 2 == 0 else p.split(",") for i, p in enumerate(parts)]
+    return ["".join(combo) for combo in itertools.product(*choices)]
+
+
+def path_references(text: str) -> set[str]:
+    """Repository paths named in a markdown text, braces expanded, placeholders (`<name>`, `*`) left out."""
+    found = set()
+    for match in PATH.finditer(text):
+        raw = match.group(0).rstrip(".,")
+        for path in expand_braces(raw):
+            if not PLACEHOLDER.search(path):
+                found.add(path)
+    return found
+
+
+def module_file(dotted: str) -> Path | None:
+    """The source file of module ``dotted`` (``hcm.a.b``) in this repository, or None."""
+    base = REPO.joinpath(*dotted.split(".")[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@lru_cache(maxsize=None)
+def top_level_names(source: Path) -> frozenset[str]:
+    """Names bound at the top level of a module: definitions, assignments and imports."""
+    names: set[str] = set()
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return frozenset(names)
+
+
+def module_reference_exists(dotted: str) -> bool:
+    """`hcm.a.b` is a module, or `hcm.a.b.name` a name bound at the top of module `hcm.a.b`."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        source = module_file(".".join(parts[:cut])) if cut > 1 else REPO / "__init__.py"
+        if source is None:
+            continue
+        rest = parts[cut:]
+        return not rest or rest[0] in top_level_names(source)
+    return False
+
+
+def module_references(text: str) -> set[str]:
+    return {m.group(0).rstrip(".") for m in MODULE.finditer(text)}
+
+
+@lru_cache(maxsize=None)
+def repository_file_names() -> frozenset[str]:
+    files = itertools.chain(REPO.glob("*.py"), *((REPO / top).rglob("*.py") for top in TOP_LEVEL))
+    return frozenset(p.name for p in files)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_path_named_in_the_docs_exists(doc: Path) -> None:
+    missing = sorted(p for p in path_references(doc.read_text()) if not (REPO / p).exists())
+    assert not missing, f"{doc.name} names paths that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_file_name_in_the_docs_exists(doc: Path) -> None:
+    names = {m.group(0) for m in BARE_FILE.finditer(doc.read_text())}
+    missing = sorted(names - repository_file_names())
+    assert not missing, f"{doc.name} names files that are nowhere in the repository: {missing}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_module_named_in_the_docs_exists(doc: Path) -> None:
+    missing = sorted(m for m in module_references(doc.read_text()) if not module_reference_exists(m))
+    assert not missing, f"{doc.name} names modules or objects that do not exist: {missing}"
+
+
+def test_the_checks_catch_stale_names() -> None:
+    text = "See `model/ot.py` and `pipeline/datasets/{mosei,nope}.py`, `hcm.model.ot.sinkhorn`, `hcm.model.runs`."
+    assert path_references(text) == {"model/ot.py", "pipeline/datasets/mosei.py", "pipeline/datasets/nope.py"}
+    assert not (REPO / "model/ot.py").exists() and (REPO / "pipeline/datasets/mosei.py").exists()
+    assert module_reference_exists("hcm.model.ot.sinkhorn")
+    assert module_reference_exists("hcm.model.ot") and module_reference_exists("hcm.core")
+    assert not module_reference_exists("hcm.model.runs")
+    assert not module_reference_exists("hcm.model.ot.no_such_function")
+    assert path_references("`~/.cache/clip/RN50.pt`, `configs/datasets/<name>.json`") == set()
+    bare = {m.group(0) for m in BARE_FILE.finditer("`test_settings.py`, `test_gone.py`, model/layers.py")}
+    assert bare - repository_file_names() == {"test_gone.py"}
+
+
+BENCHMARKS = sorted((REPO / "benchmarks").glob("bench_*.py"))
+
+
+def test_there_are_benchmarks() -> None:
+    assert BENCHMARKS, "no benchmarks/bench_*.py found"
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.name)
+def test_every_benchmark_has_a_command_in_results(script: Path) -> None:
+    results = (REPO / "benchmarks" / "RESULTS.md").read_text()
+    command = re.compile(r"python[\w.]* +benchmarks/%s\b" % re.escape(script.name))
+    assert command.search(results), f"benchmarks/RESULTS.md shows no command running benchmarks/{script.name}"
