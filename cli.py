@@ -328,5 +328,5 @@ def cache_verify_command(
     from hcm.cache.inspect import verify_report
 
     text, status = verify_report(directory)
-    typer.echo(text)
+    typer.echo(text, err=status != 0)
     raise typer.Exit(status)

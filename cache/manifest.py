@@ -186,7 +186,8 @@ def rebuild_manifest(directory: Path) -> dict:
 def load_manifest(directory: Path, save: bool = True) -> dict:
     """The manifest of ``directory``, rebuilt from the shards (and saved if possible) when missing."""
     if not directory.is_dir():
-        raise CacheError(f"cache directory {directory} does not exist; run `hcm extract` first or check the path")
+        state = "is a file, not a cache folder" if directory.exists() else "does not exist"
+        raise CacheError(f"cache directory {directory} {state}; run `hcm extract` first or check the path")
     manifest = read_manifest(directory)
     if manifest is not None:
         return manifest
