@@ -5,7 +5,6 @@ settings (the dataset's shipped file plus ``--set`` overrides), then call the tr
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hcm.core.errors import UsageError, report_errors
+from hcm.core.configs import parse_assignments
 from hcm.core.files import check_writable, read_json
 from hcm.core.threads import set_threads
 from hcm.core.workspace import Workspace
@@ -69,20 +69,6 @@ def apply_overrides(train: dict[str, Any], model: dict[str, Any], overrides: dic
         else:
             raise UsageError(f"unknown setting {key!r}; train settings: {sorted(train_keys)}; "
                              f"model settings: {sorted(model_keys)}")
-
-
-def parse_assignments(pairs: list[str]) -> dict[str, Any]:
-    """``["lr=1e-3", "variant=no-acl"]`` -> values parsed as JSON where they are JSON, else strings."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {pair!r} must look like key=value (e.g. --set dropout=0.2)")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
 
 
 def resolve_settings(dataset: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
