@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hcm.cache import FeatureCache
-from hcm.cache.schema import weight_changes
+from hcm.cache.schema import recipe_changes, weight_changes
 from hcm.core.device import resolve_device
 from hcm.core.files import atomic_write, read_json, write_json
 from hcm.model.config import ModelConfig
@@ -81,8 +81,10 @@ def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
                 f"was: "
                 f"{'; '.join(changed)}; evaluate on a cache extracted with the run's weight files"
             )
-        log.warning("cache %s was extracted with another recipe (hash %s) than the run's (%s); "
-                    "numbers may not be comparable", cache_dir, meta.recipe_hash[:12], config["recipe_hash"][:12])
+        named = recipe_changes(_run_recipe(config), meta.recipe) or ["the run's cache is gone or re-extracted"]
+        log.warning("cache %s was extracted with another recipe (hash %s) than the run's (%s): %s (run's cache -> "
+                    "this one); numbers may not be comparable", cache_dir, meta.recipe_hash[:12],
+                    config["recipe_hash"][:12], ", ".join(named))
 
 
 def _run_recipe(config: dict[str, Any]) -> dict:
