@@ -317,13 +317,14 @@ def evaluate_command(
                               help="The split to score: valid or test (training items are not scored)."),
     features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the same profile."),
     tsne: bool = typer.Option(False, "--tsne", help="Also plot a t-SNE of the latent features."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report (as metrics.json) on stdout; the table goes to stderr."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Evaluate a run's best checkpoint: metrics table, metrics.json, predictions.csv, plots."""
     from hcm.apps.train import evaluate_command as run_evaluate
 
-    raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads))
+    raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads, as_json))
 
 
 @app.command("predict", **_example('hcm predict clip.mp4 --text "I loved every minute of it"'))

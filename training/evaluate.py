@@ -139,6 +139,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
                                 title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
     console.print(masked_note(report))
     failed = write_outputs(paths.eval_dir(split), report, data.ids, preds, labels, facts, tsne)
+    console.print("wrote " + ", ".join(str(path) for path in report["files"]))
     if failed:
         raise OutputWriteError(f"the {split} metrics above were computed, but {len(failed)} file(s) could not be "
                                f"written: {'; '.join(failed)}. Make {paths.eval_dir(split)} writable (or copy the "
@@ -184,11 +185,13 @@ def write_outputs(out: Path, report: dict[str, Any], ids: Sequence[str], preds: 
     if tsne:
         writes.append((out / "tsne.png", lambda p: plot_tsne(p, preds.features, labels, facts)))
     failed = []
+    report["files"] = [str(path) for path, _ in writes]  # what this evaluation writes (metrics.json lists itself)
     for path, write in writes:
         try:
             write(path)
         except OSError as error:
             failed.append(f"{path} ({error.strerror or error})")
+    report["files"] = [name for name in report["files"] if not any(f.startswith(name + " ") for f in failed)]
     return failed
 
 
