@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -141,3 +142,4 @@ def test_extract_uses_the_sample_when_the_dataset_root_is_absent(workdir: Path, 
     assert f"using the sample corpus {workdir / 'data' / 'sample-meld'}" in caplog.text + result.output
     with FeatureCache(workdir / "features" / "meld" / "tiny") as cache:
         assert len(cache) == 3
+    assert re.search(r"s \(start-up \d+\.\d s, then \d+\.\d items/s; encoders", result.output), result.output
