@@ -5,23 +5,121 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from enum import Enum
+from typing import Any
+
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from hcm import __version__
+from hcm.core.configs import parse_assignments
 from hcm.core.threads import passive_waits
 from hcm.core.workspace import Workspace
 
 passive_waits()  # torch is not loaded yet: its OpenMP threads will sleep, not spin, when idle
 
 THREADS_HELP = "CPU threads for torch (default: the CPUs this process may use: affinity and cgroup quota)."
+FROM_CONFIG = "dataset config"  # what a train setting left unset means
+WORKDIR_FLAGS = ("-w", "--workdir")
+
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Flags take no value: show no ``<bool>`` type beside them in the help."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class HcmCommand(TyperCommand):
+    """A command whose help shows flags without a type."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class HcmGroup(TyperGroup):
+    """The root group: ``-w/--workdir`` is accepted after the subcommand too (moved in front)."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, workdir_first(args))
+
+
+def workdir_first(args: list[str]) -> list[str]:
+    """``["train", "-w", "W", "--epochs", "2"]`` -> ``["-w", "W", "train", "--epochs", "2"]``."""
+    front: list[str] = []
+    rest: list[str] = []
+    i, seen_command = 0, False
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if seen_command and arg in WORKDIR_FLAGS and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        if seen_command and arg.startswith("--workdir="):
+            front.append(arg)
+        else:
+            seen_command = seen_command or not arg.startswith("-")
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class Split(str, Enum):
+    """The splits ``hcm evaluate`` scores (the model was fitted on train)."""
+
+    valid = "valid"
+    test = "test"
+
+
+class AlignedRows(str, Enum):
+    trim = "trim"
+    all = "all"
+
+
+def _positive(value: Optional[float]) -> Optional[float]:
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"must be greater than 0, got {value}")
+    return value
+
+
+def _int_list(value: Optional[str]) -> Optional[str]:
+    """Check a comma list of integers (``0,1,2``) before any work starts."""
+    if value:
+        try:
+            [int(s) for s in value.split(",") if s.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a comma list of integers (e.g. 0,1,2)") from None
+    return value
+
+
+def _assignments(pairs: list[str]) -> list[str]:
+    try:
+        parse_assignments(pairs)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return pairs
+
+
+def _example(*lines: str) -> dict[str, object]:
+    """Options for ``app.command``: the help's class and an example at its end."""
+    return {"cls": HcmCommand, "epilog": "Example:  " + "  |  ".join(lines)}
+
 
 app = typer.Typer(
+    cls=HcmGroup,
     name="hcm",
     help=(
         "HCMNet for multimodal sentiment analysis.\n\n"
         "Stage one turns a raw dataset (CMU-MOSEI, MELD, IEMOCAP) into a feature cache; "
         "stage two trains and evaluates HCMNet on that cache. Everything lives under one "
-        "workspace (--workdir, $HCM_HOME, default ./hcm-work)."
+        "workspace (--workdir before or after the command, $HCM_HOME, default ./hcm-work)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -49,7 +147,7 @@ def main(
     ctx.obj = Workspace.resolve(workdir)
 
 
-@app.command("quickstart")
+@app.command("quickstart", **_example("hcm quickstart --quiet"))
 def quickstart_command(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
@@ -64,7 +162,7 @@ def quickstart_command(
     raise typer.Exit(run_quickstart(ctx.obj, config, progress=not quiet))
 
 
-@app.command("sample")
+@app.command("sample", **_example("hcm sample --dataset mosei --faults"))
 def sample_command(
     ctx: typer.Context,
     dataset: str = typer.Option(
@@ -106,7 +204,7 @@ def sample_command(
         typer.echo(format_summary(summary))
 
 
-@app.command("extract")
+@app.command("extract", **_example("hcm extract --dataset mosei --profile tiny"))
 def extract_command(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", help="sample, mosei, meld or iemocap."),
@@ -162,22 +260,26 @@ def extract_command(
     ))
 
 
-@app.command("train")
+@app.command("train", **_example("hcm train --epochs 20 --set dropout=0.2 --seeds 0,1,2"))
 def train_command(
     ctx: typer.Context,
     features: Optional[Path] = typer.Option(None, "--features", help="Cache folder (default: the workspace's only cache)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size (split over DDP ranks)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="AdamW learning rate."),
-    variant: Optional[str] = typer.Option(None, "--variant", help="full, acm-only, ccm-only, no-acl, no-graph, no-cdc."),
-    modalities: Optional[str] = typer.Option(None, "--modalities", help="tva, tv, ta or va."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma list, e.g. 1,2,3: one run per seed, mean ± std."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1."),
-    ot_backend: Optional[str] = typer.Option(None, "--ot-backend", help="torch, keops, pot or auto."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, show_default=FROM_CONFIG, help="Maximum epochs."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default=FROM_CONFIG,
+                                             help="Global batch size (split over DDP ranks)."),
+    lr: Optional[float] = typer.Option(None, "--lr", callback=_positive, show_default=FROM_CONFIG, help="AdamW learning rate."),
+    variant: Optional[str] = typer.Option(None, "--variant", show_default="full",
+                                          help="full, acm-only, ccm-only, no-acl, no-graph, no-cdc."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", show_default="tva", help="tva, tv, ta or va."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, show_default=FROM_CONFIG, help="Random seed."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", callback=_int_list,
+                                        help="Comma list, e.g. 1,2,3: one run per seed, mean ± std."),
+    device: Optional[str] = typer.Option(None, "--device", show_default="auto", help="auto, cpu, cuda, cuda:1."),
+    ot_backend: Optional[str] = typer.Option(None, "--ot-backend", show_default=FROM_CONFIG, help="torch, keops, pot or auto."),
     in_memory: bool = typer.Option(False, "--in-memory", help="Load the cache into memory (small caches)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes."),
-    settings: list[str] = typer.Option([], "--set", help="Any train/model setting: --set dropout=0.2 --set train.patience=5."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, show_default=FROM_CONFIG, help="DataLoader worker processes."),
+    settings: list[str] = typer.Option([], "--set", callback=_assignments, show_default="none",
+                                       help="Any train/model setting: --set dropout=0.2 --set train.patience=5."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (--run, default the latest)."),
     run: Optional[Path] = typer.Option(None, "--run", help="The run folder to resume."),
     skip_nonfinite: Optional[int] = typer.Option(
@@ -191,7 +293,7 @@ def train_command(
     """Train HCMNet on a feature cache; the run goes to <workspace>/runs/<dataset>/<time>-<variant>/."""
     import sys
 
-    from hcm.apps.train import TrainRequest, parse_assignments
+    from hcm.apps.train import TrainRequest
     from hcm.apps.train import train_command as run_train
 
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "variant": variant, "modalities": modalities,
@@ -207,23 +309,25 @@ def train_command(
     raise typer.Exit(run_train(ctx.obj, request, interactive=sys.stdin.isatty(), threads=threads))
 
 
-@app.command("evaluate")
+@app.command("evaluate", **_example("hcm evaluate --split valid --json"))
 def evaluate_command(
     ctx: typer.Context,
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
-    split: str = typer.Option("test", "--split", help="valid or test."),
+    split: Split = typer.Option(Split.test, "--split", case_sensitive=False,
+                              help="The split to score: valid or test (training items are not scored)."),
     features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the same profile."),
     tsne: bool = typer.Option(False, "--tsne", help="Also plot a t-SNE of the latent features."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report (as metrics.json) on stdout; the table goes to stderr."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
     """Evaluate a run's best checkpoint: metrics table, metrics.json, predictions.csv, plots."""
     from hcm.apps.train import evaluate_command as run_evaluate
 
-    raise typer.Exit(run_evaluate(ctx.obj, run, split, features, tsne, device, threads))
+    raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads, as_json))
 
 
-@app.command("predict")
+@app.command("predict", **_example('hcm predict clip.mp4 --text "I loved every minute of it"'))
 def predict_command(
     ctx: typer.Context,
     clip: Path = typer.Argument(..., help="The video clip (e.g. .mp4); an audio-only file masks the video."),
@@ -240,21 +344,21 @@ def predict_command(
     raise typer.Exit(run_predict(ctx.obj, clip, text, run, as_json, device, WeightOptions(weights_dir=weights_dir)))
 
 
-@app.command("ablate")
+@app.command("ablate", **_example("hcm ablate --variants full,no-acl --modalities '' --seeds 0,1,2"))
 def ablate_command(
     ctx: typer.Context,
     features: Optional[Path] = typer.Option(None, "--features", help="Cache folder (default: the workspace's only cache)."),
     variants: str = typer.Option("full,acm-only,ccm-only,no-acl,no-graph,no-cdc", "--variants", help="Comma list of variants trained on T+V+A (Table 4); '' for none."),
     modalities: str = typer.Option("tva,tv,ta,va", "--modalities", help="Comma list of modality subsets of the full model (Table 5); '' for none."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs of every run."),
-    seeds: str = typer.Option("0", "--seeds", help="Comma list of seeds; the table shows mean ± std."),
-    settings: list[str] = typer.Option([], "--set", help="Any train/model setting, as for hcm train."),
+    seeds: str = typer.Option("0", "--seeds", callback=_int_list, help="Comma list of seeds; the table shows mean ± std."),
+    settings: list[str] = typer.Option([], "--set", callback=_assignments, show_default="none",
+                                       help="Any train/model setting, as for hcm train."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train and evaluate the ablations; write a table like the paper's Tables 4 and 5 (Markdown + JSON)."""
     from hcm.apps.ablate import AblationRequest
     from hcm.apps.ablate import ablate_command as run_ablate
-    from hcm.apps.train import parse_assignments
 
     try:
         request = AblationRequest(
@@ -267,11 +371,11 @@ def ablate_command(
     raise typer.Exit(run_ablate(ctx.obj, request))
 
 
-import_app = typer.Typer(help="Import other frameworks' feature files as hcm feature caches.", no_args_is_help=True)
+import_app = typer.Typer(cls=HcmGroup, help="Import other frameworks' feature files as hcm feature caches.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 
-@import_app.command("mmsa")
+@import_app.command("mmsa", **_example("hcm import mmsa MOSI/Processed/aligned_50.pkl --dataset mosi"))
 def import_mmsa_command(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
@@ -284,7 +388,7 @@ def import_mmsa_command(
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt (clip_text, mosi/mosei)."),
     clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Load with plain pickle, which runs any code the file holds. Default: a reader that builds only arrays, lists, dicts, strings and numbers."),
-    aligned_rows: str = typer.Option("trim", "--aligned-rows", help="Aligned files: trim (drop all-zero rows at both ends) or all."),
+    aligned_rows: AlignedRows = typer.Option(AlignedRows.trim, "--aligned-rows", help="Aligned files: trim (drop all-zero rows at both ends) or all."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Utterances per text-encoder batch."),
     shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
@@ -298,15 +402,15 @@ def import_mmsa_command(
     raise typer.Exit(import_command(
         ctx.obj, file, dataset, quiet=quiet, profile=profile, out=out, text_model=text_model,
         spacy_model=spacy_model, weights=weights, device=device, batch_size=batch_size, shard_size=shard_size,
-        trust_pickle=trust_pickle, aligned_rows=aligned_rows,
+        trust_pickle=trust_pickle, aligned_rows=aligned_rows.value,
     ))
 
 
-cache_app = typer.Typer(help="Inspect and check feature caches (HDF5 shards + manifest.json).", no_args_is_help=True)
+cache_app = typer.Typer(cls=HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 
-@cache_app.command("info")
+@cache_app.command("info", **_example("hcm cache info hcm-work/features/mosei/paper"))
 def cache_info_command(
     directory: Path = typer.Argument(..., help="The cache folder, e.g. hcm-work/features/mosei/paper."),
     as_json: bool = typer.Option(False, "--json", help="Print the full summary (every dropped and masked item) as JSON."),
@@ -320,7 +424,7 @@ def cache_info_command(
     raise typer.Exit(status)
 
 
-@cache_app.command("verify")
+@cache_app.command("verify", **_example("hcm cache verify hcm-work/features/mosei/paper"))
 def cache_verify_command(
     directory: Path = typer.Argument(..., help="The cache folder to check."),
 ) -> None:
@@ -328,5 +432,5 @@ def cache_verify_command(
     from hcm.cache.inspect import verify_report
 
     text, status = verify_report(directory)
-    typer.echo(text)
+    typer.echo(text, err=status != 0)
     raise typer.Exit(status)

@@ -8,12 +8,14 @@ import dataclasses
 import json
 import logging
 import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hcm.core.errors import UsageError, report_errors
+from hcm.core.configs import parse_assignments
 from hcm.core.files import check_writable, read_json
 from hcm.core.threads import set_threads
 from hcm.core.workspace import Workspace
@@ -71,20 +73,6 @@ def apply_overrides(train: dict[str, Any], model: dict[str, Any], overrides: dic
                              f"model settings: {sorted(model_keys)}")
 
 
-def parse_assignments(pairs: list[str]) -> dict[str, Any]:
-    """``["lr=1e-3", "variant=no-acl"]`` -> values parsed as JSON where they are JSON, else strings."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {pair!r} must look like key=value (e.g. --set dropout=0.2)")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
-
-
 def resolve_settings(dataset: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train and model settings: the dataset's shipped file (defaults if it has none) with ``overrides``."""
     try:
@@ -117,8 +105,11 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
         run = agreed(lambda: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant,
                                          f"-s{seed}" if suffix else ""))
         with removed_on_failure(run, rank):
+            started = time.perf_counter()
             results.append(train(cache, run, cfg, model_cfg, model_factory=request.model_factory,
                                  progress=request.progress))
+        if rank == 0:
+            print(train_summary(results[-1], time.perf_counter() - started))
     if suffix and rank == 0:
         out = new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, "-seeds") / "summary.json"
         summarize_seed_runs([r.run_dir for r in results], request.split, out)
@@ -135,9 +126,22 @@ def resume_in_workspace(workspace: Workspace, request: TrainRequest) -> Any:
         log.warning("--resume continues with the run's own settings; ignoring %s", ignored)
     train_cfg = {**config["train"], **{k: v for k, v in request.overrides.items() if k in RESUME_SETTINGS}}
     cache = request.features or config["cache"]
-    return train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_dict(config["model"]),
-                 facts=DatasetFacts.from_dict(config["facts"]), model_factory=config["model_factory"],
-                 resume=True, progress=request.progress)
+    started = time.perf_counter()
+    result = train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_dict(config["model"]),
+                   facts=DatasetFacts.from_dict(config["facts"]), model_factory=config["model_factory"],
+                   resume=True, progress=request.progress)
+    print(train_summary(result, time.perf_counter() - started))
+    return result
+
+
+def train_summary(result: Any, seconds: float) -> str:
+    """The closing words of ``hcm train``: where the run is, its best epoch and score, the next command."""
+    stop = "stopped early" if result.stopped_early else "all epochs"
+    return (f"run {result.run_dir}\n"
+            f"  best epoch {result.best_epoch} of {result.epochs_run} ({stop}): valid {result.key_metric} "
+            f"{result.best_value:.4f}\n"
+            f"  wall time {seconds:.1f} s; per-epoch log {RunPaths(result.run_dir).train_log}\n"
+            f"  next: hcm evaluate --run {result.run_dir}")
 
 
 @contextmanager
@@ -153,10 +157,19 @@ def removed_on_failure(run: Path, rank: int) -> Iterator[None]:
 
 
 def evaluate_in_workspace(workspace: Workspace, run: Path | None = None, split: str = "test",
-                          features: Path | None = None, tsne: bool = False, device: str = "auto") -> dict[str, Any]:
-    """``hcm evaluate``: the given run (default: the latest in the workspace), its best checkpoint."""
+                          features: Path | None = None, tsne: bool = False, device: str = "auto",
+                          as_json: bool = False) -> dict[str, Any]:
+    """``hcm evaluate``: the given run (default: the latest in the workspace), its best checkpoint.
+
+    ``as_json``: the table goes to stderr and stdout gets the report (metrics.json) alone."""
+    from rich.console import Console
+
     chosen = Path(run) if run is not None else find_latest_run(workspace.runs)
-    return evaluate_run(chosen, split, cache_dir=features, tsne=tsne, device=device)
+    report = evaluate_run(chosen, split, cache_dir=features, tsne=tsne, device=device,
+                          console=Console(stderr=True) if as_json else None)
+    if as_json:
+        print(json.dumps(report, indent=1, default=str))
+    return report
 
 
 def ask_cache(caches: list[Path]) -> Path:
@@ -186,10 +199,10 @@ def train_command(workspace: Workspace, request: TrainRequest, interactive: bool
 
 
 def evaluate_command(workspace: Workspace, run: Path | None, split: str, features: Path | None, tsne: bool,
-                     device: str, threads: int | None = None) -> int:
+                     device: str, threads: int | None = None, as_json: bool = False) -> int:
     """``hcm evaluate`` with its errors reported as messages; returns the exit status."""
     def work() -> None:
         set_threads(threads)
-        evaluate_in_workspace(workspace, run, split, features, tsne, device)
+        evaluate_in_workspace(workspace, run, split, features, tsne, device, as_json)
 
     return report_errors(work)

@@ -201,7 +201,8 @@ def _shard_problems(path: Path, meta: CacheMeta, entry: dict, k: int) -> tuple[l
 
 def _load_for_verify(directory: Path) -> tuple[dict, list[str]]:
     if not directory.is_dir():
-        raise CacheError(f"cache directory {directory} does not exist")
+        state = "is a file, not a cache folder" if directory.exists() else "does not exist"
+        raise CacheError(f"cache directory {directory} {state}")
     try:
         manifest = read_manifest(directory)
     except CacheError as exc:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hcm import __version__
-from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, check_recipe_version, weight_changes
+from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, check_recipe_version, recipe_changes, weight_changes
 from hcm.cache.shard import SHARD_GLOB, ShardHeader, read_header, shard_index, shard_name
 from hcm.core.files import write_text
 
@@ -150,12 +150,14 @@ def check_meta(directory: Path, manifest: dict, meta: CacheMeta) -> None:
     if changed:
         raise CacheError(f"cache {directory} was extracted with other weights: {'; '.join(changed)}. Pass the weight "
                          f"files it was made with to resume it, or extract into another --out folder.")
-    what = [(key, manifest.get(key), value) for key, value in meta.to_dict().items()
+    what = [f"{key}: cache has {manifest.get(key)!r}, this run has {value!r}" for key, value in meta.to_dict().items()
             if key in ("dataset", "task", "classes", "shard_size") and manifest.get(key) != value]
     if manifest.get("recipe_hash") != meta.recipe_hash:
-        what.insert(0, ("recipe hash", manifest.get("recipe_hash"), meta.recipe_hash))
+        named = recipe_changes(manifest.get("recipe") or {}, meta.recipe) or ["the feature streams differ"]
+        what.insert(0, f"recipe hash {str(manifest.get('recipe_hash'))[:12]} -> {meta.recipe_hash[:12]}, "
+                       f"cache -> this run: {', '.join(named)}")
     if what:
-        diffs = "; ".join(f"{key}: cache has {old!r}, this run has {new!r}" for key, old, new in what)
+        diffs = "; ".join(what)
         raise CacheError(
             f"cache {directory} was written with other settings ({diffs}). Extract into another "
             f"directory (another profile name), or delete {directory} to re-extract from scratch."
@@ -186,7 +188,8 @@ def rebuild_manifest(directory: Path) -> dict:
 def load_manifest(directory: Path, save: bool = True) -> dict:
     """The manifest of ``directory``, rebuilt from the shards (and saved if possible) when missing."""
     if not directory.is_dir():
-        raise CacheError(f"cache directory {directory} does not exist; run `hcm extract` first or check the path")
+        state = "is a file, not a cache folder" if directory.exists() else "does not exist"
+        raise CacheError(f"cache directory {directory} {state}; run `hcm extract` first or check the path")
     manifest = read_manifest(directory)
     if manifest is not None:
         return manifest

@@ -259,6 +259,24 @@ def weight_changes(cached: dict, current: dict, labels: tuple[str, str] = ("in t
     return lines
 
 
+def recipe_changes(cached: dict, current: dict, prefix: str = "") -> list[str]:
+    """Each recipe setting whose value differs, as ``frames 4 -> 8`` (cached value first; nested
+    settings by dotted name, e.g. ``profile.segments 3 -> 8``)."""
+    lines = []
+    for key in sorted(set(cached) | set(current), key=str):
+        old, new = cached.get(key, "absent"), current.get(key, "absent")
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += recipe_changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            lines.append(f"{prefix}{key} {_brief(old)} -> {_brief(new)}")
+    return lines
+
+
+def _brief(value: object, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def check_recipe_version(meta: CacheMeta, directory: Path) -> None:
     """Refuse a cache extracted with another recipe version: its streams mean something else."""
     version = meta.recipe_version

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -25,3 +26,17 @@ def check_keys(cls: type, data: Mapping[str, Any], source: str, ignored: Iterabl
     unknown = sorted(set(data) - known - set(ignored))
     if unknown:
         raise UsageError(f"unknown {cls.__name__} key(s) {unknown} in {source}; known keys: {sorted(known)}")
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, Any]:
+    """``["lr=1e-3", "variant=no-acl"]`` -> values parsed as JSON where they are JSON, else strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {pair!r} must look like key=value (e.g. --set dropout=0.2)")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out

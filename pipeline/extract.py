@@ -278,13 +278,13 @@ class ExtractSummary:
 
     def format(self, show: int = 20) -> str:
         """A few lines for the terminal."""
-        rate = self.extracted / self.seconds if self.seconds > 0 else 0.0
+        rate = self.extracted / self.loop_seconds if self.loop_seconds > 0 else 0.0  # start-up excluded
         n_masked = len({entry["id"] for entry in self.masked})
         lines = [
             f"{self.dataset} ({self.profile}): plan {self.planned} = {self.extracted} extracted + "
             f"{len(self.dropped)} dropped" + (f" + {self.pending} in shards not written yet" if self.pending else "")
-            + f"; {n_masked} extracted with a masked modality; {self.seconds:.1f} s ({rate:.1f} items/s, "
-            f"encoders {self.encoder_seconds:.1f} s)",
+            + f"; {n_masked} extracted with a masked modality; {self.seconds:.1f} s (start-up "
+            f"{self.seconds - self.loop_seconds:.1f} s, then {rate:.1f} items/s; encoders {self.encoder_seconds:.1f} s)",
             f"this run: {self.truncated} texts truncated, {self.repaired} texts with invalid UTF-8 repaired",
             f"shards: {self.shards_mine - self.shards_resumed - self.shards_by_others} written, "
             f"{self.shards_resumed} already complete, " + (f"{self.shards_by_others} written by another process, "

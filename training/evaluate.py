@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hcm.cache import FeatureCache
-from hcm.cache.schema import weight_changes
+from hcm.cache.schema import recipe_changes, weight_changes
 from hcm.core.device import resolve_device
 from hcm.core.files import atomic_write, read_json, write_json
 from hcm.model.config import ModelConfig
@@ -81,8 +81,10 @@ def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
                 f"was: "
                 f"{'; '.join(changed)}; evaluate on a cache extracted with the run's weight files"
             )
-        log.warning("cache %s was extracted with another recipe (hash %s) than the run's (%s); "
-                    "numbers may not be comparable", cache_dir, meta.recipe_hash[:12], config["recipe_hash"][:12])
+        named = recipe_changes(_run_recipe(config), meta.recipe) or ["the run's cache is gone or re-extracted"]
+        log.warning("cache %s was extracted with another recipe (hash %s) than the run's (%s): %s (run's cache -> "
+                    "this one); numbers may not be comparable", cache_dir, meta.recipe_hash[:12],
+                    config["recipe_hash"][:12], ", ".join(named))
 
 
 def _run_recipe(config: dict[str, Any]) -> dict:
@@ -137,6 +139,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
                                 title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
     console.print(masked_note(report))
     failed = write_outputs(paths.eval_dir(split), report, data.ids, preds, labels, facts, tsne)
+    console.print("wrote " + ", ".join(str(path) for path in report["files"]))
     if failed:
         raise OutputWriteError(f"the {split} metrics above were computed, but {len(failed)} file(s) could not be "
                                f"written: {'; '.join(failed)}. Make {paths.eval_dir(split)} writable (or copy the "
@@ -182,11 +185,13 @@ def write_outputs(out: Path, report: dict[str, Any], ids: Sequence[str], preds: 
     if tsne:
         writes.append((out / "tsne.png", lambda p: plot_tsne(p, preds.features, labels, facts)))
     failed = []
+    report["files"] = [str(path) for path, _ in writes]  # what this evaluation writes (metrics.json lists itself)
     for path, write in writes:
         try:
             write(path)
         except OSError as error:
             failed.append(f"{path} ({error.strerror or error})")
+    report["files"] = [name for name in report["files"] if not any(f.startswith(name + " ") for f in failed)]
     return failed
 
 

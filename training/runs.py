@@ -3,6 +3,7 @@
     <workspace>/runs/<dataset>/<YYYYmmdd-HHMMSS>-<variant>[-s<seed>]/
         config.json            every setting of the run + the cache's dataset, profile, recipe hash
         metrics.csv            one row per epoch (train/valid losses, every validation metric)
+        train.log              the same epochs as lines to read (appended to on resume)
         checkpoints/last.pt    the latest finished epoch (resume from here)
         checkpoints/best.pt    the epoch with the best validation key metric
         curves.png             loss and key-metric curves
@@ -10,7 +11,7 @@
         eval/<split>/          metrics.json, predictions.csv, confusion.png, tsne.png
     <workspace>/runs/<dataset>/<time>-<variant>-seeds/summary.json   (``--seeds``)
 
-Every file is written through :func:`hcm.core.files.atomic_write`.
+Every file but the appended ``train.log`` is written through :func:`hcm.core.files.atomic_write`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class RunPaths:
     @property
     def metrics_csv(self) -> Path:
         return self.root / "metrics.csv"
+
+    @property
+    def train_log(self) -> Path:
+        return self.root / "train.log"
 
     @property
     def checkpoints(self) -> Path:
@@ -135,7 +140,8 @@ def epoch_progress(enabled: bool) -> Progress:
 
 
 class RunLogger:
-    """Writes ``metrics.csv`` (whole history, atomically), TensorBoard events and the curve plot.
+    """Writes ``metrics.csv`` (whole history, atomically), ``train.log`` (one line per epoch),
+    TensorBoard events and the curve plot.
 
     Only the process with ``enabled=True`` (rank 0) writes anything.
     """
@@ -151,6 +157,8 @@ class RunLogger:
         if not self.enabled:
             return
         write_csv(self.paths.metrics_csv, history)
+        with open(self.paths.train_log, "a", encoding="utf-8") as out:
+            out.write(epoch_line(history[-1]) + "\n")
         if self.board is not None:
             row = history[-1]
             for name, value in row.items():
@@ -165,6 +173,15 @@ class RunLogger:
             self.board.close()
         if history:
             plot_curves(history, key, self.paths.curves)
+
+
+def epoch_line(row: dict[str, Any]) -> str:
+    """``epoch 3  train_loss 0.4213  valid_mae 0.8125  lr 0.001``: one epoch of ``metrics.csv`` to read."""
+    parts = [f"{datetime.now():%Y-%m-%d %H:%M:%S}  epoch {row.get('epoch')}"]
+    for name, value in row.items():
+        if name != "epoch":
+            parts.append(f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}")
+    return "  ".join(parts)
 
 
 def _tensorboard(directory: Path, purge_step: int):

@@ -124,8 +124,17 @@ class DatasetAdapter(ABC):
     source: str = ""  # where users obtain the raw data, quoted in DatasetRootError
 
     def default_root(self, workspace: Workspace) -> Path:
-        """Where the raw data lives when no root is given: ``<workspace>/data/<name>``."""
-        return workspace.data_dir(self.name)
+        """Where the raw data lives when no root is given: ``<workspace>/data/<name>``; when that is
+        absent and ``hcm sample --dataset <name>`` wrote ``<workspace>/data/sample-<name>``, the sample."""
+        from hcm.pipeline.sample.registry import MARKER  # (the sample package imports this module)
+
+        root = workspace.data_dir(self.name)
+        sample = workspace.data / f"sample-{self.name}"
+        if not root.exists() and (sample / MARKER).is_file():
+            log.warning("no %s dataset at %s; using the sample corpus %s (give --data-root for the real one)",
+                        self.name, root, sample)
+            return sample
+        return root
 
     @abstractmethod
     def check_root(self, root: Path) -> None:

@@ -175,6 +175,7 @@ def sample_into_workspace(workspace_data: Path, dataset: str, out: Path | None =
     One corpus goes to ``out`` (default ``<workspace_data>/sample-<dataset>``); ``all`` writes
     each corpus to ``<out or workspace_data>/sample-<dataset>``.
     """
+    dataset = dataset.lower()  # sample names are case-insensitive; the folder is always lower case
     if dataset == "all":
         return make_samples(available_samples(), out or workspace_data, n, seed, faults, progress)
     target = out or Path(workspace_data) / f"sample-{dataset}"

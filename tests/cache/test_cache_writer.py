@@ -15,6 +15,7 @@ import pytest
 from cache_synth import assert_items_equal, make_meta, plan_shard, synthetic_item, write_cache
 
 from hcm.cache import CacheError, CacheWriter, Failure, FeatureCache, cache_info, verify_cache
+from hcm.cache.schema import CacheMeta
 from hcm.cache.shard import read_header
 
 CHILD = Path(__file__).resolve().parents[1] / "helpers" / "cache_kill_child.py"
@@ -177,3 +178,17 @@ def test_finalize_marks_complete_only_when_all_planned_shards_exist(tmp_path: Pa
     writer.write_shard(1, *plan_shard(meta, 1, 10))
     info = cache_info(tmp_path)
     assert info["complete"] and info["n_planned"] == 10 and info["n_items"] == 9
+
+
+def test_a_recipe_mismatch_names_each_setting_with_both_values(tmp_path) -> None:
+    from hcm.cache.schema import recipe_changes
+    from hcm_tiny_cache import build_cache
+
+    assert recipe_changes({"frames": 4, "profile": {"segments": 3, "name": "tiny"}},
+                          {"frames": 8, "profile": {"segments": 8, "name": "tiny"}, "limit": 5}) == [
+        "frames 4 -> 8", "limit absent -> 5", "profile.segments 3 -> 8"]
+    cache = build_cache(tmp_path / "cache", n=12)
+    other = CacheMeta.from_dict(json.loads((cache / "manifest.json").read_text()))
+    other.recipe = {"synthetic": 1}
+    with pytest.raises(CacheError, match=r"recipe hash \w+ -> \w+, cache -> this run: synthetic 0 -> 1"):
+        CacheWriter(cache, other)

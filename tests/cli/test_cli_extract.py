@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,15 @@ def test_extract_with_a_split_file(workdir: Path, tmp_path: Path) -> None:
     assert "2 extracted" in result.output and "4 dataset items not in it left out" in result.output
     with FeatureCache(workdir / "features" / "sample" / "tiny") as cache:
         assert {cache[i].id: cache[i].split for i in range(len(cache))} == {chosen[0]: "test", chosen[1]: "train"}
+
+
+def test_extract_uses_the_sample_when_the_dataset_root_is_absent(workdir: Path, caplog) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["sample", "--dataset", "MELD", "--n", "8", "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["extract", "--dataset", "meld", "--profile", "tiny", "--frames", "2", "--segments",
+                                 "2", "--workers", "0", "--limit", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"using the sample corpus {workdir / 'data' / 'sample-meld'}" in caplog.text + result.output
+    with FeatureCache(workdir / "features" / "meld" / "tiny") as cache:
+        assert len(cache) == 3
+    assert re.search(r"s \(start-up \d+\.\d s, then \d+\.\d items/s; encoders", result.output), result.output
