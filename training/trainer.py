@@ -418,7 +418,8 @@ def run_config(setup: Setup, cfg: TrainConfig, cache_dir: Path, factory: str, d:
         "recipe_hash": meta.recipe_hash,
         "cache": str(Path(cache_dir).resolve()), "key_metric": setup.key,
         "higher_is_better": setup.facts.higher_is_better, "train": cfg.to_dict(),
-        "model": setup.model_cfg.to_dict(), "reading_departures": setup.model_cfg.departures(), "data": dataclasses.asdict(setup.data_cfg),
+        "model": setup.model_cfg.to_dict(), "reading_departures": setup.model_cfg.departures(),
+        "data": dataclasses.asdict(setup.data_cfg),
         "facts": json_safe(dataclasses.asdict(setup.facts)), "model_factory": factory,
         "world_size": d.world, "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
