@@ -51,7 +51,7 @@ VARIANT_NAMES = {"full": "HCMNet (full)", "acm-only": "ACM-only", "ccm-only": "C
                  "no-graph": "w/o graph learning", "no-cdc": "w/o CDC"}
 MODALITY_NAMES = {"t": "T", "v": "V", "a": "A"}
 #: Switches that cannot be changed alone on top of ``paper`` (they need others changed too).
-NOT_ALONE = {"node_count": "native node counts need the text-anchored Eq. 12 and softmax Eq. 15 as well; "
+NOT_ALONE = {"node_count": "native node counts need the text-anchored Eq. 12 as well; "
                            "the hcm reading row measures them together"}
 #: Columns of the ablation table per task (metric key, header), as in the paper's Tables 3-5.
 COLUMNS = {

@@ -101,7 +101,7 @@ class ModelConfig:
     acl_bin_width: float = 1.0  # regression: scores rounded to multiples of this form ACL classes
     class_weights: tuple[float, ...] | str | None = None  # CE weights (Eq. 16): None, a tuple, "inverse_frequency"
     regression_loss: str = "l1"  # task loss for regression: "l1" or "mse"
-    balance_ratio_range: tuple[float, float] = (1e-2, 1e2)  # clamp of sg(L_task/L_acl) (Eq. 17)
+    balance_ratio_range: tuple[float, float] = (1e-2, 1e2)  # clamp of the detached loss ratio (Eq. 17)
     variant: str = "full"  # full, acm-only, ccm-only, no-acl, no-graph, no-cdc (Table 4)
     modalities: str = "tva"  # modality subset tva, tv, ta, va (Table 5)
     task: str = CLASSIFICATION  # filled from DatasetFacts
@@ -139,12 +139,11 @@ class ModelConfig:
                 object.__setattr__(self, switch.name, switch.value(self.reading))
             elif value not in switch.choices:
                 raise ValueError(f"{switch.name} must be one of {switch.choices} ({switch.equation}), got {value!r}")
-        if self.node_count == "native" and (self.transport_update, self.cost_fusion) != ("text-anchored", "softmax"):
+        if self.node_count == "native" and self.transport_update == "literal":
             raise ValueError(
-                f"node_count 'native' (each modality its own node count) needs transport_update 'text-anchored' "
-                f"and cost_fusion 'softmax': the literal Eq. 12 and Eq. 15 ({self.transport_update!r}, "
-                f"{self.cost_fusion!r}) are only defined when all modalities have the same M nodes; "
-                "set node_count 'common' or change those two switches")
+                "node_count 'native' (each modality its own node count) needs transport_update 'text-anchored': "
+                "the literal Eq. 12 adds H_m^T G_m (text's node count) to G_m, which is only defined when all "
+                "modalities have the same M nodes; set node_count 'common' or transport_update 'text-anchored'")
 
     def switches(self) -> dict[str, Any]:
         """The resolved value of every reading switch."""

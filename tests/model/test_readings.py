@@ -127,6 +127,14 @@ def test_paper_reading_builds_and_trains_every_setting(variant: str, modalities:
         assert param.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
 
 
+def test_native_node_counts_with_the_literal_cost_product() -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config(reading="paper", node_count="native", transport_update="text-anchored")
+    out = build_model(cfg)(make_batch(LENGTHS))
+    assert cfg.cost_fusion == "product" and torch.isfinite(out.loss)
+    out.loss.backward()
+
+
 @pytest.mark.parametrize("modalities", ["tva", "va"])
 def test_paper_reading_ignores_padded_rows_and_missing_modalities(modalities: str) -> None:
     torch.manual_seed(0)

@@ -128,8 +128,10 @@ def test_reading_fills_switches_and_explicit_ones_win() -> None:
         ("common", "sum", "literal", "softmax")
     assert ModelConfig.from_dict(paper.to_dict()) == paper  # config.json holds the resolved values
     assert paper.to_dict()["objective_balance"] == "literal"
-    with pytest.raises(ValueError, match="node_count 'native'.*needs transport_update"):
+    with pytest.raises(ValueError, match="node_count 'native'.*needs transport_update 'text-anchored'"):
         ModelConfig(reading="paper", node_count="native")
+    native = ModelConfig(reading="paper", node_count="native", transport_update="text-anchored")
+    assert native.cost_fusion == "product"  # C' P^u on the text rows is defined for any node counts
     with pytest.raises(ValueError, match="reading must be one of"):
         ModelConfig(reading="papers")
     with pytest.raises(ValueError, match="class_weights must be"):
