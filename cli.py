@@ -347,9 +347,11 @@ def predict_command(
 @app.command("ablate", **_example("hcm ablate --variants full,no-acl --modalities '' --seeds 0,1,2"))
 def ablate_command(
     ctx: typer.Context,
-    features: Optional[Path] = typer.Option(None, "--features", help="Cache folder (default: the workspace's only cache)."),
-    variants: str = typer.Option("full,acm-only,ccm-only,no-acl,no-graph,no-cdc", "--variants", help="Comma list of variants trained on T+V+A (Table 4); '' for none."),
-    modalities: str = typer.Option("tva,tv,ta,va", "--modalities", help="Comma list of modality subsets of the full model (Table 5); '' for none."),
+    features: list[Path] = typer.Option([], "--features", help="Cache folder (default: the workspace's only cache); repeat it to run several caches."),
+    variants: Optional[str] = typer.Option(None, "--variants", help="Comma list of variants trained on T+V+A (Table 4); '' for none. Default: all, or none with --readings/--switches."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of modality subsets of the full model (Table 5); '' for none. Default as --variants."),
+    readings: str = typer.Option("", "--readings", help="Comma list of readings of the full model: paper, hcm (docs/model.md)."),
+    switches: str = typer.Option("", "--switches", help="Comma list of reading switches, each set to hcm's value on top of paper; 'all' for every one."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs of every run."),
     seeds: str = typer.Option("0", "--seeds", callback=_int_list, help="Comma list of seeds; the table shows mean ± std."),
     settings: list[str] = typer.Option([], "--set", callback=_assignments, show_default="none",
@@ -360,10 +362,13 @@ def ablate_command(
     from hcm.apps.ablate import AblationRequest
     from hcm.apps.ablate import ablate_command as run_ablate
 
+    def items(value: str) -> list[str]:
+        return [v.strip() for v in value.split(",") if v.strip()]
+
     try:
         request = AblationRequest(
-            features=features, variants=[v.strip() for v in variants.split(",") if v.strip()],
-            modalities=[m.strip() for m in modalities.split(",") if m.strip()], epochs=epochs,
+            features=features or None, variants=None if variants is None else items(variants),
+            modalities=None if modalities is None else items(modalities), readings=items(readings), switches=items(switches), epochs=epochs,
             seeds=[int(s) for s in seeds.split(",") if s.strip()], overrides=parse_assignments(settings),
             progress=not quiet)
     except ValueError as error:

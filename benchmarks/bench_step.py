@@ -133,12 +133,14 @@ def main() -> None:
     parser.add_argument("--audio-nodes", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--reading", choices=("paper", "hcm"), default="hcm", help="reading of the equations")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     facts = load_dataset_facts(args.dataset)
-    cfg = ModelConfig.from_dict(load_hparams(args.dataset)["model"]).for_dataset(facts, PAPER_DIMS)
-    cfg = dataclasses.replace(cfg, ot_backend="torch")
+    settings = {**load_hparams(args.dataset)["model"], "reading": args.reading, "ot_backend": "torch",
+                "class_weights": None}  # equal class weights: the step costs the same
+    cfg = ModelConfig.from_dict(settings).for_dataset(facts, PAPER_DIMS)
     model = build_model(cfg).train()
     nodes = {"text": args.text_nodes, "video": args.video_nodes, "audio": args.audio_nodes}
     batch = synthetic_batch(args.batch, nodes, PAPER_DIMS, max(cfg.num_classes, 2))

@@ -5,9 +5,10 @@
   terms are the *encoded* [CLS] rows of Eq. 1-3, so the term carries each sample's global
   summary of text, video and audio.
 - Eq. 5 (atomic features): ``T~ = T``, ``V~ = V + Proj(h^v)``, ``A~ = A + Proj(h^a)``.
-- Eq. 6 (element-wise inner-product fusion): ``P^vt_(i) = (sum_l w_l V~_(l)) * T~_(i)`` for
-  every text row i, with w the uniform weights over the video support (the sum of Eq. 6 taken
-  as a mean so that its scale does not depend on the frame count); the same for ``P^at``.
+- Eq. 6 (element-wise inner-product fusion): ``P^vt_(i) = (sum_l V~_(l)) * T~_(i)`` for
+  every text row i, the sum over the video support (``atomic_pool="sum"``, as written) or its
+  mean (``"mean"``, hcm: the scale does not depend on the frame count); the same for
+  ``P^at``. ``fusion="tensor"`` (hcm) adds the unimodal terms: ``(1 + V) * (1 + T) - 1``.
   ``P^A = [P^vt ; P^at]`` stacks them on the row axis (2 x text rows).
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hcm.model.layers import MaskedAttention, ModalRows
+from hcm.model.layers import MaskedAttention, ModalRows, weighted_mean
 
 
 class DynamicAttentionReasoning(nn.Module):
@@ -46,8 +47,11 @@ class DynamicAttentionReasoning(nn.Module):
 
 
 def inner_product_fusion(atomic: dict[str, ModalRows], anchor: str, others: tuple[str, ...],
-                         keep_unimodal: bool = False) -> tuple[Tensor, Tensor]:
+                         keep_unimodal: bool = False, pool: str = "mean") -> tuple[Tensor, Tensor]:
     """Eq. 6: ``P^A = [P^vt ; P^at]`` over the anchor (text) rows, and its row support.
+
+    Args:
+        pool: ``"sum"`` (Eq. 6 as written) or ``"mean"`` over each modality's support rows.
 
     Returns:
         ``(B, k*(1+N_t), d)`` rows and their ``(B, k*(1+N_t))`` support, k = len(others).
@@ -55,7 +59,8 @@ def inner_product_fusion(atomic: dict[str, ModalRows], anchor: str, others: tupl
     text = atomic[anchor]
     rows, support = [], []
     for name in others:
-        pooled = atomic[name].pooled()  # (B, d)
+        seq = atomic[name]
+        pooled = seq.pooled() if pool == "mean" else weighted_mean(seq.x, seq.support.to(seq.x.dtype))  # (B, d)
         if keep_unimodal:
             fused = (1.0 + pooled.unsqueeze(1)) * (1.0 + text.x) - 1.0  # (B, 1+N_t, d)
         else:

@@ -1,20 +1,21 @@
 """Composition-level distribution constraint and Pair-wise Graph Fusion (Eq. 11-15).
 
-All composition-level tensors live on the rows of the text graph (``1 + N_t``), the one node
-set that Eq. 12-15 can share when the modalities have different node counts:
-
 - Eq. 11: entropic Sinkhorn plan ``H_m`` (B, 1+N_m, 1+N_t) between graph G_m (m = video,
   audio) and the text graph G_t; Euclidean cost ``C_m``, divided by its mean over the support
   pairs (detached) so that ``ot_eps`` does not depend on the feature scale; marginals uniform
   over each graph's support (``hcm.model.layers``), padded rows carry zero mass.
-- Eq. 12: ``G'_m = G_t + gamma_m * diag(1/mu_t) H_m^T G_m``: the barycentric projection of
-  G_m onto the text nodes, with a learnable (adaptive) coefficient ``gamma_m``.
+- Eq. 12, two readings (``transport_update``):
+  ``literal``: ``G'_m = G_m + gamma_m H_m^T G_m`` on G_m's rows; needs the common node count
+  (``hcm.model.nodes``), where row i of every modality is node i.
+  ``text-anchored`` (hcm): ``G'_m = G_t + gamma_m diag(1/mu_t) H_m^T G_m``, the barycentric
+  projection of G_m onto the text nodes, defined for any node counts.
+  ``gamma_m`` is learnable (the adaptive coefficient).
 - Eq. 13-14: M_c layers; the attention pattern comes from ``[G'_v (+) G'_a]`` (concatenated
   on the feature axis) as query and key, the values from the text graph, each layer followed
   by the feed-forward network of Eq. 14; the output is ``P^u`` (B, 1+N_t, d).
-- Eq. 15: ``P^C = C' P^u`` with the transferred costs ``C' = C~_v + C~_a``,
-  ``C~_m = diag(1/mu_t) H_m^T C_m`` (B, 1+N_t, 1+N_t), turned into row weights by a masked
-  softmax of ``-s C'`` (s learnable, positive).
+- Eq. 15: ``C' = C_v + C_a`` on common nodes, or with native node counts the costs moved onto
+  the text rows ``C~_m = diag(1/mu_t) H_m^T C_m``; then (``cost_fusion``) ``P^C = C' P^u``
+  (``product``, as written) or ``P^C = softmax(-s C') P^u`` (``softmax``, hcm; s learnable).
 
 Without the constraint (variant ``no-cdc``) the plan is the independent coupling
 ``mu_m mu_t^T`` (Sinkhorn's limit for eps -> infinity) and Eq. 15 reduces to ``P^C = P^u``.
@@ -49,7 +50,7 @@ def normalized_cost(x: ModalRows, y: ModalRows) -> Tensor:
 class Transported:
     """Output of the composition-level transport."""
 
-    graphs: dict[str, Tensor]  # m -> G'_m on the text rows, (B, 1+N_t, d)
+    graphs: dict[str, Tensor]  # m -> G'_m (B, 1+N_t, d): on the text rows, or G_m's rows (literal)
     plans: dict[str, Tensor]  # m -> H_m, (B, 1+N_m, 1+N_t)
     transferred_cost: Tensor | None  # C' (B, 1+N_t, 1+N_t); None without the constraint
 
@@ -58,9 +59,11 @@ class CompositionTransport(nn.Module):
     """Eq. 11-12 for every non-text modality, plus the transferred costs of Eq. 15."""
 
     def __init__(self, others: tuple[str, ...], gamma_init: float, use_ot: bool,
-                 eps: float, n_iters: int, backend: str) -> None:
+                 eps: float, n_iters: int, backend: str, update: str = "text-anchored",
+                 common_nodes: bool = False) -> None:
         super().__init__()
         self.others = others
+        self.update, self.common_nodes = update, common_nodes
         self.gamma = nn.ParameterDict({m: nn.Parameter(torch.tensor(float(gamma_init))) for m in self.others})
         self.use_ot = use_ot
         self.eps, self.n_iters, self.backend = eps, n_iters, backend
@@ -80,13 +83,18 @@ class CompositionTransport(nn.Module):
         inv_mu_t = torch.where(mu_t > 0, 1.0 / mu_t.clamp_min(1e-12), torch.zeros_like(mu_t))
         updated, plans, costs = {}, {}, []
         for name in self.others:
-            plan, cost = self._plan(graphs[name], text)
+            graph = graphs[name]
+            plan, cost = self._plan(graph, text)
             bary = plan.transpose(1, 2) * inv_mu_t.unsqueeze(-1)  # (B, 1+N_t, 1+N_m) rows sum to 1
-            moved = bary @ graphs[name].x  # (B, 1+N_t, d)
-            updated[name] = (text.x + self.gamma[name] * moved) * text.valid.unsqueeze(-1)
+            if self.update == "literal":
+                moved = plan.transpose(1, 2) @ graph.x  # (B, 1+M, d): H_m^T G_m
+                updated[name] = (graph.x + self.gamma[name] * moved) * graph.valid.unsqueeze(-1)
+            else:
+                moved = bary @ graph.x  # (B, 1+N_t, d)
+                updated[name] = (text.x + self.gamma[name] * moved) * text.valid.unsqueeze(-1)
             plans[name] = plan
             if cost is not None:
-                costs.append(bary @ cost)  # (B, 1+N_t, 1+N_t)
+                costs.append(cost if self.common_nodes else bary @ cost)  # (B, 1+N_t, 1+N_t)
         transferred = torch.stack(costs).sum(0) if costs else None
         return Transported(updated, plans, transferred)
 
@@ -128,15 +136,19 @@ class PairwiseGraphFusion(nn.Module):
 
 
 class CostGuidedFusion(nn.Module):
-    """Eq. 15: ``P^C = softmax(-s C') P^u`` over the text support (``P^u`` without costs)."""
+    """Eq. 15: ``P^C = C' P^u`` (``product``) or ``softmax(-s C') P^u`` (``softmax``) over the support."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "softmax") -> None:
         super().__init__()
-        self.log_scale = nn.Parameter(torch.zeros(()))
+        self.mode = mode
+        self.log_scale = nn.Parameter(torch.zeros(())) if mode == "softmax" else None
 
     def forward(self, p_u: Tensor, transferred_cost: Tensor | None, support: Tensor) -> Tensor:
         if transferred_cost is None:
             return p_u * support.unsqueeze(-1)
+        if self.mode == "product":
+            keep = support.unsqueeze(2) & support.unsqueeze(1)  # (B, 1+M, 1+M)
+            return ((transferred_cost * keep) @ p_u) * support.unsqueeze(-1)  # (B, 1+M, d): C' P^u
         scores = -self.log_scale.exp() * transferred_cost  # (B, 1+N_t, 1+N_t)
         weights = masked_softmax(scores, support.unsqueeze(1))
         return (weights @ p_u) * support.unsqueeze(-1)  # (B, 1+N_t, d)

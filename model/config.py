@@ -2,6 +2,17 @@
 
 Shipped values live in ``configs/hcmnet/<dataset>.json`` (read by ``hcm.training.settings``);
 the dataset's task, classes and label range are filled in by :meth:`ModelConfig.for_dataset`.
+
+Two readings of the Method section (``ModelConfig.reading``):
+
+- ``paper``: every equation as the paper writes it, all modalities on one node count M.
+- ``hcm``: hcm's readings where the literal equations misbehave or are undefined for node
+  sets of different sizes (docs/model.md gives the reason and the measured effect of each).
+
+Each difference is a switch of its own (:data:`READING_SWITCHES`). A switch left unset
+(``None``) takes the value of the reading; a switch given explicitly overrides it. The
+switches are resolved when the config is built, so ``to_dict`` (a run's config.json) records
+the values used.
 """
 
 from __future__ import annotations
@@ -14,7 +25,37 @@ from typing import Any
 from hcm.core.configs import check_keys
 from hcm.core.names import CLASSIFICATION, MODALITY_LETTERS, REGRESSION
 
+INVERSE_FREQUENCY = "inverse_frequency"  # class_weights computed from the training split
 VARIANTS = ("full", "acm-only", "ccm-only", "no-acl", "no-graph", "no-cdc")
+READINGS = ("paper", "hcm")
+
+
+@dataclass(frozen=True)
+class ReadingSwitch:
+    """One place where hcm's reading departs from the equations as written."""
+
+    name: str  # the ModelConfig field
+    paper: Any  # value under reading "paper" (the equation as written)
+    hcm: Any  # value under reading "hcm"
+    choices: tuple[Any, ...]  # every accepted value
+    equation: str  # where in the paper
+
+    def value(self, reading: str) -> Any:
+        return self.paper if reading == "paper" else self.hcm
+
+
+#: The switches between the two readings, in equation order.
+READING_SWITCHES: tuple[ReadingSwitch, ...] = (
+    ReadingSwitch("node_count", "common", "native", ("common", "native"), "V, T, A in R^{M x d}"),
+    ReadingSwitch("atomic_pool", "sum", "mean", ("sum", "mean"), "Eq. 6"),
+    ReadingSwitch("atomic_fusion", "product", "tensor", ("product", "tensor"), "Eq. 6"),
+    ReadingSwitch("gcn_residual", False, True, (False, True), "Eq. 9"),
+    ReadingSwitch("transport_update", "literal", "text-anchored", ("literal", "text-anchored"), "Eq. 12"),
+    ReadingSwitch("cost_fusion", "product", "softmax", ("product", "softmax"), "Eq. 15"),
+    ReadingSwitch("objective_balance", "literal", "balanced", ("literal", "balanced"), "Eq. 17"),
+    ReadingSwitch("output_mapping", "none", "label-range", ("none", "label-range"), "prediction (regression)"),
+)
+SWITCHES_BY_NAME = {switch.name: switch for switch in READING_SWITCHES}
 
 
 def parse_modalities(value: str) -> tuple[str, ...]:
@@ -45,13 +86,22 @@ class ModelConfig:
     ot_backend: str = "auto"  # hcm.model.ot backend: "torch", "keops", "pot" or "auto"
     gamma_init: float = 0.5  # initial adaptive graph coefficient gamma_m (Eq. 12), learnable
     dropout: float = 0.1  # dropout rate everywhere
-    atomic_fusion: str = "tensor"  # Eq. 6: "product" (V * T) or "tensor" ((1 + V) * (1 + T) - 1)
-    gcn_residual: bool = True  # Eq. 9: G = X + GCN(X), a skip around each GCN stack
+    # The reading and its switches (None: the reading's value; see READING_SWITCHES). The
+    # default "hcm" is what runs saved before the setting existed were trained with.
+    reading: str = "hcm"  # "paper" (equations as written) or "hcm"
+    node_count: str | None = None  # "common": video/audio resampled to the anchor's M nodes; "native"
+    atomic_pool: str | None = None  # Eq. 6 sum over l: "sum" (as written) or "mean"
+    atomic_fusion: str | None = None  # Eq. 6: "product" (V * T) or "tensor" ((1 + V) * (1 + T) - 1)
+    gcn_residual: bool | None = None  # Eq. 9: G = X + GCN(X), a skip around each GCN stack
+    transport_update: str | None = None  # Eq. 12: "literal" G_m + gamma H^T G_m or "text-anchored"
+    cost_fusion: str | None = None  # Eq. 15: "product" C' P^u or "softmax" softmax(-s C') P^u
+    objective_balance: str | None = None  # Eq. 17: "literal" sg(L_acl/L_task) or "balanced" sg(L_task/L_acl)
+    output_mapping: str | None = None  # regression score: "none" or "label-range" (centre + half width * y)
     acl_temperature: float = 0.1  # temperature of the class-aware contrastive loss (Eq. 7)
     acl_bin_width: float = 1.0  # regression: scores rounded to multiples of this form ACL classes
-    class_weights: tuple[float, ...] | None = None  # per-class CE weights (Eq. 16); None = equal
+    class_weights: tuple[float, ...] | str | None = None  # CE weights (Eq. 16): None, a tuple, "inverse_frequency"
     regression_loss: str = "l1"  # task loss for regression: "l1" or "mse"
-    balance_ratio_range: tuple[float, float] = (1e-2, 1e2)  # clamp of sg(L_task/L_acl) (Eq. 17)
+    balance_ratio_range: tuple[float, float] = (1e-2, 1e2)  # clamp of the detached loss ratio (Eq. 17)
     variant: str = "full"  # full, acm-only, ccm-only, no-acl, no-graph, no-cdc (Table 4)
     modalities: str = "tva"  # modality subset tva, tv, ta, va (Table 5)
     task: str = CLASSIFICATION  # filled from DatasetFacts
@@ -59,6 +109,7 @@ class ModelConfig:
     label_range: tuple[float, float] | None = None  # filled from DatasetFacts (regression)
 
     def __post_init__(self) -> None:
+        self._resolve_switches()
         parse_modalities(self.modalities)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
@@ -67,15 +118,40 @@ class ModelConfig:
         for name, heads in (("num_heads", self.num_heads), ("m_ctn", self.m_ctn)):
             if heads < 1 or self.d_model % heads:
                 raise ValueError(f"d_model={self.d_model} must be divisible by {name}={heads}")
-        if self.atomic_fusion not in ("product", "tensor"):
-            raise ValueError(f"atomic_fusion must be 'product' or 'tensor', got {self.atomic_fusion!r}")
         if self.regression_loss not in ("l1", "mse"):
             raise ValueError(f"regression_loss must be 'l1' or 'mse', got {self.regression_loss!r}")
-        if self.task == CLASSIFICATION and self.class_weights is not None \
+        if isinstance(self.class_weights, str) and self.class_weights != INVERSE_FREQUENCY:
+            raise ValueError(f"class_weights must be a list of weights, null or {INVERSE_FREQUENCY!r}; "
+                             f"got {self.class_weights!r}")
+        if self.task == CLASSIFICATION and isinstance(self.class_weights, tuple) \
                 and len(self.class_weights) != self.num_classes:
             raise ValueError(f"class_weights has {len(self.class_weights)} entries for {self.num_classes} classes")
         if self.m_gcn < 0 or self.m_c < 1 or self.acl_temperature <= 0 or self.ot_eps <= 0:
             raise ValueError("need m_gcn >= 0, m_c >= 1, acl_temperature > 0 and ot_eps > 0")
+
+    def _resolve_switches(self) -> None:
+        """Fill unset switches from the reading; check every value and their combination."""
+        if self.reading not in READINGS:
+            raise ValueError(f"reading must be one of {READINGS}, got {self.reading!r}")
+        for switch in READING_SWITCHES:
+            value = getattr(self, switch.name)
+            if value is None:
+                object.__setattr__(self, switch.name, switch.value(self.reading))
+            elif value not in switch.choices:
+                raise ValueError(f"{switch.name} must be one of {switch.choices} ({switch.equation}), got {value!r}")
+        if self.node_count == "native" and self.transport_update == "literal":
+            raise ValueError(
+                "node_count 'native' (each modality its own node count) needs transport_update 'text-anchored': "
+                "the literal Eq. 12 adds H_m^T G_m (text's node count) to G_m, which is only defined when all "
+                "modalities have the same M nodes; set node_count 'common' or transport_update 'text-anchored'")
+
+    def switches(self) -> dict[str, Any]:
+        """The resolved value of every reading switch."""
+        return {switch.name: getattr(self, switch.name) for switch in READING_SWITCHES}
+
+    def departures(self) -> list[str]:
+        """The switches whose value differs from the equations as written."""
+        return [switch.name for switch in READING_SWITCHES if getattr(self, switch.name) != switch.paper]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> ModelConfig:
@@ -83,7 +159,7 @@ class ModelConfig:
         check_keys(cls, data, source)
         values = dict(data)
         for key in ("class_weights", "label_range", "balance_ratio_range"):
-            if values.get(key) is not None:
+            if values.get(key) is not None and not isinstance(values[key], str):
                 values[key] = tuple(float(v) for v in values[key])
         return cls(**values)
 

@@ -1,9 +1,11 @@
 """HCMNet: hierarchical correlation modelling with semantic distribution constraints.
 
 One network for every ablation of the paper; ``ModelConfig.variant`` and
-``ModelConfig.modalities`` switch its parts (docs/model.md has the equation map):
+``ModelConfig.modalities`` switch its parts, ``ModelConfig.reading`` and its switches choose
+between the equations as written and hcm's readings (docs/model.md has the equation map):
 
     batch -> modality heads + encoders (Eq. 1-3)
+          -> (node_count "common") video/audio rows resampled onto the anchor's M nodes
           -> atomic level: dynamic attention reasoning (Eq. 4-5), inner-product fusion P^A (Eq. 6)
           -> composition level: graphs + GCN (Eq. 8-10), OT (Eq. 11-12), PGF (Eq. 13-14),
              cost-guided fusion P^C (Eq. 15)
@@ -24,6 +26,7 @@ from hcm.model.composition import CompositionTransport, CostGuidedFusion, Pairwi
 from hcm.model.config import CLASSIFICATION, ModelConfig
 from hcm.model.graphs import ModalityGraphs
 from hcm.model.layers import AttentionPool, ModalityEncoder, ModalRows
+from hcm.model.nodes import common_node_count
 from hcm.model.losses import atomic_contrastive_loss, balanced_objective, contrastive_classes, task_loss
 
 
@@ -61,21 +64,27 @@ class HCMNet(nn.Module):
         self.graphs = (ModalityGraphs(mods, d, cfg.m_gcn, cfg.eta, cfg.dropout, cfg.gcn_residual)
                        if cfg.uses_gcn else None)
         self.transport = (CompositionTransport(self.others, cfg.gamma_init, cfg.uses_ot, cfg.ot_eps,
-                                               cfg.ot_iters, cfg.ot_backend) if use_ccm else None)
+                                               cfg.ot_iters, cfg.ot_backend, cfg.transport_update,
+                                               cfg.node_count == "common") if use_ccm else None)
         self.fusion = (PairwiseGraphFusion(len(self.others), d, cfg.num_heads, cfg.m_c, cfg.dropout)
                        if use_ccm else None)
-        self.cost_fusion = CostGuidedFusion() if cfg.uses_ot else None
+        self.cost_fusion = CostGuidedFusion(cfg.cost_fusion) if cfg.uses_ot else None
         self.pool_composition = AttentionPool(d) if use_ccm else None
         blocks = int(use_acm) + int(use_ccm)
         self.classifier = nn.Sequential(
             nn.LayerNorm(blocks * d), nn.Linear(blocks * d, d), nn.GELU(), nn.Dropout(cfg.dropout),
             nn.Linear(d, cfg.output_dim),
         )
+        if isinstance(cfg.class_weights, str):
+            raise ValueError(f"class_weights {cfg.class_weights!r} must be turned into numbers from the training "
+                             "split before the model is built (the trainer does this)")
         weights = torch.tensor(cfg.class_weights) if cfg.class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
-        # Regression: the head's unit-scale output is mapped onto the label range (centre + half
-        # width * output), so scores of [-3, 3] need no large weights or a far-moved bias.
-        low, high = cfg.label_range if cfg.task != CLASSIFICATION and cfg.label_range else (-1.0, 1.0)
+        # Regression with output_mapping "label-range": the head's unit-scale output is mapped
+        # onto the label range (centre + half width * output), so scores of [-3, 3] need no
+        # large weights or a far-moved bias; "none" leaves the head's output as it is.
+        mapped = cfg.task != CLASSIFICATION and cfg.label_range and cfg.output_mapping == "label-range"
+        low, high = cfg.label_range if mapped else (-1.0, 1.0)
         self.register_buffer("output_affine", torch.tensor([(low + high) / 2, (high - low) / 2]),
                              persistent=False)
 
@@ -100,13 +109,15 @@ class HCMNet(nn.Module):
             mask = batch[f"{name}_mask"].bool()
             x, valid, support = encoder(batch[name].to(dtype), mask)
             rows[name] = ModalRows(x, valid, support, mask.any(dim=1))
+        if self.cfg.node_count == "common":
+            rows = common_node_count(rows, self.anchor)  # every modality (B, 1+M, d), M = anchor nodes
         return rows
 
     def atomic(self, rows: dict[str, ModalRows]) -> tuple[dict[str, ModalRows], Tensor]:
         """Eq. 4-6: atomic features and the pooled P^A (B, d)."""
         atomic = self.reasoning(rows, self.anchor)
-        p_a, support = inner_product_fusion(atomic, self.anchor, self.others,
-                                            self.cfg.atomic_fusion == "tensor")  # (B, k(1+N_t), d)
+        p_a, support = inner_product_fusion(atomic, self.anchor, self.others, self.cfg.atomic_fusion == "tensor",
+                                            self.cfg.atomic_pool)  # (B, k(1+N_t), d)
         return atomic, self.pool_atomic(p_a, support)
 
     def composition(self, rows: dict[str, ModalRows], text_adj: Tensor | None) -> tuple[Tensor, dict]:
@@ -155,7 +166,7 @@ class HCMNet(nn.Module):
                 {m: atomic[m].pooled() for m in names}, {m: atomic[m].present for m in names},
                 classes.to(prediction.device), cfg.acl_temperature,
             )
-        total = balanced_objective(acl, task, cfg.balance_ratio_range)
+        total = balanced_objective(acl, task, cfg.balance_ratio_range, cfg.objective_balance)
         zero = torch.zeros((), device=prediction.device)
         parts = {"acl": (acl if acl is not None else zero).detach(), "task": task.detach(), "total": total.detach()}
         return total, parts

@@ -9,11 +9,14 @@
   Samples whose modality has no real node take no part in that modality's pairs.
 - Eq. 16: class-aware cross-entropy (per-class weights) for classification, L1 or MSE for
   regression. The ``xi ||theta||^2`` term of Eq. 16 is the optimizer's weight decay.
-- Eq. 17: the adaptive balance ``L = L_acl + L_task / sg(L_task / L_acl)`` (sg = stop-gradient):
-  the task term is rescaled to the value of ``L_acl``, so both losses weigh the same whatever
-  their algebraic scales (docs/model.md says why this, not the literal ``sg(L_acl / L_task)``,
-  is read). The ratio is clamped into ``ratio_range`` so that a vanishing loss cannot blow the
-  weight up. Without ACL the objective is ``L_task``.
+- Eq. 17, two readings (sg = stop-gradient):
+  ``literal``: ``L = L_acl + L_task / sg(L_acl / L_task)`` as written; the task gradient is
+  multiplied by ``L_task / L_acl``.
+  ``balanced`` (hcm): ``L = L_acl + L_task / sg(L_task / L_acl)``; the task term takes the value
+  of ``L_acl``, so both losses weigh the same whatever their algebraic scales, which is the
+  intent the paper states (docs/model.md). In both the detached ratio is clamped into
+  ``ratio_range`` so that a vanishing loss cannot blow the weight up. Without ACL the
+  objective is ``L_task``.
 """
 
 from __future__ import annotations
@@ -97,13 +100,17 @@ def atomic_contrastive_loss(
     return total
 
 
-def balanced_objective(acl: Tensor | None, task: Tensor, ratio_range: tuple[float, float]) -> Tensor:
-    """Eq. 17: ``L_acl + L_task / sg(L_task / L_acl)``; ``L_task`` alone without ACL.
+def balanced_objective(acl: Tensor | None, task: Tensor, ratio_range: tuple[float, float],
+                       reading: str = "balanced") -> Tensor:
+    """Eq. 17; ``L_task`` alone without ACL.
 
-    The task term has the value of ``L_acl`` and the gradient of ``L_task`` times the detached
-    ``L_acl / L_task``: the two losses enter on the same scale.
+    ``"balanced"``: ``L_acl + L_task / sg(L_task / L_acl)``, the task term has the value of
+    ``L_acl`` and the gradient of ``L_task`` times the detached ``L_acl / L_task``.
+    ``"literal"``: ``L_acl + L_task / sg(L_acl / L_task)``, gradient
+    ``grad L_acl + (L_task / L_acl) grad L_task``.
     """
     if acl is None:
         return task
-    ratio = (task.detach() / acl.detach().clamp_min(1e-12)).clamp(*ratio_range)
+    num, den = (task, acl) if reading == "balanced" else (acl, task)
+    ratio = (num.detach() / den.detach().clamp_min(1e-12)).clamp(*ratio_range)
     return acl + task / ratio

@@ -9,7 +9,12 @@ One example per cache item:
 - video / audio: one node per row of the modality's first stream.
 - Every further stream of a modality is aligned to the first stream's node count: a stream of
   the same length is taken as is, a one-row stream is repeated on every node, a longer stream
-  is average-pooled and a shorter one linearly interpolated to that count.
+  is average-pooled and a shorter one linearly interpolated to that count. This is where the
+  Mel frames meet the audio nodes: audio's first stream (ESResNeXt, one row per segment)
+  sets S nodes, and a Mel stream of k frames (k, 128), for any k, is average-pooled onto
+  them, node s taking the mean of the frames in ``[s k/S, (s+1) k/S)`` (``align_rows``). The
+  model does not pool Mel frames again; under the paper reading it resamples whole nodes to
+  one count M (``hcm.model.nodes``).
 - Optional node caps: text keeps its first ``max_text_tokens`` tokens; video and audio keep
   ``max_frames`` / ``max_audio`` evenly spaced rows.
 - Every feed stream is standardised per dimension with the train split's mean and std

@@ -1,9 +1,20 @@
 """Dataset facts and the shipped hyper-parameter files.
 
 Dataset facts (task, classes, key metric, which cached streams feed which modality) live in
-``configs/datasets/<name>.json``; hyper-parameters live in ``configs/hcmnet/<name>.json`` as
-``{"model": {...}, "train": {...}}``. Facts and hyper-parameters are kept apart on purpose: a
-new hyper-parameter file never restates what a dataset is.
+``configs/datasets/<name>.json``; hyper-parameters live in ``configs/hcmnet/<name>.json``.
+Facts and hyper-parameters are kept apart on purpose: a new hyper-parameter file never
+restates what a dataset is.
+
+A hyper-parameter file says where each number comes from::
+
+    {"model": {...}, "train": {...},          # settings the paper gives (or the paper's "off")
+     "hcm_choices": {"model": {...}, "train": {...},   # values the paper does not give
+                     "reasons": {"key": "why hcm chose it", ...}}}
+
+``load_hparams`` checks that no key is in both parts, that every hcm choice has a reason and
+no reason is left without a choice, and that no reading switch hides among the choices (a
+switch departs from an equation; it belongs in ``model``, where ``reading`` governs it).
+The two parts are merged for training.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ from typing import Any
 from hcm.core.configs import check_keys, configs_dir
 from hcm.core.files import read_json_object
 from hcm.core.names import CLASSIFICATION, MODALITIES, REGRESSION
-from hcm.model.config import ModelConfig
+from hcm.model.config import SWITCHES_BY_NAME, ModelConfig
 from hcm.training.metrics import METRIC_SETS
 
 
@@ -89,16 +100,46 @@ def facts_for_cache(meta: Any) -> DatasetFacts:
     return replace(facts, streams={m: tuple(names) for m, names in declared.items()})
 
 
-def load_hparams(name: str) -> dict[str, Any]:
-    """Read ``configs/hcmnet/<name>.json``: ``{"model": {...}, "train": {...}}``.
+def _check_choices(choices: Any, paper: dict[str, dict[str, Any]], path: Path) -> dict[str, dict[str, Any]]:
+    """Validate the ``hcm_choices`` section against the paper's part; return its model/train parts."""
+    if not isinstance(choices, dict) or set(choices) - {"model", "train", "reasons"}:
+        raise ValueError(f"{path}: 'hcm_choices' must be an object with 'model', 'train' and 'reasons'")
+    parts = {section: dict(choices.get(section, {})) for section in ("model", "train")}
+    reasons = choices.get("reasons", {})
+    chosen = set(parts["model"]) | set(parts["train"])
+    for section, values in parts.items():
+        twice = sorted(set(values) & set(paper[section]))
+        if twice:
+            raise ValueError(f"{path}: {twice} are set both as the paper's {section} settings and as hcm's "
+                             "choices; keep each key in one place")
+    switches = sorted(chosen & (set(SWITCHES_BY_NAME) | {"reading"}))
+    if switches:
+        raise ValueError(f"{path}: reading switches {switches} are not choices where the paper is silent; "
+                         "set them in 'model' (docs/model.md lists them)")
+    unexplained = sorted(k for k in chosen if not str(reasons.get(k, "")).strip())
+    stray = sorted(set(reasons) - chosen)
+    if unexplained or stray:
+        raise ValueError(f"{path}: hcm_choices need a reason for each choice (missing for {unexplained}) "
+                         f"and no reason without a choice (stray: {stray})")
+    return parts
 
-    The model section is validated here (unknown keys raise); the train section belongs to
-    the trainer and is returned as is.
+
+def load_hparams(name: str) -> dict[str, Any]:
+    """Read ``configs/hcmnet/<name>.json`` into ``{"model": {...}, "train": {...}, "hcm_choices": [...]}``.
+
+    The paper's settings and hcm's choices are merged; ``hcm_choices`` lists the keys that
+    are hcm's. The model section is validated here (unknown keys raise); the train section
+    belongs to the trainer and is returned as is.
     """
     path = shipped_config("hcmnet", name)
     data = read_json_object(path, "hyper-parameter file")
-    unknown = sorted(set(data) - {"model", "train"})
+    unknown = sorted(set(data) - {"model", "train", "hcm_choices"})
     if unknown:
-        raise ValueError(f"hyper-parameter file {path} has unknown section(s) {unknown}; use 'model' and 'train'")
-    ModelConfig.from_dict(data.get("model", {}), str(path))
-    return {"model": dict(data.get("model", {})), "train": dict(data.get("train", {}))}
+        raise ValueError(f"hyper-parameter file {path} has unknown section(s) {unknown}; "
+                         "use 'model', 'train' and 'hcm_choices'")
+    paper = {section: dict(data.get(section, {})) for section in ("model", "train")}
+    choices = _check_choices(data.get("hcm_choices", {}), paper, path)
+    model = {**paper["model"], **choices["model"]}
+    ModelConfig.from_dict(model, str(path))
+    return {"model": model, "train": {**paper["train"], **choices["train"]},
+            "hcm_choices": sorted(set(choices["model"]) | set(choices["train"]))}

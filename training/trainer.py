@@ -41,7 +41,7 @@ from hcm.cache.schema import CacheError
 from hcm.core.configs import check_keys
 from hcm.core.files import json_safe, write_json
 from hcm.core.names import CLASSIFICATION
-from hcm.model.config import ModelConfig
+from hcm.model.config import INVERSE_FREQUENCY, ModelConfig
 from hcm.training import TrainingError
 from hcm.training import metrics as M
 from hcm.training.checkpoints import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
@@ -501,7 +501,38 @@ def prepare(cache_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | None,
     train_data = CacheDataset(cache_dir, "train", data_cfg, in_memory=cfg.in_memory)
     valid_data = CacheDataset(cache_dir, "valid", data_cfg, in_memory=cfg.in_memory)
     model_cfg = (model_cfg or ModelConfig()).for_dataset(facts, train_data.dims)
+    model_cfg = with_class_weights(model_cfg, train_data.labels)
     return Setup(train_data, valid_data, facts, data_cfg, model_cfg, key_metric_of(facts))
+
+
+def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
+    """Eq. 16's class weights ``n / (k n_c)`` over the k classes present in ``labels``.
+
+    sklearn's ``"balanced"`` weights; a class absent from the training split gets weight 1
+    (it is never a target there, so its weight does not enter the training loss).
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels).astype(np.int64)
+    present = np.unique(labels)
+    weights = np.ones(num_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return tuple(float(w) for w in weights)
+
+
+def with_class_weights(model_cfg: ModelConfig, train_labels: np.ndarray) -> ModelConfig:
+    """Turn ``class_weights="inverse_frequency"`` into numbers from the training split.
+
+    The run's config.json records the numbers (what the run used); a regression task takes
+    no class weights, so the setting is dropped there.
+    """
+    if model_cfg.class_weights != INVERSE_FREQUENCY:
+        return model_cfg
+    if model_cfg.task != CLASSIFICATION:
+        return dataclasses.replace(model_cfg, class_weights=None)
+    weights = inverse_frequency_weights(train_labels, model_cfg.num_classes)
+    log.info("class weights (inverse frequency over the training split): %s", [round(w, 3) for w in weights])
+    return dataclasses.replace(model_cfg, class_weights=weights)
 
 
 def run_config(setup: Setup, cfg: TrainConfig, cache_dir: Path, factory: str, d: Dist) -> dict[str, Any]:
@@ -512,7 +543,8 @@ def run_config(setup: Setup, cfg: TrainConfig, cache_dir: Path, factory: str, d:
         "recipe_hash": meta.recipe_hash,
         "cache": str(Path(cache_dir).resolve()), "key_metric": setup.key,
         "higher_is_better": setup.facts.higher_is_better, "train": cfg.to_dict(),
-        "model": setup.model_cfg.to_dict(), "data": dataclasses.asdict(setup.data_cfg),
+        "model": setup.model_cfg.to_dict(), "reading_departures": setup.model_cfg.departures(),
+        "data": dataclasses.asdict(setup.data_cfg),
         "facts": json_safe(dataclasses.asdict(setup.facts)), "model_factory": factory,
         "world_size": d.world, "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hcm.cli import app
-from hcm.apps.ablate import Setting, format_cell, plan_settings
+from hcm.apps.ablate import Setting, expand_switches, format_cell, plan_settings
+from hcm.model.config import READING_SWITCHES, ModelConfig
 
 runner = CliRunner()
 SMALL = ["--set", "d_model=16", "--set", "m_gcn=1", "--set", "m_c=1", "--set", "ot_iters=5",
@@ -61,3 +62,48 @@ def test_ablate_writes_the_table(workdir: Path, tiny_cache) -> None:
 def test_ablate_without_a_cache_is_a_clear_error(workdir: Path) -> None:
     result = runner.invoke(app, ["ablate", "--epochs", "1", "--variants", "full"])
     assert result.exit_code == 1 and "no feature cache" in result.output
+
+
+def test_reading_rows_fix_every_switch() -> None:
+    rows = plan_settings([], [], ["paper", "hcm"], ["gcn_residual"])
+    assert [r.slug for r in rows] == ["paper", "hcm", "paper+gcn_residual"]
+    assert [r.title for r in rows] == ["`paper` reading", "`hcm` reading", "`paper` + gcn_residual=True"]
+    base = {"d_model": 16, "atomic_fusion": "tensor"}  # a switch in the base settings is overridden
+    paper, hcm, one = (ModelConfig.from_dict(r.model_settings(base)) for r in rows)
+    assert paper.departures() == [] and paper.d_model == 16
+    assert hcm.departures() == [sw.name for sw in READING_SWITCHES]
+    assert one.departures() == ["gcn_residual"]
+
+
+def test_switches_are_checked_and_expanded() -> None:
+    every = [sw.name for sw in READING_SWITCHES if sw.name != "node_count"]
+    assert expand_switches(["all"], "regression") == every
+    assert expand_switches(["all"], "classification") == [s for s in every if s != "output_mapping"]
+    with pytest.raises(ValueError, match="unknown switch"):
+        expand_switches(["gcn_skip"])
+    with pytest.raises(ValueError, match="node_count: native node counts need"):
+        expand_switches(["node_count"])
+    with pytest.raises(ValueError, match="unknown variant\\(s\\) or reading"):
+        plan_settings([], [], ["literal"])
+
+
+@pytest.mark.slow
+def test_ablate_readings_over_two_caches(workdir: Path, tiny_cache) -> None:
+    for name in ("a", "b"):
+        tiny_cache(workdir / "features" / "sample" / name)
+    result = runner.invoke(app, ["ablate", "--epochs", "1", "--readings", "paper", "--switches", "cost_fusion",
+                                 "--features", str(workdir / "features" / "sample" / "a"),
+                                 "--features", str(workdir / "features" / "sample" / "b"), "--quiet", *SMALL])
+    assert result.exit_code == 0, result.output
+    folders = sorted((workdir / "runs" / "sample").iterdir())
+    assert len(folders) == 2
+    for folder in folders:
+        summary = json.loads((folder / "ablation.json").read_text())
+        assert [s["slug"] for s in summary["settings"]] == ["paper", "paper+cost_fusion"]
+        row = summary["settings"][1]["per_seed"][0]
+        config = json.loads((Path(row["run"]) / "config.json").read_text())
+        assert config["model"]["cost_fusion"] == "softmax" and config["reading_departures"] == ["cost_fusion"]
+        assert "valid_mae" in summary["settings"][0]["metrics"]
+        markdown = (folder / "ablation.md").read_text()
+        assert "| Reading (full model, T+V+A) | `paper` + cost_fusion=softmax |" in markdown
+        assert "valid MAE↓" in markdown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -14,12 +15,13 @@ DIMS = {"text": 12, "video": 10, "audio": 8}
 
 
 def tiny_config(**overrides) -> ModelConfig:
-    """A small HCMNet config (3 classes) with the test input widths."""
-    base = ModelConfig(
-        d_text=DIMS["text"], d_video=DIMS["video"], d_audio=DIMS["audio"], d_model=16, num_heads=2,
-        m_ctn=2, m_gcn=2, m_c=2, ot_iters=30, num_classes=3,
-    )
-    return dataclasses.replace(base, **overrides)
+    """A small HCMNet config (3 classes) with the test input widths.
+
+    Built afresh (not ``dataclasses.replace``) so that a ``reading`` override fills the switches.
+    """
+    base = dict(d_text=DIMS["text"], d_video=DIMS["video"], d_audio=DIMS["audio"], d_model=16, num_heads=2,
+                m_ctn=2, m_gcn=2, m_c=2, ot_iters=30, num_classes=3)
+    return ModelConfig(**{**base, **overrides})
 
 
 def make_batch(lengths: dict[str, list[int]], n_max: dict[str, int] | None = None, seed: int = 0,

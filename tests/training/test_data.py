@@ -50,6 +50,23 @@ def test_item_example_rows_streams_and_caps() -> None:
     np.testing.assert_allclose(ex.nodes["audio"], [[1, 1], [1, 5]])  # mel pooled 4 -> 2
 
 
+@pytest.mark.parametrize("frames", [1, 2, 3, 7, 12, 300])
+def test_mel_frames_of_any_length_are_pooled_onto_the_audio_segments(frames: int) -> None:
+    """A Mel stream that keeps its time axis (k, 128) is brought onto the S = 3 segment nodes."""
+    item = _item()
+    mel = np.repeat(np.arange(frames, dtype=np.float32)[:, None], 128, axis=1)  # frame f holds f
+    item.features.update(esresnext=np.ones((3, 1)), mel=mel)
+    ex = item_example(0, item, DataConfig(streams={"audio": ["esresnext", "mel"]}))
+    assert ex.nodes["audio"].shape == (3, 1 + 128)
+    pooled = ex.nodes["audio"][:, 1]
+    if frames == 1:
+        np.testing.assert_array_equal(pooled, [0, 0, 0])  # one frame: on every segment
+    elif frames % 3 == 0:
+        blocks = np.arange(frames).reshape(3, -1).mean(axis=1)  # segment s: mean of its k/3 frames
+        np.testing.assert_allclose(pooled, blocks)
+    assert np.all(np.diff(pooled) >= 0) and pooled[0] >= 0 and pooled[-1] <= frames - 1
+
+
 def test_absent_modality_has_no_nodes() -> None:
     streams = {"text": ["roberta"], "video": ["efficientnet"]}
     ex = item_example(0, _item({"video": False}), DataConfig(streams=streams))

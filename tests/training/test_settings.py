@@ -10,8 +10,13 @@ import pytest
 
 import hcm
 from hcm.core.configs import configs_dir
-from hcm.model.config import ModelConfig, parse_modalities
+import json
+
+import numpy as np
+
+from hcm.model.config import READING_SWITCHES, ModelConfig, parse_modalities
 from hcm.training.settings import DatasetFacts, load_dataset_facts, load_hparams
+from hcm.training.trainer import TrainConfig, inverse_frequency_weights, with_class_weights
 from hcm.model.hcmnet import build_model
 
 DATASETS = ("mosei", "meld", "iemocap", "sample")
@@ -22,8 +27,9 @@ def test_every_shipped_dataset_builds_a_model(name: str) -> None:
     facts = load_dataset_facts(name)
     hparams = load_hparams(name)
     cfg = ModelConfig.from_dict(hparams["model"]).for_dataset(facts, {"text": 6, "video": 5, "audio": 4})
+    cfg = with_class_weights(cfg, np.arange(40) % max(1, facts.num_classes))
     assert cfg.output_dim == (1 if facts.task == "regression" else facts.num_classes)
-    assert {"optimizer", "lr", "weight_decay", "batch_size", "epochs", "patience"} <= set(hparams["train"])
+    assert {"optimizer", "lr", "weight_decay", "batch_size", "epochs"} <= set(hparams["train"])
     if name != "sample":
         assert build_model(cfg) is not None
 
@@ -91,3 +97,71 @@ def test_round_trip_and_variant_switches() -> None:
         "ccm-only": (False, True, False, True, True), "no-acl": (True, True, False, True, True),
         "no-graph": (True, True, True, False, True), "no-cdc": (True, True, True, True, False),
     }
+
+
+PAPER_ONLY_TRAIN = {"scheduler": "constant", "warmup_epochs": 0.0, "grad_clip": 0.0, "patience": 0, "amp": "off"}
+
+
+@pytest.mark.parametrize("name", ["mosei", "meld", "iemocap"])
+def test_paper_configs_enable_no_hcm_only_switch(name: str) -> None:
+    hparams = load_hparams(name)
+    cfg = ModelConfig.from_dict(hparams["model"])
+    assert cfg.reading == "paper"
+    assert cfg.departures() == [], f"configs/hcmnet/{name}.json enables hcm-only switches {cfg.departures()}"
+    assert cfg.switches() == {sw.name: sw.paper for sw in READING_SWITCHES}
+    train = TrainConfig.from_dict(hparams["train"])
+    assert {key: getattr(train, key) for key in PAPER_ONLY_TRAIN} == PAPER_ONLY_TRAIN
+    assert (train.lr, train.batch_size, train.epochs) == (2e-4, 64, 100)
+    assert "d_model" in hparams["hcm_choices"] and "weight_decay" in hparams["hcm_choices"]
+    assert hparams["model"].get("class_weights") == (None if name == "mosei" else "inverse_frequency")
+
+
+def test_a_switch_departing_from_the_paper_is_caught() -> None:
+    cfg = ModelConfig.from_dict({"reading": "paper", "gcn_residual": True})
+    assert cfg.departures() == ["gcn_residual"] and cfg.atomic_fusion == "product"
+    assert ModelConfig(reading="hcm").departures() == [sw.name for sw in READING_SWITCHES]
+
+
+def test_reading_fills_switches_and_explicit_ones_win() -> None:
+    paper = ModelConfig(reading="paper", cost_fusion="softmax")
+    assert (paper.node_count, paper.atomic_pool, paper.transport_update, paper.cost_fusion) == \
+        ("common", "sum", "literal", "softmax")
+    assert ModelConfig.from_dict(paper.to_dict()) == paper  # config.json holds the resolved values
+    assert paper.to_dict()["objective_balance"] == "literal"
+    with pytest.raises(ValueError, match="node_count 'native'.*needs transport_update 'text-anchored'"):
+        ModelConfig(reading="paper", node_count="native")
+    native = ModelConfig(reading="paper", node_count="native", transport_update="text-anchored")
+    assert native.cost_fusion == "product"  # C' P^u on the text rows is defined for any node counts
+    with pytest.raises(ValueError, match="reading must be one of"):
+        ModelConfig(reading="papers")
+    with pytest.raises(ValueError, match="class_weights must be"):
+        ModelConfig(class_weights="balanced")
+
+
+def test_inverse_frequency_weights_come_from_the_training_labels() -> None:
+    weights = inverse_frequency_weights(np.array([0, 0, 0, 1, 2, 2]), 4)
+    assert weights == pytest.approx((6 / 9, 2.0, 1.0, 1.0))  # n / (k n_c) over the 3 present classes
+    facts = DatasetFacts("x", "classification", 4, ("a", "b", "c", "d"), "accuracy", True, None,
+                         {"text": ("t",), "video": ("v",), "audio": ("a",)})
+    cfg = ModelConfig(class_weights="inverse_frequency").for_dataset(facts, {"text": 3, "video": 3, "audio": 3})
+    assert with_class_weights(cfg, np.array([0, 0, 0, 1, 2, 2])).class_weights == pytest.approx(weights)
+
+
+def _write_hparams(folder: Path, data: dict) -> None:
+    (folder / "hcmnet").mkdir(parents=True)
+    (folder / "hcmnet" / "x.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("choices, message", [
+    ({"model": {"dropout": 0.2}, "reasons": {"dropout": "r"}}, "both as the paper's model settings"),
+    ({"model": {"gcn_residual": True}, "reasons": {"gcn_residual": "r"}}, "reading switches"),
+    ({"model": {"eta": 0.3}, "reasons": {}}, "missing for \\['eta'\\]"),
+    ({"model": {"eta": 0.3}, "reasons": {"eta": "r", "ot_eps": "r"}}, "stray: \\['ot_eps'\\]"),
+    ({"optimizer": {}}, "'hcm_choices' must be an object"),
+])
+def test_hcm_choices_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, choices: dict,
+                                 message: str) -> None:
+    _write_hparams(tmp_path, {"model": {"reading": "paper", "dropout": 0.1}, "train": {}, "hcm_choices": choices})
+    monkeypatch.setattr("hcm.training.settings.configs_dir", lambda: tmp_path)
+    with pytest.raises(ValueError, match=message):
+        load_hparams("x")

@@ -1,0 +1,160 @@
+"""The two readings of HCMNet: each literal equation on tiny hand-computed tensors, the common
+node count M, and every variant x subset under the ``paper`` reading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from hcm.model.atomic import inner_product_fusion
+from hcm.model.composition import CompositionTransport, CostGuidedFusion
+from hcm.model.hcmnet import build_model
+from hcm.model.layers import ModalRows
+from hcm.model.losses import balanced_objective
+from hcm.model.nodes import area_weights, common_node_count
+from hcm_model_batches import SUBSETS, VARIANTS, make_batch, one_thread, pad_more, tiny_config
+
+LENGTHS = {"text": [5, 3, 4, 1], "video": [6, 2, 4, 3], "audio": [7, 5, 1, 2]}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
+
+
+def _rows(x: list, valid: list[bool], support: list[bool] | None = None) -> ModalRows:
+    """One sample's rows from plain lists ([CLS] first)."""
+    valid_t = torch.tensor([valid])
+    support_t = torch.tensor([support if support is not None else [False] + valid[1:]])
+    return ModalRows(torch.tensor([x], dtype=torch.float32), valid_t, support_t, support_t[:, 1:].any(1))
+
+
+def test_eq6_sums_over_the_video_nodes() -> None:
+    text = _rows([[9.0, 9.0], [1.0, 2.0], [3.0, -1.0]], [True, True, True])
+    video = _rows([[5.0, 5.0], [1.0, 0.0], [2.0, 3.0], [7.0, 7.0]], [True, True, True, False])
+    p_a, support = inner_product_fusion({"text": text, "video": video}, "text", ("video",), pool="sum")
+    # sum_l V_(l) over the two real video nodes = (3, 3); P_(i) = (3, 3) * T_(i) on every text row
+    expected = torch.tensor([[[27.0, 27.0], [3.0, 6.0], [9.0, -3.0]]])
+    assert torch.equal(p_a, expected)
+    assert support.tolist() == [[False, True, True]]
+    mean, _ = inner_product_fusion({"text": text, "video": video}, "text", ("video",), pool="mean")
+    assert torch.allclose(mean, expected / 2)
+
+
+def test_eq12_literal_adds_the_transported_term_to_g_m() -> None:
+    text = _rows([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], [True, True, True])
+    video = _rows([[0.0, 0.0], [2.0, 4.0], [6.0, 8.0]], [True, True, True])
+    literal = CompositionTransport(("video",), 0.5, use_ot=False, eps=0.1, n_iters=5, backend="torch",
+                                   update="literal", common_nodes=True)
+    moved = literal({"text": text, "video": video})
+    # H = mu_v mu_t^T with mu = (0, 1/2, 1/2): (H^T G_v)_j = 1/2 * mean(g_1, g_2) = (2, 3) for j = 1, 2
+    expected = torch.tensor([[[0.0, 0.0], [2.0 + 1.0, 4.0 + 1.5], [6.0 + 1.0, 8.0 + 1.5]]])
+    assert torch.allclose(moved.graphs["video"], expected)
+    anchored = CompositionTransport(("video",), 0.5, use_ot=False, eps=0.1, n_iters=5, backend="torch")
+    # G_t + gamma diag(1/mu_t) H^T G_v: each text node gets gamma * mean(g_1, g_2) = (2, 3)
+    assert torch.allclose(anchored({"text": text, "video": video}).graphs["video"],
+                          torch.tensor([[[0.0, 0.0], [3.0, 3.0], [2.0, 4.0]]]))
+
+
+def test_eq12_literal_with_sinkhorn_uses_the_returned_plan() -> None:
+    torch.manual_seed(0)
+    text = _rows(torch.randn(4, 3).tolist(), [True, True, True, True])
+    video = _rows(torch.randn(4, 3).tolist(), [True, True, True, True])
+    transport = CompositionTransport(("video",), 0.7, use_ot=True, eps=0.1, n_iters=50, backend="torch",
+                                     update="literal", common_nodes=True)
+    moved = transport({"text": text, "video": video})
+    plan = moved.plans["video"]
+    assert torch.allclose(moved.graphs["video"], video.x + 0.7 * plan.transpose(1, 2) @ video.x, atol=1e-6)
+    assert moved.transferred_cost.shape == (1, 4, 4)  # C_v itself on the common nodes
+
+
+def test_eq15_product_is_c_prime_times_p_u() -> None:
+    cost = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 1.0, 2.0], [0.0, 3.0, 0.5]]])  # C' on [CLS ; 2 nodes]
+    p_u = torch.tensor([[[9.0, 9.0], [1.0, -1.0], [2.0, 4.0]]])
+    support = torch.tensor([[False, True, True]])
+    out = CostGuidedFusion("product")(p_u, cost, support)
+    # row 1: 1*(1,-1) + 2*(2,4) = (5, 7); row 2: 3*(1,-1) + 0.5*(2,4) = (4, -1); [CLS] row not in the support
+    assert torch.allclose(out, torch.tensor([[[0.0, 0.0], [5.0, 7.0], [4.0, -1.0]]]))
+    assert not list(CostGuidedFusion("product").parameters())
+
+
+def test_eq17_literal_gradient() -> None:
+    w = torch.randn(5, requires_grad=True)
+    acl = (w.sin() ** 2).sum() + 0.3
+    cce = (w ** 2).sum() + 0.1
+    total = balanced_objective(acl, cce, (1e-6, 1e6), reading="literal")
+    (g_total,) = torch.autograd.grad(total, w, retain_graph=True)
+    (g_acl,) = torch.autograd.grad(acl, w, retain_graph=True)
+    (g_cce,) = torch.autograd.grad(cce, w)
+    # L = L_acl + L_cce / sg(L_acl / L_cce): grad = grad L_acl + (L_cce / L_acl) grad L_cce
+    assert torch.allclose(g_total, g_acl + (cce / acl).detach() * g_cce, atol=1e-6)
+    assert torch.allclose(total, acl + cce ** 2 / acl)
+
+
+def test_area_resampling_weights() -> None:
+    weights = area_weights(torch.tensor([4, 2, 3, 0]), torch.tensor([2, 4, 2, 0]), 4, 4)
+    assert torch.allclose(weights[0, :2], torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]]))  # pooled
+    assert torch.allclose(weights[1, :, :2], torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 1]]))  # repeated
+    assert torch.allclose(weights[2, :2, :3], torch.tensor([[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]]))
+    assert weights[0, 2:].abs().sum() == 0 and weights[3].abs().sum() == 0
+
+
+def test_common_node_count_puts_every_modality_on_the_anchor_nodes() -> None:
+    # text nodes at rows 1 and 3 (row 2 padded), video with 4 real nodes, audio absent
+    text = _rows([[0.0], [1.0], [0.0], [1.0]], [True, True, False, True])
+    video = _rows([[7.0], [1.0], [3.0], [5.0], [7.0], [0.0]], [True, True, True, True, True, False])
+    audio = _rows([[4.0], [0.0], [0.0]], [True, False, False], support=[True, False, False])
+    rows = common_node_count({"text": text, "video": video, "audio": audio}, "text")
+    assert rows["text"] is text
+    assert rows["video"].x.tolist() == [[[7.0], [2.0], [0.0], [6.0]]]  # [CLS] kept, pairs averaged
+    assert torch.equal(rows["video"].valid, text.valid) and torch.equal(rows["video"].support, text.support)
+    assert rows["audio"].support.tolist() == [[True, False, False, False]] and not rows["audio"].present
+
+
+@pytest.mark.parametrize("modalities", SUBSETS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_paper_reading_builds_and_trains_every_setting(variant: str, modalities: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_config(reading="paper", variant=variant, modalities=modalities))
+    out = model(make_batch(LENGTHS))
+    assert torch.isfinite(out.loss) and out.prediction.shape == (4, 3)
+    out.loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+def test_native_node_counts_with_the_literal_cost_product() -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config(reading="paper", node_count="native", transport_update="text-anchored")
+    out = build_model(cfg)(make_batch(LENGTHS))
+    assert cfg.cost_fusion == "product" and torch.isfinite(out.loss)
+    out.loss.backward()
+
+
+@pytest.mark.parametrize("modalities", ["tva", "va"])
+def test_paper_reading_ignores_padded_rows_and_missing_modalities(modalities: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_config(reading="paper", modalities=modalities)).eval()
+    batch = make_batch(LENGTHS)
+    with torch.no_grad():
+        a, b = model(batch), model(pad_more(batch, extra=3))
+    assert torch.allclose(a.prediction, b.prediction, atol=1e-5) and torch.allclose(a.loss, b.loss, atol=1e-5)
+    missing = make_batch({"text": [0, 3, 4, 2], "video": [6, 0, 4, 0], "audio": [7, 5, 0, 0]})
+    out = model(missing)
+    assert torch.isfinite(out.prediction).all() and torch.isfinite(out.loss)
+
+
+def test_output_mapping_switch() -> None:
+    torch.manual_seed(0)
+    batch = make_batch(LENGTHS, regression=True)
+    cfg = dict(task="regression", label_range=(-3.0, 3.0), variant="no-acl")
+    torch.manual_seed(0)
+    raw = build_model(tiny_config(reading="paper", **cfg)).eval()
+    torch.manual_seed(0)
+    mapped = build_model(tiny_config(reading="paper", output_mapping="label-range", **cfg)).eval()
+    with torch.no_grad():
+        assert torch.allclose(3.0 * raw(batch).prediction, mapped(batch).prediction, atol=1e-6)
