@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from hcm.model.layers import FeedForward, MaskedAttention, ModalRows, masked_softmax, support_weights
-from hcm.model.ot import sinkhorn
+from hcm.model.ot import float32_island, sinkhorn
 
 
 def euclidean_cost(x: Tensor, y: Tensor) -> Tensor:
@@ -72,8 +72,9 @@ class CompositionTransport(nn.Module):
         mu_m, mu_t = support_weights(graph.support), support_weights(text.support)  # (B, M), (B, N)
         if not self.use_ot:
             return mu_m.unsqueeze(2) * mu_t.unsqueeze(1), None  # (B, M, N) independent coupling
-        cost = normalized_cost(graph, text)  # (B, M, N)
-        plan = sinkhorn(cost, mu_m, mu_t, eps=self.eps, n_iters=self.n_iters, backend=self.backend)
+        with float32_island(graph.x.device):  # the cost and Sinkhorn stay float32 under autocast
+            cost = normalized_cost(graph.float(), text.float())  # (B, M, N)
+            plan = sinkhorn(cost, mu_m, mu_t, eps=self.eps, n_iters=self.n_iters, backend=self.backend)
         return plan, cost
 
     def forward(self, graphs: dict[str, ModalRows], anchor: str = "text") -> Transported:

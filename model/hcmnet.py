@@ -27,6 +27,7 @@ from hcm.model.config import CLASSIFICATION, ModelConfig
 from hcm.model.graphs import ModalityGraphs
 from hcm.model.layers import AttentionPool, ModalityEncoder, ModalRows
 from hcm.model.nodes import common_node_count
+from hcm.model.ot import float32_island
 from hcm.model.losses import atomic_contrastive_loss, balanced_objective, contrastive_classes, task_loss
 
 
@@ -154,19 +155,21 @@ class HCMNet(nn.Module):
 
     def objective(self, prediction: Tensor, atomic: dict[str, ModalRows], label: Tensor
                   ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Eq. 7, 16, 17: the balanced objective and its detached parts."""
+        """Eq. 7, 16, 17: the balanced objective and its detached parts, in float32 under autocast."""
         cfg = self.cfg
         name = "cce" if cfg.task == CLASSIFICATION else cfg.regression_loss
-        task = task_loss(name, prediction, label.to(prediction.device), self.class_weights)
-        acl = None
-        if cfg.uses_acl:
-            names = cfg.modality_names
-            classes = contrastive_classes(label, cfg.label_range, cfg.acl_bin_width)
-            acl = atomic_contrastive_loss(
-                {m: atomic[m].pooled() for m in names}, {m: atomic[m].present for m in names},
-                classes.to(prediction.device), cfg.acl_temperature,
-            )
-        total = balanced_objective(acl, task, cfg.balance_ratio_range, cfg.objective_balance)
+        with float32_island(prediction.device):
+            prediction = prediction.float()
+            task = task_loss(name, prediction, label.to(prediction.device), self.class_weights)
+            acl = None
+            if cfg.uses_acl:
+                names = cfg.modality_names
+                classes = contrastive_classes(label, cfg.label_range, cfg.acl_bin_width)
+                acl = atomic_contrastive_loss(
+                    {m: atomic[m].float().pooled() for m in names}, {m: atomic[m].present for m in names},
+                    classes.to(prediction.device), cfg.acl_temperature,
+                )
+            total = balanced_objective(acl, task, cfg.balance_ratio_range, cfg.objective_balance)
         zero = torch.zeros((), device=prediction.device)
         parts = {"acl": (acl if acl is not None else zero).detach(), "task": task.detach(), "total": total.detach()}
         return total, parts

@@ -77,6 +77,10 @@ class ModalRows:
     def with_x(self, x: Tensor) -> ModalRows:
         return ModalRows(x * self.valid.unsqueeze(-1), self.valid, self.support, self.present)
 
+    def float(self) -> ModalRows:
+        """The rows in float32 (from a half-precision autocast region)."""
+        return ModalRows(self.x.float(), self.valid, self.support, self.present)
+
 
 class MaskedAttention(nn.Module):
     """Multi-head attention with a key mask and an optional term added to the joined heads.

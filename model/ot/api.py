@@ -89,8 +89,9 @@ def _full(tensor: Tensor | None) -> Tensor | None:
 
 
 @contextmanager
-def _float32_island(device: torch.device) -> Iterator[None]:
-    """Autocast off for ``device``'s type (CPU and CUDA autocast are separate switches)."""
+def float32_island(device: torch.device) -> Iterator[None]:
+    """Autocast off for ``device``'s type (CPU and CUDA autocast are separate switches): the block
+    runs in the dtypes of its inputs, so float32 inputs give float32 arithmetic and gradients."""
     with torch.autocast(device_type=device.type, enabled=False):
         yield
 
@@ -143,7 +144,7 @@ def sinkhorn(
         grad: "unrolled" (exact) or "last_step" (cheaper and biased, see docs/ot.md).
     """
     device = cost.x.device if isinstance(cost, PointCloudCost) else cost.device
-    with _float32_island(device):
+    with float32_island(device):
         if isinstance(cost, PointCloudCost):
             cost = PointCloudCost(_full(cost.x), _full(cost.y), cost.p)
         else:
@@ -176,7 +177,7 @@ def sinkhorn_transport(
         p: 2 for the squared Euclidean cost, 1 for the Euclidean cost.
         Other arguments as in :func:`sinkhorn`. With ``keops`` no (B, M, N) array is built.
     """
-    with _float32_island(x.device):
+    with float32_island(x.device):
         problem = _problem(PointCloudCost(_full(x), _full(y), p), _full(a), _full(b), eps, n_iters, grad)
         if values.dim() != 3 or values.shape[:2] != x.shape[:2]:
             raise ValueError(f"values must be (B, M, d_v) = {tuple(x.shape[:2])} + (d_v,), got {tuple(values.shape)}")
