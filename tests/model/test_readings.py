@@ -3,26 +3,22 @@ node count M, and every variant x subset under the ``paper`` reading."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
 from hcm.model.atomic import inner_product_fusion
 from hcm.model.composition import CompositionTransport, CostGuidedFusion
+from hcm.model.config import VARIANTS
 from hcm.model.hcmnet import build_model
 from hcm.model.layers import ModalRows
 from hcm.model.losses import balanced_objective
 from hcm.model.nodes import area_weights, common_node_count
-from hcm_model_batches import SUBSETS, VARIANTS, make_batch, one_thread, pad_more, tiny_config
 
 LENGTHS = {"text": [5, 3, 4, 1], "video": [6, 2, 4, 3], "audio": [7, 5, 1, 2]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
+SUBSETS = ("tva", "tv", "ta", "va")
 
 
 def _rows(x: list, valid: list[bool], support: list[bool] | None = None) -> ModalRows:
@@ -116,10 +112,11 @@ def test_common_node_count_puts_every_modality_on_the_anchor_nodes() -> None:
 
 @pytest.mark.parametrize("modalities", SUBSETS)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_paper_reading_builds_and_trains_every_setting(variant: str, modalities: str) -> None:
+def test_paper_reading_builds_and_trains_every_setting(variant: str, modalities: str, model_config,
+                                                       model_batch) -> None:
     torch.manual_seed(0)
-    model = build_model(tiny_config(reading="paper", variant=variant, modalities=modalities))
-    out = model(make_batch(LENGTHS))
+    model = build_model(model_config(reading="paper", variant=variant, modalities=modalities))
+    out = model(model_batch(LENGTHS))
     assert torch.isfinite(out.loss) and out.prediction.shape == (4, 3)
     out.loss.backward()
     for name, param in model.named_parameters():
@@ -127,34 +124,35 @@ def test_paper_reading_builds_and_trains_every_setting(variant: str, modalities:
         assert param.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
 
 
-def test_native_node_counts_with_the_literal_cost_product() -> None:
+def test_native_node_counts_with_the_literal_cost_product(model_config, model_batch) -> None:
     torch.manual_seed(0)
-    cfg = tiny_config(reading="paper", node_count="native", transport_update="text-anchored")
-    out = build_model(cfg)(make_batch(LENGTHS))
+    cfg = model_config(reading="paper", node_count="native", transport_update="text-anchored")
+    out = build_model(cfg)(model_batch(LENGTHS))
     assert cfg.cost_fusion == "product" and torch.isfinite(out.loss)
     out.loss.backward()
 
 
 @pytest.mark.parametrize("modalities", ["tva", "va"])
-def test_paper_reading_ignores_padded_rows_and_missing_modalities(modalities: str) -> None:
+def test_paper_reading_ignores_padded_rows_and_missing_modalities(modalities: str, model_config, model_batch,
+                                                                  padded_batch) -> None:
     torch.manual_seed(0)
-    model = build_model(tiny_config(reading="paper", modalities=modalities)).eval()
-    batch = make_batch(LENGTHS)
+    model = build_model(model_config(reading="paper", modalities=modalities)).eval()
+    batch = model_batch(LENGTHS)
     with torch.no_grad():
-        a, b = model(batch), model(pad_more(batch, extra=3))
+        a, b = model(batch), model(padded_batch(batch, extra=3))
     assert torch.allclose(a.prediction, b.prediction, atol=1e-5) and torch.allclose(a.loss, b.loss, atol=1e-5)
-    missing = make_batch({"text": [0, 3, 4, 2], "video": [6, 0, 4, 0], "audio": [7, 5, 0, 0]})
+    missing = model_batch({"text": [0, 3, 4, 2], "video": [6, 0, 4, 0], "audio": [7, 5, 0, 0]})
     out = model(missing)
     assert torch.isfinite(out.prediction).all() and torch.isfinite(out.loss)
 
 
-def test_output_mapping_switch() -> None:
+def test_output_mapping_switch(model_config, model_batch) -> None:
     torch.manual_seed(0)
-    batch = make_batch(LENGTHS, regression=True)
+    batch = model_batch(LENGTHS, regression=True)
     cfg = dict(task="regression", label_range=(-3.0, 3.0), variant="no-acl")
     torch.manual_seed(0)
-    raw = build_model(tiny_config(reading="paper", **cfg)).eval()
+    raw = build_model(model_config(reading="paper", **cfg)).eval()
     torch.manual_seed(0)
-    mapped = build_model(tiny_config(reading="paper", output_mapping="label-range", **cfg)).eval()
+    mapped = build_model(model_config(reading="paper", output_mapping="label-range", **cfg)).eval()
     with torch.no_grad():
         assert torch.allclose(3.0 * raw(batch).prediction, mapped(batch).prediction, atol=1e-6)
