@@ -93,12 +93,13 @@ def test_concurrent_writers_of_disjoint_shards_build_a_correct_manifest(tmp_path
     assert verify_cache(tmp_path) == []
 
 
-def test_reopening_with_another_recipe_names_both_hashes(tmp_path: Path) -> None:
+def test_reopening_with_another_recipe_names_both_hashes_and_the_setting(tmp_path: Path) -> None:
     write_cache(tmp_path, n_planned=5)
     other = make_meta(recipe={"fps": 2, "window": 2})
     with pytest.raises(CacheError) as err:
         CacheWriter(tmp_path, other)
-    assert make_meta().recipe_hash in str(err.value) and other.recipe_hash in str(err.value)
+    assert f"{make_meta().recipe_hash[:12]} -> {other.recipe_hash[:12]}" in str(err.value)
+    assert "fps 1 -> 2" in str(err.value)
     assert "another directory" in str(err.value)
     with pytest.raises(CacheError, match="shard_size"):
         CacheWriter(tmp_path, make_meta(shard_size=7))
