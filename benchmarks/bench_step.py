@@ -1,8 +1,16 @@
 """Time one HCMNet training step at paper dimensions, and the share each block takes.
 
-Run by hand (numbers go to docs/model.md with the machine they ran on):
+Run by hand (numbers go to benchmarks/RESULTS.md with the machine they ran on):
 
     .venv/bin/python benchmarks/bench_step.py --batch 64 --repeats 5
+    .venv/bin/python benchmarks/bench_step.py --dataset mosei --cache FEATURES/mosei/paper --batch 64
+
+With ``--cache`` (a paper-profile cache) the batch is made of that cache's train items by the
+training data path (read from the shards, standardised, collated; items repeat to fill the
+batch), and the report adds the data loader's share of a step: the seconds to read and collate
+one batch against the seconds of the step. A JSON line closes the report: ms per step,
+samples/s, the step's FLOPs (``FlopCounterMode``, forward + backward), achieved GFLOP/s against
+the measured float32 matmul peak (``benchmarks/matmul_peak.py``), peak RSS and the load average.
 
 The whole step (forward, backward, AdamW update) is timed as a unit. The block shares come
 from timing each block's forward and backward separately on the inputs the full model gave it
@@ -14,8 +22,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import json
+import os
+import resource
 import statistics
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -124,26 +137,99 @@ def step_time(model: HCMNet, batch: dict[str, torch.Tensor], repeats: int) -> fl
     return statistics.median(times[1:])
 
 
+def step_flops(model: HCMNet, batch: dict[str, torch.Tensor]) -> float:
+    """FLOPs of one forward + backward (the AdamW update's elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(batch).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def cache_batch(dataset: str, cache: Path, batch: int) -> tuple[dict[str, torch.Tensor], dict[str, int], float]:
+    """A batch of ``batch`` train items of ``cache`` made by the training data path, the modality
+    widths, and the median seconds to read and collate one such batch (items repeat if few)."""
+    from hcm.training.data import MODEL_KEYS, CacheDataset
+    from hcm.training.trainer import TrainConfig, data_config
+
+    data = CacheDataset(cache, "train", data_config(load_dataset_facts(dataset), TrainConfig(), cache))
+    collate = data.collate()
+    times = []
+    for repeat in range(3):
+        start = time.perf_counter()
+        made = collate([data[(repeat * batch + i) % len(data)] for i in range(batch)])
+        times.append(time.perf_counter() - start)
+    return {k: made[k] for k in MODEL_KEYS if k in made}, data.dims, statistics.median(times)
+
+
+def _matmul_peak(threads: int) -> dict[str, float]:
+    spec = importlib.util.spec_from_file_location("matmul_peak", Path(__file__).with_name("matmul_peak.py"))
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    return probe.matmul_peak(threads=threads)
+
+
+def summary(args: argparse.Namespace, model: HCMNet, batch: dict[str, torch.Tensor], step_s: float,
+            load_s: float | None, load_before: tuple[float, ...]) -> dict:
+    """The JSON report of the step benchmark (see the module docstring)."""
+    flops = step_flops(model, batch)
+    peak = _matmul_peak(args.threads)
+    report = {
+        "dataset": args.dataset, "batch": args.batch, "threads": args.threads,
+        "nodes": {m: int(batch[m].shape[1]) for m in ("text", "video", "audio")},
+        "source": f"cache {args.cache}" if args.cache else "synthetic",
+        "ms_per_step": round(step_s * 1e3, 1), "samples_per_s": round(args.batch / step_s, 1),
+        "gflop_per_step": round(flops / 1e9, 2), "gflops_achieved": round(flops / step_s / 1e9, 1),
+        "matmul_peak": peak, "share_of_peak": round(flops / step_s / 1e9 / peak["best_gflops"], 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "loadavg_before": [round(x, 1) for x in load_before],
+        "loadavg_after": [round(x, 1) for x in os.getloadavg()],
+    }
+    if load_s is not None:
+        report["loader_ms_per_batch"] = round(load_s * 1e3, 1)
+        report["loader_share"] = round(load_s / (load_s + step_s), 3)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="meld", help="hyper-parameter and facts file to use")
+    parser.add_argument("--cache", type=Path, help="a paper-profile cache of --dataset: real batches, loader share")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--text-nodes", type=int, default=32)
     parser.add_argument("--video-nodes", type=int, default=16)
     parser.add_argument("--audio-nodes", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-blocks", action="store_true", help="skip the per-block breakdown")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    load_before = os.getloadavg()
     facts = load_dataset_facts(args.dataset)
-    cfg = ModelConfig.from_dict(load_hparams(args.dataset)["model"]).for_dataset(facts, PAPER_DIMS)
+    load_s = None
+    if args.cache:
+        batch, dims, load_s = cache_batch(args.dataset, args.cache, args.batch)
+    else:
+        nodes = {"text": args.text_nodes, "video": args.video_nodes, "audio": args.audio_nodes}
+        dims = PAPER_DIMS
+    cfg = ModelConfig.from_dict(load_hparams(args.dataset)["model"]).for_dataset(facts, dims)
     cfg = dataclasses.replace(cfg, ot_backend="torch")
     model = build_model(cfg).train()
-    nodes = {"text": args.text_nodes, "video": args.video_nodes, "audio": args.audio_nodes}
-    batch = synthetic_batch(args.batch, nodes, PAPER_DIMS, max(cfg.num_classes, 2))
+    if not args.cache:
+        batch = synthetic_batch(args.batch, nodes, PAPER_DIMS, max(cfg.num_classes, 2))
     total = step_time(model, batch, args.repeats)
+    if not args.no_blocks:
+        print_blocks(args, model, batch, total)
+    print(json.dumps(summary(args, model, batch, total, load_s, load_before)))
+
+
+def print_blocks(args: argparse.Namespace, model: HCMNet, batch: dict[str, torch.Tensor], total: float) -> None:
+    """The per-block table: forward + backward of each block on the inputs the full model gave it."""
     blocks = block_times(model, batch, args.repeats)
+    nodes = {m: int(batch[m].shape[1]) for m in ("text", "video", "audio")}
     params = sum(p.numel() for p in model.parameters())
     table = Table(title=f"HCMNet step, batch {args.batch}, nodes {nodes}, {params / 1e6:.1f} M params, "
                         f"{args.threads} threads")
