@@ -164,25 +164,34 @@ def cache_batch(dataset: str, cache: Path, batch: int) -> tuple[dict[str, torch.
     return {k: made[k] for k in MODEL_KEYS if k in made}, data.dims, statistics.median(times)
 
 
-def _matmul_peak(threads: int) -> dict[str, float]:
+def _setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value parsed as JSON, else the string)."""
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _matmul_peak(threads: int, size: int) -> dict[str, float]:
     spec = importlib.util.spec_from_file_location("matmul_peak", Path(__file__).with_name("matmul_peak.py"))
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
-    return probe.matmul_peak(threads=threads)
+    return probe.matmul_peak(threads=threads, size=size)
 
 
 def summary(args: argparse.Namespace, model: HCMNet, batch: dict[str, torch.Tensor], step_s: float,
             load_s: float | None, load_before: tuple[float, ...]) -> dict:
     """The JSON report of the step benchmark (see the module docstring)."""
     flops = step_flops(model, batch)
-    peak = _matmul_peak(args.threads)
+    peak = _matmul_peak(args.threads, args.peak_size)
     report = {
         "dataset": args.dataset, "batch": args.batch, "threads": args.threads,
         "nodes": {m: int(batch[m].shape[1]) for m in ("text", "video", "audio")},
         "source": f"cache {args.cache}" if args.cache else "synthetic",
         "ms_per_step": round(step_s * 1e3, 1), "samples_per_s": round(args.batch / step_s, 1),
-        "gflop_per_step": round(flops / 1e9, 2), "gflops_achieved": round(flops / step_s / 1e9, 1),
-        "matmul_peak": peak, "share_of_peak": round(flops / step_s / 1e9 / peak["best_gflops"], 3),
+        "gflop_per_step": float(f"{flops / 1e9:.4g}"), "gflops_achieved": float(f"{flops / step_s / 1e9:.4g}"),
+        "matmul_peak": peak, "share_of_peak": float(f"{flops / step_s / 1e9 / peak['best_gflops']:.3g}"),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "loadavg_before": [round(x, 1) for x in load_before],
         "loadavg_after": [round(x, 1) for x in os.getloadavg()],
@@ -204,6 +213,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-blocks", action="store_true", help="skip the per-block breakdown")
+    parser.add_argument("--set-model", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a model hyper-parameter of the shipped config (JSON value)")
+    parser.add_argument("--peak-size", type=int, default=2048, help="matrix side of the matmul-peak probe")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -215,7 +227,8 @@ def main() -> None:
     else:
         nodes = {"text": args.text_nodes, "video": args.video_nodes, "audio": args.audio_nodes}
         dims = PAPER_DIMS
-    cfg = ModelConfig.from_dict(load_hparams(args.dataset)["model"]).for_dataset(facts, dims)
+    hparams = {**load_hparams(args.dataset)["model"], **dict(_setting(text) for text in args.set_model)}
+    cfg = ModelConfig.from_dict(hparams).for_dataset(facts, dims)
     cfg = dataclasses.replace(cfg, ot_backend="torch")
     model = build_model(cfg).train()
     if not args.cache:
