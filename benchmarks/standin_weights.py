@@ -194,7 +194,7 @@ def write_audioclip(path: Path, clip: nn.Module, audio: nn.Module) -> Path:
     return path
 
 
-class _ReleasedClipArchive(nn.Module):
+class ReleasedClipArchive(nn.Module):
     """The modules of a CLIP plus OpenAI's hyper-parameter entries, for a TorchScript archive."""
 
     def __init__(self, clip: nn.Module) -> None:
@@ -234,7 +234,7 @@ def _openai_float16(model: nn.Module) -> nn.Module:
 
 def write_rn50(path: Path, clip: nn.Module) -> Path:
     """OpenAI's ``RN50.pt`` layout: a TorchScript archive with float16 CLIP weights (``clip`` is converted)."""
-    archive = _openai_float16(_ReleasedClipArchive(clip))
+    archive = _openai_float16(ReleasedClipArchive(clip))
     torch.jit.save(torch.jit.trace(archive, torch.zeros(1)), str(path))
     return path
 
