@@ -26,9 +26,10 @@ PAPER_DIMS = {"roberta": (1024,), "efficientnet": (1280,), "clip_image": (1024,)
 
 
 def _invoke(*args: str) -> str:
+    """Standard output of ``hcm ARGS`` (stderr carries the libraries' loading reports)."""
     result = runner.invoke(app, list(args))
     assert result.exit_code == 0, f"hcm {' '.join(args)} failed:\n{result.output}"
-    return result.output
+    return result.stdout
 
 
 def test_paper_profile_extract_train_evaluate_predict(workdir: Path, standin_weights: Path) -> None:
@@ -54,6 +55,6 @@ def test_paper_profile_extract_train_evaluate_predict(workdir: Path, standin_wei
     clip = next(corpus.rglob("*.mp4"))
     output = _invoke("predict", str(clip), "--text", "i really liked it", "--json", "--device", "cpu",
                      "--weights-dir", str(standin_weights))
-    prediction = json.loads(output[output.index("{"):])
+    prediction = json.loads(output)
     assert prediction["task"] == "regression" and math.isfinite(prediction["score"])
     assert prediction["modalities"] == {"text": True, "video": True, "audio": True}
