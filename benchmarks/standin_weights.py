@@ -27,7 +27,7 @@ a valid cache at full size, and how much that costs. Nothing here is shipped as 
 
     python benchmarks/standin_weights.py DIR          # about 2.3 GB, a few minutes on 2 cores
 
-Tests import it by path (``tests/helpers/standin.py``).
+Tests import it by path (the ``standin`` and ``standin_weights`` fixtures of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from hcm.pipeline.encoders.base import calibrate_batchnorm, seeded
+
 logger = logging.getLogger(__name__)
 
+# The released file names, as the paper profile looks for them in --weights-dir.
 ROBERTA_FOLDER = "roberta-large"
 EFFICIENTNET_FILE = "efficientnet-b0-355c32eb.pth"
 AUDIOCLIP_FILE = "AudioCLIP-Full-Training.pt"
@@ -125,8 +128,8 @@ def write_roberta(folder: Path, texts: list[str], seed: int) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     write_roberta_tokenizer(folder, texts)
-    torch.manual_seed(seed)
-    model = RobertaForMaskedLM(RobertaConfig(**ROBERTA_CONFIG))
+    with seeded(seed):
+        model = RobertaForMaskedLM(RobertaConfig(**ROBERTA_CONFIG))
     model.save_pretrained(str(folder), safe_serialization=True)
     (folder / "config.json").write_text(json.dumps(ROBERTA_CONFIG, indent=2) + "\n", encoding="utf-8")
     return folder
@@ -148,8 +151,6 @@ def write_clip_vocab(path: Path, texts: list[str]) -> Path:
 
 def _calibrated(model: nn.Module, inputs: torch.Tensor, forward_name: str = "forward") -> nn.Module:
     """``model`` with BatchNorm statistics of one train-mode pass over ``inputs`` (eval mode)."""
-    from hcm.pipeline.encoders.base import calibrate_batchnorm
-
     return calibrate_batchnorm(model, lambda: getattr(model, forward_name)(inputs))
 
 
@@ -157,10 +158,11 @@ def write_efficientnet(path: Path, seed: int) -> Path:
     """efficientnet_pytorch's ``efficientnet-b0`` state dict (with its classifier), random."""
     from efficientnet_pytorch import EfficientNet
 
-    torch.manual_seed(seed)
-    model = EfficientNet.from_name("efficientnet-b0")
-    noise = torch.randn(CALIBRATION_BATCH, 3, 224, 224)  # (B, 3, 224, 224)
-    torch.save(_calibrated(model, noise, "extract_features").state_dict(), path)
+    with seeded(seed):
+        model = EfficientNet.from_name("efficientnet-b0")
+        noise = torch.randn(CALIBRATION_BATCH, 3, 224, 224)  # (B, 3, 224, 224)
+        model = _calibrated(model, noise, "extract_features")
+    torch.save(model.state_dict(), path)
     return path
 
 
@@ -168,20 +170,20 @@ def random_clip(seed: int) -> nn.Module:
     """hcm's CLIP RN50 at the released configuration, random, BatchNorm calibrated on noise."""
     from hcm.pipeline.encoders.clip import CLIP, rn50_config
 
-    torch.manual_seed(seed)
-    model = CLIP.from_config(rn50_config())
-    noise = torch.randn(CALIBRATION_BATCH, 3, 224, 224)  # (B, 3, 224, 224), about normalised pixels
-    return _calibrated(model, noise, "encode_image")
+    with seeded(seed):
+        model = CLIP.from_config(rn50_config())
+        noise = torch.randn(CALIBRATION_BATCH, 3, 224, 224)  # (B, 3, 224, 224), about normalised pixels
+        return _calibrated(model, noise, "encode_image")
 
 
 def random_esresnext(seed: int) -> nn.Module:
     """hcm's ESResNeXt-FBSP at AudioCLIP's configuration, random, BatchNorm calibrated on noise."""
     from hcm.pipeline.encoders.esresnext import ESResNeXtFBSP, released_config
 
-    torch.manual_seed(seed)
-    model = ESResNeXtFBSP.from_config(released_config())
-    noise = torch.randn(CALIBRATION_BATCH, 44100) * 3000.0  # (B, n): 1 s in the int16 range
-    return _calibrated(model, noise)
+    with seeded(seed):
+        model = ESResNeXtFBSP.from_config(released_config())
+        noise = torch.randn(CALIBRATION_BATCH, 44100) * 3000.0  # (B, n): 1 s in the int16 range
+        return _calibrated(model, noise)
 
 
 def write_audioclip(path: Path, clip: nn.Module, audio: nn.Module) -> Path:

@@ -1,9 +1,11 @@
 """The paper path end to end through the CLI with full-size stand-in weights (reduced: a few clips).
 
-sample -> extract --profile paper --weights-dir -> cache verify -> train (shipped MOSEI config:
-d_m 256, 8 PGF layers; 1 epoch, batch 2 so that it takes a few steps) -> evaluate -> predict.
-Cost on a shared 2-core CPU: about 3 minutes for the weights (once per session, shared with
-tests/benchmarks/test_standin_weights.py) and 2-4 minutes for the path itself.
+sample -> extract --profile paper --weights-dir (every encoder at full size; 2 frames and 2 audio
+segments per clip instead of 16 and 8, to save time) -> cache verify -> train (shipped MOSEI
+config: d_m 256, m_c 8; 1 epoch at batch 2, so a few steps) -> evaluate -> predict.
+Cost: the weights are written once per session (shared with tests/benchmarks/test_standin_weights.py;
+4.2 minutes on the 2-core development machine at load average 10-13, where the path with 16
+frames took 8.8 minutes more); see benchmarks/RESULTS.md for the measured costs.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def _invoke(*args: str) -> str:
 def test_paper_profile_extract_train_evaluate_predict(workdir: Path, standin_weights: Path) -> None:
     corpus, cache = workdir / "data" / "sample-mosei", workdir / "features" / "mosei" / "paper"
     _invoke("sample", "-d", "mosei", "--out", str(corpus), "--n", "6", "--quiet")
-    _invoke("extract", "-d", "mosei", "--data-root", str(corpus), "--profile", "paper",
-            "--weights-dir", str(standin_weights), "--workers", "0", "--quiet")
+    _invoke("extract", "-d", "mosei", "--data-root", str(corpus), "--profile", "paper", "--frames", "2",
+            "--segments", "2", "--weights-dir", str(standin_weights), "--workers", "0", "--quiet")
     features = FeatureCache(cache)
     assert features.meta.profile == "paper" and len(features) == 6
     assert {name: features.specs[name].shape for name in PAPER_DIMS} == PAPER_DIMS
