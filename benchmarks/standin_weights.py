@@ -25,7 +25,7 @@ a sane scale, and the CLIP weights in ``RN50.pt`` and in the AudioCLIP file are 
 features mean nothing; what the stand-ins prove is that the paper path loads, runs and writes
 a valid cache at full size, and how much that costs. Nothing here is shipped as a file.
 
-    python benchmarks/standin_weights.py DIR          # about 2.3 GB, a few minutes on 2 cores
+    python benchmarks/standin_weights.py DIR          # about 2.2 GB, a few minutes on 2 cores
 
 Tests import it by path (the ``standin`` and ``standin_weights`` fixtures of tests/conftest.py).
 """

@@ -40,7 +40,7 @@ def standin() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def standin_weights(standin: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Full-size random paper-profile weights in the released formats (~2.3 GB), written once per
+    """Full-size random paper-profile weights in the released formats (~2.2 GB), written once per
     session; $HCM_STANDIN_WEIGHTS names a folder written earlier by the same script instead."""
     given = os.environ.get("HCM_STANDIN_WEIGHTS")
     if given:

@@ -13,7 +13,7 @@ from hcm.pipeline.encoders.checkpoints import CLIP_ARCHIVE_EXTRA_KEYS, is_torchs
 from hcm.pipeline.encoders.clip_tokenizer import CLIP_NUM_MERGES, CLIP_VOCAB_SIZE, ClipTokenizer
 from hcm.pipeline.profiles import WeightOptions, get_profile, resolve_weights
 
-pytestmark = pytest.mark.slow  # writes ~2.3 GB of weights once per session (2-3 minutes on 2 cores)
+pytestmark = pytest.mark.slow  # writes ~2.2 GB of weights once per session (2-3 minutes on 2 cores)
 
 
 def _shapes(state: dict[str, torch.Tensor]) -> dict[str, dict]:

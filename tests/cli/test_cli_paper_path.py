@@ -3,9 +3,9 @@
 sample -> extract --profile paper --weights-dir (every encoder at full size; 2 frames and 2 audio
 segments per clip instead of 16 and 8, to save time) -> cache verify -> train (shipped MOSEI
 config: d_m 256, m_c 8; 1 epoch at batch 2, so a few steps) -> evaluate -> predict.
-Cost: the weights are written once per session (shared with tests/benchmarks/test_standin_weights.py;
-4.2 minutes on the 2-core development machine at load average 10-13, where the path with 16
-frames took 8.8 minutes more); see benchmarks/RESULTS.md for the measured costs.
+Cost on the 2-core development machine (benchmarks/RESULTS.md): the weights, written once per
+session and shared with tests/benchmarks/test_standin_weights.py, 78 s, and this test 20 s at
+load average 4-5; about 4 and 2 minutes when the machine was oversubscribed (load 10-13).
 """
 
 from __future__ import annotations
