@@ -3,6 +3,14 @@
 Run by hand (numbers go to benchmarks/RESULTS.md with the machine, date and load they ran at):
 
     .venv/bin/python benchmarks/bench_step.py --batch 64 --repeats 5
+    .venv/bin/python benchmarks/bench_step.py --dataset mosei --cache FEATURES/mosei/paper --batch 64
+
+With ``--cache`` (a paper-profile cache) the batch is made of that cache's train items by the
+training data path (read from the shards, standardised, collated; items repeat to fill the
+batch), and the report adds the data loader's share of a step: the seconds to read and collate
+one batch against the seconds of the step. A JSON line closes the report: ms per step,
+samples/s, the step's FLOPs (``FlopCounterMode``, forward + backward), achieved GFLOP/s against
+the measured float32 matmul peak (``benchmarks/matmul_peak.py``), peak RSS and the load average.
 
 The whole step (forward, backward, AdamW update) is timed as a unit. The block shares come
 from timing each block's forward and backward separately on the inputs the full model gave it
@@ -14,8 +22,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import json
+import os
+import resource
 import statistics
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -111,22 +124,89 @@ def block_times(model: HCMNet, batch: dict[str, torch.Tensor], repeats: int) -> 
     }
 
 
-def step_time(model: HCMNet, batch: dict[str, torch.Tensor], repeats: int) -> float:
-    """Median seconds of one full training step (forward, backward, AdamW update)."""
+def step_time(model: HCMNet, batch: dict[str, torch.Tensor], repeats: int) -> tuple[float, float]:
+    """Median wall and CPU seconds (all threads) of one full training step (forward, backward, AdamW)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.01)
-    times = []
+    times, cpu = [], []
     for _ in range(repeats + 1):  # the first step warms up
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         model(batch).loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(times[1:]), statistics.median(cpu[1:])
+
+
+def step_flops(model: HCMNet, batch: dict[str, torch.Tensor]) -> float:
+    """FLOPs of one forward + backward (the AdamW update's elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(batch).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def cache_batch(dataset: str, cache: Path, batch: int) -> tuple[dict[str, torch.Tensor], dict[str, int], float]:
+    """A batch of ``batch`` train items of ``cache`` made by the training data path, the modality
+    widths, and the median seconds to read and collate one such batch (items repeat if few)."""
+    from hcm.training.data import MODEL_KEYS, CacheDataset
+    from hcm.training.trainer import TrainConfig, data_config
+
+    data = CacheDataset(cache, "train", data_config(load_dataset_facts(dataset), TrainConfig(), cache))
+    collate = data.collate()
+    times = []
+    for repeat in range(3):
+        start = time.perf_counter()
+        made = collate([data[(repeat * batch + i) % len(data)] for i in range(batch)])
+        times.append(time.perf_counter() - start)
+    return {k: made[k] for k in MODEL_KEYS if k in made}, data.dims, statistics.median(times)
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value parsed as JSON, else the string)."""
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _matmul_peak(threads: int, size: int) -> dict[str, float]:
+    spec = importlib.util.spec_from_file_location("matmul_peak", Path(__file__).with_name("matmul_peak.py"))
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    return probe.matmul_peak(threads=threads, size=size)
+
+
+def summary(args: argparse.Namespace, model: HCMNet, batch: dict[str, torch.Tensor], step_s: float,
+            step_cpu_s: float, load_s: float | None, load_before: tuple[float, ...]) -> dict:
+    """The JSON report of the step benchmark (see the module docstring)."""
+    flops = step_flops(model, batch)
+    peak = _matmul_peak(args.threads, args.peak_size)
+    report = {
+        "dataset": args.dataset, "batch": args.batch, "threads": args.threads,
+        "nodes": {m: int(batch[m].shape[1]) for m in ("text", "video", "audio")},
+        "source": f"cache {args.cache}" if args.cache else "synthetic",
+        "ms_per_step": round(step_s * 1e3, 1), "cpu_ms_per_step": round(step_cpu_s * 1e3, 1), "samples_per_s": round(args.batch / step_s, 1),
+        "gflop_per_step": float(f"{flops / 1e9:.4g}"), "gflops_achieved": float(f"{flops / step_s / 1e9:.4g}"),
+        "matmul_peak": peak, "share_of_peak": float(f"{flops / step_s / 1e9 / peak['best_gflops']:.3g}"),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "loadavg_before": [round(x, 1) for x in load_before],
+        "loadavg_after": [round(x, 1) for x in os.getloadavg()],
+    }
+    if load_s is not None:
+        report["loader_ms_per_batch"] = round(load_s * 1e3, 1)
+        report["loader_share"] = round(load_s / (load_s + step_s), 3)
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="meld", help="hyper-parameter and facts file to use")
+    parser.add_argument("--cache", type=Path, help="a paper-profile cache of --dataset: real batches, loader share")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--text-nodes", type=int, default=32)
     parser.add_argument("--video-nodes", type=int, default=16)
@@ -134,18 +214,38 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--reading", choices=("paper", "hcm"), default="hcm", help="reading of the equations")
+    parser.add_argument("--no-blocks", action="store_true", help="skip the per-block breakdown")
+    parser.add_argument("--set-model", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a model hyper-parameter of the shipped config (JSON value)")
+    parser.add_argument("--peak-size", type=int, default=2048, help="matrix side of the matmul-peak probe")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    load_before = os.getloadavg()
     facts = load_dataset_facts(args.dataset)
-    settings = {**load_hparams(args.dataset)["model"], "reading": args.reading, "ot_backend": "torch",
-                "class_weights": None}  # equal class weights: the step costs the same
-    cfg = ModelConfig.from_dict(settings).for_dataset(facts, PAPER_DIMS)
+    load_s = None
+    if args.cache:
+        batch, dims, load_s = cache_batch(args.dataset, args.cache, args.batch)
+    else:
+        nodes = {"text": args.text_nodes, "video": args.video_nodes, "audio": args.audio_nodes}
+        dims = PAPER_DIMS
+    hparams = {**load_hparams(args.dataset)["model"], "reading": args.reading,
+               **dict(_setting(text) for text in args.set_model)}
+    hparams.update(ot_backend="torch", class_weights=None)  # equal class weights: the step costs the same
+    cfg = ModelConfig.from_dict(hparams).for_dataset(facts, dims)
     model = build_model(cfg).train()
-    nodes = {"text": args.text_nodes, "video": args.video_nodes, "audio": args.audio_nodes}
-    batch = synthetic_batch(args.batch, nodes, PAPER_DIMS, max(cfg.num_classes, 2))
-    total = step_time(model, batch, args.repeats)
+    if not args.cache:
+        batch = synthetic_batch(args.batch, nodes, PAPER_DIMS, max(cfg.num_classes, 2))
+    total, total_cpu = step_time(model, batch, args.repeats)
+    if not args.no_blocks:
+        print_blocks(args, model, batch, total)
+    print(json.dumps(summary(args, model, batch, total, total_cpu, load_s, load_before)))
+
+
+def print_blocks(args: argparse.Namespace, model: HCMNet, batch: dict[str, torch.Tensor], total: float) -> None:
+    """The per-block table: forward + backward of each block on the inputs the full model gave it."""
     blocks = block_times(model, batch, args.repeats)
+    nodes = {m: int(batch[m].shape[1]) for m in ("text", "video", "audio")}
     params = sum(p.numel() for p in model.parameters())
     table = Table(title=f"HCMNet step, batch {args.batch}, nodes {nodes}, {params / 1e6:.1f} M params, "
                         f"{args.threads} threads")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -21,24 +22,6 @@ SMALL_CLIP = CLIPConfig(embed_dim=32, image_resolution=64, vision_layers=(1, 2, 
                         context_length=77, vocab_size=514, transformer_width=128, transformer_heads=2,
                         transformer_layers=1)
 SMALL_AUDIO = ESResNeXtConfig(layers=(1, 1, 2, 1), num_classes=16, base_width=16)
-
-
-class _ScriptedWeights(nn.Module):
-    """A module shaped like OpenAI's archives: the CLIP weights plus hyper-parameter entries."""
-
-    def __init__(self, model: CLIP) -> None:
-        super().__init__()
-        for name, child in model.named_children():
-            self.add_module(name, child)
-        for name, parameter in model.named_parameters(recurse=False):
-            self.register_parameter(name, parameter)
-        config = model.config
-        self.register_buffer("input_resolution", torch.tensor(config.image_resolution))
-        self.register_buffer("context_length", torch.tensor(config.context_length))
-        self.register_buffer("vocab_size", torch.tensor(config.vocab_size))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.input_resolution
 
 
 def _randomised(model: nn.Module, seed: int) -> nn.Module:
@@ -68,11 +51,11 @@ def _assert_same_weights(model: nn.Module, expected: dict[str, torch.Tensor]) ->
         assert torch.equal(loaded[key], value.to(loaded[key].dtype)), key
 
 
-def test_torchscript_rn50_style_archive(tmp_path: Path, small_clip: CLIP) -> None:
+def test_torchscript_rn50_style_archive(tmp_path: Path, small_clip: CLIP, standin: ModuleType) -> None:
     half = CLIP(SMALL_CLIP)
     half.load_state_dict(small_clip.state_dict())
     half = half.half()
-    scripted = torch.jit.trace(_ScriptedWeights(half), torch.zeros(1))
+    scripted = torch.jit.trace(standin.ReleasedClipArchive(half), torch.zeros(1))  # OpenAI's archive layout
     path = tmp_path / "RN50.pt"
     torch.jit.save(scripted, str(path))
     assert is_torchscript_archive(path)

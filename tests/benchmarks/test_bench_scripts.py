@@ -1,0 +1,46 @@
+"""The CPU benchmarks' building blocks run and report what RESULTS.md quotes (tiny sizes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from hcm_tiny_cache import build_cache
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"hcm_bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_matmul_peak_reports_best_and_median_and_restores_threads() -> None:
+    threads = torch.get_num_threads()
+    report = _load("matmul_peak").matmul_peak(threads=1, size=64, repeats=3)
+    assert report["best_gflops"] >= report["median_gflops"] > 0
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.slow  # a subprocess that imports torch, builds a model and counts FLOPs: about a minute when shared
+def test_step_benchmark_on_a_cache_reports_the_loader_share(tmp_path: Path) -> None:
+    cache = build_cache(tmp_path / "cache", n=24, dataset="mosei", profile="paper")
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_step.py"), "--dataset", "mosei", "--cache", str(cache),
+         "--batch", "4", "--repeats", "1", "--threads", "1", "--no-blocks",
+         "--set-model", "d_model=16", "--set-model", "m_c=1", "--set-model", "m_gcn=1", "--peak-size", "64"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["source"].startswith("cache") and report["batch"] == 4
+    assert report["ms_per_step"] > 0 and report["gflop_per_step"] > 0 and 0 < report["loader_share"] < 1
+    assert report["nodes"]["video"] >= 1 and report["share_of_peak"] > 0
