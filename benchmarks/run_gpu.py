@@ -177,7 +177,8 @@ def bench_train_step(sizes: Sizes, dry: bool, device: torch.device, dataset: str
     from hcm.training.settings import load_dataset_facts, load_hparams
 
     facts = load_dataset_facts(dataset)
-    settings = load_hparams(dataset)["model"]
+    # equal class weights: the step costs the same, and no training split is at hand to count
+    settings = {**load_hparams(dataset)["model"], "class_weights": None}
     if dry:
         settings = {**settings, "d_model": 16, "num_heads": 2, "m_ctn": 2, "m_gcn": 1, "m_c": 1}
     cfg = ModelConfig.from_dict(settings).for_dataset(facts, sizes.dims)

@@ -74,7 +74,8 @@ def test_efficientnet_file_is_efficientnet_pytorch_b0(standin_weights: Path) -> 
 
 def test_paper_profile_resolves_every_weight_from_the_folder(standin_weights: Path) -> None:
     weights = resolve_weights(get_profile("paper"), WeightOptions(weights_dir=standin_weights))
-    assert Path(weights.roberta) == (standin_weights / "roberta-large").resolve()
-    assert weights.clip.name == "RN50.pt" and weights.esresnext.name == "AudioCLIP-Full-Training.pt"
-    assert weights.efficientnet.name == "efficientnet-b0-355c32eb.pth"
-    assert weights.clip_vocab.name == "bpe_simple_vocab_16e6.txt.gz"
+    assert Path(weights.path("roberta")) == (standin_weights / "roberta-large").resolve()
+    assert weights.path("clip").name == "RN50.pt" and weights.path("esresnext").name == "AudioCLIP-Full-Training.pt"
+    assert weights.path("efficientnet").name == "efficientnet-b0-355c32eb.pth"
+    assert weights.path("clip_vocab").name == "bpe_simple_vocab_16e6.txt.gz"
+    assert all(digest.startswith("sha256:") for digest in weights.digests.values())
