@@ -327,6 +327,23 @@ def evaluate_command(
     raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads, as_json))
 
 
+@app.command("runs", **_example("hcm runs --dataset mosei"))
+def runs_command(
+    ctx: typer.Context,
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", show_default="all",
+                                          help="Only the runs of this dataset (e.g. mosei, meld)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout; the table goes to stderr."),
+) -> None:
+    """List the workspace's runs (dataset, variant, seed, best epoch, test metrics) and update runs/results.csv.
+
+    The CSV keeps one row per run and accumulates across calls (MMSA-style); regression rows also carry
+    MMSA's metric names (Has0_acc_2, Non0_F1_score, Mult_acc_7, ...). Evaluate a run first to fill its test columns.
+    """
+    from hcm.apps.results import runs_command as run_runs
+
+    raise typer.Exit(run_runs(ctx.obj, dataset, as_json))
+
+
 @app.command("predict", **_example('hcm predict clip.mp4 --text "I loved every minute of it"'))
 def predict_command(
     ctx: typer.Context,

@@ -5,7 +5,8 @@ epoch by default), predicts the split, and writes ``<run>/eval/<split>/``:
 
 - ``metrics.json``: the model's metrics, the trivial baselines on the same split (train mean /
   majority class, fitted on the train labels), for regression the same metrics under the MMSA
-  framework's key names rounded to 4 decimals (``mmsa``), and where the numbers come from;
+  framework's key names rounded to 4 decimals (``mmsa``, repeated at the top level so that
+  ``report["Non0_F1_score"]`` works as on MMSA's result dicts), and where the numbers come from;
 - ``predictions.csv``: id, label, prediction and, for classification, one probability per class;
 - ``confusion.png`` (classification) and, with ``tsne=True``, ``tsne.png`` of the model's
   ``.features`` (sklearn's t-SNE).
@@ -134,6 +135,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
         "loss": preds.loss,
     }
     report["mmsa"] = M.mmsa_metrics(report["metrics"], facts.metrics) if facts.task == M.REGRESSION else {}
+    report.update(report["mmsa"])  # top-level aliases: report["Has0_acc_2"] as in MMSA's result dicts
     console = console or Console()
     console.print(metrics_table(facts, [("HCMNet", report["metrics"]), ("baseline", report["baseline"])],
                                 title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))

@@ -58,6 +58,8 @@ BAD_INPUTS: list[tuple[str, list[str]]] = [
     ("evaluate-not-a-run", ["evaluate", "--run", "{run}"]),
     ("evaluate-run-is-file", ["evaluate", "--run", "{file}"]),
     ("evaluate-bad-split", ["evaluate", "--split", "everything"]),
+    ("runs-none", ["runs"]),
+    ("runs-unknown-dataset", ["runs", "--dataset", "cmumosi"]),
     ("predict-missing-clip", ["predict", "{tmp}/none.mp4"]),
     ("predict-clip-is-folder", ["predict", "{empty}"]),
     ("predict-no-run", ["predict", "{file}"]),
