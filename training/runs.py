@@ -8,7 +8,7 @@
         checkpoints/best.pt    the best validation epoch: weights, epoch, run config (evaluate, predict)
         curves.png             loss and key-metric curves
         tensorboard/           event files (when tensorboard is installed)
-        eval/<split>/          metrics.json, predictions.csv, confusion.png, tsne.png
+        eval/<split>/          metrics.json, predictions.csv, plots (hcm.training.evaluate), tsne.png
     <workspace>/runs/<dataset>/<time>-<variant>-seeds/summary.json   (``--seeds``)
 
 Every file but the appended ``train.log`` is written through :func:`hcm.core.files.atomic_write`.
