@@ -344,21 +344,38 @@ def runs_command(
     raise typer.Exit(run_runs(ctx.obj, dataset, as_json))
 
 
-@app.command("predict", **_example('hcm predict clip.mp4 --text "I loved every minute of it"'))
+def _predictions_file(value: Optional[Path]) -> Optional[Path]:
+    if value is not None and value.suffix.lower() not in (".csv", ".json"):
+        raise typer.BadParameter(f"{value} must end in .csv or .json (the format of the predictions file)")
+    return value
+
+
+@app.command("predict", **_example('hcm predict clip.mp4 --text "I loved every minute of it"',
+                                   "hcm predict clips.csv --out predictions.csv"))
 def predict_command(
     ctx: typer.Context,
-    clip: Path = typer.Argument(..., help="The video clip (e.g. .mp4); an audio-only file masks the video."),
-    text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript (hcm does no speech recognition; without it the text is masked)."),
+    clips: list[Path] = typer.Argument(
+        ..., help="One clip (e.g. .mp4; an audio-only file masks the video), several clips, a folder of clips, or a "
+                  "CSV with the columns path,text[,context_before,context_after] (context: utterances separated by ' | ')."),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript, for one clip (hcm does no speech recognition; without it the text is masked)."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the prediction as one JSON document."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_predictions_file, show_default="none",
+                                       help="Write the predictions to this .csv or .json file (one row per clip)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the prediction(s) as JSON."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Clips per extraction and model batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Weight files of the run's extraction profile (paper profile)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Predict the sentiment score or emotion of one clip with a trained run (same extraction as its cache)."""
+    """Predict the sentiment score or emotion of clips with a trained run (same extraction as its cache)."""
+    from hcm.apps.predict import PredictRequest
     from hcm.apps.predict import predict_command as run_predict
     from hcm.pipeline.profiles import WeightOptions
 
-    raise typer.Exit(run_predict(ctx.obj, clip, text, run, as_json, device, WeightOptions(weights_dir=weights_dir)))
+    request = PredictRequest(sources=list(clips), text=text, run=run, as_json=as_json, device=device,
+                             weights=WeightOptions(weights_dir=weights_dir), out=out, batch_size=batch_size,
+                             quiet=quiet)
+    raise typer.Exit(run_predict(ctx.obj, request))
 
 
 @app.command("ablate", **_example("hcm ablate --variants full,no-acl --modalities '' --seeds 0,1,2"))

@@ -64,6 +64,9 @@ BAD_INPUTS: list[tuple[str, list[str]]] = [
     ("predict-clip-is-folder", ["predict", "{empty}"]),
     ("predict-no-run", ["predict", "{file}"]),
     ("predict-not-a-run", ["predict", "{file}", "--run", "{run}"]),
+    ("predict-out-not-csv", ["predict", "{file}", "--out", "{tmp}/p.txt"]),
+    ("predict-text-for-several", ["predict", "{file}", "{file}", "--text", "hi"]),
+    ("predict-list-not-csv", ["predict", "{tmp}/list.csv"]),
     ("ablate-no-cache", ["ablate"]),
     ("ablate-unknown-variant", ["ablate", "--features", "{cache}", "--variants", "nope"]),
     ("ablate-bad-modalities", ["ablate", "--features", "{cache}", "--variants", "", "--modalities", "xyz"]),
@@ -90,6 +93,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("bad-input")
     (root / "empty").mkdir()
     (root / "notes.txt").write_text("not what hcm expects\n")
+    (root / "list.csv").write_text("clip;words\na.mp4;hi\n")
     (root / "run").mkdir()
     (root / "run" / "notes.txt").write_text("a folder without a checkpoint\n")
     build_cache(root / "cache", n=12)
