@@ -15,8 +15,8 @@ from hcm.training.results import RESULTS_CSV, collect_rows, update_results
 from hcm.training.runs import find_latest_run
 
 #: Test metrics shown in the terminal (all of them are in the CSV), by dataset task.
-SHOWN = {"regression": ("mae", "corr", "acc7", "acc2_non0", "f1_non0"),
-         "classification": ("accuracy", "weighted_f1")}
+SHOWN = {"regression": {"mae": "MAE", "corr": "Corr", "acc7": "Acc-7", "acc2_non0": "Acc-2", "f1_non0": "F1"},
+         "classification": {"accuracy": "Acc", "weighted_f1": "w-F1"}}
 
 
 class ResultsWriteError(HcmError):
@@ -48,25 +48,26 @@ def runs_in_workspace(workspace: Workspace, dataset: str | None = None, as_json:
 
 
 def runs_table(rows: list[dict[str, Any]]) -> Table:
-    """Run, dataset, variant, modalities, seed, best epoch, valid key metric and test metrics."""
-    table = Table(title="runs (oldest first)", caption="test metrics from eval/test/metrics.json; - = not evaluated")
-    for header in ("run", "dataset", "variant", "mod.", "seed", "best/epochs", "valid key"):
-        table.add_column(header, no_wrap=header == "run")
-    shown = list(dict.fromkeys(name for task in SHOWN.values() for name in task
-                               if any(f"test_{name}" in row for row in rows)))
-    for name in shown:
-        table.add_column(f"test {name}", justify="right")
+    """Run, (dataset,) variant, modalities, seed, best epoch, valid key metric and test metrics."""
+    datasets = sorted({str(row["dataset"]) for row in rows})
+    table = Table(title=f"runs of {', '.join(datasets)} (oldest first)",
+                  caption="test split (eval/test/metrics.json; - = not evaluated); Acc-2 and F1: non-0")
+    columns = ["run", *(["dataset"] if len(datasets) > 1 else []), "variant", "mod.", "seed", "best", "valid"]
+    shown = [name for task in SHOWN.values() for name in task if any(f"test_{name}" in row for row in rows)]
+    headers = {name: header for task in SHOWN.values() for name, header in task.items()}
+    for header in columns + [headers[name] for name in shown]:
+        table.add_column(header, no_wrap=True, justify="left" if header in columns[:-3] else "right")
     for row in rows:
         key = row["key_metric"]
-        table.add_row(Path(row["run"]).name, str(row["dataset"]), str(row["variant"]), str(row["modalities"]),
-                      str(row["seed"]), f"{row['best_epoch'] or '-'}/{row['epochs']}",
-                      f"{key} {_number(row.get(f'valid_{key}'))}",
-                      *[_number(row.get(f"test_{name}")) for name in shown])
+        cells = [Path(row["run"]).name, *([str(row["dataset"])] if len(datasets) > 1 else []), str(row["variant"]),
+                 str(row["modalities"]), str(row["seed"]), f"{row['best_epoch'] or '-'}/{row['epochs']}",
+                 f"{key} {_number(row.get(f'valid_{key}'))}"]
+        table.add_row(*cells, *[_number(row.get(f"test_{name}")) for name in shown])
     return table
 
 
 def _number(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+    return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
 def runs_command(workspace: Workspace, dataset: str | None = None, as_json: bool = False) -> int:
