@@ -358,6 +358,10 @@ def predict_command(
         ..., help="One clip (e.g. .mp4; an audio-only file masks the video), several clips, a folder of clips, or a "
                   "CSV with the columns path,text[,context_before,context_after] (context: utterances separated by ' | ')."),
     text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript, for one clip (hcm does no speech recognition; without it the text is masked)."),
+    context_before: str = typer.Option("", "--context-before", show_default="none",
+                                       help="For one clip: the utterances before it, separated by ' | ' (the text context of training)."),
+    context_after: str = typer.Option("", "--context-after", show_default="none",
+                                      help="For one clip: the utterances after it, separated by ' | '."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_predictions_file, show_default="none",
                                        help="Write the predictions to this .csv or .json file (one row per clip)."),
@@ -374,7 +378,7 @@ def predict_command(
 
     request = PredictRequest(sources=list(clips), text=text, run=run, as_json=as_json, device=device,
                              weights=WeightOptions(weights_dir=weights_dir), out=out, batch_size=batch_size,
-                             quiet=quiet)
+                             quiet=quiet, context=(context_before, context_after))
     raise typer.Exit(run_predict(ctx.obj, request))
 
 

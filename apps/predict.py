@@ -216,7 +216,8 @@ class Predictor:
 
 
 def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run: Path | None = None,
-                 device: str = "auto", weights: Any = None) -> Prediction:
+                 device: str = "auto", weights: Any = None,
+                 context: tuple[Sequence[str], Sequence[str]] = ((), ())) -> Prediction:
     """Predict the sentiment score or emotion of one clip with a run (default: the latest).
 
     Args:
@@ -225,12 +226,14 @@ def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run:
         run: the run folder; default the newest run of the workspace.
         device: ``auto``, ``cpu``, ``cuda``.
         weights: ``hcm.pipeline.profiles.WeightOptions`` for profiles with pretrained weights.
+        context: the utterances before and after the clip (the text encoder's context window).
     """
     from hcm.pipeline.extract import check_clip
 
     clip = Path(clip)
     check_clip(clip)
-    (result,) = Predictor.load(workspace, run, device, weights)([ClipInput(clip, text)])
+    given = ClipInput(clip, text, tuple(context[0]), tuple(context[1]))
+    (result,) = Predictor.load(workspace, run, device, weights)([given])
     if isinstance(result, PredictError):
         raise result
     return result
@@ -254,9 +257,11 @@ def predict_clips(workspace: Workspace, inputs: Sequence[ClipInput], run: Path |
 # --------------------------------------------------------------------------- what to predict
 
 
-def gather_inputs(sources: Sequence[Path], text: str | None = None) -> list[ClipInput]:
+def gather_inputs(sources: Sequence[Path], text: str | None = None,
+                  context: tuple[str, str] = ("", "")) -> list[ClipInput]:
     """The clips named by ``sources``: clip files, folders (their media files, sorted) and CSV files
-    (``path,text[,context_before,context_after]``). ``text`` goes with a single clip only."""
+    (``path,text[,context_before,context_after]``). ``text`` and ``context`` (utterances before and
+    after, separated by `` | ``) go with a single clip only."""
     inputs: list[ClipInput] = []
     for source in map(Path, sources):
         if source.is_dir():
@@ -269,10 +274,11 @@ def gather_inputs(sources: Sequence[Path], text: str | None = None) -> list[Clip
             inputs += read_clip_csv(source)
         else:
             inputs.append(ClipInput(source))
-    if text is not None:
+    if text is not None or any(context):
         if len(sources) != 1 or len(inputs) != 1:
-            raise UsageError("--text goes with one clip; for several clips give a CSV with the columns path,text")
-        inputs = [ClipInput(inputs[0].clip, text)]
+            raise UsageError("--text and --context-before/--context-after go with one clip; for several clips give "
+                             "a CSV with the columns path,text[,context_before,context_after]")
+        inputs = [ClipInput(inputs[0].clip, text, split_utterances(context[0]), split_utterances(context[1]))]
     return inputs
 
 
@@ -293,12 +299,14 @@ def read_clip_csv(path: Path) -> list[ClipInput]:
                          f"context_before,context_after" + (f" (unknown: {unknown})" if unknown else ""))
     if not rows:
         raise UsageError(f"clip list {path} has a header but no rows")
-    return [ClipInput(path.parent / row["path"].strip(), row.get("text") or None, _utterances(row, "context_before"),
-                      _utterances(row, "context_after")) for row in rows]
+    return [ClipInput(path.parent / row["path"].strip(), row.get("text") or None,
+                      split_utterances(row.get("context_before")), split_utterances(row.get("context_after")))
+            for row in rows]
 
 
-def _utterances(row: dict[str, str], column: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (row.get(column) or "").split(" | ") if part.strip())
+def split_utterances(cell: str | None) -> tuple[str, ...]:
+    """``"we went | it started late"`` -> ``("we went", "it started late")``."""
+    return tuple(part.strip() for part in (cell or "").split(" | ") if part.strip())
 
 
 # --------------------------------------------------------------------------- printing
@@ -355,7 +363,7 @@ def predictions_table(rows: list[dict[str, Any]]) -> Table:
 
 def predict_many(workspace: Workspace, request: "PredictRequest") -> None:
     """Several clips (or a folder or CSV): predict in batches, print the rows, write ``request.out``."""
-    inputs = gather_inputs(request.sources, request.text)
+    inputs = gather_inputs(request.sources, request.text, request.context)
     results = predict_clips(workspace, inputs, request.run, request.device, request.weights, request.batch_size,
                             progress=not request.quiet)
     rows = [prediction_row(given, result) for given, result in zip(inputs, results)]
@@ -385,6 +393,7 @@ class PredictRequest:
     out: Path | None = None
     batch_size: int = 16
     quiet: bool = False
+    context: tuple[str, str] = ("", "")  # utterances before / after one clip, separated by " | "
 
     @property
     def single(self) -> bool:
@@ -404,7 +413,7 @@ def predict_command(workspace: Workspace, request: PredictRequest) -> int:
         status = Console(stderr=True).status("extracting features and predicting", spinner="dots")
         with status if not request.as_json else nullcontext():
             result = predict_clip(workspace, request.sources[0], request.text, request.run, request.device,
-                                  request.weights)
+                                  request.weights, tuple(map(split_utterances, request.context)))
         if request.as_json:
             print(json.dumps(json_safe(result.to_dict()), indent=2))
         else:

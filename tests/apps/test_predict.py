@@ -133,6 +133,14 @@ def test_batch_from_clips_folder_and_csv_with_context(trained: dict, tmp_path: P
     assert all(row["error"] == "" and isinstance(row["score"], float) for row in saved)
 
 
+def test_context_of_one_clip_reaches_the_text_encoder(trained: dict) -> None:
+    plain = json.loads(invoke(trained, trained["clip"], "--text", "it was fine", "--json").stdout)
+    result = invoke(trained, trained["clip"], "--text", "it was fine", "--json",
+                    "--context-before", "what a terrible start | nothing worked", "--context-after", "I left early")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["score"] != pytest.approx(plain["score"], abs=1e-6)
+
+
 def test_context_cells_and_bad_lists(tmp_path: Path) -> None:
     listing = tmp_path / "clips.csv"
     listing.write_text("path,text,context_before\nsub/a.mp4,hello,one | two\n")
@@ -142,8 +150,10 @@ def test_context_cells_and_bad_lists(tmp_path: Path) -> None:
     listing.write_text("file,words\na.mp4,hi\n")
     with pytest.raises(UsageError, match="must start with path,text"):
         gather_inputs([listing])
-    with pytest.raises(UsageError, match="--text goes with one clip"):
+    with pytest.raises(UsageError, match="--text and --context-before/--context-after go with one clip"):
         gather_inputs([tmp_path / "a.mp4", tmp_path / "b.mp4"], "hi")
+    (given,) = gather_inputs([tmp_path / "a.mp4"], None, ("", "later | much later"))
+    assert given.text is None and given.context_after == ("later", "much later")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="holds no clip"):
         gather_inputs([tmp_path / "empty"])
