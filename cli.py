@@ -327,21 +327,59 @@ def evaluate_command(
     raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads, as_json))
 
 
-@app.command("predict", **_example('hcm predict clip.mp4 --text "I loved every minute of it"'))
+@app.command("runs", **_example("hcm runs --dataset mosei"))
+def runs_command(
+    ctx: typer.Context,
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", show_default="all",
+                                          help="Only the runs of this dataset (e.g. mosei, meld)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout; the table goes to stderr."),
+) -> None:
+    """List the workspace's runs (dataset, variant, seed, best epoch, test metrics) and update runs/results.csv.
+
+    The CSV keeps one row per run and accumulates across calls (MMSA-style); regression rows also carry
+    MMSA's metric names (Has0_acc_2, Non0_F1_score, Mult_acc_7, ...). Evaluate a run first to fill its test columns.
+    """
+    from hcm.apps.results import runs_command as run_runs
+
+    raise typer.Exit(run_runs(ctx.obj, dataset, as_json))
+
+
+def _predictions_file(value: Optional[Path]) -> Optional[Path]:
+    if value is not None and value.suffix.lower() not in (".csv", ".json"):
+        raise typer.BadParameter(f"{value} must end in .csv or .json (the format of the predictions file)")
+    return value
+
+
+@app.command("predict", **_example('hcm predict clip.mp4 --text "I loved every minute of it"',
+                                   "hcm predict clips.csv --out predictions.csv"))
 def predict_command(
     ctx: typer.Context,
-    clip: Path = typer.Argument(..., help="The video clip (e.g. .mp4); an audio-only file masks the video."),
-    text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript (hcm does no speech recognition; without it the text is masked)."),
+    clips: list[Path] = typer.Argument(
+        ..., help="One clip (e.g. .mp4; an audio-only file masks the video), several clips, a folder of clips, or a "
+                  "CSV with the columns path,text[,context_before,context_after] (context: utterances separated by ' | ')."),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript, for one clip (hcm does no speech recognition; without it the text is masked)."),
+    context_before: str = typer.Option("", "--context-before", show_default="none",
+                                       help="For one clip: the utterances before it, separated by ' | ' (the text context of training)."),
+    context_after: str = typer.Option("", "--context-after", show_default="none",
+                                      help="For one clip: the utterances after it, separated by ' | '."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the prediction as one JSON document."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_predictions_file, show_default="none",
+                                       help="Write the predictions to this .csv or .json file (one row per clip)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the prediction(s) as JSON."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Clips per extraction and model batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Weight files of the run's extraction profile (paper profile)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Predict the sentiment score or emotion of one clip with a trained run (same extraction as its cache)."""
+    """Predict the sentiment score or emotion of clips with a trained run (same extraction as its cache)."""
+    from hcm.apps.predict import PredictRequest
     from hcm.apps.predict import predict_command as run_predict
     from hcm.pipeline.profiles import WeightOptions
 
-    raise typer.Exit(run_predict(ctx.obj, clip, text, run, as_json, device, WeightOptions(weights_dir=weights_dir)))
+    request = PredictRequest(sources=list(clips), text=text, run=run, as_json=as_json, device=device,
+                             weights=WeightOptions(weights_dir=weights_dir), out=out, batch_size=batch_size,
+                             quiet=quiet, context=(context_before, context_after))
+    raise typer.Exit(run_predict(ctx.obj, request))
 
 
 @app.command("ablate", **_example("hcm ablate --variants full,no-acl --modalities '' --seeds 0,1,2"))

@@ -5,12 +5,18 @@ the same media decoding, encoders and masking rules) with the profile rebuilt fr
 in the run's cache (``manifest.json``, ``hcm.pipeline.profiles.profile_from_recipe``). The weights
 found now must be the cache's (by content) and the rebuilt encoders must declare the very feature
 streams of that cache; otherwise the prediction is refused naming the encoder, because the run's
-model would read features it never saw. The item then becomes a one-example batch
+model would read features it never saw. The items then become a padded batch
 (``hcm.training.data``) for the run's best checkpoint.
 
 This module, with ``hcm.apps.ablate`` and ``hcm.apps.quickstart``, is one of the only three
 ``hcm.model`` modules that call stage one (``hcm.pipeline``); the rest of stage two reads caches
 only.
+
+Several clips (``hcm predict a.mp4 b.mp4``, a folder of clips, or a CSV file with the columns
+``path,text[,context_before,context_after]``) are extracted in batches with the encoders built
+once and predicted by one model load; the utterances of a context cell are separated by `` | ``,
+and a CSV's relative paths are read from the CSV's folder. A clip that cannot be used there is a
+row with its error, not the end of the batch. ``--out FILE.csv`` or ``FILE.json`` keeps the rows.
 
 A missing modality does not stop a prediction: without ``--text`` (hcm does no speech
 recognition) the text modality is masked, and a clip without an audio (or video) stream is
@@ -19,28 +25,34 @@ predicted with that modality masked, exactly as extraction masks it; the output 
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from rich.console import Console
+from rich.table import Table
 
 from hcm.cache import CacheMeta, Item
 from hcm.core.device import resolve_device
-from hcm.core.errors import EXIT_FAILED, EXIT_USAGE, HcmError, report_errors
-from hcm.core.files import json_safe, read_json
+from hcm.core.errors import EXIT_FAILED, EXIT_USAGE, HcmError, UsageError, report_errors
+from hcm.core.files import json_safe, read_json, write_csv, write_json
 from hcm.core.names import CLASSIFICATION
+from hcm.core.progress import progress_bar
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
+from hcm.pipeline.extract import ClipInput
 from hcm.training.data import Collate, DataConfig, item_example, read_cache_meta
 from hcm.training.runs import RunPaths, find_latest_run
 from hcm.training.evaluate import load_run_model
 from hcm.training.trainer import model_inputs
 
+MEDIA_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".mp3", ".m4a"}
+CSV_COLUMNS = ("path", "text", "context_before", "context_after")
 NO_TEXT_NOTE = ("no transcript given (--text): hcm does no speech recognition, so the text modality is "
                 "masked and the prediction uses video and audio only; pass --text \"...\" to use the words")
 
@@ -106,26 +118,24 @@ def load_run(workspace: Workspace, run: Path | None) -> tuple[Path, dict[str, An
     return run_dir, config, meta
 
 
-def extract_for_run(clip: Path, text: str | None, meta: CacheMeta, device: str, weights: Any = None) -> Item:
-    """The cache item ``hcm extract`` would write for ``clip`` with the recipe of the run's cache."""
-    from hcm.pipeline.extract import extract_clip
+def clip_extractor(meta: CacheMeta, device: str, weights: Any = None):
+    """A :class:`hcm.pipeline.extract.ClipExtractor` with the recipe of the run's cache."""
+    from hcm.pipeline.extract import ClipExtractor
     from hcm.pipeline.profiles import profile_from_recipe
 
-    item = extract_clip(clip, text, profile_from_recipe(meta.recipe), weights=weights, device=device, like=meta)
-    if text is None:
-        item.notes["text"] = NO_TEXT_NOTE
-    return item
+    return ClipExtractor(profile_from_recipe(meta.recipe), weights=weights, device=device, like=meta)
 
 
 # --------------------------------------------------------------------------- the model
 
 
-def item_batch(item: Item, config: dict[str, Any], meta: CacheMeta) -> dict[str, torch.Tensor]:
-    """One item as the padded batch of the model contract (without a label: no loss is computed)."""
+def items_batch(items: Sequence[Item], config: dict[str, Any], meta: CacheMeta) -> dict[str, torch.Tensor]:
+    """Items as the padded batch of the model contract (without labels: no loss is computed)."""
     data_cfg = DataConfig(**config["data"])
     specs = meta.specs
     dims = {m: sum(specs[name].dim for name in names) for m, names in data_cfg.streams.items()}
-    batch = Collate(dims, regression=meta.task != CLASSIFICATION)([item_example(0, item, data_cfg)])
+    collate = Collate(dims, regression=meta.task != CLASSIFICATION)
+    batch = collate([item_example(i, item, data_cfg) for i, item in enumerate(items)])
     batch.pop("label")
     return batch
 
@@ -143,8 +153,71 @@ def describe(output: torch.Tensor, config: dict[str, Any]) -> dict[str, Any]:
     return {"label": polarity, "score": score, "label_range": facts.get("label_range"), "probabilities": None}
 
 
+@dataclass
+class Predictor:
+    """A run's model and the extraction of its cache, loaded once for any number of clips."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    meta: CacheMeta
+    model: torch.nn.Module
+    epoch: int
+    device: torch.device
+    extractor: Any
+
+    @classmethod
+    def load(cls, workspace: Workspace, run: Path | None, device: str = "auto", weights: Any = None) -> "Predictor":
+        run_dir, config, meta = load_run(workspace, run)
+        extractor = clip_extractor(meta, device, weights)
+        torch_device = resolve_device(device)
+        model, epoch = load_run_model(RunPaths(run_dir), config, "best", torch_device)
+        return cls(run_dir, config, meta, model, epoch, torch_device, extractor)
+
+    def __call__(self, inputs: Sequence[ClipInput]) -> list[Prediction | PredictError]:
+        """One prediction per clip, in order; a clip that cannot be used gives its error instead."""
+        results: list[Any] = self.extractor(inputs)
+        usable = [i for i, r in enumerate(results) if not isinstance(r, Exception) and self._present(r)]
+        for i, result in enumerate(results):
+            if isinstance(result, Exception):
+                results[i] = PredictError(str(result), EXIT_USAGE)
+            elif i not in usable:
+                results[i] = self._nothing_usable(inputs[i].clip, result)
+        if usable:
+            with torch.no_grad():
+                out = self.model(model_inputs(items_batch([results[i] for i in usable], self.config, self.meta),
+                                              self.device))
+            for row, i in enumerate(usable):
+                results[i] = self._prediction(inputs[i], results[i], out.prediction[row])
+        return results
+
+    @property
+    def used(self) -> list[str]:
+        return list(ModelConfig.from_dict(self.config["model"]).modality_names)
+
+    def _present(self, item: Item) -> bool:
+        return any(item.masks.get(m, True) for m in self.used)
+
+    def _nothing_usable(self, clip: Path, item: Item) -> PredictError:
+        notes = [item.notes[m] for m in self.used if m in item.notes]
+        return PredictError(f"clip {clip} gives none of the modalities run {self.run_dir.name} uses ({self.used}): "
+                            f"{'; '.join(notes)}", EXIT_USAGE)
+
+    def _prediction(self, given: ClipInput, item: Item, output: torch.Tensor) -> Prediction:
+        if given.text is None:
+            item.notes["text"] = NO_TEXT_NOTE
+        present = {m: bool(item.masks.get(m, True)) for m in self.used}
+        notes = [item.notes[m] for m in self.used if not present[m] and m in item.notes]
+        if given.text is not None and "text" not in self.used:
+            notes.append(f"run {self.run_dir.name} uses modalities {self.config['model']['modalities']!r}: "
+                         f"the transcript is not used")
+        return Prediction(clip=str(given.clip), run=str(self.run_dir), epoch=self.epoch,
+                          dataset=self.config["dataset"], task=self.config["task"], modalities=present, notes=notes,
+                          **describe(output, self.config))
+
+
 def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run: Path | None = None,
-                 device: str = "auto", weights: Any = None) -> Prediction:
+                 device: str = "auto", weights: Any = None,
+                 context: tuple[Sequence[str], Sequence[str]] = ((), ())) -> Prediction:
     """Predict the sentiment score or emotion of one clip with a run (default: the latest).
 
     Args:
@@ -153,28 +226,87 @@ def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run:
         run: the run folder; default the newest run of the workspace.
         device: ``auto``, ``cpu``, ``cuda``.
         weights: ``hcm.pipeline.profiles.WeightOptions`` for profiles with pretrained weights.
+        context: the utterances before and after the clip (the text encoder's context window).
     """
-
     from hcm.pipeline.extract import check_clip
 
     clip = Path(clip)
     check_clip(clip)
-    run_dir, config, meta = load_run(workspace, run)
-    item = extract_for_run(clip, text, meta, device, weights)
-    torch_device = resolve_device(device)
-    model, epoch = load_run_model(RunPaths(run_dir), config, "best", torch_device)
-    with torch.no_grad():
-        out = model(model_inputs(item_batch(item, config, meta), torch_device))
-    used = list(ModelConfig.from_dict(config["model"]).modality_names)
-    present = {m: bool(item.masks.get(m, True)) for m in used}
-    notes = [item.notes[m] for m in used if not present[m] and m in item.notes]
-    if not any(present.values()):
-        raise PredictError(f"clip {clip} gives none of the modalities run {run_dir.name} uses ({used}): "
-                           f"{'; '.join(notes)}", EXIT_USAGE)
-    if text is not None and "text" not in used:
-        notes.append(f"run {run_dir.name} uses modalities {config['model']['modalities']!r}: --text is not used")
-    return Prediction(clip=str(clip), run=str(run_dir), epoch=epoch, dataset=config["dataset"], task=config["task"],
-                      modalities=present, notes=notes, **describe(out.prediction[0], config))
+    given = ClipInput(clip, text, tuple(context[0]), tuple(context[1]))
+    (result,) = Predictor.load(workspace, run, device, weights)([given])
+    if isinstance(result, PredictError):
+        raise result
+    return result
+
+
+def predict_clips(workspace: Workspace, inputs: Sequence[ClipInput], run: Path | None = None, device: str = "auto",
+                  weights: Any = None, batch_size: int = 16,
+                  progress: bool = True) -> list[Prediction | PredictError]:
+    """Predict many clips in batches of ``batch_size`` (one model load, encoders built once)."""
+    predictor = Predictor.load(workspace, run, device, weights)
+    results: list[Prediction | PredictError] = []
+    with progress_bar(progress, stderr=True) as bar:
+        task = bar.add_task("predicting", total=len(inputs))
+        for start in range(0, len(inputs), batch_size):
+            chunk = inputs[start:start + batch_size]
+            results += predictor(chunk)
+            bar.advance(task, len(chunk))
+    return results
+
+
+# --------------------------------------------------------------------------- what to predict
+
+
+def gather_inputs(sources: Sequence[Path], text: str | None = None,
+                  context: tuple[str, str] = ("", "")) -> list[ClipInput]:
+    """The clips named by ``sources``: clip files, folders (their media files, sorted) and CSV files
+    (``path,text[,context_before,context_after]``). ``text`` and ``context`` (utterances before and
+    after, separated by `` | ``) go with a single clip only."""
+    inputs: list[ClipInput] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = sorted(p for p in source.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
+            if not found:
+                raise UsageError(f"folder {source} holds no clip ({', '.join(sorted(MEDIA_SUFFIXES))}); give clip "
+                                 f"files, a folder of clips or a CSV path,text")
+            inputs += [ClipInput(p) for p in found]
+        elif source.suffix.lower() == ".csv":
+            inputs += read_clip_csv(source)
+        else:
+            inputs.append(ClipInput(source))
+    if text is not None or any(context):
+        if len(sources) != 1 or len(inputs) != 1:
+            raise UsageError("--text and --context-before/--context-after go with one clip; for several clips give "
+                             "a CSV with the columns path,text[,context_before,context_after]")
+        inputs = [ClipInput(inputs[0].clip, text, split_utterances(context[0]), split_utterances(context[1]))]
+    return inputs
+
+
+def read_clip_csv(path: Path) -> list[ClipInput]:
+    """Rows ``path,text[,context_before,context_after]``; relative paths start at the CSV's folder and
+    a context cell holds utterances separated by `` | `` (as the training text saw its neighbours)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip() for name in reader.fieldnames or []]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise UsageError(f"cannot read clip list {path} ({error}); give a UTF-8 CSV with the header "
+                         f"path,text[,context_before,context_after]") from error
+    unknown = sorted(set(header) - set(CSV_COLUMNS))
+    if header[:2] != ["path", "text"] or unknown:
+        raise UsageError(f"clip list {path} has the header {header}; it must start with path,text and may add "
+                         f"context_before,context_after" + (f" (unknown: {unknown})" if unknown else ""))
+    if not rows:
+        raise UsageError(f"clip list {path} has a header but no rows")
+    return [ClipInput(path.parent / row["path"].strip(), row.get("text") or None,
+                      split_utterances(row.get("context_before")), split_utterances(row.get("context_after")))
+            for row in rows]
+
+
+def split_utterances(cell: str | None) -> tuple[str, ...]:
+    """``"we went | it started late"`` -> ``("we went", "it started late")``."""
+    return tuple(part.strip() for part in (cell or "").split(" | ") if part.strip())
 
 
 # --------------------------------------------------------------------------- printing
@@ -197,16 +329,92 @@ def format_prediction(result: Prediction) -> str:
     return "\n".join(lines)
 
 
-def predict_command(workspace: Workspace, clip: Path, text: str | None, run: Path | None, as_json: bool,
-                    device: str = "auto", weights: Any = None) -> int:
-    """``hcm predict``: print the prediction (or its JSON); a clear message and exit code on failure
-    (2: the clip cannot be used, a bad option, missing weights; 1: no usable run or cache, weights
-    other than the cache's)."""
+def prediction_row(given: ClipInput, result: Prediction | PredictError) -> dict[str, Any]:
+    """One row of the predictions file: clip, label, score or class probabilities, modalities, error."""
+    if isinstance(result, PredictError):
+        return {"clip": str(given.clip), "error": str(result)}
+    row: dict[str, Any] = {"clip": result.clip, "label": result.label, "score": result.score}
+    row.update({f"p_{name}": p for name, p in (result.probabilities or {}).items()})
+    row.update({modality: "yes" if ok else "masked" for modality, ok in result.modalities.items()})
+    return {**row, "notes": " / ".join(result.notes), "error": ""}
+
+
+def write_predictions_file(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` as CSV (``.csv``: the union of columns) or a JSON list (``.json``)."""
+    if path.suffix.lower() == ".json":
+        write_json(path, rows)
+    else:
+        write_csv(path, rows)
+
+
+def predictions_table(rows: list[dict[str, Any]]) -> Table:
+    """Clip, label and score (or the top class probability), masked modalities, error."""
+    table = Table(title=f"{len(rows)} clip(s)")
+    for header in ("clip", "label", "score / p", "masked", "error"):
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        probability = max((v for k, v in row.items() if k.startswith("p_")), default=None)
+        value = row.get("score") if row.get("score") is not None else probability
+        masked = ", ".join(m for m in ("text", "video", "audio") if row.get(m) == "masked")
+        table.add_row(Path(row["clip"]).name, row.get("label", ""), "" if value is None else f"{value:+.3f}",
+                      masked, row.get("error", ""))
+    return table
+
+
+def predict_many(workspace: Workspace, request: "PredictRequest") -> None:
+    """Several clips (or a folder or CSV): predict in batches, print the rows, write ``request.out``."""
+    inputs = gather_inputs(request.sources, request.text, request.context)
+    results = predict_clips(workspace, inputs, request.run, request.device, request.weights, request.batch_size,
+                            progress=not request.quiet)
+    rows = [prediction_row(given, result) for given, result in zip(inputs, results)]
+    if request.as_json:
+        print(json.dumps(json_safe(rows), indent=1))
+    else:
+        Console(highlight=False).print(predictions_table(rows))
+    if request.out is not None:
+        write_predictions_file(request.out, rows)
+        Console(stderr=True).print(f"wrote {request.out} ({len(rows)} rows)", soft_wrap=True)
+    failed = [row for row in rows if row["error"]]
+    if failed:
+        raise PredictError(f"{len(failed)} of {len(rows)} clips could not be predicted (their rows hold the error): "
+                           + "; ".join(row["error"] for row in failed[:3]))
+
+
+@dataclass
+class PredictRequest:
+    """What ``hcm predict`` asks for: clips, a folder or a CSV (``sources``), with one run."""
+
+    sources: list[Path]
+    text: str | None = None
+    run: Path | None = None
+    as_json: bool = False
+    device: str = "auto"
+    weights: Any = None
+    out: Path | None = None
+    batch_size: int = 16
+    quiet: bool = False
+    context: tuple[str, str] = ("", "")  # utterances before / after one clip, separated by " | "
+
+    @property
+    def single(self) -> bool:
+        """One clip file, nothing to save: the one-clip display."""
+        (first, *rest) = self.sources
+        return not rest and self.out is None and not first.is_dir() and first.suffix.lower() != ".csv"
+
+
+def predict_command(workspace: Workspace, request: PredictRequest) -> int:
+    """``hcm predict``: print the prediction(s) (or JSON), write ``--out``; a clear message and exit code
+    on failure (2: the clip cannot be used, a bad option, missing weights; 1: no usable run or cache,
+    weights other than the cache's, some clips of a batch failed)."""
     def work() -> None:
+        if not request.single:
+            predict_many(workspace, request)
+            return
         status = Console(stderr=True).status("extracting features and predicting", spinner="dots")
-        with status if not as_json else nullcontext():
-            result = predict_clip(workspace, clip, text, run, device, weights)
-        if as_json:
+        with status if not request.as_json else nullcontext():
+            result = predict_clip(workspace, request.sources[0], request.text, request.run, request.device,
+                                  request.weights, tuple(map(split_utterances, request.context)))
+        if request.as_json:
             print(json.dumps(json_safe(result.to_dict()), indent=2))
         else:
             Console(highlight=False).print(format_prediction(result))

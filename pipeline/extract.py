@@ -564,44 +564,84 @@ class ClipError(UsageError):
     """A clip that cannot be used at all (missing, not a file, undecodable)."""
 
 
+@dataclass(frozen=True)
+class ClipInput:
+    """One clip outside any dataset: the file, its transcript (``None`` masks the text) and the
+    utterances around it (RoBERTa's context window, as the dataset readers give it in training)."""
+
+    clip: Path
+    text: str | None = None
+    context_before: tuple[str, ...] = ()
+    context_after: tuple[str, ...] = ()
+
+
+class ClipExtractor:
+    """Stage one for clips outside any dataset: the profile's encoders are built once, then each call
+    turns a batch of clips into the items ``hcm extract`` would write (same decoding, encoders, masks).
+
+    Args:
+        profile: a profile or its name (``tiny``, ``paper``).
+        weights: where the profile's weight files are.
+        device: ``auto``, ``cpu``, ``cuda``.
+        like: a cache whose features the items must match: every encoder's weights (by content)
+            and streams must be that cache's, otherwise :class:`ExtractionError` names the encoder.
+    """
+
+    def __init__(self, profile: Profile | str = "tiny", *, weights: WeightOptions | None = None,
+                 device: str = "auto", like: CacheMeta | None = None) -> None:
+        self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        resolved = resolve_weights(self.profile, weights or WeightOptions())
+        if like is not None:
+            _check_weights(like, weights_recipe(self.profile, resolved))
+        self.device = resolve_device(device)
+        self.encoders = build_encoders(self.profile, resolved, self.device)
+        if like is not None:
+            check_streams(self.encoders, like)
+        self.label: float | int = 0 if like is not None and like.task == CLASSIFICATION else 0.0
+        preparers = tuple((e.name, e.preparer) for e in self.encoders if e.preparer is not None)
+        self.decoder = MediaDecoder(self.profile.sampling.frames, preparers)
+
+    def __call__(self, clips: Sequence[ClipInput]) -> list[Item | ClipError]:
+        """One item per clip, in order; a clip that cannot be used at all gives its :class:`ClipError`."""
+        results: list[Item | ClipError] = []
+        decoded = []
+        for given in clips:
+            try:
+                results.append(self._decode(given))
+                decoded.append(results[-1])
+            except ClipError as error:
+                results.append(error)
+        with inference_threads(self.device):
+            items = iter(encode_batch(decoded, self.encoders)[0]) if decoded else iter(())
+        return [result if isinstance(result, ClipError) else next(items) for result in results]
+
+    def _decode(self, given: ClipInput) -> Decoded:
+        clip = Path(given.clip)
+        check_clip(clip)
+        ref = MediaRef(clip)
+        utterance = Utterance(id=clip.stem, split="test", label=self.label, labels={}, text=given.text or "",
+                              group=clip.stem, position=0, video=ref, audio=ref,
+                              context_before=list(given.context_before), context_after=list(given.context_after))
+        decoded = self.decoder(utterance)
+        if decoded.failure is not None:
+            raise ClipError(f"cannot use clip {clip}: {decoded.failure}")
+        return decoded
+
+
 def extract_clip(clip: Path, text: str | None = None, profile: Profile | str = "tiny", *,
                  context: tuple[Sequence[str], Sequence[str]] = ((), ()), weights: WeightOptions | None = None,
                  device: str = "auto", like: CacheMeta | None = None) -> Item:
-    """The cache item ``hcm extract`` would write for one clip: the same decoding, encoders and masking.
+    """The cache item ``hcm extract`` would write for one clip (:class:`ClipExtractor` for one clip).
 
-    Args:
-        clip: a video file (an audio-only file masks the video).
-        text: the clip's transcript; ``None`` or blank masks the text modality.
-        profile: a profile or its name (``tiny``, ``paper``).
-        context: the utterances before and after the clip (RoBERTa's context window).
-        weights: where the profile's weight files are.
-        like: a cache whose features the item must match: every encoder's weights (by content)
-            and streams must be that cache's, otherwise :class:`ExtractionError` names the encoder.
-
-    Raises :class:`ClipError` when the clip is missing or none of its media can be read.
+    ``context``: the utterances before and after the clip. Raises :class:`ClipError` when the clip
+    is missing or none of its media can be read.
     """
-    clip = Path(clip)
-    check_clip(clip)
-    chosen = get_profile(profile) if isinstance(profile, str) else profile
-    resolved = resolve_weights(chosen, weights or WeightOptions())
-    if like is not None:
-        _check_weights(like, weights_recipe(chosen, resolved))
-    torch_device = resolve_device(device)
-    encoders = build_encoders(chosen, resolved, torch_device)
-    if like is not None:
-        check_streams(encoders, like)
-    ref = MediaRef(clip)
-    label = 0 if like is not None and like.task == CLASSIFICATION else 0.0
-    utterance = Utterance(id=clip.stem, split="test", label=label, labels={}, text=text or "", group=clip.stem,
-                          position=0, video=ref, audio=ref, context_before=list(context[0]),
-                          context_after=list(context[1]))
-    preparers = tuple((e.name, e.preparer) for e in encoders if e.preparer is not None)
-    decoded = MediaDecoder(chosen.sampling.frames, preparers)(utterance)
-    if decoded.failure is not None:
-        raise ClipError(f"cannot use clip {clip}: {decoded.failure}")
-    with inference_threads(torch_device):
-        items, _ = encode_batch([decoded], encoders)
-    return items[0]
+    check_clip(Path(clip))
+    extractor = ClipExtractor(profile, weights=weights, device=device, like=like)
+    (result,) = extractor([ClipInput(Path(clip), text, tuple(context[0]), tuple(context[1]))])
+    if isinstance(result, ClipError):
+        raise result
+    return result
 
 
 def check_clip(clip: Path) -> None:

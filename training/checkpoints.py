@@ -1,5 +1,9 @@
 """Checkpoint files and the random state a resumed run needs to repeat an uninterrupted one.
 
+``last.pt`` holds the whole training state (to resume); ``best.pt`` only what evaluation needs
+(:func:`evaluation_state`); both load through :func:`load_checkpoint`, and so do ``best.pt`` files
+of earlier versions, which held the whole state.
+
 A checkpoint is one ``torch.save`` dict of plain data: tensors, numbers, strings, lists and
 dicts. It is written through :func:`hcm.core.files.atomic_write` (temporary file, fsync,
 rename), so a crash or a full disk mid-write leaves the previous checkpoint intact.
@@ -28,6 +32,8 @@ from hcm.training import TrainingError
 
 #: What every hcm checkpoint holds (evaluation needs the first two, resuming all of them).
 REQUIRED_KEYS = ("model", "epoch")
+#: What ``best.pt`` keeps of the training state: enough to evaluate and predict, nothing to resume.
+EVALUATION_KEYS = ("model", "epoch", "best_value", "best_epoch", "best_valid", "config")
 #: The only non-plain types that checkpoints of earlier hcm versions contain (numpy RNG state,
 #: numpy scalars among the metrics, torch's version string). Rebuilding them runs no code of the
 #: file's choosing.
@@ -82,6 +88,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def evaluation_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The part of a training state that evaluation needs (``EVALUATION_KEYS``): no optimizer,
+    scheduler, scaler, RNG or history; a ``best.pt`` of this is a fraction of ``last.pt``."""
+    return {key: state[key] for key in EVALUATION_KEYS if key in state}
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

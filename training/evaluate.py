@@ -5,10 +5,13 @@ epoch by default), predicts the split, and writes ``<run>/eval/<split>/``:
 
 - ``metrics.json``: the model's metrics, the trivial baselines on the same split (train mean /
   majority class, fitted on the train labels), for regression the same metrics under the MMSA
-  framework's key names rounded to 4 decimals (``mmsa``), and where the numbers come from;
+  framework's key names rounded to 4 decimals (``mmsa``, repeated at the top level so that
+  ``report["Non0_F1_score"]`` works as on MMSA's result dicts), and where the numbers come from;
 - ``predictions.csv``: id, label, prediction and, for classification, one probability per class;
-- ``confusion.png`` (classification) and, with ``tsne=True``, ``tsne.png`` of the model's
-  ``.features`` (sklearn's t-SNE).
+- plots: for classification ``confusion.png`` (each true class labelled with its F1); for
+  regression ``scatter.png`` (predicted against true, with the Acc-2 boundary) and
+  ``confusion_acc7.png`` (the Acc-7 classes; ``confusion_acc5.png`` for CH-SIMS); with
+  ``tsne=True`` also ``tsne.png`` of the model's ``.features`` (sklearn's t-SNE).
 
 The table is printed first, with how many items had a masked modality (they are evaluated
 with the modalities they have; none is left out), then the files are written; a file that
@@ -134,6 +137,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
         "loss": preds.loss,
     }
     report["mmsa"] = M.mmsa_metrics(report["metrics"], facts.metrics) if facts.task == M.REGRESSION else {}
+    report.update(report["mmsa"])  # top-level aliases: report["Has0_acc_2"] as in MMSA's result dicts
     console = console or Console()
     console.print(metrics_table(facts, [("HCMNet", report["metrics"]), ("baseline", report["baseline"])],
                                 title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
@@ -181,7 +185,12 @@ def write_outputs(out: Path, report: dict[str, Any], ids: Sequence[str], preds: 
               (out / "predictions.csv", lambda p: write_predictions(p, ids, preds, labels, facts))]
     if facts.task == M.CLASSIFICATION:
         writes.append((out / "confusion.png",
-                       lambda p: plot_confusion(p, labels, preds.scores.argmax(-1), facts.class_names)))
+                       lambda p: plot_confusion(p, labels, preds.scores.argmax(-1), facts.class_names, f1=True)))
+    else:
+        truth_classes, predicted_classes, names, title = score_classes(labels, preds.scores, facts.metrics)
+        writes.append((out / "scatter.png", lambda p: plot_scatter(p, labels, preds.scores, facts)))
+        writes.append((out / f"confusion_{title.lower().replace('-', '')}.png",
+                       lambda p: plot_confusion(p, truth_classes, predicted_classes, names, title=title)))
     if tsne:
         writes.append((out / "tsne.png", lambda p: plot_tsne(p, preds.features, labels, facts)))
     failed = []
@@ -222,15 +231,60 @@ def _pyplot():
     return plt
 
 
-def plot_confusion(path: Path, truth: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]) -> None:
-    """Row-normalised confusion matrix with counts, as a PNG."""
-    from sklearn.metrics import ConfusionMatrixDisplay
+def score_classes(truth: np.ndarray, scores: np.ndarray,
+                  metric_set: str) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """Regression scores as the classes of the field's multi-class accuracy: Acc-7 (clip to [-3, 3],
+    round; MOSEI/MOSI) or, for CH-SIMS, Acc-5 (MMSA's boundaries). Returns truth and predicted class
+    indices, the class names and the accuracy's name."""
+    if metric_set == M.SIMS:
+        names = ["neg", "weak neg", "neutral", "weak pos", "pos"]
+        return (M.sims_classes(np.clip(truth, -1, 1), 5), M.sims_classes(np.clip(scores, -1, 1), 5), names,
+                "Acc-5")
+    return _acc7_class(truth), _acc7_class(scores), [str(k) for k in range(-3, 4)], "Acc-7"
 
+
+def _acc7_class(values: np.ndarray) -> np.ndarray:
+    """Scores -> Acc-7 class index: clip to [-3, 3], round (halves to even, as ``acc7``), -3..3 -> 0..6."""
+    return (np.round(np.clip(values, -3, 3)) + 3).astype(int)
+
+
+def plot_confusion(path: Path, truth: np.ndarray, predicted: np.ndarray, class_names: Sequence[str],
+                   f1: bool = False, title: str = "") -> None:
+    """Confusion matrix with counts, as a PNG; ``f1``: each true class labelled with its F1."""
+    from sklearn.metrics import ConfusionMatrixDisplay, f1_score
+
+    labels = list(range(len(class_names)))
+    shown = list(class_names)
+    if f1:
+        scores = f1_score(truth, predicted, labels=labels, average=None, zero_division=0)
+        shown = [f"{name}\nF1 {score:.2f}" for name, score in zip(class_names, scores)]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2, 1.2 * len(class_names) + 1.5))
-    ConfusionMatrixDisplay.from_predictions(truth, predicted, labels=list(range(len(class_names))),
-                                            display_labels=list(class_names), ax=ax, colorbar=False,
-                                            xticks_rotation=45)
+    ConfusionMatrixDisplay.from_predictions(truth, predicted, labels=labels, display_labels=shown, ax=ax,
+                                            colorbar=False, xticks_rotation=45)
+    ax.set_xticklabels(class_names, rotation=45, ha="right")  # the F1 belongs to the true class (rows)
+    if title:
+        accuracy = float(np.mean(np.asarray(truth) == np.asarray(predicted)))
+        ax.set_title(f"{title} {accuracy * 100:.1f}%")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: DatasetFacts) -> None:
+    """Predicted against true score, the diagonal, and the Acc-2 boundary (0) on both axes: points in
+    the two off-diagonal quadrants are the Acc-2 errors."""
+    low, high = facts.label_range
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.scatter(truth, scores, s=10, alpha=0.6)
+    ax.plot([low, high], [low, high], color="grey", linewidth=1, label="prediction = truth")
+    ax.axvline(0, color="tab:red", linestyle="--", linewidth=1, label="Acc-2 boundary (0)")
+    ax.axhline(0, color="tab:red", linestyle="--", linewidth=1)
+    ax.set_xlim(low, high)
+    ax.set_xlabel("true score")
+    ax.set_ylabel("predicted score")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)

@@ -5,10 +5,10 @@
         metrics.csv            one row per epoch (train/valid losses, every validation metric)
         train.log              the same epochs as lines to read (appended to on resume)
         checkpoints/last.pt    the latest finished epoch (resume from here)
-        checkpoints/best.pt    the epoch with the best validation key metric
+        checkpoints/best.pt    the best validation epoch: weights, epoch, run config (evaluate, predict)
         curves.png             loss and key-metric curves
         tensorboard/           event files (when tensorboard is installed)
-        eval/<split>/          metrics.json, predictions.csv, confusion.png, tsne.png
+        eval/<split>/          metrics.json, predictions.csv, plots (hcm.training.evaluate), tsne.png
     <workspace>/runs/<dataset>/<time>-<variant>-seeds/summary.json   (``--seeds``)
 
 Every file but the appended ``train.log`` is written through :func:`hcm.core.files.atomic_write`.

@@ -5,7 +5,7 @@
   (MOSEI/sample: MAE, lower is better; MELD/IEMOCAP: weighted F1); early stopping with patience.
 - ``checkpoints/last.pt`` after every epoch and ``best.pt`` on improvement, written atomically;
   on SIGTERM/SIGINT also mid-epoch, after the step in progress (``hcm.training.faults``).
-  A checkpoint holds model, optimizer, scheduler and grad-scaler states, every RNG state, the
+  ``best.pt`` holds only what evaluation needs (weights, epoch, run config). ``last.pt`` holds model, optimizer, scheduler and grad-scaler states, every RNG state, the
   epoch, the position in the epoch and the loss sums so far, and the best-so-far, so a resumed
   run ends with the same weights and metrics as an uninterrupted one. The shuffling order
   depends only on (seed, epoch); a resumed epoch skips the batches already done.
@@ -44,7 +44,8 @@ from hcm.core.names import CLASSIFICATION
 from hcm.model.config import INVERSE_FREQUENCY, ModelConfig
 from hcm.training import TrainingError
 from hcm.training import metrics as M
-from hcm.training.checkpoints import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from hcm.training.checkpoints import (evaluation_state, load_checkpoint, rng_state, save_checkpoint, seed_everything,
+                                      set_rng_state)
 from hcm.training.data import MODEL_KEYS, CacheDataset, DataConfig, read_cache_meta, stream_statistics
 from hcm.training.distributed import Dist, barrier, gather, max_over_ranks, setup_distributed
 from hcm.training.faults import (NonFiniteLossError, StopSignals, config_differences, ignore_stop_signals,
@@ -432,13 +433,13 @@ def save_last(loop: Loop, run: Context, rng: list[dict[str, Any]], best: bool = 
         state = checkpoint_state(loop, rng, partial, run.extra)
         save_checkpoint(run.paths.last, state)
         if best:
-            save_checkpoint(run.paths.best, state)
+            save_checkpoint(run.paths.best, evaluation_state(state))
     barrier(run.d)
 
 
 def checkpoint_state(loop: Loop, rng: list[dict[str, Any]], partial: list[dict[str, float]],
                      extra: dict[str, Any]) -> dict[str, Any]:
-    """What ``last.pt``/``best.pt`` hold: every state a resumed run needs (plain data only)."""
+    """What ``last.pt`` holds: every state a resumed run needs (plain data only)."""
     module = loop.model.module if hasattr(loop.model, "module") else loop.model
     return {
         "model": module.state_dict(), "optimizer": loop.optimizer.state_dict(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from typer.testing import CliRunner
 
 from hcm.core.workspace import Workspace
 from hcm.cli import app
-from hcm.apps.predict import NO_TEXT_NOTE, describe
+from hcm.apps.predict import NO_TEXT_NOTE, describe, gather_inputs
+from hcm.core.errors import UsageError
 from hcm.apps.train import TrainRequest, train_in_workspace
 from hcm.pipeline.extract import extract
 from hcm.pipeline.sample import make_sample
@@ -104,6 +106,57 @@ def test_bad_clip_is_a_clear_error(trained: dict, tmp_path: Path, content: bytes
 def test_no_run_in_the_workspace_is_a_clear_error(trained: dict, tmp_path: Path) -> None:
     result = runner.invoke(app, ["--workdir", str(tmp_path / "empty"), "predict", str(trained["clip"])])
     assert result.exit_code == 1 and "no training runs" in result.stderr
+
+
+def test_batch_from_clips_folder_and_csv_with_context(trained: dict, tmp_path: Path) -> None:
+    clips = sorted(trained["clip"].parent.parent.glob("*/*.mp4"))[:3]
+    single = json.loads(invoke(trained, clips[1], "--text", "it was great", "--json").stdout)
+    listing = tmp_path / "clips.csv"
+    with open(listing, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["path", "text", "context_before", "context_after"])
+        writer.writerow([clips[0], "what a dull film", "we went | it started late", ""])
+        writer.writerow([clips[1], "it was great", "", ""])
+        writer.writerow(["missing.mp4", "gone", "", ""])  # relative: looked up beside the CSV
+    result = invoke(trained, listing, clips[2], "--out", tmp_path / "p.csv", "--batch-size", "2", "--quiet")
+    assert result.exit_code == 1 and "1 of 4 clips could not be predicted" in result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert [row["clip"] for row in rows] == [str(clips[0]), str(clips[1]), str(tmp_path / "missing.mp4"), str(clips[2])]
+    assert [bool(row["error"]) for row in rows] == [False, False, True, False]
+    assert "does not exist" in rows[2]["error"] and rows[3]["text"] == "masked" and rows[0]["text"] == "yes"
+    assert float(rows[1]["score"]) == pytest.approx(single["score"], abs=1e-4)  # batching changes nothing
+
+    folder = invoke(trained, trained["clip"].parent, "--json", "--out", tmp_path / "p.json")
+    assert folder.exit_code == 0, folder.output
+    printed, saved = json.loads(folder.stdout), json.loads((tmp_path / "p.json").read_text())
+    assert printed == saved and len(saved) == len(list(trained["clip"].parent.glob("*.mp4")))
+    assert all(row["error"] == "" and isinstance(row["score"], float) for row in saved)
+
+
+def test_context_of_one_clip_reaches_the_text_encoder(trained: dict) -> None:
+    plain = json.loads(invoke(trained, trained["clip"], "--text", "it was fine", "--json").stdout)
+    result = invoke(trained, trained["clip"], "--text", "it was fine", "--json",
+                    "--context-before", "what a terrible start | nothing worked", "--context-after", "I left early")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["score"] != pytest.approx(plain["score"], abs=1e-6)
+
+
+def test_context_cells_and_bad_lists(tmp_path: Path) -> None:
+    listing = tmp_path / "clips.csv"
+    listing.write_text("path,text,context_before\nsub/a.mp4,hello,one | two\n")
+    (given,) = gather_inputs([listing])
+    assert given.clip == tmp_path / "sub" / "a.mp4" and given.text == "hello"
+    assert given.context_before == ("one", "two") and given.context_after == ()
+    listing.write_text("file,words\na.mp4,hi\n")
+    with pytest.raises(UsageError, match="must start with path,text"):
+        gather_inputs([listing])
+    with pytest.raises(UsageError, match="--text and --context-before/--context-after go with one clip"):
+        gather_inputs([tmp_path / "a.mp4", tmp_path / "b.mp4"], "hi")
+    (given,) = gather_inputs([tmp_path / "a.mp4"], None, ("", "later | much later"))
+    assert given.text is None and given.context_after == ("later", "much later")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="holds no clip"):
+        gather_inputs([tmp_path / "empty"])
 
 
 def test_classification_output_ranks_the_classes() -> None:

@@ -58,10 +58,15 @@ BAD_INPUTS: list[tuple[str, list[str]]] = [
     ("evaluate-not-a-run", ["evaluate", "--run", "{run}"]),
     ("evaluate-run-is-file", ["evaluate", "--run", "{file}"]),
     ("evaluate-bad-split", ["evaluate", "--split", "everything"]),
+    ("runs-none", ["runs"]),
+    ("runs-unknown-dataset", ["runs", "--dataset", "cmumosi"]),
     ("predict-missing-clip", ["predict", "{tmp}/none.mp4"]),
     ("predict-clip-is-folder", ["predict", "{empty}"]),
     ("predict-no-run", ["predict", "{file}"]),
     ("predict-not-a-run", ["predict", "{file}", "--run", "{run}"]),
+    ("predict-out-not-csv", ["predict", "{file}", "--out", "{tmp}/p.txt"]),
+    ("predict-text-for-several", ["predict", "{file}", "{file}", "--text", "hi"]),
+    ("predict-list-not-csv", ["predict", "{tmp}/list.csv"]),
     ("ablate-no-cache", ["ablate"]),
     ("ablate-unknown-variant", ["ablate", "--features", "{cache}", "--variants", "nope"]),
     ("ablate-bad-modalities", ["ablate", "--features", "{cache}", "--variants", "", "--modalities", "xyz"]),
@@ -88,6 +93,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("bad-input")
     (root / "empty").mkdir()
     (root / "notes.txt").write_text("not what hcm expects\n")
+    (root / "list.csv").write_text("clip;words\na.mp4;hi\n")
     (root / "run").mkdir()
     (root / "run" / "notes.txt").write_text("a folder without a checkpoint\n")
     build_cache(root / "cache", n=12)

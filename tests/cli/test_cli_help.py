@@ -16,7 +16,7 @@ import hcm
 from hcm.cli import app, workdir_first
 
 runner = CliRunner()
-COMMANDS = [["quickstart"], ["sample"], ["extract"], ["train"], ["evaluate"], ["predict"], ["ablate"],
+COMMANDS = [["quickstart"], ["sample"], ["extract"], ["train"], ["evaluate"], ["runs"], ["predict"], ["ablate"],
             ["import", "mmsa"], ["cache", "info"], ["cache", "verify"]]
 USAGE_ERRORS = [["train", "--epochs", "0"], ["train", "--lr", "0"], ["train", "--seeds", "a,b"],
                 ["train", "--set", "dropout"], ["evaluate", "--split", "train"], ["ablate", "--seeds", "x"],

@@ -3,6 +3,7 @@ writes train.log; `hcm evaluate` lists what it wrote and prints the report with 
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -31,3 +32,15 @@ def test_train_summary_log_and_evaluate_json(workdir: Path) -> None:
     assert report["split"] == "test" and "mae" in report["metrics"]
     assert str(run / "eval" / "test" / "metrics.json") in report["files"]
     assert "wrote " in result.stderr and "predictions.csv" in result.stderr
+    assert "scatter.png" in result.stderr and "confusion_acc7.png" in result.stderr
+    assert report["Non0_F1_score"] == report["mmsa"]["Non0_F1_score"]  # MMSA's names at the top level
+
+    result = runner.invoke(app, ["runs", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["run"] == str(run) and row["variant"] == "full" and row["evaluated"] == "test"
+    assert row["test_mae"] == report["metrics"]["mae"] and row["Mult_acc_7"] == report["mmsa"]["Mult_acc_7"]
+    assert f"wrote {workdir / 'runs' / 'results.csv'}" in result.stderr
+    with open(workdir / "runs" / "results.csv", newline="") as table:
+        (saved,) = list(csv.DictReader(table))
+    assert saved["best_epoch"] == str(row["best_epoch"]) and "Has0_acc_2" in saved

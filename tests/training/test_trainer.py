@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from hcm.model.config import ModelConfig
+from hcm.training.evaluate import load_run_model
+from hcm.training.runs import RunPaths
 from hcm.training.trainer import NonFiniteLossError, TrainConfig, load_checkpoint, train
 
 
@@ -48,6 +52,14 @@ def test_short_run_writes_the_run_directory(cache: Path, tmp_path: Path, run) ->
         assert not (root / "tensorboard").exists()
     best = load_checkpoint(root / "checkpoints" / "best.pt")
     assert best["epoch"] == result.best_epoch and best["config"]["profile"] == "tiny"
+    last_path, best_path = root / "checkpoints" / "last.pt", root / "checkpoints" / "best.pt"
+    assert set(best) == {"model", "epoch", "best_value", "best_epoch", "best_valid", "config"}  # no resume state
+    assert {"optimizer", "scheduler", "rng", "history"} <= set(load_checkpoint(last_path))
+    assert best_path.stat().st_size < last_path.stat().st_size / 2
+    shutil.copyfile(last_path, best_path)  # a best.pt of earlier versions held the whole state: it still loads
+    config = json.loads((root / "config.json").read_text())
+    model, epoch = load_run_model(RunPaths(root), config, "best", torch.device("cpu"))
+    assert epoch == load_checkpoint(last_path)["epoch"] and not model.training
     assert float(rows[0]["train_loss"]) > float(rows[-1]["train_loss"])  # it learns
 
 

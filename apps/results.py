@@ -1,0 +1,75 @@
+"""``hcm runs``: the workspace's runs in one table, and ``runs/results.csv`` brought up to date."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hcm.core.errors import HcmError, report_errors
+from hcm.core.workspace import Workspace
+from hcm.training.results import RESULTS_CSV, collect_rows, update_results
+from hcm.training.runs import find_latest_run
+
+#: Test metrics shown in the terminal (all of them are in the CSV), by dataset task.
+SHOWN = {"regression": {"mae": "MAE", "corr": "Corr", "acc7": "Acc-7", "acc2_non0": "Acc-2", "f1_non0": "F1"},
+         "classification": {"accuracy": "Acc", "weighted_f1": "w-F1"}}
+
+
+class ResultsWriteError(HcmError):
+    """The table was shown but ``results.csv`` could not be written."""
+
+
+def runs_in_workspace(workspace: Workspace, dataset: str | None = None, as_json: bool = False,
+                      console: Console | None = None) -> list[dict[str, Any]]:
+    """List the runs (of ``dataset``), print them, and merge them into ``<workspace>/runs/results.csv``."""
+    dataset = dataset.lower() if dataset else None
+    find_latest_run(workspace.runs, dataset)  # a clear error when there is no run at all
+    rows = collect_rows(workspace.runs, dataset)
+    console = console or Console(stderr=as_json)
+    console.print(runs_table(rows))
+    waiting = [row["run"] for row in rows if not row["evaluated"]]
+    if waiting:
+        console.print(f"{len(waiting)} run(s) not evaluated on test yet; e.g. hcm evaluate --run {waiting[-1]}",
+                      soft_wrap=True)
+    path = workspace.runs / RESULTS_CSV
+    try:
+        update_results(path, rows)
+    except OSError as error:
+        raise ResultsWriteError(f"cannot write {path} ({error.strerror or error}); the table above is complete. "
+                                f"Make {workspace.runs} writable to keep the results file") from error
+    console.print(f"wrote {path} ({len(rows)} run(s) updated)", soft_wrap=True)
+    if as_json:
+        print(json.dumps(rows, indent=1, default=str))
+    return rows
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    """Run, (dataset,) variant, modalities, seed, best epoch, valid key metric and test metrics."""
+    datasets = sorted({str(row["dataset"]) for row in rows})
+    table = Table(title=f"runs of {', '.join(datasets)} (oldest first)",
+                  caption="test split (eval/test/metrics.json; - = not evaluated); Acc-2 and F1: non-0")
+    columns = ["run", *(["dataset"] if len(datasets) > 1 else []), "variant", "mod.", "seed", "best", "valid"]
+    shown = [name for task in SHOWN.values() for name in task if any(f"test_{name}" in row for row in rows)]
+    headers = {name: header for task in SHOWN.values() for name, header in task.items()}
+    for header in columns + [headers[name] for name in shown]:
+        table.add_column(header, no_wrap=True, justify="left" if header in columns[:-3] else "right")
+    for row in rows:
+        key = row["key_metric"]
+        cells = [Path(row["run"]).name, *([str(row["dataset"])] if len(datasets) > 1 else []), str(row["variant"]),
+                 str(row["modalities"]), str(row["seed"]), f"{row['best_epoch'] or '-'}/{row['epochs']}",
+                 f"{key} {_number(row.get(f'valid_{key}'))}"]
+        table.add_row(*cells, *[_number(row.get(f"test_{name}")) for name in shown])
+    return table
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+
+def runs_command(workspace: Workspace, dataset: str | None = None, as_json: bool = False) -> int:
+    """``hcm runs`` with its errors reported as messages; returns the exit status."""
+    return report_errors(lambda: runs_in_workspace(workspace, dataset, as_json))
