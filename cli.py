@@ -78,6 +78,14 @@ class Split(str, Enum):
     test = "test"
 
 
+class ModelSize(str, Enum):
+    """Model sizes of ``hcm train`` (configs/model_sizes.json)."""
+
+    auto = "auto"
+    paper = "paper"
+    small = "small"
+
+
 class AlignedRows(str, Enum):
     trim = "trim"
     all = "all"
@@ -287,6 +295,9 @@ def train_command(
         help="Skip up to N batches whose loss or gradient is NaN/Inf (each logged) instead of stopping; "
              "also allowed with --resume."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    model_size: ModelSize = typer.Option(ModelSize.auto, "--model-size", case_sensitive=False,
+                                         help="auto: small (d_m 32) for a tiny-profile cache, the dataset's paper "
+                                              "settings otherwise; paper; small. --set values apply on top."),
     model_factory: Optional[str] = typer.Option(None, "--model-factory", hidden=True, help="module:Name of another model."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -305,7 +316,7 @@ def train_command(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
     request = TrainRequest(features=features, overrides=overrides, seeds=seed_list, resume=resume, run=run,
-                           model_factory=model_factory, progress=not quiet)
+                           model_factory=model_factory, progress=not quiet, model_size=model_size.value)
     raise typer.Exit(run_train(ctx.obj, request, interactive=sys.stdin.isatty(), threads=threads))
 
 

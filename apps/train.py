@@ -23,7 +23,7 @@ from hcm.model.config import ModelConfig
 from hcm.training.evaluate import evaluate_run, summarize_seed_runs
 from hcm.training.data import read_cache_meta
 from hcm.training.runs import RunPaths, choose_cache, find_latest_run, new_run_dir
-from hcm.training.settings import DatasetFacts, load_hparams
+from hcm.training.settings import DatasetFacts, load_hparams, model_size_for, model_size_settings
 from hcm.training.distributed import agreed, setup_distributed
 from hcm.training.trainer import TrainConfig, train
 
@@ -43,6 +43,8 @@ class TrainRequest:
         resume: continue ``run`` (default: the latest run) from its last checkpoint; of the
             overrides only ``RESUME_SETTINGS`` apply then (``features`` points to a moved cache).
         model_factory: ``"module:Name"`` of another model with HCMNet's batch/output contract.
+        model_size: ``auto`` (``small`` for a tiny-profile cache, else ``paper``), ``paper`` or
+            ``small`` (configs/model_sizes.json, under the ``overrides``).
     """
 
     features: Path | None = None
@@ -53,6 +55,7 @@ class TrainRequest:
     model_factory: str | None = None
     split: str = "test"
     progress: bool = True
+    model_size: str = "auto"
 
 
 def apply_overrides(train: dict[str, Any], model: dict[str, Any], overrides: dict[str, Any],
@@ -73,14 +76,21 @@ def apply_overrides(train: dict[str, Any], model: dict[str, Any], overrides: dic
                              f"model settings: {sorted(model_keys)}")
 
 
-def resolve_settings(dataset: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train and model settings: the dataset's shipped file (defaults if it has none) with ``overrides``."""
+def resolve_settings(dataset: str, overrides: dict[str, Any], profile: str = "paper",
+                     size: str = "auto") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train and model settings: the dataset's shipped file (defaults if it has none), the model
+    size for the cache's extraction ``profile`` (``auto``: ``small`` for ``tiny`` caches), then
+    ``overrides``."""
     try:
         hparams = load_hparams(dataset)
     except FileNotFoundError:
         log.warning("no shipped hyper-parameters for dataset %r; using the defaults", dataset)
         hparams = {"model": {}, "train": {}}
     train, model = dict(hparams["train"]), dict(hparams["model"])
+    chosen = model_size_for(size, profile)
+    if chosen != "paper":
+        log.info("model size %r for a %r-profile cache (choose with --model-size)", chosen, profile)
+        model.update(model_size_settings(chosen))
     apply_overrides(train, model, overrides, {f.name for f in dataclasses.fields(TrainConfig)},
                     {f.name for f in dataclasses.fields(ModelConfig)})
     return train, model
@@ -94,7 +104,7 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
     check_writable(workspace.runs, "the runs folder")
     cache = choose_cache(workspace.features, request.features, ask)
     meta, _ = read_cache_meta(cache)
-    train_dict, model_dict = resolve_settings(meta.dataset, request.overrides)
+    train_dict, model_dict = resolve_settings(meta.dataset, request.overrides, meta.profile, request.model_size)
     model_cfg = ModelConfig.from_dict(model_dict, "settings")
     first = TrainConfig.from_dict(train_dict, "settings")
     rank = setup_distributed(first.device).rank  # under torchrun every rank must use rank 0's folder

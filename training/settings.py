@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hcm.core.configs import check_keys, configs_dir
+from hcm.core.errors import UsageError
 from hcm.core.files import read_json_object
 from hcm.core.names import CLASSIFICATION, MODALITIES, REGRESSION
 from hcm.model.config import SWITCHES_BY_NAME, ModelConfig
@@ -122,6 +123,29 @@ def _check_choices(choices: Any, paper: dict[str, dict[str, Any]], path: Path) -
         raise ValueError(f"{path}: hcm_choices need a reason for each choice (missing for {unexplained}) "
                          f"and no reason without a choice (stray: {stray})")
     return parts
+
+
+MODEL_SIZES = ("auto", "paper", "small")
+
+
+def model_size_for(requested: str, profile: str) -> str:
+    """``auto`` -> ``small`` for a cache of the ``tiny`` extraction profile (also an imported
+    ``mmsa-tiny`` one), else ``paper``; an explicit size is kept."""
+    if requested not in MODEL_SIZES:
+        raise UsageError(f"model size {requested!r} is not one of {', '.join(MODEL_SIZES)}")
+    if requested != "auto":
+        return requested
+    return "small" if profile.rsplit("-", 1)[-1] == "tiny" else "paper"
+
+
+def model_size_settings(size: str) -> dict[str, Any]:
+    """The model settings a size puts over a dataset's shipped ones (``configs/model_sizes.json``):
+    ``paper`` changes nothing, ``small`` is a d_m 32 model for the tiny profile's small features."""
+    sizes = read_json_object(configs_dir() / "model_sizes.json", "model sizes file")
+    if size not in sizes:
+        raise UsageError(f"model size {size!r} is not in {configs_dir() / 'model_sizes.json'}")
+    ModelConfig.from_dict(sizes[size], "model_sizes.json")  # every key must be a model setting
+    return dict(sizes[size])
 
 
 def load_hparams(name: str) -> dict[str, Any]:
