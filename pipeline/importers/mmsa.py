@@ -33,7 +33,7 @@ import numpy as np
 
 from hcm import __version__
 from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item
-from hcm.cache.manifest import sha256_file
+from hcm.cache.writer import exclusive_run
 from hcm.core.configs import configs_dir
 from hcm.core.device import resolve_device
 from hcm.core.errors import UsageError, report_errors
@@ -148,7 +148,7 @@ def plan_rows(data: MmsaFile) -> list[Planned]:
             where = f"{name} row {i}"
             if not item_id.strip() or item_id in seen:
                 reason = f"{where}: empty id" if not item_id.strip() else f"{where}: id already used by {seen[item_id]}"
-                planned.append(Planned(name, i, None, Failure(item_id or f"<{where}>", reason)))
+                planned.append(Planned(name, i, None, Failure(item_id or f"<{where}>", reason, name)))
                 continue
             seen[item_id] = where
             video, separator, _ = item_id.rpartition("$_$")
@@ -263,7 +263,7 @@ def decode_row(split: MmsaSplit, planned: Planned, trim: bool) -> tuple[Any, dic
             decoded.notes[f"{modality}_rows"] = rows.note
         if rows.nonfinite:
             decoded.notes[f"{key}_nonfinite"] = f"{rows.nonfinite} non-finite {key} values set to 0 (as MMSA does)"
-        streams[f"mmsa_{key}"] = rows.values[:0] if rows.problem else rows.values  # (n, d)
+        streams[f"mmsa_{key}"] = rows.values  # (n, d); no rows when the sequence is unusable
     return decoded, streams
 
 
@@ -286,8 +286,8 @@ def write_shard(run: _Run, k: int, entries: Sequence[Planned], advance: Any) -> 
             run.writer.validate(item)
             kept.append(item)
         except Exception as exc:  # CacheError: the item is reported, never dropped silently
-            failures.append(Failure(item.id, f"features cannot be stored: {exc}"))
-    run.writer.write_shard(k, kept, failures)
+            failures.append(Failure(item.id, f"features cannot be stored: {exc}", item.split))
+    run.writer.write_shard_once(k, kept, failures)
     _count(run.summary, kept, failures)
 
 
@@ -343,10 +343,10 @@ def import_mmsa(path: str | Path, dataset: str, profile: str = "paper", *, out: 
     summary = ImportSummary(dataset, chosen.name, data.path, out, data.aligned, planned=len(data), warnings=warnings)
     chosen_device = resolve_device(device)
     encoders = build_text_encoders(chosen, resolved, chosen_device, parser)
-    meta = import_meta(data, info, chosen, encoders, sha256_file(data.path), aligned_rows, warnings, shard_size)
+    meta = import_meta(data, info, chosen, encoders, data.sha256, aligned_rows, warnings, shard_size)
     writer = CacheWriter(out, meta)
     run = _Run(data, encoders, writer, batch_size, aligned_rows == "trim", summary)
-    with inference_threads(chosen_device):
+    with exclusive_run(out, "import"), inference_threads(chosen_device):  # a second import stops at once
         _run_shards(run, plan_rows(data), shard_size, progress)
     writer.finalize(len(data))
     summary.seconds = time.perf_counter() - started

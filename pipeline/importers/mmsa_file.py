@@ -17,6 +17,7 @@ the split, the key and the value; rows are sliced lazily by :func:`sequence_rows
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import io
 import pickle
@@ -68,16 +69,18 @@ class SafeUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"{module}.{name} does not exist in this numpy ({np.__version__})")
 
 
-def load_pickle(path: Path, trust: bool = False) -> Any:
-    """The object in ``path``: safe loader by default, plain pickle when ``trust`` is set."""
+def load_pickle(path: Path, trust: bool = False) -> tuple[Any, str]:
+    """The object in ``path`` (safe loader by default, plain pickle when ``trust`` is set) and the
+    sha256 of the file's bytes, from the one read."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise MmsaFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
     try:
         if trust:
-            return pickle.loads(data)  # the user vouched for the file (--trust-pickle)
-        return SafeUnpickler(io.BytesIO(data)).load()
+            return pickle.loads(data), digest  # the user vouched for the file (--trust-pickle)
+        return SafeUnpickler(io.BytesIO(data)).load(), digest
     except UnsafePickleError as exc:
         raise UnsafePickleError(
             f"{path}: {exc}, which the safe reader refuses (a pickle can run code when it loads; hcm "
@@ -115,6 +118,7 @@ class MmsaFile:
     aligned: bool  # no ``*_lengths``: every row of every sequence is stored (word-aligned files)
     dims: dict[str, int]  # "audio"/"vision" -> feature width
     splits: dict[str, MmsaSplit]
+    sha256: str = ""  # of the file's bytes (the recipe's source)
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.splits.values())
@@ -213,7 +217,7 @@ def read_mmsa_file(path: str | Path, dataset: str, label_range: tuple[float, flo
                    trust: bool = False) -> MmsaFile:
     """Load and check an MMSA file (see the module docstring); raise MmsaFileError when unusable."""
     path = Path(path)
-    data = load_pickle(path, trust)
+    data, digest = load_pickle(path, trust)
     if not isinstance(data, dict):
         raise MmsaFileError(f"{path} holds a {type(data).__name__}, expected a dict with the splits {list(SPLITS)}")
     missing = [split for split in SPLITS if split not in data]
@@ -231,7 +235,7 @@ def read_mmsa_file(path: str | Path, dataset: str, label_range: tuple[float, flo
         if len(set(widths.values())) > 1:
             raise MmsaFileError(f"{path}: {key!r} has a different feature width per split ({widths})")
         dims[key] = next(iter(widths.values()))
-    return MmsaFile(path, next(iter(aligned.values())), dims, splits)
+    return MmsaFile(path, next(iter(aligned.values())), dims, splits, digest)
 
 
 @dataclass
