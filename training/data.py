@@ -31,7 +31,7 @@ or reads them from memory with ``in_memory=True``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -103,7 +103,6 @@ class Example:
     present: dict[str, bool]
     edges: np.ndarray
     label: float | int
-    extra: dict = field(default_factory=dict)
 
 
 def align_rows(rows: np.ndarray, count: int) -> np.ndarray:

@@ -77,14 +77,15 @@ def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
                 f"is {config['cache']})"
             )
     if meta.recipe_hash != config["recipe_hash"]:
-        changed = weight_changes(_run_recipe(config), meta.recipe, ("in the run's cache", "in this one"))
+        run_recipe = _run_recipe(config)  # reads the run cache's manifest
+        changed = weight_changes(run_recipe, meta.recipe, ("in the run's cache", "in this one"))
         if changed:
             raise ProfileMismatchError(
                 f"cache {cache_dir} was extracted with other weights than the run's cache {config['cache']} "
                 f"was: "
                 f"{'; '.join(changed)}; evaluate on a cache extracted with the run's weight files"
             )
-        named = recipe_changes(_run_recipe(config), meta.recipe) or ["the run's cache is gone or re-extracted"]
+        named = recipe_changes(run_recipe, meta.recipe) or ["the run's cache is gone or re-extracted"]
         log.warning("cache %s was extracted with another recipe (hash %s) than the run's (%s): %s (run's cache -> "
                     "this one); numbers may not be comparable", cache_dir, meta.recipe_hash[:12],
                     config["recipe_hash"][:12], ", ".join(named))
