@@ -5,14 +5,21 @@
 
 Sections, each with its own time budget so the whole run fits in a few minutes of device time:
 
+- ``peak``: the device's measured matrix-product rate (float32, TF32, bfloat16), the yardstick
+  for the shares below.
 - ``encoders``: the paper's encoder networks at full size with random weights (RoBERTa-large,
   EfficientNet-b0, CLIP RN50 image and text towers, ESResNeXt-FBSP) on batches of synthetic
-  clips: clips/s of inference in float32 and under float16/bfloat16 autocast (decoding is not
-  included: it runs in CPU worker processes beside the GPU).
+  clips, inputs copied from pinned host memory inside the timed call: clips/s of inference in
+  float32 and under float16/bfloat16 autocast, and the share of the matching matmul peak
+  (decoding is not included: it runs in CPU worker processes beside the GPU).
 - ``train_step``: ms per HCMNet training step (forward, backward, AdamW) at batch 64 and the
-  paper-profile input widths, with AMP off and on, and samples/s.
-- ``ot``: forward + backward of ``sinkhorn_transport`` (Eq. 12) per backend for growing node
-  counts, and the smallest count at which KeOps beats dense torch (the ``auto`` threshold).
+  paper-profile input widths, with AMP off and on, with the Sinkhorn loops as CUDA graphs and
+  eagerly, and samples/s.
+- ``ot``: the training-size problem (B = 64, M = N = 50, d = 256, 50 iterations) eagerly, as
+  CUDA graph replays and with KeOps, the largest difference between graph and eager results;
+  then forward + backward of ``sinkhorn_transport`` (Eq. 12) per backend for growing node
+  counts at B = 1 and B = 64, and the smallest count at which KeOps beats dense torch (the
+  ``auto`` threshold).
 - peak accelerator memory per section (``torch.cuda.max_memory_allocated``).
 
 A section that fails records its error and the run goes on; the JSON is printed at the end.
@@ -27,8 +34,10 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,15 +56,17 @@ class Sizes:
     batch: int  # training batch
     nodes: dict[str, int]
     dims: dict[str, int]
-    ot_sizes: tuple[int, ...]
+    ot_sizes: tuple[int, ...]  # node counts at B = 1
+    ot_batch_sizes: tuple[int, ...]  # node counts at B = 64 (B = 2 in a dry run)
     repeats: int
 
 
 PAPER = Sizes(clips=16, tokens=128, frames=16, segments=8, image=224, batch=64,
               nodes={"text": 32, "video": 16, "audio": 16}, dims=PAPER_DIMS,
-              ot_sizes=(64, 256, 1024, 4096, 16384), repeats=5)
+              ot_sizes=(64, 256, 1024, 4096, 16384), ot_batch_sizes=(50, 128, 256, 512, 1024), repeats=5)
 DRY = Sizes(clips=1, tokens=16, frames=2, segments=2, image=64, batch=4,
-            nodes={"text": 6, "video": 3, "audio": 3}, dims=TINY_DIMS, ot_sizes=(8, 16), repeats=1)
+            nodes={"text": 6, "video": 3, "audio": 3}, dims=TINY_DIMS, ot_sizes=(8, 16), ot_batch_sizes=(8,),
+            repeats=1)
 
 
 def sync(device: torch.device) -> None:
@@ -102,8 +113,28 @@ def _name(dtype: torch.dtype | None) -> str:
         "bfloat16", "bf16").replace("bfp16", "bf16")
 
 
-def encoder_jobs(sizes: Sizes, dry: bool, device: torch.device) -> dict[str, tuple[torch.nn.Module, Callable]]:
-    """The encoder networks (paper size, or tiny in a dry run) and a call on one batch of clips."""
+def matmul_rates(device: torch.device, dry: bool) -> dict[str, Any]:
+    """TFLOP/s of one large square product per precision (median of the repeats), the yardstick."""
+    size, repeats = (256, 2) if dry else (8192, 10)
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=gen).to(device) for _ in range(2))
+    modes = {"fp32": (torch.float32, False), "tf32": (torch.float32, True)}
+    if device.type == "cuda":
+        modes |= {"fp16": (torch.float16, False), "bf16": (torch.bfloat16, False)}
+    out: dict[str, Any] = {"size": size}
+    previous = torch.backends.cuda.matmul.allow_tf32
+    for name, (dtype, tf32) in modes.items():
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        x, y = a.to(dtype), b.to(dtype)
+        seconds = timed(lambda: x @ y, device, repeats)
+        out[name] = round(2 * size ** 3 / seconds / 1e12, 2)
+    torch.backends.cuda.matmul.allow_tf32 = previous
+    return out
+
+
+def encoder_jobs(sizes: Sizes, dry: bool) -> dict[str, tuple[torch.nn.Module, dict[str, torch.Tensor], Callable]]:
+    """The encoder networks (paper size, or tiny in a dry run), one batch of host inputs each
+    (pinned when a GPU is there), and the call on the device copies of those inputs."""
     from efficientnet_pytorch import EfficientNet
     from transformers import RobertaConfig, RobertaModel
 
@@ -120,40 +151,62 @@ def encoder_jobs(sizes: Sizes, dry: bool, device: torch.device) -> dict[str, tup
                                 intermediate_size=4096, max_position_embeddings=514)
         clip_net, audio_cfg = clip.rn50_config(), esresnext.released_config()
     clip_net = clip.CLIP.from_config(clip_net)
-    ids = torch.ones(n, sizes.tokens, dtype=torch.long, device=device)
-    images = torch.randn(frames, 3, sizes.image, sizes.image, device=device)
+    pin = torch.cuda.is_available()
+    host = lambda t: t.pin_memory() if pin else t  # noqa: E731 - as the extraction's encoders copy
+    ids = host(torch.ones(n, sizes.tokens, dtype=torch.long))
+    images = host(torch.randn(frames, 3, sizes.image, sizes.image))
     context = min(77, clip_net.context_length) if hasattr(clip_net, "context_length") else 77
-    text = torch.ones(n, context, dtype=torch.long, device=device)
+    text = host(torch.ones(n, context, dtype=torch.long))
     seconds = 0.25 if dry else 1.0
-    waves = torch.randn(n * sizes.segments, int(44100 * seconds), device=device) * 3000
+    waves = host(torch.randn(n * sizes.segments, int(44100 * seconds)) * 3000)
     return {
-        "roberta": (RobertaModel(roberta, add_pooling_layer=False), lambda m: m(input_ids=ids)),
-        "efficientnet": (EfficientNet.from_name("efficientnet-b0"), lambda m: m.extract_features(images)),
-        "clip_image": (clip_net, lambda m: m.encode_image(images)),
-        "clip_text": (clip_net, lambda m: m.encode_text(text)),
-        "esresnext": (esresnext.ESResNeXtFBSP.from_config(audio_cfg), lambda m: m(waves)),
+        "roberta": (RobertaModel(roberta, add_pooling_layer=False), {"ids": ids}, lambda m, t: m(input_ids=t["ids"])),
+        "efficientnet": (EfficientNet.from_name("efficientnet-b0"), {"x": images},
+                         lambda m, t: m.extract_features(t["x"])),
+        "clip_image": (clip_net, {"x": images}, lambda m, t: m.encode_image(t["x"])),
+        "clip_text": (clip_net, {"ids": text}, lambda m, t: m.encode_text(t["ids"])),
+        "esresnext": (esresnext.ESResNeXtFBSP.from_config(audio_cfg), {"x": waves}, lambda m, t: m(t["x"])),
     }
 
 
-def bench_encoders(sizes: Sizes, dry: bool, device: torch.device) -> dict[str, Any]:
+def _flops(call: Callable[[], Any]) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        call()
+    return float(counter.get_total_flops())
+
+
+def bench_encoders(sizes: Sizes, dry: bool, device: torch.device, peak: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"clips_per_batch": sizes.clips, "frames": sizes.frames, "segments": sizes.segments,
-                           "tokens": sizes.tokens}
+                           "tokens": sizes.tokens, "inputs": "copied from pinned host memory inside each call"
+                           if device.type == "cuda" else "host tensors"}
     totals = {_name(d): 0.0 for d in autocast_dtypes(device)}
-    for name, (model, call) in encoder_jobs(sizes, dry, device).items():
+    flops_total = 0.0
+    for name, (model, inputs, call) in encoder_jobs(sizes, dry).items():
         model = model.to(device).eval()
         reset_peak(device)
-        row = {}
+        row: dict[str, Any] = {}
         for dtype in autocast_dtypes(device):
             def run() -> Any:
                 with torch.inference_mode(), _amp(device, dtype):
-                    return call(model)
+                    moved = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+                    return call(model, moved)
             seconds = timed(run, device, sizes.repeats)
             row[f"{_name(dtype)}_ms_per_batch"] = round(seconds * 1e3, 2)
             totals[_name(dtype)] += seconds
+        with torch.inference_mode():
+            row["gflop_per_batch"] = round(_flops(lambda: call(model, {k: v.to(device) for k, v in inputs.items()}))
+                                           / 1e9, 3)
+        flops_total += row["gflop_per_batch"] * 1e9
         row["peak_mib"] = peak_memory_mib(device)
         out[name] = row
         model.cpu()
     out["clips_per_s"] = {key: round(sizes.clips / value, 2) for key, value in totals.items() if value > 0}
+    rates = {"fp32": peak.get("tf32" if torch.backends.cudnn.allow_tf32 else "fp32"), "fp16": peak.get("fp16"),
+             "bf16": peak.get("bf16")}
+    out["share_of_matmul_peak"] = {key: round(flops_total / value / (rates[key] * 1e12), 3)
+                                   for key, value in totals.items() if value > 0 and rates.get(key)}
     return out
 
 
@@ -174,6 +227,7 @@ def synthetic_batch(sizes: Sizes, classes: int, device: torch.device) -> dict[st
 def bench_train_step(sizes: Sizes, dry: bool, device: torch.device, dataset: str) -> dict[str, Any]:
     from hcm.model.config import ModelConfig
     from hcm.model.hcmnet import build_model
+    from hcm.model.ot import cuda_graphs
     from hcm.training.settings import load_dataset_facts, load_hparams
 
     facts = load_dataset_facts(dataset)
@@ -187,49 +241,105 @@ def bench_train_step(sizes: Sizes, dry: bool, device: torch.device, dataset: str
     batch = synthetic_batch(sizes, max(cfg.num_classes, 2), device)
     out: dict[str, Any] = {"dataset": dataset, "batch": sizes.batch, "nodes": sizes.nodes,
                            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
-    for dtype in autocast_dtypes(device):
-        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    graph_modes = [True, False] if device.type == "cuda" else [False]
+    for graphs in graph_modes:
+        cuda_graphs.use_cuda_graphs(graphs)
+        for dtype in autocast_dtypes(device):
+            scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
-        def step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with _amp(device, dtype):
-                loss = model(batch).loss
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            def step() -> None:
+                optimizer.zero_grad(set_to_none=True)
+                with _amp(device, dtype):
+                    loss = model(batch).loss
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
 
-        reset_peak(device)
-        seconds = timed(step, device, sizes.repeats)
-        out[_name(dtype)] = {"ms_per_step": round(seconds * 1e3, 2), "samples_per_s": round(sizes.batch / seconds, 1),
-                             "peak_mib": peak_memory_mib(device)}
+            reset_peak(device)
+            seconds = timed(step, device, sizes.repeats)
+            key = _name(dtype) + ("_graphs" if graphs else "")
+            out[key] = {"ms_per_step": round(seconds * 1e3, 2), "samples_per_s": round(sizes.batch / seconds, 1),
+                        "peak_mib": peak_memory_mib(device)}
+    cuda_graphs.use_cuda_graphs(None)
     return out
 
 
-def bench_ot(sizes: Sizes, device: torch.device, with_keops: bool) -> dict[str, Any]:
+def _clouds(batch: int, nodes: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(nodes * 131 + batch)
+    x, y = (torch.nn.functional.normalize(torch.randn(batch, nodes, dim, generator=gen), dim=-1) for _ in range(2))
+    return x.to(device).requires_grad_(), y.to(device).requires_grad_()
+
+
+def _ot_run(x: torch.Tensor, y: torch.Tensor, backend: str, n_iters: int) -> Callable[[], Any]:
     from hcm.model.ot import sinkhorn_transport
 
-    backends = ["torch"] + (["keops"] if with_keops else [])
+    def run() -> Any:
+        x.grad = y.grad = None
+        moved = sinkhorn_transport(x, y, x, eps=0.1, n_iters=n_iters, p=1, backend=backend)
+        moved.square().sum().backward()
+        return moved.detach(), x.grad.clone(), y.grad.clone()
+
+    return run
+
+
+def _time_backends(x: torch.Tensor, y: torch.Tensor, backends: list[str], device: torch.device,
+                   repeats: int, n_iters: int = 50) -> dict[str, Any]:
+    from hcm.model.ot import cuda_graphs
+
+    row: dict[str, Any] = {}
+    for backend in backends:
+        graphs = backend == "torch_graphs"
+        cuda_graphs.use_cuda_graphs(graphs if device.type == "cuda" else False)
+        reset_peak(device)
+        try:
+            row[f"{backend}_ms"] = round(timed(_ot_run(x, y, backend.removesuffix("_graphs"), n_iters), device,
+                                               repeats) * 1e3, 3)
+            row[f"{backend}_peak_mib"] = peak_memory_mib(device)
+        except Exception as error:  # noqa: BLE001 - out of memory at the largest sizes, a KeOps build failure
+            row[f"{backend}_error"] = str(error).splitlines()[0][:200]
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    cuda_graphs.use_cuda_graphs(None)
+    return row
+
+
+def _graph_difference(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Largest relative difference between graph replay and eager results (transport and gradients)."""
+    from hcm.model.ot import cuda_graphs
+
+    cuda_graphs.use_cuda_graphs(False)
+    eager = _ot_run(x, y, "torch", 50)()
+    cuda_graphs.use_cuda_graphs(True)
+    graphed = _ot_run(x, y, "torch", 50)()
+    cuda_graphs.use_cuda_graphs(None)
+    return max(float((g - e).abs().max() / e.abs().max().clamp_min(1e-30)) for g, e in zip(graphed, eager))
+
+
+def bench_ot(sizes: Sizes, dry: bool, device: torch.device, with_keops: bool) -> dict[str, Any]:
+    batch, nodes, dim = (2, 8, 16) if dry else (64, 50, 256)
+    graphs = ["torch_graphs"] if device.type == "cuda" else []
+    backends = ["torch"] + graphs + (["keops"] if with_keops else [])
+    x, y = _clouds(batch, nodes, dim, device)
+    training = {"batch": batch, "nodes": nodes, "d": dim, "n_iters": 50,
+                **_time_backends(x, y, backends, device, max(sizes.repeats, 10 if not dry else 1))}
+    if graphs:
+        training["graph_vs_eager_max_rel_diff"] = _graph_difference(x, y)
     rows = []
-    for nodes in sizes.ot_sizes:
-        gen = torch.Generator().manual_seed(nodes)
-        x = torch.nn.functional.normalize(torch.randn(1, nodes, 64, generator=gen), dim=-1).to(device).requires_grad_()
-        y = torch.nn.functional.normalize(torch.randn(1, nodes, 64, generator=gen), dim=-1).to(device).requires_grad_()
-        row: dict[str, Any] = {"nodes": nodes}
-        for backend in backends:
-            def run() -> None:
-                sinkhorn_transport(x, y, x, eps=0.1, n_iters=50, p=1, backend=backend).square().sum().backward()
-            reset_peak(device)
-            try:
-                row[f"{backend}_ms"] = round(timed(run, device, sizes.repeats) * 1e3, 2)
-                row[f"{backend}_peak_mib"] = peak_memory_mib(device)
-            except (RuntimeError, MemoryError) as error:  # out of memory at the largest sizes
-                row[f"{backend}_error"] = str(error).splitlines()[0][:200]
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-        rows.append(row)
-    faster = [r["nodes"] for r in rows if "keops_ms" in r and ("torch_ms" not in r or r["keops_ms"] < r["torch_ms"])]
-    return {"batch": 1, "d": 64, "n_iters": 50, "rows": rows,
-            "keops_faster_from_nodes": min(faster) if faster else None}
+    for batch_size, node_counts in ((1, sizes.ot_sizes), (2 if dry else 64, sizes.ot_batch_sizes)):
+        for count in node_counts:
+            cx, cy = _clouds(batch_size, count, 64, device)
+            rows.append({"batch": batch_size, "nodes": count,
+                         **_time_backends(cx, cy, backends, device, sizes.repeats)})
+
+    def fastest_torch(row: dict[str, Any]) -> float:
+        return min((row[f"{b}_ms"] for b in ("torch", "torch_graphs") if f"{b}_ms" in row), default=float("inf"))
+
+    crossover = {}
+    for batch_size in sorted({row["batch"] for row in rows}):
+        faster = [r["nodes"] for r in rows if r["batch"] == batch_size and "keops_ms" in r
+                  and r["keops_ms"] < fastest_torch(r)]
+        crossover[str(batch_size)] = min(faster) if faster else None
+    return {"training_size": training, "d": 64, "n_iters": 50, "rows": rows, "keops_faster_from_nodes": crossover}
 
 
 def run_section(results: dict[str, Any], name: str, work: Callable[[], Any]) -> None:
@@ -237,7 +347,9 @@ def run_section(results: dict[str, Any], name: str, work: Callable[[], Any]) -> 
     try:
         results[name] = work()
     except Exception as error:  # noqa: BLE001 - one broken section must not lose the others' numbers
-        results[name] = {"error": f"{type(error).__name__}: {error}"[:500]}
+        where = traceback.extract_tb(error.__traceback__)[-3:]
+        results[name] = {"error": f"{type(error).__name__}: {error}"[:500],
+                         "where": [f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.line}" for frame in where]}
     results[name]["seconds"] = round(time.perf_counter() - start, 2)
     print(f"[{name}] done in {results[name]['seconds']} s", file=sys.stderr, flush=True)
 
@@ -248,6 +360,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dry", action="store_true", help="tiny sizes: checks that every section runs")
     parser.add_argument("--dataset", default="meld", help="shipped settings for the training step")
     parser.add_argument("--sections", default="encoders,train_step,ot")
+    parser.add_argument("--out", type=Path, help="also write the JSON here, after every section (a cut-off run "
+                                                  "keeps what it measured)")
     parser.add_argument("--keops", choices=("auto", "yes", "no"), default="auto",
                         help="time KeOps too (auto: on CUDA only; on a CPU each formula compiles for seconds)")
     args = parser.parse_args(argv)
@@ -260,12 +374,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     wanted = set(args.sections.split(","))
     with_keops = args.keops == "yes" or (args.keops == "auto" and device.type == "cuda")
-    if "encoders" in wanted:
-        run_section(results, "encoders", lambda: bench_encoders(sizes, args.dry, device))
-    if "train_step" in wanted:
-        run_section(results, "train_step", lambda: bench_train_step(sizes, args.dry, device, args.dataset))
-    if "ot" in wanted:
-        run_section(results, "ot", lambda: bench_ot(sizes, device, with_keops))
+    sections = {
+        "peak": lambda: matmul_rates(device, args.dry),
+        "ot": lambda: bench_ot(sizes, args.dry, device, with_keops),
+        "train_step": lambda: bench_train_step(sizes, args.dry, device, args.dataset),
+        "encoders": lambda: bench_encoders(sizes, args.dry, device, results["peak"]),
+    }
+    for name, work in sections.items():
+        if name == "peak" or name in wanted:
+            run_section(results, name, work)
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
     return results
 

@@ -1,7 +1,8 @@
 """The ``torch`` backend: batched dense Sinkhorn in custom autograd functions (Eq. 11).
 
 Both paths run POT's update order (target potential, then source potential, starting from zero
-potentials; zero-mass nodes start at -inf, so padding never enters any update) and return the plan ``exp(logk + u + v)`` with ``logk = -C / eps``. Their backward
+potentials; zero-mass nodes start at -inf, so padding never enters any update) and return the
+plan ``exp(logk + u + v)`` with ``logk = -C / eps``. Their backward
 passes replay the iterations in reverse from per-iteration vectors saved in the forward pass,
 so memory stays O(B*M*N + n_iters*B*(M+N)) instead of one dense autograd node per iteration.
 
@@ -11,6 +12,9 @@ so memory stays O(B*M*N + n_iters*B*(M+N)) instead of one dense autograd node pe
   only when the per-sample spread of ``logk`` is small enough that ``P`` cannot underflow, and
   its result is checked for non-finite values (then the log path runs instead).
 - Log domain: logsumexp updates, safe for any ``eps``.
+
+The loops are plain tensor functions run through ``cuda_graphs.run_loop``: on a GPU each is
+captured once per shape and replayed as one CUDA graph instead of one launch per operation.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hcm.model.ot.cuda_graphs import run_loop
 from hcm.model.ot.problem import SinkhornProblem, safe_log
 from hcm.model.ot.registry import SinkhornBackend, register_backend
 
@@ -44,50 +49,101 @@ def _input_grads(ctx, g_logk, g_a, g_b, a, b):
     return g_logk, g_a, g_b, None, None
 
 
+def _scaling_forward(kern: Tensor, a: Tensor, b: Tensor, *, n_iters: int) -> tuple[Tensor, ...]:
+    """The scaling iterations on ``kern`` (B, M, N): (kern_t, plan, alphas, betas, den_us, den_vs)."""
+    kern_t = kern.transpose(1, 2).contiguous()  # (B, N, M), contiguous for fast mat-vecs
+    alpha = (a > 0).to(a.dtype)  # (B, M); zero-mass rows start (and stay) at 0
+    alphas, betas, den_us, den_vs = [alpha], [], [], []
+    for _ in range(n_iters):
+        den_v = _matvec(kern_t, alpha)  # (B, N)
+        beta = b / den_v
+        den_u = _matvec(kern, beta)  # (B, M)
+        alpha = a / den_u
+        alphas.append(alpha), betas.append(beta), den_us.append(den_u), den_vs.append(den_v)
+    plan = alpha[:, :, None] * kern * beta[:, None, :]  # (B, M, N)
+    return (kern_t, plan, *(torch.stack(s) for s in (alphas, betas, den_us, den_vs)))  # stacks (n(+1), B, M|N)
+
+
+def _scaling_backward(grad_plan: Tensor, kern: Tensor, kern_t: Tensor, plan: Tensor, a: Tensor, b: Tensor,
+                      alphas: Tensor, betas: Tensor, den_us: Tensor, den_vs: Tensor, *,
+                      grad_steps: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The iterations of :func:`_scaling_forward` in reverse: (g_logk, g_a, g_b)."""
+    n_iters = betas.shape[0]
+    weighted = grad_plan * kern  # (B, M, N)
+    g_alpha = _matvec(weighted, betas[-1])  # (B, M)
+    g_beta_plan = torch.bmm(alphas[-1][:, None, :], weighted).squeeze(1)  # (B, N)
+    g_a, g_b = torch.zeros_like(a), torch.zeros_like(b)
+    rows, cols = [], []  # rank-1 terms of d loss / d kern: rows[k] (B, M) x cols[k] (B, N)
+    for k in range(n_iters - 1, max(n_iters - grad_steps, 0) - 1, -1):
+        g_a += g_alpha / den_us[k]
+        g_den_u = -g_alpha * alphas[k + 1] / den_us[k]  # (B, M)
+        rows.append(g_den_u), cols.append(betas[k])
+        g_beta = _matvec(kern_t, g_den_u)  # (B, N)
+        if k == n_iters - 1:
+            g_beta += g_beta_plan
+        g_b += g_beta / den_vs[k]
+        g_den_v = -g_beta * betas[k] / den_vs[k]  # (B, N)
+        rows.append(alphas[k]), cols.append(g_den_v)
+        g_alpha = _matvec(kern, g_den_v)  # gradient for alphas[k]
+    low_rank = torch.bmm(torch.stack(rows, dim=2), torch.stack(cols, dim=1))  # (B, M, N)
+    return grad_plan * plan + low_rank.mul_(kern), g_a, g_b
+
+
 class ScalingSinkhorn(torch.autograd.Function):
     """Scaling-domain Sinkhorn: (logk (B, M, N), a (B, M), b (B, N)) -> plan (B, M, N)."""
 
     @staticmethod
     def forward(ctx, logk: Tensor, a: Tensor, b: Tensor, n_iters: int, grad_steps: int) -> Tensor:
         kern = (logk - logk.amax(dim=(1, 2), keepdim=True)).exp_()  # (B, M, N), in (0, 1]
-        kern_t = kern.transpose(1, 2).contiguous()  # (B, N, M), contiguous for fast mat-vecs
-        alpha = (a > 0).to(a.dtype)  # (B, M); zero-mass rows start (and stay) at 0
-        alphas, betas, den_us, den_vs = [alpha], [], [], []
-        for _ in range(n_iters):
-            den_v = _matvec(kern_t, alpha)  # (B, N)
-            beta = b / den_v
-            den_u = _matvec(kern, beta)  # (B, M)
-            alpha = a / den_u
-            alphas.append(alpha), betas.append(beta), den_us.append(den_u), den_vs.append(den_v)
-        plan = alpha[:, :, None] * kern * beta[:, None, :]  # (B, M, N)
-        stacks = [torch.stack(s) for s in (alphas, betas, den_us, den_vs)]  # (n(+1), B, M|N)
+        kern_t, plan, *stacks = run_loop(_scaling_forward, (kern, a, b), n_iters=n_iters)
         ctx.save_for_backward(kern, kern_t, plan, a, b, *stacks)
         ctx.grad_steps = grad_steps
         return plan
 
     @staticmethod
     def backward(ctx, grad_plan: Tensor):
-        kern, kern_t, plan, a, b, alphas, betas, den_us, den_vs = ctx.saved_tensors
-        n_iters = betas.shape[0]
-        weighted = grad_plan * kern  # (B, M, N)
-        g_alpha = _matvec(weighted, betas[-1])  # (B, M)
-        g_beta_plan = torch.bmm(alphas[-1][:, None, :], weighted).squeeze(1)  # (B, N)
-        g_a, g_b = torch.zeros_like(a), torch.zeros_like(b)
-        rows, cols = [], []  # rank-1 terms of d loss / d kern: rows[k] (B, M) x cols[k] (B, N)
-        for k in range(n_iters - 1, max(n_iters - ctx.grad_steps, 0) - 1, -1):
-            g_a += g_alpha / den_us[k]
-            g_den_u = -g_alpha * alphas[k + 1] / den_us[k]  # (B, M)
-            rows.append(g_den_u), cols.append(betas[k])
-            g_beta = _matvec(kern_t, g_den_u)  # (B, N)
-            if k == n_iters - 1:
-                g_beta += g_beta_plan
-            g_b += g_beta / den_vs[k]
-            g_den_v = -g_beta * betas[k] / den_vs[k]  # (B, N)
-            rows.append(alphas[k]), cols.append(g_den_v)
-            g_alpha = _matvec(kern, g_den_v)  # gradient for alphas[k]
-        low_rank = torch.bmm(torch.stack(rows, dim=2), torch.stack(cols, dim=1))  # (B, M, N)
-        g_logk = grad_plan * plan + low_rank.mul_(kern)
+        a, b = ctx.saved_tensors[3:5]
+        g_logk, g_a, g_b = run_loop(_scaling_backward, (grad_plan.contiguous(), *ctx.saved_tensors),
+                                    grad_steps=ctx.grad_steps)
         return _input_grads(ctx, g_logk, g_a, g_b, a, b)
+
+
+def _log_forward(logk: Tensor, a: Tensor, b: Tensor, *, n_iters: int) -> tuple[Tensor, ...]:
+    """Log-domain iterations: (plan, us, vs, lse_us, lse_vs)."""
+    loga, logb = safe_log(a), safe_log(b)  # -inf on zero-mass (padded) nodes
+    u = safe_log((a > 0).to(a.dtype))  # (B, M); 0, or -inf on zero-mass rows
+    us, vs, lse_us, lse_vs = [u], [], [], []
+    for _ in range(n_iters):
+        lse_v = torch.logsumexp(logk + u[:, :, None], dim=1)  # (B, N)
+        v = logb - lse_v
+        lse_u = torch.logsumexp(logk + v[:, None, :], dim=2)  # (B, M)
+        u = loga - lse_u
+        us.append(u), vs.append(v), lse_us.append(lse_u), lse_vs.append(lse_v)
+    plan = (logk + u[:, :, None] + v[:, None, :]).exp_()  # (B, M, N)
+    return (plan, *(torch.stack(s) for s in (us, vs, lse_us, lse_vs)))
+
+
+def _log_backward(grad_plan: Tensor, logk: Tensor, plan: Tensor, a: Tensor, b: Tensor, us: Tensor, vs: Tensor,
+                  lse_us: Tensor, lse_vs: Tensor, *, grad_steps: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The iterations of :func:`_log_forward` in reverse: (g_logk, g_a, g_b)."""
+    n_iters = vs.shape[0]
+    g_logk = grad_plan * plan  # (B, M, N)
+    g_u, g_v_plan = g_logk.sum(2), g_logk.sum(1)  # (B, M), (B, N)
+    g_loga, g_logb = torch.zeros_like(a), torch.zeros_like(b)
+    for k in range(n_iters - 1, max(n_iters - grad_steps, 0) - 1, -1):
+        soft_u = (logk + vs[k][:, None, :] - lse_us[k][:, :, None]).exp_()  # rows sum to 1
+        g_loga += g_u
+        g_logk.addcmul_(soft_u, g_u[:, :, None], value=-1)
+        g_v = -torch.bmm(g_u[:, None, :], soft_u).squeeze(1)  # (B, N)
+        if k == n_iters - 1:
+            g_v += g_v_plan
+        soft_v = (logk + us[k][:, :, None] - lse_vs[k][:, None, :]).exp_()  # columns sum to 1
+        g_logb += g_v
+        g_logk.addcmul_(soft_v, g_v[:, None, :], value=-1)
+        g_u = -_matvec(soft_v, g_v)  # gradient for us[k]
+    g_a = g_loga / a.clamp_min(torch.finfo(a.dtype).tiny)
+    g_b = g_logb / b.clamp_min(torch.finfo(b.dtype).tiny)
+    return g_logk, g_a, g_b
 
 
 class LogSinkhorn(torch.autograd.Function):
@@ -95,41 +151,16 @@ class LogSinkhorn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logk: Tensor, a: Tensor, b: Tensor, n_iters: int, grad_steps: int) -> Tensor:
-        loga, logb = safe_log(a), safe_log(b)  # -inf on zero-mass (padded) nodes
-        u = safe_log((a > 0).to(a.dtype))  # (B, M); 0, or -inf on zero-mass rows
-        us, vs, lse_us, lse_vs = [u], [], [], []
-        for _ in range(n_iters):
-            lse_v = torch.logsumexp(logk + u[:, :, None], dim=1)  # (B, N)
-            v = logb - lse_v
-            lse_u = torch.logsumexp(logk + v[:, None, :], dim=2)  # (B, M)
-            u = loga - lse_u
-            us.append(u), vs.append(v), lse_us.append(lse_u), lse_vs.append(lse_v)
-        plan = (logk + u[:, :, None] + v[:, None, :]).exp_()  # (B, M, N)
-        stacks = [torch.stack(s) for s in (us, vs, lse_us, lse_vs)]
+        plan, *stacks = run_loop(_log_forward, (logk, a, b), n_iters=n_iters)
         ctx.save_for_backward(logk, plan, a, b, *stacks)
         ctx.grad_steps = grad_steps
         return plan
 
     @staticmethod
     def backward(ctx, grad_plan: Tensor):
-        logk, plan, a, b, us, vs, lse_us, lse_vs = ctx.saved_tensors
-        n_iters = vs.shape[0]
-        g_logk = grad_plan * plan  # (B, M, N)
-        g_u, g_v_plan = g_logk.sum(2), g_logk.sum(1)  # (B, M), (B, N)
-        g_loga, g_logb = torch.zeros_like(a), torch.zeros_like(b)
-        for k in range(n_iters - 1, max(n_iters - ctx.grad_steps, 0) - 1, -1):
-            soft_u = (logk + vs[k][:, None, :] - lse_us[k][:, :, None]).exp_()  # rows sum to 1
-            g_loga += g_u
-            g_logk.addcmul_(soft_u, g_u[:, :, None], value=-1)
-            g_v = -torch.bmm(g_u[:, None, :], soft_u).squeeze(1)  # (B, N)
-            if k == n_iters - 1:
-                g_v += g_v_plan
-            soft_v = (logk + us[k][:, :, None] - lse_vs[k][:, None, :]).exp_()  # columns sum to 1
-            g_logb += g_v
-            g_logk.addcmul_(soft_v, g_v[:, None, :], value=-1)
-            g_u = -_matvec(soft_v, g_v)  # gradient for us[k]
-        g_a = g_loga / a.clamp_min(torch.finfo(a.dtype).tiny)
-        g_b = g_logb / b.clamp_min(torch.finfo(b.dtype).tiny)
+        a, b = ctx.saved_tensors[2:4]
+        g_logk, g_a, g_b = run_loop(_log_backward, (grad_plan.contiguous(), *ctx.saved_tensors),
+                                    grad_steps=ctx.grad_steps)
         return _input_grads(ctx, g_logk, g_a, g_b, a, b)
 
 
