@@ -20,28 +20,31 @@ from hcm.model.ot.dense import all_finite
 from hcm.model.ot.problem import GRAD_MODES, PointCloudCost, SinkhornProblem
 from hcm.model.ot.registry import BACKENDS, get_backend, register_backend
 
-# Crossover for backend="auto" (docs/ot.md). On CPU dense torch beat KeOps at every size
-# measured (M = N = 50 ... 10000), so KeOps is never chosen there. On CUDA, KeOps is chosen for
-# point-cloud costs once a dense (B, M, N) working set would exceed GPU_DENSE_BYTES or the
-# problem has at least GPU_KEOPS_MIN_PAIRS node pairs per sample.
-GPU_KEOPS_MIN_PAIRS = 5000 * 5000
-GPU_DENSE_BYTES = 2 * 1024**3
-DENSE_COPIES = 4  # (B, M, N) arrays alive in the torch backend's forward + backward
+# Crossover for backend="auto" (docs/ot.md, benchmarks/RESULTS.md). On CPU dense torch beat KeOps
+# at every size measured (M = N = 50 ... 10000), so KeOps is never chosen there. On an H100, dense
+# torch solved every size measured (B = 1 up to M = N = 16384, B = 64 up to 1024) in at most about
+# 0.1 s, with a peak of about DENSE_COPIES (B, M, N) arrays; so on CUDA KeOps is chosen for
+# point-cloud costs only when that working set would take more than GPU_DENSE_SHARE of the device.
+DENSE_COPIES = 16  # (B, M, N) arrays at the torch backend's peak (forward + backward, measured)
+GPU_DENSE_SHARE = 0.5
 
 
 def choose_backend(
-    device: torch.device | str, m: int, n: int, *, batch: int = 1, itemsize: int = 4, point_cloud: bool = True
+    device: torch.device | str, m: int, n: int, *, batch: int = 1, itemsize: int = 4, point_cloud: bool = True,
+    device_bytes: int | None = None,
 ) -> str:
     """The backend ``auto`` uses for a (batch, m, n) problem on ``device``.
 
     KeOps only applies to point-cloud costs; a dense cost tensor always goes to ``torch``.
+    ``device_bytes``: the GPU's memory (default: asked from the device).
     """
-    if not point_cloud or torch.device(device).type != "cuda":
+    device = torch.device(device)
+    if not point_cloud or device.type != "cuda":
         return "torch"
+    if device_bytes is None:
+        device_bytes = torch.cuda.get_device_properties(device).total_memory
     dense_bytes = DENSE_COPIES * batch * m * n * itemsize
-    if m * n >= GPU_KEOPS_MIN_PAIRS or dense_bytes > GPU_DENSE_BYTES:
-        return "keops"
-    return "torch"
+    return "keops" if dense_bytes > GPU_DENSE_SHARE * device_bytes else "torch"
 
 
 def _marginal(mass: Tensor | None, batch: int, size: int, like: Tensor, name: str) -> Tensor:

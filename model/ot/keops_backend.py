@@ -8,12 +8,20 @@ KeOps compiles each new formula with a C++ compiler on first use (about 5 s per 
 2-core CPU) and caches the binary under ``$KEOPS_CACHE_FOLDER``, by default
 ``~/.cache/hcm/keops``. When no compiler is found or compilation fails, the call falls back to
 the ``torch`` backend with a one-line warning.
+
+On CUDA, pykeops builds GPU code through NVRTC, and that build can crash the whole process
+(a segmentation fault in pykeops 2.3's NVRTC code generation on an H100 with CUDA 13 and driver
+580). Before the first GPU reduction of a process, hcm therefore builds and runs one small
+reduction in a child process (:func:`gpu_problem`); if the child fails, KeOps is not used on the
+GPU and the torch backend runs instead, with the same one-line warning naming the cause.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -38,6 +46,42 @@ def compiler_problem() -> str | None:
     if shutil.which(compiler) is None:
         return f"no C++ compiler {compiler!r} on PATH (install g++ or set CXX)"
     return None
+
+
+GPU_PROBE = """
+import torch
+from hcm.model.ot.keops_backend import load_pykeops
+lazy = load_pykeops()
+x, y = torch.rand(2, 5, 3, device="cuda"), torch.rand(2, 4, 3, device="cuda")
+out = (lazy(x[:, :, None, :]).sqdist(lazy(y[:, None, :, :])) * -1.0).logsumexp(dim=1)
+torch.cuda.synchronize()
+assert tuple(out.shape) == (2, 4, 1), out.shape
+"""
+PROBE_TIMEOUT_S = 600  # a first NVRTC build of a formula takes seconds to a minute
+_probe: dict[str, str | None] = {}
+
+
+def _run_probe() -> str | None:
+    env = {**os.environ, "KEOPS_CACHE_FOLDER": str(keops_cache_folder()),
+           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the child imports this hcm
+    try:
+        done = subprocess.run([sys.executable, "-c", GPU_PROBE], capture_output=True, text=True,
+                              timeout=PROBE_TIMEOUT_S, env=env)
+    except subprocess.TimeoutExpired:
+        return f"its GPU build did not finish within {PROBE_TIMEOUT_S} s in a test process"
+    if done.returncode == 0:
+        return None
+    how = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+    said = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("[KeOps]")]
+    return f"its GPU build failed in a test process ({how}{': ' + said[-1][:150] if said else ''})"
+
+
+def gpu_problem() -> str | None:
+    """Why KeOps cannot run on CUDA in this environment, or None; asked once per process by
+    building and running one small GPU reduction in a child process (see the module docstring)."""
+    if "result" not in _probe:
+        _probe["result"] = _run_probe()
+    return _probe["result"]
 
 
 def load_pykeops():
@@ -98,7 +142,7 @@ class KeopsBackend(SinkhornBackend):
     def plan(self, problem: SinkhornProblem) -> Tensor:
         self._check(problem)
         try:
-            u, v = _potentials(problem, self._lazy())
+            u, v = _potentials(problem, self._lazy(problem.a.device))
         except Exception as error:  # noqa: BLE001 - any compile/load failure means: fall back
             return _fallback(_describe(error)).plan(problem)
         logk = problem.cost.dense() / -problem.eps  # (B, M, N): the plan is the output
@@ -107,7 +151,7 @@ class KeopsBackend(SinkhornBackend):
     def transport(self, problem: SinkhornProblem, values: Tensor) -> Tensor:
         self._check(problem)
         try:
-            lazy = self._lazy()
+            lazy = self._lazy(problem.a.device)
             u, v = _potentials(problem, lazy)
             logk = _lazy_cost(problem.cost, lazy) * lazy(
                 problem.cost.x.new_full((values.shape[0], 1, 1, 1), -1.0 / problem.eps)
@@ -118,8 +162,8 @@ class KeopsBackend(SinkhornBackend):
             return _fallback(_describe(error)).transport(problem, values)
 
     @staticmethod
-    def _lazy():
-        problem = compiler_problem()
+    def _lazy(device: torch.device):
+        problem = compiler_problem() or (gpu_problem() if device.type == "cuda" else None)
         if problem is not None:
             raise RuntimeError(problem)
         return load_pykeops()

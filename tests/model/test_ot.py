@@ -169,9 +169,11 @@ def test_padded_marginals(backend):
 def test_choose_backend_by_device_and_size():
     assert choose_backend("cpu", 50, 50) == "torch"
     assert choose_backend("cpu", 10000, 10000) == "torch"  # KeOps never wins on CPU (docs/ot.md)
-    assert choose_backend("cuda", 50, 50, batch=64) == "torch"
-    assert choose_backend("cuda", 5000, 5000) == "keops"
-    assert choose_backend("cuda", 1000, 1000, batch=1024) == "keops"  # dense working set too large
+    h100 = 80 * 1024**3
+    assert choose_backend("cuda", 50, 50, batch=64, device_bytes=h100) == "torch"
+    assert choose_backend("cuda", 16384, 16384, device_bytes=h100) == "torch"  # measured: dense torch is fine
+    assert choose_backend("cuda", 16384, 16384, device_bytes=16 * 1024**3) == "keops"  # 16 GiB over half of it
+    assert choose_backend("cuda", 1000, 1000, batch=1024, device_bytes=h100) == "keops"  # 64 GiB dense
     assert choose_backend("cuda", 10000, 10000, point_cloud=False) == "torch"
 
 
@@ -275,3 +277,30 @@ def test_sinkhorn_is_a_float32_island_under_autocast(low: torch.dtype) -> None:
     torch.testing.assert_close(plan, reference, rtol=0.05, atol=2e-3)
     (plan.square().sum() + moved.square().sum()).backward()
     assert torch.isfinite(xl.grad).all() and torch.isfinite(yl.grad).all()
+
+
+@pytest.mark.parametrize("script, expected", [
+    ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "killed by signal 11"),
+    ("import sys; sys.exit('nvrtc: cannot load libnvrtc.so')", "exit status 1: nvrtc: cannot load libnvrtc.so"),
+    ("import hcm.model.ot.keops_backend", None),  # the child imports the same hcm
+])
+def test_keops_gpu_probe_reports_a_crashing_build(monkeypatch: pytest.MonkeyPatch, script: str,
+                                                  expected: str | None) -> None:
+    monkeypatch.setattr(keops_backend, "GPU_PROBE", script)
+    monkeypatch.setattr(keops_backend, "_probe", {})
+    problem = keops_backend.gpu_problem()
+    if expected is None:
+        assert problem is None
+    else:
+        assert problem is not None and expected in problem
+    monkeypatch.setattr(keops_backend, "GPU_PROBE", "raise SystemExit(3)")
+    assert keops_backend.gpu_problem() == problem  # asked once per process
+
+
+def test_keops_on_cuda_is_refused_when_the_probe_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keops_backend, "_probe", {"result": "its GPU build failed in a test process (signal 11)"})
+    with pytest.raises(RuntimeError, match="signal 11"):
+        keops_backend.KeopsBackend._lazy(torch.device("cuda"))
+    monkeypatch.setattr(keops_backend, "compiler_problem", lambda: None)
+    monkeypatch.setattr(keops_backend, "load_pykeops", lambda: "lazy")
+    assert keops_backend.KeopsBackend._lazy(torch.device("cpu")) == "lazy"  # the CPU needs no probe
