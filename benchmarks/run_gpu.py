@@ -177,6 +177,20 @@ def _flops(call: Callable[[], Any]) -> float:
     return float(counter.get_total_flops())
 
 
+CONVOLUTIONAL = ("efficientnet", "clip_image", "esresnext")  # also timed with channels-last weights and inputs
+
+
+def _encoder_call(model: torch.nn.Module, inputs: dict[str, torch.Tensor], call: Callable, device: torch.device,
+                  dtype: torch.dtype | None, layout: torch.memory_format) -> Callable[[], Any]:
+    def run() -> Any:
+        with torch.inference_mode(), _amp(device, dtype):
+            moved = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+            if layout == torch.channels_last:
+                moved = {k: v.contiguous(memory_format=layout) if v.dim() == 4 else v for k, v in moved.items()}
+            return call(model, moved)
+    return run
+
+
 def bench_encoders(sizes: Sizes, dry: bool, device: torch.device, peak: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"clips_per_batch": sizes.clips, "frames": sizes.frames, "segments": sizes.segments,
                            "tokens": sizes.tokens, "inputs": "copied from pinned host memory inside each call"
@@ -187,14 +201,15 @@ def bench_encoders(sizes: Sizes, dry: bool, device: torch.device, peak: dict[str
         model = model.to(device).eval()
         reset_peak(device)
         row: dict[str, Any] = {}
-        for dtype in autocast_dtypes(device):
-            def run() -> Any:
-                with torch.inference_mode(), _amp(device, dtype):
-                    moved = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
-                    return call(model, moved)
-            seconds = timed(run, device, sizes.repeats)
-            row[f"{_name(dtype)}_ms_per_batch"] = round(seconds * 1e3, 2)
-            totals[_name(dtype)] += seconds
+        layouts = [torch.contiguous_format] + ([torch.channels_last] if name in CONVOLUTIONAL else [])
+        for layout in layouts:
+            model = model.to(memory_format=layout)
+            for dtype in autocast_dtypes(device):
+                seconds = timed(_encoder_call(model, inputs, call, device, dtype, layout), device, sizes.repeats)
+                suffix = "_channels_last" if layout == torch.channels_last else ""
+                row[f"{_name(dtype)}{suffix}_ms_per_batch"] = round(seconds * 1e3, 2)
+                if layout == torch.contiguous_format:
+                    totals[_name(dtype)] += seconds
         with torch.inference_mode():
             row["gflop_per_batch"] = round(_flops(lambda: call(model, {k: v.to(device) for k, v in inputs.items()}))
                                            / 1e9, 3)
@@ -360,6 +375,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dry", action="store_true", help="tiny sizes: checks that every section runs")
     parser.add_argument("--dataset", default="meld", help="shipped settings for the training step")
     parser.add_argument("--sections", default="encoders,train_step,ot")
+    parser.add_argument("--clips", type=int, help="clips per encoder batch (default: 16 at paper size)")
     parser.add_argument("--out", type=Path, help="also write the JSON here, after every section (a cut-off run "
                                                   "keeps what it measured)")
     parser.add_argument("--keops", choices=("auto", "yes", "no"), default="auto",
@@ -367,6 +383,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     sizes = DRY if args.dry else PAPER
+    if args.clips:
+        sizes = dataclasses.replace(sizes, clips=args.clips)
     torch.manual_seed(0)
     results: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
