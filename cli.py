@@ -91,6 +91,15 @@ class AlignedRows(str, Enum):
     all = "all"
 
 
+class Precision(str, Enum):
+    """The encoders' arithmetic in ``hcm extract`` and ``hcm predict`` (docs/extraction.md, Precision)."""
+
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
 def _positive(value: Optional[float]) -> Optional[float]:
     if value is not None and value <= 0:
         raise typer.BadParameter(f"must be greater than 0, got {value}")
@@ -223,7 +232,11 @@ def extract_command(
     profile: Optional[str] = typer.Option(
         None, "--profile", "-p", help="tiny (small random encoders, no downloads) or paper (RoBERTa-large, "
                                       "EfficientNet-b0, CLIP RN50, ESResNeXt). Default: tiny for sample, else paper."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:1. Mixed precision on GPU."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:1."),
+    precision: Precision = typer.Option(
+        Precision.auto, "--precision", case_sensitive=False,
+        help="Encoder arithmetic. auto: a resumed cache's own; else float16 on CUDA, bfloat16 on a CPU with bf16 "
+             "units (paper profile), float32 otherwise. Part of the recipe."),
     weights_dir: Optional[Path] = typer.Option(
         None, "--weights-dir", help="Folder with weight files: RN50.pt and/or AudioCLIP-Full-Training.pt, ESRNXFBSP.pt, "
                                     "bpe_simple_vocab_16e6.txt.gz, efficientnet-b0-355c32eb.pth, roberta-large/."),
@@ -264,7 +277,7 @@ def extract_command(
         ctx.obj, dataset=dataset, data_root=data_root, out=out, profile=profile, device=device, weights=weights,
         frames=frames, segments=segments, spacy_model=spacy_model, batch_size=batch_size, workers=workers,
         limit=limit, splits=splits, split_file=split_file, num_shards=num_shards, shard_index=shard_index, shard_size=shard_size,
-        strict=strict, quiet=quiet,
+        strict=strict, quiet=quiet, precision=precision.value,
     ))
 
 
@@ -379,6 +392,9 @@ def predict_command(
     as_json: bool = typer.Option(False, "--json", help="Print the prediction(s) as JSON."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Clips per extraction and model batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
+    precision: Precision = typer.Option(
+        Precision.auto, "--precision", case_sensitive=False,
+        help="Encoder arithmetic. auto: the run's cache's, where this device runs it; any other is noted."),
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Weight files of the run's extraction profile (paper profile)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -389,7 +405,7 @@ def predict_command(
 
     request = PredictRequest(sources=list(clips), text=text, run=run, as_json=as_json, device=device,
                              weights=WeightOptions(weights_dir=weights_dir), out=out, batch_size=batch_size,
-                             quiet=quiet, context=(context_before, context_after))
+                             quiet=quiet, context=(context_before, context_after), precision=precision.value)
     raise typer.Exit(run_predict(ctx.obj, request))
 
 

@@ -118,12 +118,14 @@ def load_run(workspace: Workspace, run: Path | None) -> tuple[Path, dict[str, An
     return run_dir, config, meta
 
 
-def clip_extractor(meta: CacheMeta, device: str, weights: Any = None):
-    """A :class:`hcm.pipeline.extract.ClipExtractor` with the recipe of the run's cache."""
+def clip_extractor(meta: CacheMeta, device: str, weights: Any = None, precision: str = "auto"):
+    """A :class:`hcm.pipeline.extract.ClipExtractor` with the recipe of the run's cache (``auto``
+    precision: the cache's, where the device runs it)."""
     from hcm.pipeline.extract import ClipExtractor
     from hcm.pipeline.profiles import profile_from_recipe
 
-    return ClipExtractor(profile_from_recipe(meta.recipe), weights=weights, device=device, like=meta)
+    return ClipExtractor(profile_from_recipe(meta.recipe), weights=weights, device=device, like=meta,
+                         precision=precision)
 
 
 # --------------------------------------------------------------------------- the model
@@ -166,9 +168,10 @@ class Predictor:
     extractor: Any
 
     @classmethod
-    def load(cls, workspace: Workspace, run: Path | None, device: str = "auto", weights: Any = None) -> "Predictor":
+    def load(cls, workspace: Workspace, run: Path | None, device: str = "auto", weights: Any = None,
+             precision: str = "auto") -> "Predictor":
         run_dir, config, meta = load_run(workspace, run)
-        extractor = clip_extractor(meta, device, weights)
+        extractor = clip_extractor(meta, device, weights, precision)
         torch_device = resolve_device(device)
         model, epoch = load_run_model(RunPaths(run_dir), config, "best", torch_device)
         return cls(run_dir, config, meta, model, epoch, torch_device, extractor)
@@ -206,7 +209,7 @@ class Predictor:
         if given.text is None:
             item.notes["text"] = NO_TEXT_NOTE
         present = {m: bool(item.masks.get(m, True)) for m in self.used}
-        notes = [item.notes[m] for m in self.used if not present[m] and m in item.notes]
+        notes = [item.notes[m] for m in self.used if not present[m] and m in item.notes] + self.extractor.notes
         if given.text is not None and "text" not in self.used:
             notes.append(f"run {self.run_dir.name} uses modalities {self.config['model']['modalities']!r}: "
                          f"the transcript is not used")
@@ -217,7 +220,7 @@ class Predictor:
 
 def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run: Path | None = None,
                  device: str = "auto", weights: Any = None,
-                 context: tuple[Sequence[str], Sequence[str]] = ((), ())) -> Prediction:
+                 context: tuple[Sequence[str], Sequence[str]] = ((), ()), precision: str = "auto") -> Prediction:
     """Predict the sentiment score or emotion of one clip with a run (default: the latest).
 
     Args:
@@ -227,23 +230,25 @@ def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run:
         device: ``auto``, ``cpu``, ``cuda``.
         weights: ``hcm.pipeline.profiles.WeightOptions`` for profiles with pretrained weights.
         context: the utterances before and after the clip (the text encoder's context window).
+        precision: the encoders' arithmetic; ``auto`` is the cache's where the device runs it. Another
+            one is noted in ``Prediction.notes`` (docs/extraction.md, Precision).
     """
     from hcm.pipeline.extract import check_clip
 
     clip = Path(clip)
     check_clip(clip)
     given = ClipInput(clip, text, tuple(context[0]), tuple(context[1]))
-    (result,) = Predictor.load(workspace, run, device, weights)([given])
+    (result,) = Predictor.load(workspace, run, device, weights, precision)([given])
     if isinstance(result, PredictError):
         raise result
     return result
 
 
 def predict_clips(workspace: Workspace, inputs: Sequence[ClipInput], run: Path | None = None, device: str = "auto",
-                  weights: Any = None, batch_size: int = 16,
-                  progress: bool = True) -> list[Prediction | PredictError]:
+                  weights: Any = None, batch_size: int = 16, progress: bool = True,
+                  precision: str = "auto") -> list[Prediction | PredictError]:
     """Predict many clips in batches of ``batch_size`` (one model load, encoders built once)."""
-    predictor = Predictor.load(workspace, run, device, weights)
+    predictor = Predictor.load(workspace, run, device, weights, precision)
     results: list[Prediction | PredictError] = []
     with progress_bar(progress, stderr=True) as bar:
         task = bar.add_task("predicting", total=len(inputs))
@@ -365,7 +370,7 @@ def predict_many(workspace: Workspace, request: "PredictRequest") -> None:
     """Several clips (or a folder or CSV): predict in batches, print the rows, write ``request.out``."""
     inputs = gather_inputs(request.sources, request.text, request.context)
     results = predict_clips(workspace, inputs, request.run, request.device, request.weights, request.batch_size,
-                            progress=not request.quiet)
+                            progress=not request.quiet, precision=request.precision)
     rows = [prediction_row(given, result) for given, result in zip(inputs, results)]
     if request.as_json:
         print(json.dumps(json_safe(rows), indent=1))
@@ -394,6 +399,7 @@ class PredictRequest:
     batch_size: int = 16
     quiet: bool = False
     context: tuple[str, str] = ("", "")  # utterances before / after one clip, separated by " | "
+    precision: str = "auto"  # the encoders' arithmetic (auto: the cache's, where the device runs it)
 
     @property
     def single(self) -> bool:
@@ -413,7 +419,7 @@ def predict_command(workspace: Workspace, request: PredictRequest) -> int:
         status = Console(stderr=True).status("extracting features and predicting", spinner="dots")
         with status if not request.as_json else nullcontext():
             result = predict_clip(workspace, request.sources[0], request.text, request.run, request.device,
-                                  request.weights, tuple(map(split_utterances, request.context)))
+                                  request.weights, tuple(map(split_utterances, request.context)), request.precision)
         if request.as_json:
             print(json.dumps(json_safe(result.to_dict()), indent=2))
         else:

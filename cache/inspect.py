@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from hcm.cache.manifest import MANIFEST, load_manifest, read_manifest, rebuild_manifest, sha256_file, shard_files
-from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, FeatureSpec
+from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, FeatureSpec, recipe_precision
 from hcm.cache.shard import open_shard
 from hcm.core.names import CLASSIFICATION, REGRESSION
 
@@ -35,7 +35,7 @@ def cache_info(directory: str | os.PathLike) -> dict:
         "path": str(directory), "dataset": meta.dataset, "profile": meta.profile, "task": meta.task,
         "classes": meta.classes, "schema_version": manifest["schema_version"],
         "hcm_version": manifest.get("hcm_version"), "recipe_hash": manifest["recipe_hash"],
-        "shard_size": meta.shard_size, "n_planned": manifest.get("n_planned"),
+        "precision": recipe_precision(meta.recipe), "shard_size": meta.shard_size, "n_planned": manifest.get("n_planned"),
         "complete": manifest.get("complete", False), "n_items": manifest["n_items"],
         "counts": manifest["counts"], "shards": len(manifest["shards"]),
         "features": {spec.name: {"shape": list(spec.shape), "dim": spec.dim, "dtype": spec.dtype,
@@ -109,6 +109,8 @@ def format_info(info: dict, verbose: bool = False) -> str:
         f"{_size(info['size_bytes'])} on disk",
         f"recipe     {info['recipe_hash']}  (schema {info['schema_version']}, hcm {info['hcm_version']})",
     ]
+    if info.get("precision"):
+        lines.append(f"precision  {info['precision']} (the encoders' arithmetic; features stored as float16)")
     if info["classes"]:
         lines.append("classes    " + ", ".join(info["classes"]))
     lines += ["", f"{'feature':<18} {'shape':<14} {'dtype':<8} encoder"]

@@ -242,6 +242,16 @@ class CacheMeta:
         return max(0, min(self.shard_size, n_planned - k * self.shard_size))
 
 
+def recipe_precision(recipe: dict) -> str | None:
+    """The precision the encoders of an ``hcm extract`` recipe ran in (``recipe["precision"]``:
+    ``float32``, ``bfloat16`` or ``float16``); ``None`` for a cache ``hcm extract`` did not make
+    (an import). A recipe written before the field existed reads as ``float32``, what those
+    extractions ran on a CPU (on a GPU they ran float16 autocast without recording it)."""
+    if not isinstance(recipe.get("profile"), dict):
+        return None
+    return recipe.get("precision", "float32")
+
+
 def weight_changes(cached: dict, current: dict, labels: tuple[str, str] = ("in the cache", "now")) -> list[str]:
     """How the weights of two recipes differ, one line per weight of an encoder both use (empty:
     the same); ``labels`` say where each recipe comes from.
@@ -267,7 +277,7 @@ def recipe_changes(cached: dict, current: dict, prefix: str = "") -> list[str]:
         old, new = cached.get(key, "absent"), current.get(key, "absent")
         if isinstance(old, dict) and isinstance(new, dict):
             lines += recipe_changes(old, new, f"{prefix}{key}.")
-        elif old != new:
+        elif to_json(old, canonical=True) != to_json(new, canonical=True):  # a tuple equals its stored list
             lines.append(f"{prefix}{key} {_brief(old)} -> {_brief(new)}")
     return lines
 

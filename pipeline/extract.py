@@ -28,6 +28,7 @@ encoders and returns the ``Item`` an extraction would write (``hcm predict`` use
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sys
@@ -45,8 +46,8 @@ from threadpoolctl import threadpool_limits
 
 from hcm import __version__
 from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item, Masked
-from hcm.cache.manifest import load_manifest
-from hcm.cache.schema import weight_changes
+from hcm.cache.manifest import load_manifest, read_manifest
+from hcm.cache.schema import recipe_precision, weight_changes
 from hcm.cache.writer import exclusive_run, prepare_directory
 from hcm.core.device import resolve_device
 from hcm.core.errors import HcmError, UsageError, report_errors
@@ -56,12 +57,15 @@ from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets import SplitFile, get_dataset
 from hcm.pipeline.datasets.base import EXCLUDED_CLASS, Utterance
 from hcm.pipeline.encoders.base import Encoder, Preparer, create_encoder
+from hcm.pipeline.encoders.precision import check_choice, choose_precision, mismatch_note
 from hcm.pipeline.media import (
     NO_AUDIO, NO_VIDEO, ZERO_LENGTH, MediaError, MediaRef, read_audio_rates, read_frames,
 )
 from hcm.pipeline.profiles import (
     Profile, ResolvedWeights, WeightOptions, get_profile, resolve_weights, weights_recipe,
 )
+
+log = logging.getLogger(__name__)
 
 MASKING_REASONS = (NO_VIDEO, NO_AUDIO, ZERO_LENGTH)  # masked even where unreadable media fail (one-clip predict)
 PREFETCH_PER_WORKER = 4  # decoded clips in flight per worker, beyond one encoder batch
@@ -258,6 +262,7 @@ class ExtractSummary:
     dataset: str
     profile: str
     out: Path
+    precision: str = ""  # the encoders' precision (float32, bfloat16, float16)
     planned: int = 0
     shards_total: int = 0
     shards_mine: int = 0
@@ -281,7 +286,7 @@ class ExtractSummary:
         rate = self.extracted / self.loop_seconds if self.loop_seconds > 0 else 0.0  # start-up excluded
         n_masked = len({entry["id"] for entry in self.masked})
         lines = [
-            f"{self.dataset} ({self.profile}): plan {self.planned} = {self.extracted} extracted + "
+            f"{self.dataset} ({self.profile}, {self.precision}): plan {self.planned} = {self.extracted} extracted + "
             f"{len(self.dropped)} dropped" + (f" + {self.pending} in shards not written yet" if self.pending else "")
             + f"; {n_masked} extracted with a masked modality; {self.seconds:.1f} s (start-up "
             f"{self.seconds - self.loop_seconds:.1f} s, then {rate:.1f} items/s; encoders {self.encoder_seconds:.1f} s)",
@@ -405,17 +410,19 @@ def _write_shard(run: _Run, k: int, decoded: Iterator[Decoded], count: int, adva
         run.summary.shards_by_others += 1
 
 
-def build_encoders(profile: Profile, weights: ResolvedWeights, device: torch.device) -> list[Encoder]:
-    """Every encoder of ``profile``, in the profile's order."""
-    return [create_encoder(name, profile, weights, device) for name in profile.encoders]
+def build_encoders(profile: Profile, weights: ResolvedWeights, device: torch.device,
+                   precision: str = "float32") -> list[Encoder]:
+    """Every encoder of ``profile``, in the profile's order, running in ``precision``."""
+    return [create_encoder(name, profile, weights, device, precision) for name in profile.encoders]
 
 
 def cache_meta(adapter: Any, profile: Profile, weights: ResolvedWeights, encoders: Sequence[Encoder], plan: dict,
-               shard_size: int) -> CacheMeta:
-    """The cache metadata; ``recipe`` holds everything that decides the numbers, weights by content."""
+               shard_size: int, precision: str) -> CacheMeta:
+    """The cache metadata; ``recipe`` holds everything that decides the numbers: weights by content,
+    the encoders' ``precision``."""
     features: list[FeatureSpec] = [spec for encoder in encoders for spec in encoder.outputs]
     recipe = {"hcm_version": __version__, "dataset": adapter.name, "plan": plan, "profile": profile.recipe(),
-              "weights": weights_recipe(profile, weights)}
+              "weights": weights_recipe(profile, weights), "precision": precision}
     return CacheMeta(dataset=adapter.name, profile=profile.name, task=adapter.task, classes=adapter.classes,
                      recipe=recipe, features=features, shard_size=shard_size)
 
@@ -446,7 +453,7 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
             batch_size: int = 16, workers: int | None = None, limit: int | None = None,
             splits: list[str] | None = None, split_file: Path | None = None, num_shards: int | None = None,
             shard_index: int | None = None, shard_size: int = 1000, strict: bool = False,
-            progress: bool = True) -> ExtractSummary:
+            progress: bool = True, precision: str = "auto") -> ExtractSummary:
     """Extract ``dataset`` into a feature cache at ``out`` (see the module docstring).
 
     Args:
@@ -458,6 +465,8 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
         workers: decoding processes (0 decodes in this process).
         limit: extract only the first ``limit`` planned utterances.
         split_file: CSV ``id,split`` replacing the dataset's splits; unlisted items are left out.
+        precision: the encoders' arithmetic, ``auto``, ``float32``, ``bfloat16`` or ``float16``
+            (``hcm.pipeline.encoders.precision``); ``auto`` resumes a cache in its own precision.
     """
     started = time.perf_counter()
     workspace = workspace or Workspace.resolve()
@@ -472,6 +481,7 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     n_workers, my_index = shard_assignment(num_shards, shard_index)
     if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
         raise UsageError("--batch-size and --shard-size must be at least 1 and --limit at least 0")
+    check_choice(precision)
     selection = adapter.select(root, splits, given_split, rejected=True)
     utterances = selection.utterances[:limit]
     out = Path(out) if out is not None else workspace.features_dir(dataset, chosen.name)
@@ -481,13 +491,14 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     with ExitStack() as stack:
         stack.enter_context(exclusive_run(out, f"shards-{my_index}-of-{n_workers}"))
         chosen_device = resolve_device(device)
+        summary.precision = choose_precision(precision, chosen_device, chosen.tiny, cached_precision(out))
         workers = default_workers(chosen_device) if workers is None else workers
         pool = _pool(stack, workers)
-        encoders = build_encoders(chosen, resolved, chosen_device)
+        encoders = build_encoders(chosen, resolved, chosen_device, summary.precision)
         stack.enter_context(inference_threads(chosen_device))
         plan = {"splits": sorted(splits) if splits else "all", "limit": limit, "n_planned": len(utterances),
                 "split_file": given_split.recipe(selection.left_out) if given_split else None}
-        writer = CacheWriter(out, cache_meta(adapter, chosen, resolved, encoders, plan, shard_size))
+        writer = CacheWriter(out, cache_meta(adapter, chosen, resolved, encoders, plan, shard_size, summary.precision))
         run = _Run(encoders, writer, batch_size, strict, summary, chosen.sampling.frames, workers)
         loop_started = time.perf_counter()
         _run_shards(run, utterances, shard_size, (n_workers, my_index), pool, progress)
@@ -497,6 +508,12 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     summary.seconds = time.perf_counter() - started
     summary.cache_bytes = _directory_bytes(out)
     return summary
+
+
+def cached_precision(out: Path) -> str | None:
+    """The precision of the cache already in ``out`` (``None``: no cache there yet)."""
+    manifest = read_manifest(out)
+    return recipe_precision(manifest.get("recipe") or {}) if manifest else None
 
 
 def _tally(summary: ExtractSummary, manifest: dict) -> None:
@@ -585,16 +602,27 @@ class ClipExtractor:
         device: ``auto``, ``cpu``, ``cuda``.
         like: a cache whose features the items must match: every encoder's weights (by content)
             and streams must be that cache's, otherwise :class:`ExtractionError` names the encoder.
+        precision: the encoders' arithmetic; ``auto`` takes the precision of ``like`` when the
+            device runs it (else the device's default, see ``hcm.pipeline.encoders.precision``).
+            When the precision differs from that of ``like``, ``notes`` says so (and a warning is
+            logged): the features then differ from the cache's by up to the documented tolerance.
     """
 
     def __init__(self, profile: Profile | str = "tiny", *, weights: WeightOptions | None = None,
-                 device: str = "auto", like: CacheMeta | None = None) -> None:
+                 device: str = "auto", like: CacheMeta | None = None, precision: str = "auto") -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        check_choice(precision)
         resolved = resolve_weights(self.profile, weights or WeightOptions())
         if like is not None:
             _check_weights(like, weights_recipe(self.profile, resolved))
         self.device = resolve_device(device)
-        self.encoders = build_encoders(self.profile, resolved, self.device)
+        cached = recipe_precision(like.recipe) if like is not None else None
+        self.precision = choose_precision(precision, self.device, self.profile.tiny, cached)
+        self.notes: list[str] = []  # remarks every item of this extractor shares
+        if cached is not None and cached != self.precision:
+            self.notes.append(mismatch_note(cached, self.precision, self.device))
+            log.warning("%s", self.notes[-1])
+        self.encoders = build_encoders(self.profile, resolved, self.device, self.precision)
         if like is not None:
             check_streams(self.encoders, like)
         self.label: float | int = 0 if like is not None and like.task == CLASSIFICATION else 0.0
@@ -630,14 +658,14 @@ class ClipExtractor:
 
 def extract_clip(clip: Path, text: str | None = None, profile: Profile | str = "tiny", *,
                  context: tuple[Sequence[str], Sequence[str]] = ((), ()), weights: WeightOptions | None = None,
-                 device: str = "auto", like: CacheMeta | None = None) -> Item:
+                 device: str = "auto", like: CacheMeta | None = None, precision: str = "auto") -> Item:
     """The cache item ``hcm extract`` would write for one clip (:class:`ClipExtractor` for one clip).
 
     ``context``: the utterances before and after the clip. Raises :class:`ClipError` when the clip
     is missing or none of its media can be read.
     """
     check_clip(Path(clip))
-    extractor = ClipExtractor(profile, weights=weights, device=device, like=like)
+    extractor = ClipExtractor(profile, weights=weights, device=device, like=like, precision=precision)
     (result,) = extractor([ClipInput(Path(clip), text, tuple(context[0]), tuple(context[1]))])
     if isinstance(result, ClipError):
         raise result

@@ -5,7 +5,8 @@ whole clip (``hcm.pipeline.media.split_segments``: one length per clip, at least
 ``segment_seconds``, longer for clips over ``(S + 1) / 2`` segments), scaled to the int16 range
 the model expects and embedded one segment per row: ``(S, 1024)`` for the released model. The
 network pools over time, so segments of any length give one row each; a batch runs one forward
-pass per segment length. The network itself lives in
+pass per segment length (a batch of clips of similar length has one or two), and the rows of
+all of them come back to the host in one copy. The network itself lives in
 ``esresnext.py``; this module adapts it to the encoder registry. ``paper`` loads AudioCLIP's
 released weights; ``tiny`` builds a small random one (fixed seed).
 """
@@ -22,7 +23,7 @@ import torch
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import esresnext
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, Preparer, calibrate_batchnorm, register_encoder, weights_id, seeded, to_float16,
+    Encoded, Encoder, Preparer, calibrate_batchnorm, register_encoder, weights_id, seeded, to_device, to_float16,
 )
 from hcm.pipeline.encoders.checkpoints import AUDIOCLIP_FILE, AUDIOCLIP_URL, ESRNX_FILE
 from hcm.pipeline.media import split_segments
@@ -106,7 +107,7 @@ class ESResNeXtEncoder(Encoder):
         super().__init__(device)
         self.settings = settings
         self._preparer = preparer
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()  # see docs/extraction.md
         self.weights_id = weights_id
 
     @classmethod
@@ -130,14 +131,14 @@ class ESResNeXtEncoder(Encoder):
 
     @torch.inference_mode()
     def encode(self, utterances: Sequence[Any], prepared: Sequence[np.ndarray]) -> list[Encoded]:
-        rows: dict[int, np.ndarray] = {}
-        for members in _by_segment_length(prepared):
-            parts = [prepared[i] for i in members]
-            waves = torch.from_numpy(np.concatenate(parts)).to(self.device)  # (sum S, L)
-            with self.autocast():
-                embedded = to_float16(self.model(waves))  # (sum S, D)
-            counts = np.cumsum([len(part) for part in parts])[:-1]
-            rows.update(zip(members, np.split(embedded, counts)))
+        groups = _by_segment_length(prepared)
+        order = [i for members in groups for i in members]  # clips in the order their rows are computed
+        with self.autocast():
+            outputs = [self.model(to_device(np.concatenate([prepared[i] for i in members]), self.device))
+                       for members in groups]  # each (sum S of the group, D)
+        embedded = to_float16(torch.cat(outputs))  # (sum S, D): one copy to the host
+        parts = np.split(embedded, np.cumsum([len(prepared[i]) for i in order])[:-1])
+        rows = dict(zip(order, parts))
         return [Encoded({"esresnext": rows[i]}) for i in range(len(prepared))]
 
 

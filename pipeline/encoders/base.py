@@ -21,7 +21,7 @@ every encoder module, so adding an encoder is one new module plus one import lin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, ContextManager, Iterator, Sequence
 
@@ -32,6 +32,7 @@ from hcm.cache.schema import FeatureSpec
 from hcm.core.errors import UsageError
 from hcm.core.names import MODALITIES
 from hcm.core.registry import Registry
+from hcm.pipeline.encoders import precision as precisions
 from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
 
@@ -78,6 +79,7 @@ class Encoder(ABC):
     streams and a batched ``encode``."""
 
     name: ClassVar[str] = ""  # set by register_encoder
+    precision: str = "float32"  # float32, bfloat16 or float16: set by create_encoder (see precision.py)
     modality: ClassVar[str] = ""  # text, video or audio: which medium it reads
     settings_class: ClassVar[type] = object  # the settings dataclass stored in profiles and recipes
 
@@ -127,10 +129,8 @@ class Encoder(ABC):
         return {spec.name: np.zeros((0, *spec.shape), dtype=spec.dtype) for spec in self.outputs}
 
     def autocast(self) -> ContextManager:
-        """Mixed precision on GPU (float16), plain float32 on CPU."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return nullcontext()
+        """The autocast context of the encoder's ``precision`` (none for float32)."""
+        return precisions.autocast(self.precision, self.device)
 
 
 ENCODERS: Registry[type[Encoder]] = Registry("encoder")
@@ -166,9 +166,15 @@ def encoder_class(name: str) -> type[Encoder]:
     return ENCODERS.get(name)
 
 
-def create_encoder(name: str, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> Encoder:
-    """Build the encoder ``name`` for ``profile`` with resolved ``weights`` on ``device``."""
-    return encoder_class(name).from_profile(profile, weights, device)
+def create_encoder(name: str, profile: Any, weights: ResolvedWeights, device: torch.device | str,
+                   precision: str = "float32") -> Encoder:
+    """Build the encoder ``name`` for ``profile`` with resolved ``weights`` on ``device``, running in
+    ``precision`` (``float32``, ``bfloat16`` or ``float16``; ``precision.choose_precision`` resolves ``auto``)."""
+    if precision not in precisions.PRECISIONS:
+        raise EncoderError(f"precision {precision!r} is not one of {precisions.PRECISIONS}")
+    encoder = encoder_class(name).from_profile(profile, weights, device)
+    encoder.precision = precision
+    return encoder
 
 
 def weights_id(cls: type[Encoder], settings: Any, weights: ResolvedWeights, seed: int) -> str:
@@ -211,6 +217,25 @@ def calibrate_batchnorm(model: torch.nn.Module, forward: Callable[[], Any]) -> t
     return model.eval()
 
 
+def to_device(array: np.ndarray | torch.Tensor, device: torch.device,
+              memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """One batch's input on ``device``, in ``memory_format`` (``torch.channels_last`` for the CNNs).
+
+    On CUDA the host array is copied into pinned memory and sent with a non-blocking copy, so
+    the transfer overlaps the work already queued on the GPU (torch's pinned-memory cache
+    reuses the buffers and keeps each alive until its copy is done). On the CPU a numpy array
+    is used in place, without a copy, unless the layout changes.
+    """
+    tensor = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
+    if device.type == "cuda":
+        tensor = tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.contiguous(memory_format=memory_format) if tensor.dim() == 4 else tensor
+
+
 def to_float16(array: torch.Tensor) -> np.ndarray:
-    """A float tensor as a float16 numpy array (the cache's float dtype)."""
-    return array.detach().float().cpu().numpy().astype(np.float16)
+    """A float tensor (any device, any float dtype) as a float16 numpy array (the cache's float
+    dtype): one device-to-host copy, of the whole batch."""
+    array = array.detach()
+    if array.device.type != "cpu":
+        return array.to(torch.float16).cpu().numpy()  # converted on the device: half the bytes to copy
+    return array.float().numpy().astype(np.float16)

@@ -21,7 +21,7 @@ from PIL import Image
 
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16,
+    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_device, to_float16,
     weights_id,
 )
 from hcm.pipeline.weights import ResolvedWeights, WeightSpec
@@ -139,7 +139,7 @@ class EfficientNetEncoder(Encoder):
                  device: torch.device | str = "cpu") -> None:
         super().__init__(device)
         self.settings = settings
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()  # see docs/extraction.md
         self.weights_id = weights_id
 
     @classmethod
@@ -164,8 +164,8 @@ class EfficientNetEncoder(Encoder):
     @torch.inference_mode()
     def encode(self, utterances: Sequence[Any], prepared: Sequence[np.ndarray]) -> list[Encoded]:
         counts = [len(frames) for frames in prepared]
-        pixels = torch.from_numpy(np.concatenate(prepared)).to(self.device)  # (sum T, 3, S, S)
+        pixels = to_device(np.concatenate(prepared), self.device, torch.channels_last)  # (sum T, 3, S, S)
         with self.autocast():
             maps = self.model.extract_features(pixels)  # (sum T, D, h, w)
-        pooled = to_float16(maps.mean(dim=(2, 3)))  # (sum T, D)
+        pooled = to_float16(maps.float().mean(dim=(2, 3)))  # (sum T, D), pooled in float32
         return [Encoded({"efficientnet": rows}) for rows in np.split(pooled, np.cumsum(counts)[:-1])]

@@ -21,6 +21,13 @@ Forward pass, all inside the model:
    and a linear head. Several audio channels (B, C, n) run separately; their pooled features
    are summed before the head.
 
+Steps 1-4 always run in float32, also under ``torch.autocast``: the FBSP kernels are cos/sin of
+arguments up to ~3200 rad and a DFT of 2048 samples loses the quiet bins in 8-bit mantissas
+(under bfloat16 the reference fixture's embedding moved by 9.3 % of its norm with the front end
+in bfloat16, 5.2 % with it in float32). The backbone
+takes the dB image in the memory layout of its first convolution's weights (channels-last
+when the encoder converted the model to it).
+
 One optional argument is not part of the released architecture: ``base_width`` (default 64)
 scales the hard-coded stage widths 64/128/256/512 for a fast ``tiny`` profile.
 """
@@ -43,6 +50,12 @@ INT16_MIN = -32768.0
 INT16_MAX = 32767.0
 POWER_FLOOR = 1e-18
 NUM_BANDS = 3
+# torch 2.13's CPU bfloat16 convolutions (oneDNN) return wrong values, even NaN, when a stride-2
+# convolution's output is one column wide (measured with 3x3 and 7x7 kernels on inputs 2 columns
+# wide and at least 9 rows tall). The backbone's last stride-2 convolution gets ceil(T / 16) columns
+# of a T-frame spectrogram, so under CPU bfloat16 autocast spectrograms of fewer frames (or bins)
+# than this run the backbone in float32 (0.75 s of audio at 44.1 kHz; the paper's segments are >= 1 s).
+MIN_BF16_SIDE = 33
 
 # Stored constructor keys that describe choices hcm has fixed (the block type) or handles
 # elsewhere (pretrained weights come through hcm.pipeline.encoders.checkpoints).
@@ -340,7 +353,12 @@ class ESResNeXtFBSP(nn.Module):
         return waveform.to(torch.float32).reshape(-1, waveform.shape[-1])  # (B*C, n)
 
     def spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(B, n) or (B, C, n) int16-range audio -> (B*C, 3, F//3, n_frames) dB input of conv1."""
+        """(B, n) or (B, C, n) int16-range audio -> (B*C, 3, F//3, n_frames) dB input of conv1, in
+        float32 whatever the autocast state (see the module docstring)."""
+        with torch.autocast(waveform.device.type, enabled=False):
+            return self._spectrogram(waveform)
+
+    def _spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         x = scale_int16(self._as_mono_rows(waveform))  # (N, n)
         with torch.no_grad():
@@ -356,6 +374,12 @@ class ESResNeXtFBSP(nn.Module):
 
     def _backbone(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) dB spectrogram -> (N, feature_dim) attention-gated pooled features."""
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and min(x.shape[-2:]) < MIN_BF16_SIDE \
+                and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+            with torch.autocast("cpu", enabled=False):  # see MIN_BF16_SIDE
+                return self._backbone(x)
+        if self.conv1.weight.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)  # (N, 3, H, W), stored channels-last
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         stages = (self.layer1, self.layer2, self.layer3, self.layer4)
         for i, stage in enumerate(stages, start=1):

@@ -20,7 +20,7 @@ import torch
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import clip
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_float16,
+    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_device, to_float16,
     weights_id,
 )
 from hcm.pipeline.encoders.checkpoints import AUDIOCLIP_FILE, AUDIOCLIP_URL, RN50_FILE, RN50_URL
@@ -137,6 +137,7 @@ class ClipImageEncoder(_ClipEncoder):
     def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "ClipImageEncoder":
         settings, model, weights_id = cls._model(profile, weights)
         model.transformer = model.token_embedding = None  # the text tower is not used here
+        model.visual.to(memory_format=torch.channels_last)  # see docs/extraction.md
         return cls(settings, model, weights_id, device)
 
     @property
@@ -150,7 +151,7 @@ class ClipImageEncoder(_ClipEncoder):
     @torch.inference_mode()
     def encode(self, utterances: Sequence[Any], prepared: Sequence[np.ndarray]) -> list[Encoded]:
         counts = [len(frames) for frames in prepared]
-        pixels = torch.from_numpy(np.concatenate(prepared)).to(self.device)  # (sum T, 3, S, S)
+        pixels = to_device(np.concatenate(prepared), self.device, torch.channels_last)  # (sum T, 3, S, S)
         with self.autocast():
             embedded = to_float16(self.model.encode_image(pixels))  # (sum T, D)
         return [Encoded({"clip_image": rows}) for rows in np.split(embedded, np.cumsum(counts)[:-1])]
@@ -185,7 +186,7 @@ class ClipTextEncoder(_ClipEncoder):
     @torch.inference_mode()
     def encode(self, utterances: Sequence[Any], prepared: Sequence[Any]) -> list[Encoded]:
         texts = [(u.text or "").strip() for u in utterances]
-        tokens = self.tokenizer(texts).to(self.device)  # (B, 77)
+        tokens = to_device(self.tokenizer(texts), self.device)  # (B, 77)
         with self.autocast():
             embedded = to_float16(self.model.encode_text(tokens))  # (B, D)
         notes = [{"clip_truncated": "text cut to CLIP's context"} if self.tokenizer.is_truncated(t) else {}

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from hcm.cache.schema import FeatureSpec
-from hcm.pipeline.encoders.base import Encoded, Encoder, register_encoder, seeded, to_float16, weights_id
+from hcm.pipeline.encoders.base import Encoded, Encoder, register_encoder, seeded, to_device, to_float16, weights_id
 from hcm.pipeline.encoders.graph import DependencyParser, Word, dependency_edges, token_words
 from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
@@ -257,7 +257,8 @@ class RobertaEncoder(Encoder):
             ids[row, :lengths[row]] = torch.from_numpy(window.input_ids)
         mask = (torch.arange(ids.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long()  # (B, n)
         with self.autocast():
-            states = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
+            states = self.model(input_ids=to_device(ids, self.device),
+                                attention_mask=to_device(mask, self.device)).last_hidden_state
         states = to_float16(states)  # (B, n, H)
         return [states[row, :n] for row, n in enumerate(lengths)]
 

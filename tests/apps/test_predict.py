@@ -74,6 +74,16 @@ def test_same_clip_same_text_same_score(trained: dict) -> None:
     assert first["score"] == again["score"]
 
 
+def test_another_precision_than_the_caches_is_noted(trained: dict) -> None:
+    """The cache is float32 (tiny profile); bfloat16 features differ from it, and the output says so."""
+    result = invoke(trained, trained["clip"], "--text", "fine", "--json", "--precision", "bfloat16")
+    assert result.exit_code == 0, result.output
+    (note,) = json.loads(result.stdout)["notes"]
+    assert "computed in bfloat16" in note and "extracted in float32" in note
+    wrong = invoke(trained, trained["clip"], "--precision", "half")
+    assert wrong.exit_code == 2 and "float16" in wrong.output
+
+
 def test_no_transcript_masks_the_text_and_says_so(trained: dict) -> None:
     result = invoke(trained, trained["clip"], "--json")
     assert result.exit_code == 0, result.output

@@ -28,6 +28,23 @@ def test_extract_sample_then_resume(workdir: Path) -> None:
     assert again.exit_code == 0 and "2 already complete" in again.output
 
 
+@pytest.mark.slow
+def test_extract_precision_option(workdir: Path, tmp_path: Path) -> None:
+    root, out = tmp_path / "mosei", tmp_path / "cache"
+    make_sample("mosei", root, n=6, seed=3, progress=False)
+    runner = CliRunner()
+    args = _extract_args(root, out)
+    first = runner.invoke(app, [*args, "--precision", "bfloat16"])
+    assert first.exit_code == 0, first.output
+    assert "(tiny, bfloat16)" in first.output
+    info = runner.invoke(app, ["cache", "info", str(out)])
+    assert info.exit_code == 0 and "precision  bfloat16" in info.output
+    other = runner.invoke(app, [*args, "--precision", "float32"])
+    assert other.exit_code == 1 and "precision bfloat16 -> float32" in other.output
+    wrong = runner.invoke(app, [*args, "--precision", "half"])
+    assert wrong.exit_code == 2 and "auto" in wrong.output and "bfloat16" in wrong.output
+
+
 def test_wrong_root_is_a_clear_error(workdir: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["extract", "--dataset", "meld", "--data-root", str(tmp_path / "nowhere"),
                                       "--profile", "tiny", "--quiet"])
@@ -38,7 +55,7 @@ def test_wrong_root_is_a_clear_error(workdir: Path, tmp_path: Path) -> None:
 def test_help_lists_the_options() -> None:
     result = CliRunner().invoke(app, ["extract", "--help"])
     assert result.exit_code == 0
-    for option in ("--weights-dir", "--num-shards", "--strict", "--limit", "--splits", "--split-file"):
+    for option in ("--weights-dir", "--num-shards", "--strict", "--limit", "--splits", "--split-file", "--precision"):
         assert option in result.output
 
 
