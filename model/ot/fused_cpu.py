@@ -1,0 +1,102 @@
+"""The torch backend's scaling-domain Sinkhorn (Eq. 11) fused into one compiled call per pass, on CPU.
+
+:class:`FusedScalingSinkhorn` computes exactly what ``dense.ScalingSinkhorn`` computes (the same
+update order, zero-mass handling, per-iteration vectors and reverse pass, ``grad_steps``
+included), but each sample's whole forward, and separately its whole backward, runs inside
+``sinkhorn_cpu.cpp`` with the sample's (M, N) kernel in cache, the batch split over
+``torch.get_num_threads()`` OpenMP threads. On small problems the torch path spends its time in
+hundreds of tiny batched mat-vec calls and autograd bookkeeping, not in arithmetic; this path
+does not pay for them.
+
+The kernel is built on first use (:mod:`hcm.model.ot.native`). When it cannot be built or
+loaded, one ``RuntimeWarning`` names the cause and the torch path runs instead. Setting
+``HCM_FUSED_SINKHORN=0`` switches the fused path off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from hcm.model.ot import native
+from hcm.model.ot.dense import _input_grads
+
+SOURCE = Path(__file__).with_name("sinkhorn_cpu.cpp")
+SWITCH = "HCM_FUSED_SINKHORN"
+SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_INT, _PTR = ctypes.c_int64, ctypes.c_void_p
+SIGNATURES = {  # function -> (leading int64 sizes, tensor pointers)
+    "forward": (4, 8),
+    "backward": (5, 10),
+}
+
+
+@functools.cache
+def kernels() -> ctypes.CDLL | None:
+    """The loaded kernel library, built on first use; None (after one warning) when unavailable."""
+    try:
+        library = native.load(SOURCE)
+    except native.KernelUnavailable as error:
+        warnings.warn(f"fused CPU Sinkhorn unavailable ({error}); using the torch scaling path "
+                      f"(set {SWITCH}=0 to skip the build)", RuntimeWarning, stacklevel=2)
+        return None
+    for name, (sizes, pointers) in SIGNATURES.items():
+        for suffix in SUFFIX.values():
+            function = getattr(library, f"hcm_sinkhorn_{name}_{suffix}")
+            function.argtypes = [_INT] * sizes + [_PTR] * pointers + [ctypes.c_int]
+            function.restype = ctypes.c_int
+    return library
+
+
+def enabled() -> bool:
+    """False when ``HCM_FUSED_SINKHORN`` is set to 0 (or "false", "off", "no")."""
+    return os.environ.get(SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def use_fused(logk: Tensor, a: Tensor, b: Tensor) -> bool:
+    """Whether :class:`FusedScalingSinkhorn` can solve this problem here (CPU, float32/64, built)."""
+    return (logk.device.type == "cpu" and logk.dtype in SUFFIX and a.dtype == b.dtype == logk.dtype
+            and enabled() and kernels() is not None)
+
+
+def _call(name: str, sizes: list[int], tensors: list[Tensor]) -> None:
+    """Run ``hcm_sinkhorn_<name>_<dtype>`` on contiguous tensors of one dtype."""
+    function = getattr(kernels(), f"hcm_sinkhorn_{name}_{SUFFIX[tensors[0].dtype]}")
+    if function(*sizes, *(t.data_ptr() for t in tensors), torch.get_num_threads()) != 0:
+        raise MemoryError(f"fused CPU Sinkhorn {name}: out of memory for its per-thread work vectors")
+
+
+class FusedScalingSinkhorn(torch.autograd.Function):
+    """Compiled scaling-domain Sinkhorn: (logk (B, M, N), a (B, M), b (B, N)) -> plan (B, M, N)."""
+
+    @staticmethod
+    def forward(ctx, logk: Tensor, a: Tensor, b: Tensor, n_iters: int, grad_steps: int) -> Tensor:
+        kern = (logk - logk.amax(dim=(1, 2), keepdim=True)).exp_().contiguous()  # (B, M, N), in (0, 1]
+        a, b = a.contiguous(), b.contiguous()
+        batch, m, n = kern.shape
+        alphas = kern.new_empty(batch, n_iters + 1, m)
+        betas, den_vs = kern.new_empty(batch, n_iters, n), kern.new_empty(batch, n_iters, n)
+        den_us = kern.new_empty(batch, n_iters, m)
+        plan = torch.empty_like(kern)  # (B, M, N)
+        _call("forward", [batch, m, n, n_iters], [kern, a, b, alphas, betas, den_us, den_vs, plan])
+        ctx.save_for_backward(kern, plan, a, b, alphas, betas, den_us, den_vs)
+        ctx.grad_steps = grad_steps
+        return plan
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_plan: Tensor):
+        kern, plan, a, b, alphas, betas, den_us, den_vs = ctx.saved_tensors
+        batch, m, n = kern.shape
+        grad_plan = grad_plan.to(kern.dtype).contiguous()  # (B, M, N)
+        g_logk, g_a, g_b = torch.empty_like(kern), torch.empty_like(a), torch.empty_like(b)
+        _call("backward", [batch, m, n, betas.shape[1], ctx.grad_steps],
+              [grad_plan, kern, plan, alphas, betas, den_us, den_vs, g_logk, g_a, g_b])
+        return _input_grads(ctx, g_logk, g_a, g_b, a, b)
