@@ -30,6 +30,11 @@ from hcm.model.ot.dense import _input_grads
 
 SOURCE = Path(__file__).with_name("sinkhorn_cpu.cpp")
 SWITCH = "HCM_FUSED_SINKHORN"
+# With fewer samples than threads, the fused path runs only samples of at most this many node
+# pairs: on 2 threads it was 1.3x faster than the torch path for one 500 x 500 sample and 0.74x
+# as fast for one 1000 x 1000 sample (benchmarks/RESULTS.md).
+SERIAL_MAX_PAIRS = 512 * 512
+THREAD_GRAIN = 1 << 20  # node-pair updates (about 0.1 ms of work) that justify one more thread
 SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _INT, _PTR = ctypes.c_int64, ctypes.c_void_p
 SIGNATURES = {  # function -> (leading int64 sizes, tensor pointers)
@@ -61,15 +66,26 @@ def enabled() -> bool:
 
 
 def use_fused(logk: Tensor, a: Tensor, b: Tensor) -> bool:
-    """Whether :class:`FusedScalingSinkhorn` can solve this problem here (CPU, float32/64, built)."""
-    return (logk.device.type == "cpu" and logk.dtype in SUFFIX and a.dtype == b.dtype == logk.dtype
+    """Whether :class:`FusedScalingSinkhorn` should solve this problem here: CPU, float32/64, the
+    kernel built, and enough samples for the threads unless each sample is small (one thread
+    runs one sample, while torch's mat-vecs use every thread on a single large sample)."""
+    batch, m, n = logk.shape
+    suited = batch >= torch.get_num_threads() or m * n <= SERIAL_MAX_PAIRS
+    return (suited and logk.device.type == "cpu" and logk.dtype in SUFFIX and a.dtype == b.dtype == logk.dtype
             and enabled() and kernels() is not None)
 
 
+def threads_for(batch: int, m: int, n: int, n_iters: int) -> int:
+    """Threads for one call: torch's count, at most one per sample and one per THREAD_GRAIN
+    node-pair updates, so that a tiny problem does not wait on waking (or, on a busy machine,
+    scheduling) a second thread that would save it microseconds."""
+    return max(1, min(torch.get_num_threads(), batch, batch * m * n * n_iters // THREAD_GRAIN))
+
+
 def _call(name: str, sizes: list[int], tensors: list[Tensor]) -> None:
-    """Run ``hcm_sinkhorn_<name>_<dtype>`` on contiguous tensors of one dtype."""
+    """Run ``hcm_sinkhorn_<name>_<dtype>`` on contiguous tensors of one dtype; sizes start (B, M, N, n_iters)."""
     function = getattr(kernels(), f"hcm_sinkhorn_{name}_{SUFFIX[tensors[0].dtype]}")
-    if function(*sizes, *(t.data_ptr() for t in tensors), torch.get_num_threads()) != 0:
+    if function(*sizes, *(t.data_ptr() for t in tensors), threads_for(*sizes[:4])) != 0:
         raise MemoryError(f"fused CPU Sinkhorn {name}: out of memory for its per-thread work vectors")
 
 

@@ -1,8 +1,10 @@
 // Fused scaling-domain Sinkhorn for CPU tensors (hcm.model.ot.fused_cpu builds and loads this file).
 //
 // The same iterations as ScalingSinkhorn in dense.py, one sample per call of forward_one /
-// backward_one, the batch split over OpenMP threads. Each sample's kernel (M, N) stays in cache
-// for all of its iterations, so the cost is the arithmetic, not one library call per mat-vec.
+// backward_one, the batch shared out among OpenMP threads one sample at a time (a thread that
+// the OS delays on a busy machine then takes fewer samples instead of holding up the call).
+// Each sample's kernel (M, N) stays in cache for all of its iterations, so the cost is the
+// arithmetic, not one library call per mat-vec.
 // Arrays are C-contiguous: kern, plan, grad_plan, g_logk (B, M, N); a, g_a (B, M); b, g_b (B, N);
 // alphas (B, n_iters + 1, M); betas (B, n_iters, N); den_us (B, n_iters, M); den_vs (B, n_iters, N).
 // No fast-math: zero masses must give exact zeros, and a failed sample must give inf/NaN so that
@@ -14,9 +16,24 @@
 
 namespace {
 
+// Four rows at a time: four independent sums (or four rows per pass over `out`) keep the vector
+// units busy; on (50, 50) kernels the latency of one long chain would dominate.
 template <typename T>
 void matvec(const T* kern, const T* x, T* out, int64_t m, int64_t n) {  // out (M) = K x
-  for (int64_t i = 0; i < m; ++i) {
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) {
+    const T *r0 = kern + i * n, *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;
+    T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+    for (int64_t j = 0; j < n; ++j) {
+      s0 += r0[j] * x[j];
+      s1 += r1[j] * x[j];
+      s2 += r2[j] * x[j];
+      s3 += r3[j] * x[j];
+    }
+    out[i] = s0, out[i + 1] = s1, out[i + 2] = s2, out[i + 3] = s3;
+  }
+  for (; i < m; ++i) {
     const T* row = kern + i * n;
     T sum = 0;
 #pragma omp simd reduction(+ : sum)
@@ -28,7 +45,14 @@ void matvec(const T* kern, const T* x, T* out, int64_t m, int64_t n) {  // out (
 template <typename T>
 void matvec_t(const T* kern, const T* x, T* out, int64_t m, int64_t n) {  // out (N) = K^T x
   std::memset(out, 0, sizeof(T) * n);
-  for (int64_t i = 0; i < m; ++i) {
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) {
+    const T *r0 = kern + i * n, *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;
+    const T x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) out[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j];
+  }
+  for (; i < m; ++i) {
     const T* row = kern + i * n;
     const T xi = x[i];
 #pragma omp simd
@@ -132,7 +156,7 @@ void backward_one(const T* grad, const T* kern, const T* plan, const T* alphas, 
 template <typename T>
 int forward(int64_t batch, int64_t m, int64_t n, int64_t iters, const T* kern, const T* a, const T* b,
             T* alphas, T* betas, T* den_us, T* den_vs, T* plan, int threads) {
-#pragma omp parallel for schedule(static) num_threads(threads > 0 ? threads : 1)
+#pragma omp parallel for schedule(dynamic) num_threads(threads > 0 ? threads : 1)
   for (int64_t s = 0; s < batch; ++s) {
     forward_one(kern + s * m * n, a + s * m, b + s * n, alphas + s * (iters + 1) * m,
                 betas + s * iters * n, den_us + s * iters * m, den_vs + s * iters * n, plan + s * m * n, m,
@@ -152,7 +176,7 @@ int backward(int64_t batch, int64_t m, int64_t n, int64_t iters, int64_t steps, 
     if (work == nullptr) {
       failed = 1;
     }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int64_t s = 0; s < batch; ++s) {
       if (work == nullptr) continue;
       backward_one(grad + s * m * n, kern + s * m * n, plan + s * m * n, alphas + s * (iters + 1) * m,

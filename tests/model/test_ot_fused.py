@@ -24,10 +24,11 @@ needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason=f"no C++ compiler {
 
 
 @pytest.fixture(autouse=True)
-def two_threads():
-    """Two threads, so that the batch is split over OpenMP threads."""
+def two_threads(monkeypatch: pytest.MonkeyPatch):
+    """Two threads, and the batch split over them even for these small problems."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
+    monkeypatch.setattr(fused_cpu, "THREAD_GRAIN", 1)
     yield
     torch.set_num_threads(before)
 
@@ -226,3 +227,25 @@ def test_two_processes_build_at_once(tmp_path):
     errors = [proc.communicate(timeout=240)[1] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], errors
     assert [path.suffix for path in cache.iterdir()] == [".so"]
+
+
+@needs_compiler
+def test_one_large_sample_keeps_the_threaded_torch_path():
+    """Fewer samples than threads: the fused path (one thread per sample) only for small samples."""
+    big = fused_cpu.SERIAL_MAX_PAIRS + 1
+
+    def shapes(batch: int, m: int, n: int):
+        return torch.zeros(batch, m, n), torch.full((batch, m), 1 / m), torch.full((batch, n), 1 / n)
+
+    assert not fused_cpu.use_fused(*shapes(1, 1, big))
+    assert fused_cpu.use_fused(*shapes(2, 1, big))  # one sample per thread
+    assert fused_cpu.use_fused(*shapes(1, 50, 50))
+    torch.set_num_threads(1)
+    assert fused_cpu.use_fused(*shapes(1, 1, big))
+
+
+def test_threads_follow_the_work(monkeypatch):
+    monkeypatch.setattr(fused_cpu, "THREAD_GRAIN", 1 << 20)
+    assert fused_cpu.threads_for(64, 50, 50, 50) == 2  # the benchmark's problem: torch's thread count
+    assert fused_cpu.threads_for(8, 20, 20, 50) == 1  # tiny: no second thread to wake
+    assert fused_cpu.threads_for(1, 1000, 1000, 50) == 1  # one thread per sample at most
