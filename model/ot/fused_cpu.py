@@ -34,7 +34,7 @@ SWITCH = "HCM_FUSED_SINKHORN"
 # pairs: on 2 threads it was 1.3x faster than the torch path for one 500 x 500 sample and 0.74x
 # as fast for one 1000 x 1000 sample (benchmarks/RESULTS.md).
 SERIAL_MAX_PAIRS = 512 * 512
-THREAD_GRAIN = 1 << 20  # node-pair updates (about 0.1 ms of work) that justify one more thread
+THREAD_GRAIN = 1 << 20  # node-pair updates (about 0.3 ms of one thread's work) that justify another thread
 SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _INT, _PTR = ctypes.c_int64, ctypes.c_void_p
 SIGNATURES = {  # function -> (leading int64 sizes, tensor pointers)
@@ -48,15 +48,15 @@ def kernels() -> ctypes.CDLL | None:
     """The loaded kernel library, built on first use; None (after one warning) when unavailable."""
     try:
         library = native.load(SOURCE)
-    except native.KernelUnavailable as error:
+        for name, (sizes, pointers) in SIGNATURES.items():
+            for suffix in SUFFIX.values():
+                function = getattr(library, f"hcm_sinkhorn_{name}_{suffix}")  # AttributeError if missing
+                function.argtypes = [_INT] * sizes + [_PTR] * pointers + [ctypes.c_int]
+                function.restype = ctypes.c_int
+    except (native.KernelUnavailable, AttributeError) as error:
         warnings.warn(f"fused CPU Sinkhorn unavailable ({error}); using the torch scaling path "
                       f"(set {SWITCH}=0 to skip the build)", RuntimeWarning, stacklevel=2)
         return None
-    for name, (sizes, pointers) in SIGNATURES.items():
-        for suffix in SUFFIX.values():
-            function = getattr(library, f"hcm_sinkhorn_{name}_{suffix}")
-            function.argtypes = [_INT] * sizes + [_PTR] * pointers + [ctypes.c_int]
-            function.restype = ctypes.c_int
     return library
 
 

@@ -42,14 +42,20 @@ def compiler_command() -> list[str]:
 
 
 def _machine() -> str:
-    """The CPU the binary is built for: architecture, OS and, on Linux, the CPU's feature flags."""
-    flags = ""
+    """The CPU the binary is built for: architecture, OS and, on Linux, the CPU's model and feature flags."""
+    keys = ("model name", "flags", "Features", "CPU part")
+    lines: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
+            for line in info:
+                key = line.split(":", 1)[0].strip()
+                if key in keys:
+                    lines.setdefault(key, line.strip())
+                elif not line.strip() and lines:  # the first CPU is enough
+                    break
     except OSError:
         pass
-    return f"{platform.system()} {platform.machine()} {platform.processor()} {flags.strip()}"
+    return " ".join([platform.system(), platform.machine(), *lines.values()])
 
 
 def library_path(source: Path, command: list[str]) -> Path:

@@ -5,6 +5,7 @@ and concurrent builds into one cache folder."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -178,6 +179,15 @@ def test_fallback_without_a_compiler(fresh_build, monkeypatch):
     with pytest.warns(RuntimeWarning, match="cannot run the C\\+\\+ compiler '/nonexistent/c\\+\\+'"):
         plan = dense_plan(logk, a, b, 10, "unrolled")
     torch.testing.assert_close(plan, ScalingSinkhorn.apply(logk, a, b, 10, 10))
+
+
+def test_fallback_when_the_cached_library_is_broken(fresh_build):
+    target = native.library_path(fused_cpu.SOURCE, native.compiler_command())
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not a shared library")
+    logk, a, b = problem(2, 4, 5, F64)
+    with pytest.warns(RuntimeWarning, match=re.escape(f"fused CPU Sinkhorn unavailable (cannot load {target}")):
+        assert not fused_cpu.use_fused(logk, a, b)
 
 
 def test_switch_skips_the_build(fresh_build, monkeypatch):
