@@ -89,11 +89,24 @@ def _call(name: str, sizes: list[int], tensors: list[Tensor]) -> None:
         raise MemoryError(f"fused CPU Sinkhorn {name}: out of memory for its per-thread work vectors")
 
 
+def _check(logk: Tensor, a: Tensor, b: Tensor, n_iters: int) -> None:
+    """The kernel trusts its sizes and dtypes: refuse anything else before it runs."""
+    if n_iters < 1 or logk.dim() != 3 or logk.shape != (a.shape[0], a.shape[1], b.shape[1]):
+        raise ValueError(f"fused Sinkhorn needs n_iters >= 1 and logk (B, M, N) with a (B, M), b (B, N); got "
+                         f"n_iters={n_iters}, {tuple(logk.shape)}, {tuple(a.shape)}, {tuple(b.shape)}")
+    if not (logk.dtype in SUFFIX and a.dtype == b.dtype == logk.dtype):
+        raise ValueError(f"fused Sinkhorn needs float32 or float64 inputs of one dtype, got {logk.dtype}, "
+                         f"{a.dtype}, {b.dtype}")
+    if {t.device.type for t in (logk, a, b)} != {"cpu"}:
+        raise ValueError("fused Sinkhorn runs on CPU tensors only")
+
+
 class FusedScalingSinkhorn(torch.autograd.Function):
     """Compiled scaling-domain Sinkhorn: (logk (B, M, N), a (B, M), b (B, N)) -> plan (B, M, N)."""
 
     @staticmethod
     def forward(ctx, logk: Tensor, a: Tensor, b: Tensor, n_iters: int, grad_steps: int) -> Tensor:
+        _check(logk, a, b, n_iters)
         kern = (logk - logk.amax(dim=(1, 2), keepdim=True)).exp_().contiguous()  # (B, M, N), in (0, 1]
         a, b = a.contiguous(), b.contiguous()
         batch, m, n = kern.shape

@@ -259,3 +259,14 @@ def test_threads_follow_the_work(monkeypatch):
     assert fused_cpu.threads_for(64, 50, 50, 50) == 2  # the benchmark's problem: torch's thread count
     assert fused_cpu.threads_for(8, 20, 20, 50) == 1  # tiny: no second thread to wake
     assert fused_cpu.threads_for(1, 1000, 1000, 50) == 1  # one thread per sample at most
+
+
+@needs_compiler
+def test_sizes_are_checked_before_the_kernel_runs():
+    logk, a, b = problem(2, 4, 5, F64)
+    with pytest.raises(ValueError, match="n_iters >= 1"):
+        FusedScalingSinkhorn.apply(logk, a, b, 0, 0)
+    with pytest.raises(ValueError, match=r"got n_iters=3, \(2, 4, 5\), \(2, 5\), \(2, 5\)"):
+        FusedScalingSinkhorn.apply(logk, b, b, 3, 3)
+    with pytest.raises(ValueError, match="float32 or float64 inputs of one dtype"):
+        FusedScalingSinkhorn.apply(logk, a.float(), b, 3, 3)
