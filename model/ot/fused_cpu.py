@@ -84,7 +84,11 @@ def threads_for(batch: int, m: int, n: int, n_iters: int) -> int:
 
 def _call(name: str, sizes: list[int], tensors: list[Tensor]) -> None:
     """Run ``hcm_sinkhorn_<name>_<dtype>`` on contiguous tensors of one dtype; sizes start (B, M, N, n_iters)."""
-    function = getattr(kernels(), f"hcm_sinkhorn_{name}_{SUFFIX[tensors[0].dtype]}")
+    library = kernels()
+    if library is None:
+        raise RuntimeError("the fused CPU Sinkhorn kernel is unavailable (its warning says why); "
+                           "dense_plan() uses the torch scaling path then")
+    function = getattr(library, f"hcm_sinkhorn_{name}_{SUFFIX[tensors[0].dtype]}")
     if function(*sizes, *(t.data_ptr() for t in tensors), threads_for(*sizes[:4])) != 0:
         raise MemoryError(f"fused CPU Sinkhorn {name}: out of memory for its per-thread work vectors")
 

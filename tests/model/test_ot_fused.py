@@ -170,6 +170,8 @@ def test_fallback_when_the_compiler_fails(fresh_build, tmp_path, monkeypatch):
         plan = dense_plan(logk, a, b, 10, "unrolled")
     assert type(plan.grad_fn).__name__ == "ScalingSinkhornBackward"
     assert not fused_cpu.use_fused(logk, a, b)  # decided once per process: no second warning, no rebuild
+    with pytest.raises(RuntimeError, match="fused CPU Sinkhorn kernel is unavailable"):
+        FusedScalingSinkhorn.apply(logk, a, b, 10, 10)
     assert list(fresh_build.iterdir()) == []  # neither the half-written output nor a library
 
 
