@@ -87,7 +87,9 @@ def build(source: Path) -> Path:
         try:
             atomic_write(target, lambda tmp: _compile(command, source, tmp))
         except OSError as error:
-            raise KernelUnavailable(f"cannot write {target}: {error} (set HCM_KERNEL_CACHE to a writable folder)") from error
+            raise KernelUnavailable(
+                f"cannot write {target}: {error} (set HCM_KERNEL_CACHE to a writable folder)"
+            ) from error
     return target
 
 
