@@ -4,11 +4,13 @@ Run by hand on a quiet machine:
 
     .venv/bin/python benchmarks/bench_ot.py peers      # B=64, M=N=50, d=256, 50 iterations
     .venv/bin/python benchmarks/bench_ot.py scaling    # keops vs torch at M=N=1000 and 10000
+    .venv/bin/python benchmarks/bench_ot.py serial     # one sample: fused CPU vs torch scaling path
 
 Every timing is forward + backward of a loss on ``H^T G`` (Eq. 12): the plan H between the
 point clouds x and y is applied to the source features G = x. Each method is timed on the same
-tensors; the median of ``--repeats`` runs is reported after one warm-up run (KeOps compiles
-there). ``scaling`` runs each configuration in a fresh subprocess to read its peak memory.
+tensors, and every method that takes a cost matrix gets it from the same builder
+(``PointCloudCost.dense``), so the differences are the solvers'. The median of ``--repeats`` runs
+is reported after one warm-up run (KeOps and hcm's fused CPU kernel compile there, once). ``scaling`` runs each configuration in a fresh subprocess to read its peak memory.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from typing import Callable
 import torch
 
 from hcm.model.ot import PointCloudCost, sinkhorn, sinkhorn_transport
-from hcm.model.ot.dense import LogSinkhorn
+from hcm.model.ot.dense import LogSinkhorn, ScalingSinkhorn
+from hcm.model.ot.fused_cpu import FusedScalingSinkhorn
 
 
-BASELINE = "hcm auto (torch, scaling path)"  # the method the others are compared with; never skipped
+BASELINE = "hcm auto (torch, fused CPU scaling path)"  # the method the others are compared with; never skipped
 
 
 def _inputs(batch: int, m: int, n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,16 +74,21 @@ def _peer_methods(eps: float, n_iters: int, p: int) -> dict[str, Callable]:
             u = loga - torch.logsumexp(logk + v[:, None, :], 2)
         return (logk + u[:, :, None] + v[:, None, :]).exp()
 
-    def log_path(cost):
-        a, b = torch.full(cost.shape[:2], 1 / cost.shape[1]), torch.full(cost.shape[::2], 1 / cost.shape[2])
-        return LogSinkhorn.apply(-cost / eps, a, b, n_iters, n_iters)
+    def forced(solver):  # one of hcm's torch paths on its own, uniform marginals
+        def plan(cost):
+            a, b = torch.full(cost.shape[:2], 1 / cost.shape[1]), torch.full(cost.shape[::2], 1 / cost.shape[2])
+            return solver.apply(-cost / eps, a, b, n_iters, n_iters)
+        return plan
 
     return {
         BASELINE: lambda x, y: sinkhorn_transport(x, y, x, eps=eps, n_iters=n_iters, p=p),
-        "hcm torch, log path forced": _from_plan(log_path, p),
+        "hcm torch, unfused scaling path forced": _from_plan(forced(ScalingSinkhorn), p),
+        "hcm torch, log path forced": _from_plan(forced(LogSinkhorn), p),
         "hcm keops (CPU)": lambda x, y: sinkhorn_transport(x, y, x, eps=eps, n_iters=n_iters, p=p, backend="keops"),
         "hcm pot (per sample)": _from_plan(lambda c: sinkhorn(c, eps=eps, n_iters=n_iters, backend="pot"), p),
         "POT sinkhorn_log per sample": _from_plan(pot_per_sample, p),
+        "POT ot.batch.solve_batch sinkhorn autodiff": _from_plan(
+            lambda c: solve_batch(c, reg=eps, max_iter=n_iters, tol=0.0, method="sinkhorn", grad="autodiff").plan, p),
         "POT ot.batch.solve_batch log_sinkhorn autodiff": _from_plan(
             lambda c: solve_batch(c, reg=eps, max_iter=n_iters, tol=0.0, method="log_sinkhorn", grad="autodiff").plan, p),
         "geomloss ot.solve_batch (annealing)": _from_plan(
@@ -145,9 +153,26 @@ def scaling(args: argparse.Namespace) -> None:
             print(f"  M=N={nodes:6d} {backend:6s} {row['seconds']:9.3f} s   peak RSS {row['peak_rss_mib']:8.0f} MiB")
 
 
+def serial(args: argparse.Namespace) -> None:
+    """One sample (B=1) of growing size: the fused CPU path runs it on one thread, the torch
+    scaling path's mat-vecs use every thread. Sinkhorn alone, forward + backward."""
+    print(f"B=1 n_iters={args.iters} eps={args.eps}, {torch.get_num_threads()} threads, "
+          f"forward+backward of sum(plan^2), median of {args.repeats}")
+    for nodes in args.sizes:
+        x, y = (t.detach() for t in _inputs(1, nodes, nodes, 3))
+        logk = (PointCloudCost(x, y).dense() / -args.eps).requires_grad_()  # (1, M, N)
+        a = torch.full((1, nodes), 1 / nodes)
+        row = {}
+        for name, solver in (("fused", FusedScalingSinkhorn), ("torch", ScalingSinkhorn)):
+            method = lambda _x, _y: solver.apply(logk, a, a, args.iters, args.iters)
+            row[name] = time_method(method, x, y, args.repeats)
+        print(f"  M=N={nodes:6d} fused {row['fused'] * 1e3:9.2f} ms  torch {row['torch'] * 1e3:9.2f} ms  "
+              f"fused is faster by {row['torch'] / row['fused']:5.2f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("peers", "scaling", "one"))
+    parser.add_argument("mode", choices=("peers", "scaling", "serial", "one"))
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--nodes", type=int, default=50)
     parser.add_argument("--dim", type=int, default=256)
@@ -164,7 +189,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     warnings.filterwarnings("ignore", message=".*Sinkhorn did not converge.*")
-    {"peers": peers, "scaling": scaling, "one": one}[args.mode](args)
+    {"peers": peers, "scaling": scaling, "serial": serial, "one": one}[args.mode](args)
 
 
 if __name__ == "__main__":

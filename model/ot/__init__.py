@@ -5,7 +5,8 @@ HCMNet transports each video/audio graph onto the text graph with an entropic Si
 that batched problem, differentiably, with interchangeable backends:
 
 - ``torch``: batched dense log-domain iterations in one custom autograd function; a guarded
-  scaling-domain fast path runs when the kernel ``exp(-C/eps)`` cannot underflow.
+  scaling-domain fast path runs when the kernel ``exp(-C/eps)`` cannot underflow, on CPU as
+  one compiled call per pass (``fused_cpu``, built on first use; ``HCM_FUSED_SINKHORN=0`` off).
 - ``keops``: lazy KeOps reductions on point clouds; never materialises a (B, M, N) array
   except when a dense plan is asked for.
 - ``pot``: POT's ``ot.bregman.sinkhorn_log`` per sample, the reference.

@@ -177,7 +177,10 @@ def dense_plan(logk: Tensor, a: Tensor, b: Tensor, n_iters: int, grad: str) -> T
     """Plan (B, M, N) for ``logk = -C / eps``: the scaling path when safe, else the log path."""
     grad_steps = 1 if grad == "last_step" else n_iters
     if scaling_is_safe(logk):
-        plan = ScalingSinkhorn.apply(logk, a, b, n_iters, grad_steps)
+        from hcm.model.ot.fused_cpu import FusedScalingSinkhorn, use_fused  # it imports this module
+
+        scaling = FusedScalingSinkhorn if use_fused(logk, a, b) else ScalingSinkhorn
+        plan = scaling.apply(logk, a, b, n_iters, grad_steps)
         if all_finite(plan):  # a plan sums to at most 1 per sample
             return plan
     return LogSinkhorn.apply(logk, a, b, n_iters, grad_steps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import subprocess
@@ -44,3 +45,16 @@ def test_step_benchmark_on_a_cache_reports_the_loader_share(tmp_path: Path) -> N
     assert report["source"].startswith("cache") and report["batch"] == 4
     assert report["ms_per_step"] > 0 and report["gflop_per_step"] > 0 and 0 < report["loader_share"] < 1
     assert report["nodes"]["video"] >= 1 and report["share_of_peak"] > 0
+
+
+def test_ot_peers_and_serial_run_at_tiny_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_ot's peer table (POT's batched scaling solver included) and its one-sample crossover."""
+    bench = _load("bench_ot")
+    args = argparse.Namespace(batch=2, nodes=4, dim=3, iters=5, eps=0.5, p=2, repeats=1,
+                              skip=["keops", "per sample", "geomloss", "loop"], sizes=[6])
+    bench.peers(args)
+    bench.serial(args)
+    out = capsys.readouterr().out
+    for row in (bench.BASELINE, "POT ot.batch.solve_batch sinkhorn autodiff", "hcm torch, unfused scaling path forced"):
+        assert f"speed-up of hcm auto over {row}" in out
+    assert "M=N=     6 fused" in out and "fused is faster by" in out

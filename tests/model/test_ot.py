@@ -13,6 +13,7 @@ from hcm.model import ot as hot
 from hcm.model.ot import PointCloudCost, choose_backend, sinkhorn, sinkhorn_transport
 from hcm.model.ot import keops_backend
 from hcm.model.ot.dense import LogSinkhorn, ScalingSinkhorn, scaling_is_safe
+from hcm.model.ot.problem import SquaredDistances
 
 F64 = torch.float64
 HAS_COMPILER = keops_backend.compiler_problem() is None
@@ -304,3 +305,15 @@ def test_keops_on_cuda_is_refused_when_the_probe_failed(monkeypatch: pytest.Monk
     monkeypatch.setattr(keops_backend, "compiler_problem", lambda: None)
     monkeypatch.setattr(keops_backend, "load_pykeops", lambda: "lazy")
     assert keops_backend.KeopsBackend._lazy(torch.device("cpu")) == "lazy"  # the CPU needs no probe
+
+
+def test_squared_distances_and_their_derivatives():
+    """The written-out backward of the point-cloud cost matches autograd's, to second order."""
+    gen = torch.Generator().manual_seed(14)
+    x = torch.rand(2, 3, 4, generator=gen, dtype=F64).requires_grad_()
+    y = torch.rand(2, 5, 4, generator=gen, dtype=F64).requires_grad_()
+    direct = ((x[:, :, None] - y[:, None]) ** 2).sum(-1)  # (B, M, N)
+    torch.testing.assert_close(SquaredDistances.apply(x, y), direct)
+    assert torch.autograd.gradcheck(SquaredDistances.apply, (x, y))
+    assert torch.autograd.gradgradcheck(SquaredDistances.apply, (x, y))
+    torch.testing.assert_close(PointCloudCost(x, y, 2).dense(), direct)
