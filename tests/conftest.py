@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -112,3 +112,18 @@ class TinyNetSpec:
 @pytest.fixture(scope="session")
 def tiny_net() -> TinyNetSpec:
     return TinyNetSpec("hcm_tiny_model:TinyNet", hcm_tiny_model.TinyNet)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The fused Sinkhorn kernel is built into pytest's cache folder (kept across runs), not the
+    user's ``~/.cache/hcm/kernels``; an explicit ``HCM_KERNEL_CACHE`` is left as it is."""
+    given = os.environ.get("HCM_KERNEL_CACHE")
+    if given:
+        yield Path(given)
+        return
+    cache = getattr(request.config, "cache", None)
+    folder = Path(cache.mkdir("hcm-kernels") if cache else tmp_path_factory.mktemp("hcm-kernels"))
+    os.environ["HCM_KERNEL_CACHE"] = str(folder)
+    yield folder
+    os.environ.pop("HCM_KERNEL_CACHE", None)
