@@ -68,17 +68,32 @@ CLIP_BPE_HEADER = '"bpe_simple_vocab_16e6.txt#version: 0.2'
 CALIBRATION_BATCH = 4
 
 
-def local_text() -> list[str]:
-    """The Python standard library's ``.py`` sources (UTF-8 ones), in path order: ~30 MB of text."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    texts = []
-    for path in sorted(stdlib.rglob("*.py")):
-        if "site-packages" in path.parts:
+MIN_TEXT_CHARS = 30_000_000  # enough for CLIP's 48,894 merges; a full CPython stdlib has about 31 M
+
+
+def _sources(folder: Path, skip_site_packages: bool) -> Iterable[str]:
+    for path in sorted(folder.rglob("*.py")):
+        if skip_site_packages and "site-packages" in path.parts:
             continue
         try:
-            texts.append(path.read_text(encoding="utf-8"))
+            yield path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
+
+
+def local_text() -> list[str]:
+    """The Python standard library's UTF-8 ``.py`` sources in path order (~31 MB of text); where the
+    installation ships less (Debian leaves out the stdlib's tests), the installed packages'
+    sources follow, in path order, up to :data:`MIN_TEXT_CHARS`."""
+    paths = sysconfig.get_paths()
+    texts = list(_sources(Path(paths["stdlib"]), skip_site_packages=True))
+    total = sum(map(len, texts))
+    for folder in dict.fromkeys((paths["purelib"], paths["platlib"])):
+        for text in _sources(Path(folder), skip_site_packages=False):
+            if total >= MIN_TEXT_CHARS:
+                return texts
+            texts.append(text)
+            total += len(text)
     return texts
 
 

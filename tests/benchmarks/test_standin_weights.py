@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -79,3 +80,20 @@ def test_paper_profile_resolves_every_weight_from_the_folder(standin_weights: Pa
     assert weights.path("efficientnet").name == "efficientnet-b0-355c32eb.pth"
     assert weights.path("clip_vocab").name == "bpe_simple_vocab_16e6.txt.gz"
     assert all(digest.startswith("sha256:") for digest in weights.digests.values())
+
+
+def test_local_text_tops_up_a_small_standard_library(standin: ModuleType, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    stdlib, site = tmp_path / "lib", tmp_path / "site"
+    for folder, names in ((stdlib, ["a.py", "b.py"]), (site, ["x.py", "y.py", "z.py"])):
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_text(name * 10, encoding="utf-8")  # 40 characters each
+    (stdlib / "site-packages").mkdir()
+    (stdlib / "site-packages" / "skip.py").write_text("not from the standard library")
+    monkeypatch.setattr(standin.sysconfig, "get_paths",
+                        lambda: {"stdlib": str(stdlib), "purelib": str(site), "platlib": str(site)})
+    monkeypatch.setattr(standin, "MIN_TEXT_CHARS", 100)
+    assert standin.local_text() == ["a.py" * 10, "b.py" * 10, "x.py" * 10]  # 80 < 100: one package file more
+    monkeypatch.setattr(standin, "MIN_TEXT_CHARS", 60)
+    assert standin.local_text() == ["a.py" * 10, "b.py" * 10]
