@@ -286,7 +286,8 @@ class ExtractSummary:
         rate = self.extracted / self.loop_seconds if self.loop_seconds > 0 else 0.0  # start-up excluded
         n_masked = len({entry["id"] for entry in self.masked})
         lines = [
-            f"{self.dataset} ({self.profile}, {self.precision}): plan {self.planned} = {self.extracted} extracted + "
+            f"{self.dataset} ({self.profile}, {self.precision}): plan {self.planned} = {self.extracted} "
+            f"extracted + "
             f"{len(self.dropped)} dropped" + (f" + {self.pending} in shards not written yet" if self.pending else "")
             + f"; {n_masked} extracted with a masked modality; {self.seconds:.1f} s (start-up "
             f"{self.seconds - self.loop_seconds:.1f} s, then {rate:.1f} items/s; encoders {self.encoder_seconds:.1f} s)",
@@ -661,8 +662,8 @@ def extract_clip(clip: Path, text: str | None = None, profile: Profile | str = "
                  device: str = "auto", like: CacheMeta | None = None, precision: str = "auto") -> Item:
     """The cache item ``hcm extract`` would write for one clip (:class:`ClipExtractor` for one clip).
 
-    ``context``: the utterances before and after the clip. Raises :class:`ClipError` when the clip
-    is missing or none of its media can be read.
+    ``context``: the utterances before and after the clip; ``precision`` as in :class:`ClipExtractor`.
+    Raises :class:`ClipError` when the clip is missing or none of its media can be read.
     """
     check_clip(Path(clip))
     extractor = ClipExtractor(profile, weights=weights, device=device, like=like, precision=precision)

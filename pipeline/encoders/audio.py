@@ -23,7 +23,8 @@ import torch
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import esresnext
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, Preparer, calibrate_batchnorm, register_encoder, weights_id, seeded, to_device, to_float16,
+    Encoded, Encoder, Preparer, calibrate_batchnorm, forward_rows, register_encoder, weights_id, seeded, to_device,
+    to_float16,
 )
 from hcm.pipeline.encoders.checkpoints import AUDIOCLIP_FILE, AUDIOCLIP_URL, ESRNX_FILE
 from hcm.pipeline.media import split_segments
@@ -134,7 +135,7 @@ class ESResNeXtEncoder(Encoder):
         groups = _by_segment_length(prepared)
         order = [i for members in groups for i in members]  # clips in the order their rows are computed
         with self.autocast():
-            outputs = [self.model(to_device(np.concatenate([prepared[i] for i in members]), self.device))
+            outputs = [forward_rows(self.model, to_device(np.concatenate([prepared[i] for i in members]), self.device))
                        for members in groups]  # each (sum S of the group, D)
         embedded = to_float16(torch.cat(outputs))  # (sum S, D): one copy to the host
         parts = np.split(embedded, np.cumsum([len(prepared[i]) for i in order])[:-1])

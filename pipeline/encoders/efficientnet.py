@@ -21,8 +21,8 @@ from PIL import Image
 
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_device, to_float16,
-    weights_id,
+    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, forward_rows, register_encoder, seeded, to_device,
+    to_float16, weights_id,
 )
 from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
@@ -166,6 +166,9 @@ class EfficientNetEncoder(Encoder):
         counts = [len(frames) for frames in prepared]
         pixels = to_device(np.concatenate(prepared), self.device, torch.channels_last)  # (sum T, 3, S, S)
         with self.autocast():
-            maps = self.model.extract_features(pixels)  # (sum T, D, h, w)
-        pooled = to_float16(maps.float().mean(dim=(2, 3)))  # (sum T, D), pooled in float32
-        return [Encoded({"efficientnet": rows}) for rows in np.split(pooled, np.cumsum(counts)[:-1])]
+            pooled = forward_rows(self._pooled, pixels)  # (sum T, D)
+        return [Encoded({"efficientnet": rows}) for rows in np.split(to_float16(pooled), np.cumsum(counts)[:-1])]
+
+    def _pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) -> (N, D): global average of ``extract_features``, pooled in float32."""
+        return self.model.extract_features(pixels).float().mean(dim=(2, 3))

@@ -20,8 +20,8 @@ import torch
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import clip
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, register_encoder, seeded, to_device, to_float16,
-    weights_id,
+    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, forward_rows, register_encoder, seeded, to_device,
+    to_float16, weights_id,
 )
 from hcm.pipeline.encoders.checkpoints import AUDIOCLIP_FILE, AUDIOCLIP_URL, RN50_FILE, RN50_URL
 from hcm.pipeline.encoders.clip_tokenizer import ClipTokenizer
@@ -153,7 +153,7 @@ class ClipImageEncoder(_ClipEncoder):
         counts = [len(frames) for frames in prepared]
         pixels = to_device(np.concatenate(prepared), self.device, torch.channels_last)  # (sum T, 3, S, S)
         with self.autocast():
-            embedded = to_float16(self.model.encode_image(pixels))  # (sum T, D)
+            embedded = to_float16(forward_rows(self.model.encode_image, pixels))  # (sum T, D)
         return [Encoded({"clip_image": rows}) for rows in np.split(embedded, np.cumsum(counts)[:-1])]
 
 

@@ -1,10 +1,10 @@
 """The arithmetic precision stage one's encoders run in (``hcm extract --precision``).
 
-``float32`` runs every network in float32. ``bfloat16`` and ``float16`` run them under
-``torch.autocast`` with that dtype: matrix products and convolutions in the low-precision type,
-normalisations, softmax and reductions in float32 as autocast's policy says, and the parts an
-encoder keeps in float32 explicitly (ESResNeXt's FBSP front end, see ``esresnext.py``) stay
-there. The cache stores float16 features whatever the precision; the precision only changes
+``float32`` runs every network in float32 (on CUDA without cuDNN's TF32 convolutions).
+``bfloat16`` and ``float16`` run them under ``torch.autocast`` with that dtype: matrix products
+and convolutions in the low-precision type, normalisations, softmax and reductions in float32 as
+autocast's policy says, and the parts an encoder keeps in float32 explicitly (ESResNeXt's FBSP
+front end, see ``esresnext.py``) stay there. The cache stores float16 features whatever the precision; the precision only changes
 what the networks compute, within the tolerances of docs/extraction.md.
 
 ``auto`` picks, in order:
@@ -20,8 +20,8 @@ what the networks compute, within the tolerances of docs/extraction.md.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import ContextManager
+from contextlib import contextmanager, nullcontext
+from typing import ContextManager, Iterator
 
 import torch
 
@@ -46,7 +46,9 @@ def unsupported(precision: str, device: torch.device) -> str | None:
     The CPU runs all three (bfloat16 and float16 by emulation where it has no native units:
     correct, only slower); a GPU without bfloat16 support cannot run bfloat16.
     """
-    if precision == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+    if precision != "bfloat16" or device.type != "cuda":
+        return None
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
         return f"the GPU {torch.cuda.get_device_name(device)} has no bfloat16 support"
     return None
 
@@ -92,7 +94,18 @@ def mismatch_note(cached: str, chosen: str, device: torch.device) -> str:
 
 
 def autocast(precision: str, device: torch.device) -> ContextManager:
-    """The autocast context of ``precision`` on ``device`` (none for float32)."""
-    if precision == "float32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+    """The autocast context of ``precision`` on ``device``; for float32 none, except that on CUDA
+    cuDNN's TF32 convolutions (torch's default) are switched off so float32 means float32."""
+    if precision != "float32":
+        return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+    return _cudnn_without_tf32() if device.type == "cuda" else nullcontext()
+
+
+@contextmanager
+def _cudnn_without_tf32() -> Iterator[None]:
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous

@@ -16,7 +16,7 @@ import torch
 
 from hcm.core.errors import UsageError
 from hcm.pipeline.encoders import clip, create_encoder, esresnext, precision
-from hcm.pipeline.encoders.base import EncoderError, to_device
+from hcm.pipeline.encoders.base import CPU_ROWS_PER_FORWARD, EncoderError, forward_rows, to_device
 from hcm.pipeline.profiles import ResolvedWeights, get_profile
 
 # Relative tolerance per encoder and precision (docs/extraction.md, Precision).
@@ -92,6 +92,13 @@ def test_encoders_run_in_their_precision() -> None:
         create_encoder("clip_image", profile, ResolvedWeights(), "cpu", "half")
 
 
+def test_float32_on_cuda_turns_off_tf32_convolutions() -> None:
+    before = torch.backends.cudnn.allow_tf32
+    with precision.autocast("float32", torch.device("cuda")):  # only flags: runs without a GPU
+        assert torch.backends.cudnn.allow_tf32 is False and not torch.is_autocast_enabled("cuda")
+    assert torch.backends.cudnn.allow_tf32 == before
+
+
 def test_to_device_on_the_cpu_uses_the_array_in_place() -> None:
     flat = np.arange(12, dtype=np.float32).reshape(3, 4)
     tensor = to_device(flat, CPU)
@@ -100,6 +107,50 @@ def test_to_device_on_the_cpu_uses_the_array_in_place() -> None:
     last = to_device(images, CPU, torch.channels_last)
     assert last.is_contiguous(memory_format=torch.channels_last) and torch.equal(last, torch.from_numpy(images))
     assert to_device(torch.ones(2, 3, dtype=torch.long), CPU).dtype == torch.long
+
+
+def test_forward_rows_runs_the_cpu_in_passes_of_a_few_rows() -> None:
+    sizes: list[int] = []
+
+    def double(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(x))
+        return 2 * x
+
+    rows = torch.arange(2 * CPU_ROWS_PER_FORWARD + 3, dtype=torch.float32)[:, None]  # (N, 1)
+    assert torch.equal(forward_rows(double, rows), 2 * rows)
+    assert sizes == [CPU_ROWS_PER_FORWARD, CPU_ROWS_PER_FORWARD, 3]
+    sizes.clear()
+    assert torch.equal(forward_rows(double, rows[:2]), 2 * rows[:2]) and sizes == [2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_to_device_on_cuda_copies_through_pinned_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    pinned = []
+    original = torch.Tensor.pin_memory
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: pinned.append(original(self)) or pinned[-1])
+    images = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)  # (B, 3, H, W)
+    gpu = torch.device("cuda", 0)
+    moved = to_device(images, gpu, torch.channels_last)
+    assert moved.device == gpu and moved.is_contiguous(memory_format=torch.channels_last)
+    assert len(pinned) == 1 and pinned[0].is_pinned()
+    assert torch.equal(moved.cpu(), torch.from_numpy(images))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("chosen", ["bfloat16", "float16"])
+def test_tiny_cnn_encoders_on_cuda_stay_within_tolerance(chosen: str) -> None:
+    rng = np.random.default_rng(0)
+    profile = get_profile("tiny", frames=3, segments=2)
+    for name in ("clip_image", "efficientnet", "esresnext"):
+        encoder = create_encoder(name, profile, ResolvedWeights(), "cuda")
+        media = [rng.integers(0, 256, size=(3, 48, 80, 3), dtype=np.uint8) if encoder.modality == "video" else
+                 (rng.standard_normal(44100) * 0.1).astype(np.float32) for _ in range(2)]
+        prepared = [encoder.preparer(m) for m in media]
+        runs = {}
+        for precision_name in ("float32", chosen):
+            encoder.precision = precision_name
+            runs[precision_name] = np.concatenate([item.features[name] for item in encoder.encode([None] * 2, prepared)])
+        assert 0.0 < relative_error(runs[chosen], runs["float32"]) <= TOLERANCE[chosen][name], name
 
 
 # --------------------------------------------------------------------------- the tiny profile, every encoder
