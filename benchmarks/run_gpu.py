@@ -280,19 +280,21 @@ def bench_train_step(sizes: Sizes, dry: bool, device: torch.device, dataset: str
 
 
 def _clouds(batch: int, nodes: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(nodes * 131 + batch)
-    x, y = (torch.nn.functional.normalize(torch.randn(batch, nodes, dim, generator=gen), dim=-1) for _ in range(2))
-    return x.to(device).requires_grad_(), y.to(device).requires_grad_()
+    """bench_ot.py's unit-norm point clouds, as leaves on ``device``."""
+    from bench_ot import _inputs  # beside this script
+
+    x, y = _inputs(batch, nodes, nodes, dim, seed=nodes * 131 + batch)
+    return x.detach().to(device).requires_grad_(), y.detach().to(device).requires_grad_()
 
 
 def _ot_run(x: torch.Tensor, y: torch.Tensor, backend: str, n_iters: int) -> Callable[[], Any]:
     from hcm.model.ot import sinkhorn_transport
 
-    def run() -> Any:
+    def run() -> torch.Tensor:
         x.grad = y.grad = None
         moved = sinkhorn_transport(x, y, x, eps=0.1, n_iters=n_iters, p=1, backend=backend)
         moved.square().sum().backward()
-        return moved.detach(), x.grad.clone(), y.grad.clone()
+        return moved.detach()
 
     return run
 
@@ -322,11 +324,12 @@ def _graph_difference(x: torch.Tensor, y: torch.Tensor) -> float:
     """Largest relative difference between graph replay and eager results (transport and gradients)."""
     from hcm.model.ot import cuda_graphs
 
-    cuda_graphs.use_cuda_graphs(False)
-    eager = _ot_run(x, y, "torch", 50)()
-    cuda_graphs.use_cuda_graphs(True)
-    graphed = _ot_run(x, y, "torch", 50)()
+    results = []
+    for graphs in (False, True):
+        cuda_graphs.use_cuda_graphs(graphs)
+        results.append((_ot_run(x, y, "torch", 50)(), x.grad.clone(), y.grad.clone()))
     cuda_graphs.use_cuda_graphs(None)
+    eager, graphed = results
     return max(float((g - e).abs().max() / e.abs().max().clamp_min(1e-30)) for g, e in zip(graphed, eager))
 
 

@@ -18,6 +18,7 @@ GPU and the torch backend runs instead, with the same one-line warning naming th
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -58,7 +59,6 @@ torch.cuda.synchronize()
 assert tuple(out.shape) == (2, 4, 1), out.shape
 """
 PROBE_TIMEOUT_S = 600  # a first NVRTC build of a formula takes seconds to a minute
-_probe: dict[str, str | None] = {}
 
 
 def _run_probe() -> str | None:
@@ -76,12 +76,11 @@ def _run_probe() -> str | None:
     return f"its GPU build failed in a test process ({how}{': ' + said[-1][:150] if said else ''})"
 
 
+@functools.cache
 def gpu_problem() -> str | None:
     """Why KeOps cannot run on CUDA in this environment, or None; asked once per process by
     building and running one small GPU reduction in a child process (see the module docstring)."""
-    if "result" not in _probe:
-        _probe["result"] = _run_probe()
-    return _probe["result"]
+    return _run_probe()
 
 
 def load_pykeops():

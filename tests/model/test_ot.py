@@ -288,7 +288,7 @@ def test_sinkhorn_is_a_float32_island_under_autocast(low: torch.dtype) -> None:
 def test_keops_gpu_probe_reports_a_crashing_build(monkeypatch: pytest.MonkeyPatch, script: str,
                                                   expected: str | None) -> None:
     monkeypatch.setattr(keops_backend, "GPU_PROBE", script)
-    monkeypatch.setattr(keops_backend, "_probe", {})
+    keops_backend.gpu_problem.cache_clear()
     problem = keops_backend.gpu_problem()
     if expected is None:
         assert problem is None
@@ -296,10 +296,11 @@ def test_keops_gpu_probe_reports_a_crashing_build(monkeypatch: pytest.MonkeyPatc
         assert problem is not None and expected in problem
     monkeypatch.setattr(keops_backend, "GPU_PROBE", "raise SystemExit(3)")
     assert keops_backend.gpu_problem() == problem  # asked once per process
+    keops_backend.gpu_problem.cache_clear()
 
 
 def test_keops_on_cuda_is_refused_when_the_probe_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keops_backend, "_probe", {"result": "its GPU build failed in a test process (signal 11)"})
+    monkeypatch.setattr(keops_backend, "gpu_problem", lambda: "its GPU build failed in a test process (signal 11)")
     with pytest.raises(RuntimeError, match="signal 11"):
         keops_backend.KeopsBackend._lazy(torch.device("cuda"))
     monkeypatch.setattr(keops_backend, "compiler_problem", lambda: None)
