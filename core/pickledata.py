@@ -97,7 +97,7 @@ def read_data(data: bytes, rules: Rules) -> Any:
                 return value
             machine.step(op.name, arg)
     except PickleDataError as error:
-        raise PickleDataError(f"{error} (at byte {pos})") from None
+        raise type(error)(f"{error} (at byte {pos})") from None
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, UnicodeError, RecursionError,
             MemoryError, EOFError) as error:
         raise DamagedPickleError(f"{type(error).__name__}: {error} (near byte {pos})") from None
@@ -115,12 +115,12 @@ class _Machine:
 
     def pop(self) -> Any:
         if not self.stack or (self.marks and len(self.stack) <= self.marks[-1]):
-            raise PickleDataError("an opcode needs a value but the stack is empty")
+            raise DamagedPickleError("an opcode needs a value but the stack is empty")
         return self.stack.pop()
 
     def pop_mark(self) -> list[Any]:
         if not self.marks:
-            raise PickleDataError("an opcode needs a MARK that was never set")
+            raise DamagedPickleError("an opcode needs a MARK that was never set")
         start = self.marks.pop()
         items = self.stack[start:]
         del self.stack[start:]
@@ -128,7 +128,7 @@ class _Machine:
 
     def top(self) -> Any:
         if not self.stack or (self.marks and len(self.stack) <= self.marks[-1]):
-            raise PickleDataError("an opcode needs a value but the stack is empty")
+            raise DamagedPickleError("an opcode needs a value but the stack is empty")
         return self.stack[-1]
 
     def final(self, value: Any) -> Any:
@@ -171,7 +171,7 @@ class _Machine:
     def container(self, kind: type) -> Any:
         target = self.final(self.top())
         if type(target) is not kind:
-            raise PickleDataError(f"an opcode adds items to a {type(target).__name__}, expected a {kind.__name__}")
+            raise DamagedPickleError(f"an opcode adds items to a {type(target).__name__}, expected a {kind.__name__}")
         return target
 
     def appends(self, _arg: Any) -> None:
@@ -185,7 +185,7 @@ class _Machine:
     def setitems(self, _arg: Any) -> None:
         items = self.pop_mark()
         if len(items) % 2:
-            raise PickleDataError("SETITEMS with an odd number of values")
+            raise DamagedPickleError("SETITEMS with an odd number of values")
         target = self.container(dict)
         for i in range(0, len(items), 2):
             target[self.key(items[i])] = self.final(items[i + 1])
@@ -201,7 +201,7 @@ class _Machine:
     def dict_(self, _arg: Any) -> None:
         items = self.pop_mark()
         if len(items) % 2:
-            raise PickleDataError("DICT with an odd number of values")
+            raise DamagedPickleError("DICT with an odd number of values")
         self.push({self.key(items[i]): self.final(items[i + 1]) for i in range(0, len(items), 2)})
 
     # ------------------------------------------------------------------ stack and memo
@@ -217,7 +217,7 @@ class _Machine:
 
     def memo_put(self, index: Any) -> None:
         if not isinstance(index, int) or index < 0:
-            raise PickleDataError(f"memo index {index!r}")
+            raise DamagedPickleError(f"memo index {index!r}")
         self.memo[index] = self.top()
 
     def memoize(self, _arg: Any) -> None:
@@ -225,7 +225,7 @@ class _Machine:
 
     def memo_get(self, index: Any) -> None:
         if index not in self.memo:
-            raise PickleDataError(f"the memo has no entry {index!r}")
+            raise DamagedPickleError(f"the memo has no entry {index!r}")
         self.push(self.memo[index])
 
     # ------------------------------------------------------------------ names and calls
@@ -237,7 +237,7 @@ class _Machine:
     def stack_global(self, _arg: Any) -> None:
         name, module = self.final(self.pop()), self.final(self.pop())
         if not isinstance(module, str) or not isinstance(name, str):
-            raise PickleDataError("STACK_GLOBAL needs two strings")
+            raise DamagedPickleError("STACK_GLOBAL needs two strings")
         self.push(self.named(module, name))
 
     def named(self, module: str, name: str) -> Global:
