@@ -10,7 +10,7 @@ builds only ``None``, bools, ints, floats, str, bytes, lists, tuples, dicts and 
 allow that name; what ``REDUCE`` (and ``NEWOBJ``) of a marker and ``BUILD`` on the result
 produce is decided by the caller's own checked code (:mod:`hcm.core.numpy_pickle` for numpy
 arrays). Persistent ids (PyTorch's storages) go to ``Rules.persistent``. Everything else (other
-globals, ``BUILD`` on a plain value, extension codes, out-of-band buffers, ``INST``/``OBJ``) is
+globals, ``BUILD`` on a plain value other than a dict's attributes, which are dropped, extension codes, out-of-band buffers, ``INST``/``OBJ``) is
 refused with :class:`PickleDataError` before anything is built.
 
 Limits that keep a hostile file from hanging or exhausting the reader: dict keys and set items
@@ -263,6 +263,8 @@ class _Machine:
 
     def build(self, _arg: Any) -> None:
         state, target = self.final(self.pop()), self.top()
+        if type(target) is dict and (state is None or type(state) is dict):
+            return  # attributes of a dict subclass (an OrderedDict's ``_metadata``): read, then dropped
         if not isinstance(target, Pending):
             raise PickleDataError(f"the pickle sets the state of a {type(target).__name__} (BUILD), "
                                   f"which plain data never needs")

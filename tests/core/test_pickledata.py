@@ -89,7 +89,7 @@ def _wait_for_short(marker: Path) -> bool:
 TRICK_MESSAGES = {
     "INST": "opcode INST", "OBJ": "opcode OBJ", "EXT1": "opcode EXT1", "EXT2": "opcode EXT2",
     "NEWOBJ_EX": "asks for os.system", "NEXT_BUFFER": "opcode NEXT_BUFFER", "PERSID": "outside objects",
-    "BUILD on a dict": "sets the state of a dict", "REDUCE on a string": "calls a str",
+    "BUILD on a list": "sets the state of a list", "REDUCE on a string": "calls a str",
     "name hidden in the memo": "asks for os.system", "dtype with fields": "'V8' is not one of the plain kinds",
     "dtype given fields": "fields, a sub-array or metadata", "dtype with object flags": "flags",
     "dtype with a made-up size": "size, alignment or flags", "dtype not plain": "'M8' is not one of the plain",

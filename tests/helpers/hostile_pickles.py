@@ -125,7 +125,7 @@ def tricks(marker: Path) -> dict[str, bytes]:
         "NEWOBJ_EX": p3 + global_ops("os", "system", 3) + b")}\x92.",
         "NEXT_BUFFER": b"\x80\x05\x97.",
         "PERSID": b"(Pos.system\n.",
-        "BUILD on a dict": p3 + b"}}X\x0c\x00\x00\x00__setstate__Ns" + b"b.",
+        "BUILD on a list": p3 + b"]}X\x0c\x00\x00\x00__setstate__Ns" + b"b.",
         "REDUCE on a string": p3 + b"X\x02\x00\x00\x00osX\x01\x00\x00\x00x\x85R.",
         "name hidden in the memo": b"\x80\x04" + text("os", 4) + b"\x94" + text("system", 4) + b"\x94"
                                    + b"h\x00h\x01\x93" + text(f"touch '{m}'", 4) + b"\x85R.",
