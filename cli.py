@@ -344,11 +344,16 @@ def evaluate_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report (as metrics.json) on stdout; the table goes to stderr."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    trust_model_code: bool = typer.Option(
+        False, "--trust-model-code",
+        help="Import the model module a run's config.json names when it is not one of hcm's models "
+             "(this runs that module's code; only for run folders you trust). Default: hcm's models only."),
 ) -> None:
     """Evaluate a run's best checkpoint: metrics table, metrics.json, predictions.csv, plots."""
     from hcm.apps.train import evaluate_command as run_evaluate
 
-    raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads, as_json))
+    raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads, as_json,
+                                  trust_model_code))
 
 
 @app.command("runs", **_example("hcm runs --dataset mosei"))

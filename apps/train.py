@@ -168,15 +168,16 @@ def removed_on_failure(run: Path, rank: int) -> Iterator[None]:
 
 def evaluate_in_workspace(workspace: Workspace, run: Path | None = None, split: str = "test",
                           features: Path | None = None, tsne: bool = False, device: str = "auto",
-                          as_json: bool = False) -> dict[str, Any]:
+                          as_json: bool = False, trust_model_code: bool = False) -> dict[str, Any]:
     """``hcm evaluate``: the given run (default: the latest in the workspace), its best checkpoint.
 
-    ``as_json``: the table goes to stderr and stdout gets the report (metrics.json) alone."""
+    ``as_json``: the table goes to stderr and stdout gets the report (metrics.json) alone.
+    ``trust_model_code``: import a model factory outside hcm's registry that the run config names."""
     from rich.console import Console
 
     chosen = Path(run) if run is not None else find_latest_run(workspace.runs)
     report = evaluate_run(chosen, split, cache_dir=features, tsne=tsne, device=device,
-                          console=Console(stderr=True) if as_json else None)
+                          console=Console(stderr=True) if as_json else None, trust_model_code=trust_model_code)
     if as_json:
         print(json.dumps(report, indent=1, default=str))
     return report
@@ -209,10 +210,11 @@ def train_command(workspace: Workspace, request: TrainRequest, interactive: bool
 
 
 def evaluate_command(workspace: Workspace, run: Path | None, split: str, features: Path | None, tsne: bool,
-                     device: str, threads: int | None = None, as_json: bool = False) -> int:
+                     device: str, threads: int | None = None, as_json: bool = False,
+                     trust_model_code: bool = False) -> int:
     """``hcm evaluate`` with its errors reported as messages; returns the exit status."""
     def work() -> None:
         set_threads(threads)
-        evaluate_in_workspace(workspace, run, split, features, tsne, device, as_json)
+        evaluate_in_workspace(workspace, run, split, features, tsne, device, as_json, trust_model_code)
 
     return report_errors(work)

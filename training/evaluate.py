@@ -45,6 +45,7 @@ from hcm.training import metrics as M
 from hcm.training.checkpoints import load_checkpoint
 from hcm.training.data import CacheDataset, DataConfig, read_cache_meta
 from hcm.training.distributed import Dist
+from hcm.training.model_source import check_run_config, model_factory
 from hcm.training.runs import RunPaths
 from hcm.training.settings import DatasetFacts
 from hcm.training.trainer import Predictions, TrainConfig, eval_loader, make_model, predict
@@ -100,17 +101,23 @@ def _run_recipe(config: dict[str, Any]) -> dict:
     return meta.recipe if meta.recipe_hash == config["recipe_hash"] else {}
 
 
-def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, device: torch.device):
-    """The run's model with the weights of ``checkpoints/<checkpoint>.pt``, and that checkpoint's epoch."""
+def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, device: torch.device,
+                   trust_code: bool = False):
+    """The run's model with the weights of ``checkpoints/<checkpoint>.pt``, and that checkpoint's epoch.
+
+    The model comes from hcm's registry by the name the config records; an outside ``module:Name``
+    is imported only with ``trust_code`` (see :mod:`hcm.training.model_source`)."""
+    check_run_config(config, paths.config)
+    factory = model_factory(config["model_factory"], trust_code, paths.config)
     state = load_checkpoint(paths.checkpoints / f"{checkpoint}.pt", "cpu")
-    model = make_model(ModelConfig.from_dict(config["model"]), config["model_factory"])
+    model = make_model(ModelConfig.from_dict(config["model"]), factory)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), int(state["epoch"])
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | Path | None = None,
                  checkpoint: str = "best", tsne: bool = False, device: str = "auto", batch_size: int = 0,
-                 console: Console | None = None) -> dict[str, Any]:
+                 console: Console | None = None, trust_model_code: bool = False) -> dict[str, Any]:
     """Evaluate a run's checkpoint on ``split``; print the table, then write ``<run>/eval/<split>/``.
 
     The table is printed before any file is written, so a read-only run folder still shows the
@@ -118,13 +125,15 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
     Returns the content of ``metrics.json``.
     """
     paths = RunPaths(Path(run_dir))
-    config = read_json(paths.config, "run config")
+    config = check_run_config(read_json(paths.config, "run config"), paths.config)
+    if not trust_model_code:
+        model_factory(config["model_factory"], False, paths.config)  # refuse outside code before anything else
     cache = Path(cache_dir) if cache_dir is not None else Path(config["cache"])
     check_cache_matches(config, cache)
     facts = DatasetFacts.from_dict(config["facts"])
     data = CacheDataset(cache, split, DataConfig(**config["data"]))
     d = Dist(0, 1, resolve_device(device))
-    model, epoch = load_run_model(paths, config, checkpoint, d.device)
+    model, epoch = load_run_model(paths, config, checkpoint, d.device, trust_model_code)
     cfg = TrainConfig(batch_size=batch_size or config["train"]["batch_size"], num_workers=config["train"]["num_workers"])
     preds = predict(model, eval_loader(data, cfg, d), d, with_features=tsne)
     labels = data.labels[preds.index]
