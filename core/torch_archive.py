@@ -11,7 +11,8 @@ storages, with :func:`hcm.core.pickledata.read_data`:
   storage is one of the plain element types (:data:`STORAGE_DTYPES`), its record must hold
   exactly ``numel`` elements, and offset, sizes and strides must stay inside it;
 * with ``script=True`` a TorchScript object (``__torch__.*``, created by ``NEWOBJ`` and given
-  a dict by ``BUILD``) becomes that plain dict of attributes; its code is never read;
+  a dict by ``BUILD``) becomes that plain dict of attributes, and TorchScript's typed lists and
+  dicts (``torch.jit._pickle``) their plain value; its code is never read;
 * with ``numpy=True`` the numpy arrays, dtypes and scalars of :mod:`hcm.core.numpy_pickle`
   are read too (hcm checkpoints of earlier versions hold a few), and torch's version string;
 * any other name, opcode or shape is refused with :class:`PickleDataError`.
@@ -39,6 +40,11 @@ REBUILD_PARAMETER = ("torch._utils", "_rebuild_parameter")
 TORCH_VERSION = ("torch.torch_version", "TorchVersion")
 ORDERED_DICT = ("collections", "OrderedDict")
 MAX_DIMS = 32
+#: TorchScript's typed containers: ``build_*list(list)`` and ``restore_type_tag(value, type)``
+#: return their first argument unchanged.
+SCRIPT_LISTS = {("torch.jit._pickle", n) for n in ("build_intlist", "build_doublelist", "build_boollist",
+                                                    "build_tensorlist")}
+RESTORE_TYPE_TAG = ("torch.jit._pickle", "restore_type_tag")
 
 
 class _Storage:
@@ -46,6 +52,10 @@ class _Storage:
 
     def __init__(self, flat: Any) -> None:
         self.flat = flat
+
+
+class ScriptAttributes(dict):
+    """The attributes of one TorchScript object (a module or submodule), as read from the archive."""
 
 
 class _ScriptObject(Pending):
@@ -56,7 +66,7 @@ class _ScriptObject(Pending):
     def build(self, state: Any) -> None:
         if not isinstance(state, dict):
             raise PickleDataError(f"a TorchScript object's state is a {type(state).__name__}, expected a dict")
-        self.value = state
+        self.value = ScriptAttributes(state)
 
 
 class _Reader:
@@ -68,6 +78,8 @@ class _Reader:
 
     def rules(self) -> Rules:
         names = {REBUILD_TENSOR, REBUILD_PARAMETER, ORDERED_DICT} | {("torch", n) for n in STORAGE_DTYPES}
+        if self.script:
+            names |= SCRIPT_LISTS | {RESTORE_TYPE_TAG}
         if self.numpy:
             names |= set(NUMPY_RULES.globals) | {TORCH_VERSION}
         return Rules(globals=_Names(frozenset(names), self.script), reduce=self.reduce,
@@ -89,6 +101,10 @@ class _Reader:
             if len(args) != 1 or not isinstance(args[0], str):
                 raise PickleDataError("TorchVersion is not called with one string")
             return str(args[0])
+        if key in SCRIPT_LISTS or key == RESTORE_TYPE_TAG:
+            if len(args) != (1 if key in SCRIPT_LISTS else 2) or not isinstance(args[0], (list, dict)):
+                raise PickleDataError(f"{func} is not called with one list (or a value and its type)")
+            return args[0]
         if func.module == "__torch__" or func.module.startswith("__torch__."):
             if args != ():
                 raise PickleDataError(f"the TorchScript object {func} is created with arguments")
@@ -215,7 +231,8 @@ def read_archive(path: str | Path, *, script: bool = False, numpy: bool = False)
 def script_tensors(state: Any, prefix: str = "") -> dict[str, Any]:
     """Dotted name -> tensor of a TorchScript module read by :func:`read_archive` (``script=True``):
     the tensors among its attributes and, recursively, its submodules' (the keys of the
-    module's ``state_dict()`` for traced modules, whose other tensors are constants)."""
+    module's ``state_dict()`` for traced modules, whose other tensors are constants; a scripted
+    module's plain tensor attributes, which ``state_dict()`` leaves out, are included)."""
     import torch
 
     out: dict[str, Any] = {}
@@ -225,6 +242,6 @@ def script_tensors(state: Any, prefix: str = "") -> dict[str, Any]:
                 continue
             if isinstance(value, torch.Tensor):
                 out[prefix + name] = value
-            elif isinstance(value, dict):
+            elif isinstance(value, ScriptAttributes):  # a submodule; plain dict attributes are not weights
                 out.update(script_tensors(value, f"{prefix}{name}."))
     return out

@@ -160,3 +160,26 @@ def test_not_a_zip(tmp_path: Path) -> None:
     path.write_bytes(io.BytesIO(b"not a zip").getvalue())
     with pytest.raises(CheckpointReadError, match="plain.pt cannot be read"):
         load_checkpoint(path)
+
+
+class _Typed(torch.nn.Module):
+    """A scripted module with TorchScript's typed list and dict attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+        self.ints: list[int] = [1, 2]
+        self.table: dict[str, torch.Tensor] = {"a": torch.ones(2)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) * self.ints[0] + self.table["a"]
+
+
+def test_a_scripted_module_with_typed_attributes_reads_like_its_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "typed.pt"
+    torch.jit.save(torch.jit.script(_Typed()), str(path))
+    state = read_archive(path, script=True)
+    assert state["ints"] == [1, 2] and set(state["table"]) == {"a"}
+    expected = torch.jit.load(str(path)).state_dict()
+    tensors = script_tensors(state)
+    assert list(tensors) == list(expected) and all(torch.equal(tensors[k], expected[k]) for k in expected)
