@@ -22,6 +22,7 @@ from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
 from hcm.training.evaluate import evaluate_run, summarize_seed_runs
 from hcm.training.data import read_cache_meta
+from hcm.training.model_source import check_run_config, model_factory
 from hcm.training.runs import RunPaths, choose_cache, find_latest_run, new_run_dir
 from hcm.training.settings import DatasetFacts, load_hparams, model_size_for, model_size_settings
 from hcm.training.distributed import agreed, setup_distributed
@@ -136,9 +137,12 @@ def resume_in_workspace(workspace: Workspace, request: TrainRequest) -> Any:
         log.warning("--resume continues with the run's own settings; ignoring %s", ignored)
     train_cfg = {**config["train"], **{k: v for k, v in request.overrides.items() if k in RESUME_SETTINGS}}
     cache = request.features or config["cache"]
+    recorded = check_run_config(config, RunPaths(run).config)["model_factory"]
+    factory = recorded if request.model_factory == recorded else model_factory(  # the user named it: trusted
+        recorded, False, RunPaths(run).config, hint=f"pass --model-factory {recorded} with --resume")
     started = time.perf_counter()
     result = train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_dict(config["model"]),
-                   facts=DatasetFacts.from_dict(config["facts"]), model_factory=config["model_factory"],
+                   facts=DatasetFacts.from_dict(config["facts"]), model_factory=factory,
                    resume=True, progress=request.progress)
     print(train_summary(result, time.perf_counter() - started))
     return result

@@ -39,8 +39,10 @@ class UntrustedModelError(UsageError):
     """A run config names model code outside hcm's registry, and the user did not vouch for it."""
 
 
-def model_factory(name: str, trust_code: bool = False, source: str | Path = "the run config") -> Callable:
-    """The factory registered as ``name``; an outside ``module:Name`` only with ``trust_code``."""
+def model_factory(name: str, trust_code: bool = False, source: str | Path = "the run config",
+                  hint: str = "pass --trust-model-code") -> Callable:
+    """The factory registered as ``name``; an outside ``module:Name`` only with ``trust_code``
+    (``hint`` says how the user vouches for it in the command at hand)."""
     key = KNOWN_PATHS.get(name, name)
     if key in MODELS:
         return MODELS.get(key)
@@ -48,7 +50,7 @@ def model_factory(name: str, trust_code: bool = False, source: str | Path = "the
         raise UntrustedModelError(
             f"{source} names the model factory {name!r}, which is not one of hcm's models ({', '.join(MODELS)}). "
             f"Loading it would import and run that module's code; nothing was imported. If you trust this "
-            f"run folder, pass --trust-model-code"
+            f"run folder, {hint}"
         )
     module, _, attribute = name.partition(":")
     log.warning("importing the model factory %r named by %s (--trust-model-code): its module's code runs",

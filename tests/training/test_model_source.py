@@ -74,3 +74,10 @@ def test_run_configs_are_checked_before_use(tmp_path: Path, change, message: str
         check_run_config(config, tmp_path / "config.json")
     with pytest.raises(UsageError, match="holds a list"):
         check_run_config([], tmp_path / "config.json")
+
+
+def test_resume_refuses_a_run_naming_outside_code_unless_named_again(evil_run: tuple[Path, Path]) -> None:
+    run, marker = evil_run
+    result = runner.invoke(app, ["train", "--resume", "--run", str(run)])
+    assert result.exit_code == 2 and "pass --model-factory evilmod:Boom with --resume" in result.output, result.output
+    assert not marker.exists() and "evilmod" not in sys.modules
