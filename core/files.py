@@ -49,6 +49,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], temp: P
     fsync_dir(path.parent)
 
 
+def plain_name(value: str) -> bool:
+    """Whether ``value`` names a file inside a folder: not empty, no separator, not ``.``/``..``
+    (an id read from a dataset's label file is joined to a media path only if it is plain)."""
+    return bool(value) and "/" not in value and "\\" not in value and "\0" not in value and value not in (".", "..")
+
+
 def create_new(path: Path) -> None:
     """Create ``path`` as a new empty regular file (``O_CREAT | O_EXCL | O_NOFOLLOW``): a leftover
     of that name is removed first, and a symbolic link planted there is removed, never followed."""
