@@ -88,7 +88,8 @@ class DtypePending(Pending):
         if not isinstance(state, tuple) or len(state) not in (8, 9) or state[0] not in (3, 4):
             raise PickleDataError(f"the state of dtype {base} is not numpy's (3, byteorder, ...) tuple")
         order, subarray, names, fields, elsize, alignment, flags = state[1:8]
-        if subarray is not None or names is not None or fields is not None or (len(state) == 9 and state[8] is not None):
+        metadata = state[8] if len(state) == 9 else None
+        if subarray is not None or names is not None or fields is not None or metadata is not None:
             raise PickleDataError(f"dtype {base} is given fields, a sub-array or metadata; only plain dtypes are read")
         flexible = base.kind in "US"
         expected = (base.itemsize, base.alignment) if flexible else (-1, -1)

@@ -10,8 +10,9 @@ builds only ``None``, bools, ints, floats, str, bytes, lists, tuples, dicts and 
 allow that name; what ``REDUCE`` (and ``NEWOBJ``) of a marker and ``BUILD`` on the result
 produce is decided by the caller's own checked code (:mod:`hcm.core.numpy_pickle` for numpy
 arrays). Persistent ids (PyTorch's storages) go to ``Rules.persistent``. Everything else (other
-globals, ``BUILD`` on a plain value other than a dict's attributes, which are dropped, extension codes, out-of-band buffers, ``INST``/``OBJ``) is
-refused with :class:`PickleDataError` before anything is built.
+globals, ``BUILD`` on a plain value other than a dict's attributes, which are dropped, extension
+codes, out-of-band buffers, ``INST``/``OBJ``) is refused with :class:`PickleDataError` before
+anything is built.
 
 Limits that keep a hostile file from hanging or exhausting the reader: dict keys and set items
 must be strings, bytes, numbers or flat tuples of those (hashing a nested tuple shared through

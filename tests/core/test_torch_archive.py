@@ -37,7 +37,8 @@ def good(tmp_path: Path) -> Path:
 def test_tensors_views_and_dtypes_read_back(tmp_path: Path) -> None:
     base = torch.arange(24, dtype=torch.float64).reshape(4, 6)
     value = {"t": base, "view": base[1:, ::2], "half": torch.ones(3, dtype=torch.float16),
-             "long": torch.tensor([2**40, -1]), "bool": torch.tensor([True, False]), "bf": torch.zeros(2, dtype=torch.bfloat16),
+             "long": torch.tensor([2**40, -1]), "bool": torch.tensor([True, False]),
+             "bf": torch.zeros(2, dtype=torch.bfloat16),
              "empty": torch.zeros(0, 4), "scalar": torch.tensor(3.5), "param": torch.nn.Parameter(torch.ones(2)),
              "nested": [1, (2.5, "x"), {"k": None}]}
     path = tmp_path / "a.pt"

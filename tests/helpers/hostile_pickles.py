@@ -132,12 +132,11 @@ def tricks(marker: Path) -> dict[str, bytes]:
         "dtype with fields": fields_state,
         "dtype given fields": p3 + _dtype("f8", b"(K\x03X\x01\x00\x00\x00<NX\x01\x00\x00\x00a\x85}"
                                            b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t") + b".",
-        "dtype with object flags": p3 + _dtype("f8", b"(K\x03X\x01\x00\x00\x00<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?t")
-                                   + b".",
+        "dtype with object flags": p3 + _dtype("f8", _PLAIN_STATE.replace(b"K\x00t", b"K?t")) + b".",
         "dtype with a made-up size": p3 + _dtype("f8", b"(K\x03X\x01\x00\x00\x00<NNNK\x10K\x08K\x00t") + b".",
         "dtype not plain": p3 + _dtype("M8", _PLAIN_STATE) + b".",
         "scalar of the object dtype": p3 + global_ops("numpy.core.multiarray", "scalar", 3)
-                                      + _dtype("O8", b"(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?t")
+                                      + _dtype("O8", _PLAIN_STATE.replace(b"<", b"|").replace(b"K\x00t", b"K?t"))
                                       + b"C\x08" + b"\x00" * 8 + b"\x86R.",
         "array with short data": p3 + _array(_dtype("f8", _PLAIN_STATE), (4,), b"\x00" * 8) + b".",
         "array with a negative shape": p3 + _array(_dtype("f8", _PLAIN_STATE), (-1,), b"") + b".",
