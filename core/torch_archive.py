@@ -40,6 +40,7 @@ REBUILD_PARAMETER = ("torch._utils", "_rebuild_parameter")
 TORCH_VERSION = ("torch.torch_version", "TorchVersion")
 ORDERED_DICT = ("collections", "OrderedDict")
 MAX_DIMS = 32
+MAX_EXPANSION = 100  # how many times a compressed record may expand (torch writes them uncompressed)
 #: TorchScript's typed containers: ``build_*list(list)`` and ``restore_type_tag(value, type)``
 #: return their first argument unchanged.
 SCRIPT_LISTS = {("torch.jit._pickle", n) for n in ("build_intlist", "build_doublelist", "build_boollist",
@@ -126,14 +127,8 @@ class _Reader:
             return self.storages[key]
         dtype = getattr(torch, STORAGE_DTYPES[pid[1].name])
         name = f"{self.prefix}data/{key}"
-        try:
-            raw = self.archive.read(name)
-        except KeyError:
-            raise PickleDataError(f"the archive lacks the storage record {name}") from None
         itemsize = torch.empty((), dtype=dtype).element_size()
-        if len(raw) != numel * itemsize:
-            raise PickleDataError(f"storage {name} holds {len(raw)} bytes, not the {numel * itemsize} of "
-                                  f"{numel} {dtype} elements")
+        raw = read_record(self.archive, name, numel * itemsize, f"{numel} {dtype} elements")
         flat = torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
         self.storages[key] = _Storage(flat)
         return self.storages[key]
@@ -169,6 +164,24 @@ class _Names(frozenset):
             if key[0] == "__torch__" or key[0].startswith("__torch__."):
                 return True
         return super().__contains__(key)
+
+
+def read_record(archive: zipfile.ZipFile, name: str, size: int | None = None, what: str = "") -> bytes:
+    """The bytes of record ``name``; its size (``size`` when given) is checked before it is read,
+    and a compressed record may not expand more than :data:`MAX_EXPANSION` times."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise PickleDataError(f"the archive lacks the record {name}") from None
+    if size is not None and info.file_size != size:
+        raise PickleDataError(f"storage {name} holds {info.file_size} bytes, not the {size} of {what}")
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_EXPANSION * info.compress_size + (1 << 20):
+        raise PickleDataError(f"record {name} expands from {info.compress_size} to {info.file_size} bytes "
+                              f"(a compression bomb)")
+    raw = archive.read(info)
+    if len(raw) != info.file_size:
+        raise DamagedPickleError(f"record {name} holds {len(raw)} bytes, its header says {info.file_size}")
+    return raw
 
 
 def _ints(values: Any) -> bool:
@@ -219,7 +232,7 @@ def read_archive(path: str | Path, *, script: bool = False, numpy: bool = False)
             if order != "little":
                 raise PickleDataError(f"the archive's byte order is {order!r}; hcm reads little-endian archives")
             reader = _Reader(archive, prefix, script, numpy)
-            return read_data(archive.read(prefix + "data.pkl"), reader.rules())
+            return read_data(read_record(archive, prefix + "data.pkl"), reader.rules())
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, ValueError) as error:
         if isinstance(error, PickleDataError):
             raise
