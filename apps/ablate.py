@@ -44,7 +44,8 @@ from hcm.training import metrics as M
 from hcm.training.data import read_cache_meta
 from hcm.training.evaluate import evaluate_run
 from hcm.training.runs import choose_cache, new_run_dir
-from hcm.training.trainer import TrainConfig, train
+from hcm.training.settings import TrainConfig
+from hcm.training.trainer import train
 
 MODALITY_SETS = ("tva", "tv", "ta", "va")
 VARIANT_NAMES = {"full": "HCMNet (full)", "acm-only": "ACM-only", "ccm-only": "CCM-only", "no-acl": "w/o ACL",

@@ -46,10 +46,11 @@ from hcm.core.progress import progress_bar
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
 from hcm.pipeline.extract import ClipInput
+from hcm.pipeline.profiles import WeightOptions
 from hcm.training.data import Collate, DataConfig, item_example, read_cache_meta
 from hcm.training.runs import RunPaths, find_latest_run
 from hcm.training.evaluate import load_run_model
-from hcm.training.trainer import model_inputs
+from hcm.training.inference import model_inputs
 
 MEDIA_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".mp3", ".m4a"}
 CSV_COLUMNS = ("path", "text", "context_before", "context_after")
@@ -394,12 +395,17 @@ class PredictRequest:
     run: Path | None = None
     as_json: bool = False
     device: str = "auto"
-    weights: Any = None
+    weights_dir: Path | None = None  # folder with the profile's weight files (--weights-dir)
     out: Path | None = None
     batch_size: int = 16
     quiet: bool = False
     context: tuple[str, str] = ("", "")  # utterances before / after one clip, separated by " | "
     precision: str = "auto"  # the encoders' arithmetic (auto: the cache's, where the device runs it)
+
+    @property
+    def weights(self) -> WeightOptions:
+        """Where the run's extraction profile finds its weight files."""
+        return WeightOptions(weights_dir=self.weights_dir)
 
     @property
     def single(self) -> bool:

@@ -50,7 +50,7 @@ from hcm.cache.manifest import load_manifest, read_manifest
 from hcm.cache.schema import recipe_precision, weight_changes
 from hcm.cache.writer import exclusive_run, prepare_directory
 from hcm.core.device import resolve_device
-from hcm.core.errors import HcmError, UsageError, report_errors
+from hcm.core.errors import HcmError, UsageError
 from hcm.core.names import CLASSIFICATION, MODALITIES
 from hcm.core.progress import progress_bar
 from hcm.core.workspace import Workspace
@@ -552,30 +552,6 @@ def _run_shards(run: _Run, utterances: Sequence[Any], shard_size: int, assignmen
 
         for k in todo:
             _write_shard(run, k, stream, len(spans[k]), advance)
-
-
-def extract_command(workspace: Workspace, splits: str | None = None, quiet: bool = False, **options: Any) -> int:
-    """``hcm extract``: run :func:`extract`, print the summary or a clear error, return the exit code.
-
-    Exit codes: 0 done, 1 stopped (``--strict`` problem, cache of another recipe or other weights),
-    2 bad input (dataset root, missing weights or parser, bad option, unreadable or unwritable folder).
-    """
-    chosen = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
-
-    def work() -> None:
-        try:
-            summary = extract(workspace=workspace, splits=chosen, progress=not quiet, **options)
-        except HcmError:
-            raise
-        except OSError as error:  # an unreadable data root, a folder that cannot be written
-            where = f" ({error.filename})" if error.filename else ""
-            raise UsageError(f"{error.strerror or error}{where}. Check that the path exists and this user may read "
-                             f"(data root) or write (workspace, --out) it.") from error
-        except ValueError as error:  # a reader's or loader's message about the user's input
-            raise UsageError(str(error)) from error
-        print(summary.format())
-
-    return report_errors(work)
 
 
 class ClipError(UsageError):

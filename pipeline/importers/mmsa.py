@@ -32,11 +32,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from hcm import __version__
-from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item
+from hcm.cache import CacheMeta, CacheWriter, Failure, FeatureSpec, Item
 from hcm.cache.writer import exclusive_run
 from hcm.core.configs import configs_dir
 from hcm.core.device import resolve_device
-from hcm.core.errors import UsageError, report_errors
+from hcm.core.errors import UsageError
 from hcm.core.files import read_json_object
 from hcm.core.names import REGRESSION, SPLITS
 from hcm.core.progress import progress_bar
@@ -44,7 +44,7 @@ from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets.base import Utterance, attach_context
 from hcm.pipeline.datasets.mosei import _clip_order
 from hcm.pipeline.encoders import image  # noqa: F401  (importing registers clip_text)
-from hcm.pipeline.encoders.base import EncoderError, create_encoder
+from hcm.pipeline.encoders.base import create_encoder
 from hcm.pipeline.encoders.graph import ChainParser, ParserError, choose_parser
 from hcm.pipeline.encoders.text import RobertaEncoder
 from hcm.pipeline.extract import Decoded, encode_batch, inference_threads
@@ -362,12 +362,3 @@ def _run_shards(run: _Run, planned: list[Planned], shard_size: int, progress: bo
         task = bar.add_task(f"import {run.summary.dataset}", total=sum(map(len, spans.values())))
         for k in todo:
             write_shard(run, k, spans[k], lambda n: bar.advance(task, n))
-
-
-def import_command(workspace: Workspace, path: Path, dataset: str, quiet: bool = False, **options: Any) -> int:
-    """``hcm import mmsa``: run :func:`import_mmsa`, print the summary or a clear error; the exit code."""
-    def work() -> None:
-        print(import_mmsa(path, dataset, workspace=workspace, progress=not quiet, **options).format())
-
-    return report_errors(work, also=(CacheError, EncoderError),
-                         interrupted="interrupted; finished shards are kept and the same command resumes")

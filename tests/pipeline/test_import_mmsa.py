@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hcm.cache import CacheError, FeatureCache
-from hcm.cache.inspect import verify_report
+from hcm.cache.inspect import verify_cache
 from hcm.core.errors import UsageError
 from hcm.pipeline.encoders.graph import ChainParser
 from hcm.pipeline.importers.mmsa import import_mmsa
@@ -127,7 +127,7 @@ def test_ids_labels_and_rows_round_trip(tmp_path: Path, spec: Spec) -> None:
     arrays = make_arrays(spec)
     source, summary, cache_dir = _import(tmp_path, spec, arrays, shard_size=20)
     assert summary.imported == sum(spec.sizes) and not summary.skipped and not summary.masked
-    assert verify_report(cache_dir)[1] == 0
+    assert verify_cache(cache_dir) == []
     cache = FeatureCache(cache_dir)
     items = [cache[i] for i in range(len(cache))]
     stored = pickle.loads(source.read_bytes())
