@@ -1,6 +1,6 @@
 """``hcm predict``: one new clip (and its transcript) through stage one's extraction, then a trained run.
 
-The clip goes through exactly the code ``hcm extract`` runs (``hcm.pipeline.extract.extract_clip``:
+The clip goes through exactly the code ``hcm extract`` runs (``hcm.pipeline.clip.extract_clip``:
 the same media decoding, encoders and masking rules) with the profile rebuilt from the recipe stored
 in the run's cache (``manifest.json``, ``hcm.pipeline.profiles.profile_from_recipe``). The weights
 found now must be the cache's (by content) and the rebuilt encoders must declare the very feature
@@ -45,7 +45,7 @@ from hcm.core.names import CLASSIFICATION
 from hcm.core.progress import progress_bar
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
-from hcm.pipeline.extract import ClipInput
+from hcm.pipeline.clip import ClipInput
 from hcm.pipeline.profiles import WeightOptions
 from hcm.training.data import Collate, DataConfig, item_example, read_cache_meta
 from hcm.training.runs import RunPaths, find_latest_run
@@ -120,9 +120,9 @@ def load_run(workspace: Workspace, run: Path | None) -> tuple[Path, dict[str, An
 
 
 def clip_extractor(meta: CacheMeta, device: str, weights: Any = None, precision: str = "auto"):
-    """A :class:`hcm.pipeline.extract.ClipExtractor` with the recipe of the run's cache (``auto``
+    """A :class:`hcm.pipeline.clip.ClipExtractor` with the recipe of the run's cache (``auto``
     precision: the cache's, where the device runs it)."""
-    from hcm.pipeline.extract import ClipExtractor
+    from hcm.pipeline.clip import ClipExtractor
     from hcm.pipeline.profiles import profile_from_recipe
 
     return ClipExtractor(profile_from_recipe(meta.recipe), weights=weights, device=device, like=meta,
@@ -234,7 +234,7 @@ def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run:
         precision: the encoders' arithmetic; ``auto`` is the cache's where the device runs it. Another
             one is noted in ``Prediction.notes`` (docs/extraction.md, Precision).
     """
-    from hcm.pipeline.extract import check_clip
+    from hcm.pipeline.clip import check_clip
 
     clip = Path(clip)
     check_clip(clip)

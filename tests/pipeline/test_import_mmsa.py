@@ -197,8 +197,8 @@ def test_aligned_rows_all_keeps_padding_and_an_all_zero_sequence_is_masked(tmp_p
 def test_a_rerun_resumes_and_another_file_is_refused(tmp_path: Path) -> None:
     _, first, cache_dir = _import(tmp_path, Spec("mosi"), shard_size=16)
     _, again, _ = _import(tmp_path, Spec("mosi"), shard_size=16)
-    assert (first.shards_total, first.shards_resumed) == (4, 0)
-    assert (again.shards_resumed, again.imported) == (4, 0)
+    assert (first.shards.total, first.shards.resumed) == (4, 0)
+    assert (again.shards.resumed, again.imported) == (4, 0)
     with pytest.raises(CacheError, match="recipe hash"):
         _import(tmp_path, Spec("mosi", seed=1), shard_size=16)
 
