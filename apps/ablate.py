@@ -19,8 +19,8 @@ and is evaluated on the test split by ``hcm.training.evaluate.evaluate_run``. Th
 number, per seed and mean ± std, the best epoch's validation metrics as ``valid_*``) and
 ``ablation.md`` (the table: test columns, then validation columns).
 
-With ``hcm.apps.predict`` and ``hcm.apps.quickstart`` this is one of the three ``hcm.model`` modules
-allowed to call stage one (``hcm.pipeline``); it needs none of it: it reads an existing cache.
+As an ``hcm.apps`` module it may call stage one (``hcm.pipeline``); it needs none of it: it reads
+an existing cache.
 """
 
 from __future__ import annotations

@@ -8,9 +8,8 @@ streams of that cache; otherwise the prediction is refused naming the encoder, b
 model would read features it never saw. The items then become a padded batch
 (``hcm.training.data``) for the run's best checkpoint.
 
-This module, with ``hcm.apps.ablate`` and ``hcm.apps.quickstart``, is one of the only three
-``hcm.model`` modules that call stage one (``hcm.pipeline``); the rest of stage two reads caches
-only.
+Like every ``hcm.apps`` module it may call stage one (``hcm.pipeline``); ``hcm.training`` and
+``hcm.model`` never do, they read caches only.
 
 Several clips (``hcm predict a.mp4 b.mp4``, a folder of clips, or a CSV file with the columns
 ``path,text[,context_before,context_after]``) are extracted in batches with the encoders built

@@ -14,6 +14,10 @@
 - Mixed precision on GPU (bf16, or fp16 with a grad scaler). A non-finite loss or gradient
   stops the run with the epoch, step and item ids, after saving the state before that batch;
   ``skip_nonfinite`` skips up to that many such batches instead (each logged).
+
+The settings (``TrainConfig``) are in ``hcm.training.settings``, the state a checkpoint holds
+(``Loop``, ``save_last``, ``resume_from``) in ``hcm.training.checkpoints``, the model factory and
+``predict`` in ``hcm.training.inference``; this module holds the loop.
 """
 
 from __future__ import annotations
