@@ -90,7 +90,9 @@ def resolve_settings(dataset: str, overrides: dict[str, Any], profile: str = "pa
     chosen = model_size_for(size, profile)
     if chosen != "paper":
         log.info("model size %r for a %r-profile cache (choose with --model-size)", chosen, profile)
-        model.update(model_size_settings(chosen))
+        sized = model_size_settings(chosen)
+        model.update(sized["model"])
+        train.update(sized["train"])
     apply_overrides(train, model, overrides, {f.name for f in dataclasses.fields(TrainConfig)},
                     {f.name for f in dataclasses.fields(ModelConfig)})
     return train, model

@@ -1,7 +1,10 @@
 """Extraction profiles (``paper``, ``tiny``), their recipes, and the weights they need.
 
-- ``paper``: the encoders of the paper at full size: RoBERTa-large, EfficientNet-b0, CLIP RN50
-  (image and text towers), ESResNeXt-FBSP from AudioCLIP, librosa Mel, spaCy parse.
+- ``paper``: the encoder families the paper names, at the sizes hcm chose where it names none:
+  RoBERTa-large (the paper says RoBERTa) and EfficientNet-b0 (the paper says EfficientNet),
+  CLIP RN50 (image and text towers; the paper's ResNet-50 CLIP), ESResNeXt-FBSP from
+  AudioCLIP, librosa Mel, spaCy parse. The paper configs list these choices
+  (``hcm_choices.fixed.stage_one`` in ``configs/hcmnet/<dataset>.json``).
 - ``tiny``: the same code paths at small sizes, randomly initialised with a fixed seed and with
   no download at all; for tests and the offline demo.
 
