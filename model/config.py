@@ -97,7 +97,7 @@ class ModelConfig:
     ot_iters: int = 50  # Sinkhorn iterations (Eq. 11)
     ot_backend: str = "auto"  # hcm.model.ot backend: "torch", "keops", "pot" or "auto"
     gamma_init: float = 0.5  # initial adaptive graph coefficient gamma_m (Eq. 12), learnable
-    ot_mass: str = "node"  # OT marginals (Eq. 11-12): "node" (mass 1 per text node) or "unit" (total mass 1)
+    ot_mass: str = "unit"  # masses of the literal Eq. 12 (Eq. 11-12): "unit" (total mass 1) or "node" (1 per text node)
     dropout: float = 0.1  # dropout rate everywhere
     # The reading and its switches (None: the reading's value; see READING_SWITCHES).
     reading: str = "paper"  # "paper" (equations as written) or "hcm"
