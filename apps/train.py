@@ -139,7 +139,7 @@ def resume_in_workspace(workspace: Workspace, request: TrainRequest) -> Any:
     train_cfg = {**config["train"], **{k: v for k, v in request.overrides.items() if k in RESUME_SETTINGS}}
     cache = request.features or config["cache"]
     started = time.perf_counter()
-    result = train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_dict(config["model"]),
+    result = train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_saved(config["model"]),
                    facts=DatasetFacts.from_dict(config["facts"]), model_factory=config["model_factory"],
                    resume=True, progress=request.progress)
     print(train_summary(result, time.perf_counter() - started))

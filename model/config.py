@@ -69,6 +69,12 @@ READING_SWITCHES: tuple[ReadingSwitch, ...] = (
 )
 SWITCHES_BY_NAME = {switch.name: switch for switch in READING_SWITCHES}
 
+#: What a run saved before a setting existed was trained with (its config.json lacks the key):
+#: no ``reading`` meant hcm's; the switches added later ran hcm's form under either reading.
+SAVED_BEFORE = {"reading": "hcm", "acl_form": "class-contrastive", "graph_self_loops": True,
+                "pgf_attention": "multihead", "pgf_ffn": "gelu-residual", "cost_scale": "unit-mean",
+                "balance_clamp": True}
+
 
 def parse_modalities(value: str) -> tuple[str, ...]:
     """``"tva"``/``"tv"``/``"ta"``/``"va"`` (any order) -> modality names in canonical order."""
@@ -182,6 +188,12 @@ class ModelConfig:
             if values.get(key) is not None and not isinstance(values[key], str):
                 values[key] = tuple(float(v) for v in values[key])
         return cls(**values)
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any], source: str = "<run config>") -> ModelConfig:
+        """A saved run's model settings: keys it lacks take the value it was trained with
+        (:data:`SAVED_BEFORE`), not today's defaults."""
+        return cls.from_dict({**SAVED_BEFORE, **data}, source)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists) that ``from_dict`` reads back."""

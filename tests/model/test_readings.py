@@ -209,6 +209,20 @@ def test_every_switch_has_a_paper_and_an_hcm_value() -> None:
     assert ModelConfig().reading == "paper" and ModelConfig().departures() == []
 
 
+def test_a_saved_run_rebuilds_as_it_was_trained() -> None:
+    # config.json of a run saved before the later switches existed: reading "paper", 8 switches
+    before = {k: v for k, v in ModelConfig().to_dict().items()
+              if k not in ("acl_form", "graph_self_loops", "pgf_attention", "pgf_ffn", "cost_scale", "balance_clamp")}
+    cfg = ModelConfig.from_saved(before)
+    assert cfg.reading == "paper" and cfg.atomic_fusion == "product"  # what it recorded stays
+    assert (cfg.acl_form, cfg.graph_self_loops, cfg.pgf_attention, cfg.pgf_ffn, cfg.cost_scale, cfg.balance_clamp) == \
+        ("class-contrastive", True, "multihead", "gelu-residual", "unit-mean", True)  # what the code then ran
+    untouched = ModelConfig(reading="paper", d_model=32, num_heads=2, m_ctn=2).to_dict()
+    assert ModelConfig.from_saved(untouched) == ModelConfig.from_dict(untouched)  # a new run: as recorded
+    legacy = {k: v for k, v in ModelConfig(reading="hcm").to_dict().items() if k != "reading"}
+    assert ModelConfig.from_saved(legacy).reading == "hcm"  # before `reading` existed: hcm's
+
+
 def test_area_resampling_weights() -> None:
     weights = area_weights(torch.tensor([4, 2, 3, 0]), torch.tensor([2, 4, 2, 0]), 4, 4)
     assert torch.allclose(weights[0, :2], torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]]))  # pooled
