@@ -1,0 +1,580 @@
+"""``hcm tune``: a hyper-parameter search (Optuna) over ordinary hcm runs, then a confirmation
+over seeds; ``--grid`` sweeps settings point by point (the paper's Figure 3).
+
+Every trial trains one ordinary run (``hcm runs`` lists it), reports its validation key metric
+each epoch to the pruner and returns the best epoch's value:
+
+    <workspace>/runs/<dataset>/tune-<study>-t<NNNN>/            a search trial (tune.json: study, trial, params)
+    <workspace>/runs/<dataset>/tune-<study>-t<NNNN>-s<seed>/    a grid point, once per --confirm-seeds seed
+    <workspace>/runs/<dataset>/tune-<study>-t<NNNN>-confirm-s<seed>/   the top trials rerun over seeds
+    <workspace>/tune/studies.db                                  the embedded SQLite storage (default)
+    <workspace>/tune/<study>/    confirm.md/.json, best-config.json (for hcm train --config), history.png,
+                                 importance.png; with --grid: grid.md/.json and sensitivity.png
+
+``--workers K`` runs K worker processes on the study with the CPUs shared between them; the same
+command on other machines with one ``--storage`` URL joins them. Running the command again
+continues the study (its finished trials are kept, a confirmation run already done is reused).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing
+import shlex
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+
+from hcm.apps.markdown import markdown_table
+from hcm.apps.train import resolve_settings
+from hcm.core.errors import HcmError, Interrupted, UsageError, report_errors
+from hcm.core.files import atomic_write, read_json, read_json_object, write_json, write_text
+from hcm.core.threads import set_threads, usable_cpus
+from hcm.core.workspace import Workspace
+from hcm.model.config import ModelConfig
+from hcm.training.data import read_cache_meta
+from hcm.training.paper_results import seed_summary
+from hcm.training.results import TUNING_RECORD as TRIAL_FILE
+from hcm.training.runs import RunPaths, choose_cache
+from hcm.training.search_space import SearchSpace, grid_space, parse_space, shipped_space_file
+from hcm.training.settings import load_dataset_facts
+from hcm.training.trainer import TrainConfig, train
+from hcm.training.tuning import (
+    best_first, counts, default_storage, existing_study, load_study, make_pruner, make_sampler, open_storage,
+    requeue_failed_points, shown_url, trial_seconds, work_until,
+)
+
+log = logging.getLogger(__name__)
+#: Train settings a best-config file leaves to the machine that trains it.
+MACHINE_SETTINGS = ("device", "num_workers", "in_memory", "seed", "skip_nonfinite")
+
+
+class InvalidTrialSettings(HcmError, ValueError):
+    """A sampled combination the model refuses (e.g. d_model not divisible by num_heads): the
+    trial is marked failed with this message and the search goes on."""
+
+
+@dataclass
+class TuneRequest:
+    """What ``hcm tune`` asks for (see ``hcm tune --help``)."""
+
+    features: Path | None = None
+    study: str | None = None
+    storage: str | None = None
+    space: Path | None = None
+    grid: Sequence[str] = ()
+    trials: int = 20
+    workers: int = 1
+    pruner: str = "median"
+    epochs: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    model_size: str = "auto"
+    seed: int = 0
+    confirm_seeds: Sequence[int] = (1111, 1112, 1113)
+    top: int = 3
+    heartbeat: int = 60
+    threads: int | None = None
+    status: bool = False
+    progress: bool = True
+
+
+@dataclass
+class StudySpec:
+    """What a worker process needs to join the study (plain data: it crosses a process spawn)."""
+
+    study: str
+    storage: str
+    cache: str
+    runs: str
+    dataset: str
+    profile: str
+    space: dict[str, Any]
+    space_source: str
+    grid: dict[str, list[Any]]
+    overrides: dict[str, Any]
+    model_size: str
+    trials: int
+    pruner: str
+    seed: int
+    confirm_seeds: list[int]
+    heartbeat: int
+    direction: str
+    key_metric: str
+
+    def identity(self) -> dict[str, Any]:
+        return {"cache": self.cache, "dataset": self.dataset, "space": self.space, "grid": self.grid,
+                "settings": {"overrides": self.overrides, "model_size": self.model_size},
+                "direction": self.direction}
+
+    def search_space(self) -> SearchSpace:
+        return parse_space(self.space, self.space_source) if self.space else SearchSpace({})
+
+
+# --------------------------------------------------------------------------- a trial
+
+
+def suggest(trial: optuna.Trial, name: str, dist: optuna.distributions.BaseDistribution) -> Any:
+    """Ask the trial for ``name`` from ``dist`` through the public suggest API."""
+    if isinstance(dist, optuna.distributions.FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    return trial.suggest_categorical(name, dist.choices)
+
+
+def trial_settings(spec: StudySpec, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train and model settings of a trial: shipped file, model size, ``--set``, the trial's values."""
+    return resolve_settings(spec.dataset, {**spec.overrides, **values}, spec.profile, spec.model_size)
+
+
+def run_folder(spec: StudySpec, number: int, suffix: str = "") -> Path:
+    return Path(spec.runs) / spec.dataset / f"tune-{spec.study}-t{number:04d}{suffix}"
+
+
+def train_trial_run(spec: StudySpec, number: int, values: dict[str, Any], seed: int, run: Path, role: str,
+                    trial: optuna.Trial | None = None) -> float:
+    """One ordinary run of a trial's settings; ``trial`` set: each epoch is reported to the pruner.
+
+    A run finished earlier (its tune.json holds a value) is not trained again; one interrupted
+    after a checkpoint is resumed."""
+    marker = run / TRIAL_FILE
+    if marker.is_file() and "value" in read_json(marker, "trial record"):
+        return float(read_json(marker, "trial record")["value"])
+    train_dict, model_dict = trial_settings(spec, values)
+    try:
+        model_cfg = ModelConfig.from_dict(model_dict, f"trial {number}")
+        cfg = TrainConfig.from_dict({**train_dict, "seed": seed}, f"trial {number}")
+    except ValueError as error:
+        raise InvalidTrialSettings(f"trial {number}: {values} is not a valid setting: {error}") from error
+    record = {"study": spec.study, "trial": number, "role": role, "seed": seed, "params": values,
+              "storage": shown_url(spec.storage)}
+    resume = RunPaths(run).last.is_file()
+    run.mkdir(parents=True, exist_ok=True)
+    write_json(marker, record)
+    callbacks = [] if trial is None else [pruning_callback(trial, spec.key_metric)]
+    result = train(spec.cache, run, cfg, model_cfg, resume=resume, callbacks=callbacks, progress=False)
+    write_json(marker, {**record, "value": result.best_value, "best_epoch": result.best_epoch})
+    return result.best_value
+
+
+def pruning_callback(trial: optuna.Trial, key: str):
+    """Report the epoch's validation metric; stop the run when the pruner says so."""
+    def report(epoch: int, row: dict[str, Any]) -> None:
+        value = row.get(f"valid_{key}")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            trial.report(float(value), epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"valid {key} {value:.4f} at epoch {epoch}")
+    return report
+
+
+def objective(spec: StudySpec, space: SearchSpace):
+    """The study's objective: search trials train once (seed ``--seed``) with pruning; grid points
+    train once per ``--confirm-seeds`` seed and return the mean."""
+    def run(trial: optuna.Trial) -> float:
+        if spec.grid:
+            values = {name: trial.suggest_categorical(name, choices) for name, choices in spec.grid.items()}
+        else:
+            values = space.settings({name: suggest(trial, name, d) for name, d in space.distributions.items()})
+        if spec.grid:
+            runs = [(seed, run_folder(spec, trial.number, f"-s{seed}")) for seed in spec.confirm_seeds]
+        else:
+            runs = [(spec.seed, run_folder(spec, trial.number))]
+        trial.set_user_attr("runs", [str(path) for _, path in runs])
+        scores = []
+        for seed, path in runs:
+            scores.append(train_trial_run(spec, trial.number, values, seed, path, "grid" if spec.grid else "search",
+                                          None if spec.grid else trial))
+            trial.set_user_attr("values", scores)
+        return float(sum(scores) / len(scores))
+    return run
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def run_worker(spec: StudySpec, threads: int | None) -> None:
+    """One worker: join the study and run trials until it has ``spec.trials`` finished ones."""
+    set_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(spec.storage, spec.heartbeat)
+    study = load_study(spec.study, storage, spec.identity(), make_sampler(spec.grid, spec.seed),
+                       make_pruner("none" if spec.grid else spec.pruner))
+    func = objective(spec, spec.search_space())
+    work_until(study, spec.trials, lambda: study.optimize(func, n_trials=1, catch=(InvalidTrialSettings,)),
+               spec.heartbeat)
+
+
+def worker_process(spec: dict[str, Any], threads: int) -> None:
+    """Entry point of a spawned worker process; its exit status tells the parent how it ended."""
+    logging.basicConfig(level=logging.WARNING, format=f"worker %(process)d: %(message)s")
+    status = report_errors(lambda: run_worker(StudySpec(**spec), threads))
+    sys.exit(status)
+
+
+def run_workers(spec: StudySpec, workers: int, threads: int | None) -> None:
+    """K workers share the CPUs (``threads`` each, default usable CPUs / K); one runs in-process."""
+    per_worker = threads or max(1, usable_cpus() // workers)
+    if workers == 1:
+        run_worker(spec, per_worker)
+        return
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=worker_process, args=(asdict(spec), per_worker), name=f"hcm-tune-{i}")
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:  # they received Ctrl-C too: each ends its step and saves a checkpoint
+            proc.join()
+        raise
+    codes = [proc.exitcode for proc in procs]
+    if any(code in (130, 143) for code in codes):
+        raise KeyboardInterrupt
+    failed = [(proc.name, code) for proc, code in zip(procs, codes) if code]
+    if failed:
+        raise HcmError(f"worker(s) {failed} stopped with an error (their messages are above); the study keeps "
+                       f"its finished trials: run the same command again to continue")
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def study_spec(workspace: Workspace, request: TuneRequest) -> StudySpec:
+    """Check everything before any work: cache, space or grid, settings, names, storage."""
+    if request.trials < 1 or request.workers < 1 or request.top < 1 or request.heartbeat < 1:
+        raise UsageError("--trials, --workers, --top and --heartbeat must be at least 1")
+    if not request.confirm_seeds:
+        raise UsageError("--confirm-seeds needs at least one seed")
+    cache = choose_cache(workspace.features, request.features)
+    meta, _ = read_cache_meta(cache)
+    facts = load_dataset_facts(meta.dataset)
+    grid = grid_space(list(request.grid))
+    if grid and request.space is not None:
+        raise UsageError("--grid and --space are two kinds of study; give one of them")
+    space, source = {}, ""
+    if not grid:
+        path = request.space or shipped_space_file(meta.dataset)
+        space, source = read_json_object(path, "search space"), str(path)
+        parse_space(space, source)  # a bad entry is named before any work
+    overrides = dict(request.overrides)
+    if request.epochs is not None:
+        overrides["train.epochs"] = request.epochs
+    study = request.study or default_study_name(meta.dataset, meta.profile, grid)
+    spec = StudySpec(study, request.storage or default_storage(workspace.root / "tune"), str(cache),
+                     str(workspace.runs), meta.dataset, meta.profile, space, source, grid, overrides,
+                     request.model_size, grid_size(grid) if grid else request.trials, request.pruner, request.seed,
+                     list(request.confirm_seeds), request.heartbeat,
+                     "maximize" if facts.higher_is_better else "minimize", facts.key_metric)
+    check_names(spec)
+    return spec
+
+
+def grid_size(grid: dict[str, list[Any]]) -> int:
+    return math.prod(len(v) for v in grid.values())
+
+
+def default_study_name(dataset: str, profile: str, grid: dict[str, list[Any]]) -> str:
+    return f"{dataset}-{profile}" + ("-grid-" + "-".join(grid) if grid else "")
+
+
+def check_names(spec: StudySpec) -> None:
+    """Every name of the space or grid must be a setting (one value of each is tried here)."""
+    space = spec.search_space()
+    values = dict(spec.grid) if spec.grid else {n: d for n, d in space.distributions.items()}
+    probe = {}
+    for name, dist in values.items():
+        if isinstance(dist, list):
+            probe[name] = dist[0]
+        elif isinstance(dist, optuna.distributions.CategoricalDistribution):
+            probe[name] = space.settings({name: dist.choices[0]})[name]
+        else:
+            probe[name] = dist.low
+    trial_settings(spec, probe)  # unknown names raise a UsageError naming them
+
+
+def resume_command() -> str:
+    return "hcm " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "the same hcm tune command"
+
+
+def tune(workspace: Workspace, request: TuneRequest, console: Console | None = None) -> dict[str, Any]:
+    """``hcm tune``: search (or sweep), then confirm the best over seeds, then write the report."""
+    console = console or Console()
+    spec = study_spec(workspace, request)
+    console.print(f"study {spec.study!r} in {shown_url(spec.storage)}: {spec.trials} trial(s) "
+                  f"{'on the grid ' + json.dumps(spec.grid) if spec.grid else 'over ' + spec.space_source}, "
+                  f"{request.workers} worker(s)", soft_wrap=True, highlight=False)
+    storage = open_storage(spec.storage, spec.heartbeat)
+    study = load_study(spec.study, storage, spec.identity(), make_sampler(spec.grid, spec.seed),
+                       make_pruner("none" if spec.grid else spec.pruner))
+    if spec.grid:
+        queued = requeue_failed_points(study, spec.grid)
+        if queued:
+            console.print(f"{queued} grid point(s) whose trial failed are queued again")
+    try:
+        with TrialProgress(study, spec.trials, request.progress):
+            run_workers(spec, request.workers, request.threads)
+        folder = workspace.root / "tune" / spec.study
+        report = sweep_report(study, spec, folder, console) if spec.grid else \
+            confirm_report(study, spec, request, folder, console)
+    except (KeyboardInterrupt, Interrupted) as stop:
+        code = getattr(stop, "exit_code", 130)
+        raise Interrupted(f"stopped; the study keeps its finished trials (an interrupted one is marked failed). "
+                          f"Continue with: {resume_command()}", code) from None
+    save_plots(study, spec, folder)
+    console.print(f"written: {folder}", soft_wrap=True)
+    return report
+
+
+class TrialProgress:
+    """A progress line of finished trials, read from the study while the workers run."""
+
+    def __init__(self, study: optuna.Study, total: int, enabled: bool) -> None:
+        from hcm.core.progress import progress_bar
+
+        self.study, self.total = study, total
+        self.bar = progress_bar(enabled, "{task.fields[best]}")
+        self.thread = None
+        self.done = False
+
+    def __enter__(self) -> "TrialProgress":
+        import threading
+
+        self.bar.__enter__()
+        self.task = self.bar.add_task("trials", total=self.total, best="")
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def _poll(self) -> None:
+        import time
+
+        while not self.done:
+            try:
+                self._update()
+            except Exception:  # noqa: BLE001 - the display must never stop the work
+                pass
+            time.sleep(2)
+
+    def _update(self) -> None:
+        count = counts(self.study)
+        best = best_first(self.study, 1)
+        self.bar.update(self.task, completed=count[TrialState.COMPLETE] + count[TrialState.PRUNED],
+                        best=f"best {best[0].value:.4f} (trial {best[0].number})" if best else "")
+
+    def __exit__(self, *exc: object) -> None:
+        self.done = True
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        try:
+            self._update()
+        except Exception:  # noqa: BLE001
+            pass
+        self.bar.__exit__(*exc)
+
+
+# --------------------------------------------------------------------------- after the search
+
+
+def confirm_report(study: optuna.Study, spec: StudySpec, request: TuneRequest, folder: Path,
+                   console: Console) -> dict[str, Any]:
+    """Rerun the top trials over the confirmation seeds, rank them by mean validation score and
+    write the best as a config file for ``hcm train --config``."""
+    top = best_first(study, request.top)
+    if not top:
+        raise HcmError(f"study {spec.study!r} has no complete trial to confirm (see `hcm tune --status "
+                       f"--study {spec.study}`)")
+    space = spec.search_space()
+    ranked = []
+    for trial in top:
+        values = space.settings(trial.params)
+        scores = [train_trial_run(spec, trial.number, values, seed, run_folder(spec, trial.number, f"-confirm-s{seed}"),
+                                  "confirm") for seed in spec.confirm_seeds]
+        summary = seed_summary(scores)
+        ranked.append({"trial": trial.number, "search_value": trial.value, "params": values, "values": scores,
+                       "mean": summary.mean, "std": summary.std, "low": summary.low, "high": summary.high})
+    ranked.sort(key=lambda r: r["mean"], reverse=spec.direction == "maximize")
+    best = ranked[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "best-config.json"
+    write_json(config_path, best_config(spec, best))
+    report = {"study": spec.study, "storage": shown_url(spec.storage), "metric": f"valid {spec.key_metric}",
+              "direction": spec.direction, "confirm_seeds": spec.confirm_seeds, "ranked": ranked,
+              "best_config": str(config_path)}
+    write_json(folder / "confirm.json", report)
+    text = confirm_markdown(report)
+    write_text(folder / "confirm.md", text)
+    console.print(text, markup=False, highlight=False)
+    console.print(f"best: trial {best['trial']}; train it with: hcm train --config {config_path}", soft_wrap=True)
+    return report
+
+
+def best_config(spec: StudySpec, best: dict[str, Any]) -> dict[str, Any]:
+    """The best trial's complete settings as ``hcm train --config`` reads them."""
+    train_dict, model_dict = trial_settings(spec, best["params"])
+    return {"model": model_dict, "train": {k: v for k, v in train_dict.items() if k not in MACHINE_SETTINGS},
+            "tuned": {"study": spec.study, "trial": best["trial"], "params": best["params"],
+                      "metric": f"valid {spec.key_metric}", "mean": best["mean"], "std": best["std"],
+                      "seeds": spec.confirm_seeds, "cache": spec.cache}}
+
+
+def number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return "-" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def confirm_markdown(report: dict[str, Any]) -> str:
+    """The ranking: trial, its search value, mean ± std and 95 % CI over the seeds, then its values."""
+    seeds = report["confirm_seeds"]
+    lines = [f"# hcm tune {report['study']}: the top trials over seeds {seeds}", "",
+             f"{report['metric']} ({report['direction']}), mean ± sample std and 95 % t-interval over the seeds.", ""]
+    headers = ["rank", "trial", "search", "mean ± std", "95 % CI"]
+    rows = []
+    for rank, r in enumerate(report["ranked"], start=1):
+        ci = "-" if not math.isfinite(r["low"]) else f"[{r['low']:.4f}, {r['high']:.4f}]"
+        rows.append([str(rank), str(r["trial"]), f"{r['search_value']:.4f}", f"{r['mean']:.4f} ± {r['std']:.4f}", ci])
+    lines.append(markdown_table(headers, rows))
+    names = sorted({name for r in report["ranked"] for name in r["params"]})
+    lines.append(markdown_table(["trial"] + names, [[str(r["trial"])] + [number(r["params"].get(n)) for n in names]
+                                                    for r in report["ranked"]]))
+    return "\n".join(lines)
+
+
+def sweep_report(study: optuna.Study, spec: StudySpec, folder: Path, console: Console) -> dict[str, Any]:
+    """The grid's points: mean ± std over the seeds per value; the sensitivity plot."""
+    points = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        values = [float(v) for v in trial.user_attrs.get("values", [])]
+        summary = seed_summary(values)
+        points.append({"trial": trial.number, "params": dict(trial.params), "values": values,
+                       "mean": summary.mean, "std": summary.std})
+    points.sort(key=lambda p: [p["params"].get(n) for n in spec.grid])
+    report = {"study": spec.study, "metric": f"valid {spec.key_metric}", "grid": spec.grid,
+              "seeds": spec.confirm_seeds, "points": points}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "grid.json", report)
+    headers = list(spec.grid) + ["n", "mean ± std"]
+    rows = [[number(p["params"].get(n)) for n in spec.grid] + [str(len(p["values"])), f"{p['mean']:.4f} ± {p['std']:.4f}"]
+            for p in points]
+    text = (f"# hcm tune --grid {spec.study}: {report['metric']} over seeds {spec.confirm_seeds}\n\n"
+            + markdown_table(headers, rows))
+    write_text(folder / "grid.md", text)
+    plot_sensitivity(report, folder / "sensitivity.png")
+    console.print(text, markup=False, highlight=False)
+    return report
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sensitivity(report: dict[str, Any], path: Path) -> None:
+    """One panel per grid setting: the metric against its value, mean ± std over seeds (one line
+    per combination of the other settings), as the paper's Figure 3."""
+    plt = _pyplot()
+    names = list(report["grid"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        others = [n for n in names if n != name]
+        lines: dict[str, list[dict[str, Any]]] = {}
+        for point in report["points"]:
+            label = ", ".join(f"{n}={point['params'][n]}" for n in others)
+            lines.setdefault(label, []).append(point)
+        for label, pts in lines.items():
+            pts = sorted(pts, key=lambda p: p["params"][name])
+            ax.errorbar([p["params"][name] for p in pts], [p["mean"] for p in pts], yerr=[p["std"] for p in pts],
+                        marker="o", capsize=3, label=label or None)
+        ax.set_xlabel(name)
+        ax.set_ylabel(report["metric"])
+        ax.set_title(f"{report['metric']} vs {name}")
+        if any(lines):
+            ax.legend(fontsize=7)
+    fig.suptitle(f"study {report['study']}: mean ± std over seeds {report['seeds']}", fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def save_plots(study: optuna.Study, spec: StudySpec, folder: Path) -> list[Path]:
+    """Optuna's optimisation history and parameter importances (matplotlib); a plot that cannot
+    be drawn (too few complete trials, a constant parameter) is skipped with a logged reason."""
+    plt = _pyplot()
+    from optuna.visualization import matplotlib as oplt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, draw in (("history", oplt.plot_optimization_history), ("importance", oplt.plot_param_importances)):
+        path = folder / f"{name}.png"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = draw(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as error:
+            log.warning("no %s plot for study %s: %s", name, spec.study, error)
+            continue
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.suptitle(f"study {spec.study}: valid {spec.key_metric} ({name})", fontsize=9)
+        fig.tight_layout()
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# --------------------------------------------------------------------------- --status
+
+
+def status_rows(study: optuna.Study) -> tuple[list[str], list[list[str]]]:
+    """Trial, state, value, seconds, then one column per parameter."""
+    trials = study.get_trials(deepcopy=False)
+    names = sorted({name for t in trials for name in t.params})
+    headers = ["trial", "state", "value", "seconds"] + names
+    rows = []
+    for t in trials:
+        seconds = trial_seconds(t)
+        rows.append([str(t.number), t.state.name.lower(), number(t.value) if t.value is not None else "-",
+                     f"{seconds:.0f}" if seconds is not None else "-"] + [number(t.params.get(n, "-")) for n in names])
+    return headers, rows
+
+
+def status(workspace: Workspace, request: TuneRequest, console: Console | None = None) -> optuna.Study:
+    """``hcm tune --status``: the study's trials as a table (split to fit 80 columns)."""
+    console = console or Console()
+    url = request.storage or default_storage(workspace.root / "tune")
+    study = existing_study(request.study, open_storage(url, None), url)
+    count = counts(study)
+    summary = ", ".join(f"{n} {s.name.lower()}" for s, n in count.items() if n)
+    best = best_first(study, 1)
+    console.print(f"study {study.study_name!r} in {shown_url(url)} ({study.direction.name.lower()} "
+                  f"{study.user_attrs.get('dataset', '')}): {summary or 'no trials'}", soft_wrap=True, highlight=False)
+    if best:
+        console.print(f"best: trial {best[0].number}, value {best[0].value:.4f}", highlight=False)
+    console.print(markdown_table(*status_rows(study)), markup=False, highlight=False)
+    return study
+
+
+def tune_command(workspace: Workspace, request: TuneRequest) -> int:
+    """``hcm tune`` (or ``--status``) with its errors reported as messages; returns the exit status."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if request.status:
+        return report_errors(lambda: status(workspace, request))
+    return report_errors(lambda: tune(workspace, request),
+                         interrupted=f"stopped; continue with: {resume_command()}")
