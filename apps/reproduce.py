@@ -94,12 +94,16 @@ class Plan:
 
 
 def pick_cache(workspace: Workspace, dataset: str | None, given: Path | None) -> Path:
-    """``given``, else the only cache of ``dataset`` in the workspace (a clear error otherwise)."""
+    """``given``, else the only cache of ``dataset`` in the workspace, else the workspace's only
+    cache (the results then say it is another dataset); a clear error otherwise."""
     if given is not None or dataset is None:
         return choose_cache(workspace.features, given)
-    caches = [c for c in list_caches(workspace.features) if c.parent.name == dataset]
+    everything = list_caches(workspace.features)
+    caches = [c for c in everything if c.parent.name == dataset]
     if len(caches) == 1:
         return caches[0]
+    if not caches and len(everything) == 1:
+        return everything[0]
     listing = "\n".join(f"  {c}" for c in list_caches(workspace.features)) or "  (none)"
     what = "no" if not caches else f"{len(caches)}"
     raise UsageError(f"the workspace holds {what} feature cache(s) of {dataset!r}; choose one with "
@@ -360,7 +364,7 @@ def reproduce(workspace: Workspace, request: ReproduceRequest, console: Console 
               "variants": {v: compare(plan_.dataset, full_metrics, v, rs) for v, rs in rows.items()}}
     written = write_results(result, plan_.folder, request.latex)
     console.print(results_markdown(result), markup=False, highlight=False)
-    console.print(f"written: {', '.join(str(p) for p in written)}", soft_wrap=True)
+    console.print(f"written: {plan_.folder}/ ({', '.join(p.name for p in written)})", soft_wrap=True)
     return result
 
 
