@@ -55,6 +55,7 @@ from hcm.training.tuning import (
 log = logging.getLogger(__name__)
 #: Train settings a best-config file leaves to the machine that trains it.
 MACHINE_SETTINGS = ("device", "num_workers", "in_memory", "seed", "skip_nonfinite")
+MAX_FAILED_IN_A_ROW = 5  # a worker whose trials keep failing on invalid settings stops
 
 
 class InvalidTrialSettings(HcmError, ValueError):
@@ -153,7 +154,9 @@ def train_trial_run(spec: StudySpec, number: int, values: dict[str, Any], seed: 
         model_cfg = ModelConfig.from_dict(model_dict, f"trial {number}")
         cfg = TrainConfig.from_dict({**train_dict, "seed": seed}, f"trial {number}")
     except ValueError as error:
-        raise InvalidTrialSettings(f"trial {number}: {values} is not a valid setting: {error}") from error
+        message = f"trial {number} failed: {values} is not a valid setting ({error}); the search goes on"
+        log.warning(message)
+        raise InvalidTrialSettings(message) from error
     record = {"study": spec.study, "trial": number, "role": role, "seed": seed, "params": values,
               "storage": shown_url(spec.storage)}
     resume = RunPaths(run).last.is_file()
@@ -204,13 +207,22 @@ def objective(spec: StudySpec, space: SearchSpace):
 def run_worker(spec: StudySpec, threads: int | None) -> None:
     """One worker: join the study and run trials until it has ``spec.trials`` finished ones."""
     set_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # hcm reports a failed trial itself
     storage = open_storage(spec.storage, spec.heartbeat)
     study = load_study(spec.study, storage, spec.identity(), make_sampler(spec.grid, spec.seed),
                        make_pruner("none" if spec.grid else spec.pruner))
     func = objective(spec, spec.search_space())
-    work_until(study, spec.trials, lambda: study.optimize(func, n_trials=1, catch=(InvalidTrialSettings,)),
-               spec.heartbeat)
+    failures: list[FrozenTrial] = []
+
+    def one_trial() -> None:
+        study.optimize(func, n_trials=1, catch=(InvalidTrialSettings,), callbacks=[lambda _, t: failures.append(t)])
+        if failures and failures[-1].state != TrialState.FAIL:
+            failures.clear()
+        if len(failures) >= MAX_FAILED_IN_A_ROW:
+            raise UsageError(f"{len(failures)} trials in a row had settings the model refuses (the last: trial "
+                             f"{failures[-1].number}, {failures[-1].params}); narrow the search space")
+
+    work_until(study, spec.trials, one_trial, spec.heartbeat)
 
 
 def worker_process(spec: dict[str, Any], threads: int) -> None:
@@ -573,7 +585,7 @@ def status(workspace: Workspace, request: TuneRequest, console: Console | None =
 
 def tune_command(workspace: Workspace, request: TuneRequest) -> int:
     """``hcm tune`` (or ``--status``) with its errors reported as messages; returns the exit status."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     if request.status:
         return report_errors(lambda: status(workspace, request))
     return report_errors(lambda: tune(workspace, request),

@@ -62,7 +62,7 @@ def open_storage(url: str, heartbeat: int | None) -> optuna.storages.RDBStorage:
                                               grace_period=None if heartbeat is None else 2 * heartbeat)
         except ImportError as error:
             raise UsageError(f"the database driver for {shown_url(url)} is not installed ({error}); for PostgreSQL "
-                             f"install hcm's extra: pip install 'hcm[postgres]'") from error
+                             f"install psycopg (hcm's postgres extra; make install installs it)") from error
         except Exception as error:  # sqlalchemy's errors: a wrong host, password or database name
             raise UsageError(f"cannot open the study storage {shown_url(url)}: {error}") from error
 
@@ -150,7 +150,7 @@ def work_until(study: optuna.Study, n_trials: int, run_one: Callable[[], None], 
                 log.info("%d trial(s) still running; waiting for them (a dead worker's trial is failed after "
                          "%d s without heartbeat)", count[TrialState.RUNNING], 2 * heartbeat)
                 waited = True
-            time.sleep(min(heartbeat, 5))
+            time.sleep(1)
             continue
         run_one()
 
