@@ -227,7 +227,7 @@ def run_worker(spec: StudySpec, threads: int | None) -> None:
 
 def worker_process(spec: dict[str, Any], threads: int) -> None:
     """Entry point of a spawned worker process; its exit status tells the parent how it ended."""
-    logging.basicConfig(level=logging.WARNING, format=f"worker %(process)d: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="worker %(process)d: %(message)s")
     status = report_errors(lambda: run_worker(StudySpec(**spec), threads))
     sys.exit(status)
 
