@@ -20,15 +20,16 @@ import json
 import logging
 import math
 import shutil
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rich.console import Console
 
-from hcm.apps.markdown import latex_table, markdown_table
+from hcm.apps.markdown import WIDTH, latex_table, markdown_table
 from hcm.apps.train import resolve_settings
-from hcm.core.errors import UsageError, report_errors
+from hcm.core.errors import Interrupted, UsageError, report_errors
 from hcm.core.files import atomic_write, write_csv, write_json, write_text
 from hcm.core.progress import progress_bar
 from hcm.core.workspace import Workspace
@@ -197,7 +198,12 @@ def train_all(plan_: Plan, request: ReproduceRequest) -> dict[str, list[dict[str
                 done = bar.tasks[task].completed
                 bar.update(task, description=f"{variant} seed {seed}")
                 step = lambda epoch, row: bar.update(task, completed=done + epoch)  # noqa: E731
-                run = train_seed(plan_, variant, seed, step)
+                try:
+                    run = train_seed(plan_, variant, seed, step)
+                except Interrupted as stop:
+                    raise Interrupted(f"stopped during {variant} seed {seed}; its checkpoint and the finished seeds "
+                                      f"are kept: run the same hcm reproduce command again to continue",
+                                      stop.exit_code) from None
                 bar.update(task, completed=done + epochs)
                 rows.setdefault(variant, []).append(run_row(run))
     return rows
@@ -264,11 +270,12 @@ def seed_cells(entries: list[dict[str, Any]], seeds: Sequence[int]) -> tuple[lis
 
 def results_markdown(result: dict[str, Any]) -> str:
     """results.md: what was compared, the notes, then per variant the seeds and the summary."""
-    lines = [f"# hcm reproduce: {result['dataset']} against the paper", "",
-             f"Cache `{result['cache']}` (dataset {result['cache_dataset']}, profile {result['profile']}); "
+    intro = (f"Cache `{result['cache']}` (dataset {result['cache_dataset']}, profile {result['profile']}); "
              f"test split, best epoch chosen on valid; seeds {result['seeds']}. Percentages except MAE "
-             f"and Corr; diff = ours - paper; 95 % CI: Student t over seeds.", ""]
-    lines += [f"- {note}" for note in result["notes"]] + ([""] if result["notes"] else [])
+             f"and Corr; diff = ours - paper; 95 % CI: Student t over seeds.")
+    lines = [f"# hcm reproduce: {result['dataset']} against the paper", "", textwrap.fill(intro, WIDTH), ""]
+    lines += [textwrap.fill(f"- {note}", WIDTH, subsequent_indent="  ") for note in result["notes"]]
+    lines += [""] if result["notes"] else []
     for variant, entries in result["variants"].items():
         lines += [f"## {VARIANT_TITLES[variant]} ({variant})", ""]
         lines.append(markdown_table(*seed_cells(entries, result["seeds"])))

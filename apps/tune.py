@@ -253,7 +253,11 @@ def run_workers(spec: StudySpec, workers: int, threads: int | None) -> None:
     codes = [proc.exitcode for proc in procs]
     if any(code in (130, 143) for code in codes):
         raise KeyboardInterrupt
-    failed = [(proc.name, code) for proc, code in zip(procs, codes) if code]
+    for proc, code in zip(procs, codes):
+        if code is not None and code < 0:  # killed by a signal: its trial is failed by the heartbeat check
+            log.warning("worker %s was killed (signal %d); its trial is marked failed and the other workers went on",
+                        proc.name, -code)
+    failed = [(proc.name, code) for proc, code in zip(procs, codes) if code and code > 0]
     if failed:
         raise HcmError(f"worker(s) {failed} stopped with an error (their messages are above); the study keeps "
                        f"its finished trials: run the same command again to continue")
@@ -336,6 +340,10 @@ def tune(workspace: Workspace, request: TuneRequest, console: Console | None = N
     try:
         with TrialProgress(study, spec.trials, request.progress):
             run_workers(spec, request.workers, request.threads)
+        finished = sum(counts(study)[state] for state in (TrialState.COMPLETE, TrialState.PRUNED))
+        if finished < spec.trials:
+            raise HcmError(f"study {spec.study!r} has {finished} of {spec.trials} finished trials (its workers were "
+                           f"stopped); continue with: {resume_command()}")
         folder = workspace.root / "tune" / spec.study
         report = sweep_report(study, spec, folder, console) if spec.grid else \
             confirm_report(study, spec, request, folder, console)

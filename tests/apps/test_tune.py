@@ -200,6 +200,30 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_study_goes_on(tune_setu
     assert [t.number for t in study.trials if t.state == TrialState.COMPLETE] == [1, 2]
 
 
+def worker_pids(parent: int) -> list[int]:
+    """The spawned worker processes of ``parent`` (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker processes through /proc (Linux)")
+def test_the_other_worker_finishes_the_study_when_one_is_killed(tune_setup) -> None:
+    workdir, space = tune_setup
+    proc = hcm(workdir, "tune", "--space", str(space), "--trials", "3", "--workers", "2", "--epochs", "4",
+               "--pruner", "none", "--top", "1", "--confirm-seeds", "1", "--heartbeat", "1", "--quiet", *SMALL)
+    wait_for((workdir / "runs" / "sample", "tune-sample-tiny-t000?/metrics.csv"), proc)
+    pids = worker_pids(proc.pid)
+    assert len(pids) == 2
+    os.kill(pids[0], signal.SIGKILL)
+    output = finish(proc)
+    assert "was killed (signal 9)" in output
+    study = study_of(workdir)
+    check_no_trial_lost_or_run_twice(workdir, study, 3)
+    assert [t.state for t in study.trials].count(TrialState.FAIL) <= 1
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_the_resume_command(tune_setup) -> None:
     workdir, space = tune_setup
