@@ -42,6 +42,7 @@ from hcm.core.threads import set_threads, usable_cpus
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
 from hcm.training.data import read_cache_meta
+from hcm.training.evaluate import evaluate_run
 from hcm.training.paper_results import seed_summary
 from hcm.training.results import TUNING_RECORD as TRIAL_FILE
 from hcm.training.runs import RunPaths, choose_cache
@@ -144,8 +145,10 @@ def run_folder(spec: StudySpec, number: int, suffix: str = "") -> Path:
 
 
 def train_trial_run(spec: StudySpec, number: int, values: dict[str, Any], seed: int, run: Path, role: str,
-                    trial: optuna.Trial | None = None) -> float:
-    """One ordinary run of a trial's settings; ``trial`` set: each epoch is reported to the pruner.
+                    trial: optuna.Trial | None = None, test: bool = False) -> float:
+    """One ordinary run of a trial's settings; returns its best validation value. ``trial`` set:
+    each epoch is reported to the pruner; ``test``: the best epoch is also scored on the test
+    split (grid sweeps, which report it beside validation as the paper's Figure 3 does).
 
     A run finished earlier (its tune.json holds a value) is not trained again; one interrupted
     after a checkpoint is resumed."""
@@ -167,7 +170,11 @@ def train_trial_run(spec: StudySpec, number: int, values: dict[str, Any], seed: 
     write_json(marker, record)
     callbacks = [] if trial is None else [pruning_callback(trial, spec.key_metric)]
     result = train(spec.cache, run, cfg, model_cfg, resume=resume, callbacks=callbacks, progress=False)
-    write_json(marker, {**record, "value": result.best_value, "best_epoch": result.best_epoch})
+    record.update(value=result.best_value, best_epoch=result.best_epoch)
+    if test:
+        report = evaluate_run(run, "test", console=Console(quiet=True))
+        record["test"] = report["metrics"].get(spec.key_metric)
+    write_json(marker, record)
     return result.best_value
 
 
@@ -195,11 +202,14 @@ def objective(spec: StudySpec, space: SearchSpace):
         else:
             runs = [(spec.seed, run_folder(spec, trial.number))]
         trial.set_user_attr("runs", [str(path) for _, path in runs])
-        scores = []
+        scores, tested = [], []
         for seed, path in runs:
             scores.append(train_trial_run(spec, trial.number, values, seed, path, "grid" if spec.grid else "search",
-                                          None if spec.grid else trial))
+                                          None if spec.grid else trial, test=bool(spec.grid)))
+            tested.append(read_json(path / TRIAL_FILE, "trial record").get("test"))
             trial.set_user_attr("values", scores)
+            if spec.grid:
+                trial.set_user_attr("test_values", tested)
         return float(sum(scores) / len(scores))
     return run
 
@@ -410,18 +420,22 @@ def sweep_report(study: optuna.Study, spec: StudySpec, folder: Path, console: Co
     points = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         values = [float(v) for v in trial.user_attrs.get("values", [])]
-        summary = seed_summary(values)
+        tested = [math.nan if v is None else float(v) for v in trial.user_attrs.get("test_values", [])]
+        valid, test = seed_summary(values), seed_summary(tested)
         points.append({"trial": trial.number, "params": dict(trial.params), "values": values,
-                       "mean": summary.mean, "std": summary.std})
+                       "mean": valid.mean, "std": valid.std, "test_values": tested,
+                       "test_mean": test.mean, "test_std": test.std})
     points.sort(key=lambda p: [p["params"].get(n) for n in spec.grid])
-    report = {"study": spec.study, "metric": f"valid {spec.key_metric}", "grid": spec.grid,
+    report = {"study": spec.study, "metric": spec.key_metric, "grid": spec.grid,
               "seeds": spec.confirm_seeds, "points": points}
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "grid.json", report)
-    headers = list(spec.grid) + ["n", "mean ± std"]
-    rows = [[number(p["params"].get(n)) for n in spec.grid] + [str(len(p["values"])), f"{p['mean']:.4f} ± {p['std']:.4f}"]
+    headers = list(spec.grid) + ["n", "valid mean ± std", "test mean ± std"]
+    rows = [[number(p["params"].get(n)) for n in spec.grid]
+            + [str(len(p["values"])), f"{p['mean']:.4f} ± {p['std']:.4f}", f"{p['test_mean']:.4f} ± {p['test_std']:.4f}"]
             for p in points]
-    text = (f"# hcm tune --grid {spec.study}: {report['metric']} over seeds {spec.confirm_seeds}\n\n"
+    text = (f"# hcm tune --grid {spec.study}: {spec.key_metric} over seeds {spec.confirm_seeds}\n\n"
+            f"Each run's best epoch is chosen on valid; test scores that epoch once.\n\n"
             + markdown_table(headers, rows))
     write_text(folder / "grid.md", text)
     plot_sensitivity(report, folder / "sensitivity.png")

@@ -102,26 +102,31 @@ def _pyplot():
 
 
 def plot_sensitivity(report: dict[str, Any], path: Path) -> None:
-    """One panel per grid setting: the metric against its value, mean ± std over seeds (one line
-    per combination of the other settings), as the paper's Figure 3."""
+    """The metric against each grid setting's value, mean ± std over seeds, one line per
+    combination of the other settings: valid (top row) and test (bottom row), as the paper's
+    Figure 3 draws the numbers of GCN and PGF layers."""
     plt = _pyplot()
     names = list(report["grid"])
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        others = [n for n in names if n != name]
-        lines: dict[str, list[dict[str, Any]]] = {}
-        for point in report["points"]:
-            label = ", ".join(f"{n}={point['params'][n]}" for n in others)
-            lines.setdefault(label, []).append(point)
-        for label, pts in lines.items():
-            pts = sorted(pts, key=lambda p: p["params"][name])
-            ax.errorbar([p["params"][name] for p in pts], [p["mean"] for p in pts], yerr=[p["std"] for p in pts],
-                        marker="o", capsize=3, label=label or None)
-        ax.set_xlabel(name)
-        ax.set_ylabel(report["metric"])
-        ax.set_title(f"{report['metric']} vs {name}")
-        if any(lines):
-            ax.legend(fontsize=7)
+    fig, axes = plt.subplots(2, len(names), figsize=(4.5 * len(names), 6.4), squeeze=False)
+    for row, (split, mean, std) in enumerate((("valid", "mean", "std"), ("test", "test_mean", "test_std"))):
+        for ax, name in zip(axes[row], names):
+            others = [n for n in names if n != name]
+            lines: dict[str, list[dict[str, Any]]] = {}
+            for point in report["points"]:
+                lines.setdefault(", ".join(f"{n}={point['params'][n]}" for n in others), []).append(point)
+            for label, pts in lines.items():
+                pts = sorted(pts, key=lambda p: p["params"][name])
+                xs = [p["params"][name] for p in pts]
+                ax.errorbar(xs, [p[mean] for p in pts], yerr=[p[std] for p in pts], marker="o", capsize=3,
+                            label=label or None)
+            values = report["grid"][name]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                ax.set_xticks(sorted(values))
+            ax.set_xlabel(name)
+            ax.set_ylabel(f"{split} {report['metric']}")
+            ax.set_title(f"{split} {report['metric']} vs {name}")
+            if others:
+                ax.legend(fontsize=7)
     fig.suptitle(f"study {report['study']}: mean ± std over seeds {report['seeds']}", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -122,11 +122,14 @@ def test_grid_sweep_draws_metric_against_value(workdir: Path, tiny_cache) -> Non
         records = [runs[f"tune-sample-tiny-grid-m_gcn-t{point['trial']:04d}-s{s}"] for s in (1, 2)]
         assert [r["value"] for r in records] == pytest.approx(point["values"])
         assert point["mean"] == pytest.approx(sum(point["values"]) / 2)
+        tested = [json.loads((workdir / "runs" / "sample" / f"tune-sample-tiny-grid-m_gcn-t{point['trial']:04d}-s{s}"
+                              / "eval" / "test" / "metrics.json").read_text())["metrics"]["mae"] for s in (1, 2)]
+        assert [r["test"] for r in records] == pytest.approx(tested) == point["test_values"]
         config = json.loads((workdir / "runs" / "sample" / f"tune-sample-tiny-grid-m_gcn-t{point['trial']:04d}-s1"
                              / "config.json").read_text())
         assert config["model"]["m_gcn"] == point["params"]["m_gcn"]
     assert (folder / "sensitivity.png").is_file()
-    assert "m_gcn" in (folder / "grid.md").read_text()
+    assert "| m_gcn | n | valid mean ± std | test mean ± std |" in (folder / "grid.md").read_text()
 
 
 def test_bad_names_are_refused_before_any_work(tune_setup, tmp_path: Path) -> None:
