@@ -523,7 +523,7 @@ def tune_command(
     settings: list[str] = typer.Option([], "--set", callback=_assignments, show_default="none",
                                        help="Fixed train/model settings under the searched ones, as for hcm train."),
     model_size: ModelSize = typer.Option(ModelSize.auto, "--model-size", case_sensitive=False, help="As for hcm train."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the sampler and of every search trial's run."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every search trial's run and of the sampler (worker i: seed + i)."),
     confirm_seeds: str = typer.Option("1111,1112,1113", "--confirm-seeds", callback=_int_list,
                                       help="Seeds the --top trials (and every --grid point) are run over."),
     top: int = typer.Option(3, "--top", min=1, help="Best trials rerun over --confirm-seeds and ranked by their mean."),

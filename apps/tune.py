@@ -217,12 +217,15 @@ def objective(spec: StudySpec, space: SearchSpace):
 # --------------------------------------------------------------------------- workers
 
 
-def run_worker(spec: StudySpec, threads: int | None) -> None:
-    """One worker: join the study and run trials until it has ``spec.trials`` finished ones."""
+def run_worker(spec: StudySpec, threads: int | None, index: int = 0) -> None:
+    """Worker ``index``: join the study and run trials until it has ``spec.trials`` finished ones.
+
+    Its sampler is seeded with ``--seed + index``: workers seeded alike would propose the same
+    settings at the same time."""
     set_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # hcm reports a failed trial itself
     storage = open_storage(spec.storage, spec.heartbeat)
-    study = load_study(spec.study, storage, spec.identity(), make_sampler(spec.grid, spec.seed),
+    study = load_study(spec.study, storage, spec.identity(), make_sampler(spec.grid, spec.seed + index),
                        make_pruner("none" if spec.grid else spec.pruner))
     func = objective(spec, spec.search_space())
     failures: list[FrozenTrial] = []
@@ -238,10 +241,10 @@ def run_worker(spec: StudySpec, threads: int | None) -> None:
     work_until(study, spec.trials, one_trial, spec.heartbeat)
 
 
-def worker_process(spec: dict[str, Any], threads: int) -> None:
+def worker_process(spec: dict[str, Any], threads: int, index: int) -> None:
     """Entry point of a spawned worker process; its exit status tells the parent how it ended."""
     logging.basicConfig(level=logging.WARNING, format="worker %(process)d: %(message)s")
-    status = report_errors(lambda: run_worker(StudySpec(**spec), threads))
+    status = report_errors(lambda: run_worker(StudySpec(**spec), threads, index))
     sys.exit(status)
 
 
@@ -252,7 +255,7 @@ def run_workers(spec: StudySpec, workers: int, threads: int | None) -> None:
         run_worker(spec, per_worker)
         return
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=worker_process, args=(asdict(spec), per_worker), name=f"hcm-tune-{i}")
+    procs = [context.Process(target=worker_process, args=(asdict(spec), per_worker, i), name=f"hcm-tune-{i}")
              for i in range(workers)]
     for proc in procs:
         proc.start()

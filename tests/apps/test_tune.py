@@ -182,7 +182,9 @@ def test_two_worker_processes_share_one_sqlite_study(tune_setup) -> None:
                         "--pruner", "none", "--top", "1", "--confirm-seeds", "1", "--quiet", *SMALL))
     assert "2 worker(s)" in output
     check_no_trial_lost_or_run_twice(workdir, study_of(workdir), 4)
-    assert len(study_of(workdir).get_trials()) == 4
+    trials = study_of(workdir).get_trials()
+    assert len(trials) == 4
+    assert len({t.params["lr"] for t in trials}) == 4  # the workers' samplers are seeded apart
 
 
 @pytest.mark.slow
