@@ -41,8 +41,8 @@ from hcm.training.paper_results import (
 )
 from hcm.training.results import run_row
 from hcm.training.runs import RunPaths, choose_cache, list_caches
-from hcm.training.settings import load_dataset_facts
-from hcm.training.trainer import TrainConfig, train
+from hcm.training.settings import TrainConfig, load_dataset_facts
+from hcm.training.trainer import train
 
 log = logging.getLogger(__name__)
 MMSA_SEEDS = (1111, 1112, 1113, 1114, 1115)  # the five seeds the MMSA framework reports over

@@ -47,8 +47,8 @@ from hcm.training.paper_results import seed_summary
 from hcm.training.results import TUNING_RECORD as TRIAL_FILE
 from hcm.training.runs import RunPaths, choose_cache
 from hcm.training.search_space import SearchSpace, grid_space, parse_space, shipped_space_file
-from hcm.training.settings import load_dataset_facts
-from hcm.training.trainer import TrainConfig, train
+from hcm.training.settings import TrainConfig, load_dataset_facts
+from hcm.training.trainer import train
 from hcm.training.tuning import (
     best_first, counts, default_storage, existing_study, load_study, make_pruner, make_sampler, open_storage,
     requeue_failed_points, shown_url, work_until,
