@@ -39,8 +39,8 @@ from hcm.training.data import CacheDataset, DataConfig, read_cache_meta
 from hcm.training.distributed import Dist
 from hcm.training.evaluate import load_run_model
 from hcm.training.runs import RunPaths
-from hcm.training.settings import DatasetFacts
-from hcm.training.trainer import TrainConfig, eval_loader, predict, train
+from hcm.training.settings import DatasetFacts, TrainConfig
+from hcm.training.trainer import eval_loader, predict, train
 
 
 def parse_value(text: str) -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hcm.model.config import READING_SWITCHES, SWITCHES_BY_NAME, ModelConfig
-from hcm.training.trainer import TrainConfig
+from hcm.training.settings import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
