@@ -484,6 +484,36 @@ def import_mmsa_command(
     ))
 
 
+
+class CsdAlign(str, Enum):
+    """How ``hcm import csd`` cuts the sequences (docs/datasets.md, CMU-MultimodalSDK files)."""
+
+    none = "none"
+    words = "words"
+
+
+@import_app.command("csd", **_example("hcm import csd CMU_MOSI/ --dataset mosi", "hcm import csd CMU_MOSEI/ --dataset mosei --align words"))
+def import_csd_command(
+    ctx: typer.Context,
+    folder: Path = typer.Argument(..., help="Folder with the CMU-MultimodalSDK .csd files (labels, words and features)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="mosi or mosei (label sequence, segment numbers, standard folds)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/csd)."),
+    text: Optional[str] = typer.Option(None, "--text", help="Text sequence, root or file name (default glove_vectors)."),
+    video: Optional[str] = typer.Option(None, "--video", help="Video sequence (default FACET_4.2; e.g. OpenFace_2)."),
+    audio: Optional[str] = typer.Option(None, "--audio", help="Audio sequence (default COVAREP; e.g. OpenSMILE)."),
+    words: Optional[str] = typer.Option(None, "--words", help="Word sequence giving the transcript (default words)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Label sequence (default: Opinion Segment Labels for mosi, All Labels for mosei)."),
+    align: CsdAlign = typer.Option(CsdAlign.none, "--align", help="none: each segment keeps its rows; words: every sequence averaged over each word."),
+    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Segments per cache shard (the unit of resume)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Turn CMU-MultimodalSDK computational sequences into an hcm feature cache, split by the SDK's standard folds."""
+    from hcm.pipeline.importers.csd import import_command
+
+    sequences = {"text": text, "video": video, "audio": audio, "words": words, "labels": labels}
+    raise typer.Exit(import_command(ctx.obj, folder, dataset, quiet=quiet, out=out, sequences=sequences,
+                                    align=align.value, shard_size=shard_size))
+
 cache_app = typer.Typer(cls=HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
