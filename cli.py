@@ -193,7 +193,7 @@ def sample_command(
     ),
     n: Optional[int] = typer.Option(
         None, "--n", min=1,
-        help="Utterances to write (default: mosei 120 clips, meld 160, iemocap 80 turns).",
+        help="Utterances to write (default: mosei 120 clips, meld 160, iemocap 80 turns, mosi/sims/simsv2 100, custom 80).",
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Same seed, same corpus."),
     faults: bool = typer.Option(
@@ -204,9 +204,10 @@ def sample_command(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Write a small synthetic corpus in the real raw layout of CMU-MOSEI, MELD or IEMOCAP.
+    """Write a small synthetic corpus in the real raw layout of CMU-MOSEI, MELD, IEMOCAP, CMU-MOSI,
+    CH-SIMS (v2; Chinese transcripts), or of your own clips (custom: no split column, emotion names).
 
-    Clips are real media files (H.264/AAC mp4; for IEMOCAP MPEG-4 avi and 16 kHz wav).
+    Clips are real media files (H.264/AAC mp4; for IEMOCAP and custom also MPEG-4 avi and 16 kHz wav).
     Text, audio and video each carry a noisy, learnable signal of the label.
     Use it to try the readers, extraction and training offline (see docs/sample.md).
     """

@@ -6,8 +6,9 @@ label, splits assigned by video and stratified by that mean) with the traits of 
 
 - ``mosi``: English opinion segments, YouTube-style video ids, clip ids counted from 1, scores
   in [-3, 3] on the 0.2 grid of five averaged annotations;
-- ``sims`` / ``simsv2``: Chinese transcripts, ids ``video_0001``/``0001`` (v2: ``aqgy3_0001``/
-  ``00001``), scores in [-1, 1] on the 0.2 grid, unimodal labels on every row, as CH-SIMS has;
+- ``sims`` / ``simsv2``: Chinese transcripts, ids ``video_0001``/``0001`` (v2: five letters and
+  digits then ``_0001``, clip ids from ``00000``), scores in [-1, 1] on the 0.2 grid, unimodal
+  labels on every row, as CH-SIMS has;
 - ``custom``: what a user writes for their own clips: ``video_id, clip_id, text, label`` and no
   ``mode`` column (hcm makes the split), emotion names as labels, clips as mp4, avi and
   audio-only wav.
