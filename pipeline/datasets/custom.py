@@ -140,10 +140,10 @@ class CustomAdapter(DatasetAdapter):
         if not any(u.dropped is None for u in items):
             example = next(u.dropped[1] for u in items if u.dropped)
             raise AnnotationError(f"{path}: no row can be used (e.g. {example}); fix label.csv")
-        if has_mode:
-            self.split_rule = {"method": "mode column"}
-        elif self.split_file:
+        if self.split_file:
             self.split_rule = {"method": "split file"}
+        elif has_mode:
+            self.split_rule = {"method": "mode column"}
         else:
             self._group_split(path, items)
         return items
@@ -152,6 +152,9 @@ class CustomAdapter(DatasetAdapter):
         """Task and range or classes: as given, else from the labels (numbers or names)."""
         self.classes, self.label_range = None, None
         present = [label for label in labels if label]
+        if not present:
+            raise AnnotationError(f"{path}: the label column is empty in every row; write each clip's label "
+                                  f"(a number for scores, a name for classes)")
         numbers = [value for value in map(_number, present) if value is not None]
         task = self.given.get("task") or (CLASSIFICATION if "classes" in self.given else REGRESSION
                                           if "label_range" in self.given or 2 * len(numbers) > len(present)

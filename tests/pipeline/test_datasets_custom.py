@@ -161,3 +161,8 @@ def test_a_label_file_without_the_columns_names_them(tmp_path):
 def test_other_datasets_refuse_the_custom_flags(tmp_path):
     with pytest.raises(UsageError, match="--label-range: only --dataset custom"):
         get_dataset("mosi").configure({"label_range": "0,1", "classes": None})
+
+
+def test_a_label_column_empty_everywhere_is_a_clear_error(tmp_path):
+    with pytest.raises(AnnotationError, match="label column is empty in every row"):
+        read(corpus(tmp_path, videos_rows(["", "", ""], videos=3)))
