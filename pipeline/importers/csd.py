@@ -106,7 +106,8 @@ def find_sequences(folder: Path, wanted: dict[str, str]) -> dict[str, Path]:
         if len(matches) == 1:
             found[role] = matches[0]
         else:
-            missing.append(f"{role} {name!r} ({'several files: ' + ', '.join(p.name for p in matches) if matches else 'none'})")
+            which = "several files: " + ", ".join(p.name for p in matches) if matches else "none"
+            missing.append(f"{role} {name!r} ({which})")
     if missing:
         known = ", ".join(f"{p.name} ({roots[p]})" for p in files) or "no .csd files"
         raise UsageError(f"{folder}: cannot find the sequence for {'; '.join(missing)}. Found: {known}. Name the "
