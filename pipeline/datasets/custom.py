@@ -212,7 +212,8 @@ class CustomAdapter(DatasetAdapter):
             u.split = split_of.get(u.group, "") if u.dropped is None else u.split
         counts = split_counts(items)
         self.split_rule = {"method": "by video, seeded", "seed": self.split_seed, "shares": SPLIT_SHARES,
-                           "clips": counts, "videos": {s: sum(v == s for v in split_of.values()) for s in SPLITS}}
+                           "clips": counts, "videos": {s: sorted(v for v, t in split_of.items() if t == s)
+                                                       for s in SPLITS}}
         self._report.append(f"split: no mode column, so whole videos went to train/valid/test with seed "
                             f"{self.split_seed}: " + ", ".join(f"{s} {counts[s]} clips" for s in SPLITS)
                             + " (--split-seed N draws another; the split is in the cache recipe)")

@@ -106,6 +106,8 @@ def test_without_mode_whole_videos_go_to_one_split_seeded(tmp_path):
     assert all(len(s) == 1 for s in splits_of.values())  # no video in two splits
     counts = adapter.recipe()["split"]["clips"]
     assert counts["train"] > counts["test"] > 0 and counts["valid"] > 0 and sum(counts.values()) == 40
+    recorded = adapter.recipe()["split"]["videos"]
+    assert {v: s for s, videos in recorded.items() for v in videos} == {g: next(iter(s)) for g, s in splits_of.items()}
     assert any("seed 0" in line for line in adapter.report())
     again = {u.id: u.split for u in read(root)[1]}
     assert again == {u.id: u.split for u in items}
