@@ -95,6 +95,9 @@ class CustomAdapter(DatasetAdapter):
             if unknown:
                 raise UsageError(f"{path}: unknown key(s) {unknown}; known: {list(JSON_KEYS)}")
             given = {key: (value, str(path)) for key, value in data.items()}
+        if any(options.get(key) is not None for key in ("label_range", "classes")):
+            for key in ("label_range", "classes", "task"):  # the flag decides the task
+                given.pop(key, None)
         for key, value in options.items():
             if value is not None:
                 given[key] = (value, "--" + key.replace("_", "-"))

@@ -80,6 +80,8 @@ def test_dataset_json_gives_the_facts_and_flags_win(tmp_path):
     assert adapter.recipe()["split"]["seed"] == 4
     adapter, _ = read(root, {"split_seed": 7})
     assert adapter.recipe()["split"]["seed"] == 7
+    adapter, _ = read(root, {"label_range": "0,10"})  # a flag of the other task replaces the file's classes
+    assert adapter.task == "regression" and adapter.label_range == (0.0, 10.0)
 
 
 @pytest.mark.parametrize("content, message", [
