@@ -222,7 +222,7 @@ def sample_command(
         typer.echo(format_summary(summary))
 
 
-@app.command("extract", **_example("hcm extract --dataset mosei --profile tiny"))
+@app.command("extract", **_example("hcm extract --dataset mosei --profile tiny", "hcm extract --dataset custom --data-root ~/my_clips --classes sad,neutral,happy"))
 def extract_command(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", help="sample, mosei, meld, iemocap, mosi, sims, simsv2, or "
