@@ -221,6 +221,16 @@ def attach_context(group: list[Utterance]) -> None:
         utterance.context_before, utterance.context_after = context_window(texts, index)
 
 
+def clip_order(group: list[Utterance]) -> list[Utterance]:
+    """A video's clips in clip_id order: numeric if every clip id is a number, else string."""
+    clip_ids = [u.id.rsplit("$_$", 1)[1] for u in group]
+    if all(c.isdigit() for c in clip_ids):
+        keys = [(int(c), c) for c in clip_ids]
+    else:
+        keys = [(0, c) for c in clip_ids]
+    return [u for _, u in sorted(zip(keys, group), key=lambda pair: pair[0])]
+
+
 def natural_key(value: str) -> tuple:
     """Numeric order for ids that are all digits, string order otherwise (numbers sort first)."""
     return (0, int(value), value) if value.isdigit() else (1, 0, value)

@@ -36,12 +36,12 @@ from hcm.pipeline.datasets.base import (
     DatasetAdapter,
     Utterance,
     attach_context,
+    clip_order,
     read_csv_rows,
     rejected_row,
     repair_note,
     require_paths,
 )
-from hcm.pipeline.datasets.mosei import _clip_order
 from hcm.pipeline.media import MediaRef
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def read_layout(root: Path, parse_label: LabelParser, rows: list[CsvRow] | None 
         seen[utterance.id] = row.line
         by_video[utterance.group].append(utterance)
     for group in by_video.values():
-        group[:] = _clip_order(group)
+        group[:] = clip_order(group)
         attach_context(group)
     return [u for group in by_video.values() for u in group] + rejected
 

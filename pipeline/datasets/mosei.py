@@ -32,6 +32,7 @@ from hcm.pipeline.datasets.base import (
     DatasetRootError,
     Utterance,
     attach_context,
+    clip_order,
     read_csv_rows,
     register_dataset,
     rejected_row,
@@ -92,16 +93,6 @@ def _parse_row(row: CsvRow, root: Path, path: Path) -> Utterance:
     )
 
 
-def _clip_order(group: list[Utterance]) -> list[Utterance]:
-    """A video's clips in clip_id order: numeric if every clip id is a number, else string."""
-    clip_ids = [u.id.rsplit("$_$", 1)[1] for u in group]
-    if all(c.isdigit() for c in clip_ids):
-        keys = [(int(c), c) for c in clip_ids]
-    else:
-        keys = [(0, c) for c in clip_ids]
-    return [u for _, u in sorted(zip(keys, group), key=lambda pair: pair[0])]
-
-
 def read_mmsa_labels(root: Path) -> list[Utterance]:
     """Every row of ``<root>/label.csv``: well-formed ones numbered and given context per video,
     the others as rejected rows (see ``Utterance.dropped``)."""
@@ -121,7 +112,7 @@ def read_mmsa_labels(root: Path) -> list[Utterance]:
         seen[utterance.id] = row.line
         by_video[utterance.group].append(utterance)
     for group in by_video.values():
-        group[:] = _clip_order(group)
+        group[:] = clip_order(group)
         attach_context(group)
     return [u for group in by_video.values() for u in group] + rejected
 

@@ -30,10 +30,9 @@ import numpy as np
 from hcm.core.configs import configs_dir
 from hcm.core.files import read_json_object
 from hcm.pipeline.datasets.base import (
-    INVALID_ID, INVALID_LABEL, SPLITS, UNKNOWN_SPLIT, Utterance, attach_context, read_lines, rejected_row,
-    repair_note,
+    INVALID_ID, INVALID_LABEL, SPLITS, UNKNOWN_SPLIT, Utterance, attach_context, clip_order, read_lines,
+    rejected_row, repair_note,
 )
-from hcm.pipeline.datasets.mosei import _clip_order
 from hcm.pipeline.media import MediaRef
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ def read_cmu_archive(root: Path) -> list[Utterance]:
     finally:
         labels.close()
     for group in by_video.values():
-        group[:] = _clip_order(group)
+        group[:] = clip_order(group)
         attach_context(group)
     return [u for group in by_video.values() for u in group] + rejected
 

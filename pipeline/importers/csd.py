@@ -21,8 +21,8 @@ text, FACET 4.2 for video, COVAREP for audio, plus the words (the transcript) an
   in the manifest and the summary, as is a label outside [-3, 3]. A modality whose sequence has
   nothing for the segment is masked with the reason.
 
-The cache is written shard by shard through ``CacheWriter`` (a re-run resumes), following the
-pattern of ``hcm import mmsa``.
+The cache is written through the shared shard loop (``hcm.pipeline.shards``): shard by shard,
+so a re-run resumes.
 """
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, 
 from hcm.cache.manifest import sha256_file
 from hcm.cache.writer import exclusive_run
 from hcm.core.configs import configs_dir
-from hcm.core.errors import UsageError, report_errors
+from hcm.core.errors import UsageError
 from hcm.core.files import read_json_object
 from hcm.core.names import REGRESSION, SPLITS
-from hcm.core.progress import progress_bar
 from hcm.core.workspace import Workspace
 from hcm.pipeline.importers.csd_file import (
     SILENCE, CsdError, Sequence, key, segment_rows, word_average, words_of,
 )
+from hcm.pipeline.shards import Advance, ShardCounts, ShardLoop
 
 log = logging.getLogger(__name__)
 SOURCE_FORMAT = "csd"
@@ -140,8 +140,7 @@ class ImportSummary:
     align: str
     planned: int = 0
     imported: int = 0
-    shards_total: int = 0
-    shards_resumed: int = 0
+    shards: ShardCounts = field(default_factory=ShardCounts)
     split_counts: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason: detail)
     masked: list[tuple[str, str]] = field(default_factory=list)  # (id, what)
@@ -154,8 +153,7 @@ class ImportSummary:
         lines = [f"{self.dataset} from {self.source} (SDK sequences, align {self.align}): {self.imported} imported "
                  f"({counts}), {len(self.masked)} with a masked modality, {len(self.skipped)} skipped; "
                  f"{self.seconds:.1f} s",
-                 f"shards: {self.shards_total - self.shards_resumed} written, {self.shards_resumed} already complete; "
-                 f"plan {self.planned} segments", f"cache: {self.out}"]
+                 f"shards: {self.shards.done()}; plan {self.planned} segments", f"cache: {self.out}"]
         if self.fold_videos_missing:
             lines.append(f"{len(self.fold_videos_missing)} video(s) of the standard folds have no labels here: "
                          + ", ".join(self.fold_videos_missing[:show]) + (" ..." if len(self.fold_videos_missing) > show
@@ -296,38 +294,46 @@ def import_csd(folder: str | Path, dataset: str, *, out: Path | None = None, wor
         writer = CacheWriter(out, import_meta(info, opened, digests, align, shard_size))
         streams = Streams({role: s for role, s in opened.items() if role != "labels"})
         with exclusive_run(out, "import"):
-            _run_shards(writer, segments, folds, streams, align, info, shard_size, summary, progress)
+            loop = ShardLoop(segments, shard_size, writer)
+            summary.shards = loop.counts
+            loop.run(lambda k, shard, advance: write_shard(writer, k, shard, advance, _Run(folds, streams, align, info),
+                                                           summary), f"import {dataset}", progress)
         writer.finalize(len(segments))
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _run_shards(writer: CacheWriter, segments: list[Segment], folds: dict[str, str], streams: Streams, align: str,
-                info: CsdDataset, shard_size: int, summary: ImportSummary, progress: bool) -> None:
-    total = -(-len(segments) // shard_size)
-    todo = [k for k in range(total) if not writer.shard_done(k)]
-    summary.shards_total, summary.shards_resumed = total, total - len(todo)
-    with progress_bar(progress, eta=True) as bar:
-        task = bar.add_task(f"import {info.name}", total=sum(len(segments[k * shard_size:(k + 1) * shard_size])
-                                                              for k in todo))
-        for k in todo:
-            items, failures = [], []
-            for segment in segments[k * shard_size:(k + 1) * shard_size]:
-                split = folds.get(segment.video)
-                made = Failure(segment.id, NOT_IN_FOLD, "", f"video {segment.video} is in none of the SDK's "
-                               f"standard folds") if split is None else \
-                    segment_item(segment, split, streams, align, info.label_names)
-                if isinstance(made, Item):
-                    try:
-                        writer.validate(made)
-                        items.append(made)
-                    except CacheError as error:
-                        failures.append(Failure(made.id, "features cannot be stored", made.split, str(error)))
-                else:
-                    failures.append(made)
-                bar.advance(task)
-            writer.write_shard_once(k, items, failures)
-            _count(summary, items, failures)
+@dataclass(frozen=True)
+class _Run:
+    """The fixed parts of one import that writing a shard needs."""
+
+    folds: dict[str, str]
+    streams: Streams
+    align: str
+    info: CsdDataset
+
+
+def write_shard(writer: CacheWriter, k: int, shard: Seq[Segment], advance: Advance, run: _Run,
+                summary: ImportSummary) -> bool:
+    """Cut the segments of shard ``k`` into items (or failures) and write the shard."""
+    items, failures = [], []
+    for segment in shard:
+        split = run.folds.get(segment.video)
+        made = Failure(segment.id, NOT_IN_FOLD, "", f"video {segment.video} is in none of the SDK's standard "
+                       f"folds") if split is None else \
+            segment_item(segment, split, run.streams, run.align, run.info.label_names)
+        if isinstance(made, Item):
+            try:
+                writer.validate(made)
+                items.append(made)
+            except CacheError as error:
+                failures.append(Failure(made.id, "features cannot be stored", made.split, str(error)))
+        else:
+            failures.append(made)
+        advance(1)
+    written = writer.write_shard_once(k, items, failures)
+    _count(summary, items, failures)
+    return written
 
 
 def _count(summary: ImportSummary, items: Seq[Item], failures: Seq[Failure]) -> None:
@@ -337,12 +343,3 @@ def _count(summary: ImportSummary, items: Seq[Item], failures: Seq[Failure]) -> 
     summary.skipped += [(f.id, f"{f.reason}: {f.detail}") for f in failures]
     summary.masked += [(i.id, ", ".join(m for m in STREAM_OF if not i.masks[m])) for i in items
                        if not all(i.masks.values())]
-
-
-def import_command(workspace: Workspace, folder: Path, dataset: str, quiet: bool = False, **options: Any) -> int:
-    """``hcm import csd``: run :func:`import_csd`, print the summary or a clear error; the exit code."""
-    def work() -> None:
-        print(import_csd(folder, dataset, workspace=workspace, progress=not quiet, **options).format())
-
-    return report_errors(work, also=(CacheError,),
-                         interrupted="interrupted; finished shards are kept and the same command resumes")
