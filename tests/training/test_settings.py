@@ -168,3 +168,20 @@ def test_hcm_choices_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("hcm.training.settings.configs_dir", lambda: tmp_path)
     with pytest.raises(ValueError, match=message):
         load_hparams("x")
+
+
+def test_a_cache_that_records_its_facts_needs_no_shipped_file() -> None:
+    from types import SimpleNamespace
+
+    from hcm.training.settings import facts_for_cache
+
+    recorded = {"name": "custom", "task": "classification", "num_classes": 2, "class_names": ["no", "yes"],
+                "key_metric": "weighted_f1", "higher_is_better": True, "label_range": None,
+                "streams": {"text": ["roberta"], "video": ["efficientnet"], "audio": ["mel"]}, "metrics": ""}
+    facts = facts_for_cache(SimpleNamespace(dataset="custom", recipe={"facts": recorded}))
+    assert facts.class_names == ("no", "yes") and facts.streams["audio"] == ("mel",)
+    declared = {"text": ["csd_text"], "video": ["csd_video"], "audio": ["csd_audio"]}
+    imported = facts_for_cache(SimpleNamespace(dataset="custom", recipe={"facts": recorded, "streams": declared}))
+    assert imported.streams["audio"] == ("csd_audio",) and imported.class_names == ("no", "yes")
+    with pytest.raises(FileNotFoundError, match="no datasets config"):
+        facts_for_cache(SimpleNamespace(dataset="custom", recipe={}))
