@@ -110,7 +110,7 @@ def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, dev
     check_run_config(config, paths.config)
     factory = model_factory(config["model_factory"], trust_code, paths.config)
     state = load_checkpoint(paths.checkpoints / f"{checkpoint}.pt", "cpu")
-    model = make_model(ModelConfig.from_dict(config["model"]), factory)
+    model = make_model(ModelConfig.from_saved(config["model"]), factory)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), int(state["epoch"])
 
