@@ -69,7 +69,9 @@ class ProfileMismatchError(ValueError):
 def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
     """Refuse a cache whose dataset, profile or weights differ from the run's; warn on another recipe."""
     meta, _ = read_cache_meta(cache_dir)
-    for field in ("dataset", "profile"):
+    if meta.dataset != config["dataset"]:
+        check_cross_corpus(config, meta, cache_dir)
+    for field in ("profile",) if meta.dataset != config["dataset"] else ("dataset", "profile"):
         if getattr(meta, field) != config[field]:
             raise ProfileMismatchError(
                 f"the run was trained on {field} {config[field]!r} but cache {cache_dir} is {field} "
@@ -89,6 +91,33 @@ def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
         log.warning("cache %s was extracted with another recipe (hash %s) than the run's (%s): %s (run's cache -> "
                     "this one); numbers may not be comparable", cache_dir, meta.recipe_hash[:12],
                     config["recipe_hash"][:12], ", ".join(named))
+
+
+def check_cross_corpus(config: dict[str, Any], meta: Any, cache_dir: Path) -> None:
+    """A cache of another dataset is usable when its task and the run's feed streams (names, widths) match."""
+    if meta.task != config["task"]:
+        raise ProfileMismatchError(
+            f"the run was trained on dataset {config['dataset']!r} ({config['task']}) but cache {cache_dir} is "
+            f"{meta.dataset!r} ({meta.task}); cross-corpus evaluation needs the same task")
+    run_specs = _run_specs(config)
+    for name in [n for names in config["data"]["streams"].values() for n in names]:
+        theirs = meta.specs.get(name)
+        ours = run_specs.get(name)
+        if theirs is None or (ours is not None and theirs.dim != ours.dim):
+            raise ProfileMismatchError(
+                f"cache {cache_dir} ({meta.dataset}) lacks stream {name!r} or has another width than the run's "
+                f"cache; cross-corpus evaluation needs the run's streams {config['data']['streams']}")
+    log.warning("cross-corpus evaluation: run trained on %s, evaluated on %s (cache %s); labels are read as "
+                "the run's task and label range", config["dataset"], meta.dataset, cache_dir)
+
+
+def _run_specs(config: dict[str, Any]) -> dict:
+    """The feature specs of the run's own cache, where it can still be read."""
+    try:
+        meta, _ = read_cache_meta(config["cache"])
+    except Exception:  # gone or damaged: the widths are checked when the model reads the batch
+        return {}
+    return meta.specs
 
 
 def _run_recipe(config: dict[str, Any]) -> dict:
