@@ -597,3 +597,30 @@ def explain_command(
     request = ExplainRequest(run=run, split=split.value, ids=chosen, worst=worst, clip=clip, text=text, out=out,
                              device=device, features=features)
     raise typer.Exit(run_explain(ctx.obj, request))
+
+
+def _html_file(value: Path) -> Path:
+    if value.suffix.lower() not in (".html", ".htm"):
+        raise typer.BadParameter(f"{value} must end in .html (the report is one HTML page)")
+    if value.is_dir():
+        raise typer.BadParameter(f"{value} is a folder; give a file name such as report.html")
+    return value
+
+
+@app.command("report", **_example("hcm report hcm-work/runs/mosei/20250101-120000-full --out report.html",
+                                  "hcm report RUN_A RUN_B --out compare.html"))
+def report_command(
+    runs: list[Path] = typer.Argument(..., help="Run folders (hcm-work/runs/<dataset>/<run>); several are compared."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", callback=_html_file, help="The HTML file to write."),
+    split: Split = typer.Option(Split.test, "--split", case_sensitive=False,
+                                help="The evaluated split to show (hcm evaluate --split)."),
+) -> None:
+    """Write one self-contained HTML page about runs: command, settings, curves, metrics, plots, errors.
+
+    Images and the one script are inline, so the file opens offline. It shows what `hcm evaluate` (with
+    --tsne, --missing, --noise) wrote in each run's eval/<split>/ and names the command for what is missing.
+    Metrics also as Markdown and LaTeX; several runs get a comparison table and overlaid curves.
+    """
+    from hcm.apps.report import report_command as run_report
+
+    raise typer.Exit(run_report(runs, out, split.value))

@@ -211,18 +211,21 @@ def masked_note(report: dict[str, Any]) -> str:
 def write_outputs(out: Path, report: dict[str, Any], ids: Sequence[str], preds: Predictions, labels: np.ndarray,
                   facts: DatasetFacts, tsne: bool) -> list[str]:
     """Write ``metrics.json``, ``predictions.csv`` and the plots; return what could not be written, and why."""
+    where = f"{Path(report.get('run', out)).name} {report.get('split', out.name)}"  # run and split, for plot titles
     writes = [(out / "metrics.json", lambda p: write_json(p, report)),
               (out / "predictions.csv", lambda p: write_predictions(p, ids, preds, labels, facts))]
     if facts.task == M.CLASSIFICATION:
         writes.append((out / "confusion.png",
-                       lambda p: plot_confusion(p, labels, preds.scores.argmax(-1), facts.class_names, f1=True)))
+                       lambda p: plot_confusion(p, labels, preds.scores.argmax(-1), facts.class_names, f1=True,
+                                                 title="accuracy", where=where)))
     else:
         truth_classes, predicted_classes, names, title = score_classes(labels, preds.scores, facts.metrics)
-        writes.append((out / "scatter.png", lambda p: plot_scatter(p, labels, preds.scores, facts)))
+        writes.append((out / "scatter.png", lambda p: plot_scatter(p, labels, preds.scores, facts, where)))
         writes.append((out / f"confusion_{title.lower().replace('-', '')}.png",
-                       lambda p: plot_confusion(p, truth_classes, predicted_classes, names, title=title)))
+                       lambda p: plot_confusion(p, truth_classes, predicted_classes, names, title=title,
+                                                where=where)))
     if tsne:
-        writes.append((out / "tsne.png", lambda p: plot_tsne(p, preds.features, labels, facts)))
+        writes.append((out / "tsne.png", lambda p: plot_tsne(p, preds.features, labels, facts, where)))
     failed = []
     report["files"] = [str(path) for path, _ in writes]  # what this evaluation writes (metrics.json lists itself)
     for path, write in writes:
@@ -279,8 +282,9 @@ def _acc7_class(values: np.ndarray) -> np.ndarray:
 
 
 def plot_confusion(path: Path, truth: np.ndarray, predicted: np.ndarray, class_names: Sequence[str],
-                   f1: bool = False, title: str = "") -> None:
-    """Confusion matrix with counts, as a PNG; ``f1``: each true class labelled with its F1."""
+                   f1: bool = False, title: str = "accuracy", where: str = "") -> None:
+    """Confusion matrix as a PNG: counts beside the row-normalised matrix (each true class sums to 1),
+    each with a colour bar; ``f1``: each true class labelled with its F1; ``where``: run and split."""
     from sklearn.metrics import ConfusionMatrixDisplay, f1_score
 
     labels = list(range(len(class_names)))
@@ -289,19 +293,21 @@ def plot_confusion(path: Path, truth: np.ndarray, predicted: np.ndarray, class_n
         scores = f1_score(truth, predicted, labels=labels, average=None, zero_division=0)
         shown = [f"{name}\nF1 {score:.2f}" for name, score in zip(class_names, scores)]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2, 1.2 * len(class_names) + 1.5))
-    ConfusionMatrixDisplay.from_predictions(truth, predicted, labels=labels, display_labels=shown, ax=ax,
-                                            colorbar=False, xticks_rotation=45)
-    ax.set_xticklabels(class_names, rotation=45, ha="right")  # the F1 belongs to the true class (rows)
-    if title:
-        accuracy = float(np.mean(np.asarray(truth) == np.asarray(predicted)))
-        ax.set_title(f"{title} {accuracy * 100:.1f}%")
+    side = 1.1 * len(class_names) + 2
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side))
+    accuracy = float(np.mean(np.asarray(truth) == np.asarray(predicted))) if len(truth) else math.nan
+    for ax, normalize, kind in ((axes[0], None, "counts"), (axes[1], "true", "normalised over each true class")):
+        ConfusionMatrixDisplay.from_predictions(truth, predicted, labels=labels, display_labels=shown, ax=ax,
+                                                colorbar=True, xticks_rotation=45, normalize=normalize,
+                                                values_format=None if normalize is None else ".2f")
+        ax.set_xticklabels(class_names, rotation=45, ha="right")  # the F1 belongs to the true class (rows)
+        ax.set_title(f"{where}: {title} {accuracy * 100:.1f}%\nconfusion matrix, {kind}", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
 
-def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: DatasetFacts) -> None:
+def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: DatasetFacts, where: str = "") -> None:
     """Predicted against true score, the diagonal, and the Acc-2 boundary (0) on both axes: points in
     the two off-diagonal quadrants are the Acc-2 errors."""
     low, high = facts.label_range
@@ -315,12 +321,15 @@ def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: Datas
     ax.set_xlabel("true score")
     ax.set_ylabel("predicted score")
     ax.legend(fontsize=7, loc="upper left")
+    mae = float(np.mean(np.abs(np.asarray(scores) - np.asarray(truth)))) if len(truth) else math.nan
+    ax.set_title(f"{where}: predicted against true score, MAE {mae:.3f}", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
 
-def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts: DatasetFacts) -> None:
+def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts: DatasetFacts,
+              where: str = "") -> None:
     """2-D t-SNE of the model's latent features, coloured by label."""
     from sklearn.manifold import TSNE
 
@@ -339,7 +348,7 @@ def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts
     else:
         shown = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="coolwarm", s=8)
         fig.colorbar(shown, ax=ax, label="label")
-    ax.set_title("t-SNE of latent features")
+    ax.set_title(f"{where}: t-SNE of the latent features, coloured by label", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
