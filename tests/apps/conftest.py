@@ -14,7 +14,6 @@ from hcm.core.workspace import Workspace
 from hcm.training.evaluate import evaluate_run
 
 SMALL_MODEL = {"epochs": 2, "batch_size": 8, "d_model": 16, "num_heads": 2, "m_ctn": 2, "m_gcn": 1, "m_c": 1}
-TEST_IDS = [f"clip{i:03d}" for i in range(40, 48)]  # the test split of a 48-item tiny cache
 
 
 @dataclass(frozen=True)
