@@ -54,8 +54,14 @@ def _summary(ax, doc: dict[str, Any]) -> None:
 
 
 def plot_explanation(doc: dict[str, Any], path: Path) -> None:
-    """Write the 3 x 3 panel figure of one explained item to ``path`` (PNG)."""
+    """Write the 3 x 3 panel figure of one explained item to ``path`` (PNG); ids, words and transcripts
+    are shown as written (a ``$`` in a MOSEI id is no mathtext)."""
     plt = _pyplot()
+    with plt.rc_context({"text.parse_math": False}):
+        _draw(plt, doc, path)
+
+
+def _draw(plt, doc: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(3, 3, figsize=(16, 13))
     run = Path(doc["run"]).name
     text = (doc.get("text") or "").strip()

@@ -18,7 +18,6 @@ from hcm.cache import FeatureCache
 from hcm.cli import app
 
 runner = CliRunner()
-pytestmark = pytest.mark.slow  # the shared fixture trains two runs
 
 
 def explain(small_runs, *args: str):
@@ -26,6 +25,7 @@ def explain(small_runs, *args: str):
                                str(small_runs.full), "--device", "cpu", *args])
 
 
+@pytest.mark.slow  # the shared fixture trains two runs
 def test_explain_ids_writes_json_and_png_whose_plans_meet_their_marginals(small_runs, tmp_path: Path) -> None:
     result = explain(small_runs, "--ids", "clip041,clip044", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
@@ -47,6 +47,7 @@ def test_explain_ids_writes_json_and_png_whose_plans_meet_their_marginals(small_
         np.testing.assert_allclose(attention.sum(1), 1.0, atol=1e-5)  # each audio row's weights over text
 
 
+@pytest.mark.slow  # the shared fixture trains two runs
 def test_contributions_are_the_predictions_of_the_item_with_the_modality_absent(small_runs, tmp_path: Path) -> None:
     """Masked independently, through the cache's own masks (as extraction stores a missing medium)."""
     assert explain(small_runs, "--ids", "clip042", "--out", str(tmp_path)).exit_code == 0
@@ -68,6 +69,7 @@ def test_contributions_are_the_predictions_of_the_item_with_the_modality_absent(
     assert any(abs(c["difference"]) > 1e-4 for c in doc["contributions"].values())
 
 
+@pytest.mark.slow  # the shared fixture trains two runs
 def test_worst_picks_the_largest_errors_of_the_evaluation(small_runs, tmp_path: Path) -> None:
     with open(small_runs.full / "eval" / "test" / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -77,12 +79,29 @@ def test_worst_picks_the_largest_errors_of_the_evaluation(small_runs, tmp_path: 
     assert sorted(p.stem for p in tmp_path.glob("*.json")) == sorted(r["id"] for r in rows[:2])
 
 
+@pytest.mark.slow  # the shared fixture trains two runs
 def test_an_unknown_id_is_a_clear_error(small_runs, tmp_path: Path) -> None:
     result = explain(small_runs, "--ids", "nope", "--out", str(tmp_path))
     assert result.exit_code == 2
     assert "no item 'nope' in the test split" in result.output and "clip0" in result.output
 
 
+@pytest.mark.slow  # the shared fixture trains two runs
 def test_text_without_a_clip_is_refused(small_runs) -> None:
     result = explain(small_runs, "--ids", "clip041", "--text", "hello")
     assert result.exit_code == 2 and "--text goes with a clip" in result.output
+
+
+def test_the_picture_shows_mosei_ids_and_dollar_words_as_written(tmp_path: Path) -> None:
+    """``$`` in an id (``video$_$3``) or a transcript is text, not mathtext, in the picture."""
+    from hcm.apps.explain_plot import plot_explanation
+
+    plan = {"plan": [[0.5, 0.0], [0.0, 0.5]], "rows": ["f0", "f1"], "cols": ["$5", "off"],
+            "row_marginal": [0.5, 0.5], "col_marginal": [0.5, 0.5]}
+    doc = {"id": "abc$_$3", "split": "test", "text": "$5 off", "run": "runs/x", "epoch": 1,
+           "modalities": {"text": True, "video": True, "audio": False}, "prediction": {"score": 0.5}, "label": 1.0,
+           "contributions": {"text": {"difference": 0.2}, "video": {"difference": -0.1}},
+           "plans": {"video": plan}, "attention": {},
+           "graphs": {"text": {"adjacency": [[0, 1], [1, 0]], "labels": ["$5", "off"]}}}
+    plot_explanation(doc, tmp_path / "x.png")
+    assert (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"
