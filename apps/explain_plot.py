@@ -37,7 +37,10 @@ def _heatmap(fig, ax, values: list, rows: list[str], cols: list[str], title: str
 def _summary(ax, doc: dict[str, Any]) -> None:
     """Prediction, label and the contribution bars."""
     pred = doc["prediction"]
-    shown = f"{pred['score']:+.3f}" if "score" in pred else f"{pred['class']} ({max(pred['probabilities'].values()):.0%})"
+    if "score" in pred:
+        shown = f"{pred['score']:+.3f}"
+    else:
+        shown = f"{pred['class']} ({max(pred['probabilities'].values()):.0%})"
     label = doc.get("label")
     label_text = "" if label is None else (f"label {label:+.2f}" if isinstance(label, float) else f"label {label}")
     contributions = doc["contributions"]

@@ -208,7 +208,8 @@ def collect_run(run_dir: Path, split: str = "test") -> RunReport:
         name=run_dir.name, path=str(run_dir), config=config, command=reproduce_command(config),
         provenance=[(k, str(config.get(k))) for k in ("created", "dataset", "profile", "cache", "recipe_hash",
                                                         "model_factory", "torch", "world_size") if k in config],
-        settings=[(section, k, format_setting(v)) for section in ("train", "model") for k, v in config[section].items()],
+        settings=[(section, k, format_setting(v)) for section in ("train", "model")
+                  for k, v in config[section].items()],
         epochs=epochs, best_epoch=best_epoch(epochs, key, higher), split=split, metrics=None,
         columns=metric_columns(facts))
     if epochs:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import hcm_tiny_cache
@@ -34,7 +33,7 @@ def test_explain_ids_writes_json_and_png_whose_plans_meet_their_marginals(small_
         assert (tmp_path / f"{item_id}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         doc = json.loads((tmp_path / f"{item_id}.json").read_text())
         assert set(doc["plans"]) == {"video", "audio"} and set(doc["graphs"]) == {"text", "video", "audio"}
-        for name, plan in doc["plans"].items():
+        for plan in doc["plans"].values():
             matrix = np.array(plan["plan"])
             assert matrix.shape == (len(plan["rows"]), len(plan["cols"]))
             np.testing.assert_allclose(matrix.sum(1), plan["row_marginal"], atol=1e-4)

@@ -82,4 +82,5 @@ def test_a_folder_that_is_no_run_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "is not a run folder (no config.json)" in result.output
     assert not (tmp_path / "r.html").exists()
     bad = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "r.pdf")])
-    assert bad.exit_code == 2 and "must end in .html" in " ".join(re.sub("[│╭╮╰╯─]", " ", bad.output).split())
+    unboxed = " ".join(re.sub("[│╭╮╰╯─]", " ", bad.output).split())  # the message as one line
+    assert bad.exit_code == 2 and "must end in .html" in unboxed
