@@ -174,7 +174,8 @@ def worst_errors(rows: list[dict[str, str]], facts: DatasetFacts, cache: str, sp
     else:
         scored = [(1.0 - float(r.get(f"p_{r['label']}", 0.0)), r) for r in rows if r["label"] != r["prediction"]]
     scored.sort(key=lambda pair: -pair[0])
-    chosen = [{"id": r["id"], "label": r["label"], "prediction": r["prediction"], "error": f"{e:.3f}"}
+    shown = (lambda v: f"{float(v):+.3f}") if facts.task == M.REGRESSION else str
+    chosen = [{"id": r["id"], "label": shown(r["label"]), "prediction": shown(r["prediction"]), "error": f"{e:.3f}"}
               for e, r in scored[:count]]
     texts = transcripts(cache, split, [c["id"] for c in chosen])
     for row in chosen:

@@ -26,12 +26,15 @@ def hcm(workdir: Path, *args: str) -> None:
     subprocess.run(command, check=True)
 
 
-def shrink(source: Path, target: Path, width: int) -> None:
-    """Downscale to ``width`` pixels at most and store as a 256-colour PNG (small files in the repo)."""
+def shrink(source: Path, target: Path, width: int, height: int | None = None) -> None:
+    """Downscale to ``width`` pixels at most (keeping the top ``height`` pixels of the source when given)
+    and store as a 256-colour PNG (small files in the repo)."""
     from PIL import Image
 
     with Image.open(source) as image:
         image = image.convert("RGB")
+        if height is not None and image.height > height:
+            image = image.crop((0, 0, image.width, height))
         if image.width > width:
             image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
         image.quantize(colors=256).save(target, optimize=True)
@@ -54,7 +57,9 @@ def browser_shots(report: Path, out: Path) -> dict[str, Path]:
         driver.get(report.as_uri())
         height = driver.execute_script("return document.body.scrollHeight")
         driver.set_window_size(1150, int(height) + 100)
-        for name, selector in (("report-comparison", "#comparison"), ("report-run", "#run-1")):
+        for name, selector in (("report-comparison", "#comparison"), ("report-run", "#run-1"),
+                               ("report-worst", "#run-1 table.worst"),
+                               ("report-robustness", "#run-1 table.robustness")):
             shots[name] = out / f"{name}-full.png"
             driver.find_element("css selector", selector).screenshot(str(shots[name]))
     finally:
@@ -68,8 +73,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=120, help="utterances of the synthetic corpus")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--width", type=int, default=900, help="largest image width kept in the repo")
+    parser.add_argument("--reuse", action="store_true", help="take the runs and report of an earlier --workdir")
     args = parser.parse_args()
     work = args.workdir
+    if args.reuse:
+        runs = sorted((work / "runs" / "sample").glob("*-full")) + sorted((work / "runs" / "sample").glob("*-no-cdc"))
+        save_images(work, runs[-2:] if len(runs) > 2 else runs, args.width)
+        return
     if work.exists():
         shutil.rmtree(work)
     hcm(work, "sample", "--dataset", "mosei", "--n", str(args.n), "--quiet")
@@ -85,12 +95,17 @@ def main() -> None:
     hcm(work, "explain", "--run", str(runs[0]), "--worst", "1", "--out", str(work / "explain"))
     report = work / "report.html"
     hcm(work, "report", str(runs[0]), str(runs[1]), "--out", str(report))
+    save_images(work, runs, args.width)
+
+
+def save_images(work: Path, runs: list[Path], width: int) -> None:
+    """The explain, robustness and confusion figures and the report's screenshots, shrunk, into docs/images/."""
     (explained,) = (work / "explain").glob("*.png")
-    shrink(explained, HERE / "explain.png", args.width)
-    shrink(runs[0] / "eval" / "test" / "robustness.png", HERE / "robustness.png", args.width)
-    shrink(runs[0] / "eval" / "test" / "confusion_acc7.png", HERE / "confusion.png", args.width)
-    for name, shot in browser_shots(report, work).items():
-        shrink(shot, HERE / f"{name}.png", args.width)
+    shrink(explained, HERE / "explain.png", width)
+    shrink(runs[0] / "eval" / "test" / "robustness.png", HERE / "robustness.png", width)
+    shrink(runs[0] / "eval" / "test" / "confusion_acc7.png", HERE / "confusion.png", width)
+    for name, shot in browser_shots(work / "report.html", work).items():
+        shrink(shot, HERE / f"{name}.png", width, height=1150 if name == "report-run" else None)
 
 
 if __name__ == "__main__":
