@@ -33,7 +33,7 @@ from hcm.core.errors import UsageError, report_errors
 from hcm.core.files import atomic_write, read_json
 from hcm.training import metrics as M
 from hcm.training.evaluate import REGRESSION_COLUMNS, SIMS_COLUMNS, plot_confusion, plot_scatter, score_classes
-from hcm.training.runs import RunPaths
+from hcm.training.runs import RunPaths, best_epoch_of, plot_curves
 from hcm.training.settings import DatasetFacts
 
 TEMPLATE = "report.html.j2"
@@ -100,15 +100,6 @@ def read_epochs(path: Path) -> list[dict[str, float]]:
                     continue
         out.append(parsed)
     return out
-
-
-def best_epoch(epochs: list[dict[str, float]], key: str, higher: bool) -> int | None:
-    """The epoch whose validation key metric is best (the one ``checkpoints/best.pt`` holds)."""
-    scored = [e for e in epochs if math.isfinite(e.get(f"valid_{key}", math.nan))]
-    if not scored:
-        return None
-    pick = max if higher else min
-    return int(pick(scored, key=lambda e: e[f"valid_{key}"])["epoch"])
 
 
 def reproduce_command(config: dict[str, Any]) -> str:
@@ -196,14 +187,12 @@ def transcripts(cache: str, split: str, ids: Sequence[str]) -> dict[str, str]:
 
 def collect_run(run_dir: Path, split: str = "test") -> RunReport:
     """Read one run folder into a :class:`RunReport` and draw its plots."""
-    from hcm.apps.report_plots import plot_curves
-
     paths = RunPaths(run_dir)
     if not paths.config.is_file():
         raise UsageError(f"{run_dir} is not a run folder (no config.json); give folders under <workspace>/runs/")
     config = read_json(paths.config, "run config")
     facts = DatasetFacts.from_dict(config["facts"])
-    key, higher = config["key_metric"], bool(config["higher_is_better"])
+    key = config["key_metric"]
     epochs = read_epochs(paths.metrics_csv)
     report = RunReport(
         name=run_dir.name, path=str(run_dir), config=config, command=reproduce_command(config),
@@ -211,10 +200,10 @@ def collect_run(run_dir: Path, split: str = "test") -> RunReport:
                                                         "model_factory", "torch", "world_size") if k in config],
         settings=[(section, k, format_setting(v)) for section in ("train", "model")
                   for k, v in config[section].items()],
-        epochs=epochs, best_epoch=best_epoch(epochs, key, higher), split=split, metrics=None,
+        epochs=epochs, best_epoch=best_epoch_of(epochs), split=split, metrics=None,
         columns=metric_columns(facts))
     if epochs:
-        report.images["curves"] = png_uri(lambda out: plot_curves(out, [report], key))
+        report.images["curves"] = png_uri(lambda out: plot_curves({report.name: epochs}, key, out))
     else:
         report.notes.append("no metrics.csv: the run has no finished epoch")
     evaluated = paths.eval_dir(split)
@@ -305,8 +294,6 @@ def render(reports: list[RunReport]) -> str:
     """The HTML page (jinja2, autoescaped)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    from hcm.apps.report_plots import plot_curves
-
     env = Environment(loader=PackageLoader("hcm.apps", "templates"), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(cell=cell)
@@ -315,7 +302,7 @@ def render(reports: list[RunReport]) -> str:
     if len(reports) > 1 and all(r.epochs for r in reports):
         keys = {r.config["key_metric"] for r in reports}
         if len(keys) == 1:
-            overlaid = png_uri(lambda out: plot_curves(out, reports, keys.pop()))
+            overlaid = png_uri(lambda out: plot_curves({r.name: r.epochs for r in reports}, keys.pop(), out))
     runs = [{"report": r, "markdown": markdown_table(r.columns, metric_rows(r)),
              "latex": latex_table(r.columns, metric_rows(r))} for r in reports]
     return env.get_template(TEMPLATE).render(
