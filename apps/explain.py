@@ -235,17 +235,13 @@ def worst_items(run: RunModel, cache: Path, split: str, count: int) -> list[str]
 
 
 def cached_items(cache: Path, split: str, ids: Sequence[str]) -> list[Item]:
+    """The items ``ids`` of ``split``; an unknown id is a usage error that shows what ids look like."""
     with FeatureCache(cache, split=split) as reader:
-        known = set(reader.ids) if hasattr(reader, "ids") else None
-        items = []
-        for item_id in ids:
-            try:
-                items.append(reader.get(item_id))
-            except KeyError:
-                sample = ", ".join(sorted(known)[:5]) if known else ""
-                raise UsageError(f"no item {item_id!r} in the {split} split of cache {cache}"
-                                 + (f" (ids look like: {sample})" if sample else "")) from None
-    return items
+        unknown = [item_id for item_id in ids if item_id not in reader.ids]
+        if unknown:
+            raise UsageError(f"no item {unknown[0]!r} in the {split} split of cache {cache} (ids look like: "
+                             f"{', '.join(reader.ids[:3])}); see {split} ids in eval/{split}/predictions.csv")
+        return [reader.get(item_id) for item_id in ids]
 
 
 def clip_item(workspace: Workspace, request: ExplainRequest) -> tuple[RunModel, Item]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import hcm_tiny_cache
@@ -104,3 +105,17 @@ def test_the_picture_shows_mosei_ids_and_dollar_words_as_written(tmp_path: Path)
            "graphs": {"text": {"adjacency": [[0, 1], [1, 0]], "labels": ["$5", "off"]}}}
     plot_explanation(doc, tmp_path / "x.png")
     assert (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_class_contribution_is_the_change_in_the_predicted_class_probability() -> None:
+    from hcm.apps.explain import contribution, readout
+
+    classes = ["neg", "neu", "pos"]
+    full = readout(torch.tensor([0.0, 0.0, 2.0]), classes)
+    masked = readout(torch.tensor([1.0, 0.0, 0.0]), classes)
+    assert full["class"] == "pos" and masked["class"] == "neg"
+    change = contribution(full, masked)
+    assert change["prediction_without"] == "neg"
+    assert change["difference"] == pytest.approx(full["probabilities"]["pos"] - masked["probabilities"]["pos"])
+    assert contribution(readout(torch.tensor([0.5]), None), readout(torch.tensor([-0.25]), None)) == {
+        "prediction_without": -0.25, "difference": 0.75}
