@@ -50,7 +50,8 @@ from hcm.training.distributed import Dist
 from hcm.training.evaluate import check_cache_matches, load_run_model
 from hcm.training.robustness import mask_modalities
 from hcm.training.runs import RunPaths, find_latest_run
-from hcm.training.trainer import TrainConfig, eval_loader, model_inputs, predict
+from hcm.training.inference import eval_loader, model_inputs, predict
+from hcm.training.settings import TrainConfig
 from hcm.apps.predict import PredictError, items_batch
 
 WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
@@ -247,7 +248,7 @@ def cached_items(cache: Path, split: str, ids: Sequence[str]) -> list[Item]:
 def clip_item(workspace: Workspace, request: ExplainRequest) -> tuple[RunModel, Item]:
     """Extract one clip exactly as ``hcm predict`` does, with the run's cache recipe."""
     from hcm.apps.predict import Predictor
-    from hcm.pipeline.extract import ClipInput, check_clip
+    from hcm.pipeline.clip import ClipInput, check_clip
 
     check_clip(Path(request.clip))
     predictor = Predictor.load(workspace, request.run, request.device)

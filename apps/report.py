@@ -109,7 +109,7 @@ def reproduce_command(config: dict[str, Any]) -> str:
         return str(config["command"])
     from hcm.apps.train import resolve_settings
     from hcm.model.config import ModelConfig
-    from hcm.training.trainer import TrainConfig
+    from hcm.training.settings import TrainConfig
 
     try:
         train, model = resolve_settings(config["dataset"], {}, config["profile"], "auto")
