@@ -11,7 +11,9 @@ comparison table and overlaid validation curves come first.
 The page is rendered from ``apps/templates/report.html.j2`` (jinja2); images are inline PNG
 data URIs and its one script is inline, so it opens offline and loads nothing from the network.
 Parts a run lacks (not evaluated, no robustness) are named with the command that makes them.
-The paper's numbers are not shown: hcm ships no data file of them yet.
+Where the run's dataset is one the paper reports (``configs/paper/results.csv``), the paper's
+numbers for the run's variant are a row of the metrics table, with a note when the run's cache is
+not the paper's feature profile.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from hcm.core.errors import UsageError, report_errors
 from hcm.core.files import atomic_write, read_json
 from hcm.training import metrics as M
 from hcm.training.evaluate import REGRESSION_COLUMNS, SIMS_COLUMNS, plot_confusion, plot_scatter, score_classes
+from hcm.training.paper_results import paper_numbers
 from hcm.training.runs import RunPaths, best_epoch_of, plot_curves
 from hcm.training.settings import DatasetFacts
 
 TEMPLATE = "report.html.j2"
 WORST = 8
-PAPER_NOTE = "The paper's numbers are not shown beside these: hcm ships no data file of them yet."
+PAPER_NOTE = ("Rows named \"paper\" are HCMNet's numbers as the paper prints them (Tables 2-4, "
+              "configs/paper/results.csv), for runs of a dataset it reports.")
 
 
 # --------------------------------------------------------------------------- reading a run
@@ -63,6 +67,7 @@ class RunReport:
     worst: list[dict[str, Any]] = field(default_factory=list)
     robustness: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    paper: dict[str, float] = field(default_factory=dict)  # metric -> the paper's value (fraction)
 
 
 def metric_columns(facts: DatasetFacts) -> list[tuple[str, str]]:
@@ -202,6 +207,7 @@ def collect_run(run_dir: Path, split: str = "test") -> RunReport:
                   for k, v in config[section].items()],
         epochs=epochs, best_epoch=best_epoch_of(epochs), split=split, metrics=None,
         columns=metric_columns(facts))
+    add_paper_numbers(report)
     if epochs:
         report.images["curves"] = png_uri(lambda out: plot_curves({report.name: epochs}, key, out))
     else:
@@ -229,6 +235,17 @@ def collect_run(run_dir: Path, split: str = "test") -> RunReport:
     return report
 
 
+def add_paper_numbers(report: RunReport) -> None:
+    """The paper's numbers for the run's dataset and variant, with a note when the run is not on the
+    paper's features (its numbers then only give the scale)."""
+    variant = report.config["model"].get("variant", "full")
+    numbers = paper_numbers(report.config.get("dataset", ""), variant)
+    report.paper = {n.metric: n.fraction for n in numbers}
+    if report.paper and report.config.get("profile") != "paper":
+        report.notes.append(f"the paper's numbers are for its own features; this run's cache is the "
+                            f"{report.config.get('profile')!r} profile, so they only give the scale")
+
+
 def draw_prediction_plots(report: RunReport, rows: list[dict[str, str]], facts: DatasetFacts) -> None:
     """Scatter and Acc-7/Acc-5 confusion (regression) or the class confusion, titled with run and split."""
     where = f"{report.name} {report.split}"
@@ -253,7 +270,8 @@ def draw_prediction_plots(report: RunReport, rows: list[dict[str, str]], facts: 
 def metric_rows(report: RunReport) -> list[tuple[str, dict[str, Any]]]:
     if report.metrics is None:
         return []
-    return [("HCMNet", report.metrics["metrics"]), ("baseline", report.metrics.get("baseline", {}))]
+    rows = [("HCMNet", report.metrics["metrics"]), ("baseline", report.metrics.get("baseline", {}))]
+    return rows + [("paper", report.paper)] if report.paper else rows
 
 
 def markdown_table(columns: list[tuple[str, str]], rows: list[tuple[str, dict[str, Any]]]) -> str:

@@ -84,3 +84,26 @@ def test_a_folder_that_is_no_run_is_a_clear_error(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "r.pdf")])
     unboxed = " ".join(re.sub("[│╭╮╰╯─]", " ", bad.output).split())  # the message as one line
     assert bad.exit_code == 2 and "must end in .html" in unboxed
+
+
+def _report_of(dataset: str, variant: str, profile: str):
+    from hcm.apps.report import RunReport, add_paper_numbers
+
+    report = RunReport(name="r", path="r", config={"dataset": dataset, "profile": profile,
+                                                   "model": {"variant": variant}},
+                       command="", provenance=[], settings=[], epochs=[], best_epoch=None, split="test",
+                       metrics={"metrics": {"weighted_f1": 0.5}, "baseline": {}}, columns=[])
+    add_paper_numbers(report)
+    return report
+
+
+def test_a_run_of_a_paper_dataset_shows_the_paper_row_of_its_variant() -> None:
+    from hcm.apps.report import metric_rows
+
+    full = _report_of("meld", "full", "paper")
+    assert dict(metric_rows(full))["paper"]["weighted_f1"] == pytest.approx(0.6894)  # Table 2, MELD w-F1 68.94
+    assert not full.notes
+    no_cdc = _report_of("iemocap", "no-cdc", "tiny")
+    assert no_cdc.paper["accuracy"] != _report_of("iemocap", "full", "tiny").paper["accuracy"]
+    assert any("only give the scale" in note for note in no_cdc.notes)
+    assert "paper" not in dict(metric_rows(_report_of("sample", "full", "tiny")))
