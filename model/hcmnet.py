@@ -28,6 +28,7 @@ from hcm.model.graphs import ModalityGraphs
 from hcm.model.layers import AttentionPool, ModalityEncoder, ModalRows
 from hcm.model.nodes import common_node_count
 from hcm.model.ot import float32_island
+from hcm.model.registry import MODELS
 from hcm.model.losses import atomic_contrastive_loss, balanced_objective, contrastive_classes, task_loss
 
 
@@ -175,6 +176,7 @@ class HCMNet(nn.Module):
         return total, parts
 
 
+@MODELS.register("hcmnet")
 def build_model(cfg: ModelConfig) -> HCMNet:
     """Build HCMNet after checking that the input widths of its modalities are known."""
     missing = [m for m in cfg.modality_names if cfg.input_dims[m] <= 0]

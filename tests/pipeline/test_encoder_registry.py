@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from hcm.cache import CacheError, FeatureCache
-from hcm.core.registry import Registry
 from hcm.pipeline.encoders import base
 from hcm.pipeline.encoders.mel import MelSettings
 from hcm.pipeline.clip import extract_clip
@@ -29,10 +28,7 @@ SMALL = dict(workers=0, batch_size=4, progress=False)
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The toy encoder module imported into a copy of the registry (gone again after the test)."""
-    registry: Registry = Registry("encoder")
-    for name in base.ENCODERS:
-        registry.register(name)(base.ENCODERS.get(name))
-    monkeypatch.setattr(base, "ENCODERS", registry)
+    monkeypatch.setattr(base, "ENCODERS", base.ENCODERS.copy())
     monkeypatch.delitem(sys.modules, "hcm_toy_encoder", raising=False)
     return importlib.import_module("hcm_toy_encoder")
 
