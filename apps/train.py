@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hcm.core.errors import UsageError, report_errors
-from hcm.core.configs import parse_assignments
 from hcm.core.files import check_writable, read_json
 from hcm.core.threads import set_threads
 from hcm.core.workspace import Workspace
@@ -117,8 +116,8 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
     results, suffix = [], len(seeds) > 1
     for seed in seeds:
         cfg = dataclasses.replace(first, seed=seed)
-        run = agreed(lambda: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant,
-                                         f"-s{seed}" if suffix else ""))
+        tail = f"-s{seed}" if suffix else ""
+        run = agreed(lambda: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, tail))  # noqa: B023  (called here)
         with removed_on_failure(run, rank):
             started = time.perf_counter()
             results.append(train(cache.directory, run, cfg, model_cfg, model_factory=request.model_factory,

@@ -48,7 +48,8 @@ class Registry(Generic[T]):
         try:
             return self._entries[str(name).lower()]
         except KeyError:
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or 'none'}") from None
+            known = ', '.join(self.names()) or 'none'
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

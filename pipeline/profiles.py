@@ -159,7 +159,8 @@ def resolve_weights(profile: Profile, options: WeightOptions, check_parser: bool
 
 def weights_recipe(profile: Profile, weights: ResolvedWeights) -> dict[str, dict[str, str]]:
     """``{encoder: {weight name: content id}}`` (the recipe's ``weights``; empty for random encoders)."""
-    return {name: weights.ids(encoder_class(name).weight_specs(settings)) for name, settings in profile.settings.items()}
+    return {name: weights.ids(encoder_class(name).weight_specs(settings))
+            for name, settings in profile.settings.items()}
 
 
 def _missing_message(profile: Profile, problems: list[str]) -> str:

@@ -52,7 +52,7 @@ def package_of(path: Path, root: Path) -> str:
 
 def source_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.py")
-                  if p.relative_to(root).parts[0] in ALLOWED or p.relative_to(root).parts[0].removesuffix(".py") in ALLOWED)
+                  if p.relative_to(root).parts[0].removesuffix(".py") in ALLOWED)
 
 
 def back_arrows(root: Path) -> list[str]:

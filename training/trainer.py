@@ -5,10 +5,11 @@
   (MOSEI/sample: MAE, lower is better; MELD/IEMOCAP: weighted F1); early stopping with patience.
 - ``checkpoints/last.pt`` after every epoch and ``best.pt`` on improvement, written atomically;
   on SIGTERM/SIGINT also mid-epoch, after the step in progress (``hcm.training.faults``).
-  ``best.pt`` holds only what evaluation needs (weights, epoch, run config). ``last.pt`` holds model, optimizer, scheduler and grad-scaler states, every RNG state, the
-  epoch, the position in the epoch and the loss sums so far, and the best-so-far, so a resumed
-  run ends with the same weights and metrics as an uninterrupted one. The shuffling order
-  depends only on (seed, epoch); a resumed epoch skips the batches already done.
+  ``best.pt`` holds only what evaluation needs (weights, epoch, run config). ``last.pt`` holds
+  model, optimizer, scheduler and grad-scaler states, every RNG state, the epoch, the position
+  in the epoch and the loss sums so far, and the best-so-far, so a resumed run ends with the
+  same weights and metrics as an uninterrupted one. The shuffling order depends only on
+  (seed, epoch); a resumed epoch skips the batches already done.
 - Distributed data parallel under ``torchrun`` (gloo on CPU, NCCL on GPU): a DistributedSampler
   splits each global batch over the ranks, validation is sharded and gathered, rank 0 writes.
 - Mixed precision on GPU (bf16, or fp16 with a grad scaler). A non-finite loss or gradient
@@ -105,7 +106,8 @@ def train_loader(data: CacheDataset, cfg: TrainConfig, d: Dist, epoch: int, done
     same batches as in an uninterrupted epoch.
     """
     if cfg.batch_size % d.world:
-        raise TrainingError(f"batch size {cfg.batch_size} is not divisible by the {d.world} processes; change --batch-size")
+        raise TrainingError(f"batch size {cfg.batch_size} is not divisible by the {d.world} processes; "
+                            f"change --batch-size")
     sampler = DistributedSampler(data, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed)
     sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -281,7 +283,8 @@ def prepare(info: CacheInfo, cfg: TrainConfig, model_cfg: ModelConfig | None,
         raise TrainingError(f"cache {cache_dir} is a {probe.task} cache but dataset {facts.name!r} is {facts.task}")
     if facts.task == CLASSIFICATION and list(probe.classes or []) != list(facts.class_names):
         raise TrainingError(f"cache {cache_dir} has classes {probe.classes}, dataset {facts.name!r} expects "
-                            f"{list(facts.class_names)}; re-extract the cache or fix configs/datasets/{facts.name}.json")
+                            f"{list(facts.class_names)}; re-extract the cache or fix "
+                            f"configs/datasets/{facts.name}.json")
     for split in ("train", "valid"):
         if not splits.get(split):
             raise TrainingError(f"cache {cache_dir} has no {split!r} items (splits: {splits}); hcm picks the best "
@@ -380,7 +383,7 @@ def run_epochs(loop: Loop, run: Context, callbacks: Sequence[Callable[[int, dict
             while loop.epoch < cfg.epochs:
                 task = bar.add_task(f"epoch {loop.epoch + 1}/{cfg.epochs}", total=steps, completed=loop.step,
                                     loss="-", valid="")
-                on_step = lambda loss: bar.update(task, advance=1, loss=f"{loss:.4f}")  # noqa: E731
+                on_step = lambda loss, task=task: bar.update(task, advance=1, loss=f"{loss:.4f}")  # noqa: E731
                 with cache_guard(loop, run):
                     row = train_one_epoch(loop, run, on_step)
                     row.update(validate(loop, valid, setup, d))

@@ -105,7 +105,8 @@ def test_reusing_a_cache_with_other_weights_is_refused_naming_the_encoder(toy: M
     item = extract_clip(clip, cached.text, toy_and_mel(), weights=first, device="cpu", like=meta)
     for name in ("toy", "mel"):  # the same code as hcm extract gives the same features
         assert np.array_equal(item.features[name], cached.features[name])
-    config = {"dataset": "mosei", "profile": "tiny", "recipe_hash": meta.recipe_hash, "cache": str(tmp_path / "cache-a")}
+    config = {"dataset": "mosei", "profile": "tiny", "recipe_hash": meta.recipe_hash,
+              "cache": str(tmp_path / "cache-a")}
     with pytest.raises(ProfileMismatchError, match="other weights .*encoder 'toy'"):  # hcm evaluate --features
         check_cache_matches(config, tmp_path / "cache-b")
 
