@@ -117,7 +117,7 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
     for seed in seeds:
         cfg = dataclasses.replace(first, seed=seed)
         tail = f"-s{seed}" if suffix else ""
-        run = agreed(lambda: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, tail))  # noqa: B023  (called here)
+        run = agreed(lambda tail=tail: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, tail))
         with removed_on_failure(run, rank):
             started = time.perf_counter()
             results.append(train(cache.directory, run, cfg, model_cfg, model_factory=request.model_factory,

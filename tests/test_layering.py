@@ -189,3 +189,12 @@ def test_a_cycle_hidden_in_a_function_is_caught(tmp_path: Path) -> None:
         "    from hcm.model.ot.api import Plan  # for type checkers only: no cycle\n")
     (tmp_path / "model" / "ot" / "api.py").write_text("from hcm.model.ot.problem import dense\n")
     assert module_cycles(tmp_path) == ["hcm.model.ot.dense -> hcm.model.ot.fused -> hcm.model.ot.dense"]
+
+
+MAX_MODULE_LINES = 450  # a module longer than this holds more than one job: split it by job
+
+
+def test_no_module_is_longer_than_its_job() -> None:
+    long = {str(p.relative_to(REPO)): n for p in source_files(REPO)
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by job): {long}"
