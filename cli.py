@@ -8,8 +8,7 @@ from typing import Optional
 import typer
 
 from hcm import __version__
-from hcm.apps.options import (FROM_CONFIG, THREADS_HELP, AlignedRows, HcmGroup, ModelSize, Precision, Split,
-                              assignments, example, int_list, positive)
+from hcm.apps import options
 from hcm.core.configs import parse_assignments
 from hcm.core.threads import passive_waits
 from hcm.core.workspace import Workspace
@@ -17,7 +16,7 @@ from hcm.core.workspace import Workspace
 passive_waits()  # torch is not loaded yet: its OpenMP threads will sleep, not spin, when idle
 
 app = typer.Typer(
-    cls=HcmGroup,
+    cls=options.HcmGroup,
     name="hcm",
     help=(
         "HCMNet for multimodal sentiment analysis.\n\n"
@@ -51,13 +50,13 @@ def main(
     ctx.obj = Workspace.resolve(workdir)
 
 
-@app.command("quickstart", **example("hcm quickstart --quiet"))
+@app.command("quickstart", **options.example("hcm quickstart --quiet"))
 def quickstart_command(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(
         None, "--config", help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=options.THREADS_HELP),
 ) -> None:
     """Sample corpus -> tiny extraction -> train -> test, offline, in minutes (what `make demo` runs)."""
     from hcm.apps.quickstart import quickstart_command as run_quickstart
@@ -67,7 +66,7 @@ def quickstart_command(
     raise typer.Exit(run_quickstart(ctx.obj, config, progress=not quiet))
 
 
-@app.command("sample", **example("hcm sample --dataset mosei --faults"))
+@app.command("sample", **options.example("hcm sample --dataset mosei --faults"))
 def sample_command(
     ctx: typer.Context,
     dataset: str = typer.Option(
@@ -107,7 +106,7 @@ def sample_command(
     raise typer.Exit(status)
 
 
-@app.command("extract", **example("hcm extract --dataset mosei --profile tiny"))
+@app.command("extract", **options.example("hcm extract --dataset mosei --profile tiny"))
 def extract_command(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", help="sample, mosei, meld or iemocap."),
@@ -120,8 +119,8 @@ def extract_command(
         None, "--profile", "-p", help="tiny (small random encoders, no downloads) or paper (RoBERTa-large, "
                                       "EfficientNet-b0, CLIP RN50, ESResNeXt). Default: tiny for sample, else paper."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:1."),
-    precision: Precision = typer.Option(
-        Precision.auto, "--precision", case_sensitive=False,
+    precision: options.Precision = typer.Option(
+        options.Precision.auto, "--precision", case_sensitive=False,
         help="Encoder arithmetic. auto: a resumed cache's own; else float16 on CUDA, bfloat16 on a CPU with bf16 "
              "units (paper profile), float32 otherwise. Part of the recipe."),
     weights_dir: Optional[Path] = typer.Option(
@@ -185,29 +184,30 @@ def extract_command(
     ))
 
 
-@app.command("train", **example("hcm train --epochs 20 --set dropout=0.2 --seeds 0,1,2"))
+@app.command("train", **options.example("hcm train --epochs 20 --set dropout=0.2 --seeds 0,1,2"))
 def train_command(
     ctx: typer.Context,
     features: Optional[Path] = typer.Option(
         None, "--features", help="Cache folder (default: the workspace's only cache)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, show_default=FROM_CONFIG, help="Maximum epochs."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default=FROM_CONFIG,
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, show_default=options.FROM_CONFIG,
+                                         help="Maximum epochs."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default=options.FROM_CONFIG,
                                              help="Global batch size (split over DDP ranks)."),
     lr: Optional[float] = typer.Option(
-        None, "--lr", callback=positive, show_default=FROM_CONFIG, help="AdamW learning rate."),
+        None, "--lr", callback=options.positive, show_default=options.FROM_CONFIG, help="AdamW learning rate."),
     variant: Optional[str] = typer.Option(None, "--variant", show_default="full",
                                           help="full, acm-only, ccm-only, no-acl, no-graph, no-cdc."),
     modalities: Optional[str] = typer.Option(None, "--modalities", show_default="tva", help="tva, tv, ta or va."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, show_default=FROM_CONFIG, help="Random seed."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", callback=int_list,
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, show_default=options.FROM_CONFIG, help="Random seed."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", callback=options.int_list,
                                         help="Comma list, e.g. 1,2,3: one run per seed, mean ± std."),
     device: Optional[str] = typer.Option(None, "--device", show_default="auto", help="auto, cpu, cuda, cuda:1."),
     ot_backend: Optional[str] = typer.Option(
-        None, "--ot-backend", show_default=FROM_CONFIG, help="torch, keops, pot or auto."),
+        None, "--ot-backend", show_default=options.FROM_CONFIG, help="torch, keops, pot or auto."),
     in_memory: bool = typer.Option(False, "--in-memory", help="Load the cache into memory (small caches)."),
     workers: Optional[int] = typer.Option(
-        None, "--workers", min=0, show_default=FROM_CONFIG, help="DataLoader worker processes."),
-    settings: list[str] = typer.Option([], "--set", callback=assignments, show_default="none",
+        None, "--workers", min=0, show_default=options.FROM_CONFIG, help="DataLoader worker processes."),
+    settings: list[str] = typer.Option([], "--set", callback=options.assignments, show_default="none",
                                        help="Any train/model setting: --set dropout=0.2 --set train.patience=5."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (--run, default the latest)."),
     run: Optional[Path] = typer.Option(None, "--run", help="The run folder to resume."),
@@ -215,8 +215,8 @@ def train_command(
         None, "--skip-nonfinite", min=0,
         help="Skip up to N batches whose loss or gradient is NaN/Inf (each logged) instead of stopping; "
              "also allowed with --resume."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
-    model_size: ModelSize = typer.Option(ModelSize.auto, "--model-size", case_sensitive=False,
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=options.THREADS_HELP),
+    model_size: options.ModelSize = typer.Option(options.ModelSize.auto, "--model-size", case_sensitive=False,
                                          help="auto: small (d_m 32) for a tiny-profile cache, the dataset's paper "
                                               "settings otherwise; paper; small. --set values apply on top."),
     model_factory: Optional[str] = typer.Option(
@@ -243,18 +243,18 @@ def train_command(
     raise typer.Exit(run_train(ctx.obj, request, interactive=sys.stdin.isatty(), threads=threads))
 
 
-@app.command("evaluate", **example("hcm evaluate --split valid --json"))
+@app.command("evaluate", **options.example("hcm evaluate --split valid --json"))
 def evaluate_command(
     ctx: typer.Context,
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
-    split: Split = typer.Option(Split.test, "--split", case_sensitive=False,
+    split: options.Split = typer.Option(options.Split.test, "--split", case_sensitive=False,
                               help="The split to score: valid or test (training items are not scored)."),
     features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the same profile."),
     tsne: bool = typer.Option(False, "--tsne", help="Also plot a t-SNE of the latent features."),
     as_json: bool = typer.Option(
         False, "--json", help="Print the report (as metrics.json) on stdout; the table goes to stderr."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=options.THREADS_HELP),
 ) -> None:
     """Evaluate a run's best checkpoint: metrics table, metrics.json, predictions.csv, plots."""
     from hcm.apps.train import evaluate_command as run_evaluate
@@ -262,7 +262,7 @@ def evaluate_command(
     raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads, as_json))
 
 
-@app.command("runs", **example("hcm runs --dataset mosei"))
+@app.command("runs", **options.example("hcm runs --dataset mosei"))
 def runs_command(
     ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", show_default="all",
@@ -285,7 +285,7 @@ def _predictions_file(value: Optional[Path]) -> Optional[Path]:
     return value
 
 
-@app.command("predict", **example('hcm predict clip.mp4 --text "I loved every minute of it"',
+@app.command("predict", **options.example('hcm predict clip.mp4 --text "I loved every minute of it"',
                                    "hcm predict clips.csv --out predictions.csv"))
 def predict_command(
     ctx: typer.Context,
@@ -307,8 +307,8 @@ def predict_command(
     as_json: bool = typer.Option(False, "--json", help="Print the prediction(s) as JSON."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Clips per extraction and model batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
-    precision: Precision = typer.Option(
-        Precision.auto, "--precision", case_sensitive=False,
+    precision: options.Precision = typer.Option(
+        options.Precision.auto, "--precision", case_sensitive=False,
         help="Encoder arithmetic. auto: the run's cache's, where this device runs it; any other is noted."),
     weights_dir: Optional[Path] = typer.Option(
         None, "--weights-dir", help="Weight files of the run's extraction profile (paper profile)."),
@@ -324,7 +324,7 @@ def predict_command(
     raise typer.Exit(run_predict(ctx.obj, request))
 
 
-@app.command("ablate", **example("hcm ablate --variants full,no-acl --modalities '' --seeds 0,1,2"))
+@app.command("ablate", **options.example("hcm ablate --variants full,no-acl --modalities '' --seeds 0,1,2"))
 def ablate_command(
     ctx: typer.Context,
     features: list[Path] = typer.Option(
@@ -343,8 +343,8 @@ def ablate_command(
         help="Comma list of reading switches, each set to hcm's value on top of paper; 'all' for every one."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs of every run."),
     seeds: str = typer.Option(
-        "0", "--seeds", callback=int_list, help="Comma list of seeds; the table shows mean ± std."),
-    settings: list[str] = typer.Option([], "--set", callback=assignments, show_default="none",
+        "0", "--seeds", callback=options.int_list, help="Comma list of seeds; the table shows mean ± std."),
+    settings: list[str] = typer.Option([], "--set", callback=options.assignments, show_default="none",
                                        help="Any train/model setting, as for hcm train."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -367,12 +367,12 @@ def ablate_command(
     raise typer.Exit(run_ablate(ctx.obj, request))
 
 
-import_app = typer.Typer(cls=HcmGroup, help="Import other frameworks' feature files as hcm feature caches.",
+import_app = typer.Typer(cls=options.HcmGroup, help="Import other frameworks' feature files as hcm feature caches.",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 
-@import_app.command("mmsa", **example("hcm import mmsa MOSI/Processed/aligned_50.pkl --dataset mosi"))
+@import_app.command("mmsa", **options.example("hcm import mmsa MOSI/Processed/aligned_50.pkl --dataset mosi"))
 def import_mmsa_command(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
@@ -398,8 +398,9 @@ def import_mmsa_command(
         False, "--trust-pickle",
         help="Load with plain pickle, which runs any code the file holds. Default: a reader that builds only arrays, "
              "lists, dicts, strings and numbers."),
-    aligned_rows: AlignedRows = typer.Option(
-        AlignedRows.trim, "--aligned-rows", help="Aligned files: trim (drop all-zero rows at both ends) or all."),
+    aligned_rows: options.AlignedRows = typer.Option(
+        options.AlignedRows.trim, "--aligned-rows",
+        help="Aligned files: trim (drop all-zero rows at both ends) or all."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Utterances per text-encoder batch."),
     shard_size: int = typer.Option(
@@ -418,12 +419,12 @@ def import_mmsa_command(
     ))
 
 
-cache_app = typer.Typer(cls=HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).",
+cache_app = typer.Typer(cls=options.HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).",
                         no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 
-@cache_app.command("info", **example("hcm cache info hcm-work/features/mosei/paper"))
+@cache_app.command("info", **options.example("hcm cache info hcm-work/features/mosei/paper"))
 def cache_info_command(
     directory: Path = typer.Argument(..., help="The cache folder, e.g. hcm-work/features/mosei/paper."),
     as_json: bool = typer.Option(
@@ -436,7 +437,7 @@ def cache_info_command(
     raise typer.Exit(info_command(directory, as_json, verbose))
 
 
-@cache_app.command("verify", **example("hcm cache verify hcm-work/features/mosei/paper"))
+@cache_app.command("verify", **options.example("hcm cache verify hcm-work/features/mosei/paper"))
 def cache_verify_command(
     directory: Path = typer.Argument(..., help="The cache folder to check."),
 ) -> None:
