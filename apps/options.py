@@ -120,3 +120,21 @@ def assignments(pairs: list[str]) -> list[str]:
 def example(*lines: str) -> dict[str, object]:
     """Options for ``app.command``: the help's class and an example at its end."""
     return {"cls": HcmCommand, "epilog": "Example:  " + "  |  ".join(lines)}
+
+
+def seed_list(value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma list of integers (e.g. 1111,1112,1113)") from None
+    if not seeds:
+        raise typer.BadParameter("give at least one seed, e.g. 1111")
+    return seeds
+
+
+class Pruner(str, Enum):
+    """Pruners of ``hcm tune``."""
+
+    median = "median"
+    hyperband = "hyperband"
+    none = "none"

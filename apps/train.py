@@ -48,6 +48,8 @@ class TrainRequest:
         model_factory: ``"module:Name"`` of another model with HCMNet's batch/output contract.
         model_size: ``auto`` (``small`` for a tiny-profile cache, else ``paper``), ``paper`` or
             ``small`` (configs/model_sizes.json, under the ``overrides``).
+        config: a settings file (``{"model": {...}, "train": {...}}``, e.g. the ``best-config.json``
+            of ``hcm tune``) applied over the shipped settings and under the ``overrides``.
     """
 
     features: Path | None = None
@@ -59,6 +61,22 @@ class TrainRequest:
     split: str = "test"
     progress: bool = True
     model_size: str = "auto"
+    config: Path | None = None
+
+
+#: Sections of a ``--config`` file; ``tuned`` (where the values come from) is read by people only.
+CONFIG_SECTIONS = ("model", "train")
+CONFIG_NOTES = ("tuned",)
+
+
+def config_overrides(path: Path) -> dict[str, Any]:
+    """A ``--config`` file as overrides: ``{"model": {"dropout": 0.2}}`` -> ``{"model.dropout": 0.2}``."""
+    data = read_json(path, "settings file")
+    unknown = sorted(set(data) - set(CONFIG_SECTIONS) - set(CONFIG_NOTES)) if isinstance(data, dict) else None
+    if unknown is None or unknown or not all(isinstance(data.get(s, {}), dict) for s in CONFIG_SECTIONS):
+        raise UsageError(f"settings file {path}: expected a JSON object with the sections 'model' and/or 'train' "
+                         f"(objects of settings){f'; unknown section(s) {unknown}' if unknown else ''}")
+    return {f"{section}.{name}": value for section in CONFIG_SECTIONS for name, value in data.get(section, {}).items()}
 
 
 def apply_overrides(train: dict[str, Any], model: dict[str, Any], overrides: dict[str, Any],
@@ -107,7 +125,8 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
     check_writable(workspace.runs, "the runs folder")
     cache = cache_info(choose_cache(workspace.features, request.features, ask))  # the one read of its manifest
     meta = cache.meta
-    train_dict, model_dict = resolve_settings(meta.dataset, request.overrides, meta.profile, request.model_size)
+    overrides = {**(config_overrides(request.config) if request.config else {}), **request.overrides}
+    train_dict, model_dict = resolve_settings(meta.dataset, overrides, meta.profile, request.model_size)
     model_cfg = ModelConfig.from_dict(model_dict, "settings")
     first = TrainConfig.from_dict(train_dict, "settings")
     d = setup_distributed(first.device)  # the one set-up; under torchrun every rank must use rank 0's folder
