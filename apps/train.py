@@ -1,5 +1,9 @@
 """``hcm train`` and ``hcm evaluate`` in a workspace: choose the cache or run, assemble the
 settings (the dataset's shipped file plus ``--set`` overrides), then call the training harness.
+
+One ``hcm train`` reads the cache's manifest once, assembles the settings once (here; the trainer
+only fills in what the cache decides: input widths, task, class weights) and joins the process
+group once, and hands the manifest and the process group to :func:`hcm.training.trainer.train`.
 """
 
 from __future__ import annotations
@@ -15,13 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hcm.core.errors import UsageError, report_errors
-from hcm.core.configs import parse_assignments
 from hcm.core.files import check_writable, read_json
 from hcm.core.threads import set_threads
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
 from hcm.training.evaluate import evaluate_run, summarize_seed_runs
-from hcm.training.data import read_cache_meta
+from hcm.training.data import cache_info, read_cache_meta
 from hcm.training.model_source import check_run_config, model_factory
 from hcm.training.runs import RunPaths, choose_cache, find_latest_run, new_run_dir
 from hcm.training.settings import DatasetFacts, TrainConfig, load_hparams, model_size_for, model_size_settings
@@ -123,23 +126,24 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
     if request.resume:
         return [resume_in_workspace(workspace, request)]
     check_writable(workspace.runs, "the runs folder")
-    cache = choose_cache(workspace.features, request.features, ask)
-    meta, _ = read_cache_meta(cache)
+    cache = cache_info(choose_cache(workspace.features, request.features, ask))  # the one read of its manifest
+    meta = cache.meta
     overrides = {**(config_overrides(request.config) if request.config else {}), **request.overrides}
     train_dict, model_dict = resolve_settings(meta.dataset, overrides, meta.profile, request.model_size)
     model_cfg = ModelConfig.from_dict(model_dict, "settings")
     first = TrainConfig.from_dict(train_dict, "settings")
-    rank = setup_distributed(first.device).rank  # under torchrun every rank must use rank 0's folder
+    d = setup_distributed(first.device)  # the one set-up; under torchrun every rank must use rank 0's folder
+    rank = d.rank
     seeds = request.seeds or [first.seed]
     results, suffix = [], len(seeds) > 1
     for seed in seeds:
-        cfg = TrainConfig.from_dict({**train_dict, "seed": seed}, "settings")
-        run = agreed(lambda: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant,
-                                         f"-s{seed}" if suffix else ""))
+        cfg = dataclasses.replace(first, seed=seed)
+        tail = f"-s{seed}" if suffix else ""
+        run = agreed(lambda tail=tail: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, tail))
         with removed_on_failure(run, rank):
             started = time.perf_counter()
-            results.append(train(cache, run, cfg, model_cfg, model_factory=request.model_factory,
-                                 progress=request.progress))
+            results.append(train(cache.directory, run, cfg, model_cfg, model_factory=request.model_factory,
+                                 progress=request.progress, cache=cache, dist_setup=d))
         if rank == 0:
             print(train_summary(results[-1], time.perf_counter() - started))
     if suffix and rank == 0:

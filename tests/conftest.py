@@ -21,7 +21,7 @@ import torch
 import hcm_tiny_cache
 import hcm_signal_model
 import hcm_tiny_model
-from hcm.training.model_source import MODELS
+from hcm.model.registry import MODELS
 from hcm.training.settings import DatasetFacts
 
 torch.set_num_threads(2)

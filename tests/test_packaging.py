@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_wheel_holds_only_the_hcm_package(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(REPO)],
         check=True, capture_output=True, text=True,
     )
     (wheel,) = tmp_path.glob("hcm-*.whl")

@@ -163,7 +163,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
     data = CacheDataset(cache, split, DataConfig(**config["data"]))
     d = Dist(0, 1, resolve_device(device))
     model, epoch = load_run_model(paths, config, checkpoint, d.device, trust_model_code)
-    cfg = TrainConfig(batch_size=batch_size or config["train"]["batch_size"], num_workers=config["train"]["num_workers"])
+    cfg = TrainConfig(batch_size=batch_size or config["train"]["batch_size"],
+                      num_workers=config["train"]["num_workers"])
     preds = predict(model, eval_loader(data, cfg, d), d, with_features=tsne)
     labels = data.labels[preds.index]
     train_labels = FeatureCache(cache, split="train", features=[]).labels

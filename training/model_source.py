@@ -17,14 +17,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hcm.core.errors import UsageError
-from hcm.core.registry import Registry
-from hcm.model.hcmnet import build_model
+from hcm.model.hcmnet import build_model  # noqa: F401  (registers ``hcmnet`` in MODELS)
+from hcm.model.registry import MODELS
 
 log = logging.getLogger(__name__)
 
-#: Model factories by name: ``ModelConfig -> nn.Module`` with HCMNet's batch/output contract.
-MODELS: Registry[Callable] = Registry("model")
-MODELS.register("hcmnet")(build_model)
 #: ``module:Name`` paths that earlier run configs recorded for registered models.
 KNOWN_PATHS = {"hcm.model.hcmnet:build_model": "hcmnet", "hcm.model.hcmnet:HCMNet": "hcmnet"}
 

@@ -121,14 +121,16 @@ def list_caches(features_root: Path) -> list[Path]:
     return sorted(p.parent for p in features_root.glob(f"*/*/{MANIFEST}"))
 
 
-def choose_cache(features_root: Path, given: Path | None = None, ask: Callable[[list[Path]], Path] | None = None) -> Path:
+def choose_cache(features_root: Path, given: Path | None = None,
+                 ask: Callable[[list[Path]], Path] | None = None) -> Path:
     """The cache to train on: ``given``, else the workspace's only cache, else ``ask`` which.
 
     Raises a ValueError listing the caches when there are several and nobody can be asked.
     """
     if given is not None:
         if not (Path(given) / MANIFEST).is_file():
-            raise FileNotFoundError(f"{given} is not a feature cache (no {MANIFEST}); pass a folder made by `hcm extract`")
+            raise FileNotFoundError(f"{given} is not a feature cache (no {MANIFEST}); "
+                                    f"pass a folder made by `hcm extract`")
         return Path(given)
     caches = list_caches(features_root)
     if not caches:

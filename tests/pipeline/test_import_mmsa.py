@@ -78,7 +78,8 @@ BAD_FILES = {
     "mismatched audio": (_set("audio", lambda s: s["audio"][:7]),
                          r"'audio'\] is .*expected a numeric \(32, T, d\)"),
     "label out of range": (_set("regression_labels", lambda s: _at(s["regression_labels"], 3, 4.5)),
-                           r"1 regression label\(s\) of split 'train' .* \[-3, 3\].*row 3 \('trainVid00\$_\$4'\) = 4\.5"),
+                           r"1 regression label\(s\) of split 'train' .* \[-3, 3\]"
+                           r".*row 3 \('trainVid00\$_\$4'\) = 4\.5"),
     "label not finite": (_set("regression_labels", lambda s: _at(s["regression_labels"], 0, np.nan)),
                          r"not finite numbers in \[-3, 3\].*row 0"),
     "ids not strings": (_set("id", lambda s: np.arange(32)),

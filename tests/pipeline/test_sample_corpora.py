@@ -125,7 +125,8 @@ def _assert_fault_on_disk(root: Path, fault) -> None:
         with av.open(str(path)) as container:
             assert container.streams.video and not container.streams.audio, fault
     elif fault.kind == TRUNCATED_MEDIA:
-        with pytest.raises(Exception):
+        cut_short = (av.error.FFmpegError, soundfile.SoundFileError, IndexError, ValueError)  # the file ends mid-stream
+        with pytest.raises(cut_short):
             _decode(path)
     elif fault.kind == MISSING_TRANSCRIPTION:
         assert fault.item not in path.read_text(encoding="utf-8"), fault
