@@ -163,8 +163,9 @@ def resume_in_workspace(workspace: Workspace, request: TrainRequest) -> Any:
     train_cfg = {**config["train"], **{k: v for k, v in request.overrides.items() if k in RESUME_SETTINGS}}
     cache = request.features or config["cache"]
     recorded = check_run_config(config, RunPaths(run).config)["model_factory"]
-    factory = recorded if request.model_factory == recorded else model_factory(  # the user named it: trusted
-        recorded, False, RunPaths(run).config, hint=f"pass --model-factory {recorded} with --resume")
+    if request.model_factory != recorded:  # the user did not name it: only hcm's models (refused otherwise)
+        model_factory(recorded, False, RunPaths(run).config, hint=f"pass --model-factory {recorded} with --resume")
+    factory = recorded  # the name as the checkpoint records it
     started = time.perf_counter()
     result = train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_saved(config["model"]),
                    facts=DatasetFacts.from_dict(config["facts"]), model_factory=factory,
