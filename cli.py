@@ -47,6 +47,14 @@ class HcmGroup(TyperGroup):
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, workdir_first(args))
 
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
+        """Each command's first sentence, wrapped (click would cut it with "..." at 80 columns)."""
+        rows = [(name, command.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 def workdir_first(args: list[str]) -> list[str]:
     """``["train", "-w", "W", "--epochs", "2"]`` -> ``["-w", "W", "train", "--epochs", "2"]``."""
@@ -140,7 +148,8 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    context_settings={"max_content_width": 120},  # use a wide terminal; wrap to a narrow one
+    rich_markup_mode=None,  # click's plain help wraps at any width; rich's panels cut option names at 80
 )
 
 
@@ -441,7 +450,8 @@ def ablate_command(
     raise typer.Exit(run_ablate(ctx.obj, request))
 
 
-import_app = typer.Typer(cls=HcmGroup, help="Import other frameworks' feature files as hcm feature caches.", no_args_is_help=True)
+import_app = typer.Typer(cls=HcmGroup, help="Import other frameworks' feature files as hcm feature caches.",
+                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(import_app, name="import")
 
 
@@ -476,7 +486,8 @@ def import_mmsa_command(
     ))
 
 
-cache_app = typer.Typer(cls=HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).", no_args_is_help=True)
+cache_app = typer.Typer(cls=HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).",
+                        no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(cache_app, name="cache")
 
 

@@ -32,6 +32,7 @@ from hcm.apps.train import TrainRequest, train_in_workspace
 from hcm.core.configs import configs_dir
 from hcm.core.errors import report_errors
 from hcm.core.files import write_json
+from hcm.core.tables import UNITS, print_table
 from hcm.core.workspace import Workspace
 from hcm.training import metrics as M
 from hcm.training.evaluate import evaluate_run
@@ -173,7 +174,8 @@ def checks(reports: dict[str, dict[str, Any]]) -> list[tuple[str, bool]]:
 
 def summary_table(reports: dict[str, dict[str, Any]], seconds: float) -> Table:
     columns = COLUMNS[M.REGRESSION]
-    table = Table(title=f"quickstart: sample test split ({reports['tva']['items']} clips, {seconds:.0f} s in all)")
+    table = Table(title=f"quickstart: sample test split ({reports['tva']['items']} clips, {seconds:.0f} s in all)",
+                  caption=UNITS)
     table.add_column("Method", no_wrap=True)
     for _, header in columns:
         table.add_column(header, justify="right", no_wrap=True)
@@ -211,7 +213,7 @@ def quickstart(workspace: Workspace, cfg: QuickstartConfig | None = None, progre
               "test": {m: {"metrics": r["metrics"], "baseline": r["baseline"]} for m, r in reports.items()},
               "checks": [{"check": text, "passed": ok} for text, ok in checks(reports)]}
     write_json(runs["tva"] / "quickstart.json", result)
-    console.print(summary_table(reports, seconds))
+    print_table(console, summary_table(reports, seconds))
     for entry in result["checks"]:
         console.print(("[green]✓[/] " if entry["passed"] else "[red]✗[/] ") + entry["check"], highlight=False)
     console.print(f"next: hcm predict <clip.mp4> --text \"...\" uses run {runs['tva']}")

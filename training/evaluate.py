@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,6 +38,7 @@ from hcm.cache import FeatureCache
 from hcm.cache.schema import recipe_changes, weight_changes
 from hcm.core.device import resolve_device
 from hcm.core.files import atomic_write, read_json, write_json
+from hcm.core.tables import UNITS, metric_cell, print_table
 from hcm.model.config import ModelConfig
 from hcm.training import TrainingError
 from hcm.training import metrics as M
@@ -140,8 +140,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
     report["mmsa"] = M.mmsa_metrics(report["metrics"], facts.metrics) if facts.task == M.REGRESSION else {}
     report.update(report["mmsa"])  # top-level aliases: report["Has0_acc_2"] as in MMSA's result dicts
     console = console or Console()
-    console.print(metrics_table(facts, [("HCMNet", report["metrics"]), ("baseline", report["baseline"])],
-                                title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
+    print_table(console, metrics_table(facts, [("HCMNet", report["metrics"]), ("baseline", report["baseline"])],
+                                       title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
     console.print(masked_note(report))
     failed = write_outputs(paths.eval_dir(split), report, data.ids, preds, labels, facts, tsne)
     console.print("wrote " + ", ".join(str(path) for path in report["files"]))
@@ -316,16 +316,6 @@ def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts
     plt.close(fig)
 
 
-def _cell(name: str, value: Any) -> str:
-    """MAE/Corr as decimals, every other metric as a percentage; ``{"mean", "std"}`` as mean ± std."""
-    scale, digits = (1.0, 3) if name in ("mae", "corr") else (100.0, 2)
-    if isinstance(value, dict):
-        return f"{value['mean'] * scale:.{digits}f} ± {value['std'] * scale:.{digits}f}"
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value * scale:.{digits}f}"
-
-
 def metrics_table(facts: DatasetFacts, rows: Sequence[tuple[str, dict[str, Any]]], title: str = "") -> Table:
     """A rich table shaped like the paper's Table 3 (regression) or Table 2 (classification)."""
     if facts.metrics == M.SIMS:
@@ -335,12 +325,12 @@ def metrics_table(facts: DatasetFacts, rows: Sequence[tuple[str, dict[str, Any]]
     else:
         columns = [(f"f1_{c}", c.capitalize()) for c in facts.class_names]
         columns += [("accuracy", "Acc↑"), ("weighted_f1", "w-F1↑")]
-    table = Table(title=title or None, caption=BASELINE_NOTE[facts.task])
+    table = Table(title=title or None, caption=f"{UNITS}; {BASELINE_NOTE[facts.task]}")
     table.add_column("Method", no_wrap=True)
     for _, header in columns:
         table.add_column(header, justify="right")
     for name, values in rows:
-        table.add_row(name, *[_cell(key, values.get(key)) for key, _ in columns])
+        table.add_row(name, *[metric_cell(key, values.get(key)) for key, _ in columns])
     return table
 
 
@@ -357,7 +347,7 @@ def summarize_seed_runs(run_dirs: Sequence[Path], split: str, out: Path, console
     }
     write_json(out, summary)
     facts = DatasetFacts.from_dict(config["facts"])
-    (console or Console()).print(metrics_table(
+    print_table(console or Console(), metrics_table(
         facts, [(f"HCMNet ({len(reports)} seeds)", summary["metrics"]), ("baseline", summary["baseline"])],
         title=f"{config['dataset']} {split}: mean ± std over seeds {summary['seeds']}",
     ))
