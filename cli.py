@@ -478,7 +478,8 @@ def import_mmsa_command(
     from hcm.pipeline.importers.mmsa import import_command
     from hcm.pipeline.profiles import WeightOptions
 
-    weights = WeightOptions(weights_dir, {"roberta": text_model, "clip": clip_weights, "clip_vocab": clip_vocab})
+    weights = WeightOptions(weights_dir, {"roberta": text_model, "clip": clip_weights, "clip_vocab": clip_vocab},
+                            options={"roberta": "--text-model"})
     raise typer.Exit(import_command(
         ctx.obj, file, dataset, quiet=quiet, profile=profile, out=out, text_model=text_model,
         spacy_model=spacy_model, weights=weights, device=device, batch_size=batch_size, shard_size=shard_size,

@@ -144,7 +144,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
                                        title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
     console.print(masked_note(report))
     failed = write_outputs(paths.eval_dir(split), report, data.ids, preds, labels, facts, tsne)
-    console.print("wrote " + ", ".join(str(path) for path in report["files"]))
+    if report["files"]:
+        console.print("wrote:\n" + "\n".join(f"  {path}" for path in report["files"]), soft_wrap=True, highlight=False)
     if failed:
         raise OutputWriteError(f"the {split} metrics above were computed, but {len(failed)} file(s) could not be "
                                f"written: {'; '.join(failed)}. Make {paths.eval_dir(split)} writable (or copy the "
@@ -182,8 +183,7 @@ def masked_note(report: dict[str, Any]) -> str:
 def write_outputs(out: Path, report: dict[str, Any], ids: Sequence[str], preds: Predictions, labels: np.ndarray,
                   facts: DatasetFacts, tsne: bool) -> list[str]:
     """Write ``metrics.json``, ``predictions.csv`` and the plots; return what could not be written, and why."""
-    writes = [(out / "metrics.json", lambda p: write_json(p, report)),
-              (out / "predictions.csv", lambda p: write_predictions(p, ids, preds, labels, facts))]
+    writes = [(out / "predictions.csv", lambda p: write_predictions(p, ids, preds, labels, facts))]
     if facts.task == M.CLASSIFICATION:
         writes.append((out / "confusion.png",
                        lambda p: plot_confusion(p, labels, preds.scores.argmax(-1), facts.class_names, f1=True)))
@@ -194,14 +194,16 @@ def write_outputs(out: Path, report: dict[str, Any], ids: Sequence[str], preds: 
                        lambda p: plot_confusion(p, truth_classes, predicted_classes, names, title=title)))
     if tsne:
         writes.append((out / "tsne.png", lambda p: plot_tsne(p, preds.features, labels, facts)))
-    failed = []
-    report["files"] = [str(path) for path, _ in writes]  # what this evaluation writes (metrics.json lists itself)
+    writes.append((out / "metrics.json", lambda p: write_json(p, report)))  # last: it lists what was written
+    failed: list[str] = []
+    report["files"] = [str(path) for path, _ in writes]  # metrics.json lists itself
     for path, write in writes:
         try:
-            write(path)
+            if write(path) is False:  # nothing to plot (logged)
+                report["files"].remove(str(path))
         except OSError as error:
             failed.append(f"{path} ({error.strerror or error})")
-    report["files"] = [name for name in report["files"] if not any(f.startswith(name + " ") for f in failed)]
+            report["files"].remove(str(path))
     return failed
 
 
@@ -291,13 +293,14 @@ def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: Datas
     plt.close(fig)
 
 
-def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts: DatasetFacts) -> None:
-    """2-D t-SNE of the model's latent features, coloured by label."""
+def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts: DatasetFacts) -> bool:
+    """2-D t-SNE of the model's latent features, coloured by label; False (logged) when there is
+    nothing to plot."""
     from sklearn.manifold import TSNE
 
     if features is None or len(features) < 3:
         log.warning("t-SNE needs at least 3 items with features; %s not written", path)
-        return
+        return False
     perplexity = float(min(30, max(1, (len(features) - 1) / 3)))
     points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(features)
     plt = _pyplot()
@@ -314,6 +317,7 @@ def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
+    return True
 
 
 def metrics_table(facts: DatasetFacts, rows: Sequence[tuple[str, dict[str, Any]]], title: str = "") -> Table:

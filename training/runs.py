@@ -135,8 +135,9 @@ def choose_cache(features_root: Path, given: Path | None = None, ask: Callable[[
 
 
 def epoch_progress(enabled: bool) -> Progress:
-    """One bar per epoch, with the running loss and the validation key metric."""
-    return progress_bar(enabled, "loss {task.fields[loss]}", "{task.fields[valid]}")
+    """One bar per epoch, with the epoch's mean training loss so far (``train_loss`` at its end, as
+    metrics.csv and train.log record it) and the validation key metric."""
+    return progress_bar(enabled, "train_loss {task.fields[loss]}", "{task.fields[valid]}")
 
 
 class RunLogger:

@@ -41,6 +41,7 @@ from hcm.cache.schema import CacheError
 from hcm.core.configs import check_keys
 from hcm.core.files import json_safe, write_json
 from hcm.core.names import CLASSIFICATION
+from hcm.core.provenance import provenance
 from hcm.model.config import INVERSE_FREQUENCY, ModelConfig
 from hcm.training import TrainingError
 from hcm.training import metrics as M
@@ -322,6 +323,7 @@ class Context:
 
 def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) -> dict[str, float]:
     """This rank's share of one epoch from ``loop.step`` on; the item-weighted mean of every loss term.
+    ``on_step`` gets the running mean of the loss after each step (at the end: ``train_loss`` of this rank).
 
     After each step the ranks agree on two flags: a non-finite loss/gradient on any rank (the
     batch is skipped or the run stops) and a stop signal on any rank (a checkpoint, then stop).
@@ -340,7 +342,7 @@ def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) 
             add_loss_terms(loop.partial, out, len(batch["index"]))
         loop.scheduler.step()
         loop.step += 1
-        on_step(float(out.loss.detach()))
+        on_step(loop.partial.get("loss", 0.0) / max(1.0, loop.partial.get("items", 0.0)))  # the epoch's mean so far
         if signum:
             save_last(loop, run, gather(run.d, rng_state()))
             raise interrupted(int(signum), f"epoch {loop.epoch + 1}, step {loop.step}", run.paths.last,
@@ -548,6 +550,7 @@ def run_config(setup: Setup, cfg: TrainConfig, cache_dir: Path, factory: str, d:
         "data": dataclasses.asdict(setup.data_cfg),
         "facts": json_safe(dataclasses.asdict(setup.facts)), "model_factory": factory,
         "world_size": d.world, "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "provenance": provenance(str(d.device)),
     }
 
 
