@@ -25,6 +25,7 @@ BAD_INPUTS: list[tuple[str, list[str]]] = [
     ("sample-n-word", ["sample", "--dataset", "mosei", "--n", "many"]),
     ("sample-out-is-file", ["sample", "--dataset", "Meld", "--out", "{file}", "--n", "4", "--quiet"]),
     ("sample-out-readonly", ["sample", "--dataset", "mosei", "--out", "{readonly}", "--n", "4", "--quiet"]),
+    ("sample-n-beyond-the-disk", ["sample", "--dataset", "iemocap", "--n", "1000000000000"]),
     ("extract-unknown", ["extract", "--dataset", "cmumosi"]),
     ("extract-upper-missing-root", ["extract", "--dataset", "MOSEI", "--data-root", "{tmp}/none", "--profile", "tiny"]),
     ("extract-empty-root", ["extract", "--dataset", "meld", "--data-root", "{empty}", "--profile", "tiny"]),

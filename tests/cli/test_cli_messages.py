@@ -72,3 +72,21 @@ def test_a_resumed_extraction_with_nothing_to_do_reports_no_rate(tmp_path: Path)
     busy = ExtractSummary("mosei", "tiny", tmp_path, "float32", planned=100, extracted=100, seconds=3.0,
                           loop_seconds=2.0, processed=50)
     assert "then 25.0 items/s" in busy.format()
+
+
+def test_sample_says_its_disk_and_time_up_front_and_refuses_what_does_not_fit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    from hcm.core.errors import UsageError
+    from hcm.pipeline.sample.registry import check_room, get_sample, make_sample
+
+    make_sample("mosei", tmp_path / "small", n=6, progress=True)
+    announced = capsys.readouterr().err
+    assert "mosei: 6 utterances, about 204.0 KB of disk" in announced
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=10_000_000))
+    with pytest.raises(UsageError, match=r"--n 1,000 mosei utterances need about 34.0 MB of disk, and .* has 10.0 MB"):
+        check_room(get_sample("mosei"), 1000, tmp_path / "big")
+    with pytest.raises(UsageError):
+        make_sample("mosei", tmp_path / "big", n=100_000_000, progress=False)
+    assert not (tmp_path / "big").exists()  # refused before any work (planning 10^8 would take hours)
