@@ -365,7 +365,8 @@ def write_predictions_file(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def predictions_table(rows: list[dict[str, Any]]) -> Table:
     """Clip, label, the score (signed) or the label's probability, masked modalities, error."""
-    table = Table(title=f"{len(rows)} clip(s)", caption="score: the sentiment score; p: the label's probability")
+    classes = any(key.startswith("p_") for row in rows for key in row)
+    table = Table(title=f"{len(rows)} clip(s)", caption="p: the label's probability" if classes else None)
     for header in ("clip", "label", "score / p", "masked", "error"):
         table.add_column(header, justify="right" if header == "score / p" else "left")
     for row in rows:

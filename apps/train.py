@@ -114,7 +114,7 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
     results, suffix = [], len(seeds) > 1
     for seed in seeds:
         cfg = TrainConfig.from_dict({**train_dict, "seed": seed}, "settings")
-        run = agreed(lambda: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant,
+        run = agreed(lambda: new_run_dir(workspace.runs, meta.dataset, run_label(model_cfg),
                                          f"-s{seed}" if suffix else ""))
         with removed_on_failure(run, rank):
             started = time.perf_counter()
@@ -123,9 +123,15 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
         if rank == 0:
             print(train_summary(results[-1], time.perf_counter() - started, cfg.epochs))
     if suffix and rank == 0:
-        out = new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, "-seeds") / "summary.json"
+        out = new_run_dir(workspace.runs, meta.dataset, run_label(model_cfg), "-seeds") / "summary.json"
         summarize_seed_runs([r.run_dir for r in results], request.split, out)
     return results
+
+
+def run_label(model_cfg: ModelConfig) -> str:
+    """The variant, and the modalities when not all three: ``full``, ``full-va``, ``no-acl-tv``."""
+    used = "".join(name[0] for name in model_cfg.modality_names)
+    return model_cfg.variant if used == "tva" else f"{model_cfg.variant}-{used}"
 
 
 def resume_in_workspace(workspace: Workspace, request: TrainRequest) -> Any:

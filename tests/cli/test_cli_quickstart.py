@@ -37,6 +37,7 @@ def test_quickstart_end_to_end_and_rerun(workdir: Path, tmp_path: Path) -> None:
     assert "HCMNet T+V+A" in result.output and "HCMNet V+A" in result.output and "baseline" in result.output
     runs = sorted((workdir / "runs" / "sample").iterdir())
     assert len(runs) == 2
+    assert sorted(run.name.split("-", 2)[2] for run in runs) == ["full", "full-va"]  # the V+A run says so
     full = max(runs, key=lambda run: (run / "config.json").stat().st_mtime)
     report = json.loads((full / "quickstart.json").read_text())
     assert json.loads((full / "config.json").read_text())["model"]["modalities"] == "tva"
