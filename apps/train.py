@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hcm.core.errors import UsageError, report_errors
-from hcm.core.configs import parse_assignments
+from hcm.core.configs import check_value
 from hcm.core.files import check_writable, read_json, write_json
 from hcm.core.provenance import provenance
 from hcm.core.threads import set_threads
@@ -70,8 +70,10 @@ def apply_overrides(train: dict[str, Any], model: dict[str, Any], overrides: dic
         if section == "train" or (not section and name in train_keys):
             if name not in train_keys:
                 raise UsageError(f"unknown train setting {name!r}; known: {sorted(train_keys)}")
+            check_value(TrainConfig, name, value, "train setting")
             train[name] = value
         elif name in model_keys:
+            check_value(ModelConfig, name, value, "model setting")
             model[name] = value
         else:
             raise UsageError(f"unknown setting {key!r}; train settings: {sorted(train_keys)}; "

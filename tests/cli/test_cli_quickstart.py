@@ -61,7 +61,7 @@ def test_bad_settings_file_is_a_clear_error(workdir: Path, tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_shipped_quickstart_passes_its_checks(workdir: Path) -> None:
-    """The README's main job as shipped (300 clips, about 40 s here): the full model clearly beats
+    """The README's main job as shipped (300 clips; its time: docs/quickstart.md): the full model clearly beats
     the trivial baselines and its V+A variant on the sample's test split."""
     result = runner.invoke(app, ["quickstart", "--quiet"])
     assert result.exit_code == 0, result.output
