@@ -171,6 +171,9 @@ def main(
     ),
 ) -> None:
     ctx.obj = Workspace.resolve(workdir)
+    problem = ctx.obj.problem()
+    if problem:
+        raise typer.BadParameter(problem, param_hint="'--workdir' / $HCM_HOME")
 
 
 @app.command("quickstart", **_example("hcm quickstart --quiet"))

@@ -209,7 +209,7 @@ def removed_on_failure(run: Path, rank: int) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if rank == 0 and not RunPaths(run).last.is_file():
+        if rank == 0 and run.is_dir() and not RunPaths(run).last.is_file():
             shutil.rmtree(run, ignore_errors=True)
             log.warning("removed %s: the run failed before its first checkpoint", run)
         raise

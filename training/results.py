@@ -96,7 +96,17 @@ def collect_rows(runs_root: Path, dataset: str | None = None, split: str = "test
             rows.append(run_row(run, split))
         except (ValueError, OSError, KeyError) as error:
             log.warning("skipped run %s: %s", run, error)
+    for folder in leftover_folders(runs_root, dataset):
+        log.warning("left out %s: it holds no %s, so it is not a run (what is left of a run folder deleted or "
+                    "moved during training?); delete it if so", folder, CONFIG)
     return rows
+
+
+def leftover_folders(runs_root: Path, dataset: str | None = None) -> list[Path]:
+    """Folders in ``runs/<dataset>/`` that hold neither a run, nor a seed group, nor an ablation's runs."""
+    return [folder for folder in sorted(runs_root.glob(f"{dataset or '*'}/*")) if folder.is_dir()
+            and not (folder / CONFIG).is_file() and not (folder / SEED_SUMMARY).is_file()
+            and not any(folder.glob(f"*/{CONFIG}"))]
 
 
 def seed_groups(runs_root: Path, rows: list[dict[str, Any]], dataset: str | None = None,

@@ -28,6 +28,7 @@ from rich.progress import Progress
 from hcm.cache.manifest import MANIFEST
 from hcm.core.files import atomic_write, write_csv
 from hcm.core.progress import progress_bar
+from hcm.training import TrainingError
 
 CONFIG = "config.json"
 log = logging.getLogger(__name__)
@@ -168,12 +169,31 @@ class RunLogger:
             self.board.flush()
 
     def close(self, history: list[dict[str, Any]], key: str) -> None:
+        """Close the event files and plot the curves; nothing is written into a run folder that was
+        deleted meanwhile (its event writer's error is left unsaid: training reports the deletion)."""
         if not self.enabled:
             return
+        gone = not self.paths.config.is_file()
         if self.board is not None:
-            self.board.close()
-        if history:
+            try:
+                self.board.close()
+            except OSError:
+                if not gone:
+                    raise
+        if history and not gone:
             plot_curves(history, key, self.paths.curves)
+
+
+class RunFolderGoneError(TrainingError):
+    """The run folder was deleted (or moved) while training wrote into it."""
+
+
+def check_run_folder_kept(paths: RunPaths, epoch: int) -> None:
+    """Stop training whose run folder was deleted or moved instead of writing part of it again."""
+    if not paths.config.is_file():
+        raise RunFolderGoneError(
+            f"the run folder {paths.root} was deleted or moved during training (its {CONFIG} was gone after "
+            f"epoch {epoch}); training stopped without writing there again. Start a new run with `hcm train`")
 
 
 def epoch_line(row: dict[str, Any]) -> str:

@@ -51,7 +51,7 @@ from hcm.training.data import MODEL_KEYS, CacheDataset, DataConfig, read_cache_m
 from hcm.training.distributed import Dist, barrier, gather, max_over_ranks, setup_distributed
 from hcm.training.faults import (NonFiniteLossError, StopSignals, config_differences, ignore_stop_signals,
                                  interrupted, resume_command)
-from hcm.training.runs import RunLogger, RunPaths, epoch_progress
+from hcm.training.runs import RunLogger, RunPaths, check_run_folder_kept, epoch_progress
 from hcm.training.settings import DatasetFacts, facts_for_cache
 
 log = logging.getLogger(__name__)
@@ -630,6 +630,8 @@ def run_epochs(loop: Loop, run: Context, callbacks: Sequence[Callable[[int, dict
                     row = train_one_epoch(loop, run, on_step)
                     row.update(validate(loop, valid, setup, d))
                 row["lr"] = loop.optimizer.param_groups[0]["lr"]
+                if d.main:
+                    check_run_folder_kept(run.paths, loop.epoch + 1)
                 stop = finish_epoch(loop, row, run)
                 bar.update(task, valid=f"valid {setup.key} {row[f'valid_{setup.key}']:.4f}")
                 logger.epoch(loop.history)

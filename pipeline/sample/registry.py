@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hcm.core.errors import UnknownNameError, UsageError
+from hcm.core.files import check_writable
 from hcm.core.progress import progress_bar
 from hcm.core.registry import Registry
 
@@ -157,6 +158,7 @@ def make_sample(dataset: str, out: Path, n: int | None = None, seed: int = 0,
     if n < generator.min_n:
         raise UsageError(f"--n {n} is too small for {dataset}: its layout needs at least "
                          f"{generator.min_n} utterances so that every split has one")
+    check_writable(Path(out).expanduser().resolve().parent, "the sample's parent folder")
     check_room(generator, n, Path(out), announce=progress)
     started = time.perf_counter()
     with _status(progress, f"planning {n:,} {generator.name} utterances"):

@@ -116,6 +116,19 @@ def test_a_mistake_is_a_message_not_a_traceback(args: list[str], places: dict[st
     assert result.stderr.strip(), f"the error is not on stderr: {result.output}"
 
 
+@pytest.mark.parametrize("home", ["{file}", "{file}/work", "{readonly}"], ids=["file", "under-a-file", "readonly"])
+@pytest.mark.parametrize("command", [["sample", "--dataset", "meld", "--n", "4", "--quiet"], ["train"], ["runs"]],
+                         ids=lambda command: command[0])
+def test_a_workspace_that_cannot_be_one_is_a_message(home: str, command: list[str], places: dict[str, str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """$HCM_HOME (or --workdir) naming a file, a path under a file, or a read-only place."""
+    monkeypatch.setenv("HCM_HOME", home.format(**places))
+    result = runner.invoke(app, command)
+    unexpected = result.exception if not isinstance(result.exception, SystemExit) else None
+    assert unexpected is None, f"{type(unexpected).__name__}: {unexpected}"
+    assert result.exit_code in (1, 2) and result.stderr.strip() and "Traceback" not in result.output
+
+
 def test_names_are_case_insensitive(workdir: Path) -> None:
     result = runner.invoke(app, ["sample", "--dataset", "MOSEI", "--n", "6", "--quiet"])
     assert result.exit_code == 0, result.output

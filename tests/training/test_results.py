@@ -81,3 +81,12 @@ def test_ablation_runs_and_seed_groups_are_listed(tmp_path: Path) -> None:
     assert groups["t-full-seeds"]["test_mae"] == {"mean": 0.7, "std": pytest.approx(0.141421, abs=1e-6), "n": 2}
     assert groups["t-full-seeds"]["seed"] == "0,1" and groups["t-full-seeds"]["evaluated"] == "2 of 2"
     assert groups["no-acl"]["test_mae"]["mean"] == pytest.approx(0.9) and groups["no-acl"]["seed"] == "0,1,2"
+
+
+def test_a_leftover_folder_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    make_run(tmp_path, "a-full", "mosei", 1)
+    (tmp_path / "mosei" / "b-full" / "checkpoints").mkdir(parents=True)  # a run folder deleted mid-training
+    (tmp_path / "mosei" / "c-full-seeds").mkdir()
+    (tmp_path / "mosei" / "c-full-seeds" / "summary.json").write_text("{}")
+    assert [Path(r["run"]).name for r in collect_rows(tmp_path)] == ["a-full"]
+    assert "left out " in caplog.text and "b-full" in caplog.text and "c-full-seeds" not in caplog.text
