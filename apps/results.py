@@ -51,35 +51,40 @@ def runs_in_workspace(workspace: Workspace, dataset: str | None = None, as_json:
 
 
 def runs_table(rows: list[dict[str, Any]], groups: Sequence[dict[str, Any]] = (), runs_root: Path | None = None) -> Table:
-    """Run, (dataset,) variant, modalities, seed, best epoch, valid key metric and test metrics; then
-    one mean ± std row per seed group. Runs are named by their folder under ``runs_root/<dataset>``."""
+    """Run, (dataset,) modalities, seed, best epoch, valid key metric and test metrics; then one
+    mean ± std row per seed group. Runs are named by their folder under ``runs_root/<dataset>``,
+    which names the variant too (the ``variant`` column is in results.csv and --json)."""
     datasets = sorted({str(row["dataset"]) for row in [*rows, *groups]})
+    keys = sorted({str(row["key_metric"]) for row in [*rows, *groups]})
     table = Table(title=f"runs of {', '.join(datasets)} (oldest first)",
                   caption=f"test split (eval/test/metrics.json; - = not evaluated); Acc-2 and F1: non-0; {UNITS}")
-    columns = ["run", *(["dataset"] if len(datasets) > 1 else []), "variant", "mod.", "seed", "best", "valid"]
+    valid = f"valid {keys[0]}" if len(keys) == 1 else "valid"
+    columns = ["run", *(["dataset"] if len(datasets) > 1 else []), "mod.", "seed", "best", valid]
     shown = [name for task in SHOWN.values() for name in task if any(f"test_{name}" in row for row in rows)]
     headers = {name: header for task in SHOWN.values() for name, header in task.items()}
     for header in columns + [headers[name] for name in shown]:
         table.add_column(header, justify="left" if header in columns[:-3] else "right")
     for row in rows:
-        table.add_row(*_cells(row, runs_root, len(datasets) > 1, f"{row['best_epoch'] or '-'}/{row['epochs']}", shown))
+        table.add_row(*_cells(row, runs_root, len(datasets) > 1, f"{row['best_epoch'] or '-'}/{row['epochs']}",
+                              shown, len(keys) > 1))
     if groups:
         table.add_section()
     for group in groups:
-        table.add_row(*_cells(group, runs_root, len(datasets) > 1, "mean ± std", shown))
+        table.add_row(*_cells(group, runs_root, len(datasets) > 1, "mean ± std", shown, len(keys) > 1))
     return table
 
 
-def _cells(row: dict[str, Any], runs_root: Path | None, with_dataset: bool, best: str, shown: list[str]) -> list[str]:
+def _cells(row: dict[str, Any], runs_root: Path | None, with_dataset: bool, best: str, shown: list[str],
+           name_key: bool) -> list[str]:
     key = row["key_metric"]
     run = Path(row["run"])
     try:
         name = "/".join(run.relative_to(runs_root).parts[1:]) if runs_root else run.name
     except ValueError:  # a run elsewhere
         name = run.name
-    return [name, *([str(row["dataset"])] if with_dataset else []), str(row["variant"]), str(row["modalities"]),
-            str(row["seed"]), best, f"{key} {metric_cell(key, row.get(f'valid_{key}'))}",
-            *[metric_cell(name, row.get(f"test_{name}")) for name in shown]]
+    value = metric_cell(key, row.get(f"valid_{key}"))
+    return [name, *([str(row["dataset"])] if with_dataset else []), str(row["modalities"]), str(row["seed"]), best,
+            f"{key} {value}" if name_key else value, *[metric_cell(name, row.get(f"test_{name}")) for name in shown]]
 
 
 def runs_command(workspace: Workspace, dataset: str | None = None, as_json: bool = False) -> int:

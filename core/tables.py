@@ -21,6 +21,8 @@ from rich.text import Text
 
 #: The narrowest a folding text column is planned at (rich may fold it further).
 TEXT_MIN = 16
+#: The label columns repeated in every part are planned at up to this width (run names unfolded).
+KEPT_MAX = 32
 CONTINUED = "the columns continue in the table below"
 
 
@@ -32,8 +34,8 @@ def print_table(console: Console, table: Table, keep: int = 1) -> None:
 
 def fit_table(table: Table, width: int, keep: int = 1) -> list[Table]:
     """``table`` as tables of at most ``width`` columns each, no number cut (see the module docstring)."""
-    needs = [_column_need(table, index) for index in range(len(table.columns))]
     keep = min(keep, len(table.columns))
+    needs = [_column_need(table, index, KEPT_MAX if index < keep else TEXT_MIN) for index in range(len(table.columns))]
     parts: list[list[int]] = []
     current: list[int] = []
     for index in range(keep, len(table.columns)):
@@ -48,8 +50,9 @@ def fit_table(table: Table, width: int, keep: int = 1) -> list[Table]:
             for n, part in enumerate(parts)]
 
 
-def _column_need(table: Table, index: int) -> int:
-    """The width a column needs, padding excluded: a number column its widest cell, a text one less."""
+def _column_need(table: Table, index: int, text_width: int) -> int:
+    """The width a column needs, padding excluded: a number column its widest cell, a text column
+    at most ``text_width`` (it folds beyond)."""
     column = table.columns[index]
     widest = max([_cell_width(column.header), *(_cell_width(cell) for cell in column._cells)], default=1)
     if column.justify == "right":
@@ -58,7 +61,7 @@ def _column_need(table: Table, index: int) -> int:
         return widest
     column.overflow = "fold"
     column.no_wrap = False
-    return min(widest, TEXT_MIN)
+    return min(widest, text_width)
 
 
 def _cell_width(cell: object) -> int:
