@@ -27,9 +27,13 @@ CONTINUED = "the columns continue in the table below"
 
 
 def print_table(console: Console, table: Table, keep: int = 1) -> None:
-    """Print ``table`` on ``console`` as one table, or stacked parts when it is wider than the console."""
+    """Print ``table`` on ``console`` as one table, or stacked parts when it is wider than the console;
+    a caption goes on the lines below its part, wrapped to the console (not to the part's width)."""
     for part in fit_table(table, console.width, keep):
+        note, part.caption = part.caption, None
         console.print(part)
+        if note:
+            console.print(note, style="dim", highlight=False)
 
 
 def fit_table(table: Table, width: int, keep: int = 1) -> list[Table]:
