@@ -220,9 +220,14 @@ def quickstart(workspace: Workspace, cfg: QuickstartConfig | None = None, progre
     return result
 
 
+#: What ``hcm quickstart`` says on Ctrl-C (during training, the trainer says where it stopped).
+INTERRUPTED = ("interrupted; run hcm quickstart again to continue: it reuses the corpus and the complete feature "
+               "shards")
+
+
 def quickstart_command(workspace: Workspace, config: Path | None = None, progress: bool = True) -> int:
     """``hcm quickstart`` with known errors printed as one message; returns the exit status."""
     from hcm.pipeline.extract import ExtractionError
 
     return report_errors(lambda: quickstart(workspace, load_quickstart_config(config), progress=progress),
-                         also=(ExtractionError,))
+                         also=(ExtractionError,), interrupted=INTERRUPTED)

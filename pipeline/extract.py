@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import Counter, deque
@@ -186,7 +187,9 @@ class MediaDecoder:
 def _init_worker() -> None:
     """A decoding process uses one core: torch, OpenBLAS and OpenMP each default to one thread
     per core, and on a busy machine those threads wait on each other (decoding took twice as
-    long here with them)."""
+    long here with them). Ctrl-C is the main process's to handle (it stops the pool): a worker
+    ignores SIGINT instead of printing a KeyboardInterrupt traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     threadpool_limits(1)
     # What the preparers import on first use, imported here while the main process builds the
@@ -579,7 +582,11 @@ def extract_command(workspace: Workspace, splits: str | None = None, quiet: bool
             raise UsageError(str(error)) from error
         print(summary.format())
 
-    return report_errors(work)
+    return report_errors(work, interrupted=INTERRUPTED)
+
+
+#: What ``hcm extract`` says on Ctrl-C.
+INTERRUPTED = "interrupted; complete shards are kept: run the same command again to continue"
 
 
 class ClipError(UsageError):
