@@ -133,6 +133,19 @@ def _extract_dataset(value: str) -> str:
     return value
 
 
+def _data_root(ctx: typer.Context, value: Optional[Path]) -> Optional[Path]:
+    """A given raw dataset root must hold its dataset's layout (the readers check it without torch)."""
+    dataset = ctx.params.get("dataset")
+    if value is not None and dataset:
+        from hcm.pipeline.datasets import get_dataset
+
+        try:
+            get_dataset(dataset).check_root(value)
+        except (ValueError, OSError) as error:  # DatasetRootError names the layout and where data comes from
+            raise typer.BadParameter(str(error)) from None
+    return value
+
+
 def _assignments(pairs: list[str]) -> list[str]:
     try:
         parse_assignments(pairs)
@@ -247,7 +260,7 @@ def extract_command(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", callback=_extract_dataset, help="sample, mosei, meld or iemocap."),
     data_root: Optional[Path] = typer.Option(
-        None, "--data-root", exists=True, file_okay=False, help="Raw dataset root (default <workspace>/data/<dataset>; for sample, "
+        None, "--data-root", callback=_data_root, help="Raw dataset root (default <workspace>/data/<dataset>; for sample, "
                                   "<workspace>/data/sample-mosei, generated if absent)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/<profile>)."),
     profile: Optional[str] = typer.Option(
