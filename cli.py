@@ -125,23 +125,24 @@ def _int_list(value: Optional[str]) -> Optional[str]:
 
 
 def _extract_dataset(value: str) -> str:
-    """A dataset ``hcm extract`` reads (the readers' registry loads without torch)."""
-    from hcm.pipeline.datasets import dataset_names
+    """A dataset ``hcm extract`` reads, checked before torch loads."""
+    from hcm.apps.arguments import check_extract_dataset
 
-    if value.lower() not in dataset_names():
-        raise typer.BadParameter(f"unknown dataset {value!r}; choose from {', '.join(dataset_names())}")
-    return value
+    try:
+        return check_extract_dataset(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 def _data_root(ctx: typer.Context, value: Optional[Path]) -> Optional[Path]:
-    """A given raw dataset root must hold its dataset's layout (the readers check it without torch)."""
+    """A given raw dataset root must hold its dataset's layout (checked before torch loads)."""
+    from hcm.apps.arguments import check_data_root
+
     dataset = ctx.params.get("dataset")
     if value is not None and dataset:
-        from hcm.pipeline.datasets import get_dataset
-
         try:
-            get_dataset(dataset).check_root(value)
-        except (ValueError, OSError) as error:  # DatasetRootError names the layout and where data comes from
+            check_data_root(dataset, value)
+        except ValueError as error:
             raise typer.BadParameter(str(error)) from None
     return value
 
@@ -244,15 +245,13 @@ def sample_command(
     Text, audio and video each carry a noisy, learnable signal of the label.
     Use it to try the readers, extraction and training offline (see docs/sample.md).
     """
-    from hcm.pipeline.sample import format_summary, sample_into_workspace
+    from hcm.apps.sample import sample_command as run_sample
 
     try:
-        summaries = sample_into_workspace(ctx.obj.data, dataset, out, n, seed, faults,
-                                          progress=not quiet)
+        status = run_sample(ctx.obj, dataset, out, n, seed, faults, quiet)
     except (ValueError, FileExistsError) as error:
         raise typer.BadParameter(str(error)) from error
-    for summary in summaries:
-        typer.echo(format_summary(summary))
+    raise typer.Exit(status)
 
 
 @app.command("extract", **_example("hcm extract --dataset mosei --profile tiny"))
@@ -302,13 +301,13 @@ def extract_command(
     label row is invalid. Both lists are in the summary and the manifest (hcm cache info).
     Re-running the same command continues an interrupted extraction. See docs/extraction.md.
     """
-    from hcm.pipeline.extract import extract_command as run_extract
-    from hcm.pipeline.profiles import WeightOptions
+    from hcm.apps.extract import extract_command as run_extract
 
-    weights = WeightOptions(weights_dir, {"roberta": roberta, "efficientnet": efficientnet_weights, "clip": clip_weights,
-                                          "clip_vocab": clip_vocab, "esresnext": esresnext_weights})
+    weight_paths = {"roberta": roberta, "efficientnet": efficientnet_weights, "clip": clip_weights,
+                    "clip_vocab": clip_vocab, "esresnext": esresnext_weights}
     raise typer.Exit(run_extract(
-        ctx.obj, dataset=dataset, data_root=data_root, out=out, profile=profile, device=device, weights=weights,
+        ctx.obj, dataset=dataset, data_root=data_root, out=out, profile=profile, device=device,
+        weights_dir=weights_dir, weight_paths=weight_paths,
         frames=frames, segments=segments, spacy_model=spacy_model, batch_size=batch_size, workers=workers,
         limit=limit, splits=splits, split_file=split_file, num_shards=num_shards, shard_index=shard_index, shard_size=shard_size,
         strict=strict, quiet=quiet, precision=precision.value,
@@ -435,10 +434,9 @@ def predict_command(
     """Predict the sentiment score or emotion of clips with a trained run (same extraction as its cache)."""
     from hcm.apps.predict import PredictRequest
     from hcm.apps.predict import predict_command as run_predict
-    from hcm.pipeline.profiles import WeightOptions
 
     request = PredictRequest(sources=list(clips), text=text, run=run, as_json=as_json, device=device,
-                             weights=WeightOptions(weights_dir=weights_dir), out=out, batch_size=batch_size,
+                             weights_dir=weights_dir, out=out, batch_size=batch_size,
                              quiet=quiet, context=(context_before, context_after), precision=precision.value)
     raise typer.Exit(run_predict(ctx.obj, request))
 
@@ -500,14 +498,12 @@ def import_mmsa_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Turn an MMSA feature file into an hcm feature cache; then `hcm train` works on it (see docs/datasets.md)."""
-    from hcm.pipeline.importers.mmsa import import_command
-    from hcm.pipeline.profiles import WeightOptions
+    from hcm.apps.importers import import_mmsa_command
 
-    weights = WeightOptions(weights_dir, {"roberta": text_model, "clip": clip_weights, "clip_vocab": clip_vocab},
-                            options={"roberta": "--text-model"})
-    raise typer.Exit(import_command(
+    weight_paths = {"roberta": text_model, "clip": clip_weights, "clip_vocab": clip_vocab}
+    raise typer.Exit(import_mmsa_command(
         ctx.obj, file, dataset, quiet=quiet, profile=profile, out=out, text_model=text_model,
-        spacy_model=spacy_model, weights=weights, device=device, batch_size=batch_size, shard_size=shard_size,
+        spacy_model=spacy_model, weights_dir=weights_dir, weight_paths=weight_paths, device=device, batch_size=batch_size, shard_size=shard_size,
         trust_pickle=trust_pickle, aligned_rows=aligned_rows.value,
     ))
 
@@ -524,11 +520,9 @@ def cache_info_command(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List the id of every dropped and masked item."),
 ) -> None:
     """Summarize a cache: dataset, splits, feature streams, size, dropped items and masked modalities."""
-    from hcm.cache.inspect import info_report
+    from hcm.apps.cache import info_command
 
-    text, status = info_report(directory, as_json, verbose)
-    typer.echo(text, err=status != 0)
-    raise typer.Exit(status)
+    raise typer.Exit(info_command(directory, as_json, verbose))
 
 
 @cache_app.command("verify", **_example("hcm cache verify hcm-work/features/mosei/paper"))
@@ -536,8 +530,6 @@ def cache_verify_command(
     directory: Path = typer.Argument(..., help="The cache folder to check."),
 ) -> None:
     """Check checksums, schema, offsets and NaN/Inf in every shard; exit 1 if anything is wrong."""
-    from hcm.cache.inspect import verify_report
+    from hcm.apps.cache import verify_command
 
-    text, status = verify_report(directory)
-    typer.echo(text, err=status != 0)
-    raise typer.Exit(status)
+    raise typer.Exit(verify_command(directory))

@@ -1,5 +1,8 @@
-"""The commands that cross stages: train and evaluate in a workspace (``train``), predict on new
-clips (``predict``), the paper's ablations (``ablate``) and the offline demo (``quickstart``).
+"""Every command of ``hcm``, one function each that prints and returns the exit code: the synthetic
+corpora (``sample``), extraction (``extract``), imports of other frameworks' features
+(``importers``), ``cache info/verify`` (``cache``), train and evaluate in a workspace (``train``),
+the runs table (``results``), predict on new clips (``predict``), the paper's ablations
+(``ablate``) and the offline demo (``quickstart``). ``hcm.cli`` parses arguments and calls them.
 
 Arrows point one way: apps -> training -> model and cache; apps -> pipeline -> cache.
 """

@@ -19,8 +19,8 @@ and is evaluated on the test split by ``hcm.training.evaluate.evaluate_run``. Th
 number, per seed and mean ± std, the best epoch's validation metrics as ``valid_*``) and
 ``ablation.md`` (the table: test columns, then validation columns).
 
-With ``hcm.apps.predict`` and ``hcm.apps.quickstart`` this is one of the three ``hcm.model`` modules
-allowed to call stage one (``hcm.pipeline``); it needs none of it: it reads an existing cache.
+As an ``hcm.apps`` module it may call stage one (``hcm.pipeline``); it needs none of it: it reads
+an existing cache.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from hcm.training import metrics as M
 from hcm.training.data import read_cache_meta
 from hcm.training.evaluate import evaluate_run
 from hcm.training.runs import choose_cache, new_run_dir
-from hcm.training.trainer import TrainConfig, train
+from hcm.training.settings import TrainConfig
+from hcm.training.trainer import train
 
 MODALITY_SETS = ("tva", "tv", "ta", "va")
 VARIANT_NAMES = {"full": "HCMNet (full)", "acm-only": "ACM-only", "ccm-only": "CCM-only", "no-acl": "w/o ACL",

@@ -1,6 +1,6 @@
 """``hcm predict``: one new clip (and its transcript) through stage one's extraction, then a trained run.
 
-The clip goes through exactly the code ``hcm extract`` runs (``hcm.pipeline.extract.extract_clip``:
+The clip goes through exactly the code ``hcm extract`` runs (``hcm.pipeline.clip.extract_clip``:
 the same media decoding, encoders and masking rules) with the profile rebuilt from the recipe stored
 in the run's cache (``manifest.json``, ``hcm.pipeline.profiles.profile_from_recipe``). The weights
 found now must be the cache's (by content) and the rebuilt encoders must declare the very feature
@@ -8,9 +8,8 @@ streams of that cache; otherwise the prediction is refused naming the encoder, b
 model would read features it never saw. The items then become a padded batch
 (``hcm.training.data``) for the run's best checkpoint.
 
-This module, with ``hcm.apps.ablate`` and ``hcm.apps.quickstart``, is one of the only three
-``hcm.model`` modules that call stage one (``hcm.pipeline``); the rest of stage two reads caches
-only.
+Like every ``hcm.apps`` module it may call stage one (``hcm.pipeline``); ``hcm.training`` and
+``hcm.model`` never do, they read caches only.
 
 Several clips (``hcm predict a.mp4 b.mp4``, a folder of clips, or a CSV file with the columns
 ``path,text[,context_before,context_after]``) are extracted in batches with the encoders built
@@ -46,11 +45,12 @@ from hcm.core.progress import progress_bar
 from hcm.core.tables import print_table
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
-from hcm.pipeline.extract import ClipInput
+from hcm.pipeline.clip import ClipInput
+from hcm.pipeline.profiles import WeightOptions
 from hcm.training.data import Collate, DataConfig, item_example, read_cache_meta
 from hcm.training.runs import RunPaths, find_latest_run
 from hcm.training.evaluate import load_run_model
-from hcm.training.trainer import model_inputs
+from hcm.training.inference import model_inputs
 
 MEDIA_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".mp3", ".m4a"}
 CSV_COLUMNS = ("path", "text", "context_before", "context_after")
@@ -120,9 +120,9 @@ def load_run(workspace: Workspace, run: Path | None) -> tuple[Path, dict[str, An
 
 
 def clip_extractor(meta: CacheMeta, device: str, weights: Any = None, precision: str = "auto"):
-    """A :class:`hcm.pipeline.extract.ClipExtractor` with the recipe of the run's cache (``auto``
+    """A :class:`hcm.pipeline.clip.ClipExtractor` with the recipe of the run's cache (``auto``
     precision: the cache's, where the device runs it)."""
-    from hcm.pipeline.extract import ClipExtractor
+    from hcm.pipeline.clip import ClipExtractor
     from hcm.pipeline.profiles import profile_from_recipe
 
     return ClipExtractor(profile_from_recipe(meta.recipe), weights=weights, device=device, like=meta,
@@ -234,7 +234,7 @@ def predict_clip(workspace: Workspace, clip: Path, text: str | None = None, run:
         precision: the encoders' arithmetic; ``auto`` is the cache's where the device runs it. Another
             one is noted in ``Prediction.notes`` (docs/extraction.md, Precision).
     """
-    from hcm.pipeline.extract import check_clip
+    from hcm.pipeline.clip import check_clip
 
     clip = Path(clip)
     check_clip(clip)
@@ -408,12 +408,17 @@ class PredictRequest:
     run: Path | None = None
     as_json: bool = False
     device: str = "auto"
-    weights: Any = None
+    weights_dir: Path | None = None  # folder with the profile's weight files (--weights-dir)
     out: Path | None = None
     batch_size: int = 16
     quiet: bool = False
     context: tuple[str, str] = ("", "")  # utterances before / after one clip, separated by " | "
     precision: str = "auto"  # the encoders' arithmetic (auto: the cache's, where the device runs it)
+
+    @property
+    def weights(self) -> WeightOptions:
+        """Where the run's extraction profile finds its weight files."""
+        return WeightOptions(weights_dir=self.weights_dir)
 
     @property
     def single(self) -> bool:

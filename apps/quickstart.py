@@ -11,8 +11,7 @@ train/model settings laid over ``configs/hcmnet/sample.json``). The corpus lives
 a re-run reuses both (extraction resumes shard by shard) and trains new runs. When the configured
 corpus size or seed changes, the corpus is regenerated and its stale cache removed.
 
-With ``hcm.apps.predict`` and ``hcm.apps.ablate`` this is one of the three ``hcm.model`` modules
-allowed to call stage one (``hcm.pipeline``).
+It runs both stages, as an ``hcm.apps`` module may (stage one: ``hcm.pipeline``).
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ from hcm.model.config import ModelConfig
 from hcm.training.evaluate import evaluate_run, summarize_seed_runs
 from hcm.training.data import read_cache_meta
 from hcm.training.runs import RunPaths, choose_cache, find_latest_run, new_run_dir
-from hcm.training.settings import DatasetFacts, load_hparams, model_size_for, model_size_settings
+from hcm.training.settings import DatasetFacts, TrainConfig, load_hparams, model_size_for, model_size_settings
 from hcm.training.distributed import agreed, setup_distributed
-from hcm.training.trainer import TrainConfig, train
+from hcm.training.trainer import train
 
 log = logging.getLogger(__name__)
 RESUME_SETTINGS = ("skip_nonfinite",)  # settings a resumed run may change (they do not alter its numbers)

@@ -233,7 +233,7 @@ def inference_thread_count() -> int:
     """The torch threads ``hcm extract`` gives the encoders on this machine's CPU."""
     import torch
 
-    from hcm.pipeline.extract import inference_threads
+    from hcm.pipeline.decoding import inference_threads
 
     with inference_threads(torch.device("cpu")):
         return torch.get_num_threads()

@@ -153,7 +153,8 @@ def cache_batch(dataset: str, cache: Path, batch: int) -> tuple[dict[str, torch.
     """A batch of ``batch`` train items of ``cache`` made by the training data path, the modality
     widths, and the median seconds to read and collate one such batch (items repeat if few)."""
     from hcm.training.data import MODEL_KEYS, CacheDataset
-    from hcm.training.trainer import TrainConfig, data_config
+    from hcm.training.data import data_config
+    from hcm.training.settings import TrainConfig
 
     data = CacheDataset(cache, "train", data_config(load_dataset_facts(dataset), TrainConfig(), cache))
     collate = data.collate()

@@ -259,23 +259,3 @@ def verify_cache(directory: str | os.PathLike) -> list[str]:
     if repeated:
         problems.append(f"{len(repeated)} item ids appear more than once, e.g. {repeated[:3]}")
     return problems + _plan_problems(manifest, meta)
-
-
-def info_report(directory: str | os.PathLike, as_json: bool = False, verbose: bool = False) -> tuple[str, int]:
-    """What ``hcm cache info`` prints, and its exit status (1 with a clear message when not a cache)."""
-    try:
-        info = cache_info(directory)
-    except CacheError as exc:
-        return f"error: {exc}", 1
-    return (json.dumps(info, indent=1) if as_json else format_info(info, verbose)), 0
-
-
-def verify_report(directory: str | os.PathLike) -> tuple[str, int]:
-    """What ``hcm cache verify`` prints (each problem, or OK), and its exit status (1 when anything is wrong)."""
-    try:
-        problems = verify_cache(directory)
-    except CacheError as exc:
-        return f"error: {exc}", 1
-    if not problems:
-        return f"OK: {directory}", 0
-    return "\n".join([*problems, f"{len(problems)} problem(s) in {directory}"]), 1

@@ -1,1 +1,2 @@
-"""Stage two: HCMNet, its losses, the training loop and the metrics."""
+"""The network of stage two: HCMNet, its layers, losses and OT, on plain tensors (``hcm.training``
+trains and evaluates it)."""

@@ -8,6 +8,9 @@ A checkpoint is one ``torch.save`` dict of plain data: tensors, numbers, strings
 dicts. It is written through :func:`hcm.core.files.atomic_write` (temporary file, fsync,
 rename), so a crash or a full disk mid-write leaves the previous checkpoint intact.
 
+:class:`Loop` is the state of a run in progress; :func:`save_last` writes it (``last.pt``, and
+``best.pt`` on improvement), :func:`resume_from` puts a fresh loop back where a checkpoint left it.
+
 Checkpoints are read as data only (``torch.load(weights_only=True)``): a file that would build
 any other Python object (and so could run code) is refused before anything in it runs. The
 RNG states are stored as tensors and lists for that reason. Checkpoints written by hcm before
@@ -18,17 +21,25 @@ allowed when such a file is read, so old runs still load, then their values beco
 from __future__ import annotations
 
 import errno
+import logging
 import pickle
 import random
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from hcm.core.files import atomic_write
 from hcm.training import TrainingError
+from hcm.training.distributed import Dist, barrier, gather
+from hcm.training.faults import config_differences
+from hcm.training.runs import RunPaths
+
+log = logging.getLogger(__name__)
 
 #: What every hcm checkpoint holds (evaluation needs the first two, resuming all of them).
 REQUIRED_KEYS = ("model", "epoch")
@@ -175,3 +186,83 @@ def plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(plain(v) for v in value)
     return value
+
+
+@dataclass
+class Loop:
+    """Everything one training run carries from step to step and epoch to epoch: what ``last.pt`` saves."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp: torch.dtype | None
+    epoch: int = 0  # epochs finished
+    best_value: float | None = None
+    best_epoch: int = 0
+    best_valid: dict[str, float] = field(default_factory=dict)
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0  # batches done in the unfinished epoch (0 between epochs)
+    partial: dict[str, float] = field(default_factory=dict)  # that epoch's loss sums so far, and "items"
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # non-finite batches skipped (skip_nonfinite)
+
+
+def save_last(loop: Loop, rng: list[dict[str, Any]], d: Dist, paths: RunPaths, extra: dict[str, Any],
+              best: bool = False) -> None:
+    """Write ``last.pt`` (and ``best.pt``) on rank 0, with every rank's RNG state and loss sums.
+
+    ``rng`` holds every rank's RNG state (gathered); ``extra`` goes into the file as is (the run config).
+    """
+    partial = gather(d, dict(loop.partial))
+    if d.main:
+        state = checkpoint_state(loop, rng, partial, extra)
+        save_checkpoint(paths.last, state)
+        if best:
+            save_checkpoint(paths.best, evaluation_state(state))
+    barrier(d)
+
+
+def checkpoint_state(loop: Loop, rng: list[dict[str, Any]], partial: list[dict[str, float]],
+                     extra: dict[str, Any]) -> dict[str, Any]:
+    """What ``last.pt`` holds: every state a resumed run needs (plain data only)."""
+    module = loop.model.module if hasattr(loop.model, "module") else loop.model
+    return {
+        "model": module.state_dict(), "optimizer": loop.optimizer.state_dict(),
+        "scheduler": loop.scheduler.state_dict(), "scaler": loop.scaler.state_dict(),
+        "epoch": loop.epoch, "step": loop.step, "partial": partial, "skipped": loop.skipped,
+        "best_value": loop.best_value, "best_epoch": loop.best_epoch, "best_valid": loop.best_valid,
+        "bad_epochs": loop.bad_epochs, "history": loop.history, "rng": rng, **extra,
+    }
+
+
+def restore(loop: Loop, state: dict[str, Any], d: Dist) -> None:
+    """Put a loop back where ``state`` left it, this rank's RNG and loss sums included."""
+    module = loop.model.module if hasattr(loop.model, "module") else loop.model
+    module.load_state_dict(state["model"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    loop.scheduler.load_state_dict(state["scheduler"])
+    loop.scaler.load_state_dict(state["scaler"])
+    for name in ("epoch", "best_value", "best_epoch", "best_valid", "bad_epochs", "history"):
+        setattr(loop, name, state[name])
+    partial = state.get("partial") or [{}]
+    loop.step, loop.skipped = int(state.get("step", 0)), list(state.get("skipped", []))
+    loop.partial = dict(partial[d.rank % len(partial)])
+    rng = state["rng"]
+    if len(rng) != d.world:
+        log.warning("checkpoint holds RNG states of %d processes, this run has %d; the resumed run "
+                    "will not repeat an uninterrupted one exactly", len(rng), d.world)
+    set_rng_state(rng[d.rank % len(rng)])
+
+
+def resume_from(loop: Loop, paths: RunPaths, config: dict[str, Any], d: Dist) -> None:
+    """Continue ``loop`` from ``last.pt``, refusing a checkpoint whose run config no longer matches."""
+    state = load_checkpoint(paths.last, d.device)
+    differences = config_differences(state.get("config", {}), config)
+    if differences:
+        raise TrainingError(
+            f"cannot resume {paths.root}: the run's settings or its cache no longer match its checkpoint "
+            f"({'; '.join(differences)}). Put back the original config.json and cache, or start a new run "
+            f"with `hcm train`")
+    restore(loop, state, d)
+    log.info("resuming %s at epoch %d, step %d", paths.root, loop.epoch + 1, loop.step)

@@ -18,7 +18,8 @@ One example per cache item:
 - Optional node caps: text keeps its first ``max_text_tokens`` tokens; video and audio keep
   ``max_frames`` / ``max_audio`` evenly spaced rows.
 - Every feed stream is standardised per dimension with the train split's mean and std
-  (``DataConfig.stream_stats``, computed by ``stream_statistics`` and stored with the run), so
+  (``DataConfig.stream_stats``, computed by ``stream_statistics`` and stored with the run;
+  ``data_config`` builds the whole ``DataConfig`` of a run), so
   streams of very different scales (log-Mel in dB beside unit-scale embeddings) enter the
   modality heads on an equal footing.
 - A modality marked absent in ``Item.masks`` (or with no rows) has zero real nodes; the
@@ -43,6 +44,8 @@ from torch.utils.data import Dataset
 from hcm.cache import CacheMeta, FeatureCache
 from hcm.core.names import MODALITIES, REGRESSION
 from hcm.cache.manifest import load_manifest
+from hcm.training import TrainingError
+from hcm.training.settings import DatasetFacts, TrainConfig
 
 TEXT_CURRENT = "roberta_current"
 TEXT_EDGES = "text_edges"
@@ -313,3 +316,17 @@ class CacheDataset(Dataset):
 
     def collate(self) -> Collate:
         return Collate(self.dims, regression=self.task == REGRESSION)
+
+
+def data_config(facts: DatasetFacts, cfg: TrainConfig, cache_dir: Path) -> DataConfig:
+    """How items become examples; with ``standardise_streams``, the train split's stream statistics."""
+    streams = {m: list(s) for m, s in facts.streams.items()}
+    stats = None
+    if cfg.standardise_streams:
+        stats = stream_statistics(cache_dir, [name for names in streams.values() for name in names])
+        bad = [name for name, values in stats.items() if not np.isfinite(values["mean"] + values["std"]).all()]
+        if bad:
+            raise TrainingError(f"the train split of cache {cache_dir} holds NaN or infinite values in the streams "
+                                f"{bad}; run `hcm cache verify {cache_dir}` and re-extract the damaged shards")
+    return DataConfig(streams=streams, max_text_tokens=cfg.max_text_tokens, max_frames=cfg.max_frames,
+                      max_audio=cfg.max_audio, stream_stats=stats)

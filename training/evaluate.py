@@ -45,9 +45,9 @@ from hcm.training import metrics as M
 from hcm.training.checkpoints import load_checkpoint
 from hcm.training.data import CacheDataset, DataConfig, read_cache_meta
 from hcm.training.distributed import Dist
+from hcm.training.inference import Predictions, eval_loader, make_model, predict
 from hcm.training.runs import RunPaths
-from hcm.training.settings import DatasetFacts
-from hcm.training.trainer import Predictions, TrainConfig, eval_loader, make_model, predict
+from hcm.training.settings import DatasetFacts, TrainConfig
 
 log = logging.getLogger(__name__)
 REGRESSION_COLUMNS = [("mae", "MAE↓"), ("corr", "Corr↑"), ("acc7", "Acc-7↑"), ("acc5", "Acc-5↑"),

@@ -29,6 +29,7 @@ from hcm.cache.manifest import MANIFEST
 from hcm.core.files import atomic_write, write_csv
 from hcm.core.progress import progress_bar
 from hcm.training import TrainingError
+from hcm.training.faults import resume_command
 
 CONFIG = "config.json"
 log = logging.getLogger(__name__)
@@ -74,6 +75,17 @@ class RunPaths:
 
     def eval_dir(self, split: str) -> Path:
         return self.root / "eval" / split
+
+
+def check_run_folder(paths: RunPaths, resume: bool) -> None:
+    """A resumed run needs a checkpoint; a new run needs a folder without one."""
+    if resume and not paths.last.is_file():
+        raise TrainingError(
+            f"run {paths.root} has no checkpoint yet ({paths.last} is missing), so there is nothing to resume: "
+            f"it stopped before its first checkpoint. Start a new run with `hcm train` (this folder can be "
+            f"deleted)")
+    if not resume and paths.config.exists():
+        raise TrainingError(f"{paths.root} already holds a run; continue it with `{resume_command(paths.root)}`")
 
 
 def new_run_dir(runs_root: Path, dataset: str, variant: str, suffix: str = "") -> Path:

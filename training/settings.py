@@ -1,4 +1,4 @@
-"""Dataset facts and the shipped hyper-parameter files.
+"""Dataset facts, the shipped hyper-parameter files and the training settings (``TrainConfig``).
 
 Dataset facts (task, classes, key metric, which cached streams feed which modality) live in
 ``configs/datasets/<name>.json``; hyper-parameters live in ``configs/hcmnet/<name>.json``.
@@ -15,20 +15,29 @@ A hyper-parameter file says where each number comes from::
 no reason is left without a choice, and that no reading switch hides among the choices (a
 switch departs from an equation; it belongs in ``model``, where ``reading`` governs it).
 The two parts are merged for training.
+
+``TrainConfig`` holds the optimisation settings of one run; ``with_class_weights`` turns the
+``inverse_frequency`` class-weight setting into numbers from the training split.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hcm.core.configs import check_keys, configs_dir
 from hcm.core.errors import UsageError
 from hcm.core.files import read_json_object
 from hcm.core.names import CLASSIFICATION, MODALITIES, REGRESSION
-from hcm.model.config import SWITCHES_BY_NAME, ModelConfig
+from hcm.model.config import INVERSE_FREQUENCY, SWITCHES_BY_NAME, ModelConfig
 from hcm.training.metrics import METRIC_SETS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -167,3 +176,91 @@ def load_hparams(name: str) -> dict[str, Any]:
     ModelConfig.from_dict(model, str(path))
     return {"model": model, "train": {**paper["train"], **choices["train"]},
             "hcm_choices": sorted(set(choices["model"]) | set(choices["train"]))}
+
+
+METRIC_ALIASES = {"w_f1": "weighted_f1", "wf1": "weighted_f1", "f1_weighted": "weighted_f1", "acc": "accuracy",
+                  "acc_7": "acc7", "acc_2": "acc2_non0", "acc2": "acc2_non0", "f1": "f1_non0"}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (paper: AdamW, lr 2e-4, batch 64, 100 epochs).
+
+    ``batch_size`` is the global batch: under DDP each of the W ranks takes batch_size / W.
+    """
+
+    epochs: int = 100  # maximum number of epochs
+    batch_size: int = 64  # global batch size
+    optimizer: str = "adamw"  # the paper's optimiser; the only one offered
+    lr: float = 2e-4  # AdamW learning rate
+    weight_decay: float = 0.01  # AdamW weight decay
+    scheduler: str = "cosine"  # "cosine" decay to 0 or "constant", after warm-up
+    warmup_epochs: float = 0.0  # linear warm-up length in epochs
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    patience: int = 10  # epochs without validation improvement before stopping; 0 disables
+    seed: int = 0  # seeds model init, dropout and the shuffling order
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: str = "auto"  # "auto" (bf16 on GPUs that have it, else fp16; off on CPU), "bf16", "fp16", "off"
+    num_workers: int = 0  # DataLoader worker processes
+    in_memory: bool = False  # load the cache into memory (small caches)
+    eval_batch_size: int = 0  # batch size for validation/evaluation; 0 = batch_size
+    max_text_tokens: int | None = None  # cap on text nodes per item
+    max_frames: int | None = None  # cap on video nodes per item
+    max_audio: int | None = None  # cap on audio nodes per item
+    standardise_streams: bool = True  # scale each feed stream by the train split's mean/std
+    skip_nonfinite: int = 0  # batches with a non-finite loss/gradient skipped (logged) before stopping
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0; got {self.epochs}, {self.batch_size}, {self.lr}")
+        if self.optimizer != "adamw":
+            raise ValueError(f"optimizer {self.optimizer!r} is not offered; hcm trains with 'adamw' as the paper does")
+        if self.scheduler not in ("cosine", "constant"):
+            raise ValueError(f"scheduler must be 'cosine' or 'constant', got {self.scheduler!r}")
+        if self.skip_nonfinite < 0:
+            raise ValueError(f"skip_nonfinite must be 0 or more, got {self.skip_nonfinite}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"amp must be auto, bf16, fp16 or off; got {self.amp!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "TrainConfig":
+        check_keys(cls, data, source)
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def key_metric_of(facts: DatasetFacts) -> str:
+    name = facts.key_metric.lower().replace("-", "_")
+    return METRIC_ALIASES.get(name, name)
+
+
+def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
+    """Eq. 16's class weights ``n / (k n_c)`` over the k classes present in ``labels``.
+
+    sklearn's ``"balanced"`` weights; a class absent from the training split gets weight 1
+    (it is never a target there, so its weight does not enter the training loss).
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels).astype(np.int64)
+    present = np.unique(labels)
+    weights = np.ones(num_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return tuple(float(w) for w in weights)
+
+
+def with_class_weights(model_cfg: ModelConfig, train_labels: np.ndarray) -> ModelConfig:
+    """Turn ``class_weights="inverse_frequency"`` into numbers from the training split.
+
+    The run's config.json records the numbers (what the run used); a regression task takes
+    no class weights, so the setting is dropped there.
+    """
+    if model_cfg.class_weights != INVERSE_FREQUENCY:
+        return model_cfg
+    if model_cfg.task != CLASSIFICATION:
+        return dataclasses.replace(model_cfg, class_weights=None)
+    weights = inverse_frequency_weights(train_labels, model_cfg.num_classes)
+    log.info("class weights (inverse frequency over the training split): %s", [round(w, 3) for w in weights])
+    return dataclasses.replace(model_cfg, class_weights=weights)

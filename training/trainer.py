@@ -14,101 +14,48 @@
 - Mixed precision on GPU (bf16, or fp16 with a grad scaler). A non-finite loss or gradient
   stops the run with the epoch, step and item ids, after saving the state before that batch;
   ``skip_nonfinite`` skips up to that many such batches instead (each logged).
+
+The settings (``TrainConfig``) are in ``hcm.training.settings``, the state a checkpoint holds
+(``Loop``, ``save_last``, ``resume_from``) in ``hcm.training.checkpoints``, the model factory and
+``predict`` in ``hcm.training.inference``; this module holds the loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import itertools
 import logging
 import math
 import os
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from hcm.cache.manifest import MANIFEST
 from hcm.cache.schema import CacheError
-from hcm.core.configs import check_keys
 from hcm.core.files import json_safe, write_json
 from hcm.core.names import CLASSIFICATION
 from hcm.core.provenance import provenance
-from hcm.model.config import INVERSE_FREQUENCY, ModelConfig
+from hcm.model.config import ModelConfig
 from hcm.training import TrainingError
 from hcm.training import metrics as M
-from hcm.training.checkpoints import (evaluation_state, load_checkpoint, rng_state, save_checkpoint, seed_everything,
-                                      set_rng_state)
-from hcm.training.data import MODEL_KEYS, CacheDataset, DataConfig, read_cache_meta, stream_statistics
-from hcm.training.distributed import Dist, barrier, gather, max_over_ranks, setup_distributed
-from hcm.training.faults import (NonFiniteLossError, StopSignals, config_differences, ignore_stop_signals,
-                                 interrupted, resume_command)
-from hcm.training.runs import RunLogger, RunPaths, check_run_folder_kept, epoch_progress
-from hcm.training.settings import DatasetFacts, facts_for_cache
+from hcm.training.checkpoints import Loop, resume_from, rng_state, save_last, seed_everything
+from hcm.training.data import CacheDataset, DataConfig, data_config, read_cache_meta
+from hcm.training.distributed import Dist, gather, max_over_ranks, setup_distributed
+from hcm.training.faults import NonFiniteLossError, StopSignals, ignore_stop_signals, interrupted, resume_command
+from hcm.training.inference import DEFAULT_MODEL, autocast, eval_loader, factory_path, make_model, model_inputs, predict
+from hcm.training.runs import RunLogger, RunPaths, check_run_folder, check_run_folder_kept, epoch_progress
+from hcm.training.settings import (DatasetFacts, TrainConfig, facts_for_cache, key_metric_of,
+                                   with_class_weights)
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL = "hcm.model.hcmnet:build_model"  # checks the input widths, then HCMNet(cfg)
-METRIC_ALIASES = {"w_f1": "weighted_f1", "wf1": "weighted_f1", "f1_weighted": "weighted_f1", "acc": "accuracy",
-                  "acc_7": "acc7", "acc_2": "acc2_non0", "acc2": "acc2_non0", "f1": "f1_non0"}
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (paper: AdamW, lr 2e-4, batch 64, 100 epochs).
-
-    ``batch_size`` is the global batch: under DDP each of the W ranks takes batch_size / W.
-    """
-
-    epochs: int = 100  # maximum number of epochs
-    batch_size: int = 64  # global batch size
-    optimizer: str = "adamw"  # the paper's optimiser; the only one offered
-    lr: float = 2e-4  # AdamW learning rate
-    weight_decay: float = 0.01  # AdamW weight decay
-    scheduler: str = "cosine"  # "cosine" decay to 0 or "constant", after warm-up
-    warmup_epochs: float = 0.0  # linear warm-up length in epochs
-    grad_clip: float = 1.0  # max global gradient norm; 0 disables
-    patience: int = 10  # epochs without validation improvement before stopping; 0 disables
-    seed: int = 0  # seeds model init, dropout and the shuffling order
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    amp: str = "auto"  # "auto" (bf16 on GPUs that have it, else fp16; off on CPU), "bf16", "fp16", "off"
-    num_workers: int = 0  # DataLoader worker processes
-    in_memory: bool = False  # load the cache into memory (small caches)
-    eval_batch_size: int = 0  # batch size for validation/evaluation; 0 = batch_size
-    max_text_tokens: int | None = None  # cap on text nodes per item
-    max_frames: int | None = None  # cap on video nodes per item
-    max_audio: int | None = None  # cap on audio nodes per item
-    standardise_streams: bool = True  # scale each feed stream by the train split's mean/std
-    skip_nonfinite: int = 0  # batches with a non-finite loss/gradient skipped (logged) before stopping
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0; got {self.epochs}, {self.batch_size}, {self.lr}")
-        if self.optimizer != "adamw":
-            raise ValueError(f"optimizer {self.optimizer!r} is not offered; hcm trains with 'adamw' as the paper does")
-        if self.scheduler not in ("cosine", "constant"):
-            raise ValueError(f"scheduler must be 'cosine' or 'constant', got {self.scheduler!r}")
-        if self.skip_nonfinite < 0:
-            raise ValueError(f"skip_nonfinite must be 0 or more, got {self.skip_nonfinite}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"amp must be auto, bf16, fp16 or off; got {self.amp!r}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "TrainConfig":
-        check_keys(cls, data, source)
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
 @dataclass
 class RunResult:
     """What a finished ``train`` call reports."""
@@ -136,42 +83,7 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if setting == "bf16" else torch.float16
 
 
-def import_factory(path: str) -> Callable[[ModelConfig], nn.Module]:
-    """``"package.module:Name"`` -> the object (the model class or a factory function)."""
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as error:
-        raise TrainingError(f"cannot import the model factory {path!r} ({error}); is the module installed?") from error
-
-
-def factory_path(factory: str | Callable | None) -> str:
-    """The importable ``"module:Name"`` of a model factory (stored in config.json)."""
-    if factory is None:
-        return DEFAULT_MODEL
-    return factory if isinstance(factory, str) else f"{factory.__module__}:{factory.__qualname__}"
-
-
-def key_metric_of(facts: DatasetFacts) -> str:
-    name = facts.key_metric.lower().replace("-", "_")
-    return METRIC_ALIASES.get(name, name)
-
-
-def data_config(facts: DatasetFacts, cfg: TrainConfig, cache_dir: Path) -> DataConfig:
-    """How items become examples; with ``standardise_streams``, the train split's stream statistics."""
-    streams = {m: list(s) for m, s in facts.streams.items()}
-    stats = None
-    if cfg.standardise_streams:
-        stats = stream_statistics(cache_dir, [name for names in streams.values() for name in names])
-        bad = [name for name, values in stats.items() if not np.isfinite(values["mean"] + values["std"]).all()]
-        if bad:
-            raise TrainingError(f"the train split of cache {cache_dir} holds NaN or infinite values in the streams "
-                                f"{bad}; run `hcm cache verify {cache_dir}` and re-extract the damaged shards")
-    return DataConfig(streams=streams, max_text_tokens=cfg.max_text_tokens, max_frames=cfg.max_frames,
-                      max_audio=cfg.max_audio, stream_stats=stats)
-
-
-# --------------------------------------------------------------------------- loaders and model
+# --------------------------------------------------------------------------- loaders
 
 
 class SkipSampler(Sampler):
@@ -206,70 +118,6 @@ def train_loader(data: CacheDataset, cfg: TrainConfig, d: Dist, epoch: int, done
     )
 
 
-def eval_loader(data: CacheDataset, cfg: TrainConfig, d: Dist) -> DataLoader:
-    """This rank's contiguous-free share ``rank::world`` of a split, in order, without padding."""
-    share = Subset(data, list(range(d.rank, len(data), d.world)))
-    return DataLoader(
-        share, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False, collate_fn=data.collate(),
-        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(0), worker_init_fn=ignore_stop_signals,
-    )
-
-
-def make_model(model_cfg: ModelConfig, factory: str | Callable | None = None) -> nn.Module:
-    make = import_factory(factory) if isinstance(factory, str) else (factory or import_factory(DEFAULT_MODEL))
-    return make(model_cfg)
-
-
-def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: batch[k].to(device, non_blocking=True) for k in MODEL_KEYS if k in batch}
-
-
-# --------------------------------------------------------------------------- prediction
-
-
-@dataclass
-class Predictions:
-    """Model outputs over one split, in dataset order."""
-
-    index: np.ndarray  # (N,)
-    scores: np.ndarray  # (N,) regression scores or (N, C) logits
-    loss: float  # mean loss over items
-    features: np.ndarray | None = None  # (N, d) the model's ``.features``, when asked for
-
-
-@torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, d: Dist, amp: torch.dtype | None = None,
-            with_features: bool = False) -> Predictions:
-    """Run ``model`` over ``loader`` (this rank's share) and gather every rank's outputs."""
-    model.eval()
-    index, scores, feats, loss_sum = [], [], [], 0.0
-    for batch in loader:
-        with _autocast(d.device, amp):
-            out = model(model_inputs(batch, d.device))
-        index.append(batch["index"].numpy())
-        scores.append(out.prediction.float().cpu().numpy())
-        loss_sum += float(out.loss) * len(batch["index"])
-        if with_features:
-            feats.append(out.features.float().reshape(len(batch["index"]), -1).cpu().numpy())
-    local = (index, scores, feats, loss_sum)
-    parts = gather(d, local)
-    all_index = np.concatenate([i for p in parts for i in p[0]])
-    order = np.argsort(all_index, kind="stable")
-    all_scores = np.concatenate([s for p in parts for s in p[1]])
-    all_feats = np.concatenate([f for p in parts for f in p[2]]) if with_features else None
-    total_loss = sum(p[3] for p in parts) / max(1, all_index.size)
-    if all_scores.ndim == 2 and all_scores.shape[1] == 1:
-        all_scores = all_scores[:, 0]
-    return Predictions(all_index[order], all_scores[order], total_loss,
-                       all_feats[order] if all_feats is not None else None)
-
-
-def _autocast(device: torch.device, amp: torch.dtype | None):
-    if amp is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp)
-
-
 # --------------------------------------------------------------------------- optimisation
 
 
@@ -287,26 +135,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-@dataclass
-class Loop:
-    """Everything one training run carries from step to step and epoch to epoch."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    amp: torch.dtype | None
-    epoch: int = 0  # epochs finished
-    best_value: float | None = None
-    best_epoch: int = 0
-    best_valid: dict[str, float] = field(default_factory=dict)
-    bad_epochs: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    step: int = 0  # batches done in the unfinished epoch (0 between epochs)
-    partial: dict[str, float] = field(default_factory=dict)  # that epoch's loss sums so far, and "items"
-    skipped: list[dict[str, Any]] = field(default_factory=list)  # non-finite batches skipped (skip_nonfinite)
 
 
 @dataclass
@@ -331,7 +159,7 @@ def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) 
     loop.model.train()
     for batch in train_loader(run.setup.train_data, run.cfg, run.d, loop.epoch, loop.step):
         before = rng_state()
-        with _autocast(run.d.device, loop.amp):
+        with autocast(run.d.device, loop.amp):
             out = loop.model(model_inputs(batch, run.d.device))
         fault = backward(loop, out.loss, run.cfg)
         bad, signum = max_over_ranks([float(bool(fault)), float(run.stop.signum)], run.d)
@@ -344,7 +172,7 @@ def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) 
         loop.step += 1
         on_step(loop.partial.get("loss", 0.0) / max(1.0, loop.partial.get("items", 0.0)))  # the epoch's mean so far
         if signum:
-            save_last(loop, run, gather(run.d, rng_state()))
+            save_last(loop, gather(run.d, rng_state()), run.d, run.paths, run.extra)
             raise interrupted(int(signum), f"epoch {loop.epoch + 1}, step {loop.step}", run.paths.last,
                               run.paths.root, run.d.world)
     means = _reduce_means(loop.partial, run.d)
@@ -420,55 +248,12 @@ def skip_or_stop(loop: Loop, run: Context, batch: dict[str, torch.Tensor], fault
 def keep_good_state(loop: Loop, run: Context, before: dict[str, Any]) -> str:
     """Save the state before the bad batch while the weights are finite; say where the last good state is."""
     if all(bool(torch.isfinite(p).all()) for p in loop.model.parameters()):
-        save_last(loop, run, gather(run.d, before))
+        save_last(loop, gather(run.d, before), run.d, run.paths, run.extra)
         return (f"The last good checkpoint is kept: {run.paths.last} now holds the state before this batch, "
                 f"so the run can be resumed.")
     if run.paths.last.is_file():
         return f"The last good checkpoint is kept: {run.paths.last} (the weights are no longer finite)."
     return "No checkpoint was written: the weights are no longer finite and no epoch had finished."
-
-
-def save_last(loop: Loop, run: Context, rng: list[dict[str, Any]], best: bool = False) -> None:
-    """Write ``last.pt`` (and ``best.pt``) on rank 0, with every rank's RNG state and loss sums."""
-    partial = gather(run.d, dict(loop.partial))
-    if run.d.main:
-        state = checkpoint_state(loop, rng, partial, run.extra)
-        save_checkpoint(run.paths.last, state)
-        if best:
-            save_checkpoint(run.paths.best, evaluation_state(state))
-    barrier(run.d)
-
-
-def checkpoint_state(loop: Loop, rng: list[dict[str, Any]], partial: list[dict[str, float]],
-                     extra: dict[str, Any]) -> dict[str, Any]:
-    """What ``last.pt`` holds: every state a resumed run needs (plain data only)."""
-    module = loop.model.module if hasattr(loop.model, "module") else loop.model
-    return {
-        "model": module.state_dict(), "optimizer": loop.optimizer.state_dict(),
-        "scheduler": loop.scheduler.state_dict(), "scaler": loop.scaler.state_dict(),
-        "epoch": loop.epoch, "step": loop.step, "partial": partial, "skipped": loop.skipped,
-        "best_value": loop.best_value, "best_epoch": loop.best_epoch, "best_valid": loop.best_valid,
-        "bad_epochs": loop.bad_epochs, "history": loop.history, "rng": rng, **extra,
-    }
-
-
-def restore(loop: Loop, state: dict[str, Any], d: Dist) -> None:
-    """Put a loop back where ``state`` left it, this rank's RNG and loss sums included."""
-    module = loop.model.module if hasattr(loop.model, "module") else loop.model
-    module.load_state_dict(state["model"])
-    loop.optimizer.load_state_dict(state["optimizer"])
-    loop.scheduler.load_state_dict(state["scheduler"])
-    loop.scaler.load_state_dict(state["scaler"])
-    for name in ("epoch", "best_value", "best_epoch", "best_valid", "bad_epochs", "history"):
-        setattr(loop, name, state[name])
-    partial = state.get("partial") or [{}]
-    loop.step, loop.skipped = int(state.get("step", 0)), list(state.get("skipped", []))
-    loop.partial = dict(partial[d.rank % len(partial)])
-    rng = state["rng"]
-    if len(rng) != d.world:
-        log.warning("checkpoint holds RNG states of %d processes, this run has %d; the resumed run "
-                    "will not repeat an uninterrupted one exactly", len(rng), d.world)
-    set_rng_state(rng[d.rank % len(rng)])
 
 
 # --------------------------------------------------------------------------- the run
@@ -506,36 +291,6 @@ def prepare(cache_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | None,
     model_cfg = (model_cfg or ModelConfig()).for_dataset(facts, train_data.dims)
     model_cfg = with_class_weights(model_cfg, train_data.labels)
     return Setup(train_data, valid_data, facts, data_cfg, model_cfg, key_metric_of(facts))
-
-
-def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
-    """Eq. 16's class weights ``n / (k n_c)`` over the k classes present in ``labels``.
-
-    sklearn's ``"balanced"`` weights; a class absent from the training split gets weight 1
-    (it is never a target there, so its weight does not enter the training loss).
-    """
-    from sklearn.utils.class_weight import compute_class_weight
-
-    labels = np.asarray(labels).astype(np.int64)
-    present = np.unique(labels)
-    weights = np.ones(num_classes)
-    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
-    return tuple(float(w) for w in weights)
-
-
-def with_class_weights(model_cfg: ModelConfig, train_labels: np.ndarray) -> ModelConfig:
-    """Turn ``class_weights="inverse_frequency"`` into numbers from the training split.
-
-    The run's config.json records the numbers (what the run used); a regression task takes
-    no class weights, so the setting is dropped there.
-    """
-    if model_cfg.class_weights != INVERSE_FREQUENCY:
-        return model_cfg
-    if model_cfg.task != CLASSIFICATION:
-        return dataclasses.replace(model_cfg, class_weights=None)
-    weights = inverse_frequency_weights(train_labels, model_cfg.num_classes)
-    log.info("class weights (inverse frequency over the training split): %s", [round(w, 3) for w in weights])
-    return dataclasses.replace(model_cfg, class_weights=weights)
 
 
 def run_config(setup: Setup, cfg: TrainConfig, cache_dir: Path, factory: str, d: Dist) -> dict[str, Any]:
@@ -586,7 +341,7 @@ def finish_epoch(loop: Loop, row: dict[str, Any], run: Context) -> bool:
     else:
         loop.bad_epochs += 1
     loop.history.append({"epoch": loop.epoch, **row, "best": improved})
-    save_last(loop, run, gather(run.d, rng_state()), best=improved)
+    save_last(loop, gather(run.d, rng_state()), run.d, run.paths, run.extra, best=improved)
     return stopped_early(loop, run.cfg)
 
 
@@ -648,30 +403,6 @@ def run_epochs(loop: Loop, run: Context, callbacks: Sequence[Callable[[int, dict
     finally:
         logger.close(loop.history, setup.key)
     return False
-
-
-def resume_from(loop: Loop, paths: RunPaths, config: dict[str, Any], d: Dist) -> None:
-    """Continue ``loop`` from ``last.pt``, refusing a checkpoint whose run config no longer matches."""
-    state = load_checkpoint(paths.last, d.device)
-    differences = config_differences(state.get("config", {}), config)
-    if differences:
-        raise TrainingError(
-            f"cannot resume {paths.root}: the run's settings or its cache no longer match its checkpoint "
-            f"({'; '.join(differences)}). Put back the original config.json and cache, or start a new run "
-            f"with `hcm train`")
-    restore(loop, state, d)
-    log.info("resuming %s at epoch %d, step %d", paths.root, loop.epoch + 1, loop.step)
-
-
-def check_run_folder(paths: RunPaths, resume: bool) -> None:
-    """A resumed run needs a checkpoint; a new run needs a folder without one."""
-    if resume and not paths.last.is_file():
-        raise TrainingError(
-            f"run {paths.root} has no checkpoint yet ({paths.last} is missing), so there is nothing to resume: "
-            f"it stopped before its first checkpoint. Start a new run with `hcm train` (this folder can be "
-            f"deleted)")
-    if not resume and paths.config.exists():
-        raise TrainingError(f"{paths.root} already holds a run; continue it with `{resume_command(paths.root)}`")
 
 
 def train(cache_dir: str | os.PathLike, run_dir: str | os.PathLike, train_cfg: TrainConfig,

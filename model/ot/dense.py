@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from hcm.model.ot.cuda_graphs import run_loop
-from hcm.model.ot.problem import SinkhornProblem, safe_log
+from hcm.model.ot.fused_cpu import FusedScalingSinkhorn, use_fused
+from hcm.model.ot.problem import SinkhornProblem, input_grads, safe_log
 from hcm.model.ot.registry import SinkhornBackend, register_backend
 
 # Largest per-sample spread max(logk) - min(logk) for which the scaling path runs; beyond it
@@ -40,13 +41,6 @@ def all_finite(tensor: Tensor) -> bool:
 def _matvec(matrix: Tensor, vector: Tensor) -> Tensor:
     """Batched ``matrix @ vector``: (B, M, N), (B, N) -> (B, M)."""
     return torch.bmm(matrix, vector.unsqueeze(-1)).squeeze(-1)
-
-
-def _input_grads(ctx, g_logk, g_a, g_b, a, b):
-    """Gradients in ``forward``'s argument order, zero on zero-mass marginal entries."""
-    g_a = torch.where(a > 0, g_a, 0) if ctx.needs_input_grad[1] else None
-    g_b = torch.where(b > 0, g_b, 0) if ctx.needs_input_grad[2] else None
-    return g_logk, g_a, g_b, None, None
 
 
 def _scaling_forward(kern: Tensor, a: Tensor, b: Tensor, *, n_iters: int) -> tuple[Tensor, ...]:
@@ -105,7 +99,7 @@ class ScalingSinkhorn(torch.autograd.Function):
         a, b = ctx.saved_tensors[3:5]
         g_logk, g_a, g_b = run_loop(_scaling_backward, (grad_plan.contiguous(), *ctx.saved_tensors),
                                     grad_steps=ctx.grad_steps)
-        return _input_grads(ctx, g_logk, g_a, g_b, a, b)
+        return input_grads(ctx, g_logk, g_a, g_b, a, b)
 
 
 def _log_forward(logk: Tensor, a: Tensor, b: Tensor, *, n_iters: int) -> tuple[Tensor, ...]:
@@ -161,7 +155,7 @@ class LogSinkhorn(torch.autograd.Function):
         a, b = ctx.saved_tensors[2:4]
         g_logk, g_a, g_b = run_loop(_log_backward, (grad_plan.contiguous(), *ctx.saved_tensors),
                                     grad_steps=ctx.grad_steps)
-        return _input_grads(ctx, g_logk, g_a, g_b, a, b)
+        return input_grads(ctx, g_logk, g_a, g_b, a, b)
 
 
 def scaling_is_safe(logk: Tensor) -> bool:
@@ -177,8 +171,6 @@ def dense_plan(logk: Tensor, a: Tensor, b: Tensor, n_iters: int, grad: str) -> T
     """Plan (B, M, N) for ``logk = -C / eps``: the scaling path when safe, else the log path."""
     grad_steps = 1 if grad == "last_step" else n_iters
     if scaling_is_safe(logk):
-        from hcm.model.ot.fused_cpu import FusedScalingSinkhorn, use_fused  # it imports this module
-
         scaling = FusedScalingSinkhorn if use_fused(logk, a, b) else ScalingSinkhorn
         plan = scaling.apply(logk, a, b, n_iters, grad_steps)
         if all_finite(plan):  # a plan sums to at most 1 per sample

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from hcm.model.ot import native
-from hcm.model.ot.dense import _input_grads
+from hcm.model.ot.problem import input_grads
 
 SOURCE = Path(__file__).with_name("sinkhorn_cpu.cpp")
 SWITCH = "HCM_FUSED_SINKHORN"
@@ -132,4 +132,4 @@ class FusedScalingSinkhorn(torch.autograd.Function):
         g_logk, g_a, g_b = torch.empty_like(kern), torch.empty_like(a), torch.empty_like(b)
         _call("backward", [batch, m, n, betas.shape[1], ctx.grad_steps],
               [grad_plan, kern, plan, alphas, betas, den_us, den_vs, g_logk, g_a, g_b])
-        return _input_grads(ctx, g_logk, g_a, g_b, a, b)
+        return input_grads(ctx, g_logk, g_a, g_b, a, b)

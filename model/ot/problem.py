@@ -16,6 +16,14 @@ def safe_log(mass: Tensor) -> Tensor:
     return torch.where(positive, mass.clamp_min(torch.finfo(mass.dtype).tiny).log(), -torch.inf)
 
 
+def input_grads(ctx, g_logk, g_a, g_b, a, b):
+    """The gradients a Sinkhorn autograd function's ``backward`` returns, in the order of its
+    ``forward(logk, a, b, n_iters, grad_steps)`` arguments: zero on zero-mass marginal entries."""
+    g_a = torch.where(a > 0, g_a, 0) if ctx.needs_input_grad[1] else None
+    g_b = torch.where(b > 0, g_b, 0) if ctx.needs_input_grad[2] else None
+    return g_logk, g_a, g_b, None, None
+
+
 class SquaredDistances(torch.autograd.Function):
     """``|x_i|^2 + |y_j|^2 - 2 x_i . y_j``: (x (B, M, d), y (B, N, d)) -> (B, M, N), unclamped.
 

@@ -32,24 +32,24 @@ from typing import Any, Sequence
 import numpy as np
 
 from hcm import __version__
-from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item
+from hcm.cache import CacheMeta, CacheWriter, Failure, FeatureSpec, Item
 from hcm.cache.writer import exclusive_run
 from hcm.core.configs import configs_dir
 from hcm.core.device import resolve_device
-from hcm.core.errors import UsageError, report_errors
+from hcm.core.errors import UsageError
 from hcm.core.files import read_json_object
 from hcm.core.names import REGRESSION, SPLITS
-from hcm.core.progress import progress_bar
 from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets.base import Utterance, attach_context
 from hcm.pipeline.datasets.mosei import _clip_order
 from hcm.pipeline.encoders import image  # noqa: F401  (importing registers clip_text)
-from hcm.pipeline.encoders.base import EncoderError, create_encoder
+from hcm.pipeline.encoders.base import create_encoder
 from hcm.pipeline.encoders.graph import ChainParser, ParserError, choose_parser
 from hcm.pipeline.encoders.text import RobertaEncoder
-from hcm.pipeline.extract import Decoded, encode_batch, inference_threads
+from hcm.pipeline.decoding import Decoded, encode_batch, inference_threads
 from hcm.pipeline.importers.mmsa_file import MmsaFile, MmsaSplit, read_mmsa_file, sequence_rows
 from hcm.pipeline.profiles import MissingWeightsError, Profile, WeightOptions, get_profile, resolve_weights
+from hcm.pipeline.shards import Advance, ShardCounts, ShardLoop
 
 log = logging.getLogger(__name__)
 SOURCE_FORMAT = "mmsa"
@@ -209,8 +209,7 @@ class ImportSummary:
     aligned: bool
     planned: int = 0
     imported: int = 0
-    shards_total: int = 0
-    shards_resumed: int = 0
+    shards: ShardCounts = field(default_factory=ShardCounts)
     masked: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
     nonfinite: list[tuple[str, str]] = field(default_factory=list)  # (id, note)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
@@ -223,8 +222,7 @@ class ImportSummary:
         lines = [f"{self.dataset} from {self.source.name} ({kind}, profile {self.profile}): {self.imported} imported, "
                  f"{len(self.masked)} with a masked modality, {len(self.nonfinite)} with non-finite values set to 0, "
                  f"{len(self.skipped)} skipped; {self.seconds:.1f} s",
-                 f"shards: {self.shards_total - self.shards_resumed} written, {self.shards_resumed} already complete; "
-                 f"plan {self.planned} items",
+                 f"shards: {self.shards.done()}; plan {self.planned} items",
                  f"cache: {self.out}", *[f"warning: {w}" for w in self.warnings]]
         for title, entries in (("masked", self.masked), ("non-finite", self.nonfinite), ("skipped", self.skipped)):
             if entries:
@@ -267,8 +265,9 @@ def decode_row(split: MmsaSplit, planned: Planned, trim: bool) -> tuple[Any, dic
     return decoded, streams
 
 
-def write_shard(run: _Run, k: int, entries: Sequence[Planned], advance: Any) -> None:
-    """Encode the text of shard ``k``'s rows, add their sequences, write the shard."""
+def write_shard(run: _Run, k: int, entries: Sequence[Planned], advance: Advance) -> bool:
+    """Encode the text of shard ``k``'s rows, add their sequences, write the shard (False: another
+    process wrote it meanwhile)."""
     failures = [p.failure for p in entries if p.failure is not None]
     advance(len(failures))
     rows = [decode_row(run.data.splits[p.split], p, run.trim) for p in entries if p.utterance is not None]
@@ -287,8 +286,10 @@ def write_shard(run: _Run, k: int, entries: Sequence[Planned], advance: Any) -> 
             kept.append(item)
         except Exception as exc:  # CacheError: the item is reported, never dropped silently
             failures.append(Failure(item.id, f"features cannot be stored: {exc}", item.split))
-    run.writer.write_shard_once(k, kept, failures)
+    if not run.writer.write_shard_once(k, kept, failures):
+        return False
     _count(run.summary, kept, failures)
+    return True
 
 
 def _count(summary: ImportSummary, items: Sequence[Item], failures: Sequence[Failure]) -> None:
@@ -347,27 +348,9 @@ def import_mmsa(path: str | Path, dataset: str, profile: str = "paper", *, out: 
     writer = CacheWriter(out, meta, device=str(chosen_device))
     run = _Run(data, encoders, writer, batch_size, aligned_rows == "trim", summary)
     with exclusive_run(out, "import"), inference_threads(chosen_device):  # a second import stops at once
-        _run_shards(run, plan_rows(data), shard_size, progress)
+        loop = ShardLoop(plan_rows(data), shard_size, writer)
+        summary.shards = loop.counts
+        loop.run(lambda k, rows, advance: write_shard(run, k, rows, advance), f"import {dataset}", progress)
     writer.finalize(len(data))
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _run_shards(run: _Run, planned: list[Planned], shard_size: int, progress: bool) -> None:
-    total = -(-len(planned) // shard_size)
-    todo = [k for k in range(total) if not run.writer.shard_done(k)]
-    run.summary.shards_total, run.summary.shards_resumed = total, total - len(todo)
-    spans = {k: planned[k * shard_size:(k + 1) * shard_size] for k in todo}
-    with progress_bar(progress, eta=True) as bar:
-        task = bar.add_task(f"import {run.summary.dataset}", total=sum(map(len, spans.values())))
-        for k in todo:
-            write_shard(run, k, spans[k], lambda n: bar.advance(task, n))
-
-
-def import_command(workspace: Workspace, path: Path, dataset: str, quiet: bool = False, **options: Any) -> int:
-    """``hcm import mmsa``: run :func:`import_mmsa`, print the summary or a clear error; the exit code."""
-    def work() -> None:
-        print(import_mmsa(path, dataset, workspace=workspace, progress=not quiet, **options).format())
-
-    return report_errors(work, also=(CacheError, EncoderError),
-                         interrupted="interrupted; finished shards are kept and the same command resumes")

@@ -11,6 +11,7 @@ import pytest
 from hcm.apps.train import train_summary
 from hcm.model.config import ModelConfig
 from hcm.pipeline.extract import ExtractSummary
+from hcm.pipeline.shards import ShardCounts
 from hcm.pipeline.weights import WeightOptions, WeightSpec, find_weight
 from hcm.training import trainer
 from hcm.training.trainer import TrainConfig, train
@@ -65,8 +66,8 @@ def test_progress_bar_loss_is_the_logged_train_loss(tmp_path: Path, monkeypatch:
 
 
 def test_a_resumed_extraction_with_nothing_to_do_reports_no_rate(tmp_path: Path) -> None:
-    summary = ExtractSummary("mosei", "tiny", tmp_path, "float32", planned=54059, extracted=54059, shards_total=55,
-                             shards_mine=55, shards_resumed=55, seconds=1.2, loop_seconds=0.001, processed=0)
+    summary = ExtractSummary("mosei", "tiny", tmp_path, "float32", planned=54059, extracted=54059,
+                             shards=ShardCounts(total=55, mine=55, resumed=55), seconds=1.2, loop_seconds=0.001)
     text = summary.format()
     assert "items/s" not in text and "nothing left to extract" in text
     busy = ExtractSummary("mosei", "tiny", tmp_path, "float32", planned=100, extracted=100, seconds=3.0,

@@ -17,7 +17,8 @@ from hcm.cache import CacheError, FeatureCache
 from hcm.core.registry import Registry
 from hcm.pipeline.encoders import base
 from hcm.pipeline.encoders.mel import MelSettings
-from hcm.pipeline.extract import ExtractionError, extract, extract_clip
+from hcm.pipeline.clip import extract_clip
+from hcm.pipeline.extract import ExtractionError, extract
 from hcm.pipeline.profiles import MissingWeightsError, Profile, Sampling, WeightOptions, get_profile
 from hcm.pipeline.sample import make_sample
 from hcm.training.evaluate import ProfileMismatchError, check_cache_matches

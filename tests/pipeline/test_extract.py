@@ -13,9 +13,9 @@ import torch
 from hcm.cache import CacheWriter, FeatureCache
 from hcm.core.errors import UsageError
 from hcm.pipeline.datasets import get_dataset
-from hcm.pipeline.extract import (
-    ExtractionError, MediaDecoder, build_encoders, default_workers, extract, inference_threads, shard_assignment,
-)
+from hcm.pipeline.decoding import MediaDecoder, default_workers, inference_threads
+from hcm.pipeline.extract import ExtractionError, build_encoders, extract
+from hcm.pipeline.shards import shard_assignment
 from hcm.pipeline.profiles import MissingWeightsError, WeightOptions, get_profile, resolve_weights
 from hcm.pipeline.sample import make_sample
 
@@ -104,7 +104,7 @@ def test_interrupted_run_resumes_to_the_same_cache(clean: Path, corpus: tuple[Pa
         extract("mosei", corpus[0], out, workers=0, **FAST)
     monkeypatch.setattr(CacheWriter, "write_shard_once", original)
     summary = extract("mosei", corpus[0], out, workers=0, **FAST)
-    assert summary.shards_resumed == 1 and summary.shards_mine == 3
+    assert summary.shards.resumed == 1 and summary.shards.mine == 3
     assert contents(out) == contents(clean)
 
 
@@ -113,7 +113,7 @@ def test_two_shard_workers_give_the_same_cache(clean: Path, corpus: tuple[Path, 
     out = tmp_path / "cache"
     first = extract("mosei", corpus[0], out, workers=0, num_shards=2, shard_index=0, **FAST)
     second = extract("mosei", corpus[0], out, workers=0, num_shards=2, shard_index=1, **FAST)
-    assert (first.shards_mine, second.shards_mine) == (2, 1)
+    assert (first.shards.mine, second.shards.mine) == (2, 1)
     assert contents(out) == contents(clean)
 
 

@@ -12,7 +12,8 @@ from hcm.cache import CacheError
 from hcm.cache.inspect import cache_info, format_info
 from hcm.cache.schema import recipe_precision
 from hcm.cache.reader import FeatureCache
-from hcm.pipeline.extract import ClipExtractor, extract
+from hcm.pipeline.clip import ClipExtractor
+from hcm.pipeline.extract import extract
 from hcm.pipeline.profiles import profile_from_recipe
 from hcm.pipeline.sample import make_sample
 
@@ -52,7 +53,7 @@ def test_a_resume_keeps_the_caches_precision(bf16_cache: Path, corpus: Path) -> 
     with pytest.raises(CacheError, match=r"precision bfloat16 -> float32"):
         extract("mosei", corpus, bf16_cache, precision="float32", **FAST)
     again = extract("mosei", corpus, bf16_cache, **FAST)  # auto: the cache's own precision
-    assert again.precision == "bfloat16" and again.shards_resumed == again.shards_mine == 2
+    assert again.precision == "bfloat16" and again.shards.resumed == again.shards.mine == 2
 
 
 def test_recipes_without_the_field_read_as_float32() -> None:

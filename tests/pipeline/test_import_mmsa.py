@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hcm.cache import CacheError, FeatureCache
-from hcm.cache.inspect import verify_report
+from hcm.cache.inspect import verify_cache
 from hcm.core.errors import UsageError
 from hcm.pipeline.encoders.graph import ChainParser
 from hcm.pipeline.importers.mmsa import import_mmsa
@@ -127,7 +127,7 @@ def test_ids_labels_and_rows_round_trip(tmp_path: Path, spec: Spec) -> None:
     arrays = make_arrays(spec)
     source, summary, cache_dir = _import(tmp_path, spec, arrays, shard_size=20)
     assert summary.imported == sum(spec.sizes) and not summary.skipped and not summary.masked
-    assert verify_report(cache_dir)[1] == 0
+    assert verify_cache(cache_dir) == []
     cache = FeatureCache(cache_dir)
     items = [cache[i] for i in range(len(cache))]
     stored = pickle.loads(source.read_bytes())
@@ -197,8 +197,8 @@ def test_aligned_rows_all_keeps_padding_and_an_all_zero_sequence_is_masked(tmp_p
 def test_a_rerun_resumes_and_another_file_is_refused(tmp_path: Path) -> None:
     _, first, cache_dir = _import(tmp_path, Spec("mosi"), shard_size=16)
     _, again, _ = _import(tmp_path, Spec("mosi"), shard_size=16)
-    assert (first.shards_total, first.shards_resumed) == (4, 0)
-    assert (again.shards_resumed, again.imported) == (4, 0)
+    assert (first.shards.total, first.shards.resumed) == (4, 0)
+    assert (again.shards.resumed, again.imported) == (4, 0)
     with pytest.raises(CacheError, match="recipe hash"):
         _import(tmp_path, Spec("mosi", seed=1), shard_size=16)
 

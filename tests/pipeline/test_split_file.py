@@ -104,7 +104,7 @@ def test_extract_records_the_split_file_and_refuses_another(corpora: dict[str, P
     assert manifest["recipe"]["plan"]["split_file"] == {
         "sha256": SplitFile.read(first).sha256, "ids": 3, "left_out": len(ids) - 3}
     moved = first.rename(tmp_path / "renamed.csv")  # the same content elsewhere resumes
-    assert extract("mosei", corpora["mosei"], out, split_file=moved, **FAST).shards_resumed == 1
+    assert extract("mosei", corpora["mosei"], out, split_file=moved, **FAST).shards.resumed == 1
     other = write_split(tmp_path / "b.csv", [(ids[0], "train"), (ids[1], "train"), (ids[2], "valid")])
     with pytest.raises(CacheError, match="other settings"):
         extract("mosei", corpora["mosei"], out, split_file=other, **FAST)

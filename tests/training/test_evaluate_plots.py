@@ -11,7 +11,7 @@ import pytest
 
 from hcm.training.evaluate import score_classes, write_outputs
 from hcm.training.settings import DatasetFacts
-from hcm.training.trainer import Predictions
+from hcm.training.inference import Predictions
 from hcm_tiny_model import tiny_facts
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -15,8 +15,8 @@ import json
 import numpy as np
 
 from hcm.model.config import READING_SWITCHES, ModelConfig, parse_modalities
-from hcm.training.settings import DatasetFacts, load_dataset_facts, load_hparams
-from hcm.training.trainer import TrainConfig, inverse_frequency_weights, with_class_weights
+from hcm.training.settings import (DatasetFacts, TrainConfig, inverse_frequency_weights, load_dataset_facts, load_hparams,
+                                   with_class_weights)
 from hcm.model.hcmnet import build_model
 
 DATASETS = ("mosei", "meld", "iemocap", "sample")

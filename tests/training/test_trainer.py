@@ -15,7 +15,10 @@ import torch
 from hcm.model.config import ModelConfig
 from hcm.training.evaluate import load_run_model
 from hcm.training.runs import RunPaths
-from hcm.training.trainer import NonFiniteLossError, TrainConfig, load_checkpoint, train
+from hcm.training.checkpoints import load_checkpoint
+from hcm.training.faults import NonFiniteLossError
+from hcm.training.settings import TrainConfig
+from hcm.training.trainer import train
 
 
 @pytest.fixture(scope="module")

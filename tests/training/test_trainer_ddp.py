@@ -14,7 +14,9 @@ import torch.multiprocessing as mp
 from hcm.model.config import ModelConfig
 from hcm.training.faults import TrainingInterrupted
 from hcm.training.settings import DatasetFacts
-from hcm.training.trainer import TrainConfig, load_checkpoint, train
+from hcm.training.checkpoints import load_checkpoint
+from hcm.training.settings import TrainConfig
+from hcm.training.trainer import train
 
 pytestmark = pytest.mark.slow
 CFG = dict(epochs=2, batch_size=8, lr=0.02, patience=0, seed=5, device="cpu")

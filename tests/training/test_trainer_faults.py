@@ -16,7 +16,9 @@ from hcm.model.config import ModelConfig
 from hcm.training import TrainingError
 from hcm.training.checkpoints import load_checkpoint
 from hcm.training.faults import TrainingInterrupted, config_differences
-from hcm.training.trainer import NonFiniteLossError, TrainConfig, train
+from hcm.training.faults import NonFiniteLossError
+from hcm.training.settings import TrainConfig
+from hcm.training.trainer import train
 from hcm_tiny_cache import build_cache, plant_nan
 from hcm_tiny_model import TinyNet, tiny_facts
 

@@ -1,0 +1,106 @@
+"""Running a network over a split: the model built from its factory, the evaluation loader, ``predict``.
+
+The training loop validates with these, and ``hcm.training.evaluate`` and ``hcm predict``
+evaluate with them, so a trained run predicts the same way in both places.
+"""
+
+from __future__ import annotations
+
+import importlib
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from hcm.model.config import ModelConfig
+from hcm.training import TrainingError
+from hcm.training.data import MODEL_KEYS, CacheDataset
+from hcm.training.distributed import Dist, gather
+from hcm.training.faults import ignore_stop_signals
+from hcm.training.settings import TrainConfig
+
+
+DEFAULT_MODEL = "hcm.model.hcmnet:build_model"  # checks the input widths, then HCMNet(cfg)
+
+
+def import_factory(path: str) -> Callable[[ModelConfig], nn.Module]:
+    """``"package.module:Name"`` -> the object (the model class or a factory function)."""
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise TrainingError(f"cannot import the model factory {path!r} ({error}); is the module installed?") from error
+
+
+def factory_path(factory: str | Callable | None) -> str:
+    """The importable ``"module:Name"`` of a model factory (stored in config.json)."""
+    if factory is None:
+        return DEFAULT_MODEL
+    return factory if isinstance(factory, str) else f"{factory.__module__}:{factory.__qualname__}"
+
+
+def eval_loader(data: CacheDataset, cfg: TrainConfig, d: Dist) -> DataLoader:
+    """This rank's contiguous-free share ``rank::world`` of a split, in order, without padding."""
+    share = Subset(data, list(range(d.rank, len(data), d.world)))
+    return DataLoader(
+        share, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False, collate_fn=data.collate(),
+        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(0), worker_init_fn=ignore_stop_signals,
+    )
+
+
+def make_model(model_cfg: ModelConfig, factory: str | Callable | None = None) -> nn.Module:
+    make = import_factory(factory) if isinstance(factory, str) else (factory or import_factory(DEFAULT_MODEL))
+    return make(model_cfg)
+
+
+def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: batch[k].to(device, non_blocking=True) for k in MODEL_KEYS if k in batch}
+
+
+@dataclass
+class Predictions:
+    """Model outputs over one split, in dataset order."""
+
+    index: np.ndarray  # (N,)
+    scores: np.ndarray  # (N,) regression scores or (N, C) logits
+    loss: float  # mean loss over items
+    features: np.ndarray | None = None  # (N, d) the model's ``.features``, when asked for
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, d: Dist, amp: torch.dtype | None = None,
+            with_features: bool = False) -> Predictions:
+    """Run ``model`` over ``loader`` (this rank's share) and gather every rank's outputs."""
+    model.eval()
+    index, scores, feats, loss_sum = [], [], [], 0.0
+    for batch in loader:
+        with autocast(d.device, amp):
+            out = model(model_inputs(batch, d.device))
+        index.append(batch["index"].numpy())
+        scores.append(out.prediction.float().cpu().numpy())
+        loss_sum += float(out.loss) * len(batch["index"])
+        if with_features:
+            feats.append(out.features.float().reshape(len(batch["index"]), -1).cpu().numpy())
+    local = (index, scores, feats, loss_sum)
+    parts = gather(d, local)
+    all_index = np.concatenate([i for p in parts for i in p[0]])
+    order = np.argsort(all_index, kind="stable")
+    all_scores = np.concatenate([s for p in parts for s in p[1]])
+    all_feats = np.concatenate([f for p in parts for f in p[2]]) if with_features else None
+    total_loss = sum(p[3] for p in parts) / max(1, all_index.size)
+    if all_scores.ndim == 2 and all_scores.shape[1] == 1:
+        all_scores = all_scores[:, 0]
+    return Predictions(all_index[order], all_scores[order], total_loss,
+                       all_feats[order] if all_feats is not None else None)
+
+
+def autocast(device: torch.device, amp: torch.dtype | None):
+    """``torch.autocast`` to ``amp`` on ``device``; no change for full precision (``None``)."""
+    if amp is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp)
+
