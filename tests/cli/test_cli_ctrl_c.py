@@ -26,13 +26,18 @@ QUICKSTART = {
 }
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal even where pytest runs with SIGINT ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(args: list[str], workdir: Path, ready: Path) -> subprocess.CompletedProcess:
     """Run hcm in a new process group; send SIGINT to the group once a file matching ``ready``
     exists (work is under way); return the finished process."""
     env = {**os.environ, "PYTHONPATH": str(Path(hcm.__file__).parent.parent), "HCM_HOME": str(workdir)}
     code = "import sys; from hcm.cli import app; app(sys.argv[1:], prog_name='hcm')"
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
+                            text=True, env=env, start_new_session=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
     while not list(ready.parent.glob(ready.name)) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
