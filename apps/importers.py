@@ -9,6 +9,7 @@ from hcm.cache import CacheError
 from hcm.core.errors import report_errors
 from hcm.core.workspace import Workspace
 from hcm.pipeline.encoders.base import EncoderError
+from hcm.pipeline.importers.csd import import_csd
 from hcm.pipeline.importers.mmsa import import_mmsa
 from hcm.pipeline.profiles import WeightOptions
 
@@ -26,3 +27,12 @@ def import_mmsa_command(workspace: Workspace, path: Path, dataset: str, quiet: b
         print(import_mmsa(path, dataset, workspace=workspace, progress=not quiet, weights=weights, **options).format())
 
     return report_errors(work, also=(CacheError, EncoderError), interrupted=INTERRUPTED)
+
+
+def import_csd_command(workspace: Workspace, folder: Path, dataset: str, quiet: bool = False, **options: Any) -> int:
+    """``hcm import csd``: run :func:`~hcm.pipeline.importers.csd.import_csd`, print the summary or a clear
+    error; the exit code."""
+    def work() -> None:
+        print(import_csd(folder, dataset, workspace=workspace, progress=not quiet, **options).format())
+
+    return report_errors(work, also=(CacheError,), interrupted=INTERRUPTED)

@@ -196,7 +196,7 @@ class Predictor:
 
     @property
     def used(self) -> list[str]:
-        return list(ModelConfig.from_dict(self.config["model"]).modality_names)
+        return list(ModelConfig.from_saved(self.config["model"]).modality_names)
 
     def _present(self, item: Item) -> bool:
         return any(item.masks.get(m, True) for m in self.used)

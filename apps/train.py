@@ -47,6 +47,8 @@ class TrainRequest:
         model_factory: ``"module:Name"`` of another model with HCMNet's batch/output contract.
         model_size: ``auto`` (``small`` for a tiny-profile cache, else ``paper``), ``paper`` or
             ``small`` (configs/model_sizes.json, under the ``overrides``).
+        config: a settings file (``{"model": {...}, "train": {...}}``, e.g. the ``best-config.json``
+            of ``hcm tune``) applied over the shipped settings and under the ``overrides``.
     """
 
     features: Path | None = None
@@ -58,6 +60,22 @@ class TrainRequest:
     split: str = "test"
     progress: bool = True
     model_size: str = "auto"
+    config: Path | None = None
+
+
+#: Sections of a ``--config`` file; ``tuned`` (where the values come from) is read by people only.
+CONFIG_SECTIONS = ("model", "train")
+CONFIG_NOTES = ("tuned",)
+
+
+def config_overrides(path: Path) -> dict[str, Any]:
+    """A ``--config`` file as overrides: ``{"model": {"dropout": 0.2}}`` -> ``{"model.dropout": 0.2}``."""
+    data = read_json(path, "settings file")
+    unknown = sorted(set(data) - set(CONFIG_SECTIONS) - set(CONFIG_NOTES)) if isinstance(data, dict) else None
+    if unknown is None or unknown or not all(isinstance(data.get(s, {}), dict) for s in CONFIG_SECTIONS):
+        raise UsageError(f"settings file {path}: expected a JSON object with the sections 'model' and/or 'train' "
+                         f"(objects of settings){f'; unknown section(s) {unknown}' if unknown else ''}")
+    return {f"{section}.{name}": value for section in CONFIG_SECTIONS for name, value in data.get(section, {}).items()}
 
 
 def apply_overrides(train: dict[str, Any], model: dict[str, Any], overrides: dict[str, Any],
@@ -94,7 +112,9 @@ def resolve_settings(dataset: str, overrides: dict[str, Any], profile: str = "pa
     chosen = model_size_for(size, profile)
     if chosen != "paper":
         log.info("model size %r for a %r-profile cache (choose with --model-size)", chosen, profile)
-        model.update(model_size_settings(chosen))
+        sized = model_size_settings(chosen)
+        model.update(sized["model"])
+        train.update(sized["train"])
     apply_overrides(train, model, overrides, {f.name for f in dataclasses.fields(TrainConfig)},
                     {f.name for f in dataclasses.fields(ModelConfig)})
     return train, model
@@ -108,7 +128,8 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
     check_writable(workspace.runs, "the runs folder")
     cache = choose_cache(workspace.features, request.features, ask)
     meta, _ = read_cache_meta(cache)
-    train_dict, model_dict = resolve_settings(meta.dataset, request.overrides, meta.profile, request.model_size)
+    overrides = {**(config_overrides(request.config) if request.config else {}), **request.overrides}
+    train_dict, model_dict = resolve_settings(meta.dataset, overrides, meta.profile, request.model_size)
     model_cfg = ModelConfig.from_dict(model_dict, "settings")
     first = TrainConfig.from_dict(train_dict, "settings")
     rank = setup_distributed(first.device).rank  # under torchrun every rank must use rank 0's folder
@@ -151,7 +172,7 @@ def resume_in_workspace(workspace: Workspace, request: TrainRequest) -> Any:
     train_cfg = {**config["train"], **{k: v for k, v in request.overrides.items() if k in RESUME_SETTINGS}}
     cache = request.features or config["cache"]
     started = time.perf_counter()
-    result = train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_dict(config["model"]),
+    result = train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_saved(config["model"]),
                    facts=DatasetFacts.from_dict(config["facts"]), model_factory=config["model_factory"],
                    resume=True, progress=request.progress)
     print(train_summary(result, time.perf_counter() - started, train_cfg["epochs"]))

@@ -4,6 +4,12 @@
   audio) and the text graph G_t; Euclidean cost ``C_m``, divided by its mean over the support
   pairs (detached) so that ``ot_eps`` does not depend on the feature scale; marginals uniform
   over each graph's support (``hcm.model.layers``), padded rows carry zero mass.
+- Marginal masses of the literal Eq. 12 (``ot_mass``, a value the paper does not give):
+  ``unit`` total mass 1 (``mu_t = 1/N_t`` per node) or ``node`` (mass 1 per text node: the
+  plan is N_t times the unit-mass one, so on common nodes its rows and columns sum to 1 and
+  ``H_m^T G_m`` is a weighted mean of G_m's rows, not 1/M of one). The solver and the
+  returned plans use total mass 1; the text-anchored update divides by mu_t, so the masses
+  do not change it.
 - Eq. 12, two readings (``transport_update``):
   ``literal``: ``G'_m = G_m + gamma_m H_m^T G_m`` on G_m's rows; needs the common node count
   (``hcm.model.nodes``), where row i of every modality is node i.
@@ -13,9 +19,16 @@
 - Eq. 13-14: M_c layers; the attention pattern comes from ``[G'_v (+) G'_a]`` (concatenated
   on the feature axis) as query and key, the values from the text graph, each layer followed
   by the feed-forward network of Eq. 14; the output is ``P^u`` (B, 1+N_t, d).
+- Eq. 13 (``pgf_attention``): ``shared-qk`` (paper) ``softmax(Q Q^T / sqrt(d)) W_v X`` with
+  ``Q = W_q [G'_v (+) G'_a]``, one head, no norm, no skip; ``multihead`` (hcm) separate W_q and
+  W_k, ``num_heads`` heads, pre-norm LayerNorms and a residual.
+- Eq. 14 (``pgf_ffn``): ``linear`` (paper) ``W_1(W_2 x + b_2) + b_1`` at width d_m;
+  ``gelu-residual`` (hcm) a 4 d_m GELU feed-forward network with pre-norm and residual.
 - Eq. 15: ``C' = C_v + C_a`` on common nodes, or with native node counts the costs moved onto
-  the text rows ``C~_m = diag(1/mu_t) H_m^T C_m``; then (``cost_fusion``) ``P^C = C' P^u``
-  (``product``, as written) or ``P^C = softmax(-s C') P^u`` (``softmax``, hcm; s learnable).
+  the text rows ``C~_m = diag(1/mu_t) H_m^T C_m``; ``C_m`` is the Euclidean cost as it is
+  (``cost_scale`` ``raw``, paper) or the solver's unit-mean one (``unit-mean``, hcm); then
+  (``cost_fusion``) ``P^C = C' P^u`` (``product``, as written) or ``P^C = softmax(-s C') P^u``
+  (``softmax``, hcm; s learnable).
 
 Without the constraint (variant ``no-cdc``) the plan is the independent coupling
 ``mu_m mu_t^T`` (Sinkhorn's limit for eps -> infinity) and Eq. 15 reduces to ``P^C = P^u``.
@@ -38,12 +51,18 @@ def euclidean_cost(x: Tensor, y: Tensor) -> Tensor:
     return sq.clamp_min(1e-12).sqrt()
 
 
-def normalized_cost(x: ModalRows, y: ModalRows) -> Tensor:
-    """Eq. 11's cost over support pairs, scaled to mean 1 per sample; 0 on other pairs."""
+def support_cost(x: ModalRows, y: ModalRows) -> Tensor:
+    """Eq. 11's Euclidean cost over support pairs, 0 on other pairs, (B, M, N)."""
     pairs = x.support.unsqueeze(2) & y.support.unsqueeze(1)  # (B, M, N)
-    cost = euclidean_cost(x.x, y.x) * pairs
+    return euclidean_cost(x.x, y.x) * pairs
+
+
+def unit_mean(cost: Tensor, x: ModalRows, y: ModalRows) -> Tensor:
+    """A support cost divided per sample by its (detached) mean over the support pairs."""
+    pairs = x.support.unsqueeze(2) & y.support.unsqueeze(1)  # (B, M, N)
     mean = cost.sum(dim=(1, 2)) / pairs.sum(dim=(1, 2)).clamp_min(1)  # (B,)
     return cost / mean.detach().clamp_min(1e-6)[:, None, None]
+
 
 
 @dataclass
@@ -51,7 +70,7 @@ class Transported:
     """Output of the composition-level transport."""
 
     graphs: dict[str, Tensor]  # m -> G'_m (B, 1+N_t, d): on the text rows, or G_m's rows (literal)
-    plans: dict[str, Tensor]  # m -> H_m, (B, 1+N_m, 1+N_t)
+    plans: dict[str, Tensor]  # m -> H_m with total mass 1, (B, 1+N_m, 1+N_t)
     transferred_cost: Tensor | None  # C' (B, 1+N_t, 1+N_t); None without the constraint
 
 
@@ -60,22 +79,25 @@ class CompositionTransport(nn.Module):
 
     def __init__(self, others: tuple[str, ...], gamma_init: float, use_ot: bool,
                  eps: float, n_iters: int, backend: str, update: str = "text-anchored",
-                 common_nodes: bool = False) -> None:
+                 common_nodes: bool = False, cost_scale: str = "unit-mean", mass: str = "unit") -> None:
         super().__init__()
-        self.others = others
+        self.others, self.cost_scale, self.node_mass = others, cost_scale, mass == "node"
         self.update, self.common_nodes = update, common_nodes
         self.gamma = nn.ParameterDict({m: nn.Parameter(torch.tensor(float(gamma_init))) for m in self.others})
         self.use_ot = use_ot
         self.eps, self.n_iters, self.backend = eps, n_iters, backend
 
     def _plan(self, graph: ModalRows, text: ModalRows) -> tuple[Tensor, Tensor | None]:
+        """The plan H_m (B, M, N) and the cost C_m that Eq. 15 fuses (None without the constraint)."""
         mu_m, mu_t = support_weights(graph.support), support_weights(text.support)  # (B, M), (B, N)
         if not self.use_ot:
             return mu_m.unsqueeze(2) * mu_t.unsqueeze(1), None  # (B, M, N) independent coupling
         with float32_island(graph.x.device):  # the cost and Sinkhorn stay float32 under autocast
-            cost = normalized_cost(graph.float(), text.float())  # (B, M, N)
+            graph, text = graph.float(), text.float()
+            raw = support_cost(graph, text)  # (B, M, N)
+            cost = unit_mean(raw, graph, text)  # the solver's eps is set for unit-mean costs
             plan = sinkhorn(cost, mu_m, mu_t, eps=self.eps, n_iters=self.n_iters, backend=self.backend)
-        return plan, cost
+        return plan, raw if self.cost_scale == "raw" else cost
 
     def forward(self, graphs: dict[str, ModalRows], anchor: str = "text") -> Transported:
         """Transport every other modality's graph onto the anchor (text) graph."""
@@ -88,7 +110,8 @@ class CompositionTransport(nn.Module):
             plan, cost = self._plan(graph, text)
             bary = plan.transpose(1, 2) * inv_mu_t.unsqueeze(-1)  # (B, 1+N_t, 1+N_m) rows sum to 1
             if self.update == "literal":
-                moved = plan.transpose(1, 2) @ graph.x  # (B, 1+M, d): H_m^T G_m
+                mass = text.support.sum(1).to(plan.dtype) if self.node_mass else torch.ones_like(mu_t[:, 0])  # (B,)
+                moved = (plan * mass[:, None, None]).transpose(1, 2) @ graph.x  # (B, 1+M, d): H_m^T G_m
                 updated[name] = (graph.x + self.gamma[name] * moved) * graph.valid.unsqueeze(-1)
             else:
                 moved = bary @ graph.x  # (B, 1+N_t, d)
@@ -100,32 +123,79 @@ class CompositionTransport(nn.Module):
         return Transported(updated, plans, transferred)
 
 
-class FusionLayer(nn.Module):
-    """One PGF layer: Eq. 13 attention (pattern from v/a, values from text) + Eq. 14 FFN."""
+class SharedQKAttention(nn.Module):
+    """Eq. 13 as written: ``softmax(Q Q^T / sqrt(d)) W_v X`` with ``Q = K = W_q guide``, one head."""
 
-    def __init__(self, d_query: int, d_model: int, num_heads: int, dropout: float) -> None:
+    def __init__(self, d_query: int, d_model: int) -> None:
         super().__init__()
-        self.norm_value = nn.LayerNorm(d_model)
-        self.attn = MaskedAttention(d_model, num_heads, dropout, d_query=d_query)
-        self.norm_ffn = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, dropout)
+        self.q = nn.Linear(d_query, d_model)  # W_q, for query and key alike
+        self.v = nn.Linear(d_model, d_model)  # W_v
+
+    def forward(self, guide: Tensor, x: Tensor, support: Tensor) -> Tensor:
+        """guide (B, N, dq), x (B, N, d), support (B, N) -> G_va (B, N, d)."""
+        q = self.q(guide)  # (B, N, d)
+        scores = q @ q.transpose(1, 2) / q.shape[-1] ** 0.5  # (B, N, N), symmetric
+        return masked_softmax(scores, support.unsqueeze(1)) @ self.v(x)
+
+
+class LinearFeedForward(nn.Sequential):
+    """Eq. 14 as written: ``W_1(W_2 x + b_2) + b_1``, two linear maps at width d_m."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__(nn.Linear(d_model, d_model), nn.Linear(d_model, d_model))
+
+
+class FusionLayer(nn.Module):
+    """One PGF layer: Eq. 13 attention (pattern from v/a, values from text) + Eq. 14.
+
+    ``attention`` ``multihead`` (hcm): pre-norm multi-head attention with separate W_q, W_k and a
+    residual; ``shared-qk`` (paper): :class:`SharedQKAttention`, its output replaces x.
+    ``ffn`` ``gelu-residual`` (hcm): pre-norm 4 d_m GELU network with a residual; ``linear``
+    (paper): :class:`LinearFeedForward`, its output replaces x.
+    """
+
+    def __init__(self, d_query: int, d_model: int, num_heads: int, dropout: float,
+                 attention: str = "multihead", ffn: str = "gelu-residual") -> None:
+        super().__init__()
+        self.multihead, self.residual_ffn = attention == "multihead", ffn == "gelu-residual"
+        if self.multihead:
+            self.norm_value = nn.LayerNorm(d_model)
+            self.attn = MaskedAttention(d_model, num_heads, dropout, d_query=d_query)
+        else:
+            self.attn = SharedQKAttention(d_query, d_model)
+        if self.residual_ffn:
+            self.norm_ffn = nn.LayerNorm(d_model)
+            self.ffn = FeedForward(d_model, dropout)
+        else:
+            self.ffn = LinearFeedForward(d_model)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, guide: Tensor, x: Tensor, support: Tensor) -> Tensor:
-        x = x + self.drop(self.attn(guide, guide, self.norm_value(x), support))  # G_va
-        return x + self.drop(self.ffn(self.norm_ffn(x)))  # P^u of this layer
+        if self.multihead:
+            x = x + self.drop(self.attn(guide, guide, self.norm_value(x), support))  # G_va
+        else:
+            x = self.drop(self.attn(guide, x, support))  # G_va
+        if self.residual_ffn:
+            return x + self.drop(self.ffn(self.norm_ffn(x)))  # P^u of this layer
+        return self.drop(self.ffn(x))
 
 
 class PairwiseGraphFusion(nn.Module):
-    """Eq. 13-14 stacked M_c times: ``[G'_v (+) G'_a]`` guides attention over the text graph."""
+    """Eq. 13-14 stacked M_c times: ``[G'_v (+) G'_a]`` guides attention over the text graph.
 
-    def __init__(self, n_guides: int, d_model: int, num_heads: int, layers: int, dropout: float) -> None:
+    With ``attention`` ``multihead`` the guide and the output pass a LayerNorm (hcm); with
+    ``shared-qk`` neither does, as the paper writes it.
+    """
+
+    def __init__(self, n_guides: int, d_model: int, num_heads: int, layers: int, dropout: float,
+                 attention: str = "multihead", ffn: str = "gelu-residual") -> None:
         super().__init__()
-        self.norm_guide = nn.LayerNorm(n_guides * d_model)
+        normed = attention == "multihead"
+        self.norm_guide = nn.LayerNorm(n_guides * d_model) if normed else nn.Identity()
         self.layers = nn.ModuleList(
-            FusionLayer(n_guides * d_model, d_model, num_heads, dropout) for _ in range(layers)
+            FusionLayer(n_guides * d_model, d_model, num_heads, dropout, attention, ffn) for _ in range(layers)
         )
-        self.norm_out = nn.LayerNorm(d_model)
+        self.norm_out = nn.LayerNorm(d_model) if normed else nn.Identity()
 
     def forward(self, guides: list[Tensor], text: ModalRows) -> Tensor:
         """guides: G'_m (B, 1+N_t, d) each; text: G_t -> P^u (B, 1+N_t, d)."""

@@ -5,14 +5,18 @@ the dataset's task, classes and label range are filled in by :meth:`ModelConfig.
 
 Two readings of the Method section (``ModelConfig.reading``):
 
-- ``paper``: every equation as the paper writes it, all modalities on one node count M.
+- ``paper`` (the default): every equation as the paper writes it, all modalities on one node
+  count M. Where the paper leaves a value open, hcm's choice fills it (listed with its reason
+  under ``hcm_choices`` in ``configs/hcmnet/<dataset>.json``); where formula and prose
+  disagree (the sign of Eq. 7), docs/model.md names the reading taken.
 - ``hcm``: hcm's readings where the literal equations misbehave or are undefined for node
   sets of different sizes (docs/model.md gives the reason and the measured effect of each).
 
 Each difference is a switch of its own (:data:`READING_SWITCHES`). A switch left unset
 (``None``) takes the value of the reading; a switch given explicitly overrides it. The
 switches are resolved when the config is built, so ``to_dict`` (a run's config.json) records
-the values used.
+the values used. A switch's ``parameters`` are the fields that only act under a departing
+value (``acl_temperature`` only shapes the class-contrastive Eq. 7).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class ReadingSwitch:
     hcm: Any  # value under reading "hcm"
     choices: tuple[Any, ...]  # every accepted value
     equation: str  # where in the paper
+    parameters: tuple[str, ...] = ()  # ModelConfig fields that act only under a departing value
 
     def value(self, reading: str) -> Any:
         return self.paper if reading == "paper" else self.hcm
@@ -49,13 +54,26 @@ READING_SWITCHES: tuple[ReadingSwitch, ...] = (
     ReadingSwitch("node_count", "common", "native", ("common", "native"), "V, T, A in R^{M x d}"),
     ReadingSwitch("atomic_pool", "sum", "mean", ("sum", "mean"), "Eq. 6"),
     ReadingSwitch("atomic_fusion", "product", "tensor", ("product", "tensor"), "Eq. 6"),
+    ReadingSwitch("acl_form", "cosine", "class-contrastive", ("cosine", "cosine-as-printed", "class-contrastive"),
+                  "Eq. 7", ("acl_temperature", "acl_bin_width")),
     ReadingSwitch("gcn_residual", False, True, (False, True), "Eq. 9"),
+    ReadingSwitch("graph_self_loops", False, True, (False, True), "Eq. 10"),
     ReadingSwitch("transport_update", "literal", "text-anchored", ("literal", "text-anchored"), "Eq. 12"),
+    ReadingSwitch("pgf_attention", "shared-qk", "multihead", ("shared-qk", "multihead"), "Eq. 13"),
+    ReadingSwitch("pgf_ffn", "linear", "gelu-residual", ("linear", "gelu-residual"), "Eq. 14"),
+    ReadingSwitch("cost_scale", "raw", "unit-mean", ("raw", "unit-mean"), "Eq. 15"),
     ReadingSwitch("cost_fusion", "product", "softmax", ("product", "softmax"), "Eq. 15"),
     ReadingSwitch("objective_balance", "literal", "balanced", ("literal", "balanced"), "Eq. 17"),
+    ReadingSwitch("balance_clamp", False, True, (False, True), "Eq. 17", ("balance_ratio_range",)),
     ReadingSwitch("output_mapping", "none", "label-range", ("none", "label-range"), "prediction (regression)"),
 )
 SWITCHES_BY_NAME = {switch.name: switch for switch in READING_SWITCHES}
+
+#: What a run saved before a setting existed was trained with (its config.json lacks the key):
+#: no ``reading`` meant hcm's; the switches added later ran hcm's form under either reading.
+SAVED_BEFORE = {"reading": "hcm", "acl_form": "class-contrastive", "graph_self_loops": True,
+                "pgf_attention": "multihead", "pgf_ffn": "gelu-residual", "cost_scale": "unit-mean",
+                "balance_clamp": True}
 
 
 def parse_modalities(value: str) -> tuple[str, ...]:
@@ -85,23 +103,29 @@ class ModelConfig:
     ot_iters: int = 50  # Sinkhorn iterations (Eq. 11)
     ot_backend: str = "auto"  # hcm.model.ot backend: "torch", "keops", "pot" or "auto"
     gamma_init: float = 0.5  # initial adaptive graph coefficient gamma_m (Eq. 12), learnable
+    ot_mass: str = "unit"  # masses of the literal Eq. 12 (Eq. 11-12): "unit" (total mass 1) or "node" (1 per text node)
     dropout: float = 0.1  # dropout rate everywhere
-    # The reading and its switches (None: the reading's value; see READING_SWITCHES). The
-    # default "hcm" is what runs saved before the setting existed were trained with.
-    reading: str = "hcm"  # "paper" (equations as written) or "hcm"
+    # The reading and its switches (None: the reading's value; see READING_SWITCHES).
+    reading: str = "paper"  # "paper" (equations as written) or "hcm"
     node_count: str | None = None  # "common": video/audio resampled to the anchor's M nodes; "native"
     atomic_pool: str | None = None  # Eq. 6 sum over l: "sum" (as written) or "mean"
     atomic_fusion: str | None = None  # Eq. 6: "product" (V * T) or "tensor" ((1 + V) * (1 + T) - 1)
+    acl_form: str | None = None  # Eq. 7: "cosine" sum of (1 - cos), "cosine-as-printed" sum of cos, "class-contrastive"
     gcn_residual: bool | None = None  # Eq. 9: G = X + GCN(X), a skip around each GCN stack
+    graph_self_loops: bool | None = None  # Eq. 10: D^-1/2 (delta + I) D^-1/2 instead of D^-1/2 delta D^-1/2
     transport_update: str | None = None  # Eq. 12: "literal" G_m + gamma H^T G_m or "text-anchored"
+    pgf_attention: str | None = None  # Eq. 13: "shared-qk" (one W_q, one head) or "multihead" (W_q, W_k, norms, skip)
+    pgf_ffn: str | None = None  # Eq. 14: "linear" W_1(W_2 x + b_2) + b_1 or "gelu-residual" (4x wide, GELU, skip)
+    cost_scale: str | None = None  # Eq. 15: C_m "raw" Euclidean or "unit-mean" (divided by its mean per sample)
     cost_fusion: str | None = None  # Eq. 15: "product" C' P^u or "softmax" softmax(-s C') P^u
     objective_balance: str | None = None  # Eq. 17: "literal" sg(L_acl/L_task) or "balanced" sg(L_task/L_acl)
+    balance_clamp: bool | None = None  # Eq. 17: clamp the detached ratio into balance_ratio_range
     output_mapping: str | None = None  # regression score: "none" or "label-range" (centre + half width * y)
-    acl_temperature: float = 0.1  # temperature of the class-aware contrastive loss (Eq. 7)
-    acl_bin_width: float = 1.0  # regression: scores rounded to multiples of this form ACL classes
+    acl_temperature: float = 0.1  # acl_form "class-contrastive": divides the cosine similarities
+    acl_bin_width: float = 1.0  # acl_form "class-contrastive", regression: scores rounded to this width are classes
     class_weights: tuple[float, ...] | str | None = None  # CE weights (Eq. 16): None, a tuple, "inverse_frequency"
     regression_loss: str = "l1"  # task loss for regression: "l1" or "mse"
-    balance_ratio_range: tuple[float, float] = (1e-2, 1e2)  # clamp of the detached loss ratio (Eq. 17)
+    balance_ratio_range: tuple[float, float] = (1e-2, 1e2)  # balance_clamp: bounds of the detached ratio (Eq. 17)
     variant: str = "full"  # full, acm-only, ccm-only, no-acl, no-graph, no-cdc (Table 4)
     modalities: str = "tva"  # modality subset tva, tv, ta, va (Table 5)
     task: str = CLASSIFICATION  # filled from DatasetFacts
@@ -118,6 +142,8 @@ class ModelConfig:
         for name, heads in (("num_heads", self.num_heads), ("m_ctn", self.m_ctn)):
             if heads < 1 or self.d_model % heads:
                 raise ValueError(f"d_model={self.d_model} must be divisible by {name}={heads}")
+        if self.ot_mass not in ("node", "unit"):
+            raise ValueError(f"ot_mass must be 'node' or 'unit', got {self.ot_mass!r}")
         if self.regression_loss not in ("l1", "mse"):
             raise ValueError(f"regression_loss must be 'l1' or 'mse', got {self.regression_loss!r}")
         if isinstance(self.class_weights, str) and self.class_weights != INVERSE_FREQUENCY:
@@ -162,6 +188,12 @@ class ModelConfig:
             if values.get(key) is not None and not isinstance(values[key], str):
                 values[key] = tuple(float(v) for v in values[key])
         return cls(**values)
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any], source: str = "<run config>") -> ModelConfig:
+        """A saved run's model settings: keys it lacks take the value it was trained with
+        (:data:`SAVED_BEFORE`), not today's defaults."""
+        return cls.from_dict({**SAVED_BEFORE, **data}, source)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists) that ``from_dict`` reads back."""

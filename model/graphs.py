@@ -7,8 +7,10 @@ node (self-loop only) that stands in for the modality when it has no real node.
 - video (Eq. 8): ``delta_v[i, j] = sigma_ij`` where the cosine similarity of two frame nodes
   exceeds ``eta``, else 0.
 - audio: the line graph of the segments in sequence order (i -- i+1).
-- GCN (Eq. 9-10): ``G^k = ReLU(D^-1/2 (delta + I) D^-1/2 G^(k-1) W^k + b^k)``, self-loops
-  added (Kipf and Welling), M_gcn layers with their own weights per modality.
+- GCN (Eq. 9-10): ``G^k = ReLU(delta~ G^(k-1) W^k + b^k)``, M_gcn layers with their own
+  weights per modality; ``delta~ = D^-1/2 delta D^-1/2`` as Eq. 10 writes it
+  (``graph_self_loops`` false: a node without edges gets ``ReLU(b)``) or
+  ``D^-1/2 (delta + I) D^-1/2`` with Kipf and Welling's self-loops (true, hcm).
 """
 
 from __future__ import annotations
@@ -69,10 +71,12 @@ def audio_graph(rows: ModalRows, text_adj: Tensor | None, eta: float) -> Tensor:
     return chain + chain.transpose(1, 2)
 
 
-def normalized_adjacency(adj: Tensor, valid: Tensor) -> Tensor:
-    """Eq. 10 with self-loops on the valid rows: D^-1/2 (delta + I) D^-1/2, (B, N, N)."""
-    loops = torch.diag_embed(valid.to(adj.dtype))
-    full = adj + loops
+def normalized_adjacency(adj: Tensor, valid: Tensor, self_loops: bool = True) -> Tensor:
+    """Eq. 10: D^-1/2 delta D^-1/2, or with self-loops on the valid rows D^-1/2 (delta + I) D^-1/2, (B, N, N).
+
+    A row without edges (degree 0) is all zero.
+    """
+    full = adj + torch.diag_embed(valid.to(adj.dtype)) if self_loops else adj
     degree = full.sum(dim=-1)  # (B, N)
     inv_sqrt = degree.clamp_min(1e-12).rsqrt() * (degree > 0)
     return inv_sqrt.unsqueeze(-1) * full * inv_sqrt.unsqueeze(-2)
@@ -101,9 +105,9 @@ class ModalityGraphs(nn.Module):
     """Build each modality's graph and run its GCN (Eq. 8-10)."""
 
     def __init__(self, modalities: tuple[str, ...], d_model: int, layers: int, eta: float,
-                 dropout: float, residual: bool = False) -> None:
+                 dropout: float, residual: bool = False, self_loops: bool = True) -> None:
         super().__init__()
-        self.eta = eta
+        self.eta, self.self_loops = eta, self_loops
         self.gcn = nn.ModuleDict({m: GraphConvolution(d_model, layers, dropout, residual) for m in modalities})
 
     def forward(self, rows: dict[str, ModalRows], text_adj: Tensor | None) -> dict[str, ModalRows]:
@@ -112,6 +116,6 @@ class ModalityGraphs(nn.Module):
         for name, gcn in self.gcn.items():
             seq = rows[name]
             adj = GRAPH_BUILDERS.get(name)(seq, text_adj, self.eta)
-            norm_adj = normalized_adjacency(adj, seq.valid)
+            norm_adj = normalized_adjacency(adj, seq.valid, self.self_loops)
             out[name] = seq.with_x(gcn(seq.x, norm_adj, seq.valid))
         return out

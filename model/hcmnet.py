@@ -28,7 +28,8 @@ from hcm.model.graphs import ModalityGraphs
 from hcm.model.layers import AttentionPool, ModalityEncoder, ModalRows
 from hcm.model.nodes import common_node_count
 from hcm.model.ot import float32_island
-from hcm.model.losses import atomic_contrastive_loss, balanced_objective, contrastive_classes, task_loss
+from hcm.model.losses import (atomic_contrastive_loss, atomic_cosine_loss, balanced_objective, contrastive_classes,
+                              task_loss)
 
 
 @dataclass
@@ -62,13 +63,15 @@ class HCMNet(nn.Module):
         self.reasoning = (DynamicAttentionReasoning(self.others, d, cfg.m_ctn, cfg.cls_lambda, cfg.dropout)
                           if use_acm else None)
         self.pool_atomic = AttentionPool(d) if use_acm else None
-        self.graphs = (ModalityGraphs(mods, d, cfg.m_gcn, cfg.eta, cfg.dropout, cfg.gcn_residual)
+        self.graphs = (ModalityGraphs(mods, d, cfg.m_gcn, cfg.eta, cfg.dropout, cfg.gcn_residual,
+                                      cfg.graph_self_loops)
                        if cfg.uses_gcn else None)
         self.transport = (CompositionTransport(self.others, cfg.gamma_init, cfg.uses_ot, cfg.ot_eps,
                                                cfg.ot_iters, cfg.ot_backend, cfg.transport_update,
-                                               cfg.node_count == "common") if use_ccm else None)
-        self.fusion = (PairwiseGraphFusion(len(self.others), d, cfg.num_heads, cfg.m_c, cfg.dropout)
-                       if use_ccm else None)
+                                               cfg.node_count == "common", cfg.cost_scale, cfg.ot_mass)
+                          if use_ccm else None)
+        self.fusion = (PairwiseGraphFusion(len(self.others), d, cfg.num_heads, cfg.m_c, cfg.dropout,
+                                           cfg.pgf_attention, cfg.pgf_ffn) if use_ccm else None)
         self.cost_fusion = CostGuidedFusion(cfg.cost_fusion) if cfg.uses_ot else None
         self.pool_composition = AttentionPool(d) if use_ccm else None
         blocks = int(use_acm) + int(use_ccm)
@@ -161,18 +164,26 @@ class HCMNet(nn.Module):
         with float32_island(prediction.device):
             prediction = prediction.float()
             task = task_loss(name, prediction, label.to(prediction.device), self.class_weights)
-            acl = None
-            if cfg.uses_acl:
-                names = cfg.modality_names
-                classes = contrastive_classes(label, cfg.label_range, cfg.acl_bin_width)
-                acl = atomic_contrastive_loss(
-                    {m: atomic[m].float().pooled() for m in names}, {m: atomic[m].present for m in names},
-                    classes.to(prediction.device), cfg.acl_temperature,
-                )
-            total = balanced_objective(acl, task, cfg.balance_ratio_range, cfg.objective_balance)
+            acl = self.atomic_loss(atomic, label.to(prediction.device)) if cfg.uses_acl else None
+            ratio_range = cfg.balance_ratio_range if cfg.balance_clamp else None
+            total = balanced_objective(acl, task, ratio_range, cfg.objective_balance)
         zero = torch.zeros((), device=prediction.device)
         parts = {"acl": (acl if acl is not None else zero).detach(), "task": task.detach(), "total": total.detach()}
         return total, parts
+
+    def atomic_loss(self, atomic: dict[str, ModalRows], label: Tensor) -> Tensor:
+        """Eq. 7 in the form ``acl_form`` names, on the atomic features ``T~, V~, A~`` (float32)."""
+        cfg, names = self.cfg, self.cfg.modality_names
+        present = {m: atomic[m].present for m in names}
+        if cfg.acl_form == "class-contrastive":
+            classes = contrastive_classes(label, cfg.label_range, cfg.acl_bin_width)
+            return atomic_contrastive_loss({m: atomic[m].float().pooled() for m in names}, present, classes,
+                                           cfg.acl_temperature)
+        if cfg.node_count == "common":  # node i of every modality on row i: the (M, d) matrices' cosine
+            features = {m: atomic[m].x[:, 1:].float() * atomic[m].support[:, 1:, None] for m in names}
+        else:
+            features = {m: atomic[m].float().pooled() for m in names}
+        return atomic_cosine_loss(features, present, as_printed=cfg.acl_form == "cosine-as-printed")
 
 
 def build_model(cfg: ModelConfig) -> HCMNet:

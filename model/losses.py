@@ -1,12 +1,19 @@
 """Learning objectives of HCMNet (Eq. 7, 16, 17).
 
-- Eq. 7, atomic-level contrastive learning (ACL): for each modality pair (v-t, v-a, a-t) a
-  class-aware cross-modal contrastive loss over the batch. Anchor ``x_i`` of one modality is
-  compared by cosine similarity / temperature with every ``y_j`` of the other; the samples of
-  the same class (``j = i`` included) are positives, the others negatives (supervised
-  contrastive form, averaged over positives), in both directions. Regression scores are
-  binned into classes by rounding to multiples of ``bin_width`` inside the label range.
-  Samples whose modality has no real node take no part in that modality's pairs.
+- Eq. 7, atomic-level contrastive learning (ACL), three forms (``ModelConfig.acl_form``), each
+  summed over the modality pairs (v-t, v-a, a-t); samples whose modality has no real node take
+  no part in that modality's pairs:
+  ``cosine`` (paper reading): ``sum_pairs mean_i (1 - cos(X_i, Y_i))``, the cosine similarity of
+  one sample's two modalities as the formula writes it, with the sign its prose asks for
+  (pulled close); ``cosine-as-printed``: ``sum_pairs mean_i cos(X_i, Y_i)`` with the printed
+  sign (minimised, it pushes a sample's modalities apart). On the common node count the
+  cosine is that of the (M, d) feature matrices (Frobenius), else of the support means.
+  ``class-contrastive`` (hcm): a class-aware cross-modal contrastive loss over the batch.
+  Anchor ``x_i`` of one modality is compared by cosine similarity / temperature with every
+  ``y_j`` of the other; the samples of the same class (``j = i`` included) are positives, the
+  others negatives (supervised contrastive form, averaged over positives), in both
+  directions. Regression scores are binned into classes by rounding to multiples of
+  ``bin_width`` inside the label range.
 - Eq. 16: class-aware cross-entropy (per-class weights) for classification, L1 or MSE for
   regression. The ``xi ||theta||^2`` term of Eq. 16 is the optimizer's weight decay.
 - Eq. 17, two readings (sg = stop-gradient):
@@ -14,9 +21,9 @@
   multiplied by ``L_task / L_acl``.
   ``balanced`` (hcm): ``L = L_acl + L_task / sg(L_task / L_acl)``; the task term takes the value
   of ``L_acl``, so both losses weigh the same whatever their algebraic scales, which is the
-  intent the paper states (docs/model.md). In both the detached ratio is clamped into
-  ``ratio_range`` so that a vanishing loss cannot blow the weight up. Without ACL the
-  objective is ``L_task``.
+  intent the paper states (docs/model.md). With ``balance_clamp`` (hcm) the detached ratio is
+  clamped into ``ratio_range`` so that a vanishing loss cannot blow the weight up. Without ACL
+  the objective is ``L_task``.
 """
 
 from __future__ import annotations
@@ -89,7 +96,7 @@ def pair_contrastive(x: Tensor, y: Tensor, classes: Tensor, keep: Tensor, temper
 def atomic_contrastive_loss(
     pooled: dict[str, Tensor], present: dict[str, Tensor], classes: Tensor, temperature: float
 ) -> Tensor:
-    """Eq. 7: the sum over modality pairs of the symmetric class-aware contrastive loss."""
+    """Eq. 7, ``class-contrastive``: the sum over modality pairs of the symmetric class-aware loss."""
     names = [m for m in ("video", "text", "audio") if m in pooled]
     total = sum(p.sum() for p in pooled.values()) * 0.0  # keeps the graph when nothing is kept
     for first, second in combinations(names, 2):
@@ -100,7 +107,26 @@ def atomic_contrastive_loss(
     return total
 
 
-def balanced_objective(acl: Tensor | None, task: Tensor, ratio_range: tuple[float, float],
+def atomic_cosine_loss(features: dict[str, Tensor], present: dict[str, Tensor], as_printed: bool = False) -> Tensor:
+    """Eq. 7, ``cosine``: ``sum_pairs mean_i (1 - cos(X_i, Y_i))``; ``as_printed``: ``sum_pairs mean_i cos``.
+
+    Args:
+        features: modality -> (B, d) or (B, M, d) features of each sample (flattened per sample,
+            so an (M, d) matrix gives the Frobenius cosine; rows outside the support must be 0).
+        present: modality -> (B,) samples that have the modality; a pair counts the samples
+            that have both.
+    """
+    names = [m for m in ("video", "text", "audio") if m in features]
+    total = sum(f.sum() for f in features.values()) * 0.0  # keeps the graph when nothing is kept
+    for first, second in combinations(names, 2):
+        keep = (present[first] & present[second]).to(total.dtype)  # (B,)
+        cos = F.cosine_similarity(features[first].flatten(1), features[second].flatten(1), dim=1, eps=1e-8)  # (B,)
+        per_sample = cos if as_printed else 1.0 - cos
+        total = total + (per_sample * keep).sum() / keep.sum().clamp_min(1.0)
+    return total
+
+
+def balanced_objective(acl: Tensor | None, task: Tensor, ratio_range: tuple[float, float] | None,
                        reading: str = "balanced") -> Tensor:
     """Eq. 17; ``L_task`` alone without ACL.
 
@@ -108,9 +134,13 @@ def balanced_objective(acl: Tensor | None, task: Tensor, ratio_range: tuple[floa
     ``L_acl`` and the gradient of ``L_task`` times the detached ``L_acl / L_task``.
     ``"literal"``: ``L_acl + L_task / sg(L_acl / L_task)``, gradient
     ``grad L_acl + (L_task / L_acl) grad L_task``.
+    ``ratio_range`` (``balance_clamp``) bounds the detached ratio; None leaves it as computed
+    (a zero denominator still reads as 1e-12, never as a division by zero).
     """
     if acl is None:
         return task
     num, den = (task, acl) if reading == "balanced" else (acl, task)
-    ratio = (num.detach() / den.detach().clamp_min(1e-12)).clamp(*ratio_range)
+    ratio = num.detach() / den.detach().clamp_min(1e-12)
+    if ratio_range is not None:
+        ratio = ratio.clamp(*ratio_range)
     return acl + task / ratio

@@ -38,7 +38,7 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -53,6 +53,7 @@ from hcm.core.names import MODALITIES
 from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets import SplitFile, get_dataset
 from hcm.pipeline.datasets.base import EXCLUDED_CLASS
+from hcm.pipeline.datasets.language import text_choices
 from hcm.pipeline.decoding import (PREFETCH_PER_WORKER, Decoded, MediaDecoder, decode_stream, decoding_pool,
                                    default_workers, encode_batch, inference_threads)
 from hcm.pipeline.encoders.base import Encoder, create_encoder
@@ -92,6 +93,7 @@ class ExtractSummary:
     repaired: int = 0  # items of this run whose text needed decoding repair (invalid UTF-8)
     split_file: Path | None = None
     left_out: int = 0  # dataset items the split file does not list
+    remarks: list[str] = field(default_factory=list)  # the reader's and language choice's remarks
     seconds: float = 0.0
     encoder_seconds: float = 0.0  # inside encoders (inference)
     loop_seconds: float = 0.0  # decoding + encoding + writing, after setup
@@ -114,6 +116,7 @@ class ExtractSummary:
                                                  if self.shards.by_others else "")
             + f"{self.shards.mine} of {self.shards.total} assigned to this worker",
             f"cache: {self.out} ({self.cache_bytes / 2**20:.1f} MiB)",
+            *(f"{self.dataset}: {remark}" for remark in self.remarks),
         ]
         if self.split_file is not None:
             lines.append(f"split file: {self.split_file}; {self.left_out} dataset items not in it left out")
@@ -216,7 +219,7 @@ def cache_meta(adapter: Any, profile: Profile, weights: ResolvedWeights, encoder
     the encoders' ``precision``."""
     features: list[FeatureSpec] = [spec for encoder in encoders for spec in encoder.outputs]
     recipe = {"hcm_version": __version__, "dataset": adapter.name, "plan": plan, "profile": profile.recipe(),
-              "weights": weights_recipe(profile, weights), "precision": precision}
+              "weights": weights_recipe(profile, weights), "precision": precision, **adapter.recipe()}
     return CacheMeta(dataset=adapter.name, profile=profile.name, task=adapter.task, classes=adapter.classes,
                      recipe=recipe, features=features, shard_size=shard_size)
 
@@ -227,11 +230,13 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
             batch_size: int = 16, workers: int | None = None, limit: int | None = None,
             splits: list[str] | None = None, split_file: Path | None = None, num_shards: int | None = None,
             shard_index: int | None = None, shard_size: int = 1000, strict: bool = False,
-            progress: bool = True, precision: str = "auto") -> ExtractSummary:
+            progress: bool = True, precision: str = "auto",
+            dataset_options: Mapping[str, Any] | None = None) -> ExtractSummary:
     """Extract ``dataset`` into a feature cache at ``out`` (see the module docstring).
 
     Args:
-        dataset: ``sample``, ``mosei``, ``meld`` or ``iemocap``.
+        dataset: a registered dataset (``sample``, ``mosei``, ``meld``, ``iemocap``, ``mosi``, ``sims``,
+            ``simsv2``, ``custom``).
         data_root: raw dataset root (default: the adapter's root in the workspace).
         out: cache folder (default ``<workspace>/features/<dataset>/<profile>``).
         profile: ``tiny`` or ``paper`` (default ``tiny`` for ``sample``, else ``paper``), or a
@@ -241,6 +246,7 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
         split_file: CSV ``id,split`` replacing the dataset's splits; unlisted items are left out.
         precision: the encoders' arithmetic, ``auto``, ``float32``, ``bfloat16`` or ``float16``
             (``hcm.pipeline.encoders.precision``); ``auto`` resumes a cache in its own precision.
+        dataset_options: ``label_range``, ``classes``, ``split_seed`` (``custom`` only).
     """
     started = time.perf_counter()
     workspace = workspace or Workspace.resolve()
@@ -248,9 +254,11 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     dataset = adapter.name
     root = Path(data_root) if data_root is not None else adapter.default_root(workspace)
     adapter.check_root(root)
+    adapter.configure(dataset_options or {}, root)
     given_split = SplitFile.read(split_file) if split_file is not None else None  # bad files fail first
-    chosen = profile if isinstance(profile, Profile) else get_profile(
-        profile or ("tiny" if dataset == "sample" else "paper"), frames, segments, spacy_model)
+    name = profile.name if isinstance(profile, Profile) else profile or ("tiny" if dataset == "sample" else "paper")
+    spacy_model, weights, remarks = text_choices(adapter, spacy_model, weights, name == "tiny")
+    chosen = profile if isinstance(profile, Profile) else get_profile(name, frames, segments, spacy_model)
     resolved = resolve_weights(chosen, weights or WeightOptions())
     n_workers, my_index = shard_assignment(num_shards, shard_index)
     if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
@@ -260,7 +268,7 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
     utterances = selection.utterances[:limit]
     out = Path(out) if out is not None else workspace.features_dir(dataset, chosen.name)
     summary = ExtractSummary(dataset, chosen.name, out, planned=len(utterances), split_file=split_file,
-                             left_out=selection.left_out)
+                             left_out=selection.left_out, remarks=remarks + adapter.report())
     prepare_directory(out)
     with ExitStack() as stack:
         stack.enter_context(exclusive_run(out, f"shards-{my_index}-of-{n_workers}"))

@@ -14,7 +14,9 @@ Sampling rules (deterministic for the same file and window):
   at its midpoint. A clip with fewer frames than ``n_frames`` therefore repeats frames; it is
   never padded with black frames.
 - Audio: decoded, down-mixed to mono and resampled (FFmpeg's resampler), then cut to the window.
-- Segments (the audio graph's nodes, the paper's "short and overlapping segments"): always
+- Segments (the paper's "short and overlapping segments", the rows the audio encoder sees;
+  under the model's ``paper`` reading the audio graph's nodes are these rows resampled onto
+  the text's M nodes, docs/model.md): always
   ``S = n_segments`` segments of one length ``L = max(window, ceil(2 n / (S + 1)))`` samples
   (``window = segment_seconds``, ``n`` the clip's samples), starting at evenly spaced samples
   from 0 to ``n - L``. They cover the whole clip and neighbours overlap by at least half a
@@ -72,8 +74,8 @@ class ClipSampling:
     """Default sampling of one clip for the encoders (an extraction profile may override it).
 
     Attributes:
-        n_frames: frames sampled uniformly per clip (the video graph's nodes).
-        n_segments: overlapping audio segments per clip (the audio graph's nodes).
+        n_frames: frames sampled uniformly per clip (the video rows the model encodes).
+        n_segments: overlapping audio segments per clip (the audio rows the model encodes).
         segment_seconds: shortest audio segment (segments grow with the clip, see ``segment_bounds``).
     """
 

@@ -1,7 +1,10 @@
 """Extraction profiles (``paper``, ``tiny``), their recipes, and the weights they need.
 
-- ``paper``: the encoders of the paper at full size: RoBERTa-large, EfficientNet-b0, CLIP RN50
-  (image and text towers), ESResNeXt-FBSP from AudioCLIP, librosa Mel, spaCy parse.
+- ``paper``: the encoder families the paper names, at the sizes hcm chose where it names none:
+  RoBERTa-large (the paper says RoBERTa) and EfficientNet-b0 (the paper says EfficientNet),
+  CLIP RN50 (image and text towers; the paper's ResNet-50 CLIP), ESResNeXt-FBSP from
+  AudioCLIP, librosa Mel, spaCy parse. The paper configs list these choices
+  (``hcm_choices.fixed.stage_one`` in ``configs/hcmnet/<dataset>.json``).
 - ``tiny``: the same code paths at small sizes, randomly initialised with a fixed seed and with
   no download at all; for tests and the offline demo.
 
@@ -34,6 +37,32 @@ __all__ = ["MissingWeightsError", "PROFILES", "Profile", "RecipeError", "Resolve
 
 class RecipeError(HcmError):
     """A cache's recipe that this hcm cannot rebuild into the same profile."""
+
+
+#: Stage one's values that the paper does not give, with hcm's reason; each profile's recipe
+#: (and so every cache's ``recipe["profile"]["hcm_choices"]``) records them. They document the
+#: settings above; rebuilding a profile from a recipe compares the settings, not these words.
+STAGE_ONE_CHOICES = {
+    "paper": {
+        "text_encoder": "RoBERTa-large, last hidden layer: the paper names RoBERTa without a size or layer",
+        "video_encoder": "EfficientNet-b0, globally average-pooled: the paper names EfficientNet without a "
+                         "variant or pooling",
+        "frames": "16 frames per clip, the frame at the midpoint of each of 16 equal bins: the paper gives no "
+                  "frame count or sampling rule",
+        "segments": "8 overlapping audio segments of at least 1 s at 44.1 kHz (ESResNeXt's rate) covering the "
+                    "clip: the paper says 'short and overlapping segments' without their number or length",
+        "mel": "librosa at 16 kHz, 25 ms window, 10 ms hop, 128 bins, power in dB: the paper names librosa "
+               "without settings",
+        "clip_text": "one CLIP text embedding per utterance, repeated on every token row by the training data "
+                     "path: the paper encodes text with CLIP without saying how its rows meet RoBERTa's tokens",
+        "streams": "a modality's streams are concatenated on the feature axis before its head (training data "
+                   "path): the paper does not say how two encoders' features of one modality are joined",
+    },
+    "tiny": {
+        "encoders": "small randomly initialised encoders with a fixed seed, for tests and the offline demo; "
+                    "not the paper's features",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -76,7 +105,8 @@ class Profile:
         """The JSON-able recipe of this profile (stored in ``CacheMeta.recipe["profile"]``)."""
         return {"recipe_version": RECIPE_VERSION, "name": self.name,
                 "encoders": {name: asdict(settings) for name, settings in self.settings.items()},
-                "parser": asdict(self.parser), "sampling": asdict(self.sampling), "seed": self.seed}
+                "parser": asdict(self.parser), "sampling": asdict(self.sampling), "seed": self.seed,
+                "hcm_choices": dict(STAGE_ONE_CHOICES.get(self.name, {}))}
 
 
 def _build(name: str, pick: Callable[[type[Encoder]], Any], sampling: Sampling) -> Profile:
@@ -124,6 +154,8 @@ def profile_from_recipe(recipe: Mapping[str, Any]) -> Profile:
     sampling, parser = stored.get("sampling") or {}, stored.get("parser") or {}
     profile = get_profile(name, sampling.get("frames"), sampling.get("segments"), parser.get("model") or None)
     rebuilt = json.loads(to_json(profile.recipe()))
+    rebuilt.pop("hcm_choices", None)  # words about the settings (absent from older recipes), not settings
+    stored = {key: value for key, value in stored.items() if key != "hcm_choices"}
     if rebuilt != stored:
         differing = sorted(k for k in set(rebuilt) | set(stored) if rebuilt.get(k) != stored.get(k))
         encoders = rebuilt.get("encoders", {}), stored.get("encoders") or {}

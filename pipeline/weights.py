@@ -92,7 +92,11 @@ class WeightOptions:
         return [folder / name for name in names] if folder else []
 
     def given(self, spec: WeightSpec) -> str | Path | None:
-        value = self.paths.get(spec.name)
+        return self.given_name(spec.name)
+
+    def given_name(self, name: str) -> str | Path | None:
+        """The file, folder or hub id given for weight ``name`` (None when none was)."""
+        value = self.paths.get(name)
         return value if value not in (None, "") else None
 
 

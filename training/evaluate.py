@@ -103,7 +103,7 @@ def _run_recipe(config: dict[str, Any]) -> dict:
 def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, device: torch.device):
     """The run's model with the weights of ``checkpoints/<checkpoint>.pt``, and that checkpoint's epoch."""
     state = load_checkpoint(paths.checkpoints / f"{checkpoint}.pt", "cpu")
-    model = make_model(ModelConfig.from_dict(config["model"]), config["model_factory"])
+    model = make_model(ModelConfig.from_saved(config["model"]), config["model_factory"])
     model.load_state_dict(state["model"])
     return model.to(device).eval(), int(state["epoch"])
 

@@ -2,7 +2,9 @@
 
 A row holds what tells runs apart (dataset, variant, modalities, profile, seed), how training went
 (epochs, best epoch, best validation key metric, read from ``metrics.csv``) and the test metrics of
-``eval/test/metrics.json`` when the run has been evaluated:
+``eval/test/metrics.json`` when the run has been evaluated; a run of ``hcm tune`` also carries its
+``study``, ``trial`` number and ``tune_role`` (search, grid or confirm) from its ``tune.json``.
+The test columns:
 
 - ``test_<name>`` for every metric hcm computes (``test_mae``, ``test_acc2_non0``, ``test_f1_angry``);
 - for the regression datasets also MMSA's key names (``Has0_acc_2``, ``Non0_F1_score``,
@@ -33,6 +35,7 @@ from hcm.training.runs import CONFIG, RunPaths
 
 RESULTS_CSV = "results.csv"
 SEED_SUMMARY = "summary.json"  # written by ``hcm train --seeds`` into runs/<dataset>/<time>-<variant>-seeds/
+TUNING_RECORD = "tune.json"  # written into its runs by ``hcm tune``
 log = logging.getLogger(__name__)
 
 
@@ -71,6 +74,10 @@ def run_row(run_dir: Path, split: str = "test") -> dict[str, Any]:
         "epochs": epochs, "best_epoch": epoch, "key_metric": key,
         f"valid_{key}": _valid_value(paths.metrics_csv, epoch, key), "evaluated": "",
     }
+    tuning = paths.root / TUNING_RECORD
+    if tuning.is_file():  # a run of ``hcm tune``: its study and trial number
+        record = read_json(tuning, "tuning record")
+        row.update(study=record.get("study"), trial=record.get("trial"), tune_role=record.get("role"))
     report_path = paths.eval_dir(split) / "metrics.json"
     if report_path.is_file():
         report = read_json(report_path, f"{split} metrics")

@@ -7,14 +7,16 @@ restates what a dataset is.
 
 A hyper-parameter file says where each number comes from::
 
-    {"model": {...}, "train": {...},          # settings the paper gives (or the paper's "off")
+    {"model": {...}, "train": {...},          # settings the paper gives
      "hcm_choices": {"model": {...}, "train": {...},   # values the paper does not give
-                     "reasons": {"key": "why hcm chose it", ...}}}
+                     "reasons": {"key": "why hcm chose it", ...},
+                     "fixed": {"name": "a choice built into the code, and why", ...}}}
 
 ``load_hparams`` checks that no key is in both parts, that every hcm choice has a reason and
-no reason is left without a choice, and that no reading switch hides among the choices (a
-switch departs from an equation; it belongs in ``model``, where ``reading`` governs it).
-The two parts are merged for training.
+no reason is left without a choice, that no reading switch hides among the choices (a
+switch departs from an equation; it belongs in ``model``, where ``reading`` governs it), and
+that no parameter of a switch does either (it acts only under the switch's departing value
+and is documented with it). The two parts are merged for training.
 
 ``TrainConfig`` holds the optimisation settings of one run; ``with_class_weights`` turns the
 ``inverse_frequency`` class-weight setting into numbers from the training split.
@@ -101,10 +103,15 @@ def load_dataset_facts(name: str) -> DatasetFacts:
 
 
 def facts_for_cache(meta: Any) -> DatasetFacts:
-    """The facts of a cache's dataset; a cache that declares its own ``recipe["streams"]`` (one
-    imported from another framework's features, e.g. ``hcm import mmsa``) feeds those streams."""
-    facts = load_dataset_facts(meta.dataset)
-    declared = meta.recipe.get("streams") if isinstance(meta.recipe, dict) else None
+    """The facts of a cache's dataset: those its recipe records (``recipe["facts"]``, a corpus of
+    one's own read with ``--dataset custom``), else ``configs/datasets/<dataset>.json``; a cache that
+    declares its own ``recipe["streams"]`` (one imported from another framework's features, e.g.
+    ``hcm import mmsa``) feeds those streams."""
+    recipe = meta.recipe if isinstance(meta.recipe, dict) else {}
+    recorded = recipe.get("facts")
+    facts = (DatasetFacts.from_dict(recorded, f"the recipe of the {meta.dataset} cache") if isinstance(recorded, dict)
+             else load_dataset_facts(meta.dataset))
+    declared = recipe.get("streams")
     if not declared:
         return facts
     return replace(facts, streams={m: tuple(names) for m, names in declared.items()})
@@ -112,8 +119,11 @@ def facts_for_cache(meta: Any) -> DatasetFacts:
 
 def _check_choices(choices: Any, paper: dict[str, dict[str, Any]], path: Path) -> dict[str, dict[str, Any]]:
     """Validate the ``hcm_choices`` section against the paper's part; return its model/train parts."""
-    if not isinstance(choices, dict) or set(choices) - {"model", "train", "reasons"}:
-        raise ValueError(f"{path}: 'hcm_choices' must be an object with 'model', 'train' and 'reasons'")
+    if not isinstance(choices, dict) or set(choices) - {"model", "train", "reasons", "fixed"}:
+        raise ValueError(f"{path}: 'hcm_choices' must be an object with 'model', 'train', 'reasons' and 'fixed'")
+    fixed = choices.get("fixed", {})
+    if not isinstance(fixed, dict) or not all(isinstance(v, str) and v.strip() for v in fixed.values()):
+        raise ValueError(f"{path}: 'hcm_choices.fixed' must map each built-in choice to the reason for it")
     parts = {section: dict(choices.get(section, {})) for section in ("model", "train")}
     reasons = choices.get("reasons", {})
     chosen = set(parts["model"]) | set(parts["train"])
@@ -126,6 +136,10 @@ def _check_choices(choices: Any, paper: dict[str, dict[str, Any]], path: Path) -
     if switches:
         raise ValueError(f"{path}: reading switches {switches} are not choices where the paper is silent; "
                          "set them in 'model' (docs/model.md lists them)")
+    parameters = sorted(chosen & {p for switch in SWITCHES_BY_NAME.values() for p in switch.parameters})
+    if parameters:
+        raise ValueError(f"{path}: {parameters} are parameters of reading switches (READING_SWITCHES in "
+                         "model/config.py): they act only under hcm's value of their switch; leave them out")
     unexplained = sorted(k for k in chosen if not str(reasons.get(k, "")).strip())
     stray = sorted(set(reasons) - chosen)
     if unexplained or stray:
@@ -147,14 +161,24 @@ def model_size_for(requested: str, profile: str) -> str:
     return "small" if profile.rsplit("-", 1)[-1] == "tiny" else "paper"
 
 
-def model_size_settings(size: str) -> dict[str, Any]:
-    """The model settings a size puts over a dataset's shipped ones (``configs/model_sizes.json``):
-    ``paper`` changes nothing, ``small`` is a d_m 32 model for the tiny profile's small features."""
-    sizes = read_json_object(configs_dir() / "model_sizes.json", "model sizes file")
+def model_size_settings(size: str) -> dict[str, dict[str, Any]]:
+    """``{"model": {...}, "train": {...}}`` a size puts over a dataset's shipped settings
+    (``configs/model_sizes.json``): ``paper`` changes nothing; ``small`` is a d_m 32 model for
+    the tiny profile's small features, trained in batches of 16 at lr 1e-3 (the sample
+    corpora have 43-64 training items). Every value is hcm's choice and has a reason there."""
+    path = configs_dir() / "model_sizes.json"
+    sizes = read_json_object(path, "model sizes file")
     if size not in sizes:
-        raise UsageError(f"model size {size!r} is not in {configs_dir() / 'model_sizes.json'}")
-    ModelConfig.from_dict(sizes[size], "model_sizes.json")  # every key must be a model setting
-    return dict(sizes[size])
+        raise UsageError(f"model size {size!r} is not in {path}")
+    entry = sizes[size]
+    if not isinstance(entry, dict) or set(entry) - {"model", "train", "reasons"}:
+        raise ValueError(f"{path}: size {size!r} must be an object with 'model', 'train' and 'reasons'")
+    parts = {section: dict(entry.get(section, {})) for section in ("model", "train")}
+    ModelConfig.from_dict(parts["model"], str(path))  # every key must be a model setting
+    unexplained = sorted(k for k in {**parts["model"], **parts["train"]} if not entry.get("reasons", {}).get(k))
+    if unexplained:
+        raise ValueError(f"{path}: size {size!r} needs a reason for {unexplained}")
+    return parts
 
 
 def load_hparams(name: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Dataset adapters: each reads one raw dataset layout and yields utterances.
 
 ``get_dataset(name)`` gives an adapter from the registry; importing this package registers
-``mosei``, ``meld``, ``iemocap`` and ``sample``.
+``mosei``, ``meld``, ``iemocap``, ``sample``, ``mosi``, ``sims``, ``simsv2`` and ``custom``.
 """
 
 from hcm.pipeline.datasets.base import (
@@ -15,7 +15,7 @@ from hcm.pipeline.datasets.base import (
     register_dataset,
 )
 # importing the adapter modules registers them
-from hcm.pipeline.datasets import iemocap, meld, mosei, sample  # noqa: F401
+from hcm.pipeline.datasets import custom, iemocap, meld, mosei, mosi, sample, sims  # noqa: F401
 from hcm.pipeline.datasets.splits import SplitFile, SplitFileError
 from hcm.pipeline.media import MediaRef
 

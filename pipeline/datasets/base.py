@@ -24,10 +24,10 @@ import io
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hcm.core.errors import UsageError
 from hcm.core.registry import Registry
@@ -122,6 +122,31 @@ class DatasetAdapter(ABC):
     task: str  # "regression" or "classification"
     classes: list[str] | None = None
     source: str = ""  # where users obtain the raw data, quoted in DatasetRootError
+    language: str = "en"  # language of the transcripts (ISO 639-1)
+    spacy_model: str = ""  # dependency parser for that language ("": the profile's English default)
+    text_model: str = ""  # the paper profile's text model for that language ("": the profile's own)
+
+    def configure(self, options: Mapping[str, Any], root: Path | None = None) -> None:
+        """Take the dataset options of ``hcm extract`` (``label_range``, ``classes``, ``split_seed``)
+        for the corpus at ``root``.
+
+        Only datasets whose facts come from the data (``custom``) take any; the others refuse them.
+        """
+        given = sorted(name for name, value in options.items() if value is not None)
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UsageError(f"{flags}: only --dataset custom takes these; {self.name} has fixed facts "
+                             f"(configs/datasets/{self.name}.json)")
+
+    def recipe(self) -> dict[str, Any]:
+        """What the cache recipe records of the dataset beyond its name (facts read from the data,
+        a split made by hcm); nothing for datasets whose facts are shipped."""
+        return {}
+
+    def report(self) -> list[str]:
+        """Remarks of the last :meth:`read` for the extraction summary (e.g. split sizes that
+        differ from the published ones)."""
+        return []
 
     def default_root(self, workspace: Workspace) -> Path:
         """Where the raw data lives when no root is given: ``<workspace>/data/<name>``; when that is
@@ -194,6 +219,16 @@ def attach_context(group: list[Utterance]) -> None:
     for index, utterance in enumerate(group):
         utterance.position = index
         utterance.context_before, utterance.context_after = context_window(texts, index)
+
+
+def clip_order(group: list[Utterance]) -> list[Utterance]:
+    """A video's clips in clip_id order: numeric if every clip id is a number, else string."""
+    clip_ids = [u.id.rsplit("$_$", 1)[1] for u in group]
+    if all(c.isdigit() for c in clip_ids):
+        keys = [(int(c), c) for c in clip_ids]
+    else:
+        keys = [(0, c) for c in clip_ids]
+    return [u for _, u in sorted(zip(keys, group), key=lambda pair: pair[0])]
 
 
 def natural_key(value: str) -> tuple:

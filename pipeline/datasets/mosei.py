@@ -1,4 +1,4 @@
-"""CMU-MOSEI in the MMSA layout (sentiment regression in [-3, 3]).
+"""CMU-MOSEI in the MMSA layout (sentiment regression in [-3, 3]), or in CMU's own archive layout.
 
     <root>/label.csv                      video_id, clip_id, text, label, label_T, label_A,
                                           label_V, annotation, mode
@@ -9,6 +9,10 @@ zeros included); an utterance's id is ``<video_id>$_$<clip_id>``. ``mode`` gives
 A video is a group: its clips, in ``clip_id`` order (numeric when every clip id of the video
 is a number, string order otherwise), are each other's text context. Groups sort by video id
 as strings.
+
+A root without ``label.csv`` that holds CMU's archive layout (segmented videos, segmented
+transcripts, ``CMU_MOSEI_Labels.csd``) is read as :mod:`hcm.pipeline.datasets.mosei_cmu`
+describes, giving the same items as the MMSA layout of the same clips.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from hcm.pipeline.datasets.base import (
     UNKNOWN_SPLIT,
     CsvRow,
     DatasetAdapter,
+    DatasetRootError,
     Utterance,
     attach_context,
+    clip_order,
     read_csv_rows,
     register_dataset,
     rejected_row,
@@ -42,8 +48,8 @@ MODALITY_LABELS = ("label_T", "label_A", "label_V")  # optional unimodal scores
 MOSEI_SOURCE = (
     "CMU-MOSEI raw data (http://multicomp.cs.cmu.edu/resources/cmu-mosei-dataset/) arranged as "
     "the MMSA framework distributes it: label.csv beside Raw/<video_id>/<clip_id>.mp4 "
-    "(https://github.com/thuiar/MMSA). The original CMU archive layout "
-    "(Raw/Videos/Segmented/Combined/*.mp4) must be rearranged into that form first."
+    "(https://github.com/thuiar/MMSA), or CMU's own archive layout: Raw/Videos/Segmented/Combined/"
+    "<video_id>_<segment>.mp4, Raw/Transcript/Segmented/Combined/<video_id>.txt and CMU_MOSEI_Labels.csd."
 )
 
 
@@ -87,16 +93,6 @@ def _parse_row(row: CsvRow, root: Path, path: Path) -> Utterance:
     )
 
 
-def _clip_order(group: list[Utterance]) -> list[Utterance]:
-    """A video's clips in clip_id order: numeric if every clip id is a number, else string."""
-    clip_ids = [u.id.rsplit("$_$", 1)[1] for u in group]
-    if all(c.isdigit() for c in clip_ids):
-        keys = [(int(c), c) for c in clip_ids]
-    else:
-        keys = [(0, c) for c in clip_ids]
-    return [u for _, u in sorted(zip(keys, group), key=lambda pair: pair[0])]
-
-
 def read_mmsa_labels(root: Path) -> list[Utterance]:
     """Every row of ``<root>/label.csv``: well-formed ones numbered and given context per video,
     the others as rejected rows (see ``Utterance.dropped``)."""
@@ -116,7 +112,7 @@ def read_mmsa_labels(root: Path) -> list[Utterance]:
         seen[utterance.id] = row.line
         by_video[utterance.group].append(utterance)
     for group in by_video.values():
-        group[:] = _clip_order(group)
+        group[:] = clip_order(group)
         attach_context(group)
     return [u for group in by_video.values() for u in group] + rejected
 
@@ -131,8 +127,18 @@ class MoseiAdapter(DatasetAdapter):
     source = MOSEI_SOURCE
 
     def check_root(self, root: Path) -> None:
+        from hcm.pipeline.datasets.mosei_cmu import LABELS_FILE, VIDEOS, is_cmu_archive, labels_file
+
+        if is_cmu_archive(Path(root)):
+            layout = [f"{VIDEOS}/", f"{LABELS_FILE} (up to three folders deep)"]
+            require_paths(self.name, Path(root), [f"{VIDEOS}/"], self.source, layout)
+            if labels_file(Path(root)) is None:
+                raise DatasetRootError(self.name, Path(root), layout, self.source, [LABELS_FILE])
+            return
         layout = ["label.csv", "Raw/<video_id>/<clip_id>.mp4"]
         require_paths(self.name, Path(root), ["label.csv", "Raw/"], self.source, layout)
 
     def read(self, root: Path) -> list[Utterance]:
-        return read_mmsa_labels(Path(root))
+        from hcm.pipeline.datasets.mosei_cmu import is_cmu_archive, read_cmu_archive
+
+        return read_cmu_archive(Path(root)) if is_cmu_archive(Path(root)) else read_mmsa_labels(Path(root))

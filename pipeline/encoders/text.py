@@ -29,7 +29,7 @@ import torch
 
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders.base import Encoded, Encoder, register_encoder, seeded, to_device, to_float16, weights_id
-from hcm.pipeline.encoders.graph import DependencyParser, Word, dependency_edges, token_words
+from hcm.pipeline.encoders.graph import DependencyParser, Word, dependency_edges, make_parser, token_words
 from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
 TINY_VOCAB_SIZE = 1024
@@ -213,7 +213,7 @@ class RobertaEncoder(Encoder):
                      parser: Any = None) -> "RobertaEncoder":
         """The profile's RoBERTa; ``parser`` (default: the profile's spaCy parser) makes the text graph."""
         settings: RobertaSettings = profile.settings[cls.name]
-        parser = parser or DependencyParser(profile.parser)
+        parser = parser or make_parser(profile.parser)
         if settings.tiny:
             from transformers import RobertaConfig, RobertaModel
 

@@ -40,8 +40,7 @@ from hcm.core.errors import UsageError
 from hcm.core.files import read_json_object
 from hcm.core.names import REGRESSION, SPLITS
 from hcm.core.workspace import Workspace
-from hcm.pipeline.datasets.base import Utterance, attach_context
-from hcm.pipeline.datasets.mosei import _clip_order
+from hcm.pipeline.datasets.base import Utterance, attach_context, clip_order
 from hcm.pipeline.encoders import image  # noqa: F401  (importing registers clip_text)
 from hcm.pipeline.encoders.base import create_encoder
 from hcm.pipeline.encoders.graph import ChainParser, ParserError, choose_parser
@@ -159,7 +158,7 @@ def plan_rows(data: MmsaFile) -> list[Planned]:
                 videos[video].append(utterance)
             planned.append(Planned(name, i, utterance))
     for group in videos.values():
-        group[:] = _clip_order(group)
+        group[:] = clip_order(group)
         attach_context(group)
     return planned
 

@@ -114,7 +114,7 @@ def test_one_unit_convention() -> None:
     assert "51.95" in cells(runs) and "accuracies and F1 in %" in runs.caption
 
 
-COMMANDS = [[], ["quickstart"], ["sample"], ["extract"], ["train"], ["evaluate"], ["runs"], ["predict"],
+COMMANDS = [[], ["quickstart"], ["sample"], ["extract"], ["train"], ["evaluate"], ["runs"], ["predict"], ["reproduce"], ["tune"],
             ["ablate"], ["import"], ["import", "mmsa"], ["cache"], ["cache", "info"], ["cache", "verify"]]
 
 
@@ -124,7 +124,8 @@ def test_help_fits_80_columns_and_names_every_option_whole(command: list[str]) -
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert max(len(line) for line in lines) <= 80 and "…" not in result.output, result.output
-    assert not any(line.rstrip().endswith("...") and "Usage:" not in line for line in lines), result.output
+    listed = lines[lines.index("Commands:") + 1:] if "Commands:" in lines else []
+    assert not any(line.rstrip().endswith("...") for line in listed), result.output  # click cuts a command's help
     shown = typer.main.get_command(app)
     for part in command:
         shown = shown.commands[part]

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from hcm.apps.train import resolve_settings
 from hcm.cli import app
 from hcm.core.errors import UsageError
+from hcm.model.config import ModelConfig
 from hcm.training.settings import load_hparams, model_size_for
 
 
@@ -32,6 +33,15 @@ def test_a_tiny_cache_gets_the_small_model_and_overrides_still_win() -> None:
     assert paper["d_model"] == forced["d_model"] == paper_width and paper["m_c"] == 8
     assert overridden["d_model"] == 64
     assert small["reading"] == paper["reading"] == "paper"  # the size changes widths, not the equations
+
+
+@pytest.mark.parametrize("dataset", ["mosei", "meld", "iemocap"])
+def test_the_small_size_keeps_the_paper_reading_and_trains_in_small_batches(dataset: str) -> None:
+    train, model = resolve_settings(dataset, {}, profile="tiny")
+    assert ModelConfig.from_dict(model).departures() == []  # no size switches an equation to hcm's form
+    assert (train["batch_size"], train["lr"]) == (16, 1e-3)  # configs/model_sizes.json, with reasons
+    paper_train, _ = resolve_settings(dataset, {}, profile="paper")
+    assert (paper_train["batch_size"], paper_train["lr"]) == (64, 2e-4)
 
 
 def test_hcm_train_on_a_tiny_cache_records_the_small_model(workdir: Path, tiny_cache) -> None:

@@ -17,9 +17,10 @@ from hcm.cli import app, workdir_first
 
 runner = CliRunner()
 COMMANDS = [["quickstart"], ["sample"], ["extract"], ["train"], ["evaluate"], ["runs"], ["predict"], ["ablate"],
-            ["import", "mmsa"], ["cache", "info"], ["cache", "verify"]]
+            ["reproduce"], ["tune"], ["import", "mmsa"], ["cache", "info"], ["cache", "verify"]]
 USAGE_ERRORS = [["train", "--epochs", "0"], ["train", "--lr", "0"], ["train", "--seeds", "a,b"],
                 ["train", "--set", "dropout"], ["evaluate", "--split", "train"], ["ablate", "--seeds", "x"],
+                ["reproduce", "--seeds", "1,x"], ["tune", "--trials", "0"], ["tune", "--pruner", "asha"],
                 ["extract", "--dataset", "mosei", "--frames", "0"], ["import", "mmsa", "f.pkl", "-d", "mosi",
                                                                      "--aligned-rows", "some"]]
 PROBE = """

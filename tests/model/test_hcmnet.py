@@ -30,10 +30,10 @@ MODALITY_NAMES = {"tva": {"text", "video", "audio"}, "tv": {"text", "video"}, "t
 
 @pytest.fixture
 def make_model(model_config) -> Callable[..., HCMNet]:
-    """Factory: a tiny HCMNet, seeded, with config overrides."""
+    """Factory: a tiny HCMNet under the ``hcm`` reading (test_readings.py covers ``paper``), seeded."""
     def make(seed: int = 0, **overrides) -> HCMNet:
         torch.manual_seed(seed)
-        return build_model(model_config(**overrides))
+        return build_model(model_config(**{"reading": "hcm", **overrides}))
     return make
 
 

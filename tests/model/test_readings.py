@@ -6,12 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+import math
+
 from hcm.model.atomic import inner_product_fusion
-from hcm.model.composition import CompositionTransport, CostGuidedFusion
-from hcm.model.config import VARIANTS
+from hcm.model.composition import CompositionTransport, CostGuidedFusion, FusionLayer, PairwiseGraphFusion
+from hcm.model.config import READING_SWITCHES, VARIANTS, ModelConfig
+from hcm.model.graphs import normalized_adjacency
 from hcm.model.hcmnet import build_model
 from hcm.model.layers import ModalRows
-from hcm.model.losses import balanced_objective
+from hcm.model.losses import atomic_cosine_loss, balanced_objective
 from hcm.model.nodes import area_weights, common_node_count
 
 LENGTHS = {"text": [5, 3, 4, 1], "video": [6, 2, 4, 3], "audio": [7, 5, 1, 2]}
@@ -88,6 +91,136 @@ def test_eq17_literal_gradient() -> None:
     # L = L_acl + L_cce / sg(L_acl / L_cce): grad = grad L_acl + (L_cce / L_acl) grad L_cce
     assert torch.allclose(g_total, g_acl + (cce / acl).detach() * g_cce, atol=1e-6)
     assert torch.allclose(total, acl + cce ** 2 / acl)
+
+
+def test_eq17_clamp_switch() -> None:
+    acl, task = torch.tensor(1000.0), torch.tensor(1.0)
+    # literal: ratio L_acl / L_task = 1000; balance_clamp bounds it to 100
+    assert torch.allclose(balanced_objective(acl, task, None, reading="literal"), torch.tensor(1000.001))
+    assert torch.allclose(balanced_objective(acl, task, (1e-2, 1e2), reading="literal"), torch.tensor(1000.01))
+    assert ModelConfig().balance_clamp is False and ModelConfig(reading="hcm").balance_clamp is True
+
+
+def test_eq7_cosine_forms() -> None:
+    features = {"video": torch.tensor([[1.0, 0.0], [1.0, 1.0], [5.0, 5.0]]),
+                "text": torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0]])}
+    present = {"video": torch.tensor([True, True, True]), "text": torch.tensor([True, True, False])}
+    # sample 2 has no text: left out; cos = (1, 1/sqrt 2) for samples 0 and 1
+    pulled = atomic_cosine_loss(features, present)
+    printed = atomic_cosine_loss(features, present, as_printed=True)
+    assert torch.allclose(pulled, torch.tensor((0.0 + 1 - 1 / math.sqrt(2)) / 2))
+    assert torch.allclose(printed, torch.tensor((1.0 + 1 / math.sqrt(2)) / 2))
+    # three modalities: the sum over the pairs v-t, v-a, a-t; an (M, d) matrix gives the Frobenius cosine
+    three = {"video": torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), "text": torch.tensor([[[1.0, 0.0], [0.0, 0.0]]]),
+             "audio": torch.tensor([[[0.0, 1.0], [0.0, 0.0]]])}
+    everyone = {m: torch.tensor([True]) for m in three}
+    # cos(V, T) = 1/sqrt 2, cos(V, A) = 0, cos(A, T) = 0 (the flattened matrices)
+    assert torch.allclose(atomic_cosine_loss(three, everyone), torch.tensor(3 - 1 / math.sqrt(2)))
+
+
+def test_eq7_in_the_model_is_the_cosine_of_the_atomic_node_matrices(model_config, model_batch) -> None:
+    torch.manual_seed(0)
+    model = build_model(model_config(variant="acm-only", dropout=0.0)).eval()
+    batch = model_batch(LENGTHS)
+    with torch.no_grad():
+        out = model(batch)
+        atomic, _ = model.atomic(model.encode(batch))
+    total = torch.tensor(0.0)
+    for a, b in (("video", "text"), ("video", "audio"), ("text", "audio")):
+        x = (atomic[a].x[:, 1:] * atomic[a].support[:, 1:, None]).flatten(1)  # (B, M d), common nodes
+        y = (atomic[b].x[:, 1:] * atomic[b].support[:, 1:, None]).flatten(1)
+        cos = (x * y).sum(1) / (x.norm(dim=1) * y.norm(dim=1))
+        total = total + (1 - cos).mean()
+    assert torch.allclose(out.losses["acl"], total, atol=1e-5)
+
+
+def test_eq10_self_loops_switch() -> None:
+    path = torch.tensor([[[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]])
+    valid = torch.tensor([[True, True, True]])
+    r2, r6 = 1 / math.sqrt(2), 1 / math.sqrt(6)
+    # D^-1/2 delta D^-1/2, degrees (1, 2, 1)
+    assert torch.allclose(normalized_adjacency(path, valid, self_loops=False),
+                          torch.tensor([[[0.0, r2, 0.0], [r2, 0.0, r2], [0.0, r2, 0.0]]]))
+    # with self-loops, degrees (2, 3, 2)
+    assert torch.allclose(normalized_adjacency(path, valid, self_loops=True),
+                          torch.tensor([[[0.5, r6, 0.0], [r6, 1 / 3, r6], [0.0, r6, 0.5]]]))
+
+
+def _identity(linear: torch.nn.Linear) -> None:
+    with torch.no_grad():
+        linear.weight.copy_(torch.eye(linear.weight.shape[0], linear.weight.shape[1]))
+        linear.bias.zero_()
+
+
+def test_eq13_shared_qk_attention_and_eq14_linear_ffn() -> None:
+    layer = FusionLayer(2, 2, num_heads=1, dropout=0.0, attention="shared-qk", ffn="linear")
+    _identity(layer.attn.q)
+    _identity(layer.attn.v)
+    first, second = layer.ffn  # Eq. 14: W_1(W_2 x + b_2) + b_1 with W_2 = 2 I, b_2 = (1, 0), W_1 = I, b_1 = (0, 3)
+    _identity(first)
+    _identity(second)
+    with torch.no_grad():
+        first.weight.mul_(2.0)
+        first.bias.copy_(torch.tensor([1.0, 0.0]))
+        second.bias.copy_(torch.tensor([0.0, 3.0]))
+    guide = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    x = torch.tensor([[[2.0, 0.0], [0.0, 4.0]]])
+    support = torch.tensor([[True, True]])
+    # Q = K = guide: scores I / sqrt 2; row 0 weights (p, 1 - p), p = e^{1/sqrt 2} / (e^{1/sqrt 2} + 1)
+    p = math.exp(1 / math.sqrt(2)) / (math.exp(1 / math.sqrt(2)) + 1)
+    g_va = torch.tensor([[[2 * p, 4 * (1 - p)], [2 * (1 - p), 4 * p]]])
+    expected = 2 * g_va + torch.tensor([1.0, 3.0])
+    assert torch.allclose(layer(guide, x, support), expected, atol=1e-6)
+    names = {n for n, _ in PairwiseGraphFusion(1, 2, 1, 2, 0.0, "shared-qk", "linear").named_parameters()}
+    assert not any("norm" in n or ".k." in n for n in names)  # no LayerNorm, no separate W_k
+    hcm = {n for n, _ in PairwiseGraphFusion(1, 2, 1, 2, 0.0, "multihead", "gelu-residual").named_parameters()}
+    assert any(".k." in n for n in hcm) and any("norm" in n for n in hcm)
+
+
+def test_eq15_cost_scale_switch() -> None:
+    text = _rows([[9.0, 9.0], [0.0, 0.0], [3.0, 4.0]], [True, True, True])
+    video = _rows([[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]], [True, True, True])
+    costs = {}
+    for scale in ("raw", "unit-mean"):
+        transport = CompositionTransport(("video",), 0.5, use_ot=True, eps=0.1, n_iters=10, backend="torch",
+                                         update="literal", common_nodes=True, cost_scale=scale)
+        costs[scale] = transport({"text": text, "video": video}).transferred_cost[0, 1:, 1:]
+    # Euclidean distances of the support pairs: (0, 5) from each video node; their mean is 2.5
+    assert torch.allclose(costs["raw"], torch.tensor([[0.0, 5.0], [0.0, 5.0]]), atol=1e-5)
+    assert torch.allclose(costs["unit-mean"], torch.tensor([[0.0, 2.0], [0.0, 2.0]]), atol=1e-5)
+
+
+def test_eq12_node_mass() -> None:
+    text = _rows([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], [True, True, True])
+    video = _rows([[0.0, 0.0], [2.0, 4.0], [6.0, 8.0]], [True, True, True])
+    literal = CompositionTransport(("video",), 0.5, use_ot=False, eps=0.1, n_iters=5, backend="torch",
+                                   update="literal", common_nodes=True, mass="node")
+    moved = literal({"text": text, "video": video})
+    # mass 1 per text node: H = 2 mu_v mu_t^T, (H^T G_v)_j = mean(g_1, g_2) = (4, 6); gamma 0.5
+    assert torch.allclose(moved.graphs["video"], torch.tensor([[[0.0, 0.0], [4.0, 7.0], [8.0, 11.0]]]))
+    assert torch.allclose(moved.plans["video"].sum(), torch.tensor(1.0))  # returned plans keep total mass 1
+
+
+def test_every_switch_has_a_paper_and_an_hcm_value() -> None:
+    for switch in READING_SWITCHES:
+        assert switch.paper != switch.hcm and {switch.paper, switch.hcm} <= set(switch.choices), switch.name
+        for parameter in switch.parameters:
+            assert parameter in ModelConfig.__dataclass_fields__, (switch.name, parameter)
+    assert ModelConfig().reading == "paper" and ModelConfig().departures() == []
+
+
+def test_a_saved_run_rebuilds_as_it_was_trained() -> None:
+    # config.json of a run saved before the later switches existed: reading "paper", 8 switches
+    before = {k: v for k, v in ModelConfig().to_dict().items()
+              if k not in ("acl_form", "graph_self_loops", "pgf_attention", "pgf_ffn", "cost_scale", "balance_clamp")}
+    cfg = ModelConfig.from_saved(before)
+    assert cfg.reading == "paper" and cfg.atomic_fusion == "product"  # what it recorded stays
+    assert (cfg.acl_form, cfg.graph_self_loops, cfg.pgf_attention, cfg.pgf_ffn, cfg.cost_scale, cfg.balance_clamp) == \
+        ("class-contrastive", True, "multihead", "gelu-residual", "unit-mean", True)  # what the code then ran
+    untouched = ModelConfig(reading="paper", d_model=32, num_heads=2, m_ctn=2).to_dict()
+    assert ModelConfig.from_saved(untouched) == ModelConfig.from_dict(untouched)  # a new run: as recorded
+    legacy = {k: v for k, v in ModelConfig(reading="hcm").to_dict().items() if k != "reading"}
+    assert ModelConfig.from_saved(legacy).reading == "hcm"  # before `reading` existed: hcm's
 
 
 def test_area_resampling_weights() -> None:

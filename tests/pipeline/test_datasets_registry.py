@@ -15,13 +15,13 @@ from hcm.pipeline.sample import SampleSummary, make_sample
 
 
 def test_registry_lists_every_dataset() -> None:
-    assert dataset_names() == ["iemocap", "meld", "mosei", "sample"]
-    with pytest.raises(KeyError, match="unknown dataset 'mosi'; known: iemocap, meld, mosei, sample"):
-        get_dataset("mosi")
+    assert dataset_names() == ["custom", "iemocap", "meld", "mosei", "mosi", "sample", "sims", "simsv2"]
+    with pytest.raises(KeyError, match="unknown dataset 'cmu-mosi'; known: custom, iemocap, meld, mosei, mosi"):
+        get_dataset("cmu-mosi")
     assert get_dataset("MOSEI").name == "mosei"  # names are case-insensitive
 
 
-@pytest.mark.parametrize("name", ["iemocap", "meld", "mosei", "sample"])
+@pytest.mark.parametrize("name", ["iemocap", "meld", "mosei", "sample", "mosi", "sims", "simsv2", "custom"])
 def test_adapters_declare_their_task(name: str) -> None:
     adapter = get_dataset(name)
     assert isinstance(adapter, DatasetAdapter) and adapter.name == name

@@ -109,6 +109,15 @@ def test_profile_from_recipe_rebuilds_the_profile(name: str) -> None:
     assert profile_from_recipe(recipe) == profile
 
 
+def test_the_recipe_records_stage_one_choices_with_reasons() -> None:
+    recipe = json.loads(json.dumps(get_profile("paper").recipe()))
+    choices = recipe["hcm_choices"]
+    assert {"text_encoder", "video_encoder", "frames", "segments", "mel", "clip_text", "streams"} <= set(choices)
+    assert all(reason.strip() for reason in choices.values())
+    del recipe["hcm_choices"]  # a cache extracted before the choices were recorded still rebuilds
+    assert profile_from_recipe({"profile": recipe}) == get_profile("paper")
+
+
 def test_profile_from_recipe_names_what_it_builds_differently() -> None:
     recipe = {"profile": json.loads(json.dumps(get_profile("tiny").recipe())), "hcm_version": "0.0"}
     recipe["profile"]["encoders"]["mel"]["n_mels"] = 64

@@ -40,7 +40,7 @@ def test_sample_all_writes_every_corpus_under_out(tmp_path):
 
 
 def test_sample_reports_bad_input_without_a_traceback(tmp_path):
-    result = runner.invoke(app, ["--workdir", str(tmp_path), "sample", "-d", "mosi"])
+    result = runner.invoke(app, ["--workdir", str(tmp_path), "sample", "-d", "cmu-mosi"])
     assert result.exit_code == 2 and "choose from" in _flat(result.output)
     result = runner.invoke(app, ["--workdir", str(tmp_path), "sample", "-d", "meld", "--n", "2"])
     assert result.exit_code == 2 and "at least 3" in _flat(result.output)

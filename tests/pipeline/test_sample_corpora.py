@@ -16,7 +16,7 @@ from hcm.pipeline.sample.registry import (
     TRUNCATED_MEDIA,
 )
 
-SMALL_N = {"mosei": 14, "meld": 12, "iemocap": 12}
+SMALL_N = {"mosei": 14, "meld": 12, "iemocap": 12, "mosi": 12, "sims": 12, "simsv2": 12, "custom": 16}
 MEDIA_SUFFIXES = (".mp4", ".avi", ".wav")
 ANNOTATION_SUFFIXES = (".csv", ".txt")
 

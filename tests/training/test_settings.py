@@ -99,7 +99,8 @@ def test_round_trip_and_variant_switches() -> None:
     }
 
 
-PAPER_ONLY_TRAIN = {"scheduler": "constant", "warmup_epochs": 0.0, "grad_clip": 0.0, "patience": 0, "amp": "off"}
+# What the paper does not mention, set to "none" or "constant" and listed among hcm's choices.
+UNSTATED_TRAIN = {"scheduler": "constant", "warmup_epochs": 0.0, "grad_clip": 0.0, "patience": 0, "amp": "off"}
 
 
 @pytest.mark.parametrize("name", ["mosei", "meld", "iemocap"])
@@ -110,9 +111,9 @@ def test_paper_configs_enable_no_hcm_only_switch(name: str) -> None:
     assert cfg.departures() == [], f"configs/hcmnet/{name}.json enables hcm-only switches {cfg.departures()}"
     assert cfg.switches() == {sw.name: sw.paper for sw in READING_SWITCHES}
     train = TrainConfig.from_dict(hparams["train"])
-    assert {key: getattr(train, key) for key in PAPER_ONLY_TRAIN} == PAPER_ONLY_TRAIN
+    assert {key: getattr(train, key) for key in UNSTATED_TRAIN} == UNSTATED_TRAIN
+    assert set(UNSTATED_TRAIN) | {"standardise_streams", "weight_decay", "d_model"} <= set(hparams["hcm_choices"])
     assert (train.lr, train.batch_size, train.epochs) == (2e-4, 64, 100)
-    assert "d_model" in hparams["hcm_choices"] and "weight_decay" in hparams["hcm_choices"]
     assert hparams["model"].get("class_weights") == (None if name == "mosei" else "inverse_frequency")
 
 
@@ -155,6 +156,8 @@ def _write_hparams(folder: Path, data: dict) -> None:
 @pytest.mark.parametrize("choices, message", [
     ({"model": {"dropout": 0.2}, "reasons": {"dropout": "r"}}, "both as the paper's model settings"),
     ({"model": {"gcn_residual": True}, "reasons": {"gcn_residual": "r"}}, "reading switches"),
+    ({"model": {"acl_temperature": 0.2}, "reasons": {"acl_temperature": "r"}}, "parameters of reading switches"),
+    ({"model": {}, "reasons": {}, "fixed": {"node_resampling": ""}}, "built-in choice to the reason"),
     ({"model": {"eta": 0.3}, "reasons": {}}, "missing for \\['eta'\\]"),
     ({"model": {"eta": 0.3}, "reasons": {"eta": "r", "ot_eps": "r"}}, "stray: \\['ot_eps'\\]"),
     ({"optimizer": {}}, "'hcm_choices' must be an object"),
@@ -165,3 +168,20 @@ def test_hcm_choices_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("hcm.training.settings.configs_dir", lambda: tmp_path)
     with pytest.raises(ValueError, match=message):
         load_hparams("x")
+
+
+def test_a_cache_that_records_its_facts_needs_no_shipped_file() -> None:
+    from types import SimpleNamespace
+
+    from hcm.training.settings import facts_for_cache
+
+    recorded = {"name": "custom", "task": "classification", "num_classes": 2, "class_names": ["no", "yes"],
+                "key_metric": "weighted_f1", "higher_is_better": True, "label_range": None,
+                "streams": {"text": ["roberta"], "video": ["efficientnet"], "audio": ["mel"]}, "metrics": ""}
+    facts = facts_for_cache(SimpleNamespace(dataset="custom", recipe={"facts": recorded}))
+    assert facts.class_names == ("no", "yes") and facts.streams["audio"] == ("mel",)
+    declared = {"text": ["csd_text"], "video": ["csd_video"], "audio": ["csd_audio"]}
+    imported = facts_for_cache(SimpleNamespace(dataset="custom", recipe={"facts": recorded, "streams": declared}))
+    assert imported.streams["audio"] == ("csd_audio",) and imported.class_names == ("no", "yes")
+    with pytest.raises(FileNotFoundError, match="no datasets config"):
+        facts_for_cache(SimpleNamespace(dataset="custom", recipe={}))
