@@ -155,6 +155,29 @@ def _assignments(pairs: list[str]) -> list[str]:
     return pairs
 
 
+def _modality_sets(values: list[str]) -> list[str]:
+    """``--missing``: text, video, audio or pairs joined by '+' (``video+audio``), or ``all``."""
+    for value in values:
+        names = [part.strip() for part in value.split("+")]
+        if value != "all" and (not 1 <= len(names) <= 2 or any(n not in ("text", "video", "audio") for n in names)):
+            raise typer.BadParameter(f"{value!r}: give text, video or audio, a pair such as video+audio, or all")
+    if "all" in values and len(values) > 1:
+        raise typer.BadParameter("'all' already holds every modality and pair; give it alone")
+    return values
+
+
+def _noise_levels(value: Optional[str]) -> Optional[str]:
+    """``--noise``: a comma list of levels >= 0 (``0.1,0.5,1``)."""
+    if value:
+        try:
+            levels = [float(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a comma list of numbers (e.g. 0.1,0.5,1)") from None
+        if not levels or any(not 0 <= v < 1e6 for v in levels):
+            raise typer.BadParameter(f"{value!r}: noise levels are numbers >= 0 (units of each feature's spread)")
+    return value
+
+
 def _example(*lines: str) -> dict[str, object]:
     """Options for ``app.command``: the help's class and an example at its end."""
     return {"cls": HcmCommand, "epilog": "Example:  " + "  |  ".join(lines)}
@@ -391,11 +414,33 @@ def evaluate_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report (as metrics.json) on stdout; the table goes to stderr."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    trust_model_code: bool = typer.Option(
+        False, "--trust-model-code",
+        help="Import the model module a run's config.json names when it is not one of hcm's models "
+             "(this runs that module's code; only for run folders you trust). Default: hcm's models only."),
+    missing: list[str] = typer.Option([], "--missing", callback=_modality_sets, show_default="none",
+                                      help="Robustness: score with a modality (text, video, audio) or a pair "
+                                           "(video+audio) masked; repeat it, or 'all' for each one and pair."),
+    noise: Optional[str] = typer.Option(None, "--noise", callback=_noise_levels, show_default="none",
+                                        help="Robustness: comma list of Gaussian noise levels, in units of each "
+                                             "feature column's spread (e.g. 0.1,0.5,1)."),
 ) -> None:
-    """Evaluate a run's best checkpoint: metrics table, metrics.json, predictions.csv, plots."""
+    """Evaluate a run's best checkpoint: metrics table, metrics.json, predictions.csv, plots.
+
+    With --missing or --noise it scores the run clean and under each condition instead, and writes
+    eval/<split>/robustness.json, .csv and .png (docs/reports.md). --features evaluates on another cache
+    of the same profile, also of another dataset with the same task and streams (cross-corpus).
+    """
+    if missing or noise:
+        from hcm.apps.robustness import robustness_command
+
+        levels = [float(v) for v in noise.split(",") if v.strip()] if noise else []
+        raise typer.Exit(robustness_command(ctx.obj, run, split.value, features, missing, levels, device, threads,
+                                            as_json, trust_model_code))
     from hcm.apps.train import evaluate_command as run_evaluate
 
-    raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads, as_json))
+    raise typer.Exit(run_evaluate(ctx.obj, run, split.value, features, tsne, device, threads, as_json,
+                                  trust_model_code))
 
 
 @app.command("runs", **_example("hcm runs --dataset mosei"))
@@ -684,3 +729,83 @@ def cache_verify_command(
     from hcm.apps.cache import verify_command
 
     raise typer.Exit(verify_command(directory))
+
+
+# --------------------------------------------------------------------------- explain and report
+
+
+def _id_list(value: Optional[str]) -> Optional[list[str]]:
+    if value is not None:
+        ids = [v.strip() for v in value.split(",") if v.strip()]
+        if not ids:
+            raise typer.BadParameter("give at least one item id, e.g. --ids abc$_$1,abc$_$2")
+        return ids
+    return None
+
+
+@app.command("explain", **_example("hcm explain --split test --worst 3",
+                                   'hcm explain clip.mp4 --text "I loved every minute of it"'))
+def explain_command(
+    ctx: typer.Context,
+    clip: Optional[Path] = typer.Argument(None, help="A new clip to explain (extracted as hcm predict does); "
+                                                     "without it, cached items (--ids or --worst)."),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript (without it the text is masked)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
+    split: Split = typer.Option(Split.test, "--split", case_sensitive=False, help="Split of the cached items."),
+    ids: Optional[str] = typer.Option(None, "--ids", help="Comma list of item ids of --split."),
+    worst: Optional[int] = typer.Option(None, "--worst", min=1, show_default="3 when no --ids",
+                                        help="The N items of --split with the largest error."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the run's profile (cached items)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="<run>/explain/<split or clips>",
+                                       help="Folder for <id>.json and <id>.png."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+) -> None:
+    """Look inside a run's prediction for single items (the paper's Figure 5 case study).
+
+    Per item a PNG and a JSON: prediction and label, each modality's contribution (the prediction with it
+    masked as training masks a missing medium), the text-video and text-audio transport plans, the
+    dependency, video-similarity and audio line graphs, and the atomic-level attention (docs/reports.md).
+    """
+    from hcm.apps.explain import ExplainRequest
+    from hcm.apps.explain import explain_command as run_explain
+    from hcm.core.threads import set_threads
+
+    chosen = _id_list(ids)
+    if clip is not None and (chosen or worst):
+        raise typer.BadParameter("give a clip or cached items (--ids/--worst), not both")
+    if chosen and worst:
+        raise typer.BadParameter("give --ids or --worst, not both")
+    if clip is None and text is not None:
+        raise typer.BadParameter("--text goes with a clip; cached items carry their transcript")
+    set_threads(threads)
+    request = ExplainRequest(run=run, split=split.value, ids=chosen, worst=worst, clip=clip, text=text, out=out,
+                             device=device, features=features)
+    raise typer.Exit(run_explain(ctx.obj, request))
+
+
+def _html_file(value: Path) -> Path:
+    if value.suffix.lower() not in (".html", ".htm"):
+        raise typer.BadParameter(f"{value} must end in .html (the report is one HTML page)")
+    if value.is_dir():
+        raise typer.BadParameter(f"{value} is a folder; give a file name such as report.html")
+    return value
+
+
+@app.command("report", **_example("hcm report hcm-work/runs/mosei/20250101-120000-full --out report.html",
+                                  "hcm report RUN_A RUN_B --out compare.html"))
+def report_command(
+    runs: list[Path] = typer.Argument(..., help="Run folders (hcm-work/runs/<dataset>/<run>); several are compared."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", callback=_html_file, help="The HTML file to write."),
+    split: Split = typer.Option(Split.test, "--split", case_sensitive=False,
+                                help="The evaluated split to show (hcm evaluate --split)."),
+) -> None:
+    """Write one self-contained HTML page about runs: command, settings, curves, metrics, plots, errors.
+
+    Images and the one script are inline, so the file opens offline. It shows what `hcm evaluate` (with
+    --tsne, --missing, --noise) wrote in each run's eval/<split>/ and names the command for what is missing.
+    Metrics also as Markdown and LaTeX; several runs get a comparison table and overlaid curves.
+    """
+    from hcm.apps.report import report_command as run_report
+
+    raise typer.Exit(run_report(runs, out, split.value))

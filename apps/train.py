@@ -24,6 +24,7 @@ from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
 from hcm.training.evaluate import evaluate_run, summarize_seed_runs
 from hcm.training.data import read_cache_meta
+from hcm.training.model_source import check_run_config, model_factory
 from hcm.training.runs import RunPaths, choose_cache, find_latest_run, new_run_dir
 from hcm.training.settings import DatasetFacts, TrainConfig, load_hparams, model_size_for, model_size_settings
 from hcm.training.distributed import agreed, setup_distributed
@@ -171,9 +172,12 @@ def resume_in_workspace(workspace: Workspace, request: TrainRequest) -> Any:
         config = extend_run(RunPaths(run), config, int(epochs))
     train_cfg = {**config["train"], **{k: v for k, v in request.overrides.items() if k in RESUME_SETTINGS}}
     cache = request.features or config["cache"]
+    recorded = check_run_config(config, RunPaths(run).config)["model_factory"]
+    factory = recorded if request.model_factory == recorded else model_factory(  # the user named it: trusted
+        recorded, False, RunPaths(run).config, hint=f"pass --model-factory {recorded} with --resume")
     started = time.perf_counter()
     result = train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_saved(config["model"]),
-                   facts=DatasetFacts.from_dict(config["facts"]), model_factory=config["model_factory"],
+                   facts=DatasetFacts.from_dict(config["facts"]), model_factory=factory,
                    resume=True, progress=request.progress)
     print(train_summary(result, time.perf_counter() - started, train_cfg["epochs"]))
     return result
@@ -238,15 +242,16 @@ def removed_on_failure(run: Path, rank: int) -> Iterator[None]:
 
 def evaluate_in_workspace(workspace: Workspace, run: Path | None = None, split: str = "test",
                           features: Path | None = None, tsne: bool = False, device: str = "auto",
-                          as_json: bool = False) -> dict[str, Any]:
+                          as_json: bool = False, trust_model_code: bool = False) -> dict[str, Any]:
     """``hcm evaluate``: the given run (default: the latest in the workspace), its best checkpoint.
 
-    ``as_json``: the table goes to stderr and stdout gets the report (metrics.json) alone."""
+    ``as_json``: the table goes to stderr and stdout gets the report (metrics.json) alone.
+    ``trust_model_code``: import a model factory outside hcm's registry that the run config names."""
     from rich.console import Console
 
     chosen = Path(run) if run is not None else find_latest_run(workspace.runs)
     report = evaluate_run(chosen, split, cache_dir=features, tsne=tsne, device=device,
-                          console=Console(stderr=True) if as_json else None)
+                          console=Console(stderr=True) if as_json else None, trust_model_code=trust_model_code)
     if as_json:
         print(json.dumps(report, indent=1, default=str))
     return report
@@ -279,10 +284,11 @@ def train_command(workspace: Workspace, request: TrainRequest, interactive: bool
 
 
 def evaluate_command(workspace: Workspace, run: Path | None, split: str, features: Path | None, tsne: bool,
-                     device: str, threads: int | None = None, as_json: bool = False) -> int:
+                     device: str, threads: int | None = None, as_json: bool = False,
+                     trust_model_code: bool = False) -> int:
     """``hcm evaluate`` with its errors reported as messages; returns the exit status."""
     def work() -> None:
         set_threads(threads)
-        evaluate_in_workspace(workspace, run, split, features, tsne, device, as_json)
+        evaluate_in_workspace(workspace, run, split, features, tsne, device, as_json, trust_model_code)
 
     return report_errors(work)

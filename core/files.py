@@ -11,11 +11,13 @@ wrote when their umask lets them (``tempfile.mkstemp`` would make every file 060
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
 import secrets
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +35,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], temp: P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(temp) if temp is not None else _new_temp_file(path)
+    if temp is not None:
+        create_new(tmp)
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
@@ -44,12 +48,44 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], temp: P
     fsync_dir(path.parent)
 
 
+def plain_name(value: str) -> bool:
+    """Whether ``value`` names a file inside a folder: not empty, no separator, not ``.``/``..``
+    (an id read from a dataset's label file is joined to a media path only if it is plain)."""
+    return bool(value) and "/" not in value and "\\" not in value and "\0" not in value and value not in (".", "..")
+
+
+def create_new(path: Path) -> None:
+    """Create ``path`` as a new empty regular file (``O_CREAT | O_EXCL | O_NOFOLLOW``): a leftover
+    of that name is removed first, and a symbolic link planted there is removed, never followed."""
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666))
+
+
+def open_lock(path: str | os.PathLike) -> io.TextIOWrapper:
+    """Open (creating it if needed) the lock file ``path`` for ``fcntl`` locking, without following
+    a symbolic link (``O_NOFOLLOW``): a link there, or anything but a regular file, is refused with a
+    UsageError, so a lock name can never make hcm create or open a file elsewhere."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UsageError(f"lock file {path} is a symbolic link; hcm never follows links for its lock files "
+                             f"(one could make it write outside {path.parent}). Remove the link and re-run") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"lock file {path} is not a regular file; remove it and re-run")
+    return os.fdopen(fd, "a+")
+
+
 def _new_temp_file(path: Path) -> Path:
     """A new empty file ``.<name>.<random>.tmp`` beside ``path``, mode 0666 less the umask."""
     while True:
         tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666))
         except FileExistsError:
             continue
         return tmp

@@ -212,3 +212,17 @@ def test_a_downloaded_run_with_code_in_its_checkpoint_is_refused(trained: dict, 
     result = invoke(trained, trained["clip"], "--text", "fine", "--run", run)
     assert result.exit_code == 1 and "refused" in result.stderr and "builtins.exec" in result.stderr
     assert not marker.exists()
+
+
+def test_explain_a_clip_predicts_as_predict_does(trained: dict, tmp_path: Path) -> None:
+    """`hcm explain CLIP --text` extracts the clip as predict does: the same score, and the words as labels."""
+    text = "honestly the movie was wonderful"
+    predicted = json.loads(invoke(trained, trained["clip"], "--text", text, "--json").stdout)
+    result = runner.invoke(app, ["--workdir", str(trained["workspace"].root), "explain", str(trained["clip"]),
+                                 "--text", text, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / f"{trained['clip'].stem}.json").read_text())
+    assert doc["prediction"]["score"] == pytest.approx(predicted["score"], abs=1e-5)
+    assert "label" not in doc  # a new clip has none
+    assert set(doc["plans"]["video"]["cols"]) <= set(text.split())
+    assert (tmp_path / f"{trained['clip'].stem}.png").stat().st_size > 0
