@@ -229,7 +229,7 @@ def test_the_quickstart_time_is_stated_once_from_a_measurement() -> None:
     """One place (docs/quickstart.md) says how long the quickstart takes, and each number it gives
     is a measurement recorded in benchmarks/RESULTS.md."""
     stating = []
-    for doc in DOCS:
+    for doc in (d for d in DOCS if d.name != "RESULTS.md"):  # RESULTS.md records the measurements themselves
         for paragraph in re.split(r"\n\s*\n", doc.read_text(encoding="utf-8")):
             text = " ".join(paragraph.split())
             if re.search(r"quickstart|make demo", text) and DURATION.search(text) and not text.startswith("|"):

@@ -51,12 +51,14 @@ from hcm.training.checkpoints import Loop, resume_from, rng_state, save_last, se
 from hcm.training.data import CacheDataset, CacheInfo, DataConfig, cache_info, data_config
 from hcm.training.distributed import Dist, gather, max_over_ranks, setup_distributed
 from hcm.training.faults import NonFiniteLossError, StopSignals, ignore_stop_signals, interrupted, resume_command
-from hcm.training.inference import DEFAULT_MODEL, autocast, eval_loader, factory_path, make_model, model_inputs, predict
+from hcm.training.inference import DEFAULT_MODEL, amp_dtype, autocast, eval_loader, factory_path, make_model, model_inputs, predict
 from hcm.training.runs import RunLogger, RunPaths, check_run_folder, check_run_folder_kept, epoch_progress
 from hcm.training.settings import (DatasetFacts, TrainConfig, facts_for_cache, key_metric_of,
                                    with_class_weights)
 
 log = logging.getLogger(__name__)
+
+
 @dataclass
 class RunResult:
     """What a finished ``train`` call reports."""
@@ -70,18 +72,6 @@ class RunResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- setup
-
-
-def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for full precision."""
-    if setting == "off" or (setting == "auto" and device.type != "cuda"):
-        return None
-    if setting == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if setting == "bf16" else torch.float16
 
 
 # --------------------------------------------------------------------------- loaders
