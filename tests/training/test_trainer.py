@@ -90,6 +90,36 @@ def test_resume_reaches_the_same_weights_and_metrics(cache: Path, tmp_path: Path
     assert resumed.best_epoch == full.best_epoch and resumed.best_value == full.best_value
 
 
+@pytest.mark.slow  # two short HCMNet runs, ~25 s on 2 loaded cores
+def test_resume_with_hcmnet_and_dropout_repeats_the_uninterrupted_run(cache: Path, tmp_path: Path,
+                                                                      tiny_facts) -> None:
+    """HCMNet itself (dropout 0.5): the dropout masks after the resume come from the restored RNG
+    state, so an interrupted and resumed run ends with the uninterrupted run's weights."""
+    model_cfg = ModelConfig(d_model=8, num_heads=2, m_ctn=2, m_gcn=1, m_c=1, ot_iters=5, dropout=0.5)
+
+    def hcmnet(run_dir: Path, **kw):
+        return train(cache, run_dir, _cfg(epochs=2, num_workers=0), model_cfg, facts=tiny_facts(), progress=False,
+                     **kw)
+
+    full = hcmnet(tmp_path / "full")
+    with pytest.raises(Interrupt):
+        hcmnet(tmp_path / "cut", callbacks=[_interrupt_after(1)])
+    torch.manual_seed(12345)  # the resumed run must not depend on the RNG state it starts in
+    resumed = hcmnet(tmp_path / "cut", resume=True)
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["model"]
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in _run_modules(tmp_path / "full"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+
+
+def _run_modules(run_dir: Path) -> list[torch.nn.Module]:
+    """The modules of the model a run folder holds (to show that it has dropout layers)."""
+    config = json.loads((run_dir / "config.json").read_text())
+    model, _ = load_run_model(RunPaths(run_dir), config, "last", torch.device("cpu"))
+    return list(model.modules())
+
+
 def test_best_epoch_is_chosen_on_valid_only(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run) -> None:
     """Valid MAE is scripted to be best at epoch 2 while test MAE would be best at epoch 4."""
     import hcm.training.trainer as trainer
