@@ -18,7 +18,7 @@ from hcm.model.losses import (
 
 
 def test_balanced_term_gradient_is_task_gradient_times_detached_ratio() -> None:
-    w = torch.randn(5, requires_grad=True)
+    w = torch.randn(5, generator=torch.Generator().manual_seed(0)).requires_grad_()
     acl = (w.sin() ** 2).sum() + 0.3
     task = (w ** 2).sum() + 0.1
     total = balanced_objective(acl, task, (1e-6, 1e6))
