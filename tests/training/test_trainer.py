@@ -165,3 +165,24 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache: Path, t
         run(cache, tmp_path / "run", _cfg())
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_evaluation_baseline_is_fitted_on_the_train_split_only(cache: Path, tmp_path: Path, run) -> None:
+    """The baseline row of `hcm evaluate` predicts the train mean (by hand here), on test and on valid."""
+    import io
+
+    import numpy as np
+    from rich.console import Console
+
+    from hcm.cache import FeatureCache
+    from hcm.training.evaluate import evaluate_run
+
+    result = run(cache, tmp_path / "run", _cfg(epochs=1))
+    train_mean = float(np.mean(FeatureCache(cache, split="train", features=[]).labels))
+    for split in ("test", "valid"):
+        truth = np.asarray(FeatureCache(cache, split=split, features=[]).labels, dtype=np.float64)
+        report = evaluate_run(result.run_dir, split, device="cpu", console=Console(file=io.StringIO()))
+        fitted_on_split = float(np.mean(np.abs(truth - truth.mean())))
+        expected = float(np.mean(np.abs(truth - train_mean)))
+        assert abs(expected - fitted_on_split) > 1e-3  # the two fits differ on this cache
+        assert report["baseline"]["mae"] == pytest.approx(expected, rel=1e-6), split
