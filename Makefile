@@ -22,9 +22,11 @@ $(STAMP): setup.cfg pyproject.toml
 demo: install
 	$(VENV)/bin/hcm quickstart
 
-# Every test (the slow ones too). pytest's exit status is make's: a failure, or no test collected
-# (status 5), fails the target. PYTEST_ARGS passes options, e.g. PYTEST_ARGS='-m "not slow"'.
+# The linter (ruff, settings in pyproject.toml), then every test (the slow ones too). A lint finding
+# fails the target before pytest runs; pytest's exit status is make's: a failure, or no test
+# collected (status 5), fails the target. PYTEST_ARGS passes options, e.g. PYTEST_ARGS='-m "not slow"'.
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Each CPU timing benchmark once at a small size, to check that it runs: a few minutes on 2 cores.

@@ -194,7 +194,7 @@ def train_settings(cache: Path, root: Path, settings: list[Setting], request: Ab
                 done = bar.tasks[task].completed
                 cfg = TrainConfig.from_dict({**train_dict, "seed": seed}, "settings")
                 run = root / f"{setting.slug}-s{seed}"
-                step = lambda epoch, row: bar.update(task, completed=done + epoch)  # noqa: E731
+                step = lambda epoch, row, done=done: bar.update(task, completed=done + epoch)  # noqa: E731
                 result = train(cache, run, cfg, model_cfg, callbacks=[step], progress=False)
                 bar.update(task, completed=done + epochs)
                 report = evaluate_run(run, request.split, console=Console(quiet=True))

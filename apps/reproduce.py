@@ -122,7 +122,8 @@ def check_request(request: ReproduceRequest) -> None:
         raise UsageError(f"unknown --variants {unknown or '(none)'}; choose from {', '.join(VARIANTS)}")
     known = paper_datasets()
     if request.dataset is not None and request.dataset not in known:
-        raise UsageError(f"the paper reports no numbers for {request.dataset!r}; --dataset is one of {', '.join(known)}")
+        raise UsageError(f"the paper reports no numbers for {request.dataset!r}; "
+                         f"--dataset is one of {', '.join(known)}")
 
 
 def plan(workspace: Workspace, request: ReproduceRequest) -> Plan:
@@ -197,7 +198,7 @@ def train_all(plan_: Plan, request: ReproduceRequest) -> dict[str, list[dict[str
             for seed in request.seeds:
                 done = bar.tasks[task].completed
                 bar.update(task, description=f"{variant} seed {seed}")
-                step = lambda epoch, row: bar.update(task, completed=done + epoch)  # noqa: E731
+                step = lambda epoch, row, done=done: bar.update(task, completed=done + epoch)  # noqa: E731
                 try:
                     run = train_seed(plan_, variant, seed, step)
                 except Interrupted as stop:

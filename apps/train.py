@@ -1,5 +1,9 @@
 """``hcm train`` and ``hcm evaluate`` in a workspace: choose the cache or run, assemble the
 settings (the dataset's shipped file plus ``--set`` overrides), then call the training harness.
+
+One ``hcm train`` reads the cache's manifest once, assembles the settings once (here; the trainer
+only fills in what the cache decides: input widths, task, class weights) and joins the process
+group once, and hands the manifest and the process group to :func:`hcm.training.trainer.train`.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hcm.core.errors import UsageError, report_errors
-from hcm.core.configs import parse_assignments
 from hcm.core.files import check_writable, read_json
 from hcm.core.threads import set_threads
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
 from hcm.training.evaluate import evaluate_run, summarize_seed_runs
-from hcm.training.data import read_cache_meta
+from hcm.training.data import cache_info, read_cache_meta
+from hcm.training.model_source import check_run_config, model_factory
 from hcm.training.runs import RunPaths, choose_cache, find_latest_run, new_run_dir
 from hcm.training.settings import DatasetFacts, TrainConfig, load_hparams, model_size_for, model_size_settings
 from hcm.training.distributed import agreed, setup_distributed
@@ -122,23 +126,24 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
     if request.resume:
         return [resume_in_workspace(workspace, request)]
     check_writable(workspace.runs, "the runs folder")
-    cache = choose_cache(workspace.features, request.features, ask)
-    meta, _ = read_cache_meta(cache)
+    cache = cache_info(choose_cache(workspace.features, request.features, ask))  # the one read of its manifest
+    meta = cache.meta
     overrides = {**(config_overrides(request.config) if request.config else {}), **request.overrides}
     train_dict, model_dict = resolve_settings(meta.dataset, overrides, meta.profile, request.model_size)
     model_cfg = ModelConfig.from_dict(model_dict, "settings")
     first = TrainConfig.from_dict(train_dict, "settings")
-    rank = setup_distributed(first.device).rank  # under torchrun every rank must use rank 0's folder
+    d = setup_distributed(first.device)  # the one set-up; under torchrun every rank must use rank 0's folder
+    rank = d.rank
     seeds = request.seeds or [first.seed]
     results, suffix = [], len(seeds) > 1
     for seed in seeds:
-        cfg = TrainConfig.from_dict({**train_dict, "seed": seed}, "settings")
-        run = agreed(lambda: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant,
-                                         f"-s{seed}" if suffix else ""))
+        cfg = dataclasses.replace(first, seed=seed)
+        tail = f"-s{seed}" if suffix else ""
+        run = agreed(lambda tail=tail: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, tail))
         with removed_on_failure(run, rank):
             started = time.perf_counter()
-            results.append(train(cache, run, cfg, model_cfg, model_factory=request.model_factory,
-                                 progress=request.progress))
+            results.append(train(cache.directory, run, cfg, model_cfg, model_factory=request.model_factory,
+                                 progress=request.progress, cache=cache, dist_setup=d))
         if rank == 0:
             print(train_summary(results[-1], time.perf_counter() - started))
     if suffix and rank == 0:
@@ -157,9 +162,12 @@ def resume_in_workspace(workspace: Workspace, request: TrainRequest) -> Any:
         log.warning("--resume continues with the run's own settings; ignoring %s", ignored)
     train_cfg = {**config["train"], **{k: v for k, v in request.overrides.items() if k in RESUME_SETTINGS}}
     cache = request.features or config["cache"]
+    recorded = check_run_config(config, RunPaths(run).config)["model_factory"]
+    factory = recorded if request.model_factory == recorded else model_factory(  # the user named it: trusted
+        recorded, False, RunPaths(run).config, hint=f"pass --model-factory {recorded} with --resume")
     started = time.perf_counter()
     result = train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_saved(config["model"]),
-                   facts=DatasetFacts.from_dict(config["facts"]), model_factory=config["model_factory"],
+                   facts=DatasetFacts.from_dict(config["facts"]), model_factory=factory,
                    resume=True, progress=request.progress)
     print(train_summary(result, time.perf_counter() - started))
     return result
@@ -189,15 +197,16 @@ def removed_on_failure(run: Path, rank: int) -> Iterator[None]:
 
 def evaluate_in_workspace(workspace: Workspace, run: Path | None = None, split: str = "test",
                           features: Path | None = None, tsne: bool = False, device: str = "auto",
-                          as_json: bool = False) -> dict[str, Any]:
+                          as_json: bool = False, trust_model_code: bool = False) -> dict[str, Any]:
     """``hcm evaluate``: the given run (default: the latest in the workspace), its best checkpoint.
 
-    ``as_json``: the table goes to stderr and stdout gets the report (metrics.json) alone."""
+    ``as_json``: the table goes to stderr and stdout gets the report (metrics.json) alone.
+    ``trust_model_code``: import a model factory outside hcm's registry that the run config names."""
     from rich.console import Console
 
     chosen = Path(run) if run is not None else find_latest_run(workspace.runs)
     report = evaluate_run(chosen, split, cache_dir=features, tsne=tsne, device=device,
-                          console=Console(stderr=True) if as_json else None)
+                          console=Console(stderr=True) if as_json else None, trust_model_code=trust_model_code)
     if as_json:
         print(json.dumps(report, indent=1, default=str))
     return report
@@ -230,10 +239,11 @@ def train_command(workspace: Workspace, request: TrainRequest, interactive: bool
 
 
 def evaluate_command(workspace: Workspace, run: Path | None, split: str, features: Path | None, tsne: bool,
-                     device: str, threads: int | None = None, as_json: bool = False) -> int:
+                     device: str, threads: int | None = None, as_json: bool = False,
+                     trust_model_code: bool = False) -> int:
     """``hcm evaluate`` with its errors reported as messages; returns the exit status."""
     def work() -> None:
         set_threads(threads)
-        evaluate_in_workspace(workspace, run, split, features, tsne, device, as_json)
+        evaluate_in_workspace(workspace, run, split, features, tsne, device, as_json, trust_model_code)
 
     return report_errors(work)

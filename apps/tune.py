@@ -435,7 +435,8 @@ def sweep_report(study: optuna.Study, spec: StudySpec, folder: Path, console: Co
     write_json(folder / "grid.json", report)
     headers = list(spec.grid) + ["n", "valid mean ± std", "test mean ± std"]
     rows = [[number(p["params"].get(n)) for n in spec.grid]
-            + [str(len(p["values"])), f"{p['mean']:.4f} ± {p['std']:.4f}", f"{p['test_mean']:.4f} ± {p['test_std']:.4f}"]
+            + [str(len(p["values"])), f"{p['mean']:.4f} ± {p['std']:.4f}",
+               f"{p['test_mean']:.4f} ± {p['test_std']:.4f}"]
             for p in points]
     text = (f"# hcm tune --grid {spec.study}: {spec.key_metric} over seeds {spec.confirm_seeds}\n\n"
             f"Each run's best epoch is chosen on valid; test scores that epoch once.\n\n"

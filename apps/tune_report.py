@@ -153,7 +153,7 @@ def save_plots(study: optuna.Study, metric: str, folder: Path) -> list[Path]:
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
         fig.suptitle(f"study {study.study_name}: {metric} ({name})", fontsize=9)
         fig.tight_layout()
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        atomic_write(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100))
         plt.close(fig)
         written.append(path)
     return written

@@ -10,7 +10,8 @@ Every timing is forward + backward of a loss on ``H^T G`` (Eq. 12): the plan H b
 point clouds x and y is applied to the source features G = x. Each method is timed on the same
 tensors, and every method that takes a cost matrix gets it from the same builder
 (``PointCloudCost.dense``), so the differences are the solvers'. The median of ``--repeats`` runs
-is reported after one warm-up run (KeOps and hcm's fused CPU kernel compile there, once). ``scaling`` runs each configuration in a fresh subprocess to read its peak memory.
+is reported after one warm-up run (KeOps and hcm's fused CPU kernel compile there, once).
+``scaling`` runs each configuration in a fresh subprocess to read its peak memory.
 """
 
 from __future__ import annotations
@@ -60,14 +61,16 @@ def _peer_methods(eps: float, n_iters: int, p: int) -> dict[str, Callable]:
 
     def pot_per_sample(cost):
         return torch.stack([
-            ot.bregman.sinkhorn_log(torch.full((c.shape[0],), 1 / c.shape[0]), torch.full((c.shape[1],), 1 / c.shape[1]),
-                                    c, reg=eps, numItermax=n_iters, stopThr=-1.0, warn=False)
+            ot.bregman.sinkhorn_log(torch.full((c.shape[0],), 1 / c.shape[0]),
+                                    torch.full((c.shape[1],), 1 / c.shape[1]), c,
+                                    reg=eps, numItermax=n_iters, stopThr=-1.0, warn=False)
             for c in cost
         ])
 
     def naive_loop(cost):  # a plain batched log-domain loop, autograd through every step
         logk = -cost / eps
-        loga, logb = torch.full(cost.shape[:2], 1 / cost.shape[1]).log(), torch.full(cost.shape[::2], 1 / cost.shape[2]).log()
+        loga = torch.full(cost.shape[:2], 1 / cost.shape[1]).log()
+        logb = torch.full(cost.shape[::2], 1 / cost.shape[2]).log()
         u = torch.zeros_like(loga)
         for _ in range(n_iters):
             v = logb - torch.logsumexp(logk + u[:, :, None], 1)
@@ -90,7 +93,8 @@ def _peer_methods(eps: float, n_iters: int, p: int) -> dict[str, Callable]:
         "POT ot.batch.solve_batch sinkhorn autodiff": _from_plan(
             lambda c: solve_batch(c, reg=eps, max_iter=n_iters, tol=0.0, method="sinkhorn", grad="autodiff").plan, p),
         "POT ot.batch.solve_batch log_sinkhorn autodiff": _from_plan(
-            lambda c: solve_batch(c, reg=eps, max_iter=n_iters, tol=0.0, method="log_sinkhorn", grad="autodiff").plan, p),
+            lambda c: solve_batch(c, reg=eps, max_iter=n_iters, tol=0.0, method="log_sinkhorn",
+                                  grad="autodiff").plan, p),
         "geomloss ot.solve_batch (annealing)": _from_plan(
             lambda c: geomloss.ot.solve_batch(c, reg=eps, max_iter=n_iters).plan, p),
         "plain batched torch loop (autograd)": _from_plan(naive_loop, p),
@@ -138,7 +142,8 @@ def scaling(args: argparse.Namespace) -> None:
     for nodes in args.sizes:
         for backend in ("torch", "keops"):
             cmd = [sys.executable, __file__, "one", "--backend", backend, "--nodes", str(nodes), "--dim", str(args.dim),
-                   "--iters", str(args.iters), "--eps", str(args.eps), "--p", str(args.p), "--repeats", str(args.repeats)]
+                   "--iters", str(args.iters), "--eps", str(args.eps), "--p", str(args.p),
+                   "--repeats", str(args.repeats)]
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
             except subprocess.TimeoutExpired:

@@ -367,7 +367,8 @@ def run_section(results: dict[str, Any], name: str, work: Callable[[], Any]) -> 
     except Exception as error:  # noqa: BLE001 - one broken section must not lose the others' numbers
         where = traceback.extract_tb(error.__traceback__)[-3:]
         results[name] = {"error": f"{type(error).__name__}: {error}"[:500],
-                         "where": [f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.line}" for frame in where]}
+                         "where": [f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.line}"
+                                   for frame in where]}
     results[name]["seconds"] = round(time.perf_counter() - start, 2)
     print(f"[{name}] done in {results[name]['seconds']} s", file=sys.stderr, flush=True)
 

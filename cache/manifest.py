@@ -24,7 +24,7 @@ from typing import Iterator
 from hcm import __version__
 from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, check_recipe_version, recipe_changes, weight_changes
 from hcm.cache.shard import SHARD_GLOB, ShardHeader, read_header, shard_index, shard_name
-from hcm.core.files import write_text
+from hcm.core.files import open_lock, write_text
 
 MANIFEST = "manifest.json"
 LOCK = ".manifest.lock"
@@ -44,11 +44,13 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
 
 
 def shard_files(directory: Path) -> dict[int, Path]:
-    """The complete shard files present in ``directory`` (temp files are not listed)."""
+    """The complete shard files present in ``directory`` (temp files are not listed); CacheError for
+    a shard name that is a symbolic link leading out of the folder."""
     found = {}
     for path in directory.glob(SHARD_GLOB):
         k = shard_index(path)
         if k is not None:
+            check_inside(directory, path)
             found[k] = path
     return dict(sorted(found.items()))
 
@@ -56,7 +58,7 @@ def shard_files(directory: Path) -> dict[int, Path]:
 @contextlib.contextmanager
 def manifest_lock(directory: Path) -> Iterator[None]:
     """Hold the cache's exclusive lock (blocks until other writers release it)."""
-    with open(directory / LOCK, "a+") as handle:
+    with open_lock(directory / LOCK) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -75,13 +77,42 @@ def read_manifest(directory: Path) -> dict | None:
         raise CacheError(
             f"{path} cannot be parsed ({exc}); delete it: opening the cache rebuilds it from the shards"
         ) from exc
+    if not isinstance(manifest, dict):
+        raise CacheError(f"{path} holds a {type(manifest).__name__}, not a manifest; delete it: opening the cache "
+                         f"rebuilds it from the shards")
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise CacheError(
             f"{path} has cache schema version {version}, this hcm ({__version__}) reads version "
             f"{SCHEMA_VERSION}; re-extract the cache with this hcm or use a matching hcm release"
         )
+    check_shard_entries(directory, manifest)
     return manifest
+
+
+def check_shard_entries(directory: Path, manifest: dict) -> None:
+    """Every shard entry's ``file`` is the shard's own name (``shard-KKKKK.h5``) inside ``directory``:
+    no other name, no path (absolute or with ``..``), no symbolic link leading out of the folder."""
+    shards = manifest.get("shards")
+    if not isinstance(shards, dict):
+        raise CacheError(f"{directory / MANIFEST} has no shard table; delete it: opening the cache rebuilds it")
+    for key, entry in shards.items():
+        name = entry.get("file") if isinstance(entry, dict) else None
+        expected = shard_name(int(key)) if str(key).isdigit() else None
+        if not isinstance(name, str) or name != expected:
+            raise CacheError(
+                f"{directory / MANIFEST} lists shard {key!r} as the file {name!r}, not {expected or 'shard-KKKKK.h5'} "
+                f"in the cache folder; hcm reads only the cache's own shard files. Delete the manifest: opening the "
+                f"cache rebuilds it from the shards"
+            )
+        check_inside(directory, directory / name)
+
+
+def check_inside(directory: Path, path: Path) -> None:
+    """CacheError when ``path`` is a symbolic link that leads out of ``directory``."""
+    if path.is_symlink() and directory.resolve() not in path.resolve().parents:
+        raise CacheError(f"{path} is a symbolic link to {path.resolve()}, outside the cache folder; hcm "
+                         f"reads only files inside it. Replace the link with the shard file")
 
 
 def write_failed(path: Path, error: OSError) -> CacheError:

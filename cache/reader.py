@@ -52,12 +52,13 @@ class FeatureCache:
         split: one split name, a list of them, or None for all.
         features: feature streams to read (None: all); other streams are never touched.
         in_memory: load the selected features of every shard into memory when first used.
+        manifest: the cache's manifest when the caller has read it already (read once per command).
     """
 
     def __init__(self, directory: str | os.PathLike, split: str | list[str] | None = None,
-                 features: list[str] | None = None, in_memory: bool = False) -> None:
+                 features: list[str] | None = None, in_memory: bool = False, manifest: dict | None = None) -> None:
         self.directory = Path(directory)
-        self.manifest = load_manifest(self.directory)
+        self.manifest = manifest if manifest is not None else load_manifest(self.directory)
         self.meta = CacheMeta.from_dict(self.manifest)
         check_recipe_version(self.meta, self.directory)
         self.specs: dict[str, FeatureSpec] = self.meta.specs

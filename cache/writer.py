@@ -29,7 +29,7 @@ from hcm.cache.manifest import (
 )
 from hcm.cache.schema import CacheError, CacheMeta, Failure, Item, Masked
 from hcm.cache.shard import check_item, read_header, shard_name, write_shard_file
-from hcm.core.files import atomic_write
+from hcm.core.files import atomic_write, open_lock
 
 log = logging.getLogger(__name__)
 TMP_SUFFIX = ".tmp"
@@ -113,7 +113,7 @@ def exclusive_run(directory: Path, tag: str) -> Iterator[None]:
     operating system frees the lock when the holder ends, however it ends.
     """
     path = directory / f".run-{tag}.lock"
-    with open(path, "a+") as handle:
+    with open_lock(path) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -183,7 +183,7 @@ class CacheWriter:
     @contextlib.contextmanager
     def _shard_lock(self, k: int) -> Iterator[None]:
         """Hold byte ``k`` of the shard lock file (waits while another process writes shard ``k``)."""
-        with open(self.directory / SHARD_LOCKS, "a+") as handle:
+        with open_lock(self.directory / SHARD_LOCKS) as handle:
             fcntl.lockf(handle, fcntl.LOCK_EX, 1, k, os.SEEK_SET)
             try:
                 yield

@@ -9,10 +9,12 @@ complete, also when the disk fills up mid-write.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -30,9 +32,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], temp: P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if temp is None:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # O_EXCL
         os.close(fd)
         temp = Path(name)
+    else:
+        create_new(Path(temp))
     tmp = Path(temp)
     try:
         write(tmp)
@@ -43,6 +47,38 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], temp: P
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def plain_name(value: str) -> bool:
+    """Whether ``value`` names a file inside a folder: not empty, no separator, not ``.``/``..``
+    (an id read from a dataset's label file is joined to a media path only if it is plain)."""
+    return bool(value) and "/" not in value and "\\" not in value and "\0" not in value and value not in (".", "..")
+
+
+def create_new(path: Path) -> None:
+    """Create ``path`` as a new empty regular file (``O_CREAT | O_EXCL | O_NOFOLLOW``): a leftover
+    of that name is removed first, and a symbolic link planted there is removed, never followed."""
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666))
+
+
+def open_lock(path: str | os.PathLike) -> io.TextIOWrapper:
+    """Open (creating it if needed) the lock file ``path`` for ``fcntl`` locking, without following
+    a symbolic link (``O_NOFOLLOW``): a link there, or anything but a regular file, is refused with a
+    UsageError, so a lock name can never make hcm create or open a file elsewhere."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UsageError(f"lock file {path} is a symbolic link; hcm never follows links for its lock files "
+                             f"(one could make it write outside {path.parent}). Remove the link and re-run") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"lock file {path} is not a regular file; remove it and re-run")
+    return os.fdopen(fd, "a+")
 
 
 def fsync_dir(directory: Path) -> None:

@@ -48,10 +48,21 @@ class Registry(Generic[T]):
         try:
             return self._entries[str(name).lower()]
         except KeyError:
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or 'none'}") from None
+            known = ', '.join(self.names()) or 'none'
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def copy(self) -> Registry[T]:
+        """A registry with the same entries (tests register toy parts into a copy)."""
+        twin: Registry[T] = Registry(self.kind)
+        twin._entries = dict(self._entries)
+        return twin
+
+    def name_of(self, obj: object) -> str | None:
+        """The name ``obj`` is registered under, or None."""
+        return next((key for key, held in self._entries.items() if held is obj), None)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._entries

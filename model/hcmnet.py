@@ -30,6 +30,7 @@ from hcm.model.nodes import common_node_count
 from hcm.model.ot import float32_island
 from hcm.model.losses import (atomic_contrastive_loss, atomic_cosine_loss, balanced_objective, contrastive_classes,
                               task_loss)
+from hcm.model.registry import MODELS
 
 
 @dataclass
@@ -186,6 +187,7 @@ class HCMNet(nn.Module):
         return atomic_cosine_loss(features, present, as_printed=cfg.acl_form == "cosine-as-printed")
 
 
+@MODELS.register("hcmnet")
 def build_model(cfg: ModelConfig) -> HCMNet:
     """Build HCMNet after checking that the input widths of its modalities are known."""
     missing = [m for m in cfg.modality_names if cfg.input_dims[m] <= 0]

@@ -108,7 +108,8 @@ class ExtractSummary:
             f"extracted + "
             f"{len(self.dropped)} dropped" + (f" + {self.pending} in shards not written yet" if self.pending else "")
             + f"; {n_masked} extracted with a masked modality; {self.seconds:.1f} s (start-up "
-            f"{self.seconds - self.loop_seconds:.1f} s, then {rate:.1f} items/s; encoders {self.encoder_seconds:.1f} s)",
+            f"{self.seconds - self.loop_seconds:.1f} s, then {rate:.1f} items/s; "
+            f"encoders {self.encoder_seconds:.1f} s)",
             f"this run: {self.truncated} texts truncated, {self.repaired} texts with invalid UTF-8 repaired",
             f"shards: {self.shards.done()}, " + (f"{self.shards.by_others} written by another process, "
                                                  if self.shards.by_others else "")
@@ -222,7 +223,8 @@ def cache_meta(adapter: Any, profile: Profile, weights: ResolvedWeights, encoder
                      recipe=recipe, features=features, shard_size=shard_size)
 
 
-def extract(dataset: str, data_root: Path | None = None, out: Path | None = None, profile: str | Profile | None = None, *,
+def extract(dataset: str, data_root: Path | None = None, out: Path | None = None,
+            profile: str | Profile | None = None, *,
             workspace: Workspace | None = None, device: str = "auto", weights: WeightOptions | None = None,
             frames: int | None = None, segments: int | None = None, spacy_model: str | None = None,
             batch_size: int = 16, workers: int | None = None, limit: int | None = None,

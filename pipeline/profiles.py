@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 from hcm.cache.schema import RECIPE_VERSION, to_json
 from hcm.core.errors import HcmError, UsageError
+from hcm.core.registry import Registry
 from hcm.pipeline.encoders import encoder_class, encoder_classes
 from hcm.pipeline.encoders.base import Encoder
 from hcm.pipeline.encoders.graph import ParserSettings, choose_parser
@@ -114,23 +115,23 @@ def _build(name: str, pick: Callable[[type[Encoder]], Any], sampling: Sampling) 
     return Profile(name, settings, sampling=sampling)
 
 
+PROFILES: Registry[Callable[[], Profile]] = Registry("extraction profile")  # name -> Profile builder
+
+
+@PROFILES.register("paper")
 def paper_profile() -> Profile:
     return _build("paper", lambda cls: cls.paper_settings(), Sampling())
 
 
+@PROFILES.register("tiny")
 def tiny_profile() -> Profile:
     return _build("tiny", lambda cls: cls.tiny_settings(), Sampling(frames=4, segments=3, segment_seconds=0.25))
-
-
-PROFILES = {"paper": paper_profile, "tiny": tiny_profile}
 
 
 def get_profile(name: str, frames: int | None = None, segments: int | None = None,
                 spacy_model: str | None = None) -> Profile:
     """Profile ``name`` with optional overrides of the sampling and the spaCy pipeline."""
-    if name not in PROFILES:
-        raise UsageError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    profile = PROFILES[name]()
+    profile = PROFILES.get(name)()  # an unknown name: a usage error listing the known ones
     for option, value in (("--frames", frames), ("--segments", segments)):
         if value is not None and value < 1:
             raise UsageError(f"{option} must be at least 1, got {value}")
@@ -190,7 +191,8 @@ def resolve_weights(profile: Profile, options: WeightOptions, check_parser: bool
 
 def weights_recipe(profile: Profile, weights: ResolvedWeights) -> dict[str, dict[str, str]]:
     """``{encoder: {weight name: content id}}`` (the recipe's ``weights``; empty for random encoders)."""
-    return {name: weights.ids(encoder_class(name).weight_specs(settings)) for name, settings in profile.settings.items()}
+    return {name: weights.ids(encoder_class(name).weight_specs(settings))
+            for name, settings in profile.settings.items()}
 
 
 def _missing_message(profile: Profile, problems: list[str]) -> str:

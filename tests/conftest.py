@@ -19,7 +19,9 @@ import pytest
 import torch
 
 import hcm_tiny_cache
+import hcm_signal_model
 import hcm_tiny_model
+from hcm.model.registry import MODELS
 from hcm.training.settings import DatasetFacts
 
 torch.set_num_threads(2)
@@ -122,6 +124,11 @@ class TinyNetSpec:
 
     factory: str
     cls: type
+
+
+# The test stand-ins, registered under the names their runs record (hcm evaluates registered models only).
+MODELS.register("hcm_tiny_model:TinyNet")(hcm_tiny_model.TinyNet)
+MODELS.register("hcm_signal_model:SignalNet")(hcm_signal_model.SignalNet)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
 """The documentation points at things that exist, and every benchmark has its measured table.
 
 - Every repository path (`model/ot/api.py`, `configs/quickstart.json`, `tests/...`) and every
-  module reference (`hcm.model.ot.sinkhorn`) in README.md and docs/*.md must exist, so a file
-  or module that moves cannot leave a stale name behind in the docs.
+  module reference (`hcm.model.ot.sinkhorn`) in README.md, docs/*.md, benchmarks/RESULTS.md and
+  the docstrings of every module outside tests/ must exist, so a file or module that moves cannot
+  leave a stale name behind.
+- Every option named in an `hcm ...` command in those texts is an option of that command.
 - Every `benchmarks/*.py` appears in benchmarks/RESULTS.md with the command that measured it.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
+DOCS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md", REPO / "benchmarks" / "RESULTS.md"]
 TOP_LEVEL = ("apps", "benchmarks", "cache", "configs", "core", "docs", "model", "pipeline", "tests", "training")
 # A path starts at a top-level folder (not inside another path or word: `~/.cache/clip` is not `cache/`).
 PATH = re.compile(r"(?<![\w./~-])(?:%s)/[\w./{},*<>-]*" % "|".join(TOP_LEVEL))
@@ -91,6 +93,78 @@ def repository_file_names() -> frozenset[str]:
     return frozenset(p.name for p in files)
 
 
+def docstrings(source: Path) -> str:
+    """Every docstring of a module (module, classes, functions), one after another."""
+    nodes = ast.walk(ast.parse(source.read_text()))
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    return "\n".join(ast.get_docstring(n, clean=False) or "" for n in nodes if isinstance(n, kinds))
+
+
+def source_files() -> list[Path]:
+    """The modules of hcm and its benchmarks (tests aside)."""
+    tops = [top for top in TOP_LEVEL if top != "tests"]
+    return sorted(itertools.chain(REPO.glob("*.py"), *((REPO / top).rglob("*.py") for top in tops)))
+
+
+@pytest.mark.parametrize("source", source_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_name_in_the_docstrings_exists(source: Path) -> None:
+    text = docstrings(source)
+    stale = sorted(p for p in path_references(text) if not (REPO / p).exists())
+    stale += sorted({m.group(0) for m in BARE_FILE.finditer(text)} - repository_file_names())
+    stale += sorted(m for m in module_references(text) if not module_reference_exists(m))
+    stale += hcm_option_problems(text)
+    assert not stale, f"the docstrings of {source.relative_to(REPO)} name what does not exist: {stale}"
+
+
+# `hcm train --epochs 2`, `hcm cache info DIR --json`: the words up to the first option pick the command.
+HCM_COMMAND = re.compile(r"(?<![\w/.-])hcm((?: +[a-z][\w-]*)+)((?: +[^`\n|;]*)?)")
+OPTION = re.compile(r"(?<![\w-])--[a-z][\w-]*")
+
+
+@lru_cache(maxsize=None)
+def cli_options() -> dict[tuple[str, ...], frozenset[str]]:
+    """Every command path of `hcm` (``()``, ``("train",)``, ``("cache", "info")``) -> its option names
+    (the root's, such as --workdir, are valid after any command)."""
+    import click
+    import typer.main
+
+    from hcm.cli import app
+
+    found: dict[tuple[str, ...], frozenset[str]] = {}
+
+    def walk(command: click.Command, path: tuple[str, ...], inherited: frozenset[str]) -> None:
+        names = inherited | {o for p in command.params for o in getattr(p, "opts", []) if o.startswith("--")}
+        found[path] = frozenset(names | {"--help"})
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, path + (name,), inherited | ({"--workdir"} if not path else frozenset()))
+
+    walk(typer.main.get_command(app), (), frozenset())
+    return found
+
+
+def hcm_option_problems(text: str) -> list[str]:
+    """`hcm CMD --opt` uses in ``text`` whose command does not exist or does not take ``--opt``."""
+    commands = cli_options()
+    problems = []
+    for match in HCM_COMMAND.finditer(text):
+        words, path = match.group(1).split(), ()
+        for word in words:
+            if path + (word,) not in commands:
+                break
+            path += (word,)
+        if not path:
+            continue  # prose ("hcm picks the best epoch"), not a command
+        unknown = sorted(set(OPTION.findall(match.group(0))) - commands[path])
+        problems += [f"hcm {' '.join(path)} {option}" for option in unknown]
+    return problems
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_hcm_option_named_in_the_docs_exists(doc: Path) -> None:
+    problems = hcm_option_problems(doc.read_text())
+    assert not problems, f"{doc.name} names options that hcm does not have: {problems}"
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_every_path_named_in_the_docs_exists(doc: Path) -> None:
     missing = sorted(p for p in path_references(doc.read_text()) if not (REPO / p).exists())
@@ -121,6 +195,17 @@ def test_the_checks_catch_stale_names() -> None:
     assert path_references("`~/.cache/clip/RN50.pt`, `configs/datasets/<name>.json`") == set()
     bare = {m.group(0) for m in BARE_FILE.finditer("`test_settings.py`, `test_gone.py`, model/layers.py")}
     assert bare - repository_file_names() == {"test_gone.py"}
+    assert hcm_option_problems("`hcm train --epochs 2 --epoch 3`, `hcm cache info X --json -w W`") == [
+        "hcm train --epoch"]
+    assert hcm_option_problems("run `hcm cache verify DIR --jsn`; hcm picks --nothing") == ["hcm cache verify --jsn"]
+
+
+def test_a_planted_stale_name_in_a_docstring_fails(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text('"""See training/no_such_file.py and `hcm extract --no-such-option`."""\n')
+    text = docstrings(planted)
+    assert [p for p in path_references(text) if not (REPO / p).exists()] == ["training/no_such_file.py"]
+    assert hcm_option_problems(text) == ["hcm extract --no-such-option"]
 
 
 BENCHMARKS = sorted((REPO / "benchmarks").glob("bench_*.py"))

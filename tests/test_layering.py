@@ -52,7 +52,7 @@ def package_of(path: Path, root: Path) -> str:
 
 def source_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.py")
-                  if p.relative_to(root).parts[0] in ALLOWED or p.relative_to(root).parts[0].removesuffix(".py") in ALLOWED)
+                  if p.relative_to(root).parts[0].removesuffix(".py") in ALLOWED)
 
 
 def back_arrows(root: Path) -> list[str]:
@@ -189,3 +189,17 @@ def test_a_cycle_hidden_in_a_function_is_caught(tmp_path: Path) -> None:
         "    from hcm.model.ot.api import Plan  # for type checkers only: no cycle\n")
     (tmp_path / "model" / "ot" / "api.py").write_text("from hcm.model.ot.problem import dense\n")
     assert module_cycles(tmp_path) == ["hcm.model.ot.dense -> hcm.model.ot.fused -> hcm.model.ot.dense"]
+
+
+MAX_MODULE_LINES = 450  # a module longer than this holds more than one job: split it by job
+# Known exceptions, each with its own cap so it cannot grow further: cli.py declares the options of
+# every command and went over with hcm reproduce and hcm tune, whose declarations are still to move;
+# apps/tune.py (the study, its workers and confirmation) arrived at 474 lines and is still to split.
+LONGER = {"cli.py": 720, "apps/tune.py": 500}
+
+
+def test_no_module_is_longer_than_its_job() -> None:
+    long = {name: n for p in source_files(REPO)
+            if (n := len(p.read_text(encoding="utf-8").splitlines()))
+            > LONGER.get(name := str(p.relative_to(REPO)), MAX_MODULE_LINES)}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by job): {long}"

@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_wheel_holds_only_the_hcm_package(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(REPO)],
         check=True, capture_output=True, text=True,
     )
     (wheel,) = tmp_path.glob("hcm-*.whl")
@@ -20,7 +21,8 @@ def test_wheel_holds_only_the_hcm_package(tmp_path: Path) -> None:
     top_level = {name.split("/")[0] for name in names}
     assert top_level <= {"hcm", next(n for n in top_level if n.endswith(".dist-info"))}, top_level
     for module in ("hcm/cli.py", "hcm/__main__.py", "hcm/cache/writer.py", "hcm/model/ot/__init__.py",
-                   "hcm/model/ot/sinkhorn_cpu.cpp", "hcm/pipeline/encoders/clip.py", "hcm/pipeline/sample/__init__.py"):
+                   "hcm/model/ot/sinkhorn_cpu.cpp", "hcm/pipeline/encoders/clip.py", "hcm/pipeline/sample/__init__.py",
+                   "hcm/apps/templates/report.html.j2"):
         assert module in names, f"{module} missing from the wheel"
     for package in source_packages():
         assert f"hcm/{package}/__init__.py" in names, f"package {package} is missing from setup.cfg's packages"

@@ -11,20 +11,20 @@ rename), so a crash or a full disk mid-write leaves the previous checkpoint inta
 :class:`Loop` is the state of a run in progress; :func:`save_last` writes it (``last.pt``, and
 ``best.pt`` on improvement), :func:`resume_from` puts a fresh loop back where a checkpoint left it.
 
-Checkpoints are read as data only (``torch.load(weights_only=True)``): a file that would build
-any other Python object (and so could run code) is refused before anything in it runs. The
-RNG states are stored as tensors and lists for that reason. Checkpoints written by hcm before
-this rule held numpy arrays and numpy scalars; those few numpy types (and nothing else) are
-allowed when such a file is read, so old runs still load, then their values become plain data.
+Checkpoints are read as data only (:func:`hcm.core.torch_archive.read_archive`): hcm walks the
+archive's pickle itself and builds tensors, numbers, strings, lists and dicts from checked parts;
+a file that names any other Python object (and so could run code) is refused before anything in
+it runs. The RNG states are stored as tensors and lists for that reason. Checkpoints written by
+hcm before this rule held numpy arrays and numpy scalars; those are read by hcm's own numpy
+reader (plain dtypes in their standard form only), so old runs still load, then their values
+become plain data.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import pickle
 import random
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ import torch
 from torch import nn
 
 from hcm.core.files import atomic_write
+from hcm.core.pickledata import DamagedPickleError, PickleDataError
+from hcm.core.torch_archive import read_archive
 from hcm.training import TrainingError
 from hcm.training.distributed import Dist, barrier, gather
 from hcm.training.faults import config_differences
@@ -45,17 +47,6 @@ log = logging.getLogger(__name__)
 REQUIRED_KEYS = ("model", "epoch")
 #: What ``best.pt`` keeps of the training state: enough to evaluate and predict, nothing to resume.
 EVALUATION_KEYS = ("model", "epoch", "best_value", "best_epoch", "best_valid", "config")
-#: The only non-plain types that checkpoints of earlier hcm versions contain (numpy RNG state,
-#: numpy scalars among the metrics, torch's version string). Rebuilding them runs no code of the
-#: file's choosing.
-LEGACY_NUMPY_GLOBALS = [
-    np._core.multiarray._reconstruct, (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-    np._core.multiarray.scalar, (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
-    np.ndarray, np.dtype, *(type(np.dtype(t)) for t in ("float64", "float32", "uint32", "int64", "bool")),
-    torch.torch_version.TorchVersion,  # a str subclass: the torch version in the run config
-]
-
-
 class CheckpointReadError(TrainingError):
     """A checkpoint file is missing, truncated, not an hcm checkpoint, or holds code."""
 
@@ -127,43 +118,35 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         raise CheckpointReadError(f"checkpoint {path} does not exist; the run has not finished a step yet "
                                   f"(or the file was moved)")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
-        state = _load_legacy(path, device)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        state = read_archive(path, numpy=True)
+    except DamagedPickleError as error:
         raise CheckpointReadError(f"checkpoint {path} cannot be read ({_first_line(error)}); it is truncated or "
-                                  f"damaged. Resume from another checkpoint or train again") from error
+                                  f"damaged, or not a PyTorch file. Resume from another checkpoint or train "
+                                  f"again") from None
+    except PickleDataError as error:
+        raise CheckpointReadError(
+            f"checkpoint {path} was refused: {_first_line(error)}. hcm never writes that, and loading it could "
+            f"run code; hcm reads checkpoints as data only (tensors, numbers, strings, lists, dicts). Use a "
+            f"checkpoint written by `hcm train`. Nothing in the file was run"
+        ) from None
     missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
-        found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        found = sorted(map(str, state))[:8] if isinstance(state, dict) else type(state).__name__
         raise CheckpointReadError(f"{path} is not an hcm checkpoint: it lacks {missing} (it holds {found}); "
                                   f"pass a run folder written by `hcm train`")
-    return plain(state)
+    return _to_device(plain(state), torch.device(device))
 
 
-def _load_legacy(path: Path, device: torch.device | str) -> Any:
-    """A file with non-plain objects: load it if they are only the numpy types of old hcm checkpoints."""
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception as error:  # noqa: BLE001  any failure to scan means the file is not readable data
-        raise CheckpointReadError(f"checkpoint {path} cannot be read ({_first_line(error)}); it is not a "
-                                  f"PyTorch file, or it is damaged") from error
-    allowed = {_global_name(g) for g in LEGACY_NUMPY_GLOBALS}
-    foreign = [name for name in found if name not in allowed]
-    if foreign:
-        raise CheckpointReadError(
-            f"checkpoint {path} was refused: it would build Python objects that hcm never writes "
-            f"({', '.join(foreign[:6])}), and loading it could run code. hcm reads checkpoints as data only; "
-            f"use a checkpoint written by `hcm train`. Nothing in the file was run"
-        )
-    with torch.serialization.safe_globals(LEGACY_NUMPY_GLOBALS):
-        return torch.load(path, map_location=device, weights_only=True)
-
-
-def _global_name(entry: Any) -> str:
-    if isinstance(entry, tuple):
-        return entry[1]
-    return f"{entry.__module__}.{entry.__qualname__}"
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_to_device(v, device) for v in value)
+    return value
 
 
 def _first_line(error: BaseException) -> str:

@@ -35,6 +35,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,14 +163,17 @@ def as_rows(stream: np.ndarray) -> np.ndarray:
     return stream.reshape(stream.shape[0], int(np.prod(stream.shape[1:])))
 
 
-def stream_statistics(cache_dir: str | os.PathLike, names: list[str], max_items: int = 2000,
+def stream_statistics(cache: FeatureCache | str | os.PathLike, names: list[str], max_items: int = 2000,
                       min_std: float = 1e-4) -> dict[str, dict[str, list[float]]]:
     """Per-dimension mean and std of each stream over the train split's rows.
 
-    At most ``max_items`` evenly spaced train items are read, which bounds the cost on large
-    caches; stds are floored at ``min_std`` so constant dimensions stay constant (zero).
+    ``cache``: an open reader of the train split (the trainer passes its train dataset's), or the
+    cache folder. At most ``max_items`` evenly spaced train items are read, which bounds the cost
+    on large caches; stds are floored at ``min_std`` so constant dimensions stay constant (zero).
     """
-    cache = FeatureCache(cache_dir, split="train", features=names)
+    opened = not isinstance(cache, FeatureCache)
+    if opened:
+        cache = FeatureCache(cache, split="train", features=names)
     picked = even_rows(len(cache), max_items)
     sums: dict[str, np.ndarray] = {}
     squares: dict[str, np.ndarray] = {}
@@ -181,7 +185,8 @@ def stream_statistics(cache_dir: str | os.PathLike, names: list[str], max_items:
             sums[name] = sums.get(name, 0.0) + rows.sum(axis=0)
             squares[name] = squares.get(name, 0.0) + (rows ** 2).sum(axis=0)
             counts[name] += rows.shape[0]
-    cache.close()
+    if opened:
+        cache.close()
     stats = {}
     for name in names:
         if counts[name] == 0:
@@ -262,10 +267,32 @@ class Collate:
         return batch
 
 
+@dataclass(frozen=True)
+class CacheInfo:
+    """A cache's manifest, read once and handed to every reader of the command."""
+
+    directory: Path
+    manifest: dict[str, Any]
+
+    @property
+    def meta(self) -> CacheMeta:
+        return CacheMeta.from_dict(self.manifest)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Items per split."""
+        return dict(self.manifest.get("counts", {}))
+
+
+def cache_info(cache_dir: str | os.PathLike) -> CacheInfo:
+    """Read a cache's manifest (rebuilt from the shards in memory where it is missing)."""
+    return CacheInfo(Path(cache_dir), load_manifest(Path(cache_dir), save=False))
+
+
 def read_cache_meta(cache_dir: str | os.PathLike) -> tuple[CacheMeta, dict[str, int]]:
     """A cache's metadata and its item count per split, from the manifest alone."""
-    manifest = load_manifest(Path(cache_dir), save=False)
-    return CacheMeta.from_dict(manifest), dict(manifest.get("counts", {}))
+    info = cache_info(cache_dir)
+    return info.meta, info.counts
 
 
 class CacheDataset(Dataset):
@@ -275,20 +302,22 @@ class CacheDataset(Dataset):
     each DataLoader worker), or from memory with ``in_memory=True`` (small caches).
 
     Args:
-        cache_dir: the cache folder (with ``manifest.json``).
+        cache_dir: the cache folder (with ``manifest.json``), or its :class:`CacheInfo` (manifest
+            already read).
         split: ``train``, ``valid``, ``test`` (or a list, or ``None`` for all).
         cfg: which streams feed which modality, node caps.
         in_memory: load the selected streams of the split into memory when first read.
     """
 
-    def __init__(self, cache_dir: str | os.PathLike, split, cfg: DataConfig, in_memory: bool = False) -> None:
-        self.cache_dir = Path(cache_dir)
+    def __init__(self, cache_dir: str | os.PathLike | CacheInfo, split, cfg: DataConfig,
+                 in_memory: bool = False) -> None:
+        info = cache_dir if isinstance(cache_dir, CacheInfo) else cache_info(cache_dir)
+        self.cache_dir = info.directory
         self.cfg = cfg
-        probe = FeatureCache(self.cache_dir, split=split, features=[])
-        self._check_streams(set(probe.specs))
-        self.cache = FeatureCache(
-            self.cache_dir, split=split, features=cfg.needed_streams(set(probe.specs)), in_memory=in_memory
-        )
+        available = set(info.meta.specs)
+        self._check_streams(available)
+        self.cache = FeatureCache(self.cache_dir, split=split, features=cfg.needed_streams(available),
+                                  in_memory=in_memory, manifest=info.manifest)
         self.meta = self.cache.meta
         self.ids: list[str] = list(self.cache.ids)
         self.labels: np.ndarray = np.asarray(self.cache.labels)
@@ -318,15 +347,17 @@ class CacheDataset(Dataset):
         return Collate(self.dims, regression=self.task == REGRESSION)
 
 
-def data_config(facts: DatasetFacts, cfg: TrainConfig, cache_dir: Path) -> DataConfig:
-    """How items become examples; with ``standardise_streams``, the train split's stream statistics."""
+def data_config(facts: DatasetFacts, cfg: TrainConfig, cache: FeatureCache | str | os.PathLike | None) -> DataConfig:
+    """How items become examples; with ``standardise_streams``, the stream statistics of the train
+    split of ``cache`` (an open train reader or the folder; ``None``: no statistics yet)."""
     streams = {m: list(s) for m, s in facts.streams.items()}
     stats = None
-    if cfg.standardise_streams:
-        stats = stream_statistics(cache_dir, [name for names in streams.values() for name in names])
+    if cfg.standardise_streams and cache is not None:
+        stats = stream_statistics(cache, [name for names in streams.values() for name in names])
         bad = [name for name, values in stats.items() if not np.isfinite(values["mean"] + values["std"]).all()]
         if bad:
-            raise TrainingError(f"the train split of cache {cache_dir} holds NaN or infinite values in the streams "
-                                f"{bad}; run `hcm cache verify {cache_dir}` and re-extract the damaged shards")
+            where = cache.directory if isinstance(cache, FeatureCache) else cache
+            raise TrainingError(f"the train split of cache {where} holds NaN or infinite values in the streams "
+                                f"{bad}; run `hcm cache verify {where}` and re-extract the damaged shards")
     return DataConfig(streams=streams, max_text_tokens=cfg.max_text_tokens, max_frames=cfg.max_frames,
                       max_audio=cfg.max_audio, stream_stats=stats)

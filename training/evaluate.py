@@ -46,6 +46,7 @@ from hcm.training.checkpoints import load_checkpoint
 from hcm.training.data import CacheDataset, DataConfig, read_cache_meta
 from hcm.training.distributed import Dist
 from hcm.training.inference import Predictions, eval_loader, make_model, predict
+from hcm.training.model_source import check_run_config, model_factory
 from hcm.training.runs import RunPaths
 from hcm.training.settings import DatasetFacts, TrainConfig
 
@@ -69,7 +70,9 @@ class ProfileMismatchError(ValueError):
 def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
     """Refuse a cache whose dataset, profile or weights differ from the run's; warn on another recipe."""
     meta, _ = read_cache_meta(cache_dir)
-    for field in ("dataset", "profile"):
+    if meta.dataset != config["dataset"]:
+        check_cross_corpus(config, meta, cache_dir)
+    for field in ("profile",) if meta.dataset != config["dataset"] else ("dataset", "profile"):
         if getattr(meta, field) != config[field]:
             raise ProfileMismatchError(
                 f"the run was trained on {field} {config[field]!r} but cache {cache_dir} is {field} "
@@ -91,6 +94,33 @@ def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
                     config["recipe_hash"][:12], ", ".join(named))
 
 
+def check_cross_corpus(config: dict[str, Any], meta: Any, cache_dir: Path) -> None:
+    """A cache of another dataset is usable when its task and the run's feed streams (names, widths) match."""
+    if meta.task != config["task"]:
+        raise ProfileMismatchError(
+            f"the run was trained on dataset {config['dataset']!r} ({config['task']}) but cache {cache_dir} is "
+            f"{meta.dataset!r} ({meta.task}); cross-corpus evaluation needs the same task")
+    run_specs = _run_specs(config)
+    for name in [n for names in config["data"]["streams"].values() for n in names]:
+        theirs = meta.specs.get(name)
+        ours = run_specs.get(name)
+        if theirs is None or (ours is not None and theirs.dim != ours.dim):
+            raise ProfileMismatchError(
+                f"cache {cache_dir} ({meta.dataset}) lacks stream {name!r} or has another width than the run's "
+                f"cache; cross-corpus evaluation needs the run's streams {config['data']['streams']}")
+    log.warning("cross-corpus evaluation: run trained on %s, evaluated on %s (cache %s); labels are read as "
+                "the run's task and label range", config["dataset"], meta.dataset, cache_dir)
+
+
+def _run_specs(config: dict[str, Any]) -> dict:
+    """The feature specs of the run's own cache, where it can still be read."""
+    try:
+        meta, _ = read_cache_meta(config["cache"])
+    except Exception:  # gone or damaged: the widths are checked when the model reads the batch
+        return {}
+    return meta.specs
+
+
 def _run_recipe(config: dict[str, Any]) -> dict:
     """The extraction recipe of the run's own cache, while that cache is the one it was trained on."""
     try:
@@ -100,17 +130,23 @@ def _run_recipe(config: dict[str, Any]) -> dict:
     return meta.recipe if meta.recipe_hash == config["recipe_hash"] else {}
 
 
-def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, device: torch.device):
-    """The run's model with the weights of ``checkpoints/<checkpoint>.pt``, and that checkpoint's epoch."""
+def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, device: torch.device,
+                   trust_code: bool = False):
+    """The run's model with the weights of ``checkpoints/<checkpoint>.pt``, and that checkpoint's epoch.
+
+    The model comes from hcm's registry by the name the config records; an outside ``module:Name``
+    is imported only with ``trust_code`` (see :mod:`hcm.training.model_source`)."""
+    check_run_config(config, paths.config)
+    factory = model_factory(config["model_factory"], trust_code, paths.config)
     state = load_checkpoint(paths.checkpoints / f"{checkpoint}.pt", "cpu")
-    model = make_model(ModelConfig.from_saved(config["model"]), config["model_factory"])
+    model = make_model(ModelConfig.from_saved(config["model"]), factory)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), int(state["epoch"])
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | Path | None = None,
                  checkpoint: str = "best", tsne: bool = False, device: str = "auto", batch_size: int = 0,
-                 console: Console | None = None) -> dict[str, Any]:
+                 console: Console | None = None, trust_model_code: bool = False) -> dict[str, Any]:
     """Evaluate a run's checkpoint on ``split``; print the table, then write ``<run>/eval/<split>/``.
 
     The table is printed before any file is written, so a read-only run folder still shows the
@@ -118,14 +154,17 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
     Returns the content of ``metrics.json``.
     """
     paths = RunPaths(Path(run_dir))
-    config = read_json(paths.config, "run config")
+    config = check_run_config(read_json(paths.config, "run config"), paths.config)
+    if not trust_model_code:
+        model_factory(config["model_factory"], False, paths.config)  # refuse outside code before anything else
     cache = Path(cache_dir) if cache_dir is not None else Path(config["cache"])
     check_cache_matches(config, cache)
     facts = DatasetFacts.from_dict(config["facts"])
     data = CacheDataset(cache, split, DataConfig(**config["data"]))
     d = Dist(0, 1, resolve_device(device))
-    model, epoch = load_run_model(paths, config, checkpoint, d.device)
-    cfg = TrainConfig(batch_size=batch_size or config["train"]["batch_size"], num_workers=config["train"]["num_workers"])
+    model, epoch = load_run_model(paths, config, checkpoint, d.device, trust_model_code)
+    cfg = TrainConfig(batch_size=batch_size or config["train"]["batch_size"],
+                      num_workers=config["train"]["num_workers"])
     preds = predict(model, eval_loader(data, cfg, d), d, with_features=tsne)
     labels = data.labels[preds.index]
     train_labels = FeatureCache(cache, split="train", features=[]).labels
@@ -182,18 +221,21 @@ def masked_note(report: dict[str, Any]) -> str:
 def write_outputs(out: Path, report: dict[str, Any], ids: Sequence[str], preds: Predictions, labels: np.ndarray,
                   facts: DatasetFacts, tsne: bool) -> list[str]:
     """Write ``metrics.json``, ``predictions.csv`` and the plots; return what could not be written, and why."""
+    where = f"{Path(report.get('run', out)).name} {report.get('split', out.name)}"  # run and split, for plot titles
     writes = [(out / "metrics.json", lambda p: write_json(p, report)),
               (out / "predictions.csv", lambda p: write_predictions(p, ids, preds, labels, facts))]
     if facts.task == M.CLASSIFICATION:
         writes.append((out / "confusion.png",
-                       lambda p: plot_confusion(p, labels, preds.scores.argmax(-1), facts.class_names, f1=True)))
+                       lambda p: plot_confusion(p, labels, preds.scores.argmax(-1), facts.class_names, f1=True,
+                                                 title="accuracy", where=where)))
     else:
         truth_classes, predicted_classes, names, title = score_classes(labels, preds.scores, facts.metrics)
-        writes.append((out / "scatter.png", lambda p: plot_scatter(p, labels, preds.scores, facts)))
+        writes.append((out / "scatter.png", lambda p: plot_scatter(p, labels, preds.scores, facts, where)))
         writes.append((out / f"confusion_{title.lower().replace('-', '')}.png",
-                       lambda p: plot_confusion(p, truth_classes, predicted_classes, names, title=title)))
+                       lambda p: plot_confusion(p, truth_classes, predicted_classes, names, title=title,
+                                                where=where)))
     if tsne:
-        writes.append((out / "tsne.png", lambda p: plot_tsne(p, preds.features, labels, facts)))
+        writes.append((out / "tsne.png", lambda p: plot_tsne(p, preds.features, labels, facts, where)))
     failed = []
     report["files"] = [str(path) for path, _ in writes]  # what this evaluation writes (metrics.json lists itself)
     for path, write in writes:
@@ -250,8 +292,9 @@ def _acc7_class(values: np.ndarray) -> np.ndarray:
 
 
 def plot_confusion(path: Path, truth: np.ndarray, predicted: np.ndarray, class_names: Sequence[str],
-                   f1: bool = False, title: str = "") -> None:
-    """Confusion matrix with counts, as a PNG; ``f1``: each true class labelled with its F1."""
+                   f1: bool = False, title: str = "accuracy", where: str = "") -> None:
+    """Confusion matrix as a PNG: counts beside the row-normalised matrix (each true class sums to 1),
+    each with a colour bar; ``f1``: each true class labelled with its F1; ``where``: run and split."""
     from sklearn.metrics import ConfusionMatrixDisplay, f1_score
 
     labels = list(range(len(class_names)))
@@ -260,19 +303,21 @@ def plot_confusion(path: Path, truth: np.ndarray, predicted: np.ndarray, class_n
         scores = f1_score(truth, predicted, labels=labels, average=None, zero_division=0)
         shown = [f"{name}\nF1 {score:.2f}" for name, score in zip(class_names, scores)]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2, 1.2 * len(class_names) + 1.5))
-    ConfusionMatrixDisplay.from_predictions(truth, predicted, labels=labels, display_labels=shown, ax=ax,
-                                            colorbar=False, xticks_rotation=45)
-    ax.set_xticklabels(class_names, rotation=45, ha="right")  # the F1 belongs to the true class (rows)
-    if title:
-        accuracy = float(np.mean(np.asarray(truth) == np.asarray(predicted)))
-        ax.set_title(f"{title} {accuracy * 100:.1f}%")
+    side = 1.1 * len(class_names) + 2
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side))
+    accuracy = float(np.mean(np.asarray(truth) == np.asarray(predicted))) if len(truth) else math.nan
+    for ax, normalize, kind in ((axes[0], None, "counts"), (axes[1], "true", "normalised over each true class")):
+        ConfusionMatrixDisplay.from_predictions(truth, predicted, labels=labels, display_labels=shown, ax=ax,
+                                                colorbar=True, xticks_rotation=45, normalize=normalize,
+                                                values_format=None if normalize is None else ".2f")
+        ax.set_xticklabels(class_names, rotation=45, ha="right")  # the F1 belongs to the true class (rows)
+        ax.set_title(f"{where}: {title} {accuracy * 100:.1f}%\nconfusion matrix, {kind}", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
 
-def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: DatasetFacts) -> None:
+def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: DatasetFacts, where: str = "") -> None:
     """Predicted against true score, the diagonal, and the Acc-2 boundary (0) on both axes: points in
     the two off-diagonal quadrants are the Acc-2 errors."""
     low, high = facts.label_range
@@ -286,12 +331,15 @@ def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: Datas
     ax.set_xlabel("true score")
     ax.set_ylabel("predicted score")
     ax.legend(fontsize=7, loc="upper left")
+    mae = float(np.mean(np.abs(np.asarray(scores) - np.asarray(truth)))) if len(truth) else math.nan
+    ax.set_title(f"{where}: predicted against true score, MAE {mae:.3f}", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
 
-def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts: DatasetFacts) -> None:
+def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts: DatasetFacts,
+              where: str = "") -> None:
     """2-D t-SNE of the model's latent features, coloured by label."""
     from sklearn.manifold import TSNE
 
@@ -310,7 +358,7 @@ def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts
     else:
         shown = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="coolwarm", s=8)
         fig.colorbar(shown, ax=ax, label="label")
-    ax.set_title("t-SNE of latent features")
+    ax.set_title(f"{where}: t-SNE of the latent features, coloured by label", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)

@@ -16,7 +16,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from hcm.model import hcmnet  # noqa: F401  (registers the "hcmnet" model)
 from hcm.model.config import ModelConfig
+from hcm.model.registry import MODELS, ModelFactory
 from hcm.training import TrainingError
 from hcm.training.data import MODEL_KEYS, CacheDataset
 from hcm.training.distributed import Dist, gather
@@ -24,23 +26,28 @@ from hcm.training.faults import ignore_stop_signals
 from hcm.training.settings import TrainConfig
 
 
-DEFAULT_MODEL = "hcm.model.hcmnet:build_model"  # checks the input widths, then HCMNet(cfg)
+DEFAULT_MODEL = "hcmnet"  # build_model: checks the input widths, then HCMNet(cfg)
 
 
-def import_factory(path: str) -> Callable[[ModelConfig], nn.Module]:
-    """``"package.module:Name"`` -> the object (the model class or a factory function)."""
-    module, _, name = path.partition(":")
+def find_factory(name: str) -> ModelFactory:
+    """The model factory called ``name``: a registered model (``hcmnet``, see ``hcm.model.registry``),
+    or ``"package.module:Name"`` of a model outside hcm (the module is imported, so its code runs)."""
+    if ":" not in name:
+        return MODELS.get(name)  # an unknown name: a usage error listing the registered models
+    module, _, attribute = name.partition(":")
     try:
-        return getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), attribute)
     except (ImportError, AttributeError) as error:
-        raise TrainingError(f"cannot import the model factory {path!r} ({error}); is the module installed?") from error
+        raise TrainingError(f"cannot import the model factory {name!r} ({error}); is the module installed?") from error
 
 
 def factory_path(factory: str | Callable | None) -> str:
-    """The importable ``"module:Name"`` of a model factory (stored in config.json)."""
+    """The name stored in config.json for a model factory: its registered name, else ``"module:Name"``."""
     if factory is None:
         return DEFAULT_MODEL
-    return factory if isinstance(factory, str) else f"{factory.__module__}:{factory.__qualname__}"
+    if isinstance(factory, str):
+        return factory
+    return MODELS.name_of(factory) or f"{factory.__module__}:{factory.__qualname__}"
 
 
 def eval_loader(data: CacheDataset, cfg: TrainConfig, d: Dist) -> DataLoader:
@@ -53,7 +60,7 @@ def eval_loader(data: CacheDataset, cfg: TrainConfig, d: Dist) -> DataLoader:
 
 
 def make_model(model_cfg: ModelConfig, factory: str | Callable | None = None) -> nn.Module:
-    make = import_factory(factory) if isinstance(factory, str) else (factory or import_factory(DEFAULT_MODEL))
+    make = find_factory(factory or DEFAULT_MODEL) if isinstance(factory, str) or factory is None else factory
     return make(model_cfg)
 
 

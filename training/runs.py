@@ -6,7 +6,7 @@
         train.log              the same epochs as lines to read (appended to on resume)
         checkpoints/last.pt    the latest finished epoch (resume from here)
         checkpoints/best.pt    the best validation epoch: weights, epoch, run config (evaluate, predict)
-        curves.png             loss and key-metric curves
+        curves.png             loss and key-metric curves, the best epoch marked
         tensorboard/           event files (when tensorboard is installed)
         eval/<split>/          metrics.json, predictions.csv, plots (hcm.training.evaluate), tsne.png
     <workspace>/runs/<dataset>/<time>-<variant>-seeds/summary.json   (``--seeds``)
@@ -121,14 +121,16 @@ def list_caches(features_root: Path) -> list[Path]:
     return sorted(p.parent for p in features_root.glob(f"*/*/{MANIFEST}"))
 
 
-def choose_cache(features_root: Path, given: Path | None = None, ask: Callable[[list[Path]], Path] | None = None) -> Path:
+def choose_cache(features_root: Path, given: Path | None = None,
+                 ask: Callable[[list[Path]], Path] | None = None) -> Path:
     """The cache to train on: ``given``, else the workspace's only cache, else ``ask`` which.
 
     Raises a ValueError listing the caches when there are several and nobody can be asked.
     """
     if given is not None:
         if not (Path(given) / MANIFEST).is_file():
-            raise FileNotFoundError(f"{given} is not a feature cache (no {MANIFEST}); pass a folder made by `hcm extract`")
+            raise FileNotFoundError(f"{given} is not a feature cache (no {MANIFEST}); "
+                                    f"pass a folder made by `hcm extract`")
         return Path(given)
     caches = list_caches(features_root)
     if not caches:
@@ -185,7 +187,7 @@ class RunLogger:
         if self.board is not None:
             self.board.close()
         if history:
-            plot_curves(history, key, self.paths.curves)
+            plot_curves({self.paths.root.name: history}, key, self.paths.curves)
 
 
 def epoch_line(row: dict[str, Any]) -> str:
@@ -207,23 +209,48 @@ def _tensorboard(directory: Path, purge_step: int):
     return SummaryWriter(log_dir=str(directory), purge_step=purge_step)
 
 
-def plot_curves(history: list[dict[str, Any]], key: str, path: Path) -> None:
-    """Loss curves (left) and the validation key metric (right) per epoch, as a PNG."""
+def best_epoch_of(history: list[dict[str, Any]]) -> int | None:
+    """The last epoch marked ``best`` in ``metrics.csv`` rows: the one ``checkpoints/best.pt`` holds."""
+    marked = [row["epoch"] for row in history if row.get("best") in (True, 1, "True")]
+    return int(marked[-1]) if marked else None
+
+
+def plot_curves(histories: dict[str, list[dict[str, Any]]], key: str, path: Path) -> None:
+    """Loss (left) and the validation key metric (right) per epoch, as a PNG: one run (train and
+    valid loss) or several overlaid (valid loss), each run's best epoch marked with a dotted line
+    and a star; the titles name the run(s), the split and the metric."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for name in ("train_loss", "valid_loss"):
-        left.plot(epochs, [row.get(name, math.nan) for row in history], marker="o", label=name)
-    left.set_xlabel("epoch")
-    left.set_ylabel("loss")
-    left.legend()
-    right.plot(epochs, [row.get(f"valid_{key}", math.nan) for row in history], marker="o", color="tab:green")
-    right.set_xlabel("epoch")
-    right.set_ylabel(f"valid {key}")
+    several = len(histories) > 1
+    for k, (run, history) in enumerate(histories.items()):
+        colour, epochs = f"C{k}", [row["epoch"] for row in history]
+        if not several:
+            left.plot(epochs, [row.get("train_loss", math.nan) for row in history], marker="o", label="train loss")
+        left.plot(epochs, [row.get("valid_loss", math.nan) for row in history], marker="o",
+                  color=colour if several else "C1", label=f"{run} valid loss" if several else "valid loss")
+        right.plot(epochs, [row.get(f"valid_{key}", math.nan) for row in history], marker="o", markersize=4,
+                   color=colour, label=run if several else f"valid {key}")
+        best = best_epoch_of(history)
+        if best is not None:
+            row = next(r for r in history if int(r["epoch"]) == best)
+            for ax in (left, right):
+                ax.axvline(best, color=colour, linestyle=":", linewidth=1)
+            right.scatter([best], [row.get(f"valid_{key}", math.nan)], marker="*", s=140, color=colour, zorder=3,
+                          label=f"best epoch {best}")
+    names = ", ".join(histories) if len(histories) < 3 else f"{len(histories)} runs"
+    left.set_title(f"{names}: train/valid loss per epoch", fontsize=9)
+    right.set_title(f"{names}: valid {key} per epoch (star: best epoch)", fontsize=9)
+    for ax, label in ((left, "loss"), (right, f"valid {key}")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)

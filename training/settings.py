@@ -236,7 +236,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0; got {self.epochs}, {self.batch_size}, {self.lr}")
+            raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0; "
+                             f"got {self.epochs}, {self.batch_size}, {self.lr}")
         if self.optimizer != "adamw":
             raise ValueError(f"optimizer {self.optimizer!r} is not offered; hcm trains with 'adamw' as the paper does")
         if self.scheduler not in ("cosine", "constant"):

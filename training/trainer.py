@@ -5,10 +5,11 @@
   (MOSEI/sample: MAE, lower is better; MELD/IEMOCAP: weighted F1); early stopping with patience.
 - ``checkpoints/last.pt`` after every epoch and ``best.pt`` on improvement, written atomically;
   on SIGTERM/SIGINT also mid-epoch, after the step in progress (``hcm.training.faults``).
-  ``best.pt`` holds only what evaluation needs (weights, epoch, run config). ``last.pt`` holds model, optimizer, scheduler and grad-scaler states, every RNG state, the
-  epoch, the position in the epoch and the loss sums so far, and the best-so-far, so a resumed
-  run ends with the same weights and metrics as an uninterrupted one. The shuffling order
-  depends only on (seed, epoch); a resumed epoch skips the batches already done.
+  ``best.pt`` holds only what evaluation needs (weights, epoch, run config). ``last.pt`` holds
+  model, optimizer, scheduler and grad-scaler states, every RNG state, the epoch, the position
+  in the epoch and the loss sums so far, and the best-so-far, so a resumed run ends with the
+  same weights and metrics as an uninterrupted one. The shuffling order depends only on
+  (seed, epoch); a resumed epoch skips the batches already done.
 - Distributed data parallel under ``torchrun`` (gloo on CPU, NCCL on GPU): a DistributedSampler
   splits each global batch over the ranks, validation is sharded and gathered, rank 0 writes.
 - Mixed precision on GPU (bf16, or fp16 with a grad scaler). A non-finite loss or gradient
@@ -46,7 +47,7 @@ from hcm.model.config import ModelConfig
 from hcm.training import TrainingError
 from hcm.training import metrics as M
 from hcm.training.checkpoints import Loop, resume_from, rng_state, save_last, seed_everything
-from hcm.training.data import CacheDataset, DataConfig, data_config, read_cache_meta
+from hcm.training.data import CacheDataset, CacheInfo, DataConfig, cache_info, data_config
 from hcm.training.distributed import Dist, gather, max_over_ranks, setup_distributed
 from hcm.training.faults import NonFiniteLossError, StopSignals, ignore_stop_signals, interrupted, resume_command
 from hcm.training.inference import DEFAULT_MODEL, autocast, eval_loader, factory_path, make_model, model_inputs, predict
@@ -105,7 +106,8 @@ def train_loader(data: CacheDataset, cfg: TrainConfig, d: Dist, epoch: int, done
     same batches as in an uninterrupted epoch.
     """
     if cfg.batch_size % d.world:
-        raise TrainingError(f"batch size {cfg.batch_size} is not divisible by the {d.world} processes; change --batch-size")
+        raise TrainingError(f"batch size {cfg.batch_size} is not divisible by the {d.world} processes; "
+                            f"change --batch-size")
     sampler = DistributedSampler(data, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed)
     sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -269,23 +271,27 @@ class Setup:
     key: str
 
 
-def prepare(cache_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | None,
+def prepare(info: CacheInfo, cfg: TrainConfig, model_cfg: ModelConfig | None,
             facts: DatasetFacts | None) -> Setup:
-    """Open the train and valid splits, check them against the dataset facts, size the model."""
-    probe, splits = read_cache_meta(cache_dir)
+    """Open the train and valid splits, check them against the dataset facts, size the model.
+
+    The manifest is ``info``'s (read once per command); the stream statistics are read through the
+    train split's own reader."""
+    cache_dir, probe, splits = info.directory, info.meta, info.counts
     facts = facts or facts_for_cache(probe)
     if probe.task != facts.task:
         raise TrainingError(f"cache {cache_dir} is a {probe.task} cache but dataset {facts.name!r} is {facts.task}")
     if facts.task == CLASSIFICATION and list(probe.classes or []) != list(facts.class_names):
         raise TrainingError(f"cache {cache_dir} has classes {probe.classes}, dataset {facts.name!r} expects "
-                            f"{list(facts.class_names)}; re-extract the cache or fix configs/datasets/{facts.name}.json")
+                            f"{list(facts.class_names)}; re-extract the cache or fix "
+                            f"configs/datasets/{facts.name}.json")
     for split in ("train", "valid"):
         if not splits.get(split):
             raise TrainingError(f"cache {cache_dir} has no {split!r} items (splits: {splits}); hcm picks the best "
                                 f"epoch on the validation split only, so a cache needs train and valid items")
-    data_cfg = data_config(facts, cfg, cache_dir)
-    train_data = CacheDataset(cache_dir, "train", data_cfg, in_memory=cfg.in_memory)
-    valid_data = CacheDataset(cache_dir, "valid", data_cfg, in_memory=cfg.in_memory)
+    train_data = CacheDataset(info, "train", data_config(facts, cfg, None), in_memory=cfg.in_memory)
+    data_cfg = train_data.cfg = data_config(facts, cfg, train_data.cache)
+    valid_data = CacheDataset(info, "valid", data_cfg, in_memory=cfg.in_memory)
     model_cfg = (model_cfg or ModelConfig()).for_dataset(facts, train_data.dims)
     model_cfg = with_class_weights(model_cfg, train_data.labels)
     return Setup(train_data, valid_data, facts, data_cfg, model_cfg, key_metric_of(facts))
@@ -377,7 +383,7 @@ def run_epochs(loop: Loop, run: Context, callbacks: Sequence[Callable[[int, dict
             while loop.epoch < cfg.epochs:
                 task = bar.add_task(f"epoch {loop.epoch + 1}/{cfg.epochs}", total=steps, completed=loop.step,
                                     loss="-", valid="")
-                on_step = lambda loss: bar.update(task, advance=1, loss=f"{loss:.4f}")  # noqa: E731
+                on_step = lambda loss, task=task: bar.update(task, advance=1, loss=f"{loss:.4f}")  # noqa: E731
                 with cache_guard(loop, run):
                     row = train_one_epoch(loop, run, on_step)
                     row.update(validate(loop, valid, setup, d))
@@ -403,7 +409,8 @@ def run_epochs(loop: Loop, run: Context, callbacks: Sequence[Callable[[int, dict
 def train(cache_dir: str | os.PathLike, run_dir: str | os.PathLike, train_cfg: TrainConfig,
           model_cfg: ModelConfig | None = None, *, facts: DatasetFacts | None = None,
           model_factory: str | Callable[[ModelConfig], nn.Module] | None = None, resume: bool = False,
-          callbacks: Sequence[Callable[[int, dict], None]] = (), progress: bool = True) -> RunResult:
+          callbacks: Sequence[Callable[[int, dict], None]] = (), progress: bool = True,
+          cache: CacheInfo | None = None, dist_setup: Dist | None = None) -> RunResult:
     """Train HCMNet (or ``model_factory``'s model) on a cache; write the run into ``run_dir``.
 
     Args:
@@ -415,15 +422,17 @@ def train(cache_dir: str | os.PathLike, run_dir: str | os.PathLike, train_cfg: T
         resume: continue from ``checkpoints/last.pt`` of ``run_dir`` (mid-epoch if it stopped there).
         callbacks: called as ``callback(epoch, row)`` after each epoch is saved.
         progress: show the per-epoch progress bars.
+        cache / dist_setup: the cache's manifest and the process group when the caller (``hcm train``)
+            has them already, so a command reads the one and joins the other once.
 
     Raises :class:`~hcm.training.faults.TrainingInterrupted` (exit code 130/143) after saving a
     checkpoint when SIGINT/SIGTERM arrives, and ``NonFiniteLossError`` on a non-finite loss or gradient.
     """
-    d = setup_distributed(train_cfg.device)
+    d = dist_setup or setup_distributed(train_cfg.device)
     paths = RunPaths(Path(run_dir))
     check_run_folder(paths, resume)
     with StopSignals() as stop:
-        setup = prepare(Path(cache_dir), train_cfg, model_cfg, facts)
+        setup = prepare(cache or cache_info(cache_dir), train_cfg, model_cfg, facts)
         factory = model_factory if model_factory is not None else DEFAULT_MODEL
         config = run_config(setup, train_cfg, Path(cache_dir), factory_path(factory), d)
         loop = new_loop(setup, train_cfg, d, factory, len(train_loader(setup.train_data, train_cfg, d, 0)))

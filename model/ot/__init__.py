@@ -15,15 +15,14 @@ that batched problem, differentiably, with interchangeable backends:
 """
 
 from hcm.model.ot.api import (
-    BACKENDS,
     PointCloudCost,
     SinkhornProblem,
     choose_backend,
     float32_island,
-    register_backend,
     sinkhorn,
     sinkhorn_transport,
 )
+from hcm.model.ot.registry import BACKENDS, register_backend
 
 __all__ = [
     "BACKENDS",

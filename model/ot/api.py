@@ -18,7 +18,7 @@ from torch import Tensor
 from hcm.model.ot import dense, keops_backend, pot_backend  # noqa: F401 - they register backends
 from hcm.model.ot.dense import all_finite
 from hcm.model.ot.problem import GRAD_MODES, PointCloudCost, SinkhornProblem
-from hcm.model.ot.registry import BACKENDS, get_backend, register_backend
+from hcm.model.ot.registry import get_backend
 
 # Crossover for backend="auto" (docs/ot.md, benchmarks/RESULTS.md). On CPU dense torch beat KeOps
 # at every size measured (M = N = 50 ... 10000), so KeOps is never chosen there. On an H100, dense

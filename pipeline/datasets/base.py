@@ -151,7 +151,7 @@ class DatasetAdapter(ABC):
     def default_root(self, workspace: Workspace) -> Path:
         """Where the raw data lives when no root is given: ``<workspace>/data/<name>``; when that is
         absent and ``hcm sample --dataset <name>`` wrote ``<workspace>/data/sample-<name>``, the sample."""
-        from hcm.pipeline.sample.registry import MARKER  # (the sample package imports this module)
+        from hcm.pipeline.sample.registry import MARKER  # here: the sample package loads every corpus generator
 
         root = workspace.data_dir(self.name)
         sample = workspace.data / f"sample-{self.name}"

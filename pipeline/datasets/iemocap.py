@@ -66,8 +66,8 @@ SUMMARY_LINE = re.compile(
     rf"^\[\s*{_NUMBER}\s*-\s*{_NUMBER}\s*\]\s+(\S+)\s+(\S+)\s+\[([^\]]*)\]"
 )
 TRANSCRIPT_LINE = re.compile(rf"^(\S+)\s*\[\s*{_NUMBER}\s*-\s*{_NUMBER}\s*\]:\s?(.*)$")
-UTTERANCE_ID = re.compile(r"^Ses\d{2}[FM]_\S+_[FM]\d{3}$")
-TURN_IN_LINE = re.compile(r"Ses\d{2}[FM]_\S+_[FM]\d{3}")
+UTTERANCE_ID = re.compile(r"^Ses\d{2}[FM]_[^\s/\\]+_[FM]\d{3}$")  # a name, never a path
+TURN_IN_LINE = re.compile(r"Ses\d{2}[FM]_[^\s/\\]+_[FM]\d{3}")
 NO_TRANSCRIPT_FILE = "transcript file missing"
 NO_TRANSCRIPT_LINE = "no transcript line"
 

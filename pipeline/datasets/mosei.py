@@ -21,6 +21,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from hcm.core.files import plain_name
 from hcm.pipeline.datasets.base import (
     DUPLICATE_ROW,
     INVALID_ID,
@@ -77,6 +78,11 @@ def _parse_row(row: CsvRow, root: Path, path: Path) -> Utterance:
         return rejected_row(f"{path.name}:{row.line}", mode if mode in SPLITS else "", INVALID_ID,
                             f"{where}: empty video_id or clip_id", video_id, row.line)
     item_id = f"{video_id}$_${clip_id}"
+    if not (plain_name(video_id) and plain_name(clip_id)):
+        return rejected_row(item_id, mode if mode in SPLITS else "", INVALID_ID,
+                            f"{where}: video_id {video_id!r} or clip_id {clip_id!r} is a path, not a name; media "
+                            f"are read only from Raw/<video_id>/<clip_id>.mp4 inside the dataset folder",
+                            video_id, row.line)
     if mode not in SPLITS:
         return rejected_row(item_id, "", UNKNOWN_SPLIT, f"{where}: mode {mode!r} is not one of {list(SPLITS)}",
                             video_id, row.line)

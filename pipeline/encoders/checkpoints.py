@@ -2,9 +2,10 @@
 
 Supported files (downloaded by the user; hcm never fetches weights itself):
 
-* OpenAI ``RN50.pt``: a TorchScript archive. Its state dict holds float16 weights plus the
-  scalar entries ``input_resolution``, ``context_length`` and ``vocab_size``, which are not
-  model parameters and are dropped.
+* OpenAI ``RN50.pt``: a TorchScript archive, read as data (its code is never run; see
+  :func:`read_state_dict`) and checked against the release's sha256 (a warning when it differs).
+  Its state dict holds float16 weights plus the scalar entries ``input_resolution``,
+  ``context_length`` and ``vocab_size``, which are not model parameters and are dropped.
 * AudioCLIP ``AudioCLIP-Full-Training.pt`` (and the other AudioCLIP ``*.pt`` files of that
   layout): one plain state dict with the CLIP keys (``visual.*``, the text tower, ``logit_scale``),
   the audio keys under ``audio.*`` and the extra scales ``logit_scale_ai``/``logit_scale_at``.
@@ -19,15 +20,17 @@ missing keys, unexpected keys and shape mismatches are reported with the file na
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from hcm.core.errors import UsageError
+from hcm.core.pickledata import DamagedPickleError, PickleDataError
+from hcm.core.torch_archive import is_script_archive, read_archive, script_tensors
 from hcm.pipeline.encoders.clip import CLIP, CLIPConfig
 from hcm.pipeline.encoders.esresnext import ESResNeXtConfig, ESResNeXtFBSP
 
@@ -39,8 +42,10 @@ AUDIOCLIP_FILE = "AudioCLIP-Full-Training.pt"
 AUDIOCLIP_URL = "https://github.com/AndreyGuzhov/AudioCLIP/releases/download/v0.1/" + AUDIOCLIP_FILE
 ESRNX_FILE = "ESRNXFBSP.pt"
 RN50_FILE = "RN50.pt"
-RN50_URL = ("https://openaipublic.azureedge.net/clip/models/"
-            "afeb0e10fbe5402f6ec7276a3c5ee2a1a8b06ebf0ba3c2f14a7a4e3b2b11ecc1/" + RN50_FILE)
+RN50_SHA256 = "afeb0e10fbe5402f6ec7276a3c5ee2a1a8b06ebf0ba3c2f14a7a4e3b2b11ecc1"  # OpenAI names the folder by it
+RN50_URL = f"https://openaipublic.azureedge.net/clip/models/{RN50_SHA256}/{RN50_FILE}"
+#: sha256 of released TorchScript files, by file name.
+RELEASE_DIGESTS = {RN50_FILE: RN50_SHA256}
 
 # Entries of OpenAI's TorchScript archives that are hyper-parameters, not weights.
 CLIP_ARCHIVE_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -55,27 +60,54 @@ class CheckpointError(UsageError):
 
 def is_torchscript_archive(path: str | Path) -> bool:
     """Whether ``path`` is a TorchScript archive (it has compiled code), not a pickled dict."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+    return is_script_archive(path)
 
 
-def read_state_dict(path: str | Path) -> StateDict:
-    """Tensors of a weight file: a TorchScript archive's state dict or a plain saved state dict."""
+def check_release_digest(path: Path) -> None:
+    """Warn when a file named like a release (``RN50.pt``) is not that release's bytes."""
+    expected = RELEASE_DIGESTS.get(path.name)
+    if expected is None:
+        return
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        logger.warning("%s is not OpenAI's released %s (sha256 %s, the release's is %s); its tensors are read "
+                       "as data, but check where the file comes from", path, path.name, digest.hexdigest()[:16],
+                       expected[:16])
+
+
+def read_state_dict(path: str | Path, trust_code: bool = False) -> StateDict:
+    """Tensors of a weight file: a TorchScript archive's module tensors or a plain saved state dict.
+
+    Both are read as data (:func:`hcm.core.torch_archive.read_archive`): a TorchScript archive's
+    code is never run. ``trust_code`` loads a TorchScript archive with ``torch.jit.load``, which
+    runs the code it carries: only for a file whose origin the user vouches for.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weight file {path} not found")
+    script = is_torchscript_archive(path)
+    if script:
+        check_release_digest(path)
     try:
-        if is_torchscript_archive(path):
+        if script and trust_code:
+            logger.warning("%s: loading with torch.jit.load, which runs the code the archive carries", path)
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        elif script:
+            state = script_tensors(read_archive(path, script=True))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises many types on foreign files; report them all alike
+            state = read_archive(path)
+    except DamagedPickleError as error:
+        raise CheckpointError(f"{path} is not a readable PyTorch weight file ({error}); download it again") from None
+    except PickleDataError as error:
         raise CheckpointError(
-            f"{path} is not a readable PyTorch weight file or holds objects other than tensors "
-            f"and plain containers: {error}"
-        ) from error
+            f"{path} was refused: {error}. hcm reads weight files as data only (tensors and plain containers); "
+            f"nothing in the file was run. Use the released file"
+        ) from None
+    except Exception as error:  # torch.jit.load raises many types on foreign files; report them all alike
+        raise CheckpointError(f"{path} is not a readable TorchScript archive: {error}") from error
     if not isinstance(state, Mapping) or not state:
         raise CheckpointError(f"{path} does not hold a state dict (got {type(state).__name__})")
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]

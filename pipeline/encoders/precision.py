@@ -4,8 +4,8 @@
 ``bfloat16`` and ``float16`` run them under ``torch.autocast`` with that dtype: matrix products
 and convolutions in the low-precision type, normalisations, softmax and reductions in float32 as
 autocast's policy says, and the parts an encoder keeps in float32 explicitly (ESResNeXt's FBSP
-front end, see ``esresnext.py``) stay there. The cache stores float16 features whatever the precision; the precision only changes
-what the networks compute, within the tolerances of docs/extraction.md.
+front end, see ``esresnext.py``) stay there. The cache stores float16 features whatever the precision;
+the precision only changes what the networks compute, within the tolerances of docs/extraction.md.
 
 ``auto`` picks, in order:
 

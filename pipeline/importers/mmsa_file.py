@@ -6,10 +6,11 @@ arrays: ``id``, ``raw_text``, ``audio`` (N, T_a, d_a), ``vision`` (N, T_v, d_v) 
 ``regression_labels_T/_A/_V`` (CH-SIMS), ``classification_labels`` and ``annotations``.
 ``text`` (GloVe) and ``text_bert`` (BERT input ids) are not read: hcm encodes ``raw_text`` itself.
 
-A pickle can run code while it loads. By default the file is read with
-:class:`SafeUnpickler`, which builds only numpy arrays, numpy dtypes and scalars, lists,
-dicts, tuples, strings, bytes and numbers, and refuses anything else *before* calling it;
-``trust=True`` (``--trust-pickle``) uses the plain :mod:`pickle` loader instead.
+A pickle can run code while it loads. By default the file is read as data only
+(:func:`hcm.core.pickledata.read_data` with :data:`hcm.core.numpy_pickle.NUMPY_RULES`): hcm
+walks the opcodes itself and builds lists, dicts, tuples, strings, bytes, numbers and numpy
+arrays of plain dtypes from checked parts, never calling anything the file names, and refuses
+everything else; ``trust=True`` (``--trust-pickle``) uses the plain :mod:`pickle` loader instead.
 
 Every problem that makes the file unusable raises :class:`MmsaFileError` naming the file,
 the split, the key and the value; rows are sliced lazily by :func:`sequence_rows`.
@@ -18,8 +19,6 @@ the split, the key and the value; rows are sliced lazily by :func:`sequence_rows
 from __future__ import annotations
 
 import hashlib
-import importlib
-import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from hcm.core.errors import UsageError
+from hcm.core.numpy_pickle import NUMPY_RULES
+from hcm.core.pickledata import DamagedPickleError, PickleDataError, read_data
 from hcm.core.names import SPLITS
 
 REQUIRED_KEYS = ("id", "raw_text", "audio", "vision", "regression_labels")
@@ -36,15 +37,6 @@ EXTRA_LABELS = {"regression_labels_T": "label_T", "regression_labels_A": "label_
                 "regression_labels_V": "label_V", "classification_labels": "classification"}
 SHOWN = 5  # offending rows quoted in an error message
 
-# (module, name) pairs a safe MMSA pickle may reference. numpy 1 writes ``numpy.core``, numpy 2
-# ``numpy._core``; either resolves to whichever this numpy has.
-_SAFE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("collections", "OrderedDict"),
-}
-
 
 class MmsaFileError(UsageError):
     """An MMSA file that cannot be imported; the message names the file, split, key and value."""
@@ -52,21 +44,6 @@ class MmsaFileError(UsageError):
 
 class UnsafePickleError(MmsaFileError):
     """The pickle references something other than plain data; nothing of it was run."""
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """Builds only numpy arrays/dtypes/scalars and Python containers, strings and numbers."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _SAFE_GLOBALS:
-            raise UnsafePickleError(f"the pickle asks for {module}.{name}")
-        for candidate in dict.fromkeys((module.replace("numpy.core", "numpy._core"),
-                                        module.replace("numpy._core", "numpy.core"))):
-            try:
-                return getattr(importlib.import_module(candidate), name)
-            except (ImportError, AttributeError):
-                continue
-        raise UnsafePickleError(f"{module}.{name} does not exist in this numpy ({np.__version__})")
 
 
 def load_pickle(path: Path, trust: bool = False) -> tuple[Any, str]:
@@ -80,14 +57,17 @@ def load_pickle(path: Path, trust: bool = False) -> tuple[Any, str]:
     try:
         if trust:
             return pickle.loads(data), digest  # the user vouched for the file (--trust-pickle)
-        return SafeUnpickler(io.BytesIO(data)).load(), digest
-    except UnsafePickleError as exc:
+        return read_data(data, NUMPY_RULES), digest
+    except DamagedPickleError as exc:
+        raise MmsaFileError(f"{path} is not a readable pickle ({exc}); pass an MMSA feature file such as "
+                            f"aligned_50.pkl, unaligned_50.pkl or unaligned_39.pkl") from None
+    except PickleDataError as exc:
         raise UnsafePickleError(
             f"{path}: {exc}, which the safe reader refuses (a pickle can run code when it loads; hcm "
-            f"accepts only numpy arrays, dtypes, lists, dicts, strings and numbers). Nothing from the "
-            f"file was run. If you trust where this file comes from, pass --trust-pickle."
+            f"reads it as data only: numpy arrays of plain dtypes, lists, dicts, strings and numbers). "
+            f"Nothing from the file was run. If you trust where this file comes from, pass --trust-pickle."
         ) from None
-    except Exception as exc:  # pickle raises many types for non-pickles and truncated files
+    except Exception as exc:  # plain pickle raises many types for non-pickles and truncated files
         raise MmsaFileError(
             f"{path} is not a readable pickle ({type(exc).__name__}: {exc}); pass an MMSA feature file "
             f"such as aligned_50.pkl, unaligned_50.pkl or unaligned_39.pkl"

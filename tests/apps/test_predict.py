@@ -218,3 +218,17 @@ def test_predict_gives_evaluates_prediction_for_a_test_item(trained: dict) -> No
         assert json.loads(result.stdout)["score"] == pytest.approx(float(row["prediction"]), rel=1e-4, abs=1e-5)
         checked += 1
     assert checked == 2
+
+
+def test_explain_a_clip_predicts_as_predict_does(trained: dict, tmp_path: Path) -> None:
+    """`hcm explain CLIP --text` extracts the clip as predict does: the same score, and the words as labels."""
+    text = "honestly the movie was wonderful"
+    predicted = json.loads(invoke(trained, trained["clip"], "--text", text, "--json").stdout)
+    result = runner.invoke(app, ["--workdir", str(trained["workspace"].root), "explain", str(trained["clip"]),
+                                 "--text", text, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / f"{trained['clip'].stem}.json").read_text())
+    assert doc["prediction"]["score"] == pytest.approx(predicted["score"], abs=1e-5)
+    assert "label" not in doc  # a new clip has none
+    assert set(doc["plans"]["video"]["cols"]) <= set(text.split())
+    assert (tmp_path / f"{trained['clip'].stem}.png").stat().st_size > 0

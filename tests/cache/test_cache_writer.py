@@ -81,7 +81,8 @@ def test_concurrent_writers_of_disjoint_shards_build_a_correct_manifest(tmp_path
         assert proc.exitcode == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert sorted(map(int, manifest["shards"])) == list(range(14)) and manifest["complete"]
-    expected_failures = [{"id": synthetic_item(i).id, "reason": f"no audio stream in clip {i}", "split": "", "detail": ""}
+    expected_failures = [{"id": synthetic_item(i).id, "reason": f"no audio stream in clip {i}", "split": "",
+                          "detail": ""}
                          for i in range(n_planned) if i % 7 == 6]
     assert manifest["failures"] == expected_failures
     assert manifest["n_items"] == n_planned - len(expected_failures)

@@ -17,7 +17,8 @@ from hcm.pipeline.sample import make_sample
 def test_extract_sample_then_resume(workdir: Path) -> None:
     make_sample("mosei", workdir / "data" / "sample-mosei", n=9, seed=3, progress=False)
     runner = CliRunner()
-    args = ["extract", "--dataset", "sample", "--frames", "2", "--segments", "2", "--workers", "0", "--limit", "6", "--shard-size", "3", "--quiet"]
+    args = ["extract", "--dataset", "sample", "--frames", "2", "--segments", "2", "--workers", "0", "--limit", "6",
+            "--shard-size", "3", "--quiet"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "6 extracted" in first.output

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 import hcm
-from hcm.cli import app, workdir_first
+from hcm.apps.options import workdir_first
+from hcm.cli import app
 
 runner = CliRunner()
 COMMANDS = [["quickstart"], ["sample"], ["extract"], ["train"], ["evaluate"], ["runs"], ["predict"], ["ablate"],

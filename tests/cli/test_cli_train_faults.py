@@ -80,7 +80,8 @@ def test_evaluate_counts_masked_items_and_scores_every_one(evaluated_run: Path) 
     text = " ".join(result.output.split())
     assert "2 of 8 test items had a masked modality (video 2, audio 1)" in text
     report = json.loads((evaluated_run / "eval" / "test" / "metrics.json").read_text())
-    assert report["items"] == 8 and report["masked"] == {"items": 2, "per_modality": {"text": 0, "video": 2, "audio": 1}}
+    assert report["items"] == 8
+    assert report["masked"] == {"items": 2, "per_modality": {"text": 0, "video": 2, "audio": 1}}
     predicted = (evaluated_run / "eval" / "test" / "predictions.csv").read_text()
     assert "clip041" in predicted and "clip044" in predicted
 

@@ -25,7 +25,8 @@ class Unavailable(RuntimeError):
 
 def binaries() -> Path:
     """The folder of initdb and pg_ctl (the newest installed version)."""
-    found = sorted(Path("/").glob(SEARCHED.lstrip("/")), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    found = sorted(Path("/").glob(SEARCHED.lstrip("/")),
+                   key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
     found = [p for p in found if (p / "initdb").is_file()]
     if found:
         return found[-1]
@@ -74,7 +75,8 @@ def start_server() -> Server:
         user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": [], "cwd": str(folder)}
     server = Server(folder, folder_bin, free_port(), user)
     steps = [
-        [str(folder_bin / "initdb"), "-D", str(folder / "data"), "-U", "hcm", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        [str(folder_bin / "initdb"), "-D", str(folder / "data"), "-U", "hcm", "--auth=trust", "-E", "UTF8",
+         "--no-sync"],
         [str(folder_bin / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "server.log"), "-w", "-t", "60",
          "-o", f"-p {server.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
     ]

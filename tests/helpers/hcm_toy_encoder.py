@@ -63,7 +63,8 @@ class ToyEncoder(Encoder):
 
     @property
     def outputs(self) -> list[FeatureSpec]:
-        return [FeatureSpec("toy", (self.settings.dim,), "float16", self.name, self.weights_id, {"dim": self.settings.dim})]
+        dim = self.settings.dim
+        return [FeatureSpec("toy", (dim,), "float16", self.name, self.weights_id, {"dim": dim})]
 
     def encode(self, utterances: Sequence[Any], prepared: Sequence[Any]) -> list[Encoded]:
         rows = [list(u.text.strip().encode()[:MAX_BYTES]) for u in utterances]

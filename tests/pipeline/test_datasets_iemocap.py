@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from hcm.pipeline.datasets import DatasetRootError, get_dataset
-from hcm.pipeline.datasets.iemocap import IemocapAdapter, read_evaluation, valid_dialogues
+from hcm.pipeline.datasets.iemocap import (TURN_IN_LINE, UTTERANCE_ID, IemocapAdapter, read_evaluation,
+                                          valid_dialogues)
 
 # (turn suffix, start, end, emotion, text); the emotions cycle through kept and excluded codes
 TURNS = [
@@ -178,3 +179,10 @@ def test_every_labelled_turn_is_kept_or_rejected_with_its_reason(tmp_path: Path)
     assert repaired.text == "Yeah\ufffd." and "line 4" in repaired.notes["text_repair"]
     assert not any("text_repair" in u.notes for u in kept.values() if u is not repaired)
     assert [u.id for u in get_dataset("iemocap").utterances(root)] == [u.id for u in rows if u.dropped is None]
+
+
+@pytest.mark.parametrize("turn, plain", [("Ses01F_impro01_F000", True), ("Ses01F_script01_1_M012", True),
+                                         ("Ses01F_/../../x_F000", False), ("Ses01F_a\\b_F000", False)])
+def test_turn_ids_are_names_never_paths(turn: str, plain: bool) -> None:
+    """A turn id becomes part of the wav path; one with a separator is not read as a turn."""
+    assert bool(UTTERANCE_ID.match(turn)) is plain and bool(TURN_IN_LINE.fullmatch(turn)) is plain

@@ -34,7 +34,7 @@ TEST = [_row(1, "", "neutral", "0", "0"), _row(2, "test two", "joy", "0", "1", "
 
 
 def write_meld(root: Path) -> Path:
-    for (split, (name, folder)), rows in zip(MELD_FILES.items(), (TRAIN, DEV, TEST)):
+    for (_split, (name, folder)), rows in zip(MELD_FILES.items(), (TRAIN, DEV, TEST)):
         (root / folder).mkdir(parents=True)
         with open(root / name, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)

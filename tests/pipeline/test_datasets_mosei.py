@@ -107,3 +107,15 @@ def test_unreadable_csv_names_file_and_line(tmp_path: Path) -> None:
     rows = [["v", "0", text, "0.5", "", "", "", "Neutral", "train"]]
     with pytest.raises(AnnotationError, match=r"label.csv near line 2: not readable as CSV"):
         get_dataset("mosei").utterances(write_mosei(tmp_path, rows))
+
+
+@pytest.mark.parametrize("video_id, clip_id", [("../../etc", "passwd"), ("188343", "../../x"), ("..", "1"),
+                                               ("/etc", "hostname"), ("a\\b", "1")])
+def test_ids_that_are_paths_are_skipped_not_joined_to_media(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                             video_id: str, clip_id: str) -> None:
+    rows = [ROWS[0], [video_id, clip_id, "x", "0.5", "", "", "", "Positive", "train"]]
+    with caplog.at_level(logging.WARNING):
+        items = get_dataset("mosei").utterances(write_mosei(tmp_path, rows))
+    assert [u.id for u in items] == ["188343$_$10"]
+    assert any("label.csv line 3" in r.getMessage() and "is a path, not a name" in r.getMessage()
+               for r in caplog.records)

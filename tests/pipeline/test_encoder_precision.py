@@ -149,7 +149,8 @@ def test_tiny_cnn_encoders_on_cuda_stay_within_tolerance(chosen: str) -> None:
         runs = {}
         for precision_name in ("float32", chosen):
             encoder.precision = precision_name
-            runs[precision_name] = np.concatenate([item.features[name] for item in encoder.encode([None] * 2, prepared)])
+            encoded = encoder.encode([None] * 2, prepared)
+            runs[precision_name] = np.concatenate([item.features[name] for item in encoded])
         assert 0.0 < relative_error(runs[chosen], runs["float32"]) <= TOLERANCE[chosen][name], name
 
 

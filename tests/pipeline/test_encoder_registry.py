@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from hcm.cache import CacheError, FeatureCache
-from hcm.core.registry import Registry
 from hcm.pipeline.encoders import base
 from hcm.pipeline.encoders.mel import MelSettings
 from hcm.pipeline.clip import extract_clip
@@ -29,10 +28,7 @@ SMALL = dict(workers=0, batch_size=4, progress=False)
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The toy encoder module imported into a copy of the registry (gone again after the test)."""
-    registry: Registry = Registry("encoder")
-    for name in base.ENCODERS:
-        registry.register(name)(base.ENCODERS.get(name))
-    monkeypatch.setattr(base, "ENCODERS", registry)
+    monkeypatch.setattr(base, "ENCODERS", base.ENCODERS.copy())
     monkeypatch.delitem(sys.modules, "hcm_toy_encoder", raising=False)
     return importlib.import_module("hcm_toy_encoder")
 
@@ -109,7 +105,8 @@ def test_reusing_a_cache_with_other_weights_is_refused_naming_the_encoder(toy: M
     item = extract_clip(clip, cached.text, toy_and_mel(), weights=first, device="cpu", like=meta)
     for name in ("toy", "mel"):  # the same code as hcm extract gives the same features
         assert np.array_equal(item.features[name], cached.features[name])
-    config = {"dataset": "mosei", "profile": "tiny", "recipe_hash": meta.recipe_hash, "cache": str(tmp_path / "cache-a")}
+    config = {"dataset": "mosei", "profile": "tiny", "recipe_hash": meta.recipe_hash,
+              "cache": str(tmp_path / "cache-a")}
     with pytest.raises(ProfileMismatchError, match="other weights .*encoder 'toy'"):  # hcm evaluate --features
         check_cache_matches(config, tmp_path / "cache-b")
 

@@ -61,7 +61,8 @@ def test_truncated_foreign_and_missing_files_get_clear_messages(tmp_path: Path) 
     with pytest.raises(CheckpointReadError, match="cut.pt cannot be read .*truncated or damaged"):
         load_checkpoint(tmp_path / "cut.pt")
     torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointReadError, match=r"foreign.pt is not an hcm checkpoint: it lacks \['model', 'epoch'\]"):
+    lacks = r"foreign.pt is not an hcm checkpoint: it lacks \['model', 'epoch'\]"
+    with pytest.raises(CheckpointReadError, match=lacks):
         load_checkpoint(tmp_path / "foreign.pt")
     (tmp_path / "notes.pt").write_text("not a checkpoint at all\n")
     with pytest.raises(CheckpointReadError, match="notes.pt cannot be read"):

@@ -68,7 +68,8 @@ def test_sigterm_mid_epoch_checkpoints_and_resumes_to_the_same_metrics(
         cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sigterm_fails_the_test) -> None:
     full = _run(cache, tmp_path / "full", _cfg())
     _signal_at_training_call(monkeypatch, signal.SIGTERM, STEPS + 2)  # epoch 2, step 2
-    with pytest.raises(TrainingInterrupted, match=r"(?s)SIGTERM at epoch 2, step 2.*hcm train --resume --run /") as caught:
+    stopped = r"(?s)SIGTERM at epoch 2, step 2.*hcm train --resume --run /"
+    with pytest.raises(TrainingInterrupted, match=stopped) as caught:
         _run(cache, tmp_path / "cut", _cfg())
     assert caught.value.exit_code == 143
     monkeypatch.undo()

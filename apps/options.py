@@ -1,0 +1,170 @@
+"""What the ``hcm`` command line declares beside its commands: the help's command classes, the
+choice enums, the option checks and the shared help texts (``hcm.cli`` holds only the commands)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Optional
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from hcm.core.configs import parse_assignments
+
+THREADS_HELP = "CPU threads for torch (default: the CPUs this process may use: affinity and cgroup quota)."
+FROM_CONFIG = "dataset config"  # what a train setting left unset means
+WORKDIR_FLAGS = ("-w", "--workdir")
+
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Flags take no value: show no ``<bool>`` type beside them in the help."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class HcmCommand(TyperCommand):
+    """A command whose help shows flags without a type."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class HcmGroup(TyperGroup):
+    """The root group: ``-w/--workdir`` is accepted after the subcommand too (moved in front)."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, workdir_first(args))
+
+
+def workdir_first(args: list[str]) -> list[str]:
+    """``["train", "-w", "W", "--epochs", "2"]`` -> ``["-w", "W", "train", "--epochs", "2"]``."""
+    front: list[str] = []
+    rest: list[str] = []
+    i, seen_command = 0, False
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if seen_command and arg in WORKDIR_FLAGS and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        if seen_command and arg.startswith("--workdir="):
+            front.append(arg)
+        else:
+            seen_command = seen_command or not arg.startswith("-")
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class Split(str, Enum):
+    """The splits ``hcm evaluate`` scores (the model was fitted on train)."""
+
+    valid = "valid"
+    test = "test"
+
+
+class ModelSize(str, Enum):
+    """Model sizes of ``hcm train`` (configs/model_sizes.json)."""
+
+    auto = "auto"
+    paper = "paper"
+    small = "small"
+
+
+class AlignedRows(str, Enum):
+    trim = "trim"
+    all = "all"
+
+
+class Precision(str, Enum):
+    """The encoders' arithmetic in ``hcm extract`` and ``hcm predict`` (docs/extraction.md, Precision)."""
+
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class CsdAlign(str, Enum):
+    """How ``hcm import csd`` cuts the sequences (docs/datasets.md, CMU-MultimodalSDK files)."""
+
+    none = "none"
+    words = "words"
+
+
+def positive(value: Optional[float]) -> Optional[float]:
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"must be greater than 0, got {value}")
+    return value
+
+
+def int_list(value: Optional[str]) -> Optional[str]:
+    """Check a comma list of integers (``0,1,2``) before any work starts."""
+    if value:
+        try:
+            [int(s) for s in value.split(",") if s.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a comma list of integers (e.g. 0,1,2)") from None
+    return value
+
+
+def assignments(pairs: list[str]) -> list[str]:
+    try:
+        parse_assignments(pairs)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return pairs
+
+
+def example(*lines: str) -> dict[str, object]:
+    """Options for ``app.command``: the help's class and an example at its end."""
+    return {"cls": HcmCommand, "epilog": "Example:  " + "  |  ".join(lines)}
+
+
+def seed_list(value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma list of integers (e.g. 1111,1112,1113)") from None
+    if not seeds:
+        raise typer.BadParameter("give at least one seed, e.g. 1111")
+    return seeds
+
+
+class Pruner(str, Enum):
+    """Pruners of ``hcm tune``."""
+
+    median = "median"
+    hyperband = "hyperband"
+    none = "none"
+
+
+def modality_sets(values: list[str]) -> list[str]:
+    """``--missing``: text, video, audio or pairs joined by '+' (``video+audio``), or ``all``."""
+    for value in values:
+        names = [part.strip() for part in value.split("+")]
+        if value != "all" and (not 1 <= len(names) <= 2 or any(n not in ("text", "video", "audio") for n in names)):
+            raise typer.BadParameter(f"{value!r}: give text, video or audio, a pair such as video+audio, or all")
+    if "all" in values and len(values) > 1:
+        raise typer.BadParameter("'all' already holds every modality and pair; give it alone")
+    return values
+
+
+def noise_levels(value: Optional[str]) -> Optional[str]:
+    """``--noise``: a comma list of levels >= 0 (``0.1,0.5,1``)."""
+    if value:
+        try:
+            levels = [float(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a comma list of numbers (e.g. 0.1,0.5,1)") from None
+        if not levels or any(not 0 <= v < 1e6 for v in levels):
+            raise typer.BadParameter(f"{value!r}: noise levels are numbers >= 0 (units of each feature's spread)")
+    return value
