@@ -243,7 +243,8 @@ def tiny_audio() -> esresnext.ESResNeXtFBSP:
 
 
 def test_esresnext_front_end_runs_in_float32_under_autocast(tiny_audio: esresnext.ESResNeXtFBSP) -> None:
-    waveform = torch.randn(2, 44100, generator=torch.Generator().manual_seed(0)) * 3000  # (B, n): 1 s in the int16 range
+    gen = torch.Generator().manual_seed(0)
+    waveform = torch.randn(2, 44100, generator=gen) * 3000  # (B, n): 1 s in the int16 range
     with torch.inference_mode():
         reference = tiny_audio.spectrogram(waveform)
         for dtype in (torch.bfloat16, torch.float16):
