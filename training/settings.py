@@ -118,7 +118,7 @@ def facts_for_cache(meta: Any) -> DatasetFacts:
 
 
 def _check_choices(choices: Any, paper: dict[str, dict[str, Any]], path: Path) -> dict[str, dict[str, Any]]:
-    """Validate the ``hcm_choices`` section against the paper's part; return its model/train parts."""
+    """Validate the ``hcm_choices`` section against the paper's part; return its model and train parts."""
     if not isinstance(choices, dict) or set(choices) - {"model", "train", "reasons", "fixed"}:
         raise ValueError(f"{path}: 'hcm_choices' must be an object with 'model', 'train', 'reasons' and 'fixed'")
     fixed = choices.get("fixed", {})
