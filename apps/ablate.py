@@ -26,7 +26,6 @@ an existing cache.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,6 +38,7 @@ from hcm.apps.train import resolve_settings
 from hcm.core.errors import report_errors
 from hcm.core.files import write_json
 from hcm.core.progress import progress_bar
+from hcm.core.tables import UNITS, metric_cell, print_table
 from hcm.model.config import READING_SWITCHES, READINGS, SWITCHES_BY_NAME, VARIANTS, ModelConfig, parse_modalities
 from hcm.training import metrics as M
 from hcm.training.data import read_cache_meta
@@ -215,16 +215,7 @@ def _last_line(setting: Setting, report: dict[str, Any]) -> str:
 
 def format_cell(name: str, value: Any) -> str:
     """MAE/Corr as decimals, every other metric as a percentage; a seed summary as mean ± std."""
-    scale, digits = (1.0, 3) if name.removeprefix("valid_") in ("mae", "corr") else (100.0, 2)
-    if isinstance(value, dict):
-        mean, std = value.get("mean"), value.get("std")
-        if mean is None or not math.isfinite(mean):
-            return "-"
-        return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}" if value.get("n", 1) > 1 \
-            else f"{mean * scale:.{digits}f}"
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value * scale:.{digits}f}"
+    return metric_cell(name, value)
 
 
 def table_rows(summary: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -249,7 +240,7 @@ def rich_table(summary: dict[str, Any]) -> Table:
     columns = COLUMNS[summary["task"]]
     seeds = summary["seeds"]
     table = Table(title=f"{summary['dataset']} {summary['split']}: ablations ({len(seeds)} seed(s) {seeds}, "
-                        f"{summary['epochs']} epochs)")
+                        f"{summary['epochs']} epochs)", caption=UNITS)
     table.add_column("Setting", no_wrap=True)
     for _, header in columns:
         table.add_column(header, justify="right", no_wrap=True)
@@ -313,7 +304,7 @@ def ablate_cache(workspace: Any, cache: Path, meta: Any, settings: list[Setting]
     }
     write_json(root / "ablation.json", summary)
     (root / "ablation.md").write_text(markdown_table(summary), encoding="utf-8")
-    console.print(rich_table(summary))
+    print_table(console, rich_table(summary))
     console.print(f"written: {root / 'ablation.md'} and ablation.json")
     return summary
 

@@ -42,6 +42,7 @@ from hcm.core.device import resolve_device
 from hcm.core.errors import EXIT_USAGE, HcmError, UsageError, report_errors
 from hcm.core.files import atomic_write, read_json, write_json
 from hcm.core.names import CLASSIFICATION
+from hcm.core.tables import print_table
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
 from hcm.model.inspect import ForwardDetails, record_details
@@ -313,7 +314,7 @@ def explain_command(workspace: Workspace, request: ExplainRequest) -> int:
     def work() -> None:
         docs = explain(workspace, request)
         console = Console(highlight=False)
-        console.print(explain_table(docs))
+        print_table(console, explain_table(docs))
         console.print(f"wrote {len(docs)} item(s) to {Path(docs[0]['files'][0]).parent} (<id>.json, <id>.png)"
                       if docs else "nothing to explain")
 

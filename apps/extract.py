@@ -11,6 +11,10 @@ from hcm.pipeline.extract import extract
 from hcm.pipeline.profiles import WeightOptions
 
 
+#: What ``hcm extract`` says on Ctrl-C.
+INTERRUPTED = "interrupted; complete shards are kept: run the same command again to continue"
+
+
 def extract_command(workspace: Workspace, splits: str | None = None, quiet: bool = False,
                     weights_dir: Path | None = None, weight_paths: dict[str, Any] | None = None, **options: Any) -> int:
     """``hcm extract``: run :func:`~hcm.pipeline.extract.extract`, print the summary or a clear error, return the
@@ -38,4 +42,4 @@ def extract_command(workspace: Workspace, splits: str | None = None, quiet: bool
             raise UsageError(str(error)) from error
         print(summary.format())
 
-    return report_errors(work)
+    return report_errors(work, interrupted=INTERRUPTED)

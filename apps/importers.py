@@ -21,7 +21,7 @@ def import_mmsa_command(workspace: Workspace, path: Path, dataset: str, quiet: b
                         **options: Any) -> int:
     """``hcm import mmsa``: run :func:`~hcm.pipeline.importers.mmsa.import_mmsa`, print the summary or a
     clear error; the exit code. ``weights_dir``/``weight_paths`` as in ``hcm.apps.extract``."""
-    weights = WeightOptions(weights_dir, weight_paths or {})
+    weights = WeightOptions(weights_dir, weight_paths or {}, options={"roberta": "--text-model"})  # its option here
 
     def work() -> None:
         print(import_mmsa(path, dataset, workspace=workspace, progress=not quiet, weights=weights, **options).format())

@@ -4,6 +4,7 @@ choice enums, the option checks and the shared help texts (``hcm.cli`` holds onl
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -39,6 +40,14 @@ class HcmGroup(TyperGroup):
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, workdir_first(args))
+
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
+        """Each command's first sentence, wrapped (click would cut it with "..." at 80 columns)."""
+        rows = [(name, command.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def workdir_first(args: list[str]) -> list[str]:
@@ -98,6 +107,29 @@ class CsdAlign(str, Enum):
 
     none = "none"
     words = "words"
+
+
+def extract_dataset(value: str) -> str:
+    """A dataset ``hcm extract`` reads, checked before torch loads."""
+    from hcm.apps.arguments import check_extract_dataset
+
+    try:
+        return check_extract_dataset(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def data_root(ctx: typer.Context, value: Optional[Path]) -> Optional[Path]:
+    """A given raw dataset root must hold its dataset's layout (checked before torch loads)."""
+    from hcm.apps.arguments import check_data_root
+
+    dataset = ctx.params.get("dataset")
+    if value is not None and dataset:
+        try:
+            check_data_root(dataset, value)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+    return value
 
 
 def positive(value: Optional[float]) -> Optional[float]:

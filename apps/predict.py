@@ -42,6 +42,7 @@ from hcm.core.errors import EXIT_FAILED, EXIT_USAGE, HcmError, UsageError, repor
 from hcm.core.files import json_safe, read_json, write_csv, write_json
 from hcm.core.names import CLASSIFICATION
 from hcm.core.progress import progress_bar
+from hcm.core.tables import print_table
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
 from hcm.pipeline.clip import ClipInput
@@ -77,7 +78,7 @@ class Prediction:
     label: str  # the emotion class, or the sentiment polarity (positive / negative / neutral)
     score: float | None  # regression: the sentiment score; None for classes
     label_range: list[float] | None  # regression: the score range of the dataset
-    probabilities: dict[str, float] | None  # classification: class -> probability, best first
+    probabilities: dict[str, float] | None  # classification: class -> probability, in the dataset's class order
     modalities: dict[str, bool]  # each modality the run uses -> whether the clip supplied it
     notes: list[str] = field(default_factory=list)  # why a modality is masked, other remarks
 
@@ -147,9 +148,9 @@ def describe(output: torch.Tensor, config: dict[str, Any]) -> dict[str, Any]:
     facts = config["facts"]
     if config["task"] == CLASSIFICATION:
         probs = torch.softmax(output.float().reshape(-1), dim=0).tolist()  # (C,)
-        ranked = sorted(zip(facts["class_names"], probs), key=lambda pair: -pair[1])
-        return {"label": ranked[0][0], "score": None, "label_range": None,
-                "probabilities": {name: round(p, 6) for name, p in ranked}}
+        probabilities = {name: round(p, 6) for name, p in zip(facts["class_names"], probs)}
+        return {"label": max(probabilities, key=probabilities.get), "score": None, "label_range": None,
+                "probabilities": probabilities}
     score = float(output.reshape(-1)[0])
     polarity = "positive" if score > 0 else "negative" if score < 0 else "neutral"
     return {"label": polarity, "score": score, "label_range": facts.get("label_range"), "probabilities": None}
@@ -326,7 +327,7 @@ def format_prediction(result: Prediction) -> str:
     else:
         lines.append(f"emotion [bold]{result.label}[/]")
         width = max(len(name) for name in result.probabilities)
-        bars = result.probabilities.items()
+        bars = sorted(result.probabilities.items(), key=lambda pair: -pair[1])  # best first
         lines += [f"  {name:<{width}}  {p:6.1%}  {'█' * int(round(p * 30))}" for name, p in bars]
     used = ", ".join(f"{m} {'yes' if ok else 'masked'}" for m, ok in result.modalities.items())
     lines.append(f"modalities: {used}")
@@ -335,13 +336,23 @@ def format_prediction(result: Prediction) -> str:
 
 
 def prediction_row(given: ClipInput, result: Prediction | PredictError) -> dict[str, Any]:
-    """One row of the predictions file: clip, label, score or class probabilities, modalities, error."""
+    """One row of the predictions file: clip, transcript, label, score or class probabilities (in the
+    dataset's class order, as evaluate's predictions.csv), the masked modalities, notes, error."""
     if isinstance(result, PredictError):
-        return {"clip": str(given.clip), "error": str(result)}
-    row: dict[str, Any] = {"clip": result.clip, "label": result.label, "score": result.score}
+        return {"clip": str(given.clip), "text": given.text or "", "error": str(result)}
+    row: dict[str, Any] = {"clip": result.clip, "text": given.text or "", "label": result.label, "score": result.score}
     row.update({f"p_{name}": p for name, p in (result.probabilities or {}).items()})
-    row.update({modality: "yes" if ok else "masked" for modality, ok in result.modalities.items()})
+    row["masked"] = ",".join(modality for modality, ok in result.modalities.items() if not ok)
     return {**row, "notes": " / ".join(result.notes), "error": ""}
+
+
+def same_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row with the same columns in the same order (a failed clip's row has empty cells), so the
+    file's header does not depend on which clip came first."""
+    probabilities = list(dict.fromkeys(key for row in rows for key in row if key.startswith("p_")))
+    columns = ["clip", "text", "label", "score", *probabilities, "masked", "notes", "error"]
+    return [{column: row.get(column, "" if column in ("masked", "notes") else None) for column in columns}
+            for row in rows]
 
 
 def write_predictions_file(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -353,16 +364,19 @@ def write_predictions_file(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def predictions_table(rows: list[dict[str, Any]]) -> Table:
-    """Clip, label and score (or the top class probability), masked modalities, error."""
-    table = Table(title=f"{len(rows)} clip(s)")
+    """Clip, label, the score (signed) or the label's probability, masked modalities, error."""
+    classes = any(key.startswith("p_") for row in rows for key in row)
+    table = Table(title=f"{len(rows)} clip(s)", caption="p: the label's probability" if classes else None)
     for header in ("clip", "label", "score / p", "masked", "error"):
-        table.add_column(header, overflow="fold")
+        table.add_column(header, justify="right" if header == "score / p" else "left")
     for row in rows:
-        probability = max((v for k, v in row.items() if k.startswith("p_")), default=None)
-        value = row.get("score") if row.get("score") is not None else probability
-        masked = ", ".join(m for m in ("text", "video", "audio") if row.get(m) == "masked")
-        table.add_row(Path(row["clip"]).name, row.get("label", ""), "" if value is None else f"{value:+.3f}",
-                      masked, row.get("error", ""))
+        probabilities = [v for k, v in row.items() if k.startswith("p_") and v is not None]
+        if row.get("score") is not None:
+            shown = f"{row['score']:+.3f}"
+        else:
+            shown = f"{max(probabilities):.3f}" if probabilities else ""
+        table.add_row(Path(row["clip"]).name, row.get("label") or "", shown, row.get("masked") or "",
+                      row.get("error") or "")
     return table
 
 
@@ -371,11 +385,11 @@ def predict_many(workspace: Workspace, request: "PredictRequest") -> None:
     inputs = gather_inputs(request.sources, request.text, request.context)
     results = predict_clips(workspace, inputs, request.run, request.device, request.weights, request.batch_size,
                             progress=not request.quiet, precision=request.precision)
-    rows = [prediction_row(given, result) for given, result in zip(inputs, results)]
+    rows = same_columns([prediction_row(given, result) for given, result in zip(inputs, results)])
     if request.as_json:
         print(json.dumps(json_safe(rows), indent=1))
     else:
-        Console(highlight=False).print(predictions_table(rows))
+        print_table(Console(highlight=False), predictions_table(rows))
     if request.out is not None:
         write_predictions_file(request.out, rows)
         Console(stderr=True).print(f"wrote {request.out} ({len(rows)} rows)", soft_wrap=True)

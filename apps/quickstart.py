@@ -31,6 +31,7 @@ from hcm.apps.train import TrainRequest, train_in_workspace
 from hcm.core.configs import configs_dir
 from hcm.core.errors import report_errors
 from hcm.core.files import write_json
+from hcm.core.tables import UNITS, print_table
 from hcm.core.workspace import Workspace
 from hcm.training import metrics as M
 from hcm.training.evaluate import evaluate_run
@@ -172,7 +173,8 @@ def checks(reports: dict[str, dict[str, Any]]) -> list[tuple[str, bool]]:
 
 def summary_table(reports: dict[str, dict[str, Any]], seconds: float) -> Table:
     columns = COLUMNS[M.REGRESSION]
-    table = Table(title=f"quickstart: sample test split ({reports['tva']['items']} clips, {seconds:.0f} s in all)")
+    table = Table(title=f"quickstart: sample test split ({reports['tva']['items']} clips, {seconds:.0f} s in all)",
+                  caption=UNITS)
     table.add_column("Method", no_wrap=True)
     for _, header in columns:
         table.add_column(header, justify="right", no_wrap=True)
@@ -210,11 +212,16 @@ def quickstart(workspace: Workspace, cfg: QuickstartConfig | None = None, progre
               "test": {m: {"metrics": r["metrics"], "baseline": r["baseline"]} for m, r in reports.items()},
               "checks": [{"check": text, "passed": ok} for text, ok in checks(reports)]}
     write_json(runs["tva"] / "quickstart.json", result)
-    console.print(summary_table(reports, seconds))
+    print_table(console, summary_table(reports, seconds))
     for entry in result["checks"]:
         console.print(("[green]✓[/] " if entry["passed"] else "[red]✗[/] ") + entry["check"], highlight=False)
     console.print(f"next: hcm predict <clip.mp4> --text \"...\" uses run {runs['tva']}")
     return result
+
+
+#: What ``hcm quickstart`` says on Ctrl-C (during training, the trainer says where it stopped).
+INTERRUPTED = ("interrupted; run hcm quickstart again to continue: it reuses the corpus and the complete feature "
+               "shards")
 
 
 def quickstart_command(workspace: Workspace, config: Path | None = None, progress: bool = True) -> int:
@@ -222,4 +229,4 @@ def quickstart_command(workspace: Workspace, config: Path | None = None, progres
     from hcm.pipeline.extract import ExtractionError
 
     return report_errors(lambda: quickstart(workspace, load_quickstart_config(config), progress=progress),
-                         also=(ExtractionError,))
+                         also=(ExtractionError,), interrupted=INTERRUPTED)

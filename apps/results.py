@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 from hcm.core.errors import HcmError, report_errors
+from hcm.core.tables import UNITS, metric_cell, print_table
 from hcm.core.workspace import Workspace
-from hcm.training.results import RESULTS_CSV, collect_rows, update_results
+from hcm.training.results import RESULTS_CSV, collect_rows, seed_groups, update_results
 from hcm.training.runs import find_latest_run
 
 #: Test metrics shown in the terminal (all of them are in the CSV), by dataset task.
@@ -25,12 +26,14 @@ class ResultsWriteError(HcmError):
 
 def runs_in_workspace(workspace: Workspace, dataset: str | None = None, as_json: bool = False,
                       console: Console | None = None) -> list[dict[str, Any]]:
-    """List the runs (of ``dataset``), print them, and merge them into ``<workspace>/runs/results.csv``."""
+    """List the runs (of ``dataset``) and their seed groups, print them, and merge the runs into
+    ``<workspace>/runs/results.csv``. Returns the run rows, then the seed-group rows."""
     dataset = dataset.lower() if dataset else None
     find_latest_run(workspace.runs, dataset)  # a clear error when there is no run at all
     rows = collect_rows(workspace.runs, dataset)
+    groups = seed_groups(workspace.runs, rows, dataset)
     console = console or Console(stderr=as_json)
-    console.print(runs_table(rows))
+    print_table(console, runs_table(rows, groups, workspace.runs))
     waiting = [row["run"] for row in rows if not row["evaluated"]]
     if waiting:
         console.print(f"{len(waiting)} run(s) not evaluated on test yet; e.g. hcm evaluate --run {waiting[-1]}",
@@ -43,31 +46,45 @@ def runs_in_workspace(workspace: Workspace, dataset: str | None = None, as_json:
                                 f"Make {workspace.runs} writable to keep the results file") from error
     console.print(f"wrote {path} ({len(rows)} run(s) updated)", soft_wrap=True)
     if as_json:
-        print(json.dumps(rows, indent=1, default=str))
-    return rows
+        print(json.dumps([*rows, *groups], indent=1, default=str))
+    return [*rows, *groups]
 
 
-def runs_table(rows: list[dict[str, Any]]) -> Table:
-    """Run, (dataset,) variant, modalities, seed, best epoch, valid key metric and test metrics."""
-    datasets = sorted({str(row["dataset"]) for row in rows})
+def runs_table(rows: list[dict[str, Any]], groups: Sequence[dict[str, Any]] = (), runs_root: Path | None = None) -> Table:
+    """Run, (dataset,) modalities, seed, best epoch, valid key metric and test metrics; then one
+    mean ± std row per seed group. Runs are named by their folder under ``runs_root/<dataset>``,
+    which names the variant too (the ``variant`` column is in results.csv and --json)."""
+    datasets = sorted({str(row["dataset"]) for row in [*rows, *groups]})
+    keys = sorted({str(row["key_metric"]) for row in [*rows, *groups]})
     table = Table(title=f"runs of {', '.join(datasets)} (oldest first)",
-                  caption="test split (eval/test/metrics.json; - = not evaluated); Acc-2 and F1: non-0")
-    columns = ["run", *(["dataset"] if len(datasets) > 1 else []), "variant", "mod.", "seed", "best", "valid"]
+                  caption=f"test split (eval/test/metrics.json; - = not evaluated); Acc-2 and F1: non-0; {UNITS}")
+    valid = f"valid {keys[0]}" if len(keys) == 1 else "valid"
+    columns = ["run", *(["dataset"] if len(datasets) > 1 else []), "mod.", "seed", "best", valid]
     shown = [name for task in SHOWN.values() for name in task if any(f"test_{name}" in row for row in rows)]
     headers = {name: header for task in SHOWN.values() for name, header in task.items()}
     for header in columns + [headers[name] for name in shown]:
-        table.add_column(header, no_wrap=True, justify="left" if header in columns[:-3] else "right")
+        table.add_column(header, justify="left" if header in columns[:-3] else "right")
     for row in rows:
-        key = row["key_metric"]
-        cells = [Path(row["run"]).name, *([str(row["dataset"])] if len(datasets) > 1 else []), str(row["variant"]),
-                 str(row["modalities"]), str(row["seed"]), f"{row['best_epoch'] or '-'}/{row['epochs']}",
-                 f"{key} {_number(row.get(f'valid_{key}'))}"]
-        table.add_row(*cells, *[_number(row.get(f"test_{name}")) for name in shown])
+        table.add_row(*_cells(row, runs_root, len(datasets) > 1, f"{row['best_epoch'] or '-'}/{row['epochs']}",
+                              shown, len(keys) > 1))
+    if groups:
+        table.add_section()
+    for group in groups:
+        table.add_row(*_cells(group, runs_root, len(datasets) > 1, "mean ± std", shown, len(keys) > 1))
     return table
 
 
-def _number(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+def _cells(row: dict[str, Any], runs_root: Path | None, with_dataset: bool, best: str, shown: list[str],
+           name_key: bool) -> list[str]:
+    key = row["key_metric"]
+    run = Path(row["run"])
+    try:
+        name = "/".join(run.relative_to(runs_root).parts[1:]) if runs_root else run.name
+    except ValueError:  # a run elsewhere
+        name = run.name
+    value = metric_cell(key, row.get(f"valid_{key}"))
+    return [name, *([str(row["dataset"])] if with_dataset else []), str(row["modalities"]), str(row["seed"]), best,
+            f"{key} {value}" if name_key else value, *[metric_cell(name, row.get(f"test_{name}")) for name in shown]]
 
 
 def runs_command(workspace: Workspace, dataset: str | None = None, as_json: bool = False) -> int:

@@ -8,6 +8,7 @@ group once, and hands the manifest and the process group to :func:`hcm.training.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import logging
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hcm.core.errors import UsageError, report_errors
-from hcm.core.files import check_writable, read_json
+from hcm.core.configs import check_value
+from hcm.core.files import check_writable, read_json, write_json
+from hcm.core.provenance import provenance
 from hcm.core.threads import set_threads
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
@@ -90,8 +93,10 @@ def apply_overrides(train: dict[str, Any], model: dict[str, Any], overrides: dic
         if section == "train" or (not section and name in train_keys):
             if name not in train_keys:
                 raise UsageError(f"unknown train setting {name!r}; known: {sorted(train_keys)}")
+            check_value(TrainConfig, name, value, "train setting")
             train[name] = value
         elif name in model_keys:
+            check_value(ModelConfig, name, value, "model setting")
             model[name] = value
         else:
             raise UsageError(f"unknown setting {key!r}; train settings: {sorted(train_keys)}; "
@@ -139,45 +144,91 @@ def train_in_workspace(workspace: Workspace, request: TrainRequest,
     for seed in seeds:
         cfg = dataclasses.replace(first, seed=seed)
         tail = f"-s{seed}" if suffix else ""
-        run = agreed(lambda tail=tail: new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, tail))
+        run = agreed(lambda tail=tail: new_run_dir(workspace.runs, meta.dataset, run_label(model_cfg), tail))
         with removed_on_failure(run, rank):
             started = time.perf_counter()
             results.append(train(cache.directory, run, cfg, model_cfg, model_factory=request.model_factory,
                                  progress=request.progress, cache=cache, dist_setup=d))
         if rank == 0:
-            print(train_summary(results[-1], time.perf_counter() - started))
+            print(train_summary(results[-1], time.perf_counter() - started, cfg.epochs))
     if suffix and rank == 0:
-        out = new_run_dir(workspace.runs, meta.dataset, model_cfg.variant, "-seeds") / "summary.json"
+        out = new_run_dir(workspace.runs, meta.dataset, run_label(model_cfg), "-seeds") / "summary.json"
         summarize_seed_runs([r.run_dir for r in results], request.split, out)
     return results
 
 
+def run_label(model_cfg: ModelConfig) -> str:
+    """The variant, and the modalities when not all three: ``full``, ``full-va``, ``no-acl-tv``."""
+    used = "".join(name[0] for name in model_cfg.modality_names)
+    return model_cfg.variant if used == "tva" else f"{model_cfg.variant}-{used}"
+
+
 def resume_in_workspace(workspace: Workspace, request: TrainRequest) -> Any:
-    """``hcm train --resume``: the run's own settings (``RESUME_SETTINGS`` may change), its own cache."""
+    """``hcm train --resume``: the run's own settings (``RESUME_SETTINGS`` may change), its own cache;
+    ``--epochs`` beyond the run's extends it (:func:`extend_run`)."""
     run = Path(request.run) if request.run else find_latest_run(workspace.runs)
     config = read_json(RunPaths(run).config, "run config")
     check_writable(run, "the run folder")
-    ignored = sorted(k for k in request.overrides if k not in RESUME_SETTINGS)
+    epochs = next((v for k, v in request.overrides.items() if k in ("epochs", "train.epochs")), None)
+    ignored = sorted(k for k in request.overrides if k not in RESUME_SETTINGS and k not in ("epochs", "train.epochs"))
     if ignored:
         log.warning("--resume continues with the run's own settings; ignoring %s", ignored)
+    if epochs is not None and epochs != config["train"]["epochs"]:
+        config = extend_run(RunPaths(run), config, int(epochs))
     train_cfg = {**config["train"], **{k: v for k, v in request.overrides.items() if k in RESUME_SETTINGS}}
     cache = request.features or config["cache"]
     recorded = check_run_config(config, RunPaths(run).config)["model_factory"]
-    factory = recorded if request.model_factory == recorded else model_factory(  # the user named it: trusted
-        recorded, False, RunPaths(run).config, hint=f"pass --model-factory {recorded} with --resume")
+    if request.model_factory != recorded:  # the user did not name it: only hcm's models (refused otherwise)
+        model_factory(recorded, False, RunPaths(run).config, hint=f"pass --model-factory {recorded} with --resume")
+    factory = recorded  # the name as the checkpoint records it
     started = time.perf_counter()
     result = train(cache, run, TrainConfig.from_dict(train_cfg), ModelConfig.from_saved(config["model"]),
                    facts=DatasetFacts.from_dict(config["facts"]), model_factory=factory,
                    resume=True, progress=request.progress)
-    print(train_summary(result, time.perf_counter() - started))
+    print(train_summary(result, time.perf_counter() - started, train_cfg["epochs"]))
     return result
 
 
-def train_summary(result: Any, seconds: float) -> str:
+def extend_run(paths: RunPaths, config: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """Raise a run's epochs to ``epochs`` (``hcm train --resume --epochs N``): config.json records the
+    new number and the extension; the learning-rate schedule is stretched to the new length."""
+    before = config["train"]["epochs"]
+    done, stopped_early = epochs_done(paths, config)
+    if epochs < before:
+        raise UsageError(f"--epochs {epochs} is below the {before} epochs of run {paths.root}; a run can only be "
+                         f"extended. Evaluate an earlier epoch's checkpoint or start a new run with `hcm train`")
+    if stopped_early:
+        raise UsageError(f"run {paths.root} stopped early after epoch {done} (no better valid "
+                         f"{config['key_metric']} for {config['train']['patience']} epochs); more epochs would stop "
+                         f"again at once. Start a new run with --epochs {epochs} and a larger --set patience=N")
+    extended = {**config, "train": {**config["train"], "epochs": epochs},
+                "extended": [*config.get("extended", []), {"from_epochs": before, "to_epochs": epochs,
+                                                           "at_epoch": done, **provenance()}]}
+    write_json(paths.config, extended)
+    scheduler = config["train"].get("scheduler")
+    log.warning("extending run %s from %d to %d epochs (%d done); the %s learning-rate schedule is stretched to %d "
+                "epochs", paths.root, before, epochs, done, scheduler, epochs)
+    return extended
+
+
+def epochs_done(paths: RunPaths, config: dict[str, Any]) -> tuple[int, bool]:
+    """How many epochs ``metrics.csv`` records, and whether early stopping ended the run."""
+    rows = []
+    if paths.metrics_csv.is_file():
+        with open(paths.metrics_csv, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    patience = int(config["train"].get("patience") or 0)
+    since_best = len(rows) - max((n + 1 for n, row in enumerate(rows) if row.get("best") == "True"), default=0)
+    return len(rows), patience > 0 and since_best >= patience and len(rows) < config["train"]["epochs"]
+
+
+def train_summary(result: Any, seconds: float, planned: int | None = None) -> str:
     """The closing words of ``hcm train``: where the run is, its best epoch and score, the next command."""
-    stop = "stopped early" if result.stopped_early else "all epochs"
+    planned = planned or result.epochs_run
+    how = (f"early stopping ended it before the {planned} planned epochs: no better valid {result.key_metric} "
+           f"for --set patience epochs" if result.stopped_early else f"all {planned} planned epochs ran")
     return (f"run {result.run_dir}\n"
-            f"  best epoch {result.best_epoch} of {result.epochs_run} ({stop}): valid {result.key_metric} "
+            f"  best epoch {result.best_epoch} of {result.epochs_run} ({how}): valid {result.key_metric} "
             f"{result.best_value:.4f}\n"
             f"  wall time {seconds:.1f} s; per-epoch log {RunPaths(result.run_dir).train_log}\n"
             f"  next: hcm evaluate --run {result.run_dir}")
@@ -189,7 +240,7 @@ def removed_on_failure(run: Path, rank: int) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if rank == 0 and not RunPaths(run).last.is_file():
+        if rank == 0 and run.is_dir() and not RunPaths(run).last.is_file():
             shutil.rmtree(run, ignore_errors=True)
             log.warning("removed %s: the run failed before its first checkpoint", run)
         raise

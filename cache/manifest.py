@@ -25,6 +25,7 @@ from hcm import __version__
 from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, check_recipe_version, recipe_changes, weight_changes
 from hcm.cache.shard import SHARD_GLOB, ShardHeader, read_header, shard_index, shard_name
 from hcm.core.files import open_lock, write_text
+from hcm.core.provenance import provenance
 
 MANIFEST = "manifest.json"
 LOCK = ".manifest.lock"
@@ -137,12 +138,13 @@ def write_manifest(directory: Path, manifest: dict) -> None:
         raise write_failed(directory / MANIFEST, exc) from exc
 
 
-def new_manifest(meta: CacheMeta) -> dict:
+def new_manifest(meta: CacheMeta, device: str | None = None) -> dict:
     stamp = now()
     manifest = {
         "schema_version": SCHEMA_VERSION, "hcm_version": __version__, **meta.to_dict(),
         "recipe_hash": meta.recipe_hash, "n_planned": None, "complete": False,
         "counts": {}, "n_items": 0, "shards": {}, "failures": [], "masked": [], "created": stamp, "updated": stamp,
+        "provenance": provenance(device),
     }
     return manifest
 

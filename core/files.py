@@ -3,7 +3,9 @@
 Every file hcm writes and later reads goes through :func:`atomic_write`: the content goes to a
 temporary file beside the target, is flushed to disk (fsync), then renamed over the target
 (``os.replace`` is atomic on POSIX). The previous version stays intact until the new one is
-complete, also when the disk fills up mid-write.
+complete, also when the disk fills up mid-write. The temporary file is created with mode 0666 less
+the umask, like any file ``open()`` creates, so colleagues on a shared server can read what hcm
+wrote when their umask lets them (``tempfile.mkstemp`` would make every file 0600).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import io
 import json
 import math
 import os
+import secrets
 import stat
 import tempfile
 from pathlib import Path
@@ -31,13 +34,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], temp: P
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if temp is None:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # O_EXCL
-        os.close(fd)
-        temp = Path(name)
-    else:
-        create_new(Path(temp))
-    tmp = Path(temp)
+    tmp = Path(temp) if temp is not None else _new_temp_file(path)
+    if temp is not None:
+        create_new(tmp)
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
@@ -79,6 +78,17 @@ def open_lock(path: str | os.PathLike) -> io.TextIOWrapper:
         os.close(fd)
         raise UsageError(f"lock file {path} is not a regular file; remove it and re-run")
     return os.fdopen(fd, "a+")
+
+
+def _new_temp_file(path: Path) -> Path:
+    """A new empty file ``.<name>.<random>.tmp`` beside ``path``, mode 0666 less the umask."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
 
 
 def fsync_dir(directory: Path) -> None:

@@ -28,6 +28,16 @@ class Workspace:
         chosen = workdir or os.environ.get(ENV_VAR) or DEFAULT_WORKDIR
         return cls(Path(chosen).expanduser().resolve())
 
+    def problem(self) -> str | None:
+        """Why this folder cannot be a workspace (a file is in the way), or None."""
+        for path in (self.root, *self.root.parents):
+            if path.exists():
+                if path.is_dir():
+                    return None
+                return (f"the workspace {self.root} cannot be a folder: {path} is a file. Give --workdir (or "
+                        f"$HCM_HOME) a folder, e.g. --workdir ./hcm-work")
+        return None
+
     @property
     def data(self) -> Path:
         return self.root / "data"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -145,7 +146,9 @@ class MediaDecoder:
 def _init_worker() -> None:
     """A decoding process uses one core: torch, OpenBLAS and OpenMP each default to one thread
     per core, and on a busy machine those threads wait on each other (decoding took twice as
-    long here with them)."""
+    long here with them). Ctrl-C is the main process's to handle (it stops the pool): a worker
+    ignores SIGINT instead of printing a KeyboardInterrupt traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     threadpool_limits(1)
     # What the preparers import on first use, imported here while the main process builds the

@@ -97,19 +97,20 @@ class ExtractSummary:
     seconds: float = 0.0
     encoder_seconds: float = 0.0  # inside encoders (inference)
     loop_seconds: float = 0.0  # decoding + encoding + writing, after setup
+    processed: int = 0  # utterances this run decoded and encoded (the shards it had to write)
     cache_bytes: int = 0
 
     def format(self, show: int = 20) -> str:
         """A few lines for the terminal."""
-        rate = self.extracted / self.loop_seconds if self.loop_seconds > 0 else 0.0  # start-up excluded
+        rate = self.processed / self.loop_seconds if self.loop_seconds > 0 else 0.0  # start-up excluded
+        timing = (f"start-up {self.seconds - self.loop_seconds:.1f} s, then {rate:.1f} items/s; encoders "
+                  f"{self.encoder_seconds:.1f} s" if self.processed else "nothing left to extract in this worker's shards")
         n_masked = len({entry["id"] for entry in self.masked})
         lines = [
             f"{self.dataset} ({self.profile}, {self.precision}): plan {self.planned} = {self.extracted} "
             f"extracted + "
             f"{len(self.dropped)} dropped" + (f" + {self.pending} in shards not written yet" if self.pending else "")
-            + f"; {n_masked} extracted with a masked modality; {self.seconds:.1f} s (start-up "
-            f"{self.seconds - self.loop_seconds:.1f} s, then {rate:.1f} items/s; "
-            f"encoders {self.encoder_seconds:.1f} s)",
+            + f"; {n_masked} extracted with a masked modality; {self.seconds:.1f} s ({timing})",
             f"this run: {self.truncated} texts truncated, {self.repaired} texts with invalid UTF-8 repaired",
             f"shards: {self.shards.done()}, " + (f"{self.shards.by_others} written by another process, "
                                                  if self.shards.by_others else "")
@@ -280,7 +281,8 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
         stack.enter_context(inference_threads(chosen_device))
         plan = {"splits": sorted(splits) if splits else "all", "limit": limit, "n_planned": len(utterances),
                 "split_file": given_split.recipe(selection.left_out) if given_split else None}
-        writer = CacheWriter(out, cache_meta(adapter, chosen, resolved, encoders, plan, shard_size, summary.precision))
+        writer = CacheWriter(out, cache_meta(adapter, chosen, resolved, encoders, plan, shard_size, summary.precision),
+                             device=str(chosen_device))
         run = _Run(encoders, writer, batch_size, strict, summary, chosen.sampling.frames, workers)
         loop_started = time.perf_counter()
         _run_shards(run, ShardLoop(utterances, shard_size, writer, (n_workers, my_index)), pool, progress)
@@ -309,6 +311,7 @@ def _tally(summary: ExtractSummary, manifest: dict) -> None:
 def _run_shards(run: _Run, loop: ShardLoop, pool: Any, progress: bool) -> None:
     """Decode and encode every shard of this worker that is not already complete, and write it."""
     run.summary.shards = loop.counts
+    run.summary.processed = sum(map(len, loop.spans.values()))
     preparers = tuple((e.name, e.preparer) for e in run.encoders if e.preparer is not None)
     decoder = MediaDecoder(run.frames, preparers, keep_unreadable=True)
     # The workers decode the next batch while the encoders run on this one: a batch in flight

@@ -80,6 +80,11 @@ class WeightOptions:
 
     weights_dir: Path | None = None
     paths: Mapping[str, str | Path] = field(default_factory=dict)  # WeightSpec.name -> file, folder or hub id
+    options: Mapping[str, str] = field(default_factory=dict)  # WeightSpec.name -> the command's option, if not spec.option
+
+    def option(self, spec: WeightSpec) -> str:
+        """The option that names ``spec``'s file in this command (``--text-model`` in ``hcm import mmsa``)."""
+        return self.options.get(spec.name, spec.option)
 
     def in_dir(self, *names: str) -> list[Path]:
         """Where files ``names`` would be in ``weights_dir`` (none without a folder)."""
@@ -187,7 +192,7 @@ def find_weight(spec: WeightSpec, options: WeightOptions) -> tuple[Path | None, 
         if hub and not path.exists():
             hub = str(given)  # a Hugging Face id given with the option
         elif not _usable(path, spec):  # never another file than the one the user named
-            return None, _missing(spec, given, hub, [path])
+            return None, _missing(spec, given, hub, [path], options.option(spec))
         else:
             return path.resolve(), ""
     candidates += options.in_dir(*spec.files, *((Path(hub).name,) if hub else ()))
@@ -202,7 +207,7 @@ def find_weight(spec: WeightSpec, options: WeightOptions) -> tuple[Path | None, 
             return found, ""
     elif spec.download_to is not None and spec.url and can_download(spec.url):
         return _download(spec.url, spec.download_to()), ""
-    return None, _missing(spec, given, hub, candidates)
+    return None, _missing(spec, given, hub, candidates, options.option(spec))
 
 
 def _download(url: str, target: Path) -> Path:
@@ -213,23 +218,23 @@ def _download(url: str, target: Path) -> Path:
     return target.resolve()
 
 
-def _missing(spec: WeightSpec, given: str | Path | None, hub: str | None, tried: list[Path]) -> str:
-    looked = ", ".join(str(path) for path in tried) or "nowhere (no --weights-dir)"
+def _missing(spec: WeightSpec, given: str | Path | None, hub: str | None, tried: list[Path], option: str) -> str:
+    looked = (f"looked in {', '.join(str(path) for path in tried)}" if tried
+              else "no --weights-dir was given and no copy is cached")
     if given is not None and not hub:
-        return f"{spec.title}: {spec.option} {given} is not a file. Fix: give the path of the weight file."
+        return f"{spec.title}: {option} {given} is not a file. Fix: give the path of the weight file."
     if given is not None:
-        return (f"{spec.title}: {spec.option} {given} is not a complete model folder (config.json, model weights, "
+        return (f"{spec.title}: {option} {given} is not a complete model folder (config.json, model weights, "
                 f"tokenizer files). Fix: give such a folder or a Hugging Face model id.")
     if hub:
         return (f"{spec.title} {hub!r}: not in the Hugging Face cache ({hf_cache_dir()}) and no download possible "
-                f"(offline); looked in {looked}. Fix: download it once where there is network (`hf download "
+                f"(offline); {looked}. Fix: download it once where there is network (`hf download "
                 f"{hub}`, then copy the cache), or save it into <weights-dir>/{Path(hub).name}/ (config.json, "
-                f"model.safetensors, tokenizer files), or pass {spec.option} FOLDER.")
+                f"model.safetensors, tokenizer files), or pass {option} FOLDER.")
     fix = f"download {spec.url} into <weights-dir>/" if spec.url else "put it into <weights-dir>/"
-    option = f", or pass {spec.option} FILE" if spec.option != "--weights-dir" else ""
-    return (f"{spec.title}: {' or '.join(spec.files)} not found in --weights-dir or the library's cache (looked in "
-            f"{looked}). "
-            f"Fix: {fix}{option}.")
+    alternative = f", or pass {option} FILE" if option != "--weights-dir" else ""
+    return (f"{spec.title}: {' or '.join(spec.files)} not found in --weights-dir or the library's cache ({looked}). "
+            f"Fix: {fix}{alternative}.")
 
 
 def resolve_specs(specs: Iterable[WeightSpec], options: WeightOptions) -> tuple[ResolvedWeights, list[str]]:

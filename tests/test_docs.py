@@ -220,3 +220,21 @@ def test_every_benchmark_has_a_command_in_results(script: Path) -> None:
     results = (REPO / "benchmarks" / "RESULTS.md").read_text()
     command = re.compile(r"python[\w.]* +benchmarks/%s\b" % re.escape(script.name))
     assert command.search(results), f"benchmarks/RESULTS.md shows no command running benchmarks/{script.name}"
+
+
+DURATION = re.compile(r"(?<!more than about )\b\d+(?:\.\d+)? s\b|\bminutes?\b")  # not the slow-test threshold
+
+
+def test_the_quickstart_time_is_stated_once_from_a_measurement() -> None:
+    """One place (docs/quickstart.md) says how long the quickstart takes, and each number it gives
+    is a measurement recorded in benchmarks/RESULTS.md."""
+    stating = []
+    for doc in (d for d in DOCS if d.name != "RESULTS.md"):  # RESULTS.md records the measurements themselves
+        for paragraph in re.split(r"\n\s*\n", doc.read_text(encoding="utf-8")):
+            text = " ".join(paragraph.split())
+            if re.search(r"quickstart|make demo", text) and DURATION.search(text) and not text.startswith("|"):
+                stating.append((doc.relative_to(REPO).as_posix(), text))
+    assert [doc for doc, _ in stating] == ["docs/quickstart.md"], stating
+    results = (REPO / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    numbers = re.findall(r"\b(\d+(?:\.\d+)?) s\b", stating[0][1])
+    assert numbers and all(re.search(rf"\b{re.escape(n)}(\.\d)? s\b", results) for n in numbers), numbers

@@ -39,6 +39,7 @@ from hcm.cache import FeatureCache
 from hcm.cache.schema import recipe_changes, weight_changes
 from hcm.core.device import resolve_device
 from hcm.core.files import atomic_write, read_json, write_json
+from hcm.core.tables import UNITS, metric_cell, print_table
 from hcm.model.config import ModelConfig
 from hcm.training import TrainingError
 from hcm.training import metrics as M
@@ -179,11 +180,12 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
     report["mmsa"] = M.mmsa_metrics(report["metrics"], facts.metrics) if facts.task == M.REGRESSION else {}
     report.update(report["mmsa"])  # top-level aliases: report["Has0_acc_2"] as in MMSA's result dicts
     console = console or Console()
-    console.print(metrics_table(facts, [("HCMNet", report["metrics"]), ("baseline", report["baseline"])],
-                                title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
+    print_table(console, metrics_table(facts, [("HCMNet", report["metrics"]), ("baseline", report["baseline"])],
+                                       title=f"{config['dataset']} {split} ({paths.root.name}, epoch {epoch})"))
     console.print(masked_note(report))
     failed = write_outputs(paths.eval_dir(split), report, data.ids, preds, labels, facts, tsne)
-    console.print("wrote " + ", ".join(str(path) for path in report["files"]))
+    if report["files"]:
+        console.print("wrote:\n" + "\n".join(f"  {path}" for path in report["files"]), soft_wrap=True, highlight=False)
     if failed:
         raise OutputWriteError(f"the {split} metrics above were computed, but {len(failed)} file(s) could not be "
                                f"written: {'; '.join(failed)}. Make {paths.eval_dir(split)} writable (or copy the "
@@ -222,8 +224,7 @@ def write_outputs(out: Path, report: dict[str, Any], ids: Sequence[str], preds: 
                   facts: DatasetFacts, tsne: bool) -> list[str]:
     """Write ``metrics.json``, ``predictions.csv`` and the plots; return what could not be written, and why."""
     where = f"{Path(report.get('run', out)).name} {report.get('split', out.name)}"  # run and split, for plot titles
-    writes = [(out / "metrics.json", lambda p: write_json(p, report)),
-              (out / "predictions.csv", lambda p: write_predictions(p, ids, preds, labels, facts))]
+    writes = [(out / "predictions.csv", lambda p: write_predictions(p, ids, preds, labels, facts))]
     if facts.task == M.CLASSIFICATION:
         writes.append((out / "confusion.png",
                        lambda p: plot_confusion(p, labels, preds.scores.argmax(-1), facts.class_names, f1=True,
@@ -236,14 +237,16 @@ def write_outputs(out: Path, report: dict[str, Any], ids: Sequence[str], preds: 
                                                 where=where)))
     if tsne:
         writes.append((out / "tsne.png", lambda p: plot_tsne(p, preds.features, labels, facts, where)))
-    failed = []
-    report["files"] = [str(path) for path, _ in writes]  # what this evaluation writes (metrics.json lists itself)
+    writes.append((out / "metrics.json", lambda p: write_json(p, report)))  # last: it lists what was written
+    failed: list[str] = []
+    report["files"] = [str(path) for path, _ in writes]  # metrics.json lists itself
     for path, write in writes:
         try:
-            write(path)
+            if write(path) is False:  # nothing to plot (logged)
+                report["files"].remove(str(path))
         except OSError as error:
             failed.append(f"{path} ({error.strerror or error})")
-    report["files"] = [name for name in report["files"] if not any(f.startswith(name + " ") for f in failed)]
+            report["files"].remove(str(path))
     return failed
 
 
@@ -339,13 +342,14 @@ def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: Datas
 
 
 def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts: DatasetFacts,
-              where: str = "") -> None:
-    """2-D t-SNE of the model's latent features, coloured by label."""
+              where: str = "") -> bool:
+    """2-D t-SNE of the model's latent features, coloured by label; False (logged) when there is
+    nothing to plot."""
     from sklearn.manifold import TSNE
 
     if features is None or len(features) < 3:
         log.warning("t-SNE needs at least 3 items with features; %s not written", path)
-        return
+        return False
     perplexity = float(min(30, max(1, (len(features) - 1) / 3)))
     points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(features)
     plt = _pyplot()
@@ -362,16 +366,7 @@ def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
-
-
-def _cell(name: str, value: Any) -> str:
-    """MAE/Corr as decimals, every other metric as a percentage; ``{"mean", "std"}`` as mean ± std."""
-    scale, digits = (1.0, 3) if name in ("mae", "corr") else (100.0, 2)
-    if isinstance(value, dict):
-        return f"{value['mean'] * scale:.{digits}f} ± {value['std'] * scale:.{digits}f}"
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value * scale:.{digits}f}"
+    return True
 
 
 def metrics_table(facts: DatasetFacts, rows: Sequence[tuple[str, dict[str, Any]]], title: str = "") -> Table:
@@ -383,12 +378,12 @@ def metrics_table(facts: DatasetFacts, rows: Sequence[tuple[str, dict[str, Any]]
     else:
         columns = [(f"f1_{c}", c.capitalize()) for c in facts.class_names]
         columns += [("accuracy", "Acc↑"), ("weighted_f1", "w-F1↑")]
-    table = Table(title=title or None, caption=BASELINE_NOTE[facts.task])
+    table = Table(title=title or None, caption=f"{UNITS}; {BASELINE_NOTE[facts.task]}")
     table.add_column("Method", no_wrap=True)
     for _, header in columns:
         table.add_column(header, justify="right")
     for name, values in rows:
-        table.add_row(name, *[_cell(key, values.get(key)) for key, _ in columns])
+        table.add_row(name, *[metric_cell(key, values.get(key)) for key, _ in columns])
     return table
 
 
@@ -405,7 +400,7 @@ def summarize_seed_runs(run_dirs: Sequence[Path], split: str, out: Path, console
     }
     write_json(out, summary)
     facts = DatasetFacts.from_dict(config["facts"])
-    (console or Console()).print(metrics_table(
+    print_table(console or Console(), metrics_table(
         facts, [(f"HCMNet ({len(reports)} seeds)", summary["metrics"]), ("baseline", summary["baseline"])],
         title=f"{config['dataset']} {split}: mean ± std over seeds {summary['seeds']}",
     ))

@@ -24,7 +24,10 @@ from hcm.training import TrainingError
 log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Run-config entries that may differ between a checkpoint and the run resuming it.
-RESUME_MAY_CHANGE = ("created", "torch", "world_size", "cache", "train.skip_nonfinite")
+#: Run-config keys (or whole sections) a resume may find changed: ``train.epochs`` grows when a finished
+#: run is extended (``hcm train --resume --epochs N``, which records it in config.json).
+RESUME_MAY_CHANGE = ("created", "torch", "world_size", "cache", "train.skip_nonfinite", "train.epochs", "provenance",
+                     "extended")
 MAX_LISTED = 8
 
 
@@ -88,7 +91,8 @@ def interrupted(signum: int, where: str, last: Path, run_dir: Path, world: int) 
 def config_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """What differs between the run config stored in a checkpoint and the one a resume would use."""
     old, new = _flatten(saved), _flatten(now)
-    keys = [k for k in sorted(set(old) | set(new)) if k not in RESUME_MAY_CHANGE]
+    keys = [k for k in sorted(set(old) | set(new)) if k not in RESUME_MAY_CHANGE and k.partition(".")[0]
+            not in RESUME_MAY_CHANGE]
     changed = [k for k in keys if old.get(k, "<absent>") != new.get(k, "<absent>")]
     lines = [f"{k}: {_short(old.get(k, '<absent>'))} in the checkpoint, {_short(new.get(k, '<absent>'))} now"
              for k in changed[:MAX_LISTED]]

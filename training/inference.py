@@ -111,3 +111,11 @@ def autocast(device: torch.device, amp: torch.dtype | None):
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=amp)
 
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a ``TrainConfig.amp`` setting on ``device``, or None for full precision."""
+    if setting == "off" or (setting == "auto" and device.type != "cuda"):
+        return None
+    if setting == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if setting == "bf16" else torch.float16

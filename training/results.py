@@ -11,6 +11,11 @@ The test columns:
   ``Mult_acc_7``, ``MAE``, ``Corr``, ...), rounded to 4 decimals as MMSA reports them, so scripts
   written for MMSA's ``results/<dataset>.csv`` find their columns.
 
+The runs are those of ``hcm train`` (``runs/<dataset>/<run>/``) and the runs an ablation trained
+(``runs/<dataset>/<time>-ablation/<setting>-s<seed>/``). Runs trained on several seeds form a seed
+group (``hcm train --seeds``: the runs its ``summary.json`` lists; an ablation setting: its runs
+of every seed), summarised by :func:`seed_groups` as mean and sample std of each test metric.
+
 The CSV accumulates like MMSA's: a run listed again replaces its own row (matched by its folder),
 rows of runs listed earlier stay, and new runs are appended. Reading it needs no torch.
 """
@@ -20,13 +25,16 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
+import statistics
 from pathlib import Path
 from typing import Any
 
 from hcm.core.files import read_json, write_csv
-from hcm.training.runs import RunPaths, list_runs
+from hcm.training.runs import CONFIG, RunPaths
 
 RESULTS_CSV = "results.csv"
+SEED_SUMMARY = "summary.json"  # written by ``hcm train --seeds`` into runs/<dataset>/<time>-<variant>-seeds/
 TUNING_RECORD = "tune.json"  # written into its runs by ``hcm tune``
 log = logging.getLogger(__name__)
 
@@ -79,16 +87,68 @@ def run_row(run_dir: Path, split: str = "test") -> dict[str, Any]:
     return row
 
 
+def result_runs(runs_root: Path, dataset: str | None = None) -> list[Path]:
+    """Run folders of ``hcm train`` and of ablations (one level deeper), oldest first."""
+    top = dataset or "*"
+    configs = [*runs_root.glob(f"{top}/*/{CONFIG}"), *runs_root.glob(f"{top}/*/*/{CONFIG}")]
+    return [p.parent for p in sorted(configs, key=lambda p: (p.stat().st_mtime, str(p.parent)))]
+
+
 def collect_rows(runs_root: Path, dataset: str | None = None, split: str = "test") -> list[dict[str, Any]]:
     """Rows for every run under ``runs_root`` (oldest first); a run whose files cannot be read is
     skipped with a warning that names the file."""
     rows = []
-    for run in list_runs(runs_root, dataset):
+    for run in result_runs(runs_root, dataset):
         try:
             rows.append(run_row(run, split))
         except (ValueError, OSError, KeyError) as error:
             log.warning("skipped run %s: %s", run, error)
+    for folder in leftover_folders(runs_root, dataset):
+        log.warning("left out %s: it holds no %s, so it is not a run (what is left of a run folder deleted or "
+                    "moved during training?); delete it if so", folder, CONFIG)
     return rows
+
+
+def leftover_folders(runs_root: Path, dataset: str | None = None) -> list[Path]:
+    """Folders in ``runs/<dataset>/`` that hold neither a run, nor a seed group, nor an ablation's runs."""
+    return [folder for folder in sorted(runs_root.glob(f"{dataset or '*'}/*")) if folder.is_dir()
+            and not (folder / CONFIG).is_file() and not (folder / SEED_SUMMARY).is_file()
+            and not any(folder.glob(f"*/{CONFIG}"))]
+
+
+def seed_groups(runs_root: Path, rows: list[dict[str, Any]], dataset: str | None = None,
+                split: str = "test") -> list[dict[str, Any]]:
+    """One row per seed group with two or more listed runs: its settings, the seeds, and each
+    ``<split>_<metric>`` that all its evaluated runs have as ``{"mean", "std", "n"}``."""
+    by_run = {str(Path(row["run"])): row for row in rows}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for summary in sorted(runs_root.glob(f"{dataset or '*'}/*/{SEED_SUMMARY}")):
+        try:
+            members = read_json(summary, "seed summary").get("runs", [])
+        except (ValueError, OSError, AttributeError) as error:
+            log.warning("skipped seed group %s: %s", summary.parent, error)
+            continue
+        groups[str(summary.parent)] = [by_run[str(Path(run))] for run in members if str(Path(run)) in by_run]
+    for row in rows:
+        run = Path(row["run"])
+        if run.parent.parent.parent == runs_root:  # an ablation's run: <time>-ablation/<setting>-s<seed>
+            groups.setdefault(str(run.parent / re.sub(r"-s\d+$", "", run.name)), []).append(row)
+    return [_group_row(name, members, split) for name, members in groups.items() if len(members) > 1]
+
+
+def _group_row(name: str, members: list[dict[str, Any]], split: str) -> dict[str, Any]:
+    first = members[0]
+    row: dict[str, Any] = {"run": name, "group": "seeds", "dataset": first["dataset"], "variant": first["variant"],
+                           "modalities": first["modalities"], "seed": ",".join(str(m["seed"]) for m in members),
+                           "runs": [m["run"] for m in members], "key_metric": first["key_metric"]}
+    evaluated = [m for m in members if m["evaluated"] == split]
+    names = [k for k in first if k.startswith(f"{split}_") and all(k in m for m in evaluated)]
+    for key in [f"valid_{first['key_metric']}", *(names if evaluated else [])]:
+        values = [m[key] for m in (evaluated if key in names else members) if isinstance(m.get(key), (int, float))]
+        if len(values) > 1:
+            row[key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values), "n": len(values)}
+    row["evaluated"] = f"{len(evaluated)} of {len(members)}"
+    return row
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

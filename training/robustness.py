@@ -32,6 +32,7 @@ from rich.table import Table
 
 from hcm.core.device import resolve_device
 from hcm.core.files import atomic_write, read_json, write_csv, write_json
+from hcm.core.tables import print_table
 from hcm.model.config import ModelConfig
 from hcm.training import metrics as M
 from hcm.training.data import CacheDataset, DataConfig
@@ -187,7 +188,7 @@ def robustness_run(run_dir: str | Path, split: str = "test", missing: Sequence[s
               "key_metric": config["key_metric"], "noise_seed": NOISE_SEED, "rows": rows,
               "noise_scale": "each feature column's standard deviation over the split's real rows"}
     console = console or Console()
-    console.print(robustness_table(report, facts))
+    print_table(console, robustness_table(report, facts))
     write_robustness(paths.eval_dir(split), report, paths.root.name)
     console.print(f"wrote {paths.eval_dir(split) / 'robustness.json'}, robustness.csv, robustness.png")
     return report

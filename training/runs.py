@@ -150,8 +150,9 @@ def choose_cache(features_root: Path, given: Path | None = None,
 
 
 def epoch_progress(enabled: bool) -> Progress:
-    """One bar per epoch, with the running loss and the validation key metric."""
-    return progress_bar(enabled, "loss {task.fields[loss]}", "{task.fields[valid]}")
+    """One bar per epoch, with the epoch's mean training loss so far (``train_loss`` at its end, as
+    metrics.csv and train.log record it) and the validation key metric."""
+    return progress_bar(enabled, "train_loss {task.fields[loss]}", "{task.fields[valid]}")
 
 
 class RunLogger:
@@ -182,12 +183,31 @@ class RunLogger:
             self.board.flush()
 
     def close(self, history: list[dict[str, Any]], key: str) -> None:
+        """Close the event files and plot the curves; nothing is written into a run folder that was
+        deleted meanwhile (its event writer's error is left unsaid: training reports the deletion)."""
         if not self.enabled:
             return
+        gone = not self.paths.config.is_file()
         if self.board is not None:
-            self.board.close()
-        if history:
+            try:
+                self.board.close()
+            except OSError:
+                if not gone:
+                    raise
+        if history and not gone:
             plot_curves({self.paths.root.name: history}, key, self.paths.curves)
+
+
+class RunFolderGoneError(TrainingError):
+    """The run folder was deleted (or moved) while training wrote into it."""
+
+
+def check_run_folder_kept(paths: RunPaths, epoch: int) -> None:
+    """Stop training whose run folder was deleted or moved instead of writing part of it again."""
+    if not paths.config.is_file():
+        raise RunFolderGoneError(
+            f"the run folder {paths.root} was deleted or moved during training (its {CONFIG} was gone after "
+            f"epoch {epoch}); training stopped without writing there again. Start a new run with `hcm train`")
 
 
 def epoch_line(row: dict[str, Any]) -> str:

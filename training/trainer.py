@@ -43,6 +43,7 @@ from hcm.cache.manifest import MANIFEST
 from hcm.cache.schema import CacheError
 from hcm.core.files import json_safe, write_json
 from hcm.core.names import CLASSIFICATION
+from hcm.core.provenance import provenance
 from hcm.model.config import ModelConfig
 from hcm.training import TrainingError
 from hcm.training import metrics as M
@@ -50,12 +51,14 @@ from hcm.training.checkpoints import Loop, resume_from, rng_state, save_last, se
 from hcm.training.data import CacheDataset, CacheInfo, DataConfig, cache_info, data_config
 from hcm.training.distributed import Dist, gather, max_over_ranks, setup_distributed
 from hcm.training.faults import NonFiniteLossError, StopSignals, ignore_stop_signals, interrupted, resume_command
-from hcm.training.inference import DEFAULT_MODEL, autocast, eval_loader, factory_path, make_model, model_inputs, predict
-from hcm.training.runs import RunLogger, RunPaths, check_run_folder, epoch_progress
+from hcm.training.inference import DEFAULT_MODEL, amp_dtype, autocast, eval_loader, factory_path, make_model, model_inputs, predict
+from hcm.training.runs import RunLogger, RunPaths, check_run_folder, check_run_folder_kept, epoch_progress
 from hcm.training.settings import (DatasetFacts, TrainConfig, facts_for_cache, key_metric_of,
                                    with_class_weights)
 
 log = logging.getLogger(__name__)
+
+
 @dataclass
 class RunResult:
     """What a finished ``train`` call reports."""
@@ -69,18 +72,6 @@ class RunResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- setup
-
-
-def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for full precision."""
-    if setting == "off" or (setting == "auto" and device.type != "cuda"):
-        return None
-    if setting == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if setting == "bf16" else torch.float16
 
 
 # --------------------------------------------------------------------------- loaders
@@ -152,6 +143,7 @@ class Context:
 
 def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) -> dict[str, float]:
     """This rank's share of one epoch from ``loop.step`` on; the item-weighted mean of every loss term.
+    ``on_step`` gets the running mean of the loss after each step (at the end: ``train_loss`` of this rank).
 
     After each step the ranks agree on two flags: a non-finite loss/gradient on any rank (the
     batch is skipped or the run stops) and a stop signal on any rank (a checkpoint, then stop).
@@ -170,7 +162,7 @@ def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) 
             add_loss_terms(loop.partial, out, len(batch["index"]))
         loop.scheduler.step()
         loop.step += 1
-        on_step(float(out.loss.detach()))
+        on_step(loop.partial.get("loss", 0.0) / max(1.0, loop.partial.get("items", 0.0)))  # the epoch's mean so far
         if signum:
             save_last(loop, gather(run.d, rng_state()), run.d, run.paths, run.extra)
             raise interrupted(int(signum), f"epoch {loop.epoch + 1}, step {loop.step}", run.paths.last,
@@ -309,6 +301,7 @@ def run_config(setup: Setup, cfg: TrainConfig, cache_dir: Path, factory: str, d:
         "data": dataclasses.asdict(setup.data_cfg),
         "facts": json_safe(dataclasses.asdict(setup.facts)), "model_factory": factory,
         "world_size": d.world, "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "provenance": provenance(str(d.device)),
     }
 
 
@@ -388,6 +381,8 @@ def run_epochs(loop: Loop, run: Context, callbacks: Sequence[Callable[[int, dict
                     row = train_one_epoch(loop, run, on_step)
                     row.update(validate(loop, valid, setup, d))
                 row["lr"] = loop.optimizer.param_groups[0]["lr"]
+                if d.main:
+                    check_run_folder_kept(run.paths, loop.epoch + 1)
                 stop = finish_epoch(loop, row, run)
                 bar.update(task, valid=f"valid {setup.key} {row[f'valid_{setup.key}']:.4f}")
                 logger.epoch(loop.history)

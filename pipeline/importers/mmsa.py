@@ -344,7 +344,7 @@ def import_mmsa(path: str | Path, dataset: str, profile: str = "paper", *, out: 
     chosen_device = resolve_device(device)
     encoders = build_text_encoders(chosen, resolved, chosen_device, parser)
     meta = import_meta(data, info, chosen, encoders, data.sha256, aligned_rows, warnings, shard_size)
-    writer = CacheWriter(out, meta)
+    writer = CacheWriter(out, meta, device=str(chosen_device))
     run = _Run(data, encoders, writer, batch_size, aligned_rows == "trim", summary)
     with exclusive_run(out, "import"), inference_threads(chosen_device):  # a second import stops at once
         loop = ShardLoop(plan_rows(data), shard_size, writer)

@@ -88,7 +88,8 @@ class Dialogue:
 
 
 @register_sample("iemocap", default_n=80, min_n=10,
-                 description="IEMOCAP: Session1-5 with EmoEvaluation, transcriptions, avi, wav")
+                 description="IEMOCAP: Session1-5 with EmoEvaluation, transcriptions, avi, wav",
+                 bytes_per_item=241_000, seconds_per_item=0.04)
 def plan_iemocap(request: SampleRequest) -> CorpusPlan:
     """The IEMOCAP sample: ``request.n`` turns over 5 sessions of 1-2 dialogues."""
     dialogues = _plan_dialogues(request.n, corpus_rng(request.seed, "iemocap"))

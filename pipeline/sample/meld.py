@@ -87,7 +87,8 @@ class MeldUtterance:
 
 
 @register_sample("meld", default_n=160, min_n=3,
-                 description="MELD: *_sent_emo.csv + one mp4 per utterance in three folders")
+                 description="MELD: *_sent_emo.csv + one mp4 per utterance in three folders",
+                 bytes_per_item=33_000, seconds_per_item=0.073)
 def plan_meld(request: SampleRequest) -> CorpusPlan:
     """The MELD sample: ``request.n`` utterances, a third per split, in dialogues of 3-9."""
     rng = corpus_rng(request.seed, "meld")

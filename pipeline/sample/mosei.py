@@ -68,7 +68,8 @@ class MoseiClip:
 
 
 @register_sample("mosei", default_n=120, min_n=6,
-                 description="CMU-MOSEI, MMSA layout: label.csv + Raw/<video_id>/<clip_id>.mp4")
+                 description="CMU-MOSEI, MMSA layout: label.csv + Raw/<video_id>/<clip_id>.mp4",
+                 bytes_per_item=34_000, seconds_per_item=0.062)
 def plan_mosei(request: SampleRequest) -> CorpusPlan:
     """The MOSEI sample: ``request.n`` clips over videos of 3-6 clips (one of 12)."""
     clips = _plan_clips(request.n, corpus_rng(request.seed, "mosei"))

@@ -9,18 +9,26 @@ the order of the jobs.
 
 Every sample root holds ``.hcm-sample.json`` (dataset, n, seed, counts, faults). A folder that
 holds it is replaced by the next ``make_sample`` into it; any other non-empty folder is refused.
+
+Before any work, ``make_sample`` says how much disk and time the corpus will take (from the bytes
+and seconds per utterance each corpus declares, measured on its default size) and refuses a corpus
+that does not fit the free space of the target's file system.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hcm.core.errors import UnknownNameError, UsageError
+from hcm.core.files import check_writable
 from hcm.core.progress import progress_bar
 from hcm.core.registry import Registry
 
@@ -86,6 +94,8 @@ class SampleGenerator:
     default_n: int  # utterances in the default corpus
     min_n: int  # fewest utterances the layout can hold (every split present)
     description: str
+    bytes_per_item: int  # disk per utterance (media + annotations), measured on the default corpus
+    seconds_per_item: float  # wall time per utterance, measured on the default corpus (2-core CPU, loaded)
 
 
 @dataclass
@@ -106,11 +116,13 @@ class SampleSummary:
 SAMPLES: Registry[SampleGenerator] = Registry("sample corpus")
 
 
-def register_sample(name: str, default_n: int, min_n: int, description: str):
+def register_sample(name: str, default_n: int, min_n: int, description: str, bytes_per_item: int = 40_000,
+                    seconds_per_item: float = 0.07):
     """Decorator registering a planner ``(SampleRequest) -> CorpusPlan`` under ``name``."""
 
     def decorate(plan: Callable[[SampleRequest], CorpusPlan]):
-        SAMPLES.register(name)(SampleGenerator(name.lower(), plan, default_n, min_n, description))
+        SAMPLES.register(name)(SampleGenerator(name.lower(), plan, default_n, min_n, description, bytes_per_item,
+                                               seconds_per_item))
         return plan
 
     return decorate
@@ -146,8 +158,11 @@ def make_sample(dataset: str, out: Path, n: int | None = None, seed: int = 0,
     if n < generator.min_n:
         raise UsageError(f"--n {n} is too small for {dataset}: its layout needs at least "
                          f"{generator.min_n} utterances so that every split has one")
+    check_writable(Path(out).expanduser().resolve().parent, "the sample's parent folder")
+    check_room(generator, n, Path(out), announce=progress)
     started = time.perf_counter()
-    plan = generator.plan(SampleRequest(n=n, seed=seed, faults=faults))
+    with _status(progress, f"planning {n:,} {generator.name} utterances"):
+        plan = generator.plan(SampleRequest(n=n, seed=seed, faults=faults))
     root = _prepare_root(Path(out))
     for relative, content in plan.files.items():
         target = root / relative
@@ -158,6 +173,46 @@ def make_sample(dataset: str, out: Path, n: int | None = None, seed: int = 0,
                             time.perf_counter() - started)
     (root / MARKER).write_text(_marker_json(summary, n, seed), encoding="utf-8")
     return summary
+
+
+def check_room(generator: SampleGenerator, n: int, out: Path, announce: bool = True) -> None:
+    """Say (on stderr, when ``announce``) how much disk and time ``n`` utterances take; refuse when the
+    file system of ``out`` has less free space than that."""
+    need, seconds = n * generator.bytes_per_item, n * generator.seconds_per_item
+    existing = next((folder for folder in (out.expanduser().resolve(), *out.expanduser().resolve().parents)
+                     if folder.exists()), Path("/"))
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        free = None
+    if free is not None and need > free:
+        raise UsageError(f"--n {n:,} {generator.name} utterances need about {_size(need)} of disk, and {existing} "
+                         f"has {_size(free)} free; choose a smaller --n or another --out")
+    if announce:
+        print(f"{generator.name}: {n:,} utterances, about {_size(need)} of disk and {_duration(seconds)} "
+              f"(measured per utterance on a 2-core CPU); writing to {out}", file=sys.stderr)
+
+
+def _status(enabled: bool, message: str) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True).status(message) if enabled else nullcontext()
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.0f} days"
 
 
 def make_samples(datasets: Sequence[str], parent: Path, n: int | None = None, seed: int = 0,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from hcm.core.workspace import Workspace
 from hcm.cli import app
-from hcm.apps.predict import NO_TEXT_NOTE, describe, gather_inputs
+from hcm.apps.predict import NO_TEXT_NOTE, PredictError, describe, gather_inputs
 from hcm.core.errors import UsageError
 from hcm.apps.train import TrainRequest, train_in_workspace
 from hcm.pipeline.extract import extract
@@ -135,7 +135,9 @@ def test_batch_from_clips_folder_and_csv_with_context(trained: dict, tmp_path: P
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert [row["clip"] for row in rows] == [str(clips[0]), str(clips[1]), str(tmp_path / "missing.mp4"), str(clips[2])]
     assert [bool(row["error"]) for row in rows] == [False, False, True, False]
-    assert "does not exist" in rows[2]["error"] and rows[3]["text"] == "masked" and rows[0]["text"] == "yes"
+    assert "does not exist" in rows[2]["error"] and rows[3]["masked"] == "text" and rows[0]["masked"] == ""
+    assert rows[0]["text"] == "what a dull film" and rows[2]["text"] == "gone" and rows[3]["text"] == ""
+    assert list(rows[2]) == list(rows[0])  # a failed clip's row has the same columns
     assert float(rows[1]["score"]) == pytest.approx(single["score"], abs=1e-4)  # batching changes nothing
 
     folder = invoke(trained, trained["clip"].parent, "--json", "--out", tmp_path / "p.json")
@@ -171,13 +173,33 @@ def test_context_cells_and_bad_lists(tmp_path: Path) -> None:
         gather_inputs([tmp_path / "empty"])
 
 
-def test_classification_output_ranks_the_classes() -> None:
+def test_classification_columns_keep_the_class_order() -> None:
+    """p_* columns in the dataset's class order whatever the ranking (as evaluate's predictions.csv);
+    the transcript in `text`, masked modalities in `masked`, probabilities without a sign."""
+    import io
+
     import torch
+    from rich.console import Console
+
+    from hcm.apps.predict import ClipInput, Prediction, predictions_table, prediction_row, same_columns
 
     config = {"task": "classification", "facts": {"class_names": ["sad", "happy", "neutral"], "label_range": None}}
     out = describe(torch.tensor([0.0, 2.0, 1.0]), config)
-    assert out["label"] == "happy" and list(out["probabilities"]) == ["happy", "neutral", "sad"]
+    assert out["label"] == "happy" and list(out["probabilities"]) == ["sad", "happy", "neutral"]
     assert out["score"] is None and abs(sum(out["probabilities"].values()) - 1) < 1e-5
+    rows = []
+    for name, logits in (("a.mp4", [3.0, 0.0, 1.0]), ("b.mp4", [0.0, 1.0, 3.0])):
+        result = Prediction(name, "run", 1, "meld", "classification", modalities={"text": True, "video": False},
+                            **describe(torch.tensor(logits), config))
+        rows.append(prediction_row(ClipInput(Path(name), "so sad", (), ()), result))
+    rows.append(prediction_row(ClipInput(Path("c.mp4"), None, (), ()), PredictError("c.mp4 does not exist")))
+    rows = same_columns(rows)
+    assert [list(row) for row in rows] == [["clip", "text", "label", "score", "p_sad", "p_happy", "p_neutral",
+                                            "masked", "notes", "error"]] * 3
+    assert rows[0]["text"] == "so sad" and rows[0]["masked"] == "video" and rows[0]["label"] == "sad"
+    shown = io.StringIO()
+    Console(file=shown, width=100).print(predictions_table(rows))
+    assert f"{rows[1]['p_neutral']:.3f}" in shown.getvalue() and "+0." not in shown.getvalue()
 
 
 def test_a_downloaded_run_with_code_in_its_checkpoint_is_refused(trained: dict, tmp_path: Path) -> None:

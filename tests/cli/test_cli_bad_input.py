@@ -25,6 +25,7 @@ BAD_INPUTS: list[tuple[str, list[str]]] = [
     ("sample-n-word", ["sample", "--dataset", "mosei", "--n", "many"]),
     ("sample-out-is-file", ["sample", "--dataset", "Meld", "--out", "{file}", "--n", "4", "--quiet"]),
     ("sample-out-readonly", ["sample", "--dataset", "mosei", "--out", "{readonly}", "--n", "4", "--quiet"]),
+    ("sample-n-beyond-the-disk", ["sample", "--dataset", "iemocap", "--n", "1000000000000"]),
     ("extract-unknown", ["extract", "--dataset", "cmumosi"]),
     ("extract-upper-missing-root", ["extract", "--dataset", "MOSEI", "--data-root", "{tmp}/none", "--profile", "tiny"]),
     ("extract-empty-root", ["extract", "--dataset", "meld", "--data-root", "{empty}", "--profile", "tiny"]),
@@ -49,6 +50,9 @@ BAD_INPUTS: list[tuple[str, list[str]]] = [
     ("train-bad-seeds", ["train", "--features", "{cache}", "--seeds", "a,b"]),
     ("train-bad-set", ["train", "--features", "{cache}", "--set", "dropout"]),
     ("train-unknown-set", ["train", "--features", "{cache}", "--set", "nope=1"]),
+    ("train-set-wrong-type", ["train", "--features", "{cache}", "--set", "dropout=abc"]),
+    ("train-set-wrong-type-train", ["train", "--features", "{cache}", "--set", "epochs=1.5"]),
+    ("ablate-set-wrong-type", ["ablate", "--features", "{cache}", "--variants", "full", "--set", "d_model=big"]),
     ("train-bad-device", ["train", "--features", "{cache}", "--device", "gpu9"]),
     ("train-bad-ot-backend", ["train", "--features", "{cache}", "--ot-backend", "magic"]),
     ("train-resume-missing", ["train", "--resume", "--run", "{tmp}/none"]),
@@ -110,6 +114,19 @@ def test_a_mistake_is_a_message_not_a_traceback(args: list[str], places: dict[st
     assert "Traceback" not in result.output
     assert result.exit_code in (1, 2), result.output
     assert result.stderr.strip(), f"the error is not on stderr: {result.output}"
+
+
+@pytest.mark.parametrize("home", ["{file}", "{file}/work", "{readonly}"], ids=["file", "under-a-file", "readonly"])
+@pytest.mark.parametrize("command", [["sample", "--dataset", "meld", "--n", "4", "--quiet"], ["train"], ["runs"]],
+                         ids=lambda command: command[0])
+def test_a_workspace_that_cannot_be_one_is_a_message(home: str, command: list[str], places: dict[str, str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """$HCM_HOME (or --workdir) naming a file, a path under a file, or a read-only place."""
+    monkeypatch.setenv("HCM_HOME", home.format(**places))
+    result = runner.invoke(app, command)
+    unexpected = result.exception if not isinstance(result.exception, SystemExit) else None
+    assert unexpected is None, f"{type(unexpected).__name__}: {unexpected}"
+    assert result.exit_code in (1, 2) and result.stderr.strip() and "Traceback" not in result.output
 
 
 def test_names_are_case_insensitive(workdir: Path) -> None:

@@ -37,6 +37,7 @@ def test_quickstart_end_to_end_and_rerun(workdir: Path, tmp_path: Path) -> None:
     assert "HCMNet T+V+A" in result.output and "HCMNet V+A" in result.output and "baseline" in result.output
     runs = sorted((workdir / "runs" / "sample").iterdir())
     assert len(runs) == 2
+    assert sorted(run.name.split("-", 2)[2] for run in runs) == ["full", "full-va"]  # the V+A run says so
     full = max(runs, key=lambda run: (run / "config.json").stat().st_mtime)
     report = json.loads((full / "quickstart.json").read_text())
     assert json.loads((full / "config.json").read_text())["model"]["modalities"] == "tva"
@@ -60,7 +61,7 @@ def test_bad_settings_file_is_a_clear_error(workdir: Path, tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_shipped_quickstart_passes_its_checks(workdir: Path) -> None:
-    """The README's main job as shipped (300 clips, about 40 s here): the full model clearly beats
+    """The README's main job as shipped (300 clips; its time: docs/quickstart.md): the full model clearly beats
     the trivial baselines and its V+A variant on the sample's test split."""
     result = runner.invoke(app, ["quickstart", "--quiet"])
     assert result.exit_code == 0, result.output

@@ -31,7 +31,7 @@ def test_train_summary_log_and_evaluate_json(workdir: Path) -> None:
     report = json.loads(result.stdout)
     assert report["split"] == "test" and "mae" in report["metrics"]
     assert str(run / "eval" / "test" / "metrics.json") in report["files"]
-    assert "wrote " in result.stderr and "predictions.csv" in result.stderr
+    assert "wrote:\n  " in result.stderr and "predictions.csv" in result.stderr
     assert "scatter.png" in result.stderr and "confusion_acc7.png" in result.stderr
     assert report["Non0_F1_score"] == report["mmsa"]["Non0_F1_score"]  # MMSA's names at the top level
 

@@ -98,6 +98,7 @@ def test_evaluate_prints_its_table_when_it_cannot_write(evaluated_run: Path, mon
     assert "MAE" in text and "baseline" in text
     assert text.index("MAE") < text.index("could not be written")
     assert "metrics.json (Permission denied)" in text and "predictions.csv (Permission denied)" in text
+    assert "wrote" not in text  # nothing was written: no empty "wrote" line
 
 
 def test_the_command_line_makes_openmp_waits_passive_before_torch_loads() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,15 @@ def test_report_errors_prints_one_line_and_returns_the_exit_code(error: BaseExce
 def test_report_errors_lets_programming_errors_through() -> None:
     with pytest.raises(ZeroDivisionError):
         report_errors(lambda: 1 / 0)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_atomic_write_follows_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    """Like any file open() creates: 0666 less the umask (not mkstemp's 0600)."""
+    old = os.umask(umask)
+    try:
+        files.write_json(tmp_path / "a.json", {"x": 1})
+        files.atomic_write(tmp_path / "b.bin", lambda tmp: tmp.write_bytes(b"\0"))
+    finally:
+        os.umask(old)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {"a.json": mode, "b.bin": mode}

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from hcm.cli import app
 from hcm.core.errors import UsageError
 from hcm.model import hcmnet, registry
-from hcm.training import TrainingError, inference
+from hcm.training import TrainingError, inference, model_source
 
 runner = CliRunner()
 
@@ -26,6 +26,7 @@ def toy(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     models = registry.MODELS.copy()
     monkeypatch.setattr(registry, "MODELS", models)
     monkeypatch.setattr(inference, "MODELS", models)
+    monkeypatch.setattr(model_source, "MODELS", models)
     monkeypatch.delitem(sys.modules, "hcm_toy_model", raising=False)
     return importlib.import_module("hcm_toy_model")
 
@@ -37,7 +38,7 @@ def test_hcmnet_is_the_registered_default() -> None:
 
 
 def test_unknown_names_are_usage_errors_and_module_paths_still_import() -> None:
-    with pytest.raises(UsageError, match="unknown model 'hcmnett'; known: hcmnet"):
+    with pytest.raises(UsageError, match="unknown model 'hcmnett'; known: .*hcmnet"):
         inference.find_factory("hcmnett")
     assert inference.find_factory("hcm.model.hcmnet:build_model") is hcmnet.build_model  # runs of older hcm
     with pytest.raises(TrainingError, match="cannot import the model factory 'no_such_module:Net'"):

@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from hcm.training.results import collect_rows, read_results, update_results
 
 
@@ -61,3 +63,31 @@ def test_an_unreadable_run_is_skipped(tmp_path: Path) -> None:
     broken = make_run(tmp_path, "b-full", "mosei", 2)
     (broken / "config.json").write_text("{not json")
     assert [Path(r["run"]).name for r in collect_rows(tmp_path)] == ["a-full"]
+
+
+def test_ablation_runs_and_seed_groups_are_listed(tmp_path: Path) -> None:
+    """`hcm runs` lists the runs an ablation trained and one mean ± std row per seed group."""
+    from hcm.training.results import seed_groups
+
+    a = make_run(tmp_path, "t-full-s0", "mosei", 0, {"mae": 0.6, "acc7": 0.40})
+    b = make_run(tmp_path, "t-full-s1", "mosei", 1, {"mae": 0.8, "acc7": 0.50})
+    (tmp_path / "mosei" / "t-full-seeds").mkdir()
+    (tmp_path / "mosei" / "t-full-seeds" / "summary.json").write_text(json.dumps({"runs": [str(a), str(b)]}))
+    for seed, mae in ((0, 0.7), (1, 0.9), (2, 1.1)):
+        make_run(tmp_path / "mosei", f"no-acl-s{seed}", "u-ablation", seed, {"mae": mae})
+    rows = collect_rows(tmp_path, "mosei")
+    assert [Path(r["run"]).name for r in rows][:2] == ["t-full-s0", "t-full-s1"] and len(rows) == 5
+    groups = {Path(g["run"]).name: g for g in seed_groups(tmp_path, rows, "mosei")}
+    assert set(groups) == {"t-full-seeds", "no-acl"}
+    assert groups["t-full-seeds"]["test_mae"] == {"mean": 0.7, "std": pytest.approx(0.141421, abs=1e-6), "n": 2}
+    assert groups["t-full-seeds"]["seed"] == "0,1" and groups["t-full-seeds"]["evaluated"] == "2 of 2"
+    assert groups["no-acl"]["test_mae"]["mean"] == pytest.approx(0.9) and groups["no-acl"]["seed"] == "0,1,2"
+
+
+def test_a_leftover_folder_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    make_run(tmp_path, "a-full", "mosei", 1)
+    (tmp_path / "mosei" / "b-full" / "checkpoints").mkdir(parents=True)  # a run folder deleted mid-training
+    (tmp_path / "mosei" / "c-full-seeds").mkdir()
+    (tmp_path / "mosei" / "c-full-seeds" / "summary.json").write_text("{}")
+    assert [Path(r["run"]).name for r in collect_rows(tmp_path)] == ["a-full"]
+    assert "left out " in caplog.text and "b-full" in caplog.text and "c-full-seeds" not in caplog.text
