@@ -24,9 +24,11 @@ SUBCOMMANDS = {"import": {"mmsa", "csd"}, "cache": {"info", "verify"}}
 
 
 def _listed_commands(output: str) -> dict[str, str]:
-    """The rows of the help's Commands panel: name -> the first line of its purpose."""
-    panel = output[output.index("Commands"):]
-    rows = re.findall(r"^\W (\w[\w-]*) {2,}(\S.*?)\s*\W$", panel, flags=re.MULTILINE)
+    """The rows of the help's Commands section: name -> the first line of its purpose (plain
+    help: ``  name  purpose``; a rich panel: ``| name  purpose |``)."""
+    section = output[output.index("Commands"):]
+    rows = re.findall(r"^(?:\W )? {0,2}([a-z][\w-]*) {2,}(\S.*?)[\s\W]*$", section.split("\n", 1)[1],
+                      flags=re.MULTILINE)
     return dict(rows)
 
 
