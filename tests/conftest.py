@@ -65,6 +65,21 @@ def standin_weights(standin: ModuleType, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture
+def restore_threads() -> Iterator[None]:
+    """Put torch's intra-op thread count back after the test, whatever the test set it to."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread(restore_threads: None) -> None:
+    """Run with one intra-op thread (restored afterwards): these tensors are tiny, and on a shared
+    CPU the thread hand-offs of a second thread cost far more than they save."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty workspace, also exported as $HCM_HOME."""
     root = tmp_path / "hcm-work"

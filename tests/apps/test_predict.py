@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from hcm.core.workspace import Workspace
@@ -212,6 +214,32 @@ def test_a_downloaded_run_with_code_in_its_checkpoint_is_refused(trained: dict, 
     result = invoke(trained, trained["clip"], "--text", "fine", "--run", run)
     assert result.exit_code == 1 and "refused" in result.stderr and "builtins.exec" in result.stderr
     assert not marker.exists()
+
+
+def test_predict_gives_evaluates_prediction_for_a_test_item(trained: dict) -> None:
+    """The same test clip, transcript and context: `hcm predict` and `hcm evaluate` agree (both
+    standardise the streams with the train split's statistics, pad and mask alike)."""
+    from hcm.pipeline.datasets import get_dataset
+    from hcm.training.evaluate import evaluate_run
+
+    evaluate_run(trained["run"], "test", device="cpu", console=Console(file=io.StringIO()))
+    rows = list(csv.DictReader(open(trained["run"] / "eval" / "test" / "predictions.csv", encoding="utf-8")))
+    corpus = trained["workspace"].data / "sample-mosei"
+    items = {u.id: u for u in get_dataset("mosei").utterances(corpus) if u.split == "test"}
+    checked = 0
+    for row in rows[:2]:
+        item = items[row["id"]]
+        assert item.video is not None and item.video.start is None and item.video.end is None  # a whole file
+        args = [item.video.path, "--text", item.text, "--json"]
+        if item.context_before:
+            args += ["--context-before", " | ".join(item.context_before)]
+        if item.context_after:
+            args += ["--context-after", " | ".join(item.context_after)]
+        result = invoke(trained, *args)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["score"] == pytest.approx(float(row["prediction"]), rel=1e-4, abs=1e-5)
+        checked += 1
+    assert checked == 2
 
 
 def test_explain_a_clip_predicts_as_predict_does(trained: dict, tmp_path: Path) -> None:

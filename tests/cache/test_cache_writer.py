@@ -7,7 +7,6 @@ import multiprocessing
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,27 +21,24 @@ CHILD = Path(__file__).resolve().parents[1] / "helpers" / "cache_kill_child.py"
 
 
 def _run_child(directory: Path, *, kill_at: int | None = None) -> bool:
-    """Run the child writer; with ``kill_at``, SIGKILL it while shard ``kill_at`` is half written.
+    """Run the child writer; with ``kill_at``, SIGKILL it while shard ``kill_at`` is half written
+    (the child waits inside the atomic write, its temp file on disk and not yet renamed).
 
     Returns whether the kill landed while the shard's temp file existed.
     """
     args = [sys.executable, str(CHILD), str(directory), "120", "30"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     if kill_at is None:
-        assert proc.wait(timeout=120) == 0
+        assert subprocess.run(args, timeout=120).returncode == 0
         return False
-    for line in proc.stdout:
-        if line.strip() == f"writing {kill_at}":
-            break
-    deadline, mid_write = time.monotonic() + 30, False
-    while time.monotonic() < deadline and proc.poll() is None:
-        if any(directory.glob(f".shard-{kill_at:05d}.h5.*.tmp")):
-            mid_write = True
-            break
-        time.sleep(0.0005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    proc.stdout.close()
+    proc = subprocess.Popen([*args, str(kill_at)], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = iter(proc.stdout)
+        paused = next((line for line in lines if line.strip() == f"paused {kill_at}"), None)
+        mid_write = paused is not None and any(directory.glob(f".shard-{kill_at:05d}.h5.*.tmp"))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
     return mid_write
 
 

@@ -66,27 +66,31 @@ def _extract_args(root: Path, out: Path) -> list[str]:
 
 
 def test_two_extractions_into_one_folder_never_clash(workdir: Path, tmp_path: Path) -> None:
-    """Started together: one extracts, the other stops at once naming it; the cache is whole."""
+    """While one extraction holds the folder, another stops at once naming it; then it runs whole.
+
+    The holder is this test process, taking the lock an `hcm extract` of one worker takes
+    (``shards-0-of-1``), so the overlap is certain rather than left to two processes' timing."""
     import os
     import socket
     import subprocess
     import sys
 
     from hcm.cache import verify_cache
+    from hcm.cache.writer import exclusive_run
 
     root, out = tmp_path / "mosei", tmp_path / "cache"
     make_sample("mosei", root, n=9, seed=3, progress=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "hcm", *_extract_args(root, out)]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
-    results = [(proc.wait(timeout=300), *proc.communicate()) for proc in procs]
-    codes = sorted(code for code, _, _ in results)
-    assert codes == [0, 1], results
-    _, _, refused = next(result for result in results if result[0] == 1)
-    winner = next(proc.pid for proc, result in zip(procs, results) if result[0] == 0)
-    assert f"pid {winner} on host {socket.gethostname()}" in refused and str(out) in refused
-    assert "Traceback" not in refused and len(refused.strip().splitlines()) == 1
+    out.mkdir()
+    with exclusive_run(out, "shards-0-of-1"):
+        refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert refused.returncode == 1, refused
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in refused.stderr and str(out) in refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert not list(out.glob("shard-*.h5")), "the refused extraction wrote shards"
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done
     assert verify_cache(out) == []
     with FeatureCache(out) as cache:
         assert len(cache) == 9

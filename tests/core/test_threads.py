@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,49 @@ def test_check_writable_refuses_a_read_only_folder(tmp_path: Path) -> None:
             files.check_writable(folder, "the runs folder")
     finally:
         folder.chmod(0o755)
+
+
+def _as_unprivileged_user(directory: Path) -> str:
+    """``check_writable(directory)`` run in a forked child that dropped root to nobody (65534):
+    "ok", or the UsageError's message."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                files.check_writable(directory, "the runs folder")
+                message = "ok"
+            except UsageError as error:
+                message = str(error)
+            os.write(write, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        message = pipe.read()
+    os.waitpid(pid, 0)
+    return message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user (the test above runs instead)")
+def test_check_writable_refuses_a_read_only_folder_as_another_user() -> None:
+    """As root (CI), the same property for an unprivileged user: the folder's mode decides."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="hcm-writable-"))  # in /tmp, so that nobody can reach it
+    try:
+        base.chmod(0o755)
+        open_folder, read_only = base / "open", base / "runs"
+        open_folder.mkdir(mode=0o777)
+        open_folder.chmod(0o777)
+        read_only.mkdir()
+        read_only.chmod(0o555)
+        assert _as_unprivileged_user(open_folder) == "ok"  # the user can write where the mode allows
+        message = _as_unprivileged_user(read_only)
+        assert re.fullmatch(r"the runs folder .*runs is not writable \(Permission denied\); .*", message), message
+    finally:
+        shutil.rmtree(base)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -60,16 +58,6 @@ def pad_more(batch: dict[str, torch.Tensor], extra: int, seed: int = 1) -> dict[
     bigger[:, : adj.shape[1], : adj.shape[1]] = adj
     out["text_adj"] = bigger
     return out
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Run with one intra-op thread: these tensors are tiny, and on a shared CPU the thread
-    hand-offs of a second thread cost far more than they save."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from hcm.model.losses import (
 
 
 def test_balanced_term_gradient_is_task_gradient_times_detached_ratio() -> None:
-    w = torch.randn(5, requires_grad=True)
+    w = torch.randn(5, generator=torch.Generator().manual_seed(0)).requires_grad_()
     acl = (w.sin() ** 2).sum() + 0.3
     task = (w ** 2).sum() + 0.1
     total = balanced_objective(acl, task, (1e-6, 1e6))
@@ -97,8 +97,11 @@ def test_task_losses() -> None:
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.1, 0.3, 0.0]])
     label = torch.tensor([0, 2])
     weights = torch.tensor([1.0, 1.0, 3.0])
-    assert torch.allclose(task_loss("cce", logits, label, weights),
-                          F.cross_entropy(logits, label, weight=weights))
+    # by hand: the weighted mean sum_i w_{y_i} (-log softmax(z_i)_{y_i}) / sum_i w_{y_i}
+    nll_0 = math.log(math.exp(2.0) + math.exp(0.0) + math.exp(-1.0)) - 2.0  # sample 0, class 0, weight 1
+    nll_1 = math.log(math.exp(0.1) + math.exp(0.3) + math.exp(0.0)) - 0.0  # sample 1, class 2, weight 3
+    assert task_loss("cce", logits, label, weights).item() == pytest.approx((1 * nll_0 + 3 * nll_1) / 4, rel=1e-6)
+    assert task_loss("cce", logits, label, None).item() == pytest.approx((nll_0 + nll_1) / 2, rel=1e-6)
     pred, target = torch.tensor([0.5, -1.0]), torch.tensor([1.0, 1.0])
     assert task_loss("l1", pred, target).item() == pytest.approx(1.25)
     assert task_loss("mse", pred, target).item() == pytest.approx((0.25 + 4.0) / 2)

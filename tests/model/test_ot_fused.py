@@ -90,7 +90,7 @@ def test_fused_matches_torch_scaling_path(dtype, batch, m, n, n_iters, grad_step
 
 
 @needs_compiler
-def test_fused_result_does_not_depend_on_threads():
+def test_fused_result_does_not_depend_on_threads(restore_threads):
     logk, a, b = problem(7, 10, 13, F64, seed=2)
     two = plan_and_grads(FusedScalingSinkhorn, logk, a, b, 15, 15)
     torch.set_num_threads(1)
@@ -102,8 +102,10 @@ def test_fused_result_does_not_depend_on_threads():
 @needs_compiler
 def test_fused_gradcheck_float64():
     logk, a, b = problem(2, 3, 4, F64, seed=3, eps=0.5)
-    a, b = torch.rand(2, 3, dtype=F64) + 0.2, torch.rand(2, 4, dtype=F64) + 0.2  # no zero mass: all directions
-    weights = torch.rand(2, 3, 4, dtype=F64)
+    gen = torch.Generator().manual_seed(3)
+    a = torch.rand(2, 3, dtype=F64, generator=gen) + 0.2  # no zero mass: all directions
+    b = torch.rand(2, 4, dtype=F64, generator=gen) + 0.2
+    weights = torch.rand(2, 3, 4, dtype=F64, generator=gen)
     inputs = tuple(t.requires_grad_() for t in (logk, a, b))
     assert torch.autograd.gradcheck(lambda *x: (FusedScalingSinkhorn.apply(*x, 7, 7) * weights).sum(), inputs)
     plan = FusedScalingSinkhorn.apply(*inputs, 7, 7)
@@ -242,7 +244,7 @@ def test_two_processes_build_at_once(tmp_path):
 
 
 @needs_compiler
-def test_one_large_sample_keeps_the_threaded_torch_path():
+def test_one_large_sample_keeps_the_threaded_torch_path(restore_threads):
     """Fewer samples than threads: the fused path (one thread per sample) only for small samples."""
     big = fused_cpu.SERIAL_MAX_PAIRS + 1
 

@@ -81,7 +81,7 @@ def test_eq15_product_is_c_prime_times_p_u() -> None:
 
 
 def test_eq17_literal_gradient() -> None:
-    w = torch.randn(5, requires_grad=True)
+    w = torch.randn(5, generator=torch.Generator().manual_seed(0)).requires_grad_()
     acl = (w.sin() ** 2).sum() + 0.3
     cce = (w ** 2).sum() + 0.1
     total = balanced_objective(acl, cce, (1e-6, 1e6), reading="literal")

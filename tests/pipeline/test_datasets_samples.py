@@ -29,11 +29,14 @@ def corpus(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> SampleSummary:
     name = request.param
-    if name not in available_samples():
-        pytest.skip(f"make_sample has no {name!r} corpus yet")
+    assert name in available_samples(), f"the sample corpus {name!r} is no longer registered ({available_samples()})"
     root = tmp_path_factory.mktemp(f"sample-{name}")
     n = max(get_sample(name).min_n, 12)  # enough utterances for every fault to hit its own
     return make_sample(name, root, n=n, seed=0, faults=True, progress=False)
+
+
+def test_every_corpus_checked_here_is_registered() -> None:
+    assert set(DATASETS) <= set(available_samples()), f"sample corpora gone: {set(DATASETS) - set(available_samples())}"
 
 
 def _decode(ref: MediaRef, reader: str) -> None:

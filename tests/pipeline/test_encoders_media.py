@@ -73,9 +73,8 @@ def test_tiny_vision_and_audio_networks_keep_their_signal() -> None:
         assert spread > 1e-2 * features.abs().mean().item() and spread > 1e-3, (name, spread)
 
 
-def test_esresnext_batches_clips_of_different_lengths(profile) -> None:
+def test_esresnext_batches_clips_of_different_lengths(profile, one_thread: None) -> None:
     """Long clips get longer segments; a mixed batch gives each clip what it gets alone."""
-    torch.set_num_threads(1)
     encoder = create_encoder("esresnext", profile, ResolvedWeights(), "cpu")
     rate = encoder.preparer.sample_rate
     waves = [(RNG.standard_normal(int(rate * seconds)) * 0.1).astype(np.float32) for seconds in (0.3, 2.0, 0.35)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,10 +43,15 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def extracted(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExtractSummary]:
+def extracted(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ExtractSummary]]:
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("accounting-cache") / "cache"
-    return out, extract("mosei", corpus, out, **FAST)
+    try:
+        out = tmp_path_factory.mktemp("accounting-cache") / "cache"
+        summary = extract("mosei", corpus, out, **FAST)
+    finally:
+        torch.set_num_threads(before)
+    yield out, summary
 
 
 def test_every_row_is_extracted_dropped_or_masked(extracted: tuple[Path, ExtractSummary]) -> None:

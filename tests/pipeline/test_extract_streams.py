@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from hcm.cache import FeatureCache
 from hcm.pipeline.datasets import get_dataset
@@ -14,8 +13,7 @@ from hcm.pipeline.media import read_audio
 from hcm.pipeline.sample import make_sample
 
 
-def test_mel_is_stored_frame_by_frame_and_audio_has_s_rows(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
+def test_mel_is_stored_frame_by_frame_and_audio_has_s_rows(tmp_path: Path, one_thread: None) -> None:
     root = make_sample("mosei", tmp_path / "mosei", n=6, seed=1, progress=False).root
     extract("mosei", root, tmp_path / "cache", profile="tiny", frames=2, segments=3, workers=0, progress=False)
     clips = {u.id: u.audio for u in get_dataset("mosei").utterances(root)}

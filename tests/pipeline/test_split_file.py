@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from hcm.cache import CacheError
@@ -91,8 +90,8 @@ def test_extra_columns_and_spaces_are_accepted(tmp_path: Path) -> None:
     assert SplitFile.read(path).splits == {"a": "train"}
 
 
-def test_extract_records_the_split_file_and_refuses_another(corpora: dict[str, Path], tmp_path: Path) -> None:
-    torch.set_num_threads(1)
+def test_extract_records_the_split_file_and_refuses_another(corpora: dict[str, Path], tmp_path: Path,
+                                                            one_thread: None) -> None:
     ids = [u.id for u in get_dataset("mosei").utterances(corpora["mosei"])]
     first = write_split(tmp_path / "a.csv", [(ids[0], "test"), (ids[1], "train"), (ids[2], "valid")])
     out = tmp_path / "cache"

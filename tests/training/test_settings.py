@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 import hcm
 from hcm.core.configs import configs_dir
@@ -31,7 +32,19 @@ def test_every_shipped_dataset_builds_a_model(name: str) -> None:
     assert cfg.output_dim == (1 if facts.task == "regression" else facts.num_classes)
     assert {"optimizer", "lr", "weight_decay", "batch_size", "epochs"} <= set(hparams["train"])
     if name != "sample":
-        assert build_model(cfg) is not None
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        assert model.cfg is cfg and model.cfg.dropout == hparams["model"]["dropout"]
+        gen = torch.Generator().manual_seed(0)
+        batch = {}
+        for modality, dim in {"text": 6, "video": 5, "audio": 4}.items():
+            batch[modality] = torch.randn(2, 3, dim, generator=gen)  # (B, N, D)
+            batch[f"{modality}_mask"] = torch.tensor([[True, True, True], [True, False, False]])
+        batch["text_adj"] = torch.zeros(2, 3, 3)
+        with torch.no_grad():
+            prediction = model(batch).prediction
+        expected = (2,) if facts.task == "regression" else (2, facts.num_classes)
+        assert prediction.shape == expected and torch.isfinite(prediction).all()
 
 
 def test_paper_settings_and_facts() -> None:

@@ -90,6 +90,36 @@ def test_resume_reaches_the_same_weights_and_metrics(cache: Path, tmp_path: Path
     assert resumed.best_epoch == full.best_epoch and resumed.best_value == full.best_value
 
 
+@pytest.mark.slow  # two short HCMNet runs, ~25 s on 2 loaded cores
+def test_resume_with_hcmnet_and_dropout_repeats_the_uninterrupted_run(cache: Path, tmp_path: Path,
+                                                                      tiny_facts) -> None:
+    """HCMNet itself (dropout 0.5): the dropout masks after the resume come from the restored RNG
+    state, so an interrupted and resumed run ends with the uninterrupted run's weights."""
+    model_cfg = ModelConfig(d_model=8, num_heads=2, m_ctn=2, m_gcn=1, m_c=1, ot_iters=5, dropout=0.5)
+
+    def hcmnet(run_dir: Path, **kw):
+        return train(cache, run_dir, _cfg(epochs=2, num_workers=0), model_cfg, facts=tiny_facts(), progress=False,
+                     **kw)
+
+    full = hcmnet(tmp_path / "full")
+    with pytest.raises(Interrupt):
+        hcmnet(tmp_path / "cut", callbacks=[_interrupt_after(1)])
+    torch.manual_seed(12345)  # the resumed run must not depend on the RNG state it starts in
+    resumed = hcmnet(tmp_path / "cut", resume=True)
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["model"]
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in _run_modules(tmp_path / "full"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+
+
+def _run_modules(run_dir: Path) -> list[torch.nn.Module]:
+    """The modules of the model a run folder holds (to show that it has dropout layers)."""
+    config = json.loads((run_dir / "config.json").read_text())
+    model, _ = load_run_model(RunPaths(run_dir), config, "last", torch.device("cpu"))
+    return list(model.modules())
+
+
 def test_best_epoch_is_chosen_on_valid_only(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run) -> None:
     """Valid MAE is scripted to be best at epoch 2 while test MAE would be best at epoch 4."""
     import hcm.training.trainer as trainer
@@ -135,3 +165,24 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache: Path, t
         run(cache, tmp_path / "run", _cfg())
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_evaluation_baseline_is_fitted_on_the_train_split_only(cache: Path, tmp_path: Path, run) -> None:
+    """The baseline row of `hcm evaluate` predicts the train mean (by hand here), on test and on valid."""
+    import io
+
+    import numpy as np
+    from rich.console import Console
+
+    from hcm.cache import FeatureCache
+    from hcm.training.evaluate import evaluate_run
+
+    result = run(cache, tmp_path / "run", _cfg(epochs=1))
+    train_mean = float(np.mean(FeatureCache(cache, split="train", features=[]).labels))
+    for split in ("test", "valid"):
+        truth = np.asarray(FeatureCache(cache, split=split, features=[]).labels, dtype=np.float64)
+        report = evaluate_run(result.run_dir, split, device="cpu", console=Console(file=io.StringIO()))
+        fitted_on_split = float(np.mean(np.abs(truth - truth.mean())))
+        expected = float(np.mean(np.abs(truth - train_mean)))
+        assert abs(expected - fitted_on_split) > 1e-3  # the two fits differ on this cache
+        assert report["baseline"]["mae"] == pytest.approx(expected, rel=1e-6), split
