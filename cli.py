@@ -58,7 +58,8 @@ def main(
 def quickstart_command(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(
-        None, "--config", exists=True, dir_okay=False, help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
+        None, "--config", exists=True, dir_okay=False,
+        help="Quickstart settings file (default: the shipped configs/quickstart.json)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=options.THREADS_HELP),
 ) -> None:
@@ -84,7 +85,8 @@ def sample_command(
     ),
     n: Optional[int] = typer.Option(
         None, "--n", min=1,
-        help="Utterances to write (default: mosei 120 clips, meld 160, iemocap 80 turns, mosi/sims/simsv2 100, custom 80).",
+        help="Utterances to write (default: mosei 120 clips, meld 160, iemocap 80 turns, mosi/sims/simsv2 100, "
+             "custom 80).",
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Same seed, same corpus."),
     faults: bool = typer.Option(
@@ -111,16 +113,18 @@ def sample_command(
     raise typer.Exit(status)
 
 
-@app.command("extract", **options.example("hcm extract --dataset mosei --profile tiny",
-                                                  "hcm extract --dataset custom --data-root ~/my_clips --classes sad,neutral,happy"))
+@app.command("extract", **options.example(
+    "hcm extract --dataset mosei --profile tiny",
+    "hcm extract --dataset custom --data-root ~/my_clips --classes sad,neutral,happy"))
 def extract_command(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", callback=options.extract_dataset,
                                 help="sample, mosei, meld, iemocap, mosi, sims, simsv2, or "
                                      "custom: your own clips in the MMSA layout (docs/datasets.md)."),
     data_root: Optional[Path] = typer.Option(
-        None, "--data-root", callback=options.data_root, help="Raw dataset root (default <workspace>/data/<dataset>, else the sample "
-                                  "<workspace>/data/sample-<dataset>; for sample, sample-mosei, generated if absent)."),
+        None, "--data-root", callback=options.data_root,
+        help="Raw dataset root (default <workspace>/data/<dataset>, else the sample "
+             "<workspace>/data/sample-<dataset>; for sample, sample-mosei, generated if absent)."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/<profile>)."),
     profile: Optional[str] = typer.Option(
@@ -134,14 +138,18 @@ def extract_command(
     weights_dir: Optional[Path] = typer.Option(
         None, "--weights-dir", exists=True, file_okay=False,
         help="Folder with weight files: RN50.pt and/or AudioCLIP-Full-Training.pt, ESRNXFBSP.pt, "
-                                    "bpe_simple_vocab_16e6.txt.gz, efficientnet-b0-355c32eb.pth, roberta-large/."),
+             "bpe_simple_vocab_16e6.txt.gz, efficientnet-b0-355c32eb.pth, roberta-large/."),
     roberta: Optional[str] = typer.Option(
         None, "--roberta", "--text-model",
         help="Text model: Hugging Face id or local folder (paper: roberta-large; sims, simsv2: xlm-roberta-large)."),
     efficientnet_weights: Optional[Path] = typer.Option(
         None, "--efficientnet-weights", exists=True, dir_okay=False, help="EfficientNet-b0 .pth file."),
-    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", exists=True, dir_okay=False, help="RN50.pt or AudioCLIP-Full-Training.pt."),
-    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", exists=True, dir_okay=False, help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
+    clip_weights: Optional[Path] = typer.Option(
+        None, "--clip-weights", exists=True, dir_okay=False,
+        help="RN50.pt or AudioCLIP-Full-Training.pt."),
+    clip_vocab: Optional[Path] = typer.Option(
+        None, "--clip-vocab", exists=True, dir_okay=False,
+        help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
     esresnext_weights: Optional[Path] = typer.Option(
         None, "--esresnext-weights", exists=True, dir_okay=False, help="AudioCLIP-Full-Training.pt or ESRNXFBSP.pt."),
     spacy_model: Optional[str] = typer.Option(
@@ -160,8 +168,9 @@ def extract_command(
     splits: Optional[str] = typer.Option(
         None, "--splits", help="Comma list of splits, e.g. train,valid (default all)."),
     split_file: Optional[Path] = typer.Option(
-        None, "--split-file", exists=True, dir_okay=False, help="CSV with the header id,split (train/valid/test) replacing the dataset's splits; "
-                                   "items it does not list are left out (counted in the summary)."),
+        None, "--split-file", exists=True, dir_okay=False,
+        help="CSV with the header id,split (train/valid/test) replacing the dataset's splits; "
+             "items it does not list are left out (counted in the summary)."),
     num_shards: Optional[int] = typer.Option(
         None, "--num-shards", min=1,
         help="Workers sharing this extraction (default: SLURM array or torchrun env, else 1)."),
@@ -174,9 +183,15 @@ def extract_command(
         help="Stop at the first missing/broken clip or bad label row instead of masking or dropping it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     # --dataset custom: facts of one's own corpus (also from <data-root>/dataset.json)
-    label_range: Optional[str] = typer.Option(None, "--label-range", help="custom: LOW,HIGH of numeric labels (default: observed)."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="custom: a,b,c: the class names in index order (default: sorted)."),
-    split_seed: Optional[int] = typer.Option(None, "--split-seed", min=0, help="custom without a mode column: seed of the split by video (default 0)."),
+    label_range: Optional[str] = typer.Option(
+        None, "--label-range",
+        help="custom: LOW,HIGH of numeric labels (default: observed)."),
+    classes: Optional[str] = typer.Option(
+        None, "--classes",
+        help="custom: a,b,c: the class names in index order (default: sorted)."),
+    split_seed: Optional[int] = typer.Option(
+        None, "--split-seed", min=0,
+        help="custom without a mode column: seed of the split by video (default 0)."),
 ) -> None:
     """Extract features of a raw dataset into a resumable feature cache (stage one).
 
@@ -267,10 +282,14 @@ def train_command(
 @app.command("evaluate", **options.example("hcm evaluate --split valid --json"))
 def evaluate_command(
     ctx: typer.Context,
-    run: Optional[Path] = typer.Option(None, "--run", exists=True, file_okay=False, help="Run folder (default: the latest run in the workspace)."),
+    run: Optional[Path] = typer.Option(
+        None, "--run", exists=True, file_okay=False,
+        help="Run folder (default: the latest run in the workspace)."),
     split: options.Split = typer.Option(options.Split.test, "--split", case_sensitive=False,
                               help="The split to score: valid or test (training items are not scored)."),
-    features: Optional[Path] = typer.Option(None, "--features", exists=True, file_okay=False, help="Another cache of the same profile."),
+    features: Optional[Path] = typer.Option(
+        None, "--features", exists=True, file_okay=False,
+        help="Another cache of the same profile."),
     tsne: bool = typer.Option(False, "--tsne", help="Also plot a t-SNE of the latent features."),
     as_json: bool = typer.Option(
         False, "--json", help="Print the report (as metrics.json) on stdout; the table goes to stderr."),
@@ -333,9 +352,10 @@ def _predictions_file(value: Optional[Path]) -> Optional[Path]:
 def predict_command(
     ctx: typer.Context,
     clips: list[Path] = typer.Argument(
-        ..., exists=True, help="One clip (e.g. .mp4; an audio-only file masks the video), several clips, a folder of clips, or a "
-                  "CSV with the columns path,text[,context_before,context_after] (context: utterances separated "
-                  "by ' | ')."),
+        ..., exists=True,
+        help="One clip (e.g. .mp4; an audio-only file masks the video), several clips, a folder of clips, or a "
+             "CSV with the columns path,text[,context_before,context_after] (context: utterances separated "
+             "by ' | ')."),
     text: Optional[str] = typer.Option(
         None, "--text", "-t",
         help="The clip's transcript, for one clip (hcm does no speech recognition; without it the text is masked)."),
@@ -344,7 +364,9 @@ def predict_command(
                                             "context of training)."),
     context_after: str = typer.Option("", "--context-after", show_default="none",
                                       help="For one clip: the utterances after it, separated by ' | '."),
-    run: Optional[Path] = typer.Option(None, "--run", exists=True, file_okay=False, help="Run folder (default: the latest run in the workspace)."),
+    run: Optional[Path] = typer.Option(
+        None, "--run", exists=True, file_okay=False,
+        help="Run folder (default: the latest run in the workspace)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_predictions_file, show_default="none",
                                        help="Write the predictions to this .csv or .json file (one row per clip)."),
     as_json: bool = typer.Option(False, "--json", help="Print the prediction(s) as JSON."),
@@ -354,7 +376,8 @@ def predict_command(
         options.Precision.auto, "--precision", case_sensitive=False,
         help="Encoder arithmetic. auto: the run's cache's, where this device runs it; any other is noted."),
     weights_dir: Optional[Path] = typer.Option(
-        None, "--weights-dir", exists=True, file_okay=False, help="Weight files of the run's extraction profile (paper profile)."),
+        None, "--weights-dir", exists=True, file_okay=False,
+        help="Weight files of the run's extraction profile (paper profile)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict the sentiment score or emotion of clips with a trained run (same extraction as its cache)."""
@@ -371,7 +394,8 @@ def predict_command(
 def ablate_command(
     ctx: typer.Context,
     features: list[Path] = typer.Option(
-        [], "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache); repeat it to run several caches."),
+        [], "--features", exists=True, file_okay=False,
+        help="Cache folder (default: the workspace's only cache); repeat it to run several caches."),
     variants: Optional[str] = typer.Option(
         None, "--variants",
         help="Comma list of variants trained on T+V+A (Table 4); '' for none. Default: all, or none with "
@@ -421,7 +445,8 @@ def reproduce_command(
                                           help="Whose paper numbers to compare with: mosei (Table 3), meld or iemocap "
                                                "(Tables 2 and 4)."),
     features: Optional[Path] = typer.Option(
-        None, "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache of --dataset)."),
+        None, "--features", exists=True, file_okay=False,
+        help="Cache folder (default: the workspace's only cache of --dataset)."),
     seeds: str = typer.Option("1111,1112,1113,1114,1115", "--seeds", callback=options.int_list,
                               help="Comma list: one run per seed (default: the five seeds the MMSA framework "
                                    "reports over)."),
@@ -529,7 +554,9 @@ app.add_typer(import_app, name="import")
 @import_app.command("mmsa", **options.example("hcm import mmsa MOSI/Processed/aligned_50.pkl --dataset mosi"))
 def import_mmsa_command(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False,
+        help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
     dataset: str = typer.Option(
         ..., "--dataset", "-d", help="mosi, mosei or sims (decides label range, metrics, text language)."),
     profile: str = typer.Option(
@@ -546,8 +573,11 @@ def import_mmsa_command(
         None, "--weights-dir", exists=True, file_okay=False,
         help="Folder with RN50.pt or AudioCLIP-Full-Training.pt, bpe_simple_vocab_16e6.txt.gz, model folders."),
     clip_weights: Optional[Path] = typer.Option(
-        None, "--clip-weights", exists=True, dir_okay=False, help="RN50.pt or AudioCLIP-Full-Training.pt (clip_text, mosi/mosei)."),
-    clip_vocab: Optional[Path] = typer.Option(None, "--clip-vocab", exists=True, dir_okay=False, help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
+        None, "--clip-weights", exists=True, dir_okay=False,
+        help="RN50.pt or AudioCLIP-Full-Training.pt (clip_text, mosi/mosei)."),
+    clip_vocab: Optional[Path] = typer.Option(
+        None, "--clip-vocab", exists=True, dir_okay=False,
+        help="CLIP's bpe_simple_vocab_16e6.txt.gz."),
     trust_pickle: bool = typer.Option(
         False, "--trust-pickle",
         help="Load with plain pickle, which runs any code the file holds. Default: a reader that builds only arrays, "
@@ -573,18 +603,31 @@ def import_mmsa_command(
     ))
 
 
-@import_app.command("csd", **options.example("hcm import csd CMU_MOSI/ --dataset mosi", "hcm import csd CMU_MOSEI/ --dataset mosei --align words"))
+@import_app.command("csd", **options.example("hcm import csd CMU_MOSI/ --dataset mosi",
+                                             "hcm import csd CMU_MOSEI/ --dataset mosei --align words"))
 def import_csd_command(
     ctx: typer.Context,
-    folder: Path = typer.Argument(..., help="Folder with the CMU-MultimodalSDK .csd files (labels, words and features)."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="mosi or mosei (label sequence, segment numbers, standard folds)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/csd)."),
-    text: Optional[str] = typer.Option(None, "--text", help="Text sequence, root or file name (default glove_vectors)."),
+    folder: Path = typer.Argument(
+        ...,
+        help="Folder with the CMU-MultimodalSDK .csd files (labels, words and features)."),
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d",
+        help="mosi or mosei (label sequence, segment numbers, standard folds)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o",
+        help="Cache folder (default <workspace>/features/<dataset>/csd)."),
+    text: Optional[str] = typer.Option(
+        None, "--text",
+        help="Text sequence, root or file name (default glove_vectors)."),
     video: Optional[str] = typer.Option(None, "--video", help="Video sequence (default FACET_4.2; e.g. OpenFace_2)."),
     audio: Optional[str] = typer.Option(None, "--audio", help="Audio sequence (default COVAREP; e.g. OpenSMILE)."),
     words: Optional[str] = typer.Option(None, "--words", help="Word sequence giving the transcript (default words)."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Label sequence (default: Opinion Segment Labels for mosi, All Labels for mosei)."),
-    align: options.CsdAlign = typer.Option(options.CsdAlign.none, "--align", help="none: each segment keeps its rows; words: every sequence averaged over each word."),
+    labels: Optional[str] = typer.Option(
+        None, "--labels",
+        help="Label sequence (default: Opinion Segment Labels for mosi, All Labels for mosei)."),
+    align: options.CsdAlign = typer.Option(
+        options.CsdAlign.none, "--align",
+        help="none: each segment keeps its rows; words: every sequence averaged over each word."),
     shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Segments per cache shard (the unit of resume)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -642,13 +685,21 @@ def explain_command(
     ctx: typer.Context,
     clip: Optional[Path] = typer.Argument(None, help="A new clip to explain (extracted as hcm predict does); "
                                                      "without it, cached items (--ids or --worst)."),
-    text: Optional[str] = typer.Option(None, "--text", "-t", help="The clip's transcript (without it the text is masked)."),
-    run: Optional[Path] = typer.Option(None, "--run", exists=True, file_okay=False, help="Run folder (default: the latest run in the workspace)."),
-    split: options.Split = typer.Option(options.Split.test, "--split", case_sensitive=False, help="Split of the cached items."),
+    text: Optional[str] = typer.Option(
+        None, "--text", "-t",
+        help="The clip's transcript (without it the text is masked)."),
+    run: Optional[Path] = typer.Option(
+        None, "--run", exists=True, file_okay=False,
+        help="Run folder (default: the latest run in the workspace)."),
+    split: options.Split = typer.Option(
+        options.Split.test, "--split", case_sensitive=False,
+        help="Split of the cached items."),
     ids: Optional[str] = typer.Option(None, "--ids", help="Comma list of item ids of --split."),
     worst: Optional[int] = typer.Option(None, "--worst", min=1, show_default="3 when no --ids",
                                         help="The N items of --split with the largest error."),
-    features: Optional[Path] = typer.Option(None, "--features", exists=True, file_okay=False, help="Another cache of the run's profile (cached items)."),
+    features: Optional[Path] = typer.Option(
+        None, "--features", exists=True, file_okay=False,
+        help="Another cache of the run's profile (cached items)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="<run>/explain/<split or clips>",
                                        help="Folder for <id>.json and <id>.png."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),

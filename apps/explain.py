@@ -37,6 +37,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from hcm.apps.predict import PredictError, items_batch
 from hcm.cache import CacheMeta, FeatureCache, Item
 from hcm.core.device import resolve_device
 from hcm.core.errors import EXIT_USAGE, HcmError, UsageError, report_errors
@@ -49,11 +50,10 @@ from hcm.model.inspect import ForwardDetails, record_details
 from hcm.training.data import CacheDataset, DataConfig, modality_nodes, read_cache_meta
 from hcm.training.distributed import Dist
 from hcm.training.evaluate import check_cache_matches, load_run_model
+from hcm.training.inference import eval_loader, model_inputs, predict
 from hcm.training.robustness import mask_modalities
 from hcm.training.runs import RunPaths, find_latest_run
-from hcm.training.inference import eval_loader, model_inputs, predict
 from hcm.training.settings import TrainConfig
-from hcm.apps.predict import PredictError, items_batch
 
 WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 ROW_PREFIX = {"video": "f", "audio": "s"}

@@ -10,7 +10,6 @@ from hcm.core.workspace import Workspace
 from hcm.pipeline.extract import extract
 from hcm.pipeline.profiles import WeightOptions
 
-
 #: What ``hcm extract`` says on Ctrl-C.
 INTERRUPTED = "interrupted; complete shards are kept: run the same command again to continue"
 

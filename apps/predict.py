@@ -48,9 +48,9 @@ from hcm.model.config import ModelConfig
 from hcm.pipeline.clip import ClipInput
 from hcm.pipeline.profiles import WeightOptions
 from hcm.training.data import Collate, DataConfig, item_example, read_cache_meta
-from hcm.training.runs import RunPaths, find_latest_run
 from hcm.training.evaluate import load_run_model
 from hcm.training.inference import model_inputs
+from hcm.training.runs import RunPaths, find_latest_run
 
 MEDIA_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".mp3", ".m4a"}
 CSV_COLUMNS = ("path", "text", "context_before", "context_after")

@@ -37,7 +37,13 @@ from hcm.model.config import VARIANTS, ModelConfig
 from hcm.training.data import read_cache_meta
 from hcm.training.evaluate import evaluate_run
 from hcm.training.paper_results import (
-    LOWER_IS_BETTER, PaperNumber, display_scale, paper_datasets, paper_numbers, seed_summary, show,
+    LOWER_IS_BETTER,
+    PaperNumber,
+    display_scale,
+    paper_datasets,
+    paper_numbers,
+    seed_summary,
+    show,
 )
 from hcm.training.results import run_row
 from hcm.training.runs import RunPaths, choose_cache, list_caches

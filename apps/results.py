@@ -50,7 +50,8 @@ def runs_in_workspace(workspace: Workspace, dataset: str | None = None, as_json:
     return [*rows, *groups]
 
 
-def runs_table(rows: list[dict[str, Any]], groups: Sequence[dict[str, Any]] = (), runs_root: Path | None = None) -> Table:
+def runs_table(rows: list[dict[str, Any]], groups: Sequence[dict[str, Any]] = (),
+               runs_root: Path | None = None) -> Table:
     """Run, (dataset,) modalities, seed, best epoch, valid key metric and test metrics; then one
     mean ± std row per seed group. Runs are named by their folder under ``runs_root/<dataset>``,
     which names the variant too (the ``variant`` column is in results.csv and --json)."""

@@ -19,19 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from hcm.core.errors import UsageError, report_errors
 from hcm.core.configs import check_value
+from hcm.core.errors import UsageError, report_errors
 from hcm.core.files import check_writable, read_json, write_json
 from hcm.core.provenance import provenance
 from hcm.core.threads import set_threads
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
+from hcm.training.data import cache_info
+from hcm.training.distributed import agreed, setup_distributed
 from hcm.training.evaluate import evaluate_run, summarize_seed_runs
-from hcm.training.data import cache_info, read_cache_meta
 from hcm.training.model_source import check_run_config, model_factory
 from hcm.training.runs import RunPaths, choose_cache, find_latest_run, new_run_dir
 from hcm.training.settings import DatasetFacts, TrainConfig, load_hparams, model_size_for, model_size_settings
-from hcm.training.distributed import agreed, setup_distributed
 from hcm.training.trainer import train
 
 log = logging.getLogger(__name__)

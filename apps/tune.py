@@ -34,8 +34,8 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from hcm.apps.markdown import markdown_table
-from hcm.apps.tune_report import TrialProgress, confirm_markdown, number, plot_sensitivity, save_plots, status_rows
 from hcm.apps.train import resolve_settings
+from hcm.apps.tune_report import TrialProgress, confirm_markdown, number, plot_sensitivity, save_plots, status_rows
 from hcm.core.errors import HcmError, Interrupted, UsageError, report_errors
 from hcm.core.files import read_json, read_json_object, write_json, write_text
 from hcm.core.threads import set_threads, usable_cpus
@@ -50,8 +50,17 @@ from hcm.training.search_space import SearchSpace, grid_space, parse_space, ship
 from hcm.training.settings import TrainConfig, load_dataset_facts
 from hcm.training.trainer import train
 from hcm.training.tuning import (
-    best_first, counts, default_storage, existing_study, load_study, make_pruner, make_sampler, open_storage,
-    requeue_failed_points, shown_url, work_until,
+    best_first,
+    counts,
+    default_storage,
+    existing_study,
+    load_study,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    requeue_failed_points,
+    shown_url,
+    work_until,
 )
 
 log = logging.getLogger(__name__)

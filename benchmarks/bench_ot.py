@@ -32,7 +32,6 @@ from hcm.model.ot import PointCloudCost, sinkhorn, sinkhorn_transport
 from hcm.model.ot.dense import LogSinkhorn, ScalingSinkhorn
 from hcm.model.ot.fused_cpu import FusedScalingSinkhorn
 
-
 BASELINE = "hcm auto (torch, fused CPU scaling path)"  # the method the others are compared with; never skipped
 
 

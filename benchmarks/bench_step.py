@@ -28,8 +28,8 @@ import os
 import resource
 import statistics
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,9 +37,9 @@ from rich.console import Console
 from rich.table import Table
 
 from hcm.model.config import ModelConfig
-from hcm.training.settings import load_dataset_facts, load_hparams
 from hcm.model.hcmnet import HCMNet, build_model
 from hcm.model.layers import ModalRows
+from hcm.training.settings import load_dataset_facts, load_hparams
 
 PAPER_DIMS = {"text": 1024 + 1024, "video": 1280 + 1024, "audio": 1024 + 128}  # streams concatenated
 
@@ -152,8 +152,7 @@ def step_flops(model: HCMNet, batch: dict[str, torch.Tensor]) -> float:
 def cache_batch(dataset: str, cache: Path, batch: int) -> tuple[dict[str, torch.Tensor], dict[str, int], float]:
     """A batch of ``batch`` train items of ``cache`` made by the training data path, the modality
     widths, and the median seconds to read and collate one such batch (items repeat if few)."""
-    from hcm.training.data import MODEL_KEYS, CacheDataset
-    from hcm.training.data import data_config
+    from hcm.training.data import MODEL_KEYS, CacheDataset, data_config
     from hcm.training.settings import TrainConfig
 
     data = CacheDataset(cache, "train", data_config(load_dataset_facts(dataset), TrainConfig(), cache))

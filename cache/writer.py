@@ -24,8 +24,18 @@ from pathlib import Path
 from typing import Iterator
 
 from hcm.cache.manifest import (
-    load_manifest, manifest_lock, new_manifest, now, read_manifest, rebuild_manifest, shard_entry,
-    shard_files, summarize, write_failed, write_manifest, check_meta,
+    check_meta,
+    load_manifest,
+    manifest_lock,
+    new_manifest,
+    now,
+    read_manifest,
+    rebuild_manifest,
+    shard_entry,
+    shard_files,
+    summarize,
+    write_failed,
+    write_manifest,
 )
 from hcm.cache.schema import CacheError, CacheMeta, Failure, Item, Masked
 from hcm.cache.shard import check_item, read_header, shard_name, write_shard_file

@@ -91,7 +91,7 @@ def read_data(data: bytes, rules: Rules) -> Any:
     machine = _Machine(rules)
     pos = 0
     try:
-        for op, arg, pos in pickletools.genops(io.BytesIO(data)):
+        for op, arg, pos in pickletools.genops(io.BytesIO(data)):  # noqa: B007 (pos names the byte in errors)
             if op.name == "STOP":
                 value = machine.final(machine.pop())
                 check_shape(value)

@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from hcm.core.numpy_pickle import reduce_numpy, numpy_alias, NUMPY_RULES
+from hcm.core.numpy_pickle import NUMPY_RULES, numpy_alias, reduce_numpy
 from hcm.core.pickledata import DamagedPickleError, Global, Pending, PickleDataError, Rules, read_data
 
 #: Storage class name -> torch dtype name (the element types a weight file holds).

@@ -26,10 +26,15 @@ from hcm.model.composition import CompositionTransport, CostGuidedFusion, Pairwi
 from hcm.model.config import CLASSIFICATION, ModelConfig
 from hcm.model.graphs import ModalityGraphs
 from hcm.model.layers import AttentionPool, ModalityEncoder, ModalRows
+from hcm.model.losses import (
+    atomic_contrastive_loss,
+    atomic_cosine_loss,
+    balanced_objective,
+    contrastive_classes,
+    task_loss,
+)
 from hcm.model.nodes import common_node_count
 from hcm.model.ot import float32_island
-from hcm.model.losses import (atomic_contrastive_loss, atomic_cosine_loss, balanced_objective, contrastive_classes,
-                              task_loss)
 from hcm.model.registry import MODELS
 
 

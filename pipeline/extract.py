@@ -54,8 +54,16 @@ from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets import SplitFile, get_dataset
 from hcm.pipeline.datasets.base import EXCLUDED_CLASS
 from hcm.pipeline.datasets.language import text_choices
-from hcm.pipeline.decoding import (PREFETCH_PER_WORKER, Decoded, MediaDecoder, decode_stream, decoding_pool,
-                                   default_workers, encode_batch, inference_threads)
+from hcm.pipeline.decoding import (
+    PREFETCH_PER_WORKER,
+    Decoded,
+    MediaDecoder,
+    decode_stream,
+    decoding_pool,
+    default_workers,
+    encode_batch,
+    inference_threads,
+)
 from hcm.pipeline.encoders.base import Encoder, create_encoder
 from hcm.pipeline.encoders.precision import check_choice, choose_precision
 from hcm.pipeline.profiles import Profile, ResolvedWeights, WeightOptions, get_profile, resolve_weights, weights_recipe
@@ -104,7 +112,8 @@ class ExtractSummary:
         """A few lines for the terminal."""
         rate = self.processed / self.loop_seconds if self.loop_seconds > 0 else 0.0  # start-up excluded
         timing = (f"start-up {self.seconds - self.loop_seconds:.1f} s, then {rate:.1f} items/s; encoders "
-                  f"{self.encoder_seconds:.1f} s" if self.processed else "nothing left to extract in this worker's shards")
+                  f"{self.encoder_seconds:.1f} s" if self.processed
+                  else "nothing left to extract in this worker's shards")
         n_masked = len({entry["id"] for entry in self.masked})
         lines = [
             f"{self.dataset} ({self.profile}, {self.precision}): plan {self.planned} = {self.extracted} "

@@ -80,7 +80,8 @@ class WeightOptions:
 
     weights_dir: Path | None = None
     paths: Mapping[str, str | Path] = field(default_factory=dict)  # WeightSpec.name -> file, folder or hub id
-    options: Mapping[str, str] = field(default_factory=dict)  # WeightSpec.name -> the command's option, if not spec.option
+    # WeightSpec.name -> the command's option, where it is not spec.option
+    options: Mapping[str, str] = field(default_factory=dict)
 
     def option(self, spec: WeightSpec) -> str:
         """The option that names ``spec``'s file in this command (``--text-model`` in ``hcm import mmsa``)."""

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import hcm_signal_model
+import hcm_tiny_cache
+import hcm_tiny_model
 import pytest
 import torch
 
-import hcm_tiny_cache
-import hcm_signal_model
-import hcm_tiny_model
 from hcm.model.registry import MODELS
 from hcm.training.settings import DatasetFacts
 

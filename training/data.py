@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from hcm.cache import CacheMeta, FeatureCache
-from hcm.core.names import MODALITIES, REGRESSION
 from hcm.cache.manifest import load_manifest
+from hcm.core.names import MODALITIES, REGRESSION
 from hcm.training import TrainingError
 from hcm.training.settings import DatasetFacts, TrainConfig
 

@@ -25,7 +25,6 @@ from hcm.training.distributed import Dist, gather
 from hcm.training.faults import ignore_stop_signals
 from hcm.training.settings import TrainConfig
 
-
 DEFAULT_MODEL = "hcmnet"  # build_model: checks the input widths, then HCMNet(cfg)
 
 

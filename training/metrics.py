@@ -32,7 +32,6 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from hcm.core.names import CLASSIFICATION, REGRESSION
 
-
 #: The metric that picks the best epoch on the validation split, and whether higher is better.
 DEFAULT_KEY_METRIC = {REGRESSION: ("mae", False), CLASSIFICATION: ("weighted_f1", True)}
 

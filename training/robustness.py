@@ -38,9 +38,9 @@ from hcm.training import metrics as M
 from hcm.training.data import CacheDataset, DataConfig
 from hcm.training.distributed import Dist
 from hcm.training.evaluate import check_cache_matches, load_run_model
+from hcm.training.inference import eval_loader, predict
 from hcm.training.runs import RunPaths
 from hcm.training.settings import DatasetFacts, TrainConfig
-from hcm.training.inference import eval_loader, predict
 
 Batch = dict[str, torch.Tensor]
 NOISE_SEED = 0

@@ -16,9 +16,8 @@
   stops the run with the epoch, step and item ids, after saving the state before that batch;
   ``skip_nonfinite`` skips up to that many such batches instead (each logged).
 
-The settings (``TrainConfig``) are in ``hcm.training.settings``, the state a checkpoint holds
-(``Loop``, ``save_last``, ``resume_from``) in ``hcm.training.checkpoints``, the model factory and
-``predict`` in ``hcm.training.inference``; this module holds the loop.
+Settings (``TrainConfig``): ``hcm.training.settings``; checkpoint state (``Loop``, ``save_last``,
+``resume_from``): ``hcm.training.checkpoints``; model factory, ``predict``: ``hcm.training.inference``.
 """
 
 from __future__ import annotations
@@ -51,10 +50,18 @@ from hcm.training.checkpoints import Loop, resume_from, rng_state, save_last, se
 from hcm.training.data import CacheDataset, CacheInfo, DataConfig, cache_info, data_config
 from hcm.training.distributed import Dist, gather, max_over_ranks, setup_distributed
 from hcm.training.faults import NonFiniteLossError, StopSignals, ignore_stop_signals, interrupted, resume_command
-from hcm.training.inference import DEFAULT_MODEL, amp_dtype, autocast, eval_loader, factory_path, make_model, model_inputs, predict
+from hcm.training.inference import (
+    DEFAULT_MODEL,
+    amp_dtype,
+    autocast,
+    eval_loader,
+    factory_path,
+    make_model,
+    model_inputs,
+    predict,
+)
 from hcm.training.runs import RunLogger, RunPaths, check_run_folder, check_run_folder_kept, epoch_progress
-from hcm.training.settings import (DatasetFacts, TrainConfig, facts_for_cache, key_metric_of,
-                                   with_class_weights)
+from hcm.training.settings import DatasetFacts, TrainConfig, facts_for_cache, key_metric_of, with_class_weights
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,8 @@
 ``mosei``, ``meld``, ``iemocap``, ``sample``, ``mosi``, ``sims``, ``simsv2`` and ``custom``.
 """
 
+# importing the adapter modules registers them
+from hcm.pipeline.datasets import custom, iemocap, meld, mosei, mosi, sample, sims  # noqa: F401
 from hcm.pipeline.datasets.base import (
     AnnotationError,
     DatasetAdapter,
@@ -14,8 +16,6 @@ from hcm.pipeline.datasets.base import (
     get_dataset,
     register_dataset,
 )
-# importing the adapter modules registers them
-from hcm.pipeline.datasets import custom, iemocap, meld, mosei, mosi, sample, sims  # noqa: F401
 from hcm.pipeline.datasets.splits import SplitFile, SplitFileError
 from hcm.pipeline.media import MediaRef
 

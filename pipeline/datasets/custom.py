@@ -29,10 +29,19 @@ from hcm.core.errors import UsageError
 from hcm.core.files import read_json_object
 from hcm.core.names import CLASSIFICATION, REGRESSION
 from hcm.pipeline.datasets.base import (
-    SPLITS, AnnotationError, DatasetAdapter, Utterance, register_dataset, require_paths,
+    SPLITS,
+    AnnotationError,
+    DatasetAdapter,
+    Utterance,
+    register_dataset,
+    require_paths,
 )
 from hcm.pipeline.datasets.mmsa_layout import (
-    LAYOUT, finite, read_label_rows, read_layout, split_counts,
+    LAYOUT,
+    finite,
+    read_label_rows,
+    read_layout,
+    split_counts,
 )
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,16 @@ import numpy as np
 from hcm.core.configs import configs_dir
 from hcm.core.files import read_json_object
 from hcm.pipeline.datasets.base import (
-    INVALID_ID, INVALID_LABEL, SPLITS, UNKNOWN_SPLIT, Utterance, attach_context, clip_order, read_lines,
-    rejected_row, repair_note,
+    INVALID_ID,
+    INVALID_LABEL,
+    SPLITS,
+    UNKNOWN_SPLIT,
+    Utterance,
+    attach_context,
+    clip_order,
+    read_lines,
+    rejected_row,
+    repair_note,
 )
 from hcm.pipeline.media import MediaRef
 

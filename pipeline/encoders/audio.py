@@ -23,8 +23,16 @@ import torch
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import esresnext
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, Preparer, calibrate_batchnorm, forward_rows, register_encoder, weights_id, seeded, to_device,
+    Encoded,
+    Encoder,
+    Preparer,
+    calibrate_batchnorm,
+    forward_rows,
+    register_encoder,
+    seeded,
+    to_device,
     to_float16,
+    weights_id,
 )
 from hcm.pipeline.encoders.checkpoints import AUDIOCLIP_FILE, AUDIOCLIP_URL, ESRNX_FILE
 from hcm.pipeline.media import split_segments

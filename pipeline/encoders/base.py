@@ -35,7 +35,6 @@ from hcm.core.registry import Registry
 from hcm.pipeline.encoders import precision as precisions
 from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 
-
 # Rows (frames, audio segments) per forward pass of a CNN encoder on the CPU. With 8 rows the
 # activations stay in the caches: in bfloat16, CLIP RN50 and EfficientNet-b0 ran 1.5x and 1.6x
 # faster per frame than with 128 rows per pass (ESResNeXt the same; benchmarks/RESULTS.md). The

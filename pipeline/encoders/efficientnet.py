@@ -21,8 +21,17 @@ from PIL import Image
 
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, forward_rows, register_encoder, seeded, to_device,
-    to_float16, weights_id,
+    Encoded,
+    Encoder,
+    EncoderError,
+    Preparer,
+    calibrate_batchnorm,
+    forward_rows,
+    register_encoder,
+    seeded,
+    to_device,
+    to_float16,
+    weights_id,
 )
 from hcm.pipeline.weights import ResolvedWeights, WeightSpec
 

@@ -20,8 +20,17 @@ import torch
 from hcm.cache.schema import FeatureSpec
 from hcm.pipeline.encoders import clip
 from hcm.pipeline.encoders.base import (
-    Encoded, Encoder, EncoderError, Preparer, calibrate_batchnorm, forward_rows, register_encoder, seeded, to_device,
-    to_float16, weights_id,
+    Encoded,
+    Encoder,
+    EncoderError,
+    Preparer,
+    calibrate_batchnorm,
+    forward_rows,
+    register_encoder,
+    seeded,
+    to_device,
+    to_float16,
+    weights_id,
 )
 from hcm.pipeline.encoders.checkpoints import AUDIOCLIP_FILE, AUDIOCLIP_URL, RN50_FILE, RN50_URL
 from hcm.pipeline.encoders.clip_tokenizer import ClipTokenizer

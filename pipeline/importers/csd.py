@@ -33,7 +33,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence as Seq
+from typing import Sequence as Seq
 
 import numpy as np
 
@@ -47,7 +47,13 @@ from hcm.core.files import read_json_object
 from hcm.core.names import REGRESSION, SPLITS
 from hcm.core.workspace import Workspace
 from hcm.pipeline.importers.csd_file import (
-    SILENCE, CsdError, Sequence, key, segment_rows, word_average, words_of,
+    SILENCE,
+    CsdError,
+    Sequence,
+    key,
+    segment_rows,
+    word_average,
+    words_of,
 )
 from hcm.pipeline.shards import Advance, ShardCounts, ShardLoop
 

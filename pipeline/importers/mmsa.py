@@ -41,11 +41,11 @@ from hcm.core.files import read_json_object
 from hcm.core.names import REGRESSION, SPLITS
 from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets.base import Utterance, attach_context, clip_order
+from hcm.pipeline.decoding import Decoded, encode_batch, inference_threads
 from hcm.pipeline.encoders import image  # noqa: F401  (importing registers clip_text)
 from hcm.pipeline.encoders.base import create_encoder
 from hcm.pipeline.encoders.graph import ChainParser, ParserError, choose_parser
 from hcm.pipeline.encoders.text import RobertaEncoder
-from hcm.pipeline.decoding import Decoded, encode_batch, inference_threads
 from hcm.pipeline.importers.mmsa_file import MmsaFile, MmsaSplit, read_mmsa_file, sequence_rows
 from hcm.pipeline.profiles import MissingWeightsError, Profile, WeightOptions, get_profile, resolve_weights
 from hcm.pipeline.shards import Advance, ShardCounts, ShardLoop

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from hcm.core.errors import UsageError
+from hcm.core.names import SPLITS
 from hcm.core.numpy_pickle import NUMPY_RULES
 from hcm.core.pickledata import DamagedPickleError, PickleDataError, read_data
-from hcm.core.names import SPLITS
 
 REQUIRED_KEYS = ("id", "raw_text", "audio", "vision", "regression_labels")
 LENGTH_KEYS = {"audio": "audio_lengths", "vision": "vision_lengths"}

@@ -6,11 +6,18 @@ independently (see :mod:`hcm.pipeline.sample.content` and ``docs/sample.md``), s
 readers and the whole pipeline can be tested and demonstrated offline.
 """
 
-from hcm.pipeline.sample.registry import (
-    Fault, SampleSummary, available_samples, format_summary, get_sample, make_sample,
-    make_samples, register_sample, sample_into_workspace,
-)
 from hcm.pipeline.sample import iemocap, meld, mmsa_corpora, mosei  # noqa: E402,F401  (registers the corpora)
+from hcm.pipeline.sample.registry import (
+    Fault,
+    SampleSummary,
+    available_samples,
+    format_summary,
+    get_sample,
+    make_sample,
+    make_samples,
+    register_sample,
+    sample_into_workspace,
+)
 
 __all__ = [
     "Fault", "SampleSummary", "available_samples", "format_summary", "get_sample",

@@ -23,12 +23,24 @@ import numpy as np
 
 from hcm.pipeline.sample.common import check_distinct_faults, corpus_rng, split_sizes, stratified
 from hcm.pipeline.sample.content import (
-    EMOTION_AFFECT, IDLE_VIDEO, NoiseConfig, UtteranceContent, emotion_space, make_content,
+    EMOTION_AFFECT,
+    IDLE_VIDEO,
+    NoiseConfig,
+    UtteranceContent,
+    emotion_space,
+    make_content,
 )
 from hcm.pipeline.sample.media import ClipSpec, write_avi, write_wav
 from hcm.pipeline.sample.registry import (
-    EMPTY_TEXT, MISSING_TRANSCRIPTION, MISSING_WAV, TRUNCATED_MEDIA, CorpusPlan, Fault,
-    MediaJob, SampleRequest, register_sample,
+    EMPTY_TEXT,
+    MISSING_TRANSCRIPTION,
+    MISSING_WAV,
+    TRUNCATED_MEDIA,
+    CorpusPlan,
+    Fault,
+    MediaJob,
+    SampleRequest,
+    register_sample,
 )
 from hcm.pipeline.sample.render import n_samples, render_audio, render_video
 

@@ -19,13 +19,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from hcm.pipeline.sample.common import (
-    check_distinct_faults, corpus_rng, csv_text, split_sizes, stratified,
+    check_distinct_faults,
+    corpus_rng,
+    csv_text,
+    split_sizes,
+    stratified,
 )
 from hcm.pipeline.sample.content import NoiseConfig, UtteranceContent, emotion_space, make_content
 from hcm.pipeline.sample.media import ClipSpec, ClipWriter
 from hcm.pipeline.sample.registry import (
-    EMPTY_TEXT, MISSING_CLIP, NO_AUDIO, TRUNCATED_MEDIA, CorpusPlan, Fault, MediaJob,
-    SampleRequest, register_sample,
+    EMPTY_TEXT,
+    MISSING_CLIP,
+    NO_AUDIO,
+    TRUNCATED_MEDIA,
+    CorpusPlan,
+    Fault,
+    MediaJob,
+    SampleRequest,
+    register_sample,
 )
 
 COLUMNS = ("Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID",

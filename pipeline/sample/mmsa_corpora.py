@@ -25,13 +25,25 @@ import numpy as np
 
 from hcm.pipeline.sample.common import check_distinct_faults, corpus_rng, csv_text, stratified
 from hcm.pipeline.sample.content import (
-    SENTIMENT_LEXICON, NoiseConfig, ScoreSpace, UtteranceContent, emotion_space, make_content,
+    SENTIMENT_LEXICON,
+    NoiseConfig,
+    ScoreSpace,
+    UtteranceContent,
+    emotion_space,
+    make_content,
 )
 from hcm.pipeline.sample.media import ClipSpec, truncate, write_avi, write_mp4, write_wav
 from hcm.pipeline.sample.mosei import ID_ALPHABET, _assign_modes, _video_sizes
 from hcm.pipeline.sample.registry import (
-    EMPTY_TEXT, MISSING_CLIP, NO_AUDIO, TRUNCATED_MEDIA, CorpusPlan, Fault, MediaJob,
-    SampleRequest, register_sample,
+    EMPTY_TEXT,
+    MISSING_CLIP,
+    NO_AUDIO,
+    TRUNCATED_MEDIA,
+    CorpusPlan,
+    Fault,
+    MediaJob,
+    SampleRequest,
+    register_sample,
 )
 from hcm.pipeline.sample.render import n_frames, render_audio, render_video
 

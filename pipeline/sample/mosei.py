@@ -16,12 +16,23 @@ import numpy as np
 
 from hcm.pipeline.sample.common import check_distinct_faults, corpus_rng, csv_text, split_sizes
 from hcm.pipeline.sample.content import (
-    SENTIMENT_LEXICON, NoiseConfig, ScoreSpace, UtteranceContent, make_content,
+    SENTIMENT_LEXICON,
+    NoiseConfig,
+    ScoreSpace,
+    UtteranceContent,
+    make_content,
 )
 from hcm.pipeline.sample.media import ClipSpec, ClipWriter
 from hcm.pipeline.sample.registry import (
-    EMPTY_TEXT, MISSING_CLIP, NO_AUDIO, TRUNCATED_MEDIA, CorpusPlan, Fault, MediaJob,
-    SampleRequest, register_sample,
+    EMPTY_TEXT,
+    MISSING_CLIP,
+    NO_AUDIO,
+    TRUNCATED_MEDIA,
+    CorpusPlan,
+    Fault,
+    MediaJob,
+    SampleRequest,
+    register_sample,
 )
 
 COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V",

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import hcm_postgres
+import hcm_tiny_cache
 import pytest
 from rich.console import Console
 
-import hcm_postgres
-import hcm_tiny_cache
 from hcm.apps.train import TrainRequest, train_in_workspace
 from hcm.core.workspace import Workspace
 from hcm.training.evaluate import evaluate_run

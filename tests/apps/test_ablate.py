@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hcm.cli import app
 from hcm.apps.ablate import Setting, expand_switches, format_cell, plan_settings
+from hcm.cli import app
 from hcm.model.config import READING_SWITCHES, ModelConfig
 
 runner = CliRunner()

@@ -6,12 +6,12 @@ import csv
 import json
 from pathlib import Path
 
+import hcm_tiny_cache
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-import hcm_tiny_cache
 from hcm.apps.explain import RunModel
 from hcm.apps.predict import items_batch
 from hcm.cache import FeatureCache

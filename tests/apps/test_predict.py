@@ -8,17 +8,17 @@ import json
 from pathlib import Path
 
 import pytest
+from hcm_pickles import RunsCode
 from rich.console import Console
 from typer.testing import CliRunner
 
-from hcm.core.workspace import Workspace
-from hcm.cli import app
 from hcm.apps.predict import NO_TEXT_NOTE, PredictError, describe, gather_inputs
-from hcm.core.errors import UsageError
 from hcm.apps.train import TrainRequest, train_in_workspace
+from hcm.cli import app
+from hcm.core.errors import UsageError
+from hcm.core.workspace import Workspace
 from hcm.pipeline.extract import extract
 from hcm.pipeline.sample import make_sample
-from hcm_pickles import RunsCode
 
 runner = CliRunner()
 TINY_MODEL = {"epochs": 1, "batch_size": 4, "d_model": 16, "num_heads": 2, "m_ctn": 2, "m_gcn": 1, "m_c": 1,
@@ -181,7 +181,7 @@ def test_classification_columns_keep_the_class_order() -> None:
     import torch
     from rich.console import Console
 
-    from hcm.apps.predict import ClipInput, Prediction, predictions_table, prediction_row, same_columns
+    from hcm.apps.predict import ClipInput, Prediction, prediction_row, predictions_table, same_columns
 
     config = {"task": "classification", "facts": {"class_names": ["sad", "happy", "neutral"], "label_range": None}}
     out = describe(torch.tensor([0.0, 2.0, 1.0]), config)

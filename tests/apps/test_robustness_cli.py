@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import hcm_tiny_cache
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import hcm_tiny_cache
 from hcm.cli import app
 from hcm.training.evaluate import evaluate_run
 

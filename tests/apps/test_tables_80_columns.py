@@ -114,8 +114,8 @@ def test_one_unit_convention() -> None:
     assert "51.95" in cells(runs) and "accuracies and F1 in %" in runs.caption
 
 
-COMMANDS = [[], ["quickstart"], ["sample"], ["extract"], ["train"], ["evaluate"], ["runs"], ["predict"], ["reproduce"], ["tune"],
-            ["ablate"], ["import"], ["import", "mmsa"], ["cache"], ["cache", "info"], ["cache", "verify"]]
+COMMANDS = [[], ["quickstart"], ["sample"], ["extract"], ["train"], ["evaluate"], ["runs"], ["predict"], ["reproduce"],
+            ["tune"], ["ablate"], ["import"], ["import", "mmsa"], ["cache"], ["cache", "info"], ["cache", "verify"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "hcm")

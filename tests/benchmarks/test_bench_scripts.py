@@ -12,7 +12,6 @@ from types import ModuleType
 
 import pytest
 import torch
-
 from hcm_tiny_cache import build_cache
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"

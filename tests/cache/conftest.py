@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-
 from cache_synth import write_cache
+
 from hcm.cache import FeatureCache
 
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from hcm.cache import CacheBusy, CacheError, CacheWriter, FeatureCache, Masked, cache_info, masked_items, verify_cache
 from hcm.cache.writer import exclusive_run
-from hcm.core.files import atomic_write
 from hcm.cli import app
+from hcm.core.files import atomic_write
 
 
 def _disk_full(*args: object, **kwargs: object) -> None:

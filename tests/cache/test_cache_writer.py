@@ -179,8 +179,9 @@ def test_finalize_marks_complete_only_when_all_planned_shards_exist(tmp_path: Pa
 
 
 def test_a_recipe_mismatch_names_each_setting_with_both_values(tmp_path) -> None:
-    from hcm.cache.schema import recipe_changes
     from hcm_tiny_cache import build_cache
+
+    from hcm.cache.schema import recipe_changes
 
     assert recipe_changes({"frames": 4, "profile": {"segments": 3, "name": "tiny"}},
                           {"frames": 8, "profile": {"segments": 8, "name": "tiny"}, "limit": 5}) == [

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from cache_synth import make_meta, plan_shard
 
-from hcm.cache import CacheError, CacheWriter, FeatureCache
-from hcm.cache import schema
+from hcm.cache import CacheError, CacheWriter, FeatureCache, schema
 from hcm.cache.schema import RECIPE_VERSION
 from hcm.pipeline.profiles import get_profile
 

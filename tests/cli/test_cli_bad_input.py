@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hcm_tiny_cache import build_cache
 from typer.testing import CliRunner
 
 from hcm.cli import app
-from hcm_tiny_cache import build_cache
 
 runner = CliRunner()
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mmsa_files import Spec, reuse_encoders, write_file  # noqa: F401  (fixture)
+from mmsa_reference import reference_mosei, reference_sims
 from typer.testing import CliRunner
 
 from hcm.cli import app
-
-from mmsa_files import Spec, reuse_encoders, write_file  # noqa: F401  (fixture)
-from mmsa_reference import reference_mosei, reference_sims
 
 runner = CliRunner()
 SMALL = ["--set", "d_model=16", "--set", "m_gcn=1", "--set", "m_c=1", "--set", "ot_iters=5", "--set", "num_heads=2"]

@@ -7,6 +7,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hcm_tiny_cache import build_cache
+from hcm_tiny_model import tiny_facts
 
 from hcm.apps.train import train_summary
 from hcm.model.config import ModelConfig
@@ -15,8 +17,6 @@ from hcm.pipeline.shards import ShardCounts
 from hcm.pipeline.weights import WeightOptions, WeightSpec, find_weight
 from hcm.training import trainer
 from hcm.training.trainer import TrainConfig, train
-from hcm_tiny_cache import build_cache
-from hcm_tiny_model import tiny_facts
 
 
 def test_missing_text_model_names_the_import_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hcm_tiny_cache import build_cache
 from typer.testing import CliRunner
 
 import hcm
 from hcm.cli import app
 from hcm.core.provenance import command_line, git_commit
-from hcm_tiny_cache import build_cache
 
 runner = CliRunner()
 TINY = ["--batch-size", "16", "--quiet", "--set", "d_model=16", "--set", "m_gcn=1", "--set", "m_c=1"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hcm.cli import app
 from hcm.apps.quickstart import load_quickstart_config
+from hcm.cli import app
 
 runner = CliRunner()
 TINY = {

@@ -11,8 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from hcm import __version__
-from hcm.core.workspace import Workspace
 from hcm.cli import app
+from hcm.core.workspace import Workspace
 
 runner = CliRunner()
 

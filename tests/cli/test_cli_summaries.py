@@ -7,10 +7,10 @@ import csv
 import json
 from pathlib import Path
 
+from hcm_tiny_cache import build_cache
 from typer.testing import CliRunner
 
 from hcm.cli import app
-from hcm_tiny_cache import build_cache
 
 runner = CliRunner()
 TINY = ["--epochs", "2", "--batch-size", "16", "--quiet", "--set", "d_model=16", "--set", "m_gcn=1", "--set", "m_c=1"]

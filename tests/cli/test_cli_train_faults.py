@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hcm_tiny_cache import build_cache, plant_nan
 from typer.testing import CliRunner
 
 import hcm
 from hcm.cli import app
 from hcm.training import evaluate as E
-from hcm_tiny_cache import build_cache, plant_nan
 
 runner = CliRunner()
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_pickles import LIVE, gadgets, tricks
 
 from hcm.core.numpy_pickle import NUMPY_RULES
 from hcm.core.pickledata import DamagedPickleError, PickleDataError, read_data
 from hcm.pipeline.importers.mmsa_file import MmsaFileError, UnsafePickleError, read_mmsa_file
-
-from hostile_pickles import LIVE, gadgets, tricks
 
 VALUES = {
     "float32": np.arange(6, dtype=np.float32).reshape(2, 3), "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),

@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hostile_pickles import gadgets, tricks
 
 from hcm.core.pickledata import PickleDataError
 from hcm.core.torch_archive import read_archive, script_tensors
 from hcm.pipeline.encoders.checkpoints import CheckpointError, read_state_dict
 from hcm.training.checkpoints import CheckpointReadError, load_checkpoint
-
-from hostile_pickles import gadgets, tricks
 
 
 def _replace_pickle(source: Path, target: Path, data: bytes) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hcm.cache import CacheMeta, CacheWriter, FeatureSpec, Failure, Item
+from hcm.cache import CacheMeta, CacheWriter, Failure, FeatureSpec, Item
 
 SPECS = [
     FeatureSpec("roberta", (16,), "float16", "roberta", "roberta-large", {"window": 2}),

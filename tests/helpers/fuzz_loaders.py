@@ -109,14 +109,15 @@ def main() -> None:
         if i % 3 == 0:
             data = mutate(ckpt_pickle, rng, pieces)
             path = checkpoint_with(template, data, out / "input.pt")
-            run("checkpoint", data, lambda: load_checkpoint(path))
+            run("checkpoint", data, lambda path=path: load_checkpoint(path))
     if examples:
         generated(out, pieces, examples, run)
     print(json.dumps({**counts, "marker": marker.exists()}))
 
 
 def generated(out: Path, pieces: list[bytes], examples: int, run) -> None:
-    from hypothesis import HealthCheck, given, settings, strategies as st
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     sample = out / "generated.pkl"
     stream = st.lists(st.one_of(st.sampled_from(pieces), st.binary(max_size=6)), max_size=40)

@@ -8,9 +8,9 @@ import os
 import signal
 
 import torch
+from hcm_tiny_model import TinyNet, TinyOutput
 
 from hcm.model.config import ModelConfig
-from hcm_tiny_model import TinyNet, TinyOutput
 
 
 class SignalNet(TinyNet):

@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from hcm_tiny_cache import CLASSES, STREAMS
 from torch import nn
 
 from hcm.model.config import ModelConfig
 from hcm.training.settings import DatasetFacts
-
-from hcm_tiny_cache import CLASSES, STREAMS
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hcm.model.registry import MODELS
-
 from hcm_tiny_model import TinyNet
+
+from hcm.model.registry import MODELS
 
 
 @MODELS.register("toy")  # the one registration line

@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
 from csd_files import write_sequence
+
 from hcm.core.configs import configs_dir
 
 

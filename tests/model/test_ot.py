@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from hcm.model import ot as hot
-from hcm.model.ot import PointCloudCost, choose_backend, sinkhorn, sinkhorn_transport
-from hcm.model.ot import keops_backend
+from hcm.model.ot import PointCloudCost, choose_backend, keops_backend, sinkhorn, sinkhorn_transport
 from hcm.model.ot.dense import LogSinkhorn, ScalingSinkhorn, scaling_is_safe
 from hcm.model.ot.problem import SquaredDistances
 

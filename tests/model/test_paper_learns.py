@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from hcm.apps.train import resolve_settings
 from hcm.cache import FeatureCache
 from hcm.cli import app
+from hcm.core.files import read_json
 from hcm.model.config import ModelConfig
 from hcm.training import metrics as M
-from hcm.core.files import read_json
 from hcm.training.data import CacheDataset, DataConfig, read_cache_meta
 from hcm.training.distributed import Dist
 from hcm.training.evaluate import load_run_model

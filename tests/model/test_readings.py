@@ -3,10 +3,10 @@ node count M, and every variant x subset under the ``paper`` reading."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
-
-import math
 
 from hcm.model.atomic import inner_product_fusion
 from hcm.model.composition import CompositionTransport, CostGuidedFusion, FusionLayer, PairwiseGraphFusion

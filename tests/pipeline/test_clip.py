@@ -10,10 +10,20 @@ import pytest
 import torch
 
 from hcm.pipeline.encoders.clip import (
-    CLIP, CLIP_MEAN, CLIP_STD, CLIPConfig, preprocess_frames, tiny_config,
+    CLIP,
+    CLIP_MEAN,
+    CLIP_STD,
+    CLIPConfig,
+    preprocess_frames,
+    tiny_config,
 )
 from hcm.pipeline.encoders.clip_tokenizer import (
-    CLIP_VOCAB_SIZE, TINY_VOCAB_SIZE, ClipTokenizer, bytes_to_unicode, clean_text, read_bpe_merges,
+    CLIP_VOCAB_SIZE,
+    TINY_VOCAB_SIZE,
+    ClipTokenizer,
+    bytes_to_unicode,
+    clean_text,
+    read_bpe_merges,
 )
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from hcm.pipeline.datasets import DatasetRootError, get_dataset
-from hcm.pipeline.datasets.iemocap import (TURN_IN_LINE, UTTERANCE_ID, IemocapAdapter, read_evaluation,
-                                          valid_dialogues)
+from hcm.pipeline.datasets.iemocap import TURN_IN_LINE, UTTERANCE_ID, IemocapAdapter, read_evaluation, valid_dialogues
 
 # (turn suffix, start, end, emotion, text); the emotions cycle through kept and excluded codes
 TURNS = [

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mosei_archive import write_both_layouts
 
 from hcm.cache import FeatureCache
 from hcm.pipeline.datasets import DatasetRootError, get_dataset
@@ -14,7 +15,6 @@ from hcm.pipeline.datasets.base import UNKNOWN_SPLIT
 from hcm.pipeline.extract import extract
 from hcm.pipeline.profiles import get_profile
 from hcm.pipeline.sample import make_sample
-from mosei_archive import write_both_layouts
 
 SAME = ("id", "split", "label", "text", "group", "position", "context_before", "context_after")
 

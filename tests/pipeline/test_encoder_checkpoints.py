@@ -11,8 +11,14 @@ import torch
 from torch import nn
 
 from hcm.pipeline.encoders.checkpoints import (
-    CheckpointError, infer_clip_config, infer_esresnext_config, is_torchscript_archive, load_clip,
-    load_esresnext, read_state_dict, split_audioclip_state_dict,
+    CheckpointError,
+    infer_clip_config,
+    infer_esresnext_config,
+    is_torchscript_archive,
+    load_clip,
+    load_esresnext,
+    read_state_dict,
+    split_audioclip_state_dict,
 )
 from hcm.pipeline.encoders.clip import CLIP, CLIPConfig, rn50_config
 from hcm.pipeline.encoders.esresnext import ESResNeXtConfig, ESResNeXtFBSP, released_config

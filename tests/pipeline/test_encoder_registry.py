@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from hcm.cache import CacheError, FeatureCache
+from hcm.pipeline.clip import extract_clip
 from hcm.pipeline.encoders import base
 from hcm.pipeline.encoders.mel import MelSettings
-from hcm.pipeline.clip import extract_clip
 from hcm.pipeline.extract import ExtractionError, extract
 from hcm.pipeline.profiles import MissingWeightsError, Profile, Sampling, WeightOptions, get_profile
 from hcm.pipeline.sample import make_sample

@@ -9,8 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hcm.pipeline.encoders.graph import (DependencyParser, ParserError, ParserSettings, choose_parser, dependency_edges,
-                                         token_words)
+from hcm.pipeline.encoders.graph import (
+    DependencyParser,
+    ParserError,
+    ParserSettings,
+    choose_parser,
+    dependency_edges,
+    token_words,
+)
 from hcm.pipeline.encoders.text import TINY_VOCAB_SIZE, RobertaEncoder, text_window, tiny_tokenizer
 from hcm.pipeline.profiles import ResolvedWeights, get_profile
 

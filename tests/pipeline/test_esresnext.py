@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from hcm.pipeline.encoders.esresnext import (
-    ESResNeXtConfig, ESResNeXtFBSP, LinearFBSP, frame_signal, released_config, scale_int16, tiny_config,
+    ESResNeXtConfig,
+    ESResNeXtFBSP,
+    LinearFBSP,
+    frame_signal,
+    released_config,
+    scale_int16,
+    tiny_config,
 )
 
 

@@ -15,9 +15,9 @@ from hcm.core.errors import UsageError
 from hcm.pipeline.datasets import get_dataset
 from hcm.pipeline.decoding import MediaDecoder, default_workers, inference_threads
 from hcm.pipeline.extract import ExtractionError, build_encoders, extract
-from hcm.pipeline.shards import shard_assignment
 from hcm.pipeline.profiles import MissingWeightsError, WeightOptions, get_profile, resolve_weights
 from hcm.pipeline.sample import make_sample
+from hcm.pipeline.shards import shard_assignment
 
 FAST = dict(profile="tiny", frames=2, segments=2, batch_size=4, shard_size=3, progress=False)
 

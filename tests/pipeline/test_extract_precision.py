@@ -10,8 +10,8 @@ import pytest
 
 from hcm.cache import CacheError
 from hcm.cache.inspect import cache_info, format_info
-from hcm.cache.schema import recipe_precision
 from hcm.cache.reader import FeatureCache
+from hcm.cache.schema import recipe_precision
 from hcm.pipeline.clip import ClipExtractor
 from hcm.pipeline.extract import extract
 from hcm.pipeline.profiles import profile_from_recipe

@@ -12,7 +12,12 @@ import torch
 
 from hcm.pipeline.encoders.efficientnet import EfficientNetSettings, build_efficientnet
 from hcm.pipeline.profiles import (
-    MissingWeightsError, RecipeError, WeightOptions, get_profile, profile_from_recipe, resolve_weights,
+    MissingWeightsError,
+    RecipeError,
+    WeightOptions,
+    get_profile,
+    profile_from_recipe,
+    resolve_weights,
     weights_recipe,
 )
 from hcm.pipeline.weights import DIGEST_INDEX, DigestIndex, weight_digest

@@ -5,14 +5,13 @@ clear errors."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from csd_files import FILES, write_mosi_set, write_sequence
 from typer.testing import CliRunner
 
-from csd_files import FILES, write_mosi_set, write_sequence
 from hcm.cache import FeatureCache
 from hcm.cli import app
 from hcm.core.configs import configs_dir

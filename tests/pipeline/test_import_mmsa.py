@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mmsa_files import Spec, make_arrays, reuse_encoders, write_file  # noqa: F401  (fixture)
 
 from hcm.cache import CacheError, FeatureCache
 from hcm.cache.inspect import verify_cache
@@ -15,8 +16,6 @@ from hcm.core.errors import UsageError
 from hcm.pipeline.encoders.graph import ChainParser
 from hcm.pipeline.importers.mmsa import import_mmsa
 from hcm.pipeline.importers.mmsa_file import MmsaFileError, UnsafePickleError, read_mmsa_file
-
-from mmsa_files import Spec, make_arrays, reuse_encoders, write_file  # noqa: F401  (fixture)
 
 SPLITS = ("train", "valid", "test")
 def _import(tmp_path: Path, spec: Spec, arrays: dict | None = None, name: str = "cache", **options) -> tuple:

@@ -13,7 +13,12 @@ import soundfile
 
 from hcm.pipeline.sample import available_samples, get_sample, make_sample
 from hcm.pipeline.sample.registry import (
-    EMPTY_TEXT, MARKER, MISSING_CLIP, MISSING_TRANSCRIPTION, MISSING_WAV, NO_AUDIO,
+    EMPTY_TEXT,
+    MARKER,
+    MISSING_CLIP,
+    MISSING_TRANSCRIPTION,
+    MISSING_WAV,
+    NO_AUDIO,
     TRUNCATED_MEDIA,
 )
 

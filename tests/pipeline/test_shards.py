@@ -8,7 +8,7 @@ from typing import Sequence
 import pytest
 from cache_synth import make_meta, synthetic_item
 
-from hcm.cache import CacheWriter, FeatureCache, Failure
+from hcm.cache import CacheWriter, Failure, FeatureCache
 from hcm.pipeline.shards import ShardCounts, ShardLoop
 
 N_PLANNED, SHARD_SIZE = 23, 5  # five shards, the last one of three entries

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hcm_pickles import RunsCode
 
 from hcm.training import checkpoints as C
 from hcm.training.checkpoints import CheckpointReadError, CheckpointWriteError, load_checkpoint, save_checkpoint
-from hcm_pickles import RunsCode
 
 
 def _draws() -> tuple[float, float, float]:

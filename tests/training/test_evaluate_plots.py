@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hcm_tiny_model import tiny_facts
 
 from hcm.training.evaluate import score_classes, write_outputs
-from hcm.training.settings import DatasetFacts
 from hcm.training.inference import Predictions
-from hcm_tiny_model import tiny_facts
+from hcm.training.settings import DatasetFacts
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -7,10 +7,9 @@ import math
 
 import numpy as np
 import pytest
+from mmsa_reference import reference_mosei, reference_sims, weighted_f1
 
 from hcm.training import metrics as M
-
-from mmsa_reference import reference_mosei, reference_sims, weighted_f1
 
 
 def _cases(top: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

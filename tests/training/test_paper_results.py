@@ -10,7 +10,11 @@ import pytest
 from scipy import stats
 
 from hcm.training.paper_results import (
-    load_paper_numbers, paper_datasets, paper_numbers, seed_summary, show,
+    load_paper_numbers,
+    paper_datasets,
+    paper_numbers,
+    seed_summary,
+    show,
 )
 from hcm.training.settings import load_dataset_facts
 

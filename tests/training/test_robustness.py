@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hcm.training.robustness import (Condition, add_noise, column_spread, conditions_for, mask_modalities,
-                                     missing_sets)
+from hcm.training.robustness import Condition, add_noise, column_spread, conditions_for, mask_modalities, missing_sets
 
 MODS = ("text", "video", "audio")
 

@@ -8,12 +8,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from hcm_tiny_cache import build_cache
+from hcm_tiny_model import tiny_facts
 
 from hcm.model.config import ModelConfig
 from hcm.training.runs import RunFolderGoneError
 from hcm.training.trainer import TrainConfig, train
-from hcm_tiny_cache import build_cache
-from hcm_tiny_model import tiny_facts
 
 
 def test_training_stops_when_its_run_folder_is_deleted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import hcm
 from hcm.core.configs import configs_dir
-import json
-
-import numpy as np
-
 from hcm.model.config import READING_SWITCHES, ModelConfig, parse_modalities
-from hcm.training.settings import (DatasetFacts, TrainConfig, inverse_frequency_weights, load_dataset_facts, load_hparams,
-                                   with_class_weights)
 from hcm.model.hcmnet import build_model
+from hcm.training.settings import (
+    DatasetFacts,
+    TrainConfig,
+    inverse_frequency_weights,
+    load_dataset_facts,
+    load_hparams,
+    with_class_weights,
+)
 
 DATASETS = ("mosei", "meld", "iemocap", "sample")
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from hcm.model.config import ModelConfig
-from hcm.training.evaluate import load_run_model
-from hcm.training.runs import RunPaths
 from hcm.training.checkpoints import load_checkpoint
+from hcm.training.evaluate import load_run_model
 from hcm.training.faults import NonFiniteLossError
+from hcm.training.runs import RunPaths
 from hcm.training.settings import TrainConfig
 from hcm.training.trainer import train
 

@@ -12,10 +12,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from hcm.model.config import ModelConfig
-from hcm.training.faults import TrainingInterrupted
-from hcm.training.settings import DatasetFacts
 from hcm.training.checkpoints import load_checkpoint
-from hcm.training.settings import TrainConfig
+from hcm.training.faults import TrainingInterrupted
+from hcm.training.settings import DatasetFacts, TrainConfig
 from hcm.training.trainer import train
 
 pytestmark = pytest.mark.slow

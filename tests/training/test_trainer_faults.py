@@ -11,16 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hcm_tiny_cache import build_cache, plant_nan
+from hcm_tiny_model import TinyNet, tiny_facts
 
 from hcm.model.config import ModelConfig
 from hcm.training import TrainingError
 from hcm.training.checkpoints import load_checkpoint
-from hcm.training.faults import TrainingInterrupted, config_differences
-from hcm.training.faults import NonFiniteLossError
+from hcm.training.faults import NonFiniteLossError, TrainingInterrupted, config_differences
 from hcm.training.settings import TrainConfig
 from hcm.training.trainer import train
-from hcm_tiny_cache import build_cache, plant_nan
-from hcm_tiny_model import TinyNet, tiny_facts
 
 FACTORY = "hcm_tiny_model:TinyNet"
 STEPS = 4  # 32 train items, batch 8

@@ -12,8 +12,15 @@ from optuna.trial import TrialState
 
 from hcm.core.errors import UsageError
 from hcm.training.tuning import (
-    best_first, default_storage, load_study, make_pruner, make_sampler, open_storage, requeue_failed_points,
-    shown_url, work_until,
+    best_first,
+    default_storage,
+    load_study,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    requeue_failed_points,
+    shown_url,
+    work_until,
 )
 
 IDENTITY = {"cache": "c", "dataset": "sample", "space": {"x": [1, 2]}, "grid": {}, "settings": {},
