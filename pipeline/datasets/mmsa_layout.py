@@ -25,6 +25,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from hcm.core.files import plain_name
 from hcm.pipeline.datasets.base import (
     DUPLICATE_ROW,
     INVALID_ID,
@@ -94,14 +95,21 @@ class MediaIndex:
         return missing, missing
 
     def _folder(self, video_id: str) -> dict[str, list[Path]]:
+        """The files of ``Raw/<video_id>/`` by stem, leaving out links that lead out of ``Raw/``."""
         if video_id not in self._folders:
             folder = self.raw / video_id
             files: dict[str, list[Path]] = defaultdict(list)
-            if folder.is_dir():
+            if folder.is_dir() and not self.leads_out(folder):
                 for path in sorted(folder.iterdir()):
-                    files[path.stem].append(path)
+                    if not self.leads_out(path):
+                        files[path.stem].append(path)
             self._folders[video_id] = files
         return self._folders[video_id]
+
+
+    def leads_out(self, path: Path) -> bool:
+        """Whether ``path`` (through any link) resolves outside ``Raw/``."""
+        return not path.resolve().is_relative_to(self.raw.resolve())
 
 
 def read_label_rows(path: Path) -> tuple[list[CsvRow], bool]:
@@ -124,6 +132,11 @@ def parse_row(row: CsvRow, path: Path, media: MediaIndex, parse_label: LabelPars
         return rejected_row(f"{path.name}:{row.line}", mode if mode in SPLITS else "", INVALID_ID,
                             f"{where}: empty video_id or clip_id", video_id, row.line)
     item_id = f"{video_id}$_${clip_id}"
+    if not (plain_name(video_id) and plain_name(clip_id)):
+        return rejected_row(item_id, mode if mode in SPLITS else "", INVALID_ID,
+                            f"{where}: video_id {video_id!r} or clip_id {clip_id!r} is a path, not a name; media "
+                            f"are read only from Raw/<video_id>/<clip_id>.<ext> inside the dataset folder",
+                            video_id, row.line)
     if has_mode and mode not in SPLITS:
         return rejected_row(item_id, "", UNKNOWN_SPLIT, f"{where}: mode {mode!r} is not one of {list(SPLITS)}",
                             video_id, row.line)
@@ -135,6 +148,9 @@ def parse_row(row: CsvRow, path: Path, media: MediaIndex, parse_label: LabelPars
     labels = {name: other_label(value) for name, value in values.items()
               if name and name not in CORE_COLUMNS}
     video, audio = media.clip(video_id, clip_id)
+    if media.leads_out(audio.path):
+        return rejected_row(item_id, mode, INVALID_ID, f"{where}: Raw/{video_id}/{clip_id} is a link that leads out "
+                            f"of the dataset folder; media are read only from inside it", video_id, row.line)
     return Utterance(id=item_id, split=mode, label=label, labels=labels, text=values.get("text") or "",
                      group=video_id, position=0, video=video, audio=audio, notes=repair_note(path, row.repaired))
 

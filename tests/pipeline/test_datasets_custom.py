@@ -170,3 +170,22 @@ def test_other_datasets_refuse_the_custom_flags(tmp_path):
 def test_a_label_column_empty_everywhere_is_a_clear_error(tmp_path):
     with pytest.raises(AnnotationError, match="label column is empty in every row"):
         read(corpus(tmp_path, videos_rows(["", "", ""], videos=3)))
+
+
+def test_ids_that_are_paths_and_links_out_of_raw_are_never_read(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "0.mp4").write_bytes(b"secret")
+    root = corpus(tmp_path / "corpus", videos_rows(["1", "2", "3"], videos=3))
+    with open(root / "label.csv", "a", encoding="utf-8") as handle:
+        handle.write("../../outside,0,escape,1\nv0,../x,escape,1\n")
+    (root / "Raw" / "linked").symlink_to(outside)  # a video folder that is a link out of Raw/
+    (root / "Raw" / "v1" / "9.mp4").symlink_to(outside / "0.mp4")  # a clip file that is a link out
+    with open(root / "label.csv", "a", encoding="utf-8") as handle:
+        handle.write("linked,0,link,1\nv1,9,link,1\n")
+    _, items = read(root)
+    bad = [u.dropped[1] for u in items if u.dropped]
+    assert sum("is a path, not a name" in reason for reason in bad) == 2, bad
+    assert sum("leads out of the dataset folder" in reason for reason in bad) == 2, bad
+    kept = [u for u in items if not u.dropped]
+    assert len(kept) == 3 and all(u.audio.path.resolve().is_relative_to(root / "Raw") for u in kept)
