@@ -24,7 +24,8 @@ import io
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -229,6 +230,30 @@ def clip_order(group: list[Utterance]) -> list[Utterance]:
     else:
         keys = [(0, c) for c in clip_ids]
     return [u for _, u in sorted(zip(keys, group), key=lambda pair: pair[0])]
+
+
+def clips_by_video(rows: Iterable[CsvRow], parse: Callable[[CsvRow], Utterance], path: Path) -> list[Utterance]:
+    """The utterances of a label file's ``rows`` (one clip each, ``parse`` makes it): good ones in
+    clip order per video, numbered and given context, then the rejected rows, a repeated id among
+    them (the first row with an id is kept)."""
+    by_video: dict[str, list[Utterance]] = defaultdict(list)
+    seen: dict[str, int] = {}
+    rejected: list[Utterance] = []
+    for row in rows:
+        utterance = parse(row)
+        if utterance.dropped is None and utterance.id in seen:
+            utterance = rejected_row(utterance.id, utterance.split, DUPLICATE_ROW,
+                                     f"{path} line {row.line}: duplicate id {utterance.id!r} (line "
+                                     f"{seen[utterance.id]} is kept)", utterance.group, row.line)
+        if utterance.dropped is not None:
+            rejected.append(utterance)
+            continue
+        seen[utterance.id] = row.line
+        by_video[utterance.group].append(utterance)
+    for group in by_video.values():
+        group[:] = clip_order(group)
+        attach_context(group)
+    return [u for group in by_video.values() for u in group] + rejected
 
 
 def natural_key(value: str) -> tuple:

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from hcm.core.files import plain_name
 from hcm.pipeline.datasets.base import (
-    DUPLICATE_ROW,
     INVALID_ID,
     INVALID_LABEL,
     SPLITS,
@@ -36,8 +35,7 @@ from hcm.pipeline.datasets.base import (
     CsvRow,
     DatasetAdapter,
     Utterance,
-    attach_context,
-    clip_order,
+    clips_by_video,
     read_csv_rows,
     rejected_row,
     repair_note,
@@ -163,24 +161,7 @@ def read_layout(root: Path, parse_label: LabelParser, rows: list[CsvRow] | None 
     if rows is None or has_mode is None:
         rows, has_mode = read_label_rows(path)
     media = MediaIndex(root / "Raw")
-    by_video: dict[str, list[Utterance]] = defaultdict(list)
-    seen: dict[str, int] = {}
-    rejected: list[Utterance] = []
-    for row in rows:
-        utterance = parse_row(row, path, media, parse_label, has_mode)
-        if utterance.dropped is None and utterance.id in seen:
-            utterance = rejected_row(utterance.id, utterance.split, DUPLICATE_ROW,
-                                     f"{path} line {row.line}: duplicate id {utterance.id!r} (line "
-                                     f"{seen[utterance.id]} is kept)", utterance.group, row.line)
-        if utterance.dropped is not None:
-            rejected.append(utterance)
-            continue
-        seen[utterance.id] = row.line
-        by_video[utterance.group].append(utterance)
-    for group in by_video.values():
-        group[:] = clip_order(group)
-        attach_context(group)
-    return [u for group in by_video.values() for u in group] + rejected
+    return clips_by_video(rows, lambda row: parse_row(row, path, media, parse_label, has_mode), path)
 
 
 def split_counts(items: list[Utterance]) -> dict[str, int]:

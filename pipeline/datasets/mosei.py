@@ -18,12 +18,10 @@ describes, giving the same items as the MMSA layout of the same clips.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from pathlib import Path
 
 from hcm.core.files import plain_name
 from hcm.pipeline.datasets.base import (
-    DUPLICATE_ROW,
     INVALID_ID,
     INVALID_LABEL,
     SPLITS,
@@ -32,8 +30,7 @@ from hcm.pipeline.datasets.base import (
     DatasetAdapter,
     DatasetRootError,
     Utterance,
-    attach_context,
-    clip_order,
+    clips_by_video,
     read_csv_rows,
     register_dataset,
     rejected_row,
@@ -103,24 +100,7 @@ def read_mmsa_labels(root: Path) -> list[Utterance]:
     """Every row of ``<root>/label.csv``: well-formed ones numbered and given context per video,
     the others as rejected rows (see ``Utterance.dropped``)."""
     path = root / "label.csv"
-    by_video: dict[str, list[Utterance]] = defaultdict(list)
-    seen: dict[str, int] = {}
-    rejected: list[Utterance] = []
-    for row in read_csv_rows(path, MOSEI_COLUMNS):
-        utterance = _parse_row(row, root, path)
-        if utterance.dropped is None and utterance.id in seen:
-            utterance = rejected_row(utterance.id, utterance.split, DUPLICATE_ROW,
-                                     f"{path} line {row.line}: duplicate id {utterance.id!r} (line "
-                                     f"{seen[utterance.id]} is kept)", utterance.group, row.line)
-        if utterance.dropped is not None:
-            rejected.append(utterance)
-            continue
-        seen[utterance.id] = row.line
-        by_video[utterance.group].append(utterance)
-    for group in by_video.values():
-        group[:] = clip_order(group)
-        attach_context(group)
-    return [u for group in by_video.values() for u in group] + rejected
+    return clips_by_video(read_csv_rows(path, MOSEI_COLUMNS), lambda row: _parse_row(row, root, path), path)
 
 
 @register_dataset
