@@ -120,21 +120,32 @@ def read_label_rows(path: Path) -> tuple[list[CsvRow], bool]:
     return rows, has_mode
 
 
-def parse_row(row: CsvRow, path: Path, media: MediaIndex, parse_label: LabelParser, has_mode: bool) -> Utterance:
-    """One row as an utterance (split ``""`` without a ``mode`` column); a bad row is a rejected row."""
-    values, where = row.values, f"{path} line {row.line}"
-    video_id = (values.get("video_id") or "").strip()
-    clip_id = (values.get("clip_id") or "").strip()
-    mode = (values.get("mode") or "").strip() if has_mode else ""
+def clip_ids(row: CsvRow, path: Path, mode: str) -> tuple[str, str] | Utterance:
+    """``(video_id, clip_id)`` of a label-file row, or its rejected row when either is empty or is a
+    path rather than a name (media are read only from ``Raw/<video_id>/<clip_id>.<ext>``)."""
+    video_id = (row.values.get("video_id") or "").strip()
+    clip_id = (row.values.get("clip_id") or "").strip()
+    split, where = (mode if mode in SPLITS else ""), f"{path} line {row.line}"
     if not video_id or not clip_id:
-        return rejected_row(f"{path.name}:{row.line}", mode if mode in SPLITS else "", INVALID_ID,
-                            f"{where}: empty video_id or clip_id", video_id, row.line)
-    item_id = f"{video_id}$_${clip_id}"
+        return rejected_row(f"{path.name}:{row.line}", split, INVALID_ID, f"{where}: empty video_id or clip_id",
+                            video_id, row.line)
     if not (plain_name(video_id) and plain_name(clip_id)):
-        return rejected_row(item_id, mode if mode in SPLITS else "", INVALID_ID,
+        return rejected_row(f"{video_id}$_${clip_id}", split, INVALID_ID,
                             f"{where}: video_id {video_id!r} or clip_id {clip_id!r} is a path, not a name; media "
                             f"are read only from Raw/<video_id>/<clip_id>.<ext> inside the dataset folder",
                             video_id, row.line)
+    return video_id, clip_id
+
+
+def parse_row(row: CsvRow, path: Path, media: MediaIndex, parse_label: LabelParser, has_mode: bool) -> Utterance:
+    """One row as an utterance (split ``""`` without a ``mode`` column); a bad row is a rejected row."""
+    values, where = row.values, f"{path} line {row.line}"
+    mode = (values.get("mode") or "").strip() if has_mode else ""
+    ids = clip_ids(row, path, mode)
+    if isinstance(ids, Utterance):
+        return ids
+    video_id, clip_id = ids
+    item_id = f"{video_id}$_${clip_id}"
     if has_mode and mode not in SPLITS:
         return rejected_row(item_id, "", UNKNOWN_SPLIT, f"{where}: mode {mode!r} is not one of {list(SPLITS)}",
                             video_id, row.line)

@@ -17,12 +17,9 @@ describes, giving the same items as the MMSA layout of the same clips.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from hcm.core.files import plain_name
 from hcm.pipeline.datasets.base import (
-    INVALID_ID,
     INVALID_LABEL,
     SPLITS,
     UNKNOWN_SPLIT,
@@ -37,6 +34,7 @@ from hcm.pipeline.datasets.base import (
     repair_note,
     require_paths,
 )
+from hcm.pipeline.datasets.mmsa_layout import clip_ids, finite
 from hcm.pipeline.media import MediaRef
 
 MOSEI_COLUMNS = (
@@ -51,40 +49,26 @@ MOSEI_SOURCE = (
 )
 
 
-def _finite(value: str) -> float:
-    """``value`` as a finite float; ValueError otherwise."""
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{value!r} is not a finite number")
-    return number
-
-
 def _optional_float(value: str | None) -> float | None:
     """An optional numeric column: ``None`` when empty."""
     value = (value or "").strip()
-    return _finite(value) if value else None
+    return finite(value) if value else None
 
 
 def _parse_row(row: CsvRow, root: Path, path: Path) -> Utterance:
     """One ``label.csv`` row as an utterance; a malformed one is a rejected row (logged)."""
     values, where = row.values, f"{path} line {row.line}"
-    video_id = (values.get("video_id") or "").strip()
-    clip_id = (values.get("clip_id") or "").strip()
     mode = (values.get("mode") or "").strip()
-    if not video_id or not clip_id:
-        return rejected_row(f"{path.name}:{row.line}", mode if mode in SPLITS else "", INVALID_ID,
-                            f"{where}: empty video_id or clip_id", video_id, row.line)
+    ids = clip_ids(row, path, mode)
+    if isinstance(ids, Utterance):
+        return ids
+    video_id, clip_id = ids
     item_id = f"{video_id}$_${clip_id}"
-    if not (plain_name(video_id) and plain_name(clip_id)):
-        return rejected_row(item_id, mode if mode in SPLITS else "", INVALID_ID,
-                            f"{where}: video_id {video_id!r} or clip_id {clip_id!r} is a path, not a name; media "
-                            f"are read only from Raw/<video_id>/<clip_id>.mp4 inside the dataset folder",
-                            video_id, row.line)
     if mode not in SPLITS:
         return rejected_row(item_id, "", UNKNOWN_SPLIT, f"{where}: mode {mode!r} is not one of {list(SPLITS)}",
                             video_id, row.line)
     try:
-        label = _finite((values.get("label") or "").strip())
+        label = finite((values.get("label") or "").strip())
         labels = {name: _optional_float(values.get(name)) for name in MODALITY_LABELS}
     except ValueError as err:
         return rejected_row(item_id, mode, INVALID_LABEL, f"{where}: non-numeric label ({err})", video_id, row.line)
