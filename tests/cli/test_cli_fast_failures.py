@@ -4,25 +4,9 @@ loading torch first. Checked by what a subprocess has imported, not by timing it
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import hcm
-
-PROBE = """
-import json, sys
-from hcm.cli import app
-codes = []
-for args in json.loads(sys.argv[1]):
-    try:
-        app(args, prog_name="hcm")
-    except SystemExit as stop:
-        codes.append(stop.code)
-print(json.dumps({"codes": codes, "heavy": sorted(m for m in ("torch", "transformers") if m in sys.modules)}))
-"""
+from cli_probe import probe_commands
 
 
 def test_bad_paths_and_names_fail_before_torch_is_imported(tmp_path: Path) -> None:
@@ -44,10 +28,7 @@ def test_bad_paths_and_names_fail_before_torch_is_imported(tmp_path: Path) -> No
         ["import", "mmsa", missing + ".pkl", "--dataset", "mosi"],
         ["quickstart", "--config", missing + ".json"],
     ]
-    env = {**os.environ, "PYTHONPATH": str(Path(hcm.__file__).parent.parent), "HCM_HOME": str(tmp_path / "w")}
-    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(calls)], capture_output=True, text=True,
-                          env=env, timeout=300)
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["codes"] == [2] * len(calls), (report, done.stderr[-3000:])
+    report, stderr = probe_commands(calls, tmp_path / "w", timeout=300)
+    assert report["codes"] == [2] * len(calls), (report, stderr[-3000:])
     assert report["heavy"] == [], f"imported {report['heavy']} before the arguments were checked"
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in stderr

@@ -3,16 +3,11 @@ an example and defaults in every command's help, flags without a type, ``-w`` af
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-import hcm
 from hcm.apps.options import workdir_first
 from hcm.cli import app
 
@@ -24,25 +19,13 @@ USAGE_ERRORS = [["train", "--epochs", "0"], ["train", "--lr", "0"], ["train", "-
                 ["reproduce", "--seeds", "1,x"], ["tune", "--trials", "0"], ["tune", "--pruner", "asha"],
                 ["extract", "--dataset", "mosei", "--frames", "0"], ["import", "mmsa", "f.pkl", "-d", "mosi",
                                                                      "--aligned-rows", "some"]]
-PROBE = """
-import json, sys
-from hcm.cli import app
-codes = []
-for args in json.loads(sys.argv[1]):
-    try:
-        app(args, prog_name="hcm")
-    except SystemExit as stop:
-        codes.append(stop.code)
-print(json.dumps({"codes": codes, "heavy": sorted(m for m in ("torch", "transformers") if m in sys.modules)}))
-"""
+
+from cli_probe import probe_commands
 
 
 def test_help_and_usage_errors_import_no_heavy_library(tmp_path: Path) -> None:
     calls = [["--help"], *[[*c, "--help"] for c in COMMANDS], *USAGE_ERRORS]
-    env = {**os.environ, "PYTHONPATH": str(Path(hcm.__file__).parent.parent), "HCM_HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(calls)], capture_output=True, text=True,
-                          env=env, timeout=120)
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report, _ = probe_commands(calls, tmp_path, timeout=120)
     assert report["heavy"] == [], f"imported {report['heavy']} before the arguments were checked"
     assert report["codes"] == [0] * (len(COMMANDS) + 1) + [2] * len(USAGE_ERRORS), report
 
