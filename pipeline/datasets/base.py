@@ -232,6 +232,15 @@ def clip_order(group: list[Utterance]) -> list[Utterance]:
     return [u for _, u in sorted(zip(keys, group), key=lambda pair: pair[0])]
 
 
+def order_groups(by_video: Mapping[str, list[Utterance]]) -> list[Utterance]:
+    """Each video's clips put in clip order (in place), numbered and given context; all of them,
+    video after video in the mapping's order."""
+    for group in by_video.values():
+        group[:] = clip_order(group)
+        attach_context(group)
+    return [u for group in by_video.values() for u in group]
+
+
 def clips_by_video(rows: Iterable[CsvRow], parse: Callable[[CsvRow], Utterance], path: Path) -> list[Utterance]:
     """The utterances of a label file's ``rows`` (one clip each, ``parse`` makes it): good ones in
     clip order per video, numbered and given context, then the rejected rows, a repeated id among
@@ -250,10 +259,7 @@ def clips_by_video(rows: Iterable[CsvRow], parse: Callable[[CsvRow], Utterance],
             continue
         seen[utterance.id] = row.line
         by_video[utterance.group].append(utterance)
-    for group in by_video.values():
-        group[:] = clip_order(group)
-        attach_context(group)
-    return [u for group in by_video.values() for u in group] + rejected
+    return order_groups(by_video) + rejected
 
 
 def natural_key(value: str) -> tuple:

@@ -36,6 +36,7 @@ from hcm.pipeline.datasets.base import (
     register_dataset,
     require_paths,
 )
+from hcm.pipeline.datasets.language import LANGUAGES
 from hcm.pipeline.datasets.mmsa_layout import (
     LAYOUT,
     finite,
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 DATASET_JSON = "dataset.json"
 JSON_KEYS = ("task", "label_range", "classes", "language", "split_seed")
 SPLIT_SHARES = {"train": 0.7, "valid": 0.1, "test": 0.2}  # of clips, when hcm makes the split
-LANGUAGES = {"en": ("", ""), "zh": ("zh_core_web_sm", "xlm-roberta-large")}  # -> (spaCy model, text model)
 STREAMS = {"text": ["roberta", "clip_text"], "video": ["efficientnet", "clip_image"], "audio": ["esresnext", "mel"]}
 
 

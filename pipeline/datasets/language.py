@@ -13,17 +13,32 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from hcm.pipeline.encoders.graph import CHAIN
-from hcm.pipeline.weights import WeightOptions
+if TYPE_CHECKING:
+    from hcm.pipeline.weights import WeightOptions
 
 log = logging.getLogger(__name__)
+
+
+class TextChoice(NamedTuple):
+    """The parser and text model for transcripts in one language ("": the profile's English default)."""
+
+    spacy_model: str
+    text_model: str
+
+
+# language (ISO 639-1) -> its parser and text model; the dataset readers and the MMSA importer read it
+# (here, and not in the text encoders, so that the dataset registry loads without torch)
+LANGUAGES = {"en": TextChoice("", ""), "zh": TextChoice("zh_core_web_sm", "xlm-roberta-large")}
 
 
 def text_choices(adapter: Any, spacy_model: str | None, weights: WeightOptions | None,
                  tiny: bool) -> tuple[str | None, WeightOptions | None, list[str]]:
     """``(spacy_model, weights, warnings)`` for extracting ``adapter``'s dataset (see the module doc)."""
+    from hcm.pipeline.encoders.graph import CHAIN
+    from hcm.pipeline.weights import WeightOptions
+
     if adapter.language == "en":
         return spacy_model, weights, []
     warnings: list[str] = []

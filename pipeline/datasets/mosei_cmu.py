@@ -27,20 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
-from hcm.core.configs import configs_dir
-from hcm.core.files import read_json_object
 from hcm.pipeline.datasets.base import (
     INVALID_ID,
     INVALID_LABEL,
-    SPLITS,
     UNKNOWN_SPLIT,
     Utterance,
-    attach_context,
-    clip_order,
+    order_groups,
     read_lines,
     rejected_row,
     repair_note,
 )
+from hcm.pipeline.importers.csd_file import Sequence, sentiment, standard_folds
 from hcm.pipeline.media import MediaRef
 
 log = logging.getLogger(__name__)
@@ -93,11 +90,8 @@ def read_transcripts(root: Path) -> tuple[dict[str, list[tuple[str, float, float
 
 def read_cmu_archive(root: Path) -> list[Utterance]:
     """Every labelled interval as an utterance (see the module docstring)."""
-    from hcm.pipeline.importers.csd_file import Sequence
-
     path = labels_file(root)
-    folds = read_json_object(configs_dir() / "datasets" / "folds" / "mosei.json", "standard folds")
-    split_of = {video: split for split in SPLITS for video in folds[split]}
+    split_of = standard_folds("mosei")
     transcripts, rejected = read_transcripts(root)
     labels = Sequence(path)
     by_video: dict[str, list[Utterance]] = defaultdict(list)
@@ -111,10 +105,7 @@ def read_cmu_archive(root: Path) -> list[Utterance]:
                 (rejected if made.dropped else by_video[video]).append(made)
     finally:
         labels.close()
-    for group in by_video.values():
-        group[:] = clip_order(group)
-        attach_context(group)
-    return [u for group in by_video.values() for u in group] + rejected
+    return order_groups(by_video) + rejected
 
 
 def _utterance(root: Path, path: Path, video: str, span: np.ndarray, values: np.ndarray,
@@ -130,12 +121,12 @@ def _utterance(root: Path, path: Path, video: str, span: np.ndarray, values: np.
     if split is None:
         return rejected_row(item_id, "", UNKNOWN_SPLIT, f"{where}: video {video} is in none of the CMU-MultimodalSDK "
                                                         f"standard folds", video)
-    sentiment = float(values[0]) if values.size else math.nan
-    if not math.isfinite(sentiment) or not -3.0 <= sentiment <= 3.0:
-        return rejected_row(item_id, split, INVALID_LABEL, f"{where}: sentiment {sentiment} is not a score in [-3, 3]",
+    score = sentiment(values)
+    if not math.isfinite(score) or not -3.0 <= score <= 3.0:
+        return rejected_row(item_id, split, INVALID_LABEL, f"{where}: sentiment {score} is not a score in [-3, 3]",
                             video)
-    labels = {"annotation": "Positive" if sentiment > 0 else "Negative" if sentiment < 0 else "Neutral",
+    labels = {"annotation": "Positive" if score > 0 else "Negative" if score < 0 else "Neutral",
               **{name: float(v) for name, v in zip(EMOTIONS, values[1:])}}
     clip = MediaRef(root / VIDEOS / f"{video}_{segment}.mp4")
-    return Utterance(id=item_id, split=split, label=sentiment, labels=labels, text=text, group=video, position=0,
+    return Utterance(id=item_id, split=split, label=score, labels=labels, text=text, group=video, position=0,
                      video=clip, audio=clip, notes={"text_repair": note} if note else {})

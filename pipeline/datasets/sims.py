@@ -15,6 +15,7 @@ cache (``--spacy-model`` names another). Published splits: CH-SIMS 1368 / 456 / 
 from __future__ import annotations
 
 from hcm.pipeline.datasets.base import register_dataset
+from hcm.pipeline.datasets.language import LANGUAGES
 from hcm.pipeline.datasets.mmsa_layout import MmsaLayoutAdapter
 
 SIMS_SOURCE = (
@@ -32,8 +33,7 @@ class SimsAdapter(MmsaLayoutAdapter):
     label_range = (-1.0, 1.0)
     published_splits = {"train": 1368, "valid": 456, "test": 457}
     language = "zh"
-    spacy_model = "zh_core_web_sm"
-    text_model = "xlm-roberta-large"
+    spacy_model, text_model = LANGUAGES[language]
     source = SIMS_SOURCE
 
 

@@ -41,9 +41,7 @@ from hcm import __version__
 from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item
 from hcm.cache.manifest import sha256_file
 from hcm.cache.writer import exclusive_run
-from hcm.core.configs import configs_dir
 from hcm.core.errors import UsageError
-from hcm.core.files import read_json_object
 from hcm.core.names import REGRESSION, SPLITS
 from hcm.core.workspace import Workspace
 from hcm.pipeline.importers.csd_file import (
@@ -52,6 +50,8 @@ from hcm.pipeline.importers.csd_file import (
     Sequence,
     key,
     segment_rows,
+    sentiment,
+    standard_folds,
     word_average,
     words_of,
 )
@@ -83,12 +83,6 @@ CSD_DATASETS = {
     "mosei": CsdDataset("mosei", "All Labels", MOSEI_LABELS, 0),
 }
 DEFAULT_SEQUENCES = {"words": "words", "text": "glove_vectors", "video": "FACET_4.2", "audio": "COVAREP"}
-
-
-def standard_folds(dataset: str) -> dict[str, str]:
-    """video id -> split, from the SDK's standard folds shipped in configs/datasets/folds/."""
-    folds = read_json_object(configs_dir() / "datasets" / "folds" / f"{dataset}.json", "standard folds")
-    return {video: split for split in SPLITS for video in folds[split]}
 
 
 def find_sequences(folder: Path, wanted: dict[str, str]) -> dict[str, Path]:
@@ -185,17 +179,25 @@ def plan_segments(labels: Sequence, info: CsdDataset) -> list[Segment]:
 
 
 class Streams:
-    """The open sequences, with each video's rows read once."""
+    """The open sequences, with each video's rows (and its words, decoded) read once."""
 
     def __init__(self, sequences: dict[str, Sequence]) -> None:
         self.sequences = sequences
         self._video: str | None = None
         self._rows: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._words: list[str] = []
 
     def rows(self, role: str, video: str) -> tuple[np.ndarray, np.ndarray] | None:
         if video != self._video:
             self._video, self._rows = video, {r: s.get(video) for r, s in self.sequences.items()}
+            words = self._rows.get("words")
+            self._words = words_of(words[0]) if words is not None else []
         return self._rows[role]
+
+    def words(self, video: str) -> tuple[list[str], np.ndarray] | None:
+        """The words of ``video`` as text with their intervals (n, 2); None without a word sequence for it."""
+        found = self.rows("words", video)
+        return None if found is None else (self._words, found[1])
 
 
 def _clean(values: np.ndarray, name: str, notes: dict[str, str]) -> np.ndarray:
@@ -206,24 +208,22 @@ def _clean(values: np.ndarray, name: str, notes: dict[str, str]) -> np.ndarray:
     return values
 
 
-def segment_item(segment: Segment, split: str, streams: Streams, align: str,
-                 label_names: Seq[str]) -> Item | Failure:
+def segment_item(segment: Segment, split: str, streams: Streams, align: str, info: CsdDataset) -> Item | Failure:
     """The item of one segment, or the failure that says why it is none."""
-    label = float(segment.labels[0]) if segment.labels.size else math.nan
-    if not math.isfinite(label) or not -3.0 <= label <= 3.0:
-        return Failure(segment.id, INVALID_LABEL, split, f"sentiment {label} is not a score in [-3, 3]")
-    words_rows = streams.rows("words", segment.video)
+    label, (low, high) = sentiment(segment.labels), info.label_range
+    if not math.isfinite(label) or not low <= label <= high:
+        return Failure(segment.id, INVALID_LABEL, split, f"sentiment {label} is not a score in [{low:g}, {high:g}]")
+    found_words = streams.words(segment.video)
     words, word_spans = [], np.zeros((0, 2))
-    if words_rows is not None:
-        values, spans = words_rows
-        inside = [(w, s) for w, s in zip(words_of(values), spans)
+    if found_words is not None:
+        inside = [(w, s) for w, s in zip(*found_words)
                   if w != SILENCE and s[0] < segment.end and s[1] > segment.start]
         words = [w for w, _ in inside]
         word_spans = np.array([s for _, s in inside]).reshape(-1, 2)
     if align == "words" and not words:
         return Failure(segment.id, NO_WORDS, split, "--align words: the segment holds no word")
     item = Item(id=segment.id, split=split, label=label,
-                labels={n: float(v) for n, v in zip(label_names[1:], segment.labels[1:])},
+                labels={n: float(v) for n, v in zip(info.label_names[1:], segment.labels[1:])},
                 text=" ".join(words), group=segment.video, position=segment.number)
     for modality, stream in STREAM_OF.items():
         found = streams.rows(modality, segment.video)
@@ -298,12 +298,12 @@ def import_csd(folder: str | Path, dataset: str, *, out: Path | None = None, wor
         summary.fold_videos_missing = sorted(set(folds) - set(opened["labels"].videos))
         digests = {role: sha256_file(path) for role, path in paths.items()}
         writer = CacheWriter(out, import_meta(info, opened, digests, align, shard_size))
-        streams = Streams({role: s for role, s in opened.items() if role != "labels"})
+        run = _Run(folds, Streams({role: s for role, s in opened.items() if role != "labels"}), align, info)
         with exclusive_run(out, "import"):
             loop = ShardLoop(segments, shard_size, writer)
             summary.shards = loop.counts
-            loop.run(lambda k, shard, advance: write_shard(writer, k, shard, advance, _Run(folds, streams, align, info),
-                                                           summary), f"import {dataset}", progress)
+            loop.run(lambda k, shard, advance: write_shard(writer, k, shard, advance, run, summary),
+                     f"import {dataset}", progress)
         writer.finalize(len(segments))
     summary.seconds = time.perf_counter() - started
     return summary
@@ -321,13 +321,14 @@ class _Run:
 
 def write_shard(writer: CacheWriter, k: int, shard: Seq[Segment], advance: Advance, run: _Run,
                 summary: ImportSummary) -> bool:
-    """Cut the segments of shard ``k`` into items (or failures) and write the shard."""
+    """Cut the segments of shard ``k`` into items (or failures) and write the shard (False: another
+    process wrote it meanwhile, and its items are not counted here)."""
     items, failures = [], []
     for segment in shard:
         split = run.folds.get(segment.video)
         made = Failure(segment.id, NOT_IN_FOLD, "", f"video {segment.video} is in none of the SDK's standard "
                        f"folds") if split is None else \
-            segment_item(segment, split, run.streams, run.align, run.info.label_names)
+            segment_item(segment, split, run.streams, run.align, run.info)
         if isinstance(made, Item):
             try:
                 writer.validate(made)
@@ -337,9 +338,10 @@ def write_shard(writer: CacheWriter, k: int, shard: Seq[Segment], advance: Advan
         else:
             failures.append(made)
         advance(1)
-    written = writer.write_shard_once(k, items, failures)
+    if not writer.write_shard_once(k, items, failures):
+        return False
     _count(summary, items, failures)
-    return written
+    return True
 
 
 def _count(summary: ImportSummary, items: Seq[Item], failures: Seq[Failure]) -> None:

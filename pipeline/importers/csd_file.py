@@ -13,13 +13,18 @@ segment (``--align words``, as the SDK's alignment to the words with its averagi
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 
+from hcm.core.configs import configs_dir
 from hcm.core.errors import UsageError
+from hcm.core.files import read_json_object
+from hcm.core.names import SPLITS
 
 SILENCE = "sp"  # the SDK's word for a pause
 
@@ -66,7 +71,7 @@ class Sequence:
                            f"of the {len(values)} feature rows")
         return values, spans
 
-    @property
+    @functools.cached_property
     def width(self) -> int:
         """Feature width (of the first video; 0 for a sequence without videos)."""
         if not self.videos:
@@ -76,6 +81,17 @@ class Sequence:
 
     def close(self) -> None:
         self._file.close()
+
+
+def standard_folds(dataset: str) -> dict[str, str]:
+    """video id -> split, from the SDK's standard folds shipped in configs/datasets/folds/."""
+    folds = read_json_object(configs_dir() / "datasets" / "folds" / f"{dataset}.json", "standard folds")
+    return {video: split for split in SPLITS for video in folds[split]}
+
+
+def sentiment(values: np.ndarray) -> float:
+    """The sentiment of one label row (its first column); NaN for a row without columns."""
+    return float(values[0]) if values.size else math.nan
 
 
 def key(name: str) -> str:

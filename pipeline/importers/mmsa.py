@@ -40,7 +40,8 @@ from hcm.core.errors import UsageError
 from hcm.core.files import read_json_object
 from hcm.core.names import REGRESSION, SPLITS
 from hcm.core.workspace import Workspace
-from hcm.pipeline.datasets.base import Utterance, attach_context, clip_order
+from hcm.pipeline.datasets.base import Utterance, order_groups
+from hcm.pipeline.datasets.language import LANGUAGES
 from hcm.pipeline.decoding import Decoded, encode_batch, inference_threads
 from hcm.pipeline.encoders import image  # noqa: F401  (importing registers clip_text)
 from hcm.pipeline.encoders.base import create_encoder
@@ -81,7 +82,8 @@ MMSA_DATASETS = {
     "mosi": MmsaDataset("mosi", "English"),
     "mosei": MmsaDataset("mosei", "English"),
     # CLIP RN50's text tower knows English only, so CH-SIMS text is RoBERTa-type features alone
-    "sims": MmsaDataset("sims", "Chinese", ("roberta",), "xlm-roberta-large", "zh_core_web_sm", True),
+    "sims": MmsaDataset("sims", "Chinese", ("roberta",), LANGUAGES["zh"].text_model, LANGUAGES["zh"].spacy_model,
+                        True),
 }
 
 
@@ -157,9 +159,7 @@ def plan_rows(data: MmsaFile) -> list[Planned]:
             if separator:
                 videos[video].append(utterance)
             planned.append(Planned(name, i, utterance))
-    for group in videos.values():
-        group[:] = clip_order(group)
-        attach_context(group)
+    order_groups(videos)
     return planned
 
 
