@@ -43,7 +43,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 
 from hcm import __version__
-from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item, Masked
+from hcm.cache import CacheMeta, CacheWriter, Failure, FeatureSpec, Item, Masked
 from hcm.cache.manifest import load_manifest, read_manifest
 from hcm.cache.schema import recipe_precision
 from hcm.cache.writer import exclusive_run, prepare_directory
@@ -67,11 +67,9 @@ from hcm.pipeline.decoding import (
 from hcm.pipeline.encoders.base import Encoder, create_encoder
 from hcm.pipeline.encoders.precision import check_choice, choose_precision
 from hcm.pipeline.profiles import Profile, ResolvedWeights, WeightOptions, get_profile, resolve_weights, weights_recipe
-from hcm.pipeline.shards import ShardCounts, ShardLoop, shard_assignment
+from hcm.pipeline.shards import ShardCounts, ShardLoop, shard_assignment, storable
 
 log = logging.getLogger(__name__)
-
-CANNOT_STORE = "features cannot be stored"
 
 
 class ExtractionError(HcmError):
@@ -200,15 +198,10 @@ def _write_shard(run: _Run, k: int, decoded: Iterator[Decoded], count: int, adva
             kept += batch
             advance(len(batch))
             batch = []
-    stored, masked = [], []
-    for item, entry in zip(items, kept):
-        try:
-            run.writer.validate(item)
-        except CacheError as exc:
-            failures.append(Failure(item.id, CANNOT_STORE, item.split, str(exc)))
-            continue
-        stored.append(item)
-        masked += _masked(entry)
+    stored, refused = storable(run.writer, items)
+    failures += refused
+    stored_ids = {item.id for item in stored}
+    masked = [m for entry in kept if entry.utterance.id in stored_ids for m in _masked(entry)]
     if not run.writer.write_shard_once(k, stored, failures, masked):
         return False
     run.summary.truncated += sum("truncated" in item.notes for item in stored)
@@ -320,7 +313,7 @@ def _tally(summary: ExtractSummary, manifest: dict) -> None:
 def _run_shards(run: _Run, loop: ShardLoop, pool: Any, progress: bool) -> None:
     """Decode and encode every shard of this worker that is not already complete, and write it."""
     run.summary.shards = loop.counts
-    run.summary.processed = sum(map(len, loop.spans.values()))
+    run.summary.processed = loop.pending_total
     preparers = tuple((e.name, e.preparer) for e in run.encoders if e.preparer is not None)
     decoder = MediaDecoder(run.frames, preparers, keep_unreadable=True)
     # The workers decode the next batch while the encoders run on this one: a batch in flight

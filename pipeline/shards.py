@@ -23,12 +23,27 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterator, Mapping, Sequence, TypeVar
 
-from hcm.cache import CacheWriter
+from hcm.cache import CacheError, CacheWriter, Failure, Item
 from hcm.core.errors import UsageError
 from hcm.core.progress import progress_bar
 
 T = TypeVar("T")
 Advance = Callable[[int], None]  # move the progress bar by n entries
+CANNOT_STORE = "features cannot be stored"  # the failure of an item the cache refuses (the detail says why)
+
+
+def storable(writer: CacheWriter, items: Sequence[Item]) -> tuple[list[Item], list[Failure]]:
+    """``(kept, failures)``: the items the cache can store, and a failure for each other one (never
+    dropped silently)."""
+    kept, failures = [], []
+    for item in items:
+        try:
+            writer.validate(item)
+        except CacheError as error:
+            failures.append(Failure(item.id, CANNOT_STORE, item.split, str(error)))
+            continue
+        kept.append(item)
+    return kept, failures
 
 
 @dataclass
@@ -68,6 +83,11 @@ class ShardLoop(Generic[T]):
         self.spans = {k: entries[k * shard_size:(k + 1) * shard_size] for k in self.todo}
         self.counts = ShardCounts(total=total, mine=len(mine), resumed=len(mine) - len(self.todo))
 
+    @property
+    def pending_total(self) -> int:
+        """How many entries the shards still to write hold."""
+        return sum(map(len, self.spans.values()))
+
     def pending(self) -> Iterator[T]:
         """The entries of the shards still to write, in order (e.g. to decode them ahead of the loop)."""
         return (entry for k in self.todo for entry in self.spans[k])
@@ -80,7 +100,7 @@ class ShardLoop(Generic[T]):
         """
         fields = ("{task.fields[rate]}",) if rate else ()
         with progress_bar(progress, *fields, eta=True) as bar:
-            task = bar.add_task(title, total=sum(map(len, self.spans.values())), rate="")
+            task = bar.add_task(title, total=self.pending_total, rate="")
 
             def advance(n: int) -> None:
                 bar.advance(task, n)

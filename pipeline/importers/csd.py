@@ -38,7 +38,7 @@ from typing import Sequence as Seq
 import numpy as np
 
 from hcm import __version__
-from hcm.cache import CacheError, CacheMeta, CacheWriter, Failure, FeatureSpec, Item
+from hcm.cache import CacheMeta, CacheWriter, Failure, FeatureSpec, Item
 from hcm.cache.manifest import sha256_file
 from hcm.cache.writer import exclusive_run
 from hcm.core.errors import UsageError
@@ -55,7 +55,7 @@ from hcm.pipeline.importers.csd_file import (
     word_average,
     words_of,
 )
-from hcm.pipeline.shards import Advance, ShardCounts, ShardLoop
+from hcm.pipeline.shards import Advance, ShardCounts, ShardLoop, storable
 
 log = logging.getLogger(__name__)
 SOURCE_FORMAT = "csd"
@@ -329,15 +329,10 @@ def write_shard(writer: CacheWriter, k: int, shard: Seq[Segment], advance: Advan
         made = Failure(segment.id, NOT_IN_FOLD, "", f"video {segment.video} is in none of the SDK's standard "
                        f"folds") if split is None else \
             segment_item(segment, split, run.streams, run.align, run.info)
-        if isinstance(made, Item):
-            try:
-                writer.validate(made)
-                items.append(made)
-            except CacheError as error:
-                failures.append(Failure(made.id, "features cannot be stored", made.split, str(error)))
-        else:
-            failures.append(made)
+        (items if isinstance(made, Item) else failures).append(made)
         advance(1)
+    items, refused = storable(writer, items)
+    failures += refused
     if not writer.write_shard_once(k, items, failures):
         return False
     _count(summary, items, failures)

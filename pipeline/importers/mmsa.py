@@ -49,7 +49,7 @@ from hcm.pipeline.encoders.graph import ChainParser, ParserError, choose_parser
 from hcm.pipeline.encoders.text import RobertaEncoder
 from hcm.pipeline.importers.mmsa_file import MmsaFile, MmsaSplit, read_mmsa_file, sequence_rows
 from hcm.pipeline.profiles import MissingWeightsError, Profile, WeightOptions, get_profile, resolve_weights
-from hcm.pipeline.shards import Advance, ShardCounts, ShardLoop
+from hcm.pipeline.shards import Advance, ShardCounts, ShardLoop, storable
 
 log = logging.getLogger(__name__)
 SOURCE_FORMAT = "mmsa"
@@ -278,13 +278,8 @@ def write_shard(run: _Run, k: int, entries: Sequence[Planned], advance: Advance)
             item.features.update(streams)
         items += made
         advance(len(batch))
-    kept = []
-    for item in items:
-        try:
-            run.writer.validate(item)
-            kept.append(item)
-        except Exception as exc:  # CacheError: the item is reported, never dropped silently
-            failures.append(Failure(item.id, f"features cannot be stored: {exc}", item.split))
+    kept, refused = storable(run.writer, items)
+    failures += refused
     if not run.writer.write_shard_once(k, kept, failures):
         return False
     _count(run.summary, kept, failures)
@@ -293,7 +288,7 @@ def write_shard(run: _Run, k: int, entries: Sequence[Planned], advance: Advance)
 
 def _count(summary: ImportSummary, items: Sequence[Item], failures: Sequence[Failure]) -> None:
     summary.imported += len(items)
-    summary.skipped += [(f.id, f.reason) for f in failures]
+    summary.skipped += [(f.id, f"{f.reason}: {f.detail}" if f.detail else f.reason) for f in failures]
     for item in items:
         masked = [item.notes[m] for m in ("text", "video", "audio") if not item.masks.get(m, True)]
         if masked:
