@@ -44,6 +44,7 @@ from hcm.pipeline.datasets.mmsa_layout import (
     read_layout,
     split_counts,
 )
+from hcm.pipeline.datasets.splits import assign_by_group
 
 log = logging.getLogger(__name__)
 
@@ -212,14 +213,7 @@ class CustomAdapter(DatasetAdapter):
             raise AnnotationError(f"{path}: no mode column and only {len(videos)} video(s); a split by video needs "
                                   f"at least 3. Add a mode column (train/valid/test) or give --split-file")
         order = [videos[i] for i in np.random.default_rng(self.split_seed).permutation(len(videos))]
-        assigned, split_of = dict.fromkeys(SPLITS, 0), {}
-        for index, video in enumerate(order):
-            empty = [s for s in SPLITS if assigned[s] == 0]
-            total = sum(assigned.values()) + sizes[video]
-            split = empty[0] if len(order) - index <= len(empty) else \
-                max(SPLITS, key=lambda s: SPLIT_SHARES[s] * total - assigned[s])
-            assigned[split] += sizes[video]
-            split_of[video] = split
+        split_of = dict(zip(order, assign_by_group([sizes[video] for video in order], SPLIT_SHARES)))
         for u in items:
             u.split = split_of.get(u.group, "") if u.dropped is None else u.split
         counts = split_counts(items)

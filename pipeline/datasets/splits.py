@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +27,24 @@ log = logging.getLogger(__name__)
 
 SPLIT_COLUMNS = ("id", "split")
 SHOWN = 5  # offending values quoted in an error message
+
+
+def assign_by_group(sizes: Sequence[int], shares: Mapping[str, float]) -> list[str]:
+    """The split of each group (a video of ``sizes[i]`` clips), in the given order: each goes to the
+    split furthest below its share of the clips so far (ties to the first of ``shares``); the last
+    groups go to splits still empty, so that every split gets one when there are enough groups."""
+    assigned = dict.fromkeys(shares, 0)
+    chosen = []
+    for index, size in enumerate(sizes):
+        total = sum(assigned.values()) + size
+        empty = [split for split in shares if assigned[split] == 0]
+        if len(sizes) - index <= len(empty):
+            split = empty[0]
+        else:
+            split = max(shares, key=lambda s: shares[s] * total - assigned[s])
+        assigned[split] += size
+        chosen.append(split)
+    return chosen
 
 
 class SplitFileError(UsageError):

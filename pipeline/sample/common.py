@@ -1,4 +1,4 @@
-"""Small helpers shared by the sample corpus planners: seeding, label draws, CSV text."""
+"""Small helpers shared by the sample corpus planners: seeding, label draws, CSV text, label columns."""
 
 from __future__ import annotations
 
@@ -42,6 +42,16 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence], lineterminator: st
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def score_text(value: float) -> str:
+    """A score as label.csv writes it: at most 4 decimals, never ``-0.0``."""
+    return repr(round(value, 4) + 0.0)  # + 0.0 turns -0.0 into 0.0
+
+
+def annotation(label: float) -> str:
+    """The ``annotation`` column of the MMSA label files: the sign of the score as a word."""
+    return "Positive" if label > 0 else "Negative" if label < 0 else "Neutral"
 
 
 def split_sizes(total: int, parts: int, rng: np.random.Generator, low: int, high: int) -> list[int]:

@@ -118,7 +118,8 @@ class ClipSpec:
 
 @dataclass(frozen=True)
 class ClipWriter:
-    """Render one utterance and write it as an mp4 clip (a :class:`MediaJob`'s ``write``)."""
+    """Render one utterance and write it in the container its path names: mp4 (the default), avi
+    or wav (audio only); a :class:`MediaJob`'s ``write``."""
 
     path: str  # relative to the corpus root
     audio: AudioStyle
@@ -126,16 +127,21 @@ class ClipWriter:
     seed: int
     duration: float  # seconds
     spec: ClipSpec
-    with_audio: bool = True  # False: a clip without an audio stream (a fault)
+    with_audio: bool = True  # False: an mp4 clip without an audio stream (a fault)
     keep: float | None = None  # a fraction: cut the file to it after writing (a fault)
 
     def __call__(self, root: Path) -> None:
-        target = root / self.path
-        frames = render_video(self.video, n_frames(self.duration, self.spec.fps),
-                              self.spec.size, self.seed)
+        target, suffix = root / self.path, Path(self.path).suffix.lower()
         samples = None
-        if self.with_audio:
+        if self.with_audio or suffix != ".mp4":
             samples = render_audio(self.audio, self.duration, self.spec.sample_rate, self.seed + 1)
-        write_mp4(target, frames, self.spec.fps, samples, self.spec.sample_rate)
+        if suffix == ".wav":
+            write_wav(target, samples, self.spec.sample_rate)
+        else:
+            frames = render_video(self.video, n_frames(self.duration, self.spec.fps), self.spec.size, self.seed)
+            if suffix == ".avi":
+                write_avi(target, frames, self.spec.fps, samples, self.spec.sample_rate)
+            else:
+                write_mp4(target, frames, self.spec.fps, samples, self.spec.sample_rate)
         if self.keep is not None:
             truncate(target, self.keep)

@@ -19,11 +19,20 @@ label, splits assigned by video and stratified by that mean) with the traits of 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 
-from hcm.pipeline.sample.common import check_distinct_faults, corpus_rng, csv_text, stratified
+from hcm.core.names import SPLITS
+from hcm.pipeline.datasets.splits import assign_by_group
+from hcm.pipeline.sample.common import (
+    annotation,
+    check_distinct_faults,
+    corpus_rng,
+    csv_text,
+    score_text,
+    stratified,
+)
 from hcm.pipeline.sample.content import (
     SENTIMENT_LEXICON,
     NoiseConfig,
@@ -32,8 +41,8 @@ from hcm.pipeline.sample.content import (
     emotion_space,
     make_content,
 )
-from hcm.pipeline.sample.media import ClipSpec, truncate, write_avi, write_mp4, write_wav
-from hcm.pipeline.sample.mosei import ID_ALPHABET, _assign_modes, _video_sizes
+from hcm.pipeline.sample.media import ClipSpec, ClipWriter
+from hcm.pipeline.sample.mosei import ID_ALPHABET, SPLIT_SHARES, _video_sizes
 from hcm.pipeline.sample.registry import (
     EMPTY_TEXT,
     MISSING_CLIP,
@@ -45,12 +54,10 @@ from hcm.pipeline.sample.registry import (
     SampleRequest,
     register_sample,
 )
-from hcm.pipeline.sample.render import n_frames, render_audio, render_video
 
 SPEC = ClipSpec(size=96, fps=10, sample_rate=16000)
 MMSA_COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode")
 CUSTOM_COLUMNS = ("video_id", "clip_id", "text", "label")
-SPLITS = ("train", "valid", "test")
 
 MOSI_TEMPLATES = (
     "i thought it was {} and {}",
@@ -129,30 +136,6 @@ class Clip:
         return f"Raw/{self.video_id}/{self.clip_id}{self.suffix}"
 
 
-@dataclass(frozen=True)
-class ClipFile:
-    """Render one clip and write it in its container: mp4, avi or wav (a :class:`MediaJob`'s ``write``)."""
-
-    clip: Clip
-    with_audio: bool = True
-    keep: float | None = None
-
-    def __call__(self, root: Path) -> None:
-        clip, target = self.clip, root / self.clip.path
-        seed = clip.content.render_seed
-        audio = render_audio(clip.content.audio, clip.duration, SPEC.sample_rate, seed + 1)
-        if clip.suffix == ".wav":
-            write_wav(target, audio, SPEC.sample_rate)
-        else:
-            frames = render_video(clip.content.video, n_frames(clip.duration, SPEC.fps), SPEC.size, seed)
-            if clip.suffix == ".avi":
-                write_avi(target, frames, SPEC.fps, audio, SPEC.sample_rate)
-            else:
-                write_mp4(target, frames, SPEC.fps, audio if self.with_audio else None, SPEC.sample_rate)
-        if self.keep is not None:
-            truncate(target, self.keep)
-
-
 def _video_ids(style: str, count: int, rng: np.random.Generator) -> list[str]:
     if style == "youtube":
         ids = ["".join(rng.choice(list(ID_ALPHABET), 11)) for _ in range(count)]
@@ -180,7 +163,7 @@ def _plan_scores(style: Style, n: int, rng: np.random.Generator) -> list[Clip]:
     sizes = _video_sizes(n, rng)
     high = style.space.high
     means = np.linspace(-0.73 * high, 0.73 * high, len(sizes))  # sorted, so the split cycle stratifies them
-    modes = _assign_modes(sizes)
+    modes = assign_by_group(sizes, SPLIT_SHARES)
     ids = _video_ids(style.ids, len(sizes), rng)
     clips = []
     for v in (int(v) for v in rng.permutation(len(sizes))):
@@ -210,20 +193,15 @@ def _plan_custom(n: int, rng: np.random.Generator) -> list[Clip]:
     return clips
 
 
-def _number(value: float) -> str:
-    return repr(round(value, 4) + 0.0)
-
-
 def _row(clip: Clip, style: Style | None, empty_text: bool) -> list[str]:
     text = "" if empty_text else clip.content.text
     if style is None:
         return [clip.video_id, clip.clip_id, text, clip.label]
     shown = clip.content.shown
     high = style.space.high
-    unimodal = [_number(float(np.clip(np.round(shown[m] / style.grid) * style.grid, -high, high)))
+    unimodal = [score_text(float(np.clip(np.round(shown[m] / style.grid) * style.grid, -high, high)))
                 for m in ("text", "audio", "video")]
-    annotation = "Positive" if clip.label > 0 else "Negative" if clip.label < 0 else "Neutral"
-    return [clip.video_id, clip.clip_id, text, _number(clip.label), *unimodal, annotation, clip.mode]
+    return [clip.video_id, clip.clip_id, text, score_text(clip.label), *unimodal, annotation(clip.label), clip.mode]
 
 
 def _plan_faults(clips: list[Clip]) -> list[Fault]:
@@ -248,36 +226,25 @@ def _corpus(name: str, clips: list[Clip], style: Style | None, request: SampleRe
         kind = broken.get(clip.item)
         rows.append(_row(clip, style, kind == EMPTY_TEXT))
         if kind != MISSING_CLIP:
-            writer = ClipFile(clip, with_audio=kind != NO_AUDIO or clip.suffix != ".mp4",
-                              keep=0.4 if kind == TRUNCATED_MEDIA else None)
-            media.append(MediaJob(clip.path, writer))
+            media.append(MediaJob(clip.path, ClipWriter(
+                clip.path, clip.content.audio, clip.content.video, clip.content.render_seed, clip.duration, SPEC,
+                with_audio=kind != NO_AUDIO, keep=0.4 if kind == TRUNCATED_MEDIA else None)))
     columns = MMSA_COLUMNS if style is not None else CUSTOM_COLUMNS
     counts = {s: sum(c.mode == s for c in clips) for s in SPLITS} if style is not None else {"all": len(clips)}
     return CorpusPlan({"label.csv": csv_text(columns, rows)}, media, counts, faults)
 
 
-@register_sample("mosi", default_n=100, min_n=6,
-                 description="CMU-MOSI, MMSA layout: label.csv + Raw/<video_id>/<clip_id>.mp4")
-def plan_mosi(request: SampleRequest) -> CorpusPlan:
-    """The CMU-MOSI sample: English opinion segments scored in [-3, 3]."""
-    clips = _plan_scores(STYLES["mosi"], request.n, corpus_rng(request.seed, "mosi"))
-    return _corpus("mosi", clips, STYLES["mosi"], request)
+def _plan_style(name: str, request: SampleRequest) -> CorpusPlan:
+    """The sample of a scored corpus in the style ``name`` (mosi, sims, simsv2)."""
+    clips = _plan_scores(STYLES[name], request.n, corpus_rng(request.seed, name))
+    return _corpus(name, clips, STYLES[name], request)
 
 
-@register_sample("sims", default_n=100, min_n=6,
-                 description="CH-SIMS, MMSA layout, Chinese transcripts, scores in [-1, 1]")
-def plan_sims(request: SampleRequest) -> CorpusPlan:
-    """The CH-SIMS sample: Chinese transcripts scored in [-1, 1]."""
-    clips = _plan_scores(STYLES["sims"], request.n, corpus_rng(request.seed, "sims"))
-    return _corpus("sims", clips, STYLES["sims"], request)
-
-
-@register_sample("simsv2", default_n=100, min_n=6,
-                 description="CH-SIMS v2, MMSA layout, Chinese transcripts, scores in [-1, 1]")
-def plan_simsv2(request: SampleRequest) -> CorpusPlan:
-    """The CH-SIMS v2 sample: as CH-SIMS, with v2's id style."""
-    clips = _plan_scores(STYLES["simsv2"], request.n, corpus_rng(request.seed, "simsv2"))
-    return _corpus("simsv2", clips, STYLES["simsv2"], request)
+for _name, _description in (
+        ("mosi", "CMU-MOSI, MMSA layout: label.csv + Raw/<video_id>/<clip_id>.mp4"),
+        ("sims", "CH-SIMS, MMSA layout, Chinese transcripts, scores in [-1, 1]"),
+        ("simsv2", "CH-SIMS v2, MMSA layout, Chinese transcripts, scores in [-1, 1]")):
+    register_sample(_name, default_n=100, min_n=6, description=_description)(partial(_plan_style, _name))
 
 
 @register_sample("custom", default_n=80, min_n=9,

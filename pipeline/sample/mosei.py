@@ -14,7 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hcm.pipeline.sample.common import check_distinct_faults, corpus_rng, csv_text, split_sizes
+from hcm.core.names import SPLITS
+from hcm.pipeline.datasets.splits import assign_by_group
+from hcm.pipeline.sample.common import (
+    annotation,
+    check_distinct_faults,
+    corpus_rng,
+    csv_text,
+    score_text,
+    split_sizes,
+)
 from hcm.pipeline.sample.content import (
     SENTIMENT_LEXICON,
     NoiseConfig,
@@ -97,14 +106,14 @@ def plan_mosei(request: SampleRequest) -> CorpusPlan:
                 clip.path, clip.content.audio, clip.content.video, clip.content.render_seed,
                 clip.duration, SPEC, with_audio=kind != NO_AUDIO,
                 keep=0.4 if kind == TRUNCATED_MEDIA else None)))
-    counts = {mode: sum(c.mode == mode for c in clips) for mode in ("train", "valid", "test")}
+    counts = {mode: sum(c.mode == mode for c in clips) for mode in SPLITS}
     return CorpusPlan({"label.csv": csv_text(COLUMNS, rows)}, media, counts, faults)
 
 
 def _plan_clips(n: int, rng: np.random.Generator) -> list[MoseiClip]:
     sizes = _video_sizes(n, rng)
     means = np.linspace(-2.2, 2.2, len(sizes))  # sorted, so the split cycle stratifies them
-    modes = _assign_modes(sizes)
+    modes = assign_by_group(sizes, SPLIT_SHARES)
     ids = _video_ids(modes, rng)
     noise = NoiseConfig()
     order = [int(v) for v in rng.permutation(len(sizes))]
@@ -130,28 +139,11 @@ def _video_sizes(n: int, rng: np.random.Generator) -> list[int]:
     return long_video + split_sizes(rest, videos, rng, 3, 6)
 
 
-def _assign_modes(sizes: list[int]) -> list[str]:
-    """Each video, in order of mean sentiment, goes to the split furthest below its share;
-    the last videos go to splits still empty, so that every split has one."""
-    assigned = dict.fromkeys(SPLIT_SHARES, 0)
-    modes = []
-    for index, size in enumerate(sizes):
-        total = sum(assigned.values()) + size
-        empty = [m for m in SPLIT_SHARES if assigned[m] == 0]
-        if len(sizes) - index <= len(empty):
-            mode = empty[0]
-        else:
-            mode = max(SPLIT_SHARES, key=lambda m: SPLIT_SHARES[m] * total - assigned[m])
-        assigned[mode] += size
-        modes.append(mode)
-    return modes
-
-
 def _video_ids(modes: list[str], rng: np.random.Generator) -> list[str]:
     """YouTube-style ids; the first video of each split gets a numeric-looking special id."""
     ids = ["".join(rng.choice(list(ID_ALPHABET), 11)) for _ in modes]
     ids = [("-" + i[1:]) if k % 7 == 3 else i for k, i in enumerate(ids)]
-    for special, mode in zip(SPECIAL_VIDEO_IDS, ("train", "valid", "test")):
+    for special, mode in zip(SPECIAL_VIDEO_IDS, SPLITS):
         ids[modes.index(mode)] = special
     return ids
 
@@ -172,22 +164,14 @@ def _label(mean: float, rng: np.random.Generator) -> float:
 
 def _row(clip: MoseiClip, empty_text: bool) -> list[str]:
     shown = clip.content.shown
-    unimodal = [_number(_thirds(shown[m])) if clip.unimodal else ""
+    unimodal = [score_text(_thirds(shown[m])) if clip.unimodal else ""
                 for m in ("text", "audio", "video")]
     return [clip.video_id, clip.clip_id, "" if empty_text else clip.content.text,
-            _number(clip.label), *unimodal, _annotation(clip.label), clip.mode]
+            score_text(clip.label), *unimodal, annotation(clip.label), clip.mode]
 
 
 def _thirds(score: float) -> float:
     return float(np.round(score * 3.0) / 3.0)
-
-
-def _number(value: float) -> str:
-    return repr(round(value, 4) + 0.0)  # + 0.0 turns -0.0 into 0.0
-
-
-def _annotation(label: float) -> str:
-    return "Positive" if label > 0 else "Negative" if label < 0 else "Neutral"
 
 
 def _plan_faults(clips: list[MoseiClip]) -> list[Fault]:

@@ -200,11 +200,11 @@ def _status(enabled: bool, message: str) -> Any:
 
 
 def _size(n_bytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n_bytes < 1000 or unit == "TB":
+    for unit in ("B", "KB", "MB", "GB"):
+        if n_bytes < 1000:
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
         n_bytes /= 1000
-    return ""
+    return f"{n_bytes:.1f} TB"
 
 
 def _duration(seconds: float) -> str:

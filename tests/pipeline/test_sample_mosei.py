@@ -95,8 +95,9 @@ def test_each_modality_alone_carries_the_label(mosei):
 
 @pytest.mark.parametrize("n", [6, 8, 10])
 def test_small_corpora_still_have_every_split(n):
-    from hcm.pipeline.sample.mosei import _assign_modes, _video_sizes
+    from hcm.pipeline.datasets.splits import assign_by_group
+    from hcm.pipeline.sample.mosei import SPLIT_SHARES, _video_sizes
 
     rng = np.random.default_rng(n)
-    modes = _assign_modes(_video_sizes(n, rng))
+    modes = assign_by_group(_video_sizes(n, rng), SPLIT_SHARES)
     assert set(modes) == {"train", "valid", "test"}, modes
