@@ -13,11 +13,11 @@ from hcm.core.errors import UsageError
 
 
 def check_extract_dataset(name: str) -> str:
-    """``name`` as ``hcm extract --dataset`` takes it: one of the registered dataset readers (any case)."""
-    from hcm.pipeline.datasets import dataset_names
+    """``name`` as ``hcm extract --dataset`` takes it: one of the registered dataset readers (any case;
+    an unknown name is the registry's usage error, which lists the known ones)."""
+    from hcm.pipeline.datasets import get_dataset
 
-    if name.lower() not in dataset_names():
-        raise UsageError(f"unknown dataset {name!r}; choose from {', '.join(dataset_names())}")
+    get_dataset(name)
     return name
 
 

@@ -24,7 +24,7 @@ from typing import Iterator
 from hcm import __version__
 from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, check_recipe_version, recipe_changes, weight_changes
 from hcm.cache.shard import SHARD_GLOB, ShardHeader, read_header, shard_index, shard_name
-from hcm.core.files import open_lock, write_text
+from hcm.core.files import leads_out, open_lock, write_text
 from hcm.core.provenance import provenance
 
 MANIFEST = "manifest.json"
@@ -111,7 +111,7 @@ def check_shard_entries(directory: Path, manifest: dict) -> None:
 
 def check_inside(directory: Path, path: Path) -> None:
     """CacheError when ``path`` is a symbolic link that leads out of ``directory``."""
-    if path.is_symlink() and directory.resolve() not in path.resolve().parents:
+    if path.is_symlink() and leads_out(directory, path):
         raise CacheError(f"{path} is a symbolic link to {path.resolve()}, outside the cache folder; hcm "
                          f"reads only files inside it. Replace the link with the shard file")
 

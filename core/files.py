@@ -54,6 +54,12 @@ def plain_name(value: str) -> bool:
     return bool(value) and "/" not in value and "\\" not in value and "\0" not in value and value not in (".", "..")
 
 
+def leads_out(folder: Path, path: Path) -> bool:
+    """Whether ``path``, its links followed, ends outside ``folder`` (``folder`` itself included):
+    a link planted in a dataset or cache folder must not make hcm read files elsewhere."""
+    return Path(folder).resolve() not in Path(path).resolve().parents
+
+
 def create_new(path: Path) -> None:
     """Create ``path`` as a new empty regular file (``O_CREAT | O_EXCL | O_NOFOLLOW``): a leftover
     of that name is removed first, and a symbolic link planted there is removed, never followed."""

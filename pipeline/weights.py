@@ -92,9 +92,6 @@ class WeightOptions:
         folder = Path(self.weights_dir).expanduser() if self.weights_dir else None
         return [folder / name for name in names] if folder else []
 
-    def given(self, spec: WeightSpec) -> str | Path | None:
-        return self.given_name(spec.name)
-
     def given_name(self, name: str) -> str | Path | None:
         """The file, folder or hub id given for weight ``name`` (None when none was)."""
         value = self.paths.get(name)
@@ -186,7 +183,7 @@ def _usable(path: Path, spec: WeightSpec) -> bool:
 
 def find_weight(spec: WeightSpec, options: WeightOptions) -> tuple[Path | None, str]:
     """The file or folder of ``spec`` (see the module docstring), or ``None`` and what to do."""
-    given, hub = options.given(spec), spec.hub
+    given, hub = options.given_name(spec.name), spec.hub
     candidates: list[Path] = []
     if given is not None:
         path = Path(given).expanduser()

@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from hcm.core.files import plain_name
+from hcm.core.files import leads_out, plain_name
 from hcm.pipeline.datasets.base import (
     INVALID_ID,
     INVALID_LABEL,
@@ -74,15 +74,17 @@ def other_label(value: str | None) -> float | str | None:
 
 
 class MediaIndex:
-    """The clip files under ``Raw/``, listed once per video folder."""
+    """The clip files under ``Raw/``, listed once per video folder; links that lead out of ``Raw/``
+    are left out."""
 
     def __init__(self, raw: Path) -> None:
         self.raw = raw
         self._folders: dict[str, dict[str, list[Path]]] = {}
 
-    def clip(self, video_id: str, clip_id: str) -> tuple[MediaRef | None, MediaRef]:
+    def clip(self, video_id: str, clip_id: str) -> tuple[MediaRef | None, MediaRef] | None:
         """``(video, audio)`` of one clip: a video file feeds both, an audio file only the audio;
-        with no file, ``Raw/<video_id>/<clip_id>.mp4`` (reported missing when it is decoded)."""
+        with no file, ``Raw/<video_id>/<clip_id>.mp4`` (reported missing when it is decoded), or
+        None when that path is a link leading out of ``Raw/``."""
         found = self._folder(video_id).get(clip_id, [])
         for suffix in VIDEO_SUFFIXES + AUDIO_SUFFIXES:
             for path in found:
@@ -90,24 +92,19 @@ class MediaIndex:
                     ref = MediaRef(path)
                     return (ref if suffix in VIDEO_SUFFIXES else None), ref
         missing = MediaRef(self.raw / video_id / f"{clip_id}.mp4")
-        return missing, missing
+        return None if leads_out(self.raw, missing.path) else (missing, missing)
 
     def _folder(self, video_id: str) -> dict[str, list[Path]]:
         """The files of ``Raw/<video_id>/`` by stem, leaving out links that lead out of ``Raw/``."""
         if video_id not in self._folders:
             folder = self.raw / video_id
             files: dict[str, list[Path]] = defaultdict(list)
-            if folder.is_dir() and not self.leads_out(folder):
+            if folder.is_dir() and not leads_out(self.raw, folder):
                 for path in sorted(folder.iterdir()):
-                    if not self.leads_out(path):
+                    if not leads_out(self.raw, path):
                         files[path.stem].append(path)
             self._folders[video_id] = files
         return self._folders[video_id]
-
-
-    def leads_out(self, path: Path) -> bool:
-        """Whether ``path`` (through any link) resolves outside ``Raw/``."""
-        return not path.resolve().is_relative_to(self.raw.resolve())
 
 
 def read_label_rows(path: Path) -> tuple[list[CsvRow], bool]:
@@ -156,21 +153,19 @@ def parse_row(row: CsvRow, path: Path, media: MediaIndex, parse_label: LabelPars
         return rejected_row(item_id, mode, INVALID_LABEL, f"{where}: label {raw_label!r}: {err}", video_id, row.line)
     labels = {name: other_label(value) for name, value in values.items()
               if name and name not in CORE_COLUMNS}
-    video, audio = media.clip(video_id, clip_id)
-    if media.leads_out(audio.path):
+    clip = media.clip(video_id, clip_id)
+    if clip is None:
         return rejected_row(item_id, mode, INVALID_ID, f"{where}: Raw/{video_id}/{clip_id} is a link that leads out "
                             f"of the dataset folder; media are read only from inside it", video_id, row.line)
     return Utterance(id=item_id, split=mode, label=label, labels=labels, text=values.get("text") or "",
-                     group=video_id, position=0, video=video, audio=audio, notes=repair_note(path, row.repaired))
+                     group=video_id, position=0, video=clip[0], audio=clip[1], notes=repair_note(path, row.repaired))
 
 
-def read_layout(root: Path, parse_label: LabelParser, rows: list[CsvRow] | None = None,
-                has_mode: bool | None = None) -> list[Utterance]:
-    """Every row of ``<root>/label.csv``: good ones numbered and given context per video, the
-    others as rejected rows (duplicates of an earlier id included)."""
+def read_layout(root: Path, parse_label: LabelParser, rows: list[CsvRow], has_mode: bool) -> list[Utterance]:
+    """Every row of ``<root>/label.csv`` (``rows``, as :func:`read_label_rows` read them): good ones
+    numbered and given context per video, the others as rejected rows (duplicates of an earlier id
+    included)."""
     path = root / "label.csv"
-    if rows is None or has_mode is None:
-        rows, has_mode = read_label_rows(path)
     media = MediaIndex(root / "Raw")
     return clips_by_video(rows, lambda row: parse_row(row, path, media, parse_label, has_mode), path)
 

@@ -21,7 +21,6 @@ class MosiAdapter(MmsaLayoutAdapter):
 
     name = "mosi"
     title = "CMU-MOSI"
-    label_range = (-3.0, 3.0)
     published_splits = {"train": 1284, "valid": 229, "test": 686}
     source = (
         "CMU-MOSI raw videos (http://multicomp.cs.cmu.edu/resources/cmu-mosi-dataset/) in the MMSA "
