@@ -34,8 +34,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], temp: P
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(temp) if temp is not None else _new_temp_file(path)
-    if temp is not None:
+    if temp is None:
+        tmp = _new_temp_file(path)
+    else:
+        tmp = Path(temp)
         create_new(tmp)
     try:
         write(tmp)
@@ -63,8 +65,12 @@ def leads_out(folder: Path, path: Path) -> bool:
 def create_new(path: Path) -> None:
     """Create ``path`` as a new empty regular file (``O_CREAT | O_EXCL | O_NOFOLLOW``): a leftover
     of that name is removed first, and a symbolic link planted there is removed, never followed."""
-    if path.is_symlink() or path.exists():
-        path.unlink()
+    path.unlink(missing_ok=True)
+    _create_exclusive(path)
+
+
+def _create_exclusive(path: Path) -> None:
+    """Create ``path`` empty, mode 0666 less the umask; FileExistsError when anything (a link too) is there."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666))
 
 
@@ -91,7 +97,7 @@ def _new_temp_file(path: Path) -> Path:
     while True:
         tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666))
+            _create_exclusive(tmp)
         except FileExistsError:
             continue
         return tmp

@@ -149,13 +149,7 @@ class _Machine:
     # ------------------------------------------------------------------ values
 
     def push(self, value: Any) -> None:
-        self.stack.append(value)
-
-    def push_arg(self, arg: Any) -> None:
-        self.stack.append(arg)
-
-    def push_int(self, arg: Any) -> None:
-        self.stack.append(arg)  # INT's "00"/"01" (protocol 0 bools) arrive as False/True from genops
+        self.stack.append(value)  # INT's "00"/"01" (protocol 0 bools) arrive as False/True from genops
 
     def push_bytearray(self, arg: Any) -> None:
         self.stack.append(bytes(arg))  # held as immutable bytes; no caller needs a mutable buffer
@@ -312,13 +306,13 @@ _HANDLERS: dict[str, Callable[[_Machine, Any], None]] = {
     "NONE": _const(lambda: None), "NEWTRUE": _const(lambda: True), "NEWFALSE": _const(lambda: False),
     "EMPTY_LIST": _const(list), "EMPTY_DICT": _const(dict), "EMPTY_SET": _const(set),
     "EMPTY_TUPLE": _const(tuple),
-    "INT": _Machine.push_int, "BININT": _Machine.push_arg, "BININT1": _Machine.push_arg,
-    "BININT2": _Machine.push_arg, "LONG": _Machine.push_arg, "LONG1": _Machine.push_arg,
-    "LONG4": _Machine.push_arg, "FLOAT": _Machine.push_arg, "BINFLOAT": _Machine.push_arg,
-    "STRING": _Machine.push_arg, "BINSTRING": _Machine.push_arg, "SHORT_BINSTRING": _Machine.push_arg,
-    "UNICODE": _Machine.push_arg, "BINUNICODE": _Machine.push_arg, "SHORT_BINUNICODE": _Machine.push_arg,
-    "BINUNICODE8": _Machine.push_arg, "BINBYTES": _Machine.push_arg, "SHORT_BINBYTES": _Machine.push_arg,
-    "BINBYTES8": _Machine.push_arg, "BYTEARRAY8": _Machine.push_bytearray,
+    "INT": _Machine.push, "BININT": _Machine.push, "BININT1": _Machine.push,
+    "BININT2": _Machine.push, "LONG": _Machine.push, "LONG1": _Machine.push,
+    "LONG4": _Machine.push, "FLOAT": _Machine.push, "BINFLOAT": _Machine.push,
+    "STRING": _Machine.push, "BINSTRING": _Machine.push, "SHORT_BINSTRING": _Machine.push,
+    "UNICODE": _Machine.push, "BINUNICODE": _Machine.push, "SHORT_BINUNICODE": _Machine.push,
+    "BINUNICODE8": _Machine.push, "BINBYTES": _Machine.push, "SHORT_BINBYTES": _Machine.push,
+    "BINBYTES8": _Machine.push, "BYTEARRAY8": _Machine.push_bytearray,
     "APPEND": _Machine.append, "APPENDS": _Machine.appends, "SETITEM": _Machine.setitem,
     "SETITEMS": _Machine.setitems, "ADDITEMS": _Machine.additems, "DICT": _Machine.dict_,
     "LIST": _from_mark(list), "TUPLE": _from_mark(tuple), "FROZENSET": _from_mark(frozenset, keyed=True),

@@ -8,6 +8,7 @@ not imported here) and, when given, the device.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 import shlex
@@ -40,8 +41,10 @@ def command_line(argv: list[str] | None = None) -> str:
     return shlex.join(args)
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit(folder: Path) -> str | None:
-    """The commit checked out in ``folder`` when it is the top of a git checkout, else ``None``."""
+    """The commit checked out in ``folder`` when it is the top of a git checkout, else ``None``
+    (asked once per process: every seed of a run records the same)."""
     if not (folder / ".git").exists():
         return None
     try:

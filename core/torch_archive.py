@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from hcm.core.numpy_pickle import NUMPY_RULES, numpy_alias, reduce_numpy
+from hcm.core.numpy_pickle import MAX_DIMS, NUMPY_RULES, ORDERED_DICT, numpy_alias, reduce_numpy
 from hcm.core.pickledata import DamagedPickleError, Global, Pending, PickleDataError, Rules, read_data
 
 #: Storage class name -> torch dtype name (the element types a weight file holds).
@@ -38,8 +38,6 @@ STORAGE_DTYPES = {
 REBUILD_TENSOR = ("torch._utils", "_rebuild_tensor_v2")
 REBUILD_PARAMETER = ("torch._utils", "_rebuild_parameter")
 TORCH_VERSION = ("torch.torch_version", "TorchVersion")
-ORDERED_DICT = ("collections", "OrderedDict")
-MAX_DIMS = 32
 MAX_EXPANSION = 100  # how many times a compressed record may expand (torch writes them uncompressed)
 #: TorchScript's typed containers: ``build_*list(list)`` and ``restore_type_tag(value, type)``
 #: return their first argument unchanged.
@@ -94,10 +92,6 @@ class _Reader:
             if len(args) != 3 or not _is_tensor(args[0]):
                 raise PickleDataError("_rebuild_parameter is not (tensor, requires_grad, hooks)")
             return args[0]
-        if key == ORDERED_DICT:
-            if args != ():
-                raise PickleDataError("OrderedDict is called with arguments")
-            return {}
         if key == TORCH_VERSION:
             if len(args) != 1 or not isinstance(args[0], str):
                 raise PickleDataError("TorchVersion is not called with one string")
@@ -110,9 +104,7 @@ class _Reader:
             if args != ():
                 raise PickleDataError(f"the TorchScript object {func} is created with arguments")
             return _ScriptObject()
-        if self.numpy:
-            return reduce_numpy(func, args)
-        raise PickleDataError(f"{func} is not something hcm builds")
+        return reduce_numpy(func, args)  # OrderedDict and, when rules() allowed them, numpy's names
 
     def persistent(self, pid: Any) -> _Storage:
         import torch
@@ -127,7 +119,7 @@ class _Reader:
             return self.storages[key]
         dtype = getattr(torch, STORAGE_DTYPES[pid[1].name])
         name = f"{self.prefix}data/{key}"
-        itemsize = torch.empty((), dtype=dtype).element_size()
+        itemsize = dtype.itemsize
         raw = read_record(self.archive, name, numel * itemsize, f"{numel} {dtype} elements")
         flat = torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
         self.storages[key] = _Storage(flat)
@@ -145,7 +137,7 @@ class _Reader:
                                   f"is not made of non-negative ints")
         numel = storage.flat.numel()
         last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
-        if last >= numel or (offset > numel):
+        if last >= numel:
             raise PickleDataError(f"a tensor of size {tuple(size)} at offset {offset} reaches past its storage "
                                   f"of {numel} elements")
         return torch.as_strided(storage.flat, tuple(size), tuple(stride), offset)

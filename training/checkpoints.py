@@ -134,19 +134,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         found = sorted(map(str, state))[:8] if isinstance(state, dict) else type(state).__name__
         raise CheckpointReadError(f"{path} is not an hcm checkpoint: it lacks {missing} (it holds {found}); "
                                   f"pass a run folder written by `hcm train`")
-    return _to_device(plain(state), torch.device(device))
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_device(v, device) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_to_device(v, device) for v in value)
-    return value
+    return plain(state, torch.device(device))
 
 
 def _first_line(error: BaseException) -> str:
@@ -154,20 +142,23 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def plain(value: Any) -> Any:
-    """numpy scalars -> Python numbers, numpy arrays -> tensors, str subclasses -> str (nested)."""
+def plain(value: Any, device: torch.device | None = None) -> Any:
+    """numpy scalars -> Python numbers, numpy arrays -> tensors, str subclasses -> str (nested);
+    with ``device``, every tensor is moved there."""
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(value.astype(np.int64) if value.dtype == np.uint32 else value)
+        value = torch.from_numpy(value.astype(np.int64) if value.dtype == np.uint32 else value)
+    if isinstance(value, torch.Tensor):
+        return value if device is None else value.to(device)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, str):
         return str(value)  # str subclasses such as torch's version string
     if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
+        return {k: plain(v, device) for k, v in value.items()}
     if isinstance(value, list):
-        return [plain(v) for v in value]
+        return [plain(v, device) for v in value]
     if isinstance(value, tuple):
-        return tuple(plain(v) for v in value)
+        return tuple(plain(v, device) for v in value)
     return value
 
 
@@ -191,15 +182,17 @@ class Loop:
     skipped: list[dict[str, Any]] = field(default_factory=list)  # non-finite batches skipped (skip_nonfinite)
 
 
-def save_last(loop: Loop, rng: list[dict[str, Any]], d: Dist, paths: RunPaths, extra: dict[str, Any],
+def save_last(loop: Loop, rng: dict[str, Any], d: Dist, paths: RunPaths, extra: dict[str, Any],
               best: bool = False) -> None:
     """Write ``last.pt`` (and ``best.pt``) on rank 0, with every rank's RNG state and loss sums.
 
-    ``rng`` holds every rank's RNG state (gathered); ``extra`` goes into the file as is (the run config).
+    Every rank calls it with its own RNG state ``rng`` (gathered here); ``extra`` goes into the file
+    as is (the run config).
     """
+    rngs = gather(d, rng)
     partial = gather(d, dict(loop.partial))
     if d.main:
-        state = checkpoint_state(loop, rng, partial, extra)
+        state = checkpoint_state(loop, rngs, partial, extra)
         save_checkpoint(paths.last, state)
         if best:
             save_checkpoint(paths.best, evaluation_state(state))

@@ -36,7 +36,7 @@ def find_factory(name: str) -> ModelFactory:
     module, _, attribute = name.partition(":")
     try:
         return getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError) as error:
+    except (ImportError, AttributeError, ValueError) as error:  # ValueError: an empty module name
         raise TrainingError(f"cannot import the model factory {name!r} ({error}); is the module installed?") from error
 
 

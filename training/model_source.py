@@ -11,14 +11,14 @@ and their types before any of them is used.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Any, Callable
 
 from hcm.core.errors import UsageError
-from hcm.model.hcmnet import build_model  # noqa: F401  (registers ``hcmnet`` in MODELS)
 from hcm.model.registry import MODELS
+from hcm.training import TrainingError
+from hcm.training.inference import find_factory
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +41,20 @@ def model_factory(name: str, trust_code: bool = False, source: str | Path = "the
     """The factory registered as ``name``; an outside ``module:Name`` only with ``trust_code``
     (``hint`` says how the user vouches for it in the command at hand)."""
     key = KNOWN_PATHS.get(name, name)
-    if key in MODELS:
-        return MODELS.get(key)
-    if not trust_code:
-        raise UntrustedModelError(
-            f"{source} names the model factory {name!r}, which is not one of hcm's models ({', '.join(MODELS)}). "
-            f"Loading it would import and run that module's code; nothing was imported. If you trust this "
-            f"run folder, {hint}"
-        )
-    module, _, attribute = name.partition(":")
-    log.warning("importing the model factory %r named by %s (--trust-model-code): its module's code runs",
-                name, source)
+    if key not in MODELS:
+        if not trust_code:
+            raise UntrustedModelError(
+                f"{source} names the model factory {name!r}, which is not one of hcm's models "
+                f"({', '.join(MODELS)}). Loading it would import and run that module's code; nothing was "
+                f"imported. If you trust this run folder, {hint}"
+            )
+        log.warning("importing the model factory %r named by %s (--trust-model-code): its module's code runs",
+                    name, source)
     try:
-        return getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise UsageError(f"cannot import the model factory {name!r} named by {source} ({error})") from error
+        return find_factory(key)
+    except TrainingError as error:  # the outside module or its attribute cannot be imported
+        cause = error.__cause__
+        raise UsageError(f"cannot import the model factory {name!r} named by {source} ({cause})") from cause
 
 
 def check_run_config(config: Any, path: str | Path) -> dict[str, Any]:

@@ -171,7 +171,7 @@ def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) 
         loop.step += 1
         on_step(loop.partial.get("loss", 0.0) / max(1.0, loop.partial.get("items", 0.0)))  # the epoch's mean so far
         if signum:
-            save_last(loop, gather(run.d, rng_state()), run.d, run.paths, run.extra)
+            save_last(loop, rng_state(), run.d, run.paths, run.extra)
             raise interrupted(int(signum), f"epoch {loop.epoch + 1}, step {loop.step}", run.paths.last,
                               run.paths.root, run.d.world)
     means = _reduce_means(loop.partial, run.d)
@@ -247,7 +247,7 @@ def skip_or_stop(loop: Loop, run: Context, batch: dict[str, torch.Tensor], fault
 def keep_good_state(loop: Loop, run: Context, before: dict[str, Any]) -> str:
     """Save the state before the bad batch while the weights are finite; say where the last good state is."""
     if all(bool(torch.isfinite(p).all()) for p in loop.model.parameters()):
-        save_last(loop, gather(run.d, before), run.d, run.paths, run.extra)
+        save_last(loop, before, run.d, run.paths, run.extra)
         return (f"The last good checkpoint is kept: {run.paths.last} now holds the state before this batch, "
                 f"so the run can be resumed.")
     if run.paths.last.is_file():
@@ -344,7 +344,7 @@ def finish_epoch(loop: Loop, row: dict[str, Any], run: Context) -> bool:
     else:
         loop.bad_epochs += 1
     loop.history.append({"epoch": loop.epoch, **row, "best": improved})
-    save_last(loop, gather(run.d, rng_state()), run.d, run.paths, run.extra, best=improved)
+    save_last(loop, rng_state(), run.d, run.paths, run.extra, best=improved)
     return stopped_early(loop, run.cfg)
 
 

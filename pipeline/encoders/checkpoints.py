@@ -20,7 +20,6 @@ missing keys, unexpected keys and shape mismatches are reported with the file na
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from pathlib import Path
@@ -33,6 +32,7 @@ from hcm.core.pickledata import DamagedPickleError, PickleDataError
 from hcm.core.torch_archive import is_script_archive, read_archive, script_tensors
 from hcm.pipeline.encoders.clip import CLIP, CLIPConfig
 from hcm.pipeline.encoders.esresnext import ESResNeXtConfig, ESResNeXtFBSP
+from hcm.pipeline.weights import weight_digest
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,8 @@ class CheckpointError(UsageError):
     """A weight file that does not match the model it should fill."""
 
 
-def is_torchscript_archive(path: str | Path) -> bool:
-    """Whether ``path`` is a TorchScript archive (it has compiled code), not a pickled dict."""
-    return is_script_archive(path)
+#: Whether a file is a TorchScript archive (it has compiled code), not a pickled dict.
+is_torchscript_archive = is_script_archive
 
 
 def check_release_digest(path: Path) -> None:
@@ -68,22 +67,18 @@ def check_release_digest(path: Path) -> None:
     expected = RELEASE_DIGESTS.get(path.name)
     if expected is None:
         return
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected:
+    digest = weight_digest(path).removeprefix("sha256:")  # extraction has usually hashed it already
+    if digest != expected:
         logger.warning("%s is not OpenAI's released %s (sha256 %s, the release's is %s); its tensors are read "
-                       "as data, but check where the file comes from", path, path.name, digest.hexdigest()[:16],
+                       "as data, but check where the file comes from", path, path.name, digest[:16],
                        expected[:16])
 
 
-def read_state_dict(path: str | Path, trust_code: bool = False) -> StateDict:
+def read_state_dict(path: str | Path) -> StateDict:
     """Tensors of a weight file: a TorchScript archive's module tensors or a plain saved state dict.
 
     Both are read as data (:func:`hcm.core.torch_archive.read_archive`): a TorchScript archive's
-    code is never run. ``trust_code`` loads a TorchScript archive with ``torch.jit.load``, which
-    runs the code it carries: only for a file whose origin the user vouches for.
+    code is never run.
     """
     path = Path(path)
     if not path.is_file():
@@ -92,13 +87,7 @@ def read_state_dict(path: str | Path, trust_code: bool = False) -> StateDict:
     if script:
         check_release_digest(path)
     try:
-        if script and trust_code:
-            logger.warning("%s: loading with torch.jit.load, which runs the code the archive carries", path)
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        elif script:
-            state = script_tensors(read_archive(path, script=True))
-        else:
-            state = read_archive(path)
+        state = script_tensors(read_archive(path, script=True)) if script else read_archive(path)
     except DamagedPickleError as error:
         raise CheckpointError(f"{path} is not a readable PyTorch weight file ({error}); download it again") from None
     except PickleDataError as error:
@@ -106,8 +95,6 @@ def read_state_dict(path: str | Path, trust_code: bool = False) -> StateDict:
             f"{path} was refused: {error}. hcm reads weight files as data only (tensors and plain containers); "
             f"nothing in the file was run. Use the released file"
         ) from None
-    except Exception as error:  # torch.jit.load raises many types on foreign files; report them all alike
-        raise CheckpointError(f"{path} is not a readable TorchScript archive: {error}") from error
     if not isinstance(state, Mapping) or not state:
         raise CheckpointError(f"{path} does not hold a state dict (got {type(state).__name__})")
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]

@@ -176,10 +176,7 @@ def test_context_cells_and_bad_lists(tmp_path: Path) -> None:
 def test_classification_columns_keep_the_class_order() -> None:
     """p_* columns in the dataset's class order whatever the ranking (as evaluate's predictions.csv);
     the transcript in `text`, masked modalities in `masked`, probabilities without a sign."""
-    import io
-
     import torch
-    from rich.console import Console
 
     from hcm.apps.predict import ClipInput, Prediction, prediction_row, predictions_table, same_columns
 

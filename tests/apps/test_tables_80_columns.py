@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from cli_probe import command_paths
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -114,8 +115,7 @@ def test_one_unit_convention() -> None:
     assert "51.95" in cells(runs) and "accuracies and F1 in %" in runs.caption
 
 
-COMMANDS = [[], ["quickstart"], ["sample"], ["extract"], ["train"], ["evaluate"], ["runs"], ["predict"], ["reproduce"],
-            ["tune"], ["ablate"], ["import"], ["import", "mmsa"], ["cache"], ["cache", "info"], ["cache", "verify"]]
+COMMANDS = command_paths(groups=True)  # hcm itself, every group and command, read from the command tree
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "hcm")

@@ -6,21 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_probe import command_paths, probe_commands
 from typer.testing import CliRunner
 
 from hcm.apps.options import workdir_first
 from hcm.cli import app
 
 runner = CliRunner()
-COMMANDS = [["quickstart"], ["sample"], ["extract"], ["train"], ["evaluate"], ["runs"], ["predict"], ["ablate"],
-            ["reproduce"], ["tune"], ["import", "mmsa"], ["cache", "info"], ["cache", "verify"]]
+COMMANDS = command_paths()  # every command, read from the command tree
 USAGE_ERRORS = [["train", "--epochs", "0"], ["train", "--lr", "0"], ["train", "--seeds", "a,b"],
                 ["train", "--set", "dropout"], ["evaluate", "--split", "train"], ["ablate", "--seeds", "x"],
                 ["reproduce", "--seeds", "1,x"], ["tune", "--trials", "0"], ["tune", "--pruner", "asha"],
                 ["extract", "--dataset", "mosei", "--frames", "0"], ["import", "mmsa", "f.pkl", "-d", "mosi",
                                                                      "--aligned-rows", "some"]]
 
-from cli_probe import probe_commands
 
 
 def test_help_and_usage_errors_import_no_heavy_library(tmp_path: Path) -> None:

@@ -47,7 +47,8 @@ def test_tensors_views_and_dtypes_read_back(tmp_path: Path) -> None:
     for key in value:
         if isinstance(value[key], torch.Tensor):
             assert out[key].dtype == value[key].dtype and torch.equal(out[key], value[key].detach()), key
-    assert out["view"].data_ptr() != 0 and out["view"].shape == (3, 3)
+    assert out["view"].shape == (3, 3)
+    assert out["view"].untyped_storage().data_ptr() == out["t"].untyped_storage().data_ptr()  # one storage, read once
 
 
 def test_a_checkpoint_of_an_earlier_version_keeps_its_numpy_values(tmp_path: Path) -> None:

@@ -32,3 +32,24 @@ def probe_commands(calls: list[list[str]], workdir: Path, timeout: float) -> tup
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(calls)], capture_output=True, text=True,
                           env=env, timeout=timeout)
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def command_paths(groups: bool = False) -> list[list[str]]:
+    """Every command of ``hcm`` as its words (``["train"]``, ``["cache", "info"]``), read from the
+    command tree itself so that a new command is checked too; ``groups`` adds ``[]`` and the groups."""
+    import click
+    import typer.main
+
+    from hcm.cli import app
+
+    found: list[list[str]] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        subcommands = getattr(command, "commands", {})
+        if not subcommands or groups:
+            found.append(path)
+        for name in sorted(subcommands):
+            walk(subcommands[name], [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found

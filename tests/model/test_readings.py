@@ -96,8 +96,9 @@ def test_eq17_literal_gradient() -> None:
 def test_eq17_clamp_switch() -> None:
     acl, task = torch.tensor(1000.0), torch.tensor(1.0)
     # literal: ratio L_acl / L_task = 1000; balance_clamp bounds it to 100
-    assert torch.allclose(balanced_objective(acl, task, None, reading="literal"), torch.tensor(1000.001))
-    assert torch.allclose(balanced_objective(acl, task, (1e-2, 1e2), reading="literal"), torch.tensor(1000.01))
+    acl, task = acl.double(), task.double()  # float64: the task term (1/1000 or 1/100) is seen beside 1000
+    assert (balanced_objective(acl, task, None, reading="literal") - 1000).item() == pytest.approx(0.001)
+    assert (balanced_objective(acl, task, (1e-2, 1e2), reading="literal") - 1000).item() == pytest.approx(0.01)
     assert ModelConfig().balance_clamp is False and ModelConfig(reading="hcm").balance_clamp is True
 
 
@@ -116,22 +117,6 @@ def test_eq7_cosine_forms() -> None:
     everyone = {m: torch.tensor([True]) for m in three}
     # cos(V, T) = 1/sqrt 2, cos(V, A) = 0, cos(A, T) = 0 (the flattened matrices)
     assert torch.allclose(atomic_cosine_loss(three, everyone), torch.tensor(3 - 1 / math.sqrt(2)))
-
-
-def test_eq7_in_the_model_is_the_cosine_of_the_atomic_node_matrices(model_config, model_batch) -> None:
-    torch.manual_seed(0)
-    model = build_model(model_config(variant="acm-only", dropout=0.0)).eval()
-    batch = model_batch(LENGTHS)
-    with torch.no_grad():
-        out = model(batch)
-        atomic, _ = model.atomic(model.encode(batch))
-    total = torch.tensor(0.0)
-    for a, b in (("video", "text"), ("video", "audio"), ("text", "audio")):
-        x = (atomic[a].x[:, 1:] * atomic[a].support[:, 1:, None]).flatten(1)  # (B, M d), common nodes
-        y = (atomic[b].x[:, 1:] * atomic[b].support[:, 1:, None]).flatten(1)
-        cos = (x * y).sum(1) / (x.norm(dim=1) * y.norm(dim=1))
-        total = total + (1 - cos).mean()
-    assert torch.allclose(out.losses["acl"], total, atol=1e-5)
 
 
 def test_eq10_self_loops_switch() -> None:

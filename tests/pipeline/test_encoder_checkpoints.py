@@ -57,7 +57,9 @@ def _assert_same_weights(model: nn.Module, expected: dict[str, torch.Tensor]) ->
         assert torch.equal(loaded[key], value.to(loaded[key].dtype)), key
 
 
-def test_torchscript_rn50_style_archive(tmp_path: Path, small_clip: CLIP, standin: ModuleType) -> None:
+def test_torchscript_rn50_style_archive(tmp_path: Path, small_clip: CLIP, standin: ModuleType,
+                                       monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # the weight digest index
     half = CLIP(SMALL_CLIP)
     half.load_state_dict(small_clip.state_dict())
     half = half.half()
@@ -67,6 +69,9 @@ def test_torchscript_rn50_style_archive(tmp_path: Path, small_clip: CLIP, standi
     assert is_torchscript_archive(path)
     raw = read_state_dict(path)
     assert raw["visual.conv1.weight"].dtype == torch.float16 and "input_resolution" in raw
+    assert "is not OpenAI's released RN50.pt" in caplog.text  # read all the same, with a warning
+    index = json.loads((tmp_path / "xdg" / "hcm" / "weight-digests.json").read_text())
+    assert str(path.resolve()) in index  # hashed once through extraction's digest index
 
     model = load_clip(path)  # config inferred from the shapes
     assert model.config == SMALL_CLIP and not model.training

@@ -27,6 +27,11 @@ MEDIA_SUFFIXES = (".mp4", ".avi", ".wav")
 ANNOTATION_SUFFIXES = (".csv", ".txt")
 
 
+def test_every_registered_corpus_has_a_size_here() -> None:
+    """Unregistering a sample corpus (or adding one without a size here) fails this module."""
+    assert set(SMALL_N) == set(available_samples())
+
+
 def _files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix in suffixes)
 
