@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import logging
 import shutil
@@ -248,16 +249,21 @@ def removed_on_failure(run: Path, rank: int) -> Iterator[None]:
 
 def evaluate_in_workspace(workspace: Workspace, run: Path | None = None, split: str = "test",
                           features: Path | None = None, tsne: bool = False, device: str = "auto",
-                          as_json: bool = False, trust_model_code: bool = False) -> dict[str, Any]:
+                          as_json: bool = False, trust_model_code: bool = False,
+                          score: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
     """``hcm evaluate``: the given run (default: the latest in the workspace), its best checkpoint.
 
     ``as_json``: the table goes to stderr and stdout gets the report (metrics.json) alone.
-    ``trust_model_code``: import a model factory outside hcm's registry that the run config names."""
+    ``trust_model_code``: import a model factory outside hcm's registry that the run config names.
+    ``score``: what scores the run, called as :func:`~hcm.training.evaluate.evaluate_run` is but
+    without ``tsne`` (``hcm evaluate --missing/--noise`` passes its robustness run); default
+    :func:`~hcm.training.evaluate.evaluate_run`."""
     from rich.console import Console
 
+    score = score or functools.partial(evaluate_run, tsne=tsne)
     chosen = Path(run) if run is not None else find_latest_run(workspace.runs)
-    report = evaluate_run(chosen, split, cache_dir=features, tsne=tsne, device=device,
-                          console=Console(stderr=True) if as_json else None, trust_model_code=trust_model_code)
+    report = score(chosen, split, cache_dir=features, device=device,
+                   console=Console(stderr=True) if as_json else None, trust_model_code=trust_model_code)
     if as_json:
         print(json.dumps(report, indent=1, default=str))
     return report
@@ -291,10 +297,11 @@ def train_command(workspace: Workspace, request: TrainRequest, interactive: bool
 
 def evaluate_command(workspace: Workspace, run: Path | None, split: str, features: Path | None, tsne: bool,
                      device: str, threads: int | None = None, as_json: bool = False,
-                     trust_model_code: bool = False) -> int:
-    """``hcm evaluate`` with its errors reported as messages; returns the exit status."""
+                     trust_model_code: bool = False, score: Callable[..., dict[str, Any]] | None = None) -> int:
+    """``hcm evaluate`` with its errors reported as messages; returns the exit status (``score``: see
+    :func:`evaluate_in_workspace`)."""
     def work() -> None:
         set_threads(threads)
-        evaluate_in_workspace(workspace, run, split, features, tsne, device, as_json, trust_model_code)
+        evaluate_in_workspace(workspace, run, split, features, tsne, device, as_json, trust_model_code, score)
 
     return report_errors(work)

@@ -51,15 +51,18 @@ def euclidean_cost(x: Tensor, y: Tensor) -> Tensor:
     return sq.clamp_min(1e-12).sqrt()
 
 
-def support_cost(x: ModalRows, y: ModalRows) -> Tensor:
-    """Eq. 11's Euclidean cost over support pairs, 0 on other pairs, (B, M, N)."""
-    pairs = x.support.unsqueeze(2) & y.support.unsqueeze(1)  # (B, M, N)
+def support_pairs(x: ModalRows, y: ModalRows) -> Tensor:
+    """(B, M, N) True where both rows are in their graph's support."""
+    return x.support.unsqueeze(2) & y.support.unsqueeze(1)
+
+
+def support_cost(x: ModalRows, y: ModalRows, pairs: Tensor) -> Tensor:
+    """Eq. 11's Euclidean cost over the support ``pairs``, 0 on other pairs, (B, M, N)."""
     return euclidean_cost(x.x, y.x) * pairs
 
 
-def unit_mean(cost: Tensor, x: ModalRows, y: ModalRows) -> Tensor:
-    """A support cost divided per sample by its (detached) mean over the support pairs."""
-    pairs = x.support.unsqueeze(2) & y.support.unsqueeze(1)  # (B, M, N)
+def unit_mean(cost: Tensor, pairs: Tensor) -> Tensor:
+    """A support cost divided per sample by its (detached) mean over the support ``pairs``."""
     mean = cost.sum(dim=(1, 2)) / pairs.sum(dim=(1, 2)).clamp_min(1)  # (B,)
     return cost / mean.detach().clamp_min(1e-6)[:, None, None]
 
@@ -94,8 +97,9 @@ class CompositionTransport(nn.Module):
             return mu_m.unsqueeze(2) * mu_t.unsqueeze(1), None  # (B, M, N) independent coupling
         with float32_island(graph.x.device):  # the cost and Sinkhorn stay float32 under autocast
             graph, text = graph.float(), text.float()
-            raw = support_cost(graph, text)  # (B, M, N)
-            cost = unit_mean(raw, graph, text)  # the solver's eps is set for unit-mean costs
+            pairs = support_pairs(graph, text)  # (B, M, N)
+            raw = support_cost(graph, text, pairs)
+            cost = unit_mean(raw, pairs)  # the solver's eps is set for unit-mean costs
             plan = sinkhorn(cost, mu_m, mu_t, eps=self.eps, n_iters=self.n_iters, backend=self.backend)
         return plan, raw if self.cost_scale == "raw" else cost
 
@@ -110,8 +114,11 @@ class CompositionTransport(nn.Module):
             plan, cost = self._plan(graph, text)
             bary = plan.transpose(1, 2) * inv_mu_t.unsqueeze(-1)  # (B, 1+N_t, 1+N_m) rows sum to 1
             if self.update == "literal":
-                mass = text.support.sum(1).to(plan.dtype) if self.node_mass else torch.ones_like(mu_t[:, 0])  # (B,)
-                moved = (plan * mass[:, None, None]).transpose(1, 2) @ graph.x  # (B, 1+M, d): H_m^T G_m
+                if self.node_mass:  # mass 1 per text node: N_t times the unit-mass plan
+                    plan_mass = plan * text.support.sum(1).to(plan.dtype)[:, None, None]  # (B,) -> (B, 1, 1)
+                else:
+                    plan_mass = plan
+                moved = plan_mass.transpose(1, 2) @ graph.x  # (B, 1+M, d): H_m^T G_m
                 updated[name] = (graph.x + self.gamma[name] * moved) * graph.valid.unsqueeze(-1)
             else:
                 moved = bary @ graph.x  # (B, 1+N_t, d)

@@ -28,7 +28,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import combinations
 
 import torch
@@ -93,16 +93,26 @@ def pair_contrastive(x: Tensor, y: Tensor, classes: Tensor, keep: Tensor, temper
     return (per_anchor * anchors).sum() / anchors.sum().clamp_min(1)
 
 
+def _modality_pairs(features: dict[str, Tensor], present: dict[str, Tensor]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Eq. 7's modality pairs (v-t, v-a, t-a) of ``features``: both features and the (B,) samples that have both."""
+    names = [m for m in ("video", "text", "audio") if m in features]
+    for first, second in combinations(names, 2):
+        yield features[first], features[second], present[first] & present[second]
+
+
+def _zero_loss(features: dict[str, Tensor]) -> Tensor:
+    """0, tied to every feature: keeps the graph when no pair has a sample to count."""
+    return sum(f.sum() for f in features.values()) * 0.0
+
+
 def atomic_contrastive_loss(
     pooled: dict[str, Tensor], present: dict[str, Tensor], classes: Tensor, temperature: float
 ) -> Tensor:
     """Eq. 7, ``class-contrastive``: the sum over modality pairs of the symmetric class-aware loss."""
-    names = [m for m in ("video", "text", "audio") if m in pooled]
-    total = sum(p.sum() for p in pooled.values()) * 0.0  # keeps the graph when nothing is kept
-    for first, second in combinations(names, 2):
-        keep = present[first] & present[second]
-        forward = pair_contrastive(pooled[first], pooled[second], classes, keep, temperature)
-        backward = pair_contrastive(pooled[second], pooled[first], classes, keep, temperature)
+    total = _zero_loss(pooled)
+    for x, y, keep in _modality_pairs(pooled, present):
+        forward = pair_contrastive(x, y, classes, keep, temperature)
+        backward = pair_contrastive(y, x, classes, keep, temperature)
         total = total + 0.5 * (forward + backward)
     return total
 
@@ -116,11 +126,10 @@ def atomic_cosine_loss(features: dict[str, Tensor], present: dict[str, Tensor], 
         present: modality -> (B,) samples that have the modality; a pair counts the samples
             that have both.
     """
-    names = [m for m in ("video", "text", "audio") if m in features]
-    total = sum(f.sum() for f in features.values()) * 0.0  # keeps the graph when nothing is kept
-    for first, second in combinations(names, 2):
-        keep = (present[first] & present[second]).to(total.dtype)  # (B,)
-        cos = F.cosine_similarity(features[first].flatten(1), features[second].flatten(1), dim=1, eps=1e-8)  # (B,)
+    total = _zero_loss(features)
+    for x, y, both in _modality_pairs(features, present):
+        keep = both.to(total.dtype)  # (B,)
+        cos = F.cosine_similarity(x.flatten(1), y.flatten(1), dim=1, eps=1e-8)  # (B,)
         per_sample = cos if as_printed else 1.0 - cos
         total = total + (per_sample * keep).sum() / keep.sum().clamp_min(1.0)
     return total

@@ -27,15 +27,17 @@ import csv
 import io
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
+from torch import nn
 
-from hcm.cache import FeatureCache
+from hcm.cache import CacheMeta, FeatureCache
 from hcm.cache.schema import recipe_changes, weight_changes
 from hcm.core.device import resolve_device
 from hcm.core.files import atomic_write, read_json, write_json
@@ -44,7 +46,7 @@ from hcm.model.config import ModelConfig
 from hcm.training import TrainingError
 from hcm.training import metrics as M
 from hcm.training.checkpoints import load_checkpoint
-from hcm.training.data import CacheDataset, DataConfig, read_cache_meta
+from hcm.training.data import CacheDataset, CacheInfo, DataConfig, cache_info, read_cache_meta
 from hcm.training.distributed import Dist
 from hcm.training.inference import Predictions, eval_loader, make_model, predict
 from hcm.training.model_source import check_run_config, model_factory
@@ -68,20 +70,22 @@ class ProfileMismatchError(ValueError):
     """A run is being applied to a cache made with another dataset, profile or recipe."""
 
 
-def check_cache_matches(config: dict[str, Any], cache_dir: Path) -> None:
-    """Refuse a cache whose dataset, profile or weights differ from the run's; warn on another recipe."""
-    meta, _ = read_cache_meta(cache_dir)
+def check_cache_matches(config: dict[str, Any], cache_dir: Path, info: CacheInfo | None = None) -> None:
+    """Refuse a cache whose dataset, profile or weights differ from the run's; warn on another recipe.
+
+    ``info``: the cache's manifest when the caller has read it already."""
+    meta = (info or cache_info(cache_dir)).meta
     if meta.dataset != config["dataset"]:
         check_cross_corpus(config, meta, cache_dir)
-    for field in ("profile",) if meta.dataset != config["dataset"] else ("dataset", "profile"):
-        if getattr(meta, field) != config[field]:
-            raise ProfileMismatchError(
-                f"the run was trained on {field} {config[field]!r} but cache {cache_dir} is {field} "
-                f"{getattr(meta, field)!r}; use a cache extracted with the same {field} (the run's own cache "
-                f"is {config['cache']})"
-            )
+    if meta.profile != config["profile"]:
+        raise ProfileMismatchError(
+            f"the run was trained on profile {config['profile']!r} but cache {cache_dir} is profile "
+            f"{meta.profile!r}; use a cache extracted with the same profile (the run's own cache "
+            f"is {config['cache']})"
+        )
     if meta.recipe_hash != config["recipe_hash"]:
-        run_recipe = _run_recipe(config)  # reads the run cache's manifest
+        run_meta = _run_cache_meta(config)  # reads the run cache's manifest
+        run_recipe = run_meta.recipe if run_meta is not None and run_meta.recipe_hash == config["recipe_hash"] else {}
         changed = weight_changes(run_recipe, meta.recipe, ("in the run's cache", "in this one"))
         if changed:
             raise ProfileMismatchError(
@@ -101,7 +105,8 @@ def check_cross_corpus(config: dict[str, Any], meta: Any, cache_dir: Path) -> No
         raise ProfileMismatchError(
             f"the run was trained on dataset {config['dataset']!r} ({config['task']}) but cache {cache_dir} is "
             f"{meta.dataset!r} ({meta.task}); cross-corpus evaluation needs the same task")
-    run_specs = _run_specs(config)
+    run_meta = _run_cache_meta(config)
+    run_specs = run_meta.specs if run_meta is not None else {}  # gone or damaged: the model checks the widths
     for name in [n for names in config["data"]["streams"].values() for n in names]:
         theirs = meta.specs.get(name)
         ours = run_specs.get(name)
@@ -113,36 +118,64 @@ def check_cross_corpus(config: dict[str, Any], meta: Any, cache_dir: Path) -> No
                 "the run's task and label range", config["dataset"], meta.dataset, cache_dir)
 
 
-def _run_specs(config: dict[str, Any]) -> dict:
-    """The feature specs of the run's own cache, where it can still be read."""
-    try:
-        meta, _ = read_cache_meta(config["cache"])
-    except Exception:  # gone or damaged: the widths are checked when the model reads the batch
-        return {}
-    return meta.specs
-
-
-def _run_recipe(config: dict[str, Any]) -> dict:
-    """The extraction recipe of the run's own cache, while that cache is the one it was trained on."""
+def _run_cache_meta(config: dict[str, Any]) -> CacheMeta | None:
+    """The metadata of the run's own cache, where it can still be read (None: gone or damaged)."""
     try:
         meta, _ = read_cache_meta(config["cache"])
     except Exception:  # gone or damaged: nothing to compare with
-        return {}
-    return meta.recipe if meta.recipe_hash == config["recipe_hash"] else {}
+        return None
+    return meta
 
 
 def load_run_model(paths: RunPaths, config: dict[str, Any], checkpoint: str, device: torch.device,
-                   trust_code: bool = False):
+                   trust_code: bool = False, factory: Callable | None = None):
     """The run's model with the weights of ``checkpoints/<checkpoint>.pt``, and that checkpoint's epoch.
 
     The model comes from hcm's registry by the name the config records; an outside ``module:Name``
-    is imported only with ``trust_code`` (see :mod:`hcm.training.model_source`)."""
-    check_run_config(config, paths.config)
-    factory = model_factory(config["model_factory"], trust_code, paths.config)
+    is imported only with ``trust_code`` (see :mod:`hcm.training.model_source`). A caller that has
+    checked the config and resolved its ``factory`` already passes it, and neither is done again."""
+    if factory is None:
+        check_run_config(config, paths.config)
+        factory = model_factory(config["model_factory"], trust_code, paths.config)
     state = load_checkpoint(paths.checkpoints / f"{checkpoint}.pt", "cpu")
     model = make_model(ModelConfig.from_saved(config["model"]), factory)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), int(state["epoch"])
+
+
+@dataclass
+class RunOnSplit:
+    """A run's checkpoint loaded and the split it is scored on: where evaluation and robustness start."""
+
+    paths: RunPaths
+    config: dict[str, Any]  # the run's config.json, checked
+    cache: CacheInfo  # the evaluated cache (its manifest, read once)
+    facts: DatasetFacts
+    data: CacheDataset  # the split
+    dist: Dist  # one process on the chosen device
+    model: nn.Module
+    epoch: int  # the checkpoint's
+    loader_cfg: TrainConfig  # batch size and workers of the evaluation loader
+
+
+def open_run(run_dir: str | Path, split: str, *, cache_dir: str | Path | None = None, checkpoint: str = "best",
+             device: str = "auto", batch_size: int = 0, num_workers: int | None = None,
+             trust_model_code: bool = False) -> RunOnSplit:
+    """Check the run's config, resolve its model factory (outside code only with ``trust_model_code``,
+    refused before anything else), check the cache (default: the run's own) against the run, open
+    ``split`` and load ``checkpoint``. ``num_workers`` None: the run's own loader workers."""
+    paths = RunPaths(Path(run_dir))
+    config = check_run_config(read_json(paths.config, "run config"), paths.config)
+    factory = model_factory(config["model_factory"], trust_model_code, paths.config)
+    cache = cache_info(Path(cache_dir) if cache_dir is not None else Path(config["cache"]))
+    check_cache_matches(config, cache.directory, cache)
+    facts = DatasetFacts.from_dict(config["facts"])
+    data = CacheDataset(cache, split, DataConfig(**config["data"]))
+    d = Dist(0, 1, resolve_device(device))
+    model, epoch = load_run_model(paths, config, checkpoint, d.device, factory=factory)
+    cfg = TrainConfig(batch_size=batch_size or config["train"]["batch_size"],
+                      num_workers=config["train"]["num_workers"] if num_workers is None else num_workers)
+    return RunOnSplit(paths, config, cache, facts, data, d, model, epoch, cfg)
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | Path | None = None,
@@ -154,25 +187,17 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, cache_dir: str | P
     numbers; :class:`OutputWriteError` then lists the files that could not be written.
     Returns the content of ``metrics.json``.
     """
-    paths = RunPaths(Path(run_dir))
-    config = check_run_config(read_json(paths.config, "run config"), paths.config)
-    if not trust_model_code:
-        model_factory(config["model_factory"], False, paths.config)  # refuse outside code before anything else
-    cache = Path(cache_dir) if cache_dir is not None else Path(config["cache"])
-    check_cache_matches(config, cache)
-    facts = DatasetFacts.from_dict(config["facts"])
-    data = CacheDataset(cache, split, DataConfig(**config["data"]))
-    d = Dist(0, 1, resolve_device(device))
-    model, epoch = load_run_model(paths, config, checkpoint, d.device, trust_model_code)
-    cfg = TrainConfig(batch_size=batch_size or config["train"]["batch_size"],
-                      num_workers=config["train"]["num_workers"])
-    preds = predict(model, eval_loader(data, cfg, d), d, with_features=tsne)
+    run = open_run(run_dir, split, cache_dir=cache_dir, checkpoint=checkpoint, device=device,
+                   batch_size=batch_size, trust_model_code=trust_model_code)
+    paths, config, facts, data, epoch = run.paths, run.config, run.facts, run.data, run.epoch
+    cache, manifest = run.cache.directory, run.cache.manifest
+    preds = predict(run.model, eval_loader(data, run.loader_cfg, run.dist), run.dist, with_features=tsne)
     labels = data.labels[preds.index]
-    train_labels = FeatureCache(cache, split="train", features=[]).labels
+    train_labels = FeatureCache(cache, split="train", features=[], manifest=manifest).labels
     report = {
         "run": str(paths.root), "split": split, "cache": str(cache), "checkpoint": checkpoint, "epoch": epoch,
         "items": int(labels.size), "task": facts.task, "key_metric": config["key_metric"],
-        "masked": masked_counts(cache, split, list(config["data"]["streams"])),
+        "masked": masked_counts(cache, split, list(config["data"]["streams"]), manifest),
         "metrics": M.compute_metrics(facts.task, preds.scores, labels, facts.class_names, facts.metrics),
         "baseline": M.baseline_metrics(facts.task, train_labels, labels, facts.class_names, facts.metrics),
         "loss": preds.loss,
@@ -197,11 +222,13 @@ class OutputWriteError(TrainingError):
     """Evaluation finished but some of its files could not be written."""
 
 
-def masked_counts(cache_dir: Path, split: str, modalities: Sequence[str]) -> dict[str, Any]:
-    """How many items of ``split`` had each modality masked (a missing or broken medium), and in all."""
+def masked_counts(cache_dir: Path, split: str, modalities: Sequence[str],
+                  manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How many items of ``split`` had each modality masked (a missing or broken medium), and in all
+    (``manifest``: the cache's, when read already)."""
     per_modality = dict.fromkeys(modalities, 0)
     items = 0
-    with FeatureCache(cache_dir, split=split, features=[]) as cache:
+    with FeatureCache(cache_dir, split=split, features=[], manifest=manifest) as cache:
         for index in range(len(cache)):
             masks = cache[index].masks  # (features=[]: no feature data is read)
             masked = [m for m in modalities if not masks.get(m, True)]
@@ -369,15 +396,20 @@ def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts
     return True
 
 
+def metric_columns(facts: DatasetFacts, class_header: Callable[[str], str] = str.capitalize) -> list[tuple[str, str]]:
+    """(metric, header) of the metrics table: the paper's Table 3 columns for regression (MMSA's
+    CH-SIMS set for ``sims``), Table 2's for classification (per-class F1 headed
+    ``class_header(class)``, accuracy, weighted F1)."""
+    if facts.metrics == M.SIMS:
+        return list(SIMS_COLUMNS)
+    if facts.task == M.REGRESSION:
+        return list(REGRESSION_COLUMNS)
+    return [(f"f1_{c}", class_header(c)) for c in facts.class_names] + [("accuracy", "Acc↑"), ("weighted_f1", "w-F1↑")]
+
+
 def metrics_table(facts: DatasetFacts, rows: Sequence[tuple[str, dict[str, Any]]], title: str = "") -> Table:
     """A rich table shaped like the paper's Table 3 (regression) or Table 2 (classification)."""
-    if facts.metrics == M.SIMS:
-        columns = SIMS_COLUMNS
-    elif facts.task == M.REGRESSION:
-        columns = REGRESSION_COLUMNS
-    else:
-        columns = [(f"f1_{c}", c.capitalize()) for c in facts.class_names]
-        columns += [("accuracy", "Acc↑"), ("weighted_f1", "w-F1↑")]
+    columns = metric_columns(facts)
     table = Table(title=title or None, caption=f"{UNITS}; {BASELINE_NOTE[facts.task]}")
     table.add_column("Method", no_wrap=True)
     for _, header in columns:

@@ -28,11 +28,10 @@ import numpy as np
 from scipy import stats
 
 from hcm.core.configs import configs_dir
+from hcm.core.tables import DECIMAL_METRICS, metric_cell
 
 RESULTS_FILE = Path("paper") / "results.csv"
 FIELDS = ("table", "dataset", "variant", "column", "metric", "value", "unit")
-#: Metrics that are not percentages: tables show them with 3 decimals, the others as percentages.
-DECIMAL_METRICS = ("mae", "corr")
 LOWER_IS_BETTER = ("mae",)
 
 
@@ -115,13 +114,11 @@ def seed_summary(values: Sequence[float], confidence: float = 0.95) -> SeedSumma
 
 
 def display_scale(metric: str) -> tuple[float, int]:
-    """(factor, decimals) a metric is shown with: MAE/Corr as decimals, the rest as percentages."""
+    """(factor, decimals) a metric is shown with: MAE/Corr as decimals, the rest as percentages
+    (``hcm.core.tables.DECIMAL_METRICS``)."""
     return (1.0, 3) if metric in DECIMAL_METRICS else (100.0, 2)
 
 
 def show(metric: str, value: float | None) -> str:
-    """One number as tables show it (``-`` for a missing or non-finite one)."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    factor, digits = display_scale(metric)
-    return f"{value * factor:.{digits}f}"
+    """One number as tables show it (``-`` for a missing or non-finite one): :func:`hcm.core.tables.metric_cell`."""
+    return metric_cell(metric, value)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hcm.core.files import read_json, write_csv
-from hcm.training.runs import CONFIG, RunPaths
+from hcm.training.runs import CONFIG, RunPaths, list_runs
 
 RESULTS_CSV = "results.csv"
 SEED_SUMMARY = "summary.json"  # written by ``hcm train --seeds`` into runs/<dataset>/<time>-<variant>-seeds/
@@ -87,18 +87,11 @@ def run_row(run_dir: Path, split: str = "test") -> dict[str, Any]:
     return row
 
 
-def result_runs(runs_root: Path, dataset: str | None = None) -> list[Path]:
-    """Run folders of ``hcm train`` and of ablations (one level deeper), oldest first."""
-    top = dataset or "*"
-    configs = [*runs_root.glob(f"{top}/*/{CONFIG}"), *runs_root.glob(f"{top}/*/*/{CONFIG}")]
-    return [p.parent for p in sorted(configs, key=lambda p: (p.stat().st_mtime, str(p.parent)))]
-
-
 def collect_rows(runs_root: Path, dataset: str | None = None, split: str = "test") -> list[dict[str, Any]]:
     """Rows for every run under ``runs_root`` (oldest first); a run whose files cannot be read is
     skipped with a warning that names the file."""
     rows = []
-    for run in result_runs(runs_root, dataset):
+    for run in list_runs(runs_root, dataset, nested=True):  # hcm train's runs and ablations' (one level deeper)
         try:
             rows.append(run_row(run, split))
         except (ValueError, OSError, KeyError) as error:

@@ -25,29 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from hcm.core.device import resolve_device
-from hcm.core.files import atomic_write, read_json, write_csv, write_json
-from hcm.core.tables import print_table
+from hcm.core.files import atomic_write, write_csv, write_json
+from hcm.core.tables import UNITS, metric_cell, print_table
 from hcm.model.config import ModelConfig
 from hcm.training import metrics as M
-from hcm.training.data import CacheDataset, DataConfig
-from hcm.training.distributed import Dist
-from hcm.training.evaluate import check_cache_matches, load_run_model
+from hcm.training.evaluate import _pyplot, metric_columns, open_run
 from hcm.training.inference import eval_loader, predict
-from hcm.training.runs import RunPaths
-from hcm.training.settings import DatasetFacts, TrainConfig
+from hcm.training.settings import DatasetFacts
 
 Batch = dict[str, torch.Tensor]
 NOISE_SEED = 0
-#: Metrics shown in the printed table per metric set (all are in robustness.json).
-TABLE_METRICS = {M.REGRESSION: ["mae", "corr", "acc2_non0", "f1_non0", "acc7"],
-                 M.SIMS: ["mae", "corr", "mult_acc_2", "f1_score", "mult_acc_5"],
-                 M.CLASSIFICATION: ["accuracy", "weighted_f1"]}
 
 
 @dataclass(frozen=True)
@@ -108,22 +99,37 @@ def add_noise(batch: Batch, spread: dict[str, torch.Tensor], level: float, gener
     return out
 
 
-def column_spread(batches: Iterable[Batch], modalities: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Per modality, the standard deviation of each feature column over the real rows, (D,)."""
-    sums: dict[str, Any] = {m: [0.0, 0.0, 0] for m in modalities}
-    for batch in batches:
-        for m in modalities:
+class ColumnSpread:
+    """Running sums, per modality, of each feature column over the real rows of the batches added."""
+
+    def __init__(self, modalities: Sequence[str]) -> None:
+        self.sums: dict[str, Any] = {m: [0.0, 0.0, 0] for m in modalities}
+
+    def add(self, batch: Batch) -> Batch:
+        """Count ``batch``'s real rows; returns it unchanged."""
+        for m, total in self.sums.items():
             rows = batch[m][batch[f"{m}_mask"]].double()  # (n, D)
-            total = sums[m]
             total[0] = total[0] + rows.sum(0)
             total[1] = total[1] + (rows * rows).sum(0)
             total[2] += rows.shape[0]
-    spread = {}
-    for m, (s, sq, n) in sums.items():
-        if n:
-            mean = s / n
-            spread[m] = (sq / n - mean * mean).clamp_min(0).sqrt().float()
-    return spread
+        return batch
+
+    def spread(self) -> dict[str, torch.Tensor]:
+        """Per modality with real rows, the standard deviation of each feature column, (D,)."""
+        spread = {}
+        for m, (s, sq, n) in self.sums.items():
+            if n:
+                mean = s / n
+                spread[m] = (sq / n - mean * mean).clamp_min(0).sqrt().float()
+        return spread
+
+
+def column_spread(batches: Iterable[Batch], modalities: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Per modality, the standard deviation of each feature column over the real rows, (D,)."""
+    sums = ColumnSpread(modalities)
+    for batch in batches:
+        sums.add(batch)
+    return sums.spread()
 
 
 class TransformedLoader:
@@ -163,29 +169,29 @@ def robustness_run(run_dir: str | Path, split: str = "test", missing: Sequence[s
         noise: noise levels in units of each feature column's spread.
     Returns the content of ``robustness.json``.
     """
-    paths = RunPaths(Path(run_dir))
-    config = read_json(paths.config, "run config")
-    modalities = ModelConfig.from_dict(config["model"]).modality_names
-    conditions = conditions_for(missing_sets(missing, modalities) if missing else [], noise)
-    cache = Path(cache_dir) if cache_dir is not None else Path(config["cache"])
-    check_cache_matches(config, cache)
-    facts = DatasetFacts.from_dict(config["facts"])
-    data = CacheDataset(cache, split, DataConfig(**config["data"]))
-    d = Dist(0, 1, resolve_device(device))
-    model, epoch = load_run_model(paths, config, "best", d.device, trust_model_code)
-    cfg = TrainConfig(batch_size=batch_size or config["train"]["batch_size"], num_workers=0)
-    loader = eval_loader(data, cfg, d)
-    spread = column_spread(loader, modalities) if any(c.noise for c in conditions) else {}
+    run = open_run(run_dir, split, cache_dir=cache_dir, device=device, batch_size=batch_size, num_workers=0,
+                   trust_model_code=trust_model_code)
+    paths, config, facts, data, d = run.paths, run.config, run.facts, run.data, run.dist
+    modalities = ModelConfig.from_saved(config["model"]).modality_names
+    clean, *degraded = conditions_for(missing_sets(missing, modalities) if missing else [], noise)
+    loader = eval_loader(data, run.loader_cfg, d)
     labels = None
-    rows = []
-    for condition in conditions:
-        preds = predict(model, TransformedLoader(loader, condition_change(condition, spread)), d)
+
+    def score(condition: Condition, change: Callable[[Batch, int], Batch]) -> dict[str, Any]:
+        nonlocal labels
+        preds = predict(run.model, TransformedLoader(loader, change), d)
         labels = data.labels[preds.index] if labels is None else labels
         metrics = M.compute_metrics(facts.task, preds.scores, labels, facts.class_names, facts.metrics)
-        rows.append({"condition": condition.name, "missing": list(condition.missing), "noise": condition.noise,
-                     "metrics": metrics})
-    report = {"run": str(paths.root), "split": split, "cache": str(cache), "epoch": epoch, "items": len(data),
-              "key_metric": config["key_metric"], "noise_seed": NOISE_SEED, "rows": rows,
+        return {"condition": condition.name, "missing": list(condition.missing), "noise": condition.noise,
+                "metrics": metrics}
+
+    sums = ColumnSpread(modalities)  # the clean pass also measures the columns' spread, for the noise
+    noisy = any(c.noise for c in degraded)
+    rows = [score(clean, (lambda batch, _: sums.add(batch)) if noisy else condition_change(clean, {}))]
+    spread = sums.spread() if noisy else {}
+    rows += [score(condition, condition_change(condition, spread)) for condition in degraded]
+    report = {"run": str(paths.root), "split": split, "cache": str(run.cache.directory), "epoch": run.epoch,
+              "items": len(data), "key_metric": config["key_metric"], "noise_seed": NOISE_SEED, "rows": rows,
               "noise_scale": "each feature column's standard deviation over the split's real rows"}
     console = console or Console()
     print_table(console, robustness_table(report, facts))
@@ -194,28 +200,17 @@ def robustness_run(run_dir: str | Path, split: str = "test", missing: Sequence[s
     return report
 
 
-def table_metrics(facts: DatasetFacts, key_metric: str) -> list[str]:
-    names = TABLE_METRICS[M.SIMS if facts.metrics == M.SIMS else facts.task]
-    return [key_metric] + [n for n in names if n != key_metric]
-
-
 def robustness_table(report: dict[str, Any], facts: DatasetFacts) -> Table:
-    """Condition per row, the run's metrics per column (MAE/Corr as decimals, the rest in %)."""
-    names = table_metrics(facts, report["key_metric"])
+    """Condition per row, the metrics of ``hcm evaluate``'s table per column."""
+    columns = metric_columns(facts)
     table = Table(title=f"{Path(report['run']).name} {report['split']}: robustness",
-                  caption="noise in units of each feature column's spread")
+                  caption=f"{UNITS}; noise in units of each feature column's spread")
     table.add_column("condition", no_wrap=True)
-    for name in names:
-        table.add_column(name, justify="right")
+    for _, header in columns:
+        table.add_column(header, justify="right")
     for row in report["rows"]:
-        table.add_row(row["condition"], *[format_metric(name, row["metrics"].get(name)) for name in names])
+        table.add_row(row["condition"], *[metric_cell(name, row["metrics"].get(name)) for name, _ in columns])
     return table
-
-
-def format_metric(name: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    return f"{value:.3f}" if name in ("mae", "corr") else f"{100 * value:.2f}"
 
 
 def write_robustness(out: Path, report: dict[str, Any], run_name: str) -> None:
@@ -229,11 +224,7 @@ def write_robustness(out: Path, report: dict[str, Any], run_name: str) -> None:
 
 def plot_robustness(path: Path, report: dict[str, Any], run_name: str) -> None:
     """The key metric against the noise level (clean at 0) and, beside it, per missing modality set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     key = report["key_metric"]
     rows = report["rows"]
     curve = [r for r in rows if not r["missing"]]

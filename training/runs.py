@@ -100,10 +100,14 @@ def new_run_dir(runs_root: Path, dataset: str, variant: str, suffix: str = "") -
     return path
 
 
-def list_runs(runs_root: Path, dataset: str | None = None) -> list[Path]:
-    """Run folders (those with a config.json), oldest first (by when their config was written)."""
-    pattern = f"{dataset}/*/{CONFIG}" if dataset else f"*/*/{CONFIG}"
-    configs = sorted(runs_root.glob(pattern), key=lambda p: (p.stat().st_mtime, p.parent.name))
+def list_runs(runs_root: Path, dataset: str | None = None, nested: bool = False) -> list[Path]:
+    """Run folders (those with a config.json), oldest first (by when their config was written).
+
+    ``nested``: also the runs one level deeper (an ablation's, ``<dataset>/<time>-ablation/<setting>/``)."""
+    top = dataset or "*"
+    levels = [f"{top}/*/{CONFIG}", f"{top}/*/*/{CONFIG}"] if nested else [f"{top}/*/{CONFIG}"]
+    configs = sorted((p for level in levels for p in runs_root.glob(level)),
+                     key=lambda p: (p.stat().st_mtime, str(p.parent)))
     return [p.parent for p in configs]
 
 

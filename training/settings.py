@@ -170,14 +170,8 @@ def model_size_settings(size: str) -> dict[str, dict[str, Any]]:
     sizes = read_json_object(path, "model sizes file")
     if size not in sizes:
         raise UsageError(f"model size {size!r} is not in {path}")
-    entry = sizes[size]
-    if not isinstance(entry, dict) or set(entry) - {"model", "train", "reasons"}:
-        raise ValueError(f"{path}: size {size!r} must be an object with 'model', 'train' and 'reasons'")
-    parts = {section: dict(entry.get(section, {})) for section in ("model", "train")}
+    parts = _check_choices(sizes[size], {"model": {}, "train": {}}, path)  # hcm's choices, each with its reason
     ModelConfig.from_dict(parts["model"], str(path))  # every key must be a model setting
-    unexplained = sorted(k for k in {**parts["model"], **parts["train"]} if not entry.get("reasons", {}).get(k))
-    if unexplained:
-        raise ValueError(f"{path}: size {size!r} needs a reason for {unexplained}")
     return parts
 
 
