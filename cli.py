@@ -9,7 +9,6 @@ import typer
 
 from hcm import __version__
 from hcm.apps import options
-from hcm.core.configs import parse_assignments
 from hcm.core.threads import passive_waits
 from hcm.core.workspace import Workspace
 
@@ -268,12 +267,8 @@ def train_command(
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "variant": variant, "modalities": modalities,
             "seed": seed, "device": device, "ot_backend": ot_backend, "num_workers": workers,
             "in_memory": in_memory or None, "skip_nonfinite": skip_nonfinite}
-    try:
-        overrides = {k: v for k, v in given.items() if v is not None} | parse_assignments(settings)
-        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
-    request = TrainRequest(features=features, overrides=overrides, seeds=seed_list, resume=resume, run=run,
+    overrides = {k: v for k, v in given.items() if v is not None} | dict(settings)
+    request = TrainRequest(features=features, overrides=overrides, seeds=seeds or None, resume=resume, run=run,
                            model_factory=model_factory, progress=not quiet, model_size=model_size.value,
                            config=config)
     raise typer.Exit(run_train(ctx.obj, request, interactive=sys.stdin.isatty(), threads=threads))
@@ -315,8 +310,7 @@ def evaluate_command(
     if missing or noise:
         from hcm.apps.robustness import robustness_command
 
-        levels = [float(v) for v in noise.split(",") if v.strip()] if noise else []
-        raise typer.Exit(robustness_command(ctx.obj, run, split.value, features, missing, levels, device, threads,
+        raise typer.Exit(robustness_command(ctx.obj, run, split.value, features, missing, noise, device, threads,
                                             as_json, trust_model_code))
     from hcm.apps.train import evaluate_command as run_evaluate
 
@@ -422,15 +416,10 @@ def ablate_command(
     def items(value: str) -> list[str]:
         return [v.strip() for v in value.split(",") if v.strip()]
 
-    try:
-        request = AblationRequest(
-            features=features or None, variants=None if variants is None else items(variants),
-            modalities=None if modalities is None else items(modalities), readings=items(readings),
-            switches=items(switches), epochs=epochs,
-            seeds=[int(s) for s in seeds.split(",") if s.strip()], overrides=parse_assignments(settings),
-            progress=not quiet)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+    request = AblationRequest(
+        features=features or None, variants=None if variants is None else items(variants),
+        modalities=None if modalities is None else items(modalities), readings=items(readings),
+        switches=items(switches), epochs=epochs, seeds=seeds, overrides=dict(settings), progress=not quiet)
     raise typer.Exit(run_ablate(ctx.obj, request))
 
 
@@ -447,7 +436,7 @@ def reproduce_command(
     features: Optional[Path] = typer.Option(
         None, "--features", exists=True, file_okay=False,
         help="Cache folder (default: the workspace's only cache of --dataset)."),
-    seeds: str = typer.Option("1111,1112,1113,1114,1115", "--seeds", callback=options.int_list,
+    seeds: str = typer.Option("1111,1112,1113,1114,1115", "--seeds", callback=options.seed_list,
                               help="Comma list: one run per seed (default: the five seeds the MMSA framework "
                                    "reports over)."),
     variants: str = typer.Option(
@@ -476,9 +465,9 @@ def reproduce_command(
     from hcm.core.threads import set_threads
 
     request = ReproduceRequest(
-        dataset=dataset.lower() if dataset else None, features=features, seeds=options.seed_list(seeds),
+        dataset=dataset.lower() if dataset else None, features=features, seeds=seeds,
         variants=[v.strip() for v in variants.split(",") if v.strip()], epochs=epochs,
-        overrides=parse_assignments(settings), model_size=model_size.value, latex=latex, progress=not quiet)
+        overrides=dict(settings), model_size=model_size.value, latex=latex, progress=not quiet)
     set_threads(threads)
     raise typer.Exit(run_reproduce(ctx.obj, request))
 
@@ -515,7 +504,7 @@ def tune_command(
         options.ModelSize.auto, "--model-size", case_sensitive=False, help="As for hcm train."),
     seed: int = typer.Option(
         0, "--seed", min=0, help="Seed of every search trial's run and of the sampler (worker i: seed + i)."),
-    confirm_seeds: str = typer.Option("1111,1112,1113", "--confirm-seeds", callback=options.int_list,
+    confirm_seeds: str = typer.Option("1111,1112,1113", "--confirm-seeds", callback=options.seed_list,
                                       help="Seeds the --top trials (and every --grid point) are run over."),
     top: int = typer.Option(3, "--top", min=1, help="Best trials rerun over --confirm-seeds and ranked by their mean."),
     heartbeat: int = typer.Option(60, "--heartbeat", min=1,
@@ -540,8 +529,8 @@ def tune_command(
 
     request = TuneRequest(
         features=features, study=study, storage=storage, space=space, grid=grid, trials=trials, workers=workers,
-        pruner=pruner.value, epochs=epochs, overrides=parse_assignments(settings), model_size=model_size.value,
-        seed=seed, confirm_seeds=options.seed_list(confirm_seeds), top=top, heartbeat=heartbeat, threads=threads,
+        pruner=pruner.value, epochs=epochs, overrides=dict(settings), model_size=model_size.value,
+        seed=seed, confirm_seeds=confirm_seeds, top=top, heartbeat=heartbeat, threads=threads,
         status=show_status, progress=not quiet)
     raise typer.Exit(run_tune(ctx.obj, request))
 

@@ -26,12 +26,13 @@ an existing cache.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from hcm.apps.train import resolve_settings
@@ -178,6 +179,16 @@ def _progress(enabled: bool) -> Progress:
     return progress_bar(enabled, "epochs", "{task.fields[last]}")
 
 
+@contextmanager
+def one_run(bar: Progress, task: TaskID, description: str, epochs: int) -> Iterator[Callable[[int, Any], None]]:
+    """One training run of ``epochs`` on a bar over several: yields the per-epoch callback that
+    advances the bar; a run that ends early (early stopping) leaves it at its full ``epochs``."""
+    bar.update(task, description=description)
+    done = bar.tasks[task].completed
+    yield lambda epoch, row: bar.update(task, completed=done + epoch)
+    bar.update(task, completed=done + epochs)
+
+
 def train_settings(cache: Path, root: Path, settings: list[Setting], request: AblationRequest,
                    hparams: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, list[dict]]:
     """Train and evaluate every setting once per seed; per-seed metrics keyed by setting slug."""
@@ -190,13 +201,10 @@ def train_settings(cache: Path, root: Path, settings: list[Setting], request: Ab
         for setting in settings:
             model_cfg = ModelConfig.from_dict(setting.model_settings(model_dict), "settings")
             for seed in request.seeds:
-                bar.update(task, description=f"ablation {setting.slug} seed {seed}")
-                done = bar.tasks[task].completed
                 cfg = TrainConfig.from_dict({**train_dict, "seed": seed}, "settings")
                 run = root / f"{setting.slug}-s{seed}"
-                step = lambda epoch, row, done=done: bar.update(task, completed=done + epoch)  # noqa: E731
-                result = train(cache, run, cfg, model_cfg, callbacks=[step], progress=False)
-                bar.update(task, completed=done + epochs)
+                with one_run(bar, task, f"ablation {setting.slug} seed {seed}", epochs) as step:
+                    result = train(cache, run, cfg, model_cfg, callbacks=[step], progress=False)
                 report = evaluate_run(run, request.split, console=Console(quiet=True))
                 valid = {f"valid_{k}": v for k, v in result.best_valid.items()}
                 results.setdefault(setting.slug, []).append({"seed": seed, "run": str(run), **report["metrics"],
@@ -213,9 +221,8 @@ def _last_line(setting: Setting, report: dict[str, Any]) -> str:
     return f"last: {setting.slug} {key} {value:.4f}" if isinstance(value, float) else ""
 
 
-def format_cell(name: str, value: Any) -> str:
-    """MAE/Corr as decimals, every other metric as a percentage; a seed summary as mean ± std."""
-    return metric_cell(name, value)
+#: MAE/Corr as decimals, every other metric as a percentage; a seed summary as mean ± std.
+format_cell = metric_cell
 
 
 def table_rows(summary: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

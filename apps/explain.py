@@ -37,22 +37,18 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hcm.apps.predict import PredictError, items_batch
-from hcm.cache import CacheMeta, FeatureCache, Item
-from hcm.core.device import resolve_device
-from hcm.core.errors import EXIT_USAGE, HcmError, UsageError, report_errors
-from hcm.core.files import atomic_write, read_json, write_json
-from hcm.core.names import CLASSIFICATION
+from hcm.apps.predict import PredictError, Predictor, RunModel, items_batch
+from hcm.cache import FeatureCache, Item
+from hcm.core.errors import EXIT_USAGE, UsageError, report_errors
+from hcm.core.files import atomic_write, write_json
 from hcm.core.tables import print_table
 from hcm.core.workspace import Workspace
-from hcm.model.config import ModelConfig
 from hcm.model.inspect import ForwardDetails, record_details
-from hcm.training.data import CacheDataset, DataConfig, modality_nodes, read_cache_meta
+from hcm.training.data import CacheDataset, DataConfig, modality_nodes
 from hcm.training.distributed import Dist
-from hcm.training.evaluate import check_cache_matches, load_run_model
-from hcm.training.inference import eval_loader, model_inputs, predict
+from hcm.training.inference import eval_loader, predict
 from hcm.training.robustness import mask_modalities
-from hcm.training.runs import RunPaths, find_latest_run
+from hcm.training.runs import find_latest_run
 from hcm.training.settings import TrainConfig
 
 WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
@@ -72,40 +68,6 @@ class ExplainRequest:
     out: Path | None = None
     device: str = "auto"
     features: Path | None = None  # another cache of the run's profile (cached items)
-
-
-@dataclass
-class RunModel:
-    """A run's config, cache metadata and best model, loaded once."""
-
-    run_dir: Path
-    config: dict[str, Any]
-    meta: CacheMeta
-    model: torch.nn.Module
-    epoch: int
-    device: torch.device
-
-    @classmethod
-    def load(cls, run_dir: Path, device: str, cache: Path | None = None) -> "RunModel":
-        config = read_json(RunPaths(run_dir).config, "run config")
-        cache = cache or Path(config["cache"])
-        check_cache_matches(config, cache)
-        meta, _ = read_cache_meta(cache)
-        torch_device = resolve_device(device)
-        model, epoch = load_run_model(RunPaths(run_dir), config, "best", torch_device)
-        return cls(run_dir, config, meta, model, epoch, torch_device)
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        return ModelConfig.from_dict(self.config["model"]).modality_names
-
-    @property
-    def classes(self) -> list[str] | None:
-        return self.config["facts"].get("class_names") if self.config["task"] == CLASSIFICATION else None
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        with torch.no_grad():
-            return self.model(model_inputs(batch, self.device)).prediction.float().cpu()
 
 
 # --------------------------------------------------------------------------- one item
@@ -248,7 +210,6 @@ def cached_items(cache: Path, split: str, ids: Sequence[str]) -> list[Item]:
 
 def clip_item(workspace: Workspace, request: ExplainRequest) -> tuple[RunModel, Item]:
     """Extract one clip exactly as ``hcm predict`` does, with the run's cache recipe."""
-    from hcm.apps.predict import Predictor
     from hcm.pipeline.clip import ClipInput, check_clip
 
     check_clip(Path(request.clip))
@@ -257,9 +218,7 @@ def clip_item(workspace: Workspace, request: ExplainRequest) -> tuple[RunModel, 
     if isinstance(item, Exception):
         raise PredictError(str(item), EXIT_USAGE)
     item.id = Path(request.clip).stem
-    run = RunModel(predictor.run_dir, predictor.config, predictor.meta, predictor.model, predictor.epoch,
-                   predictor.device)
-    return run, item
+    return predictor, item
 
 
 # --------------------------------------------------------------------------- the command
@@ -318,4 +277,4 @@ def explain_command(workspace: Workspace, request: ExplainRequest) -> int:
         console.print(f"wrote {len(docs)} item(s) to {Path(docs[0]['files'][0]).parent} (<id>.json, <id>.png)"
                       if docs else "nothing to explain")
 
-    return report_errors(work, also=(RuntimeError, HcmError, ValueError))
+    return report_errors(work, also=(RuntimeError,))  # RuntimeError: a damaged checkpoint

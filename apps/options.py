@@ -138,37 +138,40 @@ def positive(value: Optional[float]) -> Optional[float]:
     return value
 
 
-def int_list(value: Optional[str]) -> Optional[str]:
-    """Check a comma list of integers (``0,1,2``) before any work starts."""
-    if value:
-        try:
-            [int(s) for s in value.split(",") if s.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"{value!r} is not a comma list of integers (e.g. 0,1,2)") from None
-    return value
+# The option callbacks below parse what was typed before any work starts and return the parsed
+# value, which is what the command receives (its annotation names what the user types).
 
 
-def assignments(pairs: list[str]) -> list[str]:
+def int_list(value: Optional[str]) -> Optional[list[int]]:
+    """A comma list of integers (``0,1,2``) as a list; None when the option is not given."""
+    if value is None:
+        return None
     try:
-        parse_assignments(pairs)
+        return [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma list of integers (e.g. 0,1,2)") from None
+
+
+def seed_list(value: str) -> list[int]:
+    """A comma list of at least one seed."""
+    seeds = int_list(value)
+    if not seeds:
+        raise typer.BadParameter("give at least one seed, e.g. 1111")
+    return seeds
+
+
+def assignments(pairs: list[str]) -> list[tuple[str, Any]]:
+    """``--set`` values as (setting, value) pairs in the order given (``dict()`` of them is what
+    ``parse_assignments`` returns; a list, because typer makes a repeatable option's value a list)."""
+    try:
+        return list(parse_assignments(pairs).items())
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    return pairs
 
 
 def example(*lines: str) -> dict[str, object]:
     """Options for ``app.command``: the help's class and an example at its end."""
     return {"cls": HcmCommand, "epilog": "Example:  " + "  |  ".join(lines)}
-
-
-def seed_list(value: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in value.split(",") if s.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a comma list of integers (e.g. 1111,1112,1113)") from None
-    if not seeds:
-        raise typer.BadParameter("give at least one seed, e.g. 1111")
-    return seeds
 
 
 class Pruner(str, Enum):
@@ -190,13 +193,14 @@ def modality_sets(values: list[str]) -> list[str]:
     return values
 
 
-def noise_levels(value: Optional[str]) -> Optional[str]:
-    """``--noise``: a comma list of levels >= 0 (``0.1,0.5,1``)."""
-    if value:
-        try:
-            levels = [float(v) for v in value.split(",") if v.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"{value!r} is not a comma list of numbers (e.g. 0.1,0.5,1)") from None
-        if not levels or any(not 0 <= v < 1e6 for v in levels):
-            raise typer.BadParameter(f"{value!r}: noise levels are numbers >= 0 (units of each feature's spread)")
-    return value
+def noise_levels(value: Optional[str]) -> list[float]:
+    """``--noise``: a comma list of levels >= 0 (``0.1,0.5,1``); none when not given."""
+    if not value:
+        return []
+    try:
+        levels = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma list of numbers (e.g. 0.1,0.5,1)") from None
+    if not levels or any(not 0 <= v < 1e6 for v in levels):
+        raise typer.BadParameter(f"{value!r}: noise levels are numbers >= 0 (units of each feature's spread)")
+    return levels

@@ -29,6 +29,7 @@ import json
 import math
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,7 +49,7 @@ from hcm.model.config import ModelConfig
 from hcm.pipeline.clip import ClipInput
 from hcm.pipeline.profiles import WeightOptions
 from hcm.training.data import Collate, DataConfig, item_example, read_cache_meta
-from hcm.training.evaluate import load_run_model
+from hcm.training.evaluate import check_cache_matches, load_run_model
 from hcm.training.inference import model_inputs
 from hcm.training.runs import RunPaths, find_latest_run
 
@@ -157,8 +158,8 @@ def describe(output: torch.Tensor, config: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class Predictor:
-    """A run's model and the extraction of its cache, loaded once for any number of clips."""
+class RunModel:
+    """A run's config, cache metadata and best model, loaded once."""
 
     run_dir: Path
     config: dict[str, Any]
@@ -166,6 +167,35 @@ class Predictor:
     model: torch.nn.Module
     epoch: int
     device: torch.device
+
+    @classmethod
+    def load(cls, run_dir: Path, device: str, cache: Path | None = None) -> "RunModel":
+        config = read_json(RunPaths(run_dir).config, "run config")
+        cache = cache or Path(config["cache"])
+        check_cache_matches(config, cache)
+        meta, _ = read_cache_meta(cache)
+        torch_device = resolve_device(device)
+        model, epoch = load_run_model(RunPaths(run_dir), config, "best", torch_device)
+        return cls(run_dir, config, meta, model, epoch, torch_device)
+
+    @cached_property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities the model uses (a run config from before ``reading`` is read as it was meant)."""
+        return ModelConfig.from_saved(self.config["model"]).modality_names
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.config["facts"].get("class_names") if self.config["task"] == CLASSIFICATION else None
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(model_inputs(batch, self.device)).prediction.float().cpu()
+
+
+@dataclass
+class Predictor(RunModel):
+    """A run's model and the extraction of its cache, loaded once for any number of clips."""
+
     extractor: Any
 
     @classmethod
@@ -196,7 +226,7 @@ class Predictor:
 
     @property
     def used(self) -> list[str]:
-        return list(ModelConfig.from_saved(self.config["model"]).modality_names)
+        return list(self.modalities)
 
     def _present(self, item: Item) -> bool:
         return any(item.masks.get(m, True) for m in self.used)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import math
 import shlex
 import tempfile
 from dataclasses import dataclass, field
@@ -31,11 +30,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from hcm import __version__
+from hcm.apps.markdown import latex_escape
 from hcm.core.errors import UsageError, report_errors
-from hcm.core.files import atomic_write, read_json
+from hcm.core.files import read_json, write_text
+from hcm.core.tables import metric_cell
 from hcm.training import metrics as M
 from hcm.training.evaluate import REGRESSION_COLUMNS, SIMS_COLUMNS, plot_confusion, plot_scatter, score_classes
 from hcm.training.paper_results import paper_numbers
+from hcm.training.results import read_results
 from hcm.training.runs import RunPaths, best_epoch_of, plot_curves
 from hcm.training.settings import DatasetFacts
 
@@ -79,11 +81,8 @@ def metric_columns(facts: DatasetFacts) -> list[tuple[str, str]]:
     return [(f"f1_{c}", f"F1 {c}") for c in facts.class_names] + [("accuracy", "Acc↑"), ("weighted_f1", "w-F1↑")]
 
 
-def cell(key: str, value: Any) -> str:
-    """MAE/Corr as decimals, other metrics in percent, a missing value as '-'."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.3f}" if key in ("mae", "corr") else f"{100 * value:.2f}"
+#: A metric as a cell: MAE/Corr as decimals, other metrics in percent, a missing value as '-'.
+cell = metric_cell
 
 
 def read_epochs(path: Path) -> list[dict[str, float]]:
@@ -157,11 +156,6 @@ def file_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def read_predictions(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def worst_errors(rows: list[dict[str, str]], facts: DatasetFacts, cache: str, split: str,
                  count: int = WORST) -> list[dict[str, Any]]:
     """The ``count`` largest errors (|prediction - label|, or a wrong class with the lowest p(label))."""
@@ -218,7 +212,7 @@ def collect_run(run_dir: Path, split: str = "test") -> RunReport:
     else:
         report.notes.append(f"not evaluated on {split}: run `hcm evaluate --run {run_dir} --split {split}`")
     if (evaluated / "predictions.csv").is_file():
-        rows = read_predictions(evaluated / "predictions.csv")
+        rows = read_results(evaluated / "predictions.csv")
         draw_prediction_plots(report, rows, facts)
         report.worst = worst_errors(rows, facts, config["cache"], split)
     if (evaluated / "tsne.png").is_file():
@@ -285,13 +279,9 @@ def markdown_table(columns: list[tuple[str, str]], rows: list[tuple[str, dict[st
 
 def latex_table(columns: list[tuple[str, str]], rows: list[tuple[str, dict[str, Any]]]) -> str:
     """A booktabs tabular with the same cells (↑/↓ written as LaTeX arrows)."""
-    def tex(text: str) -> str:
-        return (text.replace("%", r"\%").replace("_", r"\_").replace("↑", r"$\uparrow$")
-                .replace("↓", r"$\downarrow$"))
-
     lines = [r"\begin{tabular}{l" + "r" * len(columns) + "}", r"\toprule",
-             "Method & " + " & ".join(tex(h) for _, h in columns) + r" \\", r"\midrule"]
-    lines += [tex(name) + " & " + " & ".join(cell(k, values.get(k)) for k, _ in columns) + r" \\"
+             "Method & " + " & ".join(latex_escape(h) for _, h in columns) + r" \\", r"\midrule"]
+    lines += [latex_escape(name) + " & " + " & ".join(cell(k, values.get(k)) for k, _ in columns) + r" \\"
               for name, values in rows]
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
 
@@ -334,9 +324,7 @@ def render(reports: list[RunReport]) -> str:
 def write_report(run_dirs: Sequence[Path], out: Path, split: str = "test") -> Path:
     """Collect every run, render the page, write it atomically to ``out``."""
     reports = [collect_run(Path(run), split) for run in run_dirs]
-    page = render(reports)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    write_text(out, render(reports))
     return out
 
 

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 from rich.console import Console
 
+from hcm.apps.ablate import VARIANT_NAMES, one_run
 from hcm.apps.markdown import WIDTH, latex_table, markdown_table
 from hcm.apps.train import resolve_settings
 from hcm.core.errors import Interrupted, UsageError, report_errors
@@ -46,7 +46,7 @@ from hcm.training.paper_results import (
     show,
 )
 from hcm.training.results import run_row
-from hcm.training.runs import RunPaths, choose_cache, list_caches
+from hcm.training.runs import RunPaths, choose_cache, list_caches, start_or_resume
 from hcm.training.settings import TrainConfig, load_dataset_facts
 from hcm.training.trainer import train
 
@@ -54,8 +54,7 @@ log = logging.getLogger(__name__)
 MMSA_SEEDS = (1111, 1112, 1113, 1114, 1115)  # the five seeds the MMSA framework reports over
 PAPER_PROFILE = "paper"
 #: How the paper writes hcm's variants (Table 4).
-VARIANT_TITLES = {"full": "HCMNet", "acm-only": "ACM-only", "ccm-only": "CCM-only", "no-acl": "w/o ACL",
-                  "no-graph": "w/o graph learning", "no-cdc": "w/o CDC"}
+VARIANT_TITLES = {**VARIANT_NAMES, "full": "HCMNet"}
 
 
 @dataclass
@@ -111,7 +110,7 @@ def pick_cache(workspace: Workspace, dataset: str | None, given: Path | None) ->
         return caches[0]
     if not caches and len(everything) == 1:
         return everything[0]
-    listing = "\n".join(f"  {c}" for c in list_caches(workspace.features)) or "  (none)"
+    listing = "\n".join(f"  {c}" for c in everything) or "  (none)"
     what = "no" if not caches else f"{len(caches)}"
     raise UsageError(f"the workspace holds {what} feature cache(s) of {dataset!r}; choose one with "
                      f"--features DIR. Caches:\n{listing}")
@@ -186,10 +185,7 @@ def train_seed(plan_: Plan, variant: str, seed: int, on_epoch: Callable[[int, di
         return run
     cfg = TrainConfig.from_dict({**plan_.train, "seed": seed}, "settings")
     model_cfg = ModelConfig.from_dict({**plan_.model, "variant": variant}, "settings")
-    resume = paths.last.is_file()
-    if run.exists() and not resume:
-        shutil.rmtree(run)  # stopped before its first checkpoint: nothing to keep
-    train(plan_.cache, run, cfg, model_cfg, resume=resume, callbacks=[on_epoch], progress=False)
+    train(plan_.cache, run, cfg, model_cfg, resume=start_or_resume(run), callbacks=[on_epoch], progress=False)
     evaluate_run(run, "test", console=Console(quiet=True))
     return run
 
@@ -202,16 +198,13 @@ def train_all(plan_: Plan, request: ReproduceRequest) -> dict[str, list[dict[str
         task = bar.add_task("reproduce", total=len(request.variants) * len(request.seeds) * epochs, last="")
         for variant in request.variants:
             for seed in request.seeds:
-                done = bar.tasks[task].completed
-                bar.update(task, description=f"{variant} seed {seed}")
-                step = lambda epoch, row, done=done: bar.update(task, completed=done + epoch)  # noqa: E731
-                try:
-                    run = train_seed(plan_, variant, seed, step)
-                except Interrupted as stop:
-                    raise Interrupted(f"stopped during {variant} seed {seed}; its checkpoint and the finished seeds "
-                                      f"are kept: run the same hcm reproduce command again to continue",
-                                      stop.exit_code) from None
-                bar.update(task, completed=done + epochs)
+                with one_run(bar, task, f"{variant} seed {seed}", epochs) as step:
+                    try:
+                        run = train_seed(plan_, variant, seed, step)
+                    except Interrupted as stop:
+                        raise Interrupted(f"stopped during {variant} seed {seed}; its checkpoint and the finished "
+                                          f"seeds are kept: run the same hcm reproduce command again to continue",
+                                          stop.exit_code) from None
                 rows.setdefault(variant, []).append(run_row(run))
     return rows
 

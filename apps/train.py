@@ -8,7 +8,6 @@ group once, and hands the manifest and the process group to :func:`hcm.training.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import json
@@ -31,6 +30,7 @@ from hcm.training.data import cache_info
 from hcm.training.distributed import agreed, setup_distributed
 from hcm.training.evaluate import evaluate_run, summarize_seed_runs
 from hcm.training.model_source import check_run_config, model_factory
+from hcm.training.results import best_epoch
 from hcm.training.runs import RunPaths, choose_cache, find_latest_run, new_run_dir
 from hcm.training.settings import DatasetFacts, TrainConfig, load_hparams, model_size_for, model_size_settings
 from hcm.training.trainer import train
@@ -214,13 +214,10 @@ def extend_run(paths: RunPaths, config: dict[str, Any], epochs: int) -> dict[str
 
 def epochs_done(paths: RunPaths, config: dict[str, Any]) -> tuple[int, bool]:
     """How many epochs ``metrics.csv`` records, and whether early stopping ended the run."""
-    rows = []
-    if paths.metrics_csv.is_file():
-        with open(paths.metrics_csv, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+    best, done = best_epoch(paths.metrics_csv)  # epochs are numbered 1, 2, ... in their rows
     patience = int(config["train"].get("patience") or 0)
-    since_best = len(rows) - max((n + 1 for n, row in enumerate(rows) if row.get("best") == "True"), default=0)
-    return len(rows), patience > 0 and since_best >= patience and len(rows) < config["train"]["epochs"]
+    since_best = done - (best or 0)
+    return done, patience > 0 and since_best >= patience and done < config["train"]["epochs"]
 
 
 def train_summary(result: Any, seconds: float, planned: int | None = None) -> str:

@@ -37,7 +37,7 @@ from hcm.apps.markdown import markdown_table
 from hcm.apps.train import resolve_settings
 from hcm.apps.tune_report import TrialProgress, confirm_markdown, number, plot_sensitivity, save_plots, status_rows
 from hcm.core.errors import HcmError, Interrupted, UsageError, report_errors
-from hcm.core.files import read_json, read_json_object, write_json, write_text
+from hcm.core.files import json_safe, read_json, read_json_object, write_json, write_text
 from hcm.core.threads import set_threads, usable_cpus
 from hcm.core.workspace import Workspace
 from hcm.model.config import ModelConfig
@@ -45,7 +45,7 @@ from hcm.training.data import read_cache_meta
 from hcm.training.evaluate import evaluate_run
 from hcm.training.paper_results import seed_summary
 from hcm.training.results import TUNING_RECORD as TRIAL_FILE
-from hcm.training.runs import RunPaths, choose_cache
+from hcm.training.runs import choose_cache, start_or_resume
 from hcm.training.search_space import SearchSpace, grid_space, parse_space, shipped_space_file
 from hcm.training.settings import TrainConfig, load_dataset_facts
 from hcm.training.trainer import train
@@ -154,16 +154,18 @@ def run_folder(spec: StudySpec, number: int, suffix: str = "") -> Path:
 
 
 def train_trial_run(spec: StudySpec, number: int, values: dict[str, Any], seed: int, run: Path, role: str,
-                    trial: optuna.Trial | None = None, test: bool = False) -> float:
-    """One ordinary run of a trial's settings; returns its best validation value. ``trial`` set:
-    each epoch is reported to the pruner; ``test``: the best epoch is also scored on the test
-    split (grid sweeps, which report it beside validation as the paper's Figure 3 does).
+                    trial: optuna.Trial | None = None, test: bool = False) -> tuple[float, float | None]:
+    """One ordinary run of a trial's settings; returns its best validation value and (``test``)
+    that epoch's test value. ``trial`` set: each epoch is reported to the pruner; ``test``: the
+    best epoch is also scored on the test split (grid sweeps, which report it beside validation
+    as the paper's Figure 3 does).
 
     A run finished earlier (its tune.json holds a value) is not trained again; one interrupted
     after a checkpoint is resumed."""
     marker = run / TRIAL_FILE
-    if marker.is_file() and "value" in read_json(marker, "trial record"):
-        return float(read_json(marker, "trial record")["value"])
+    done = read_json(marker, "trial record") if marker.is_file() else {}
+    if "value" in done:
+        return float(done["value"]), done.get("test")
     train_dict, model_dict = trial_settings(spec, values)
     try:
         model_cfg = ModelConfig.from_dict(model_dict, f"trial {number}")
@@ -174,7 +176,7 @@ def train_trial_run(spec: StudySpec, number: int, values: dict[str, Any], seed: 
         raise InvalidTrialSettings(message) from error
     record = {"study": spec.study, "trial": number, "role": role, "seed": seed, "params": values,
               "storage": shown_url(spec.storage)}
-    resume = RunPaths(run).last.is_file()
+    resume = start_or_resume(run)
     run.mkdir(parents=True, exist_ok=True)
     write_json(marker, record)
     callbacks = [] if trial is None else [pruning_callback(trial, spec.key_metric)]
@@ -184,7 +186,7 @@ def train_trial_run(spec: StudySpec, number: int, values: dict[str, Any], seed: 
         report = evaluate_run(run, "test", console=Console(quiet=True))
         record["test"] = report["metrics"].get(spec.key_metric)
     write_json(marker, record)
-    return result.best_value
+    return result.best_value, json_safe(record.get("test"))  # as tune.json holds it
 
 
 def pruning_callback(trial: optuna.Trial, key: str):
@@ -213,9 +215,10 @@ def objective(spec: StudySpec, space: SearchSpace):
         trial.set_user_attr("runs", [str(path) for _, path in runs])
         scores, tested = [], []
         for seed, path in runs:
-            scores.append(train_trial_run(spec, trial.number, values, seed, path, "grid" if spec.grid else "search",
-                                          None if spec.grid else trial, test=bool(spec.grid)))
-            tested.append(read_json(path / TRIAL_FILE, "trial record").get("test"))
+            value, test = train_trial_run(spec, trial.number, values, seed, path, "grid" if spec.grid else "search",
+                                          None if spec.grid else trial, test=bool(spec.grid))
+            scores.append(value)
+            tested.append(test)
             trial.set_user_attr("values", scores)
             if spec.grid:
                 trial.set_user_attr("test_values", tested)
@@ -398,7 +401,7 @@ def confirm_report(study: optuna.Study, spec: StudySpec, request: TuneRequest, f
     for trial in top:
         values = space.settings(trial.params)
         scores = [train_trial_run(spec, trial.number, values, seed, run_folder(spec, trial.number, f"-confirm-s{seed}"),
-                                  "confirm") for seed in spec.confirm_seeds]
+                                  "confirm")[0] for seed in spec.confirm_seeds]
         summary = seed_summary(scores)
         ranked.append({"trial": trial.number, "search_value": trial.value, "params": values, "values": scores,
                        "mean": summary.mean, "std": summary.std, "low": summary.low, "high": summary.high})

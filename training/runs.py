@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -86,6 +87,17 @@ def check_run_folder(paths: RunPaths, resume: bool) -> None:
             f"deleted)")
     if not resume and paths.config.exists():
         raise TrainingError(f"{paths.root} already holds a run; continue it with `{resume_command(paths.root)}`")
+
+
+def start_or_resume(run: Path) -> bool:
+    """Whether the run in a folder reused on every rerun (``hcm reproduce``, ``hcm tune``) is resumed:
+    yes when it has a checkpoint; a folder without one (stopped before its first checkpoint, nothing
+    to keep) is removed so that the run starts afresh there."""
+    if RunPaths(run).last.is_file():
+        return True
+    if run.exists():
+        shutil.rmtree(run)
+    return False
 
 
 def new_run_dir(runs_root: Path, dataset: str, variant: str, suffix: str = "") -> Path:

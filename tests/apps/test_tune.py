@@ -264,3 +264,35 @@ def test_settings_the_model_refuses_fail_their_trial_and_then_the_search(tune_se
     assert result.exit_code == 2 and "5 trials in a row" in result.output and "narrow the search space" in result.output
     study = study_of(workdir)
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 5
+
+
+def test_a_confirm_run_stopped_before_its_first_checkpoint_starts_again(tmp_path: Path, monkeypatch) -> None:
+    """The confirmation run's folder is the same on every rerun of hcm tune: one killed before its
+    first checkpoint (config.json and tune.json, no last.pt) is trained afresh, not refused."""
+    from types import SimpleNamespace
+
+    import hcm.apps.tune as tune_app
+    from hcm.training.runs import RunPaths, check_run_folder, start_or_resume
+
+    spec = tune_app.StudySpec("s", "sqlite://", str(tmp_path / "cache"), str(tmp_path / "runs"), "sample", "tiny",
+                              {}, "", {}, {}, "auto", 1, "none", 0, [1], 60, "minimize", "mae", "sample/tiny/x")
+    run = tune_app.run_folder(spec, 0, "-confirm-s1")
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "tune.json").write_text(json.dumps({"study": "s", "trial": 0, "role": "confirm"}))
+    trained = []
+
+    def fake_train(cache, folder, cfg, model_cfg, resume, callbacks, progress):
+        check_run_folder(RunPaths(folder), resume)  # what train() checks first
+        trained.append(resume)
+        return SimpleNamespace(best_value=0.5, best_epoch=1)
+
+    monkeypatch.setattr(tune_app, "train", fake_train)
+    assert tune_app.train_trial_run(spec, 0, {}, 1, run, "confirm") == (0.5, None)
+    assert trained == [False] and not (run / "config.json").exists()
+    assert json.loads((run / "tune.json").read_text())["value"] == 0.5
+
+    # A run with a checkpoint is resumed, its folder kept.
+    RunPaths(run).checkpoints.mkdir()
+    RunPaths(run).last.write_bytes(b"")
+    assert start_or_resume(run) and RunPaths(run).last.is_file()
