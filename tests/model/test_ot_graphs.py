@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from hcm.model.ot import cuda_graphs, sinkhorn_transport
+from hcm.model.ot import cuda_graphs, dense, sinkhorn_transport
 from hcm.model.ot.dense import LogSinkhorn, ScalingSinkhorn
 
 CUDA = torch.cuda.is_available()
@@ -128,7 +128,29 @@ def _plan_and_grads(function, inputs, n_iters: int, grad_steps: int, weight: tor
     return [plan.detach()] + [t.grad.clone() for t in inputs]
 
 
-@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("function", [ScalingSinkhorn, LogSinkhorn])
+@pytest.mark.parametrize("grad_steps", [20, 1])
+def test_stand_in_graph_replay_matches_the_eager_loop_on_cpu(stand_in: list, monkeypatch: pytest.MonkeyPatch,
+                                                             function, grad_steps: int) -> None:
+    """The CPU substitute of the CUDA test below: the loops run through one captured (stand-in)
+    graph, replayed on fresh values, give the eager plan and gradients."""
+    # eager as on CUDA: when graphs are off or autograd records the loop
+    monkeypatch.setattr(cuda_graphs, "_eager",
+                        lambda inputs: not cuda_graphs.graphs_enabled() or torch.is_grad_enabled())
+    problems = [_problem("cpu", seed) for seed in range(3)]
+    weights = [torch.randn(inputs[0].shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+               for seed, inputs in enumerate(problems)]
+    cuda_graphs.use_cuda_graphs(False)
+    eager = [_plan_and_grads(function, inputs, 20, grad_steps, w) for inputs, w in zip(problems, weights)]
+    assert not stand_in, "the eager loop captured a graph"
+    cuda_graphs.use_cuda_graphs(True)
+    for inputs, w, want in zip(problems, weights, eager):  # fresh values through the same two graphs
+        for expected, got in zip(want, _plan_and_grads(function, inputs, 20, grad_steps, w)):
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+    assert [graph.replays for graph in stand_in] == [3, 3]  # the forward and the backward loop
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device (CPU substitute: the stand-in test above)")
 @pytest.mark.parametrize("function", [ScalingSinkhorn, LogSinkhorn])
 @pytest.mark.parametrize("grad_steps", [20, 1])
 def test_graph_replay_matches_the_eager_loop(function, grad_steps: int) -> None:
@@ -146,7 +168,23 @@ def test_graph_replay_matches_the_eager_loop(function, grad_steps: int) -> None:
     cuda_graphs.use_cuda_graphs(None)
 
 
-@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_transport_under_cpu_autocast_uses_stand_in_graphs_and_stays_finite(stand_in: list,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU substitute of the CUDA test below: under bfloat16 autocast the transport runs its
+    forward and backward loops through graphs, returns float32 and finite gradients (the torch
+    backend's loops, as on CUDA, not the fused CPU kernel)."""
+    monkeypatch.setattr(dense, "use_fused", lambda *tensors: False)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(8, 30, 64, generator=gen), dim=-1).requires_grad_()
+    y = torch.nn.functional.normalize(torch.randn(8, 20, 64, generator=gen), dim=-1).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        moved = sinkhorn_transport(x, y, x, eps=0.1, n_iters=30, p=1, backend="torch")
+    moved.square().sum().backward()
+    assert moved.dtype == torch.float32 and len(stand_in) >= 2  # forward and backward loops
+    assert bool(torch.isfinite(x.grad).all()) and bool(torch.isfinite(y.grad).all())
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device (CPU substitute: the stand-in test above)")
 def test_transport_under_autocast_on_cuda_uses_graphs_and_stays_finite() -> None:
     cuda_graphs.use_cuda_graphs(True)
     gen = torch.Generator().manual_seed(0)

@@ -123,7 +123,21 @@ def test_forward_rows_runs_the_cpu_in_passes_of_a_few_rows() -> None:
     assert torch.equal(forward_rows(double, rows[:2]), 2 * rows[:2]) and sizes == [2]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_to_device_for_cuda_copies_through_pinned_memory_without_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU substitute of the CUDA test below: for a CUDA device the batch is pinned once and
+    sent with one non-blocking copy (both stood in for here), in channels-last layout."""
+    calls: list = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: calls.append(("pin",)) or self.clone())
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *args, **kwargs: calls.append(("to", args, kwargs)) or self)
+    images = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)  # (B, 3, H, W)
+    gpu = torch.device("cuda", 0)
+    moved = to_device(images, gpu, torch.channels_last)
+    assert calls == [("pin",), ("to", (gpu,), {"non_blocking": True})]
+    assert moved.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(moved, torch.from_numpy(images))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CPU substitute: the test above)")
 def test_to_device_on_cuda_copies_through_pinned_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     pinned = []
     original = torch.Tensor.pin_memory
@@ -136,7 +150,8 @@ def test_to_device_on_cuda_copies_through_pinned_memory(monkeypatch: pytest.Monk
     assert torch.equal(moved.cpu(), torch.from_numpy(images))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU (CPU substitute: test_tiny_encoders_stay_within_tolerance_of_float32)")
 @pytest.mark.parametrize("chosen", ["bfloat16", "float16"])
 def test_tiny_cnn_encoders_on_cuda_stay_within_tolerance(chosen: str) -> None:
     rng = np.random.default_rng(0)
