@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,20 @@ def standin_weights(standin: ModuleType, tmp_path_factory: pytest.TempPathFactor
     folder = tmp_path_factory.mktemp("standin-weights")
     standin.write_standin_weights(folder)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def torch_seed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts from a torch RNG state of its own, made from pytest-randomly's seed (printed
+    at the top of the run) and the test's id, as pytest-randomly does for ``random`` and numpy: a
+    test's random numbers do not depend on which tests ran before it, and one seed repeats them.
+    The global state is put back afterwards."""
+    seed = request.config.getoption("randomly_seed", default=None)
+    if not isinstance(seed, int):
+        seed = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed((seed + zlib.crc32(request.node.nodeid.encode())) % 2**63)
+        yield
 
 
 @pytest.fixture
