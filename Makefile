@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hcm-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean mutate
 
 install: $(STAMP)
 
@@ -40,3 +40,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) hcm-work build *.egg-info
+
+# Mutation testing (mutmut) of the modules that decide results, each against its own tests
+# (tests/helpers/mutation.py maps them); slow (hours for all on 2 cores), not part of `make test` or CI.
+# MUTATE_MODULES picks some, e.g. make mutate MUTATE_MODULES="training/metrics.py core/numpy_pickle.py".
+# Report: build/mutate/survivors.md; the measured scores and the equivalent survivors: docs/testing.md.
+mutate: install
+	$(PY) -m pip install --quiet "mutmut==3.8.1"
+	$(PY) tests/helpers/mutation.py $(MUTATE_MODULES)

@@ -79,9 +79,10 @@ def torch_seed(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_threads() -> Iterator[None]:
-    """Put torch's intra-op thread count back after the test, whatever the test set it to."""
+    """Put torch's intra-op thread count back after the test, whatever the test set it to (every
+    test: a command run in-process with --threads sets it too)."""
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)

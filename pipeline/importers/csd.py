@@ -101,8 +101,9 @@ def find_sequences(folder: Path, wanted: dict[str, str]) -> dict[str, Path]:
             raise CsdError(f"{path}: not an HDF5 computational sequence ({error})") from error
     found, missing = {}, []
     for role, name in wanted.items():
+        stem = name[:-4] if name.lower().endswith(".csd") else name  # a file name is matched by its stem
         matches = [p for p in files if key(roots[p]) == key(name)] or \
-                  [p for p in files if key(p.stem).endswith(key(name))]
+                  [p for p in files if key(p.stem).endswith(key(stem))]
         if len(matches) == 1:
             found[role] = matches[0]
         else:

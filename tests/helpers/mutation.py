@@ -1,0 +1,136 @@
+"""``make mutate``: mutation testing (mutmut) of the modules that decide hcm's results, each module
+against its own tests only, and a survivors report.
+
+The repository root is the package ``hcm``, a layout mutmut cannot map to import names, so each
+module runs in a staging folder ``build/mutate/<module>/`` that holds the tree as ``hcm/`` beside
+``tests/`` and a ``setup.cfg`` with the ``[mutmut]`` section for that module: mutmut mutates
+``hcm/<module>`` there and runs only the tests ``MODULES`` maps it to. Results go to
+``build/mutate/survivors.md`` (score per module, each surviving mutant's diff) and
+``build/mutate/scores.json``. docs/testing.md keeps the measured scores and the survivors judged
+equivalent.
+
+    python tests/helpers/mutation.py                      # every module of MODULES (hours on 2 cores)
+    python tests/helpers/mutation.py training/metrics.py  # one module
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "build" / "mutate"
+# module (path in the repository) -> the tests that check it
+MODULES: dict[str, list[str]] = {
+    "training/metrics.py": ["tests/training/test_metrics.py", "tests/training/test_mmsa_metrics.py"],
+    "core/numpy_pickle.py": ["tests/core/test_pickledata.py", "tests/core/test_fuzz_loaders.py"],
+    "core/pickledata.py": ["tests/core/test_pickledata.py", "tests/core/test_fuzz_loaders.py",
+                           "tests/pipeline/test_import_mmsa.py"],
+    "core/torch_archive.py": ["tests/core/test_torch_archive.py", "tests/core/test_fuzz_loaders.py"],
+    "model/losses.py": ["tests/model/test_losses.py", "tests/model/test_objective_wiring.py"],
+    # the readings (Eq. 15/17 and the departures of docs/readings): where they act
+    "model/composition.py": ["tests/model/test_readings.py", "tests/model/test_hcmnet.py"],
+    "model/nodes.py": ["tests/model/test_readings.py", "tests/model/test_hcmnet.py"],
+    "model/hcmnet.py": ["tests/model/test_hcmnet.py", "tests/model/test_objective_wiring.py",
+                        "tests/model/test_readings.py"],
+    "model/ot/dense.py": ["tests/model/test_ot.py", "tests/model/test_ot_graphs.py"],
+    "model/ot/api.py": ["tests/model/test_ot.py"],
+    "model/ot/problem.py": ["tests/model/test_ot.py"],
+    "model/ot/fused_cpu.py": ["tests/model/test_ot_fused.py"],
+    "training/evaluate.py": ["tests/training/test_results.py", "tests/training/test_evaluate_plots.py",
+                             "tests/cli/test_cli_train.py"],
+    "training/checkpoints.py": ["tests/training/test_checkpoints.py", "tests/training/test_trainer_faults.py"],
+    "training/faults.py": ["tests/training/test_trainer.py", "tests/training/test_trainer_faults.py"],  # resume
+    "training/trainer.py": ["tests/training/test_trainer.py", "tests/training/test_trainer_faults.py"],
+    "cache/inspect.py": ["tests/cache/test_cache_faults.py", "tests/cache/test_cache_cli.py"],  # verification
+    "pipeline/datasets/splits.py": ["tests/pipeline/test_split_file.py", "tests/pipeline/test_datasets_custom.py"],
+}
+SKIP = (".git", ".venv", "build", "mutants", "hcm-work", "tests", "__pycache__", ".pytest_cache", ".ruff_cache")
+
+
+def stage(module: str) -> Path:
+    """``build/mutate/<module>/`` with ``hcm/`` (the tree), ``tests/`` and a setup.cfg for ``module``."""
+    folder = BUILD / module.replace("/", "-").removesuffix(".py")
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(REPO, folder / "hcm", ignore=lambda _, names: [n for n in names if n in SKIP])
+    shutil.copytree(REPO / "tests", folder / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(REPO / "setup.cfg")
+    staged = configparser.ConfigParser(interpolation=None)
+    staged["tool:pytest"] = dict(config["tool:pytest"])
+    staged["mutmut"] = {
+        "source_paths": "hcm",
+        "only_mutate": f"hcm/{module}",
+        "pytest_add_cli_args_test_selection": "\n" + "\n".join(MODULES[module]),
+        "pytest_add_cli_args": "\n-p\nno:randomly\n-p\nno:cacheprovider\n-q",
+        "process_isolation": "forkserver",
+    }
+    with open(folder / "setup.cfg", "w") as handle:
+        staged.write(handle)
+    return folder
+
+
+def mutmut(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HCM_FIXTURES_DIR": str(REPO.parent / "shared" / "fixtures"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=folder, env=env, capture_output=True, text=True)
+
+
+def run_module(module: str, children: int) -> dict:
+    """Mutate ``module``; its counts and each survivor's diff."""
+    folder = stage(module)
+    done = mutmut(folder, "run", "--max-children", str(children))
+    (folder / "mutmut-run.log").write_text(done.stdout + done.stderr)
+    if not (folder / "mutants").is_dir():
+        raise SystemExit(f"mutmut did not run on {module}; see {folder / 'mutmut-run.log'}")
+    mutmut(folder, "export-cicd-stats")
+    stats = json.loads((folder / "mutants" / "mutmut-cicd-stats.json").read_text())
+    listed = mutmut(folder, "results").stdout.splitlines()
+    survivors = [line.strip().split(":")[0] for line in listed if line.strip().endswith(": survived")]
+    diffs = {name: mutmut(folder, "show", name).stdout for name in survivors}
+    return {"module": module, "stats": stats, "survivors": diffs}
+
+
+def score(stats: dict) -> float:
+    """Killed (also by timeout) out of the mutants a test reached."""
+    reached = stats["killed"] + stats["timeout"] + stats["survived"] + stats["suspicious"]
+    return 100.0 * (stats["killed"] + stats["timeout"]) / reached if reached else float("nan")
+
+
+def report(results: list[dict]) -> str:
+    lines = ["# Mutation testing: survivors", "", "| module | mutants | killed | survived | no tests | score |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for result in results:
+        s = result["stats"]
+        lines.append(f"| {result['module']} | {s['total']} | {s['killed'] + s['timeout']} | {s['survived']} | "
+                     f"{s['no_tests']} | {score(s):.1f} % |")
+    for result in results:
+        for name, diff in result["survivors"].items():
+            lines += ["", f"## {name}", "", "```diff", diff.strip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    modules = argv or list(MODULES)
+    unknown = [m for m in modules if m not in MODULES]
+    if unknown:
+        print(f"not in MODULES: {unknown}; choose from {sorted(MODULES)}", file=sys.stderr)
+        return 2
+    children = int(os.environ.get("MUTATE_CHILDREN", "2"))
+    results = [run_module(module, children) for module in modules]
+    BUILD.mkdir(parents=True, exist_ok=True)
+    (BUILD / "survivors.md").write_text(report(results))
+    (BUILD / "scores.json").write_text(json.dumps(
+        {r["module"]: {**r["stats"], "score": score(r["stats"])} for r in results}, indent=2))
+    print(report(results).split("\n\n## ")[0])
+    print(f"wrote {BUILD / 'survivors.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
