@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build" / "mutate"
 # module (path in the repository) -> the tests that check it
 MODULES: dict[str, list[str]] = {
-    "training/metrics.py": ["tests/training/test_metrics.py", "tests/training/test_mmsa_metrics.py"],
+    "training/metrics.py": ["tests/training/test_metrics.py", "tests/training/test_mmsa_metrics.py",
+                            "tests/training/test_metrics_edges.py"],
     "core/numpy_pickle.py": ["tests/core/test_pickledata.py", "tests/core/test_fuzz_loaders.py"],
     "core/pickledata.py": ["tests/core/test_pickledata.py", "tests/core/test_fuzz_loaders.py",
                            "tests/pipeline/test_import_mmsa.py"],

@@ -65,6 +65,7 @@ def _signal_at_training_call(monkeypatch: pytest.MonkeyPatch, signum: int, call:
 
 def test_sigterm_mid_epoch_checkpoints_and_resumes_to_the_same_metrics(
         cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sigterm_fails_the_test) -> None:
+    sigint = signal.getsignal(signal.SIGINT)  # Python's handler, or SIG_IGN where pytest started in the background
     full = _run(cache, tmp_path / "full", _cfg())
     _signal_at_training_call(monkeypatch, signal.SIGTERM, STEPS + 2)  # epoch 2, step 2
     stopped = r"(?s)SIGTERM at epoch 2, step 2.*hcm train --resume --run /"
@@ -79,7 +80,7 @@ def test_sigterm_mid_epoch_checkpoints_and_resumes_to_the_same_metrics(
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers are put back
+    assert signal.getsignal(signal.SIGINT) is sigint  # handlers are put back
 
 
 def test_sigint_exits_with_130(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,52 @@
+"""Edges of hcm.training.metrics that mutation testing (``make mutate``) found unchecked: the
+higher-is-better comparison, one seed, inputs of another shape, SIMS baselines from labels outside
+[-1, 1]. Expected values are worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hcm.training import metrics
+
+
+@pytest.mark.parametrize("value, best, higher, expected", [
+    (0.8, 0.7, True, True), (0.6, 0.7, True, False), (0.7, 0.7, True, False),  # accuracy-like
+    (0.6, 0.7, False, True), (0.8, 0.7, False, False), (0.7, 0.7, False, False),  # MAE-like
+    (None, 0.7, True, False), (math.nan, 0.7, False, False),  # no value never improves
+    (0.1, None, True, True), (0.1, math.nan, False, True),  # anything beats no best yet
+])
+def test_is_better(value, best, higher: bool, expected: bool) -> None:
+    assert metrics.is_better(value, best, higher) is expected
+
+
+def test_one_seed_has_std_zero_and_text_entries_are_left_out() -> None:
+    assert metrics.summarize_seeds([{"mae": 0.5, "split": "test"}]) == {"mae": {"mean": 0.5, "std": 0.0, "n": 1}}
+
+
+def test_seeds_summary_by_hand() -> None:
+    summary = metrics.summarize_seeds([{"mae": 1.0, "acc": 0.5}, {"mae": 3.0, "acc": 0.7}, {"mae": 2.0, "acc": 0.6}])
+    # mae: mean 2, sample std sqrt(((1-2)^2 + (3-2)^2 + 0) / 2) = 1; acc: mean 0.6, std 0.1
+    assert summary["mae"] == {"mean": 2.0, "std": 1.0, "n": 3}
+    assert summary["acc"]["mean"] == pytest.approx(0.6) and summary["acc"]["std"] == pytest.approx(0.1)
+
+
+def test_classification_metrics_take_column_vectors() -> None:
+    flat = metrics.classification_metrics([0, 1, 2, 2], [0, 1, 1, 2], ["a", "b", "c"])
+    column = metrics.classification_metrics(np.array([[0], [1], [2], [2]]), np.array([[0], [1], [1], [2]]),
+                                            ["a", "b", "c"])
+    assert column == flat and flat["accuracy"] == 0.75  # 3 of 4 equal
+    # per class F1: a 1; b precision 1, recall 1/2 -> 2/3; c precision 1/2, recall 1 -> 2/3
+    assert flat["f1_a"] == 1.0 and flat["f1_b"] == pytest.approx(2 / 3) and flat["f1_c"] == pytest.approx(2 / 3)
+    # weighted by support 1, 2, 1: (1 + 2 * 2/3 + 2/3) / 4 = 3/4
+    assert flat["weighted_f1"] == pytest.approx(0.75)
+
+
+def test_sims_baseline_fits_the_clipped_train_labels() -> None:
+    # train labels clipped to [-1, 1]: -1, 0.4, 0.6 -> mean 0 (unclipped it would be -2/3)
+    out = metrics.baseline_metrics("regression", np.array([-3.0, 0.4, 0.6]), np.array([0.2, -0.2]), metric_set="sims")
+    assert out["mae"] == pytest.approx(0.2)
+    # majority of the train classes: 2 classes -> positive (0.4, 0.6); truth classes: positive, negative
+    assert out["mult_acc_2"] == 0.5
