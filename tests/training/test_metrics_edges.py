@@ -50,3 +50,54 @@ def test_sims_baseline_fits_the_clipped_train_labels() -> None:
     assert out["mae"] == pytest.approx(0.2)
     # majority of the train classes: 2 classes -> positive (0.4, 0.6); truth classes: positive, negative
     assert out["mult_acc_2"] == 0.5
+
+
+def test_sims_baseline_clips_positive_train_labels_too() -> None:
+    # clipped: 1, -0.4, -0.6 -> mean 0 (unclipped 2/3)
+    out = metrics.baseline_metrics("regression", np.array([3.0, -0.4, -0.6]), np.array([0.2, -0.2]), metric_set="sims")
+    assert out["mae"] == pytest.approx(0.2)
+
+
+def test_classification_checks_its_inputs() -> None:
+    with pytest.raises(ValueError, match=r"predicted \(2,\) and truth \(1,\) must be the same non-empty length"):
+        metrics.classification_metrics([0, 1], [0], ["a", "b"])
+    with pytest.raises(ValueError, match="must be the same non-empty length"):
+        metrics.classification_metrics([], [], ["a", "b"])
+    one = metrics.classification_metrics([1], [1], ["a", "b"])  # one item is enough
+    assert one["accuracy"] == 1.0 and one["f1_b"] == 1.0 and one["f1_a"] == 0.0  # a: no item, F1 0 by convention
+    square = metrics.classification_metrics(np.array([[0, 1], [2, 2]]), np.array([[0, 1], [1, 2]]), ["a", "b", "c"])
+    assert square == metrics.classification_metrics([0, 1, 2, 2], [0, 1, 1, 2], ["a", "b", "c"])
+
+
+def test_baseline_needs_train_labels_and_one_is_enough() -> None:
+    with pytest.raises(ValueError, match="the train split is empty; baselines are fitted on train labels"):
+        metrics.baseline_metrics("regression", np.array([]), np.array([0.5]))
+    assert metrics.baseline_metrics("regression", np.array([1.0]), np.array([1.0, 2.0]))["mae"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("train, sign", [
+    ([1.0, -1.0], 1),  # exactly half non-negative: positive
+    ([0.0, 0.0, -1.0], 1),  # zero counts as non-negative (Has0)
+    ([0.5, 0.5, -1.0], 1),
+    ([-1.0, -2.0, 0.5], -1),  # a third non-negative: negative
+])
+def test_has0_baseline_predicts_the_train_majority_sign(train: list, sign: int) -> None:
+    out = metrics.baseline_metrics("regression", np.array(train), np.array([0.5, -0.5, 0.0]))
+    # Has0 truth classes (>= 0): True, False, True. Predicting True: accuracy 2/3; F1 of True
+    # (precision 2/3, recall 1) 0.8, of False 0, weighted by support (2, 1): 1.6 / 3.
+    # Predicting False: accuracy 1/3; F1 of False (precision 1/3, recall 1) 0.5, weighted: 0.5 / 3.
+    expected = (2 / 3, 1.6 / 3) if sign > 0 else (1 / 3, 0.5 / 3)
+    assert (out["acc2_has0"], out["f1_has0"]) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("train, truth, metric, expected", [
+    # Acc-7: train rounded after clipping to [-3, 3]: -3, -3, 0, 0 -> the tie goes to the smaller, -3
+    # (unclipped -4, -3, 0, 0 would give 0); truth classes -3, -3, 0
+    ([-3.6, -3.4, 0.1, -0.1], [-3.0, -2.8, 0.0], "acc7", 2 / 3),
+    ([3.6, 3.6, 3.4, 0.1, -0.1], [3.0, 2.8, 0.0], "acc7", 2 / 3),  # 3, 3, 3, 0, 0 -> 3 (unclipped: 4, 4, 3, 0, 0)
+    # Acc-5: clipped to [-2, 2]: -2, -2, 0, 0 -> -2 (clipped to [-3, 3]: -3, -2, 0, 0 -> 0)
+    ([-2.6, -2.4, 0.1, -0.1], [-2.0, -1.8, 0.0], "acc5", 2 / 3),
+    ([2.6, 2.6, 2.4, 0.1, -0.1], [2.0, 1.8, 0.0], "acc5", 2 / 3),
+])
+def test_acc7_and_acc5_baselines_take_the_majority_of_the_clipped_classes(train, truth, metric, expected) -> None:
+    assert metrics.baseline_metrics("regression", np.array(train), np.array(truth))[metric] == pytest.approx(expected)
