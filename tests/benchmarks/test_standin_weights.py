@@ -14,7 +14,9 @@ from hcm.pipeline.encoders.checkpoints import CLIP_ARCHIVE_EXTRA_KEYS, is_torchs
 from hcm.pipeline.encoders.clip_tokenizer import CLIP_NUM_MERGES, CLIP_VOCAB_SIZE, ClipTokenizer
 from hcm.pipeline.profiles import WeightOptions, get_profile, resolve_weights
 
-pytestmark = pytest.mark.slow  # writes ~2.2 GB of weights once per session (2-3 minutes on 2 cores)
+# writes ~2.2 GB of weights once per session (2-3 minutes on 2 cores, longer when the machine is shared):
+# more time than the default per-test limit (setup.cfg's timeout counts the fixture's setup too)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _shapes(state: dict[str, torch.Tensor]) -> dict[str, dict]:

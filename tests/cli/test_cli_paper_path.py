@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from hcm.cache.reader import FeatureCache
 from hcm.cli import app
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the stand-in weights are written in its setup
 
 runner = CliRunner()
 PAPER_DIMS = {"roberta": (1024,), "efficientnet": (1280,), "clip_image": (1024,), "clip_text": (1024,),
