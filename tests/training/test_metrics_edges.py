@@ -101,3 +101,48 @@ def test_has0_baseline_predicts_the_train_majority_sign(train: list, sign: int) 
 ])
 def test_acc7_and_acc5_baselines_take_the_majority_of_the_clipped_classes(train, truth, metric, expected) -> None:
     assert metrics.baseline_metrics("regression", np.array(train), np.array(truth))[metric] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("train, sign", [
+    ([1.0, -1.0], 1),  # exactly half of the non-zero labels positive: positive
+    ([0.0, 0.0, 1.0], 1), ([1.0, 1.0, -1.0], 1), ([0.5, 0.5, -1.0], 1),
+    ([0.0, 0.0], 1),  # no non-zero label: positive
+    ([0.0, 0.0, -1.0], -1), ([-1.0, -2.0, 0.5], -1),  # zeros do not count (Non0)
+])
+def test_non0_baseline_predicts_the_majority_sign_of_the_non_zero_train_labels(train: list, sign: int) -> None:
+    out = metrics.baseline_metrics("regression", np.array(train), np.array([0.5, 1.0, -0.5, 0.0]))
+    # Non0 truth classes (the zero left out): True, True, False. Predicting True: accuracy 2/3,
+    # weighted F1 (2 * 0.8 + 0) / 3; predicting False: accuracy 1/3, weighted F1 (0 + 0.5) / 3.
+    expected = (2 / 3, 1.6 / 3) if sign > 0 else (1 / 3, 0.5 / 3)
+    assert (out["acc2_non0"], out["f1_non0"]) == pytest.approx(expected)
+
+
+def test_pearson_is_nan_only_where_undefined() -> None:
+    assert metrics.pearson(np.array([0.0, 1.0, 0.5]), np.array([0.0, 1.0, 0.5])) == pytest.approx(1.0)  # ranges of 1
+    assert math.isnan(metrics.pearson(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0])))
+    assert math.isnan(metrics.pearson(np.array([2.0, 2.0, 2.0]), np.array([1.0, 2.0, 3.0])))
+    assert math.isnan(metrics.pearson(np.array([1.0]), np.array([2.0])))
+
+
+@pytest.mark.parametrize("function", [metrics.regression_metrics, metrics.sims_metrics])
+def test_regression_sets_name_the_bad_input(function) -> None:
+    with pytest.raises(ValueError, match="^predictions holds non-finite values"):
+        function([0.1, math.nan], [0.1, 0.2])
+    with pytest.raises(ValueError, match="^truth holds non-finite values"):
+        function([0.1, 0.2], [math.inf, 0.2])
+    with pytest.raises(ValueError, match=r"predictions \(2,\) and truth \(1,\) must be the same non-empty length"):
+        function([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="must be the same non-empty length"):
+        function([], [])
+    assert function([0.5], [0.25])["mae"] == pytest.approx(0.25)  # one item is enough
+
+
+def test_regression_metrics_take_a_column_of_predictions() -> None:
+    column = metrics.regression_metrics(np.array([[1.0], [2.0], [0.0]]), [1.0, 3.0, 0.0])
+    assert column["mae"] == pytest.approx(1 / 3) and column["acc7"] == pytest.approx(2 / 3)
+
+
+def test_mmsa_names_default_to_the_mosi_mosei_set_and_rounding() -> None:
+    values = {"mae": 0.123456, "acc7": 0.5, "f1_has0": 0.77777}
+    assert metrics.mmsa_metrics(values) == {"Has0_F1_score": 0.7778, "Mult_acc_7": 0.5, "MAE": 0.1235}
+    assert metrics.mmsa_metrics(values, "unknown") == {}  # a set MMSA does not define
