@@ -138,7 +138,9 @@ def write_manifest(directory: Path, manifest: dict) -> None:
         raise write_failed(directory / MANIFEST, exc) from exc
 
 
-def new_manifest(meta: CacheMeta, device: str | None = None) -> dict:
+def new_manifest(meta: CacheMeta, device: str | None = None, source: dict | None = None) -> dict:
+    """A manifest with no shards yet; ``source`` says where the raw data was read (``data_root``),
+    which the lookups of a cached item's media use (``hcm explain``); it is no part of the recipe."""
     stamp = now()
     manifest = {
         "schema_version": SCHEMA_VERSION, "hcm_version": __version__, **meta.to_dict(),
@@ -146,6 +148,8 @@ def new_manifest(meta: CacheMeta, device: str | None = None) -> dict:
         "counts": {}, "n_items": 0, "shards": {}, "failures": [], "masked": [], "created": stamp, "updated": stamp,
         "provenance": provenance(device),
     }
+    if source:
+        manifest["source"] = source
     return manifest
 
 

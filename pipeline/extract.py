@@ -284,7 +284,7 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
         plan = {"splits": sorted(splits) if splits else "all", "limit": limit, "n_planned": len(utterances),
                 "split_file": given_split.recipe(selection.left_out) if given_split else None}
         writer = CacheWriter(out, cache_meta(adapter, chosen, resolved, encoders, plan, shard_size, summary.precision),
-                             device=str(chosen_device))
+                             device=str(chosen_device), source={"data_root": str(root.resolve())})
         run = _Run(encoders, writer, batch_size, strict, summary, chosen.sampling.frames, workers)
         loop_started = time.perf_counter()
         _run_shards(run, ShardLoop(utterances, shard_size, writer, (n_workers, my_index)), pool, progress)
