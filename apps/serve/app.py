@@ -25,6 +25,7 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: ServeSettings) -> FastAPI:
     """The application for ``settings`` (its workspace, token, upload limit)."""
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True))
     templates.env.globals.update(cell=cell, metric_rows=metric_rows, version=__version__,
                                  workspace=str(settings.workspace.root), sample_columns=SAMPLE_COLUMNS)
     pages = Pages(settings.workspace)
@@ -61,7 +62,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         shutil.rmtree(uploads, ignore_errors=True)
 
     app = FastAPI(title="hcm serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.settings, app.state.pages, app.state.models = settings, pages, models
+    app.state.settings, app.state.pages, app.state.models, app.state.uploads = settings, pages, models, uploads
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(request, name, context, status_code=status)
@@ -183,7 +184,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return FileResponse(workspace_file(settings.workspace.root.resolve(), path))
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + 64 * 1024, page=limit_page)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes, page=limit_page)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(Guard, token=settings.token)
     return app

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Optional
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import typer
 
@@ -19,6 +22,31 @@ INSTALL = "pip install 'hcm[serve]' (or pip install -e '.[serve]' in a clone)"
 def missing_packages() -> list[str]:
     """The web packages ``hcm serve`` needs that are not installed."""
     return [package for module, package in WEB_PACKAGES.items() if importlib.util.find_spec(module) is None]
+
+
+@contextmanager
+def background_server(settings: ServeSettings, timeout: float = 60.0) -> Iterator[str]:
+    """Run the server on a thread while the ``with`` block runs (tests, benchmarks, notebooks); yields
+    its address (``settings.port`` 0: a free port)."""
+    import uvicorn
+
+    from hcm.apps.serve.app import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, name="hcm-serve", daemon=True)
+    thread.start()
+    waited = time.monotonic()
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() - waited > timeout:
+            raise RuntimeError(f"hcm serve did not start on {settings.host}:{settings.port} within {timeout:g} s")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{settings.host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
 
 
 def serve(settings: ServeSettings) -> None:

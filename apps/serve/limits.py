@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DRAIN_FACTOR = 4
+FORM_OVERHEAD = 64 * 1024  # the form's other fields and multipart headers beside the clip
 
 
 class TooLarge(HTTPException):
@@ -26,10 +27,12 @@ class TooLarge(HTTPException):
 
 
 class BodyLimit:
-    """ASGI middleware refusing request bodies over ``limit`` bytes with ``page(error)``."""
+    """ASGI middleware refusing request bodies over ``limit`` bytes (and the form's overhead) with
+    ``page(error)``."""
 
     def __init__(self, app: ASGIApp, limit: int, page: Callable[[HTTPException], Response]) -> None:
-        self.app, self.limit, self.page = app, limit, page
+        self.app, self.upload_limit, self.page = app, limit, page
+        self.limit = limit + FORM_OVERHEAD
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,7 +41,7 @@ class BodyLimit:
         announced = Headers(scope=scope).get("content-length")
         if announced and announced.isdigit() and int(announced) > self.limit:
             await self.drain(receive, min(int(announced), DRAIN_FACTOR * self.limit))
-            await self.page(TooLarge(self.limit))(scope, receive, send)
+            await self.page(TooLarge(self.upload_limit))(scope, receive, send)
             return
         seen = 0
 
@@ -47,7 +50,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise TooLarge(self.limit)
+                raise TooLarge(self.upload_limit)
             return message
 
         await self.app(scope, counted, send)

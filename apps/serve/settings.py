@@ -38,7 +38,7 @@ class ServeSettings:
         if token is not None and len(token) < MIN_TOKEN:
             raise UsageError(f"--token has {len(token)} characters; give at least {MIN_TOKEN} (or leave it out "
                              f"and hcm serve makes one)")
-        if not 1 <= port <= 65535:
+        if not 0 < port <= 65535:
             raise UsageError(f"--port {port} is not a TCP port; give 1-65535 (default {DEFAULT_PORT})")
         if max_upload_mb <= 0:
             raise UsageError(f"--max-upload-mb {max_upload_mb:g} must be above 0 (megabytes per uploaded clip)")
