@@ -163,7 +163,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 await probe_upload(path, settings.probe_seconds, name)
                 given = ClipInput(path, text.strip() or None, split_utterances(context_before),
                                   split_utterances(context_after))
-                result = await models.run(models.predict_clip, run_dir, given, explain)
+                result = await models.run(models.predict_clip, run_dir, given, explain, name)
             finally:
                 path.unlink(missing_ok=True)
         except (UploadRefused, UnknownRun, HcmError) as refused:

@@ -89,15 +89,16 @@ class Models:
             self._explained.popitem(last=False)
         return explained
 
-    def predict_clip(self, run_dir: Path, given: ClipInput, explain: bool = True) -> ClipResult:
-        """``hcm predict`` on one clip (and ``hcm explain`` on it): one extraction for both."""
+    def predict_clip(self, run_dir: Path, given: ClipInput, explain: bool = True, name: str = "") -> ClipResult:
+        """``hcm predict`` on one clip (and ``hcm explain`` on it, the item named ``name``): one extraction
+        for both."""
         predictor = self.predictor(run_dir)
         extracted = predictor.extractor([given])
         (result,) = predictor.predict_items([given], extracted)
         if isinstance(result, PredictError):
             raise result
         item = extracted[0]
-        item.id = Path(given.clip).stem
+        item.id = Path(name).stem or Path(given.clip).stem
         return ClipResult(result, picture(explain_item(predictor, item, with_label=False)) if explain else None)
 
 
