@@ -55,6 +55,7 @@ def run_load(base: str, workspace: Path, runs: list[str], clip: Path, pages: int
         jobs.append(job)
     jobs += [("predict", "/predict")] * (pages + predictions - len(jobs))
     latencies: dict[str, list[float]] = {"page": [], "predict": []}
+    by_page: dict[str, list[float]] = {}
     statuses: dict[str, Counter] = {"page": Counter(), "predict": Counter()}
 
     with httpx.Client(base_url=base, timeout=600, headers={ORIGIN_HEADER: base}) as client:
@@ -69,14 +70,16 @@ def run_load(base: str, workspace: Path, runs: list[str], clip: Path, pages: int
             else:
                 answer = client.get(path)
             latencies[kind].append(time.perf_counter() - started)
+            shown = "/" + path.split("?")[0].split("/")[1] + ("" if kind == "page" else " (upload)")
+            by_page.setdefault(shown, []).append(latencies[kind][-1])
             statuses[kind][answer.status_code] += 1
 
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(one, jobs))
         wall = time.perf_counter() - started
-    return {"latencies": latencies, "statuses": {k: dict(v) for k, v in statuses.items()}, "wall_s": wall,
-            "pages": pages, "predictions": predictions, "concurrency": concurrency}
+    return {"latencies": latencies, "by_page": by_page, "statuses": {k: dict(v) for k, v in statuses.items()},
+            "wall_s": wall, "pages": pages, "predictions": predictions, "concurrency": concurrency}
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -121,6 +124,10 @@ def main() -> None:
     for kind, numbers in report.items():
         print(f"{kind:8s} {numbers['requests']:4d} requests  median {numbers['median_ms']:8.1f} ms  "
               f"p95 {numbers['p95_ms']:8.1f} ms  status {result['statuses'][kind]}")
+    for page, values in sorted(result["by_page"].items()):
+        numbers = percentiles(values)
+        print(f"  {page:18s} {len(values):4d} requests  median {numbers['median_ms']:8.1f} ms  "
+              f"p95 {numbers['p95_ms']:8.1f} ms")
     total = args.pages + args.predictions
     print(f"{total} requests, {args.concurrency} at a time, in {result['wall_s']:.1f} s "
           f"({total / result['wall_s']:.1f} requests/s)")

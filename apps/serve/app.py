@@ -116,7 +116,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                       split: str = Query("test", pattern="^(test|valid|train)$")) -> HTMLResponse:
         run_dir = pages.run_dir(run)
         try:
-            explained = await models.run(models.explain_cached, run_dir, split, id)
+            explained = models.kept(run_dir, split, id) or await models.run(models.explain_cached, run_dir, split, id)
         except (HcmError, ValueError, KeyError, RuntimeError) as error:
             return error_page(request, 404 if "no item" in str(error) else 500, f"cannot explain {id!r}: {error}")
         dataset = explained.doc.get("dataset", "")

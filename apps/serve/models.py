@@ -9,6 +9,7 @@ keeps answering while a clip is extracted and predicted, and no two forward pass
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ class Models:
         self._run_models: dict[Path, RunModel] = {}
         self._predictors: dict[Path, Predictor] = {}
         self._explained: OrderedDict[tuple, Explanation] = OrderedDict()
+        self._lock = threading.Lock()
         self.loads = 0  # how many models were loaded (each run's once)
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
@@ -75,18 +77,26 @@ class Models:
             self.loads += 1
         return self._predictors[run_dir]
 
+    def kept(self, run_dir: Path, split: str, item_id: str) -> Explanation | None:
+        """An explanation made before (any thread: a visit again does not wait behind predictions)."""
+        with self._lock:
+            found = self._explained.get((run_dir, split, item_id))
+            if found is not None:
+                self._explained.move_to_end((run_dir, split, item_id))
+            return found
+
     def explain_cached(self, run_dir: Path, split: str, item_id: str) -> Explanation:
         """``hcm explain --ids ITEM`` for one cached item of the run's cache, kept for the next visit."""
-        key = (run_dir, split, item_id)
-        if key in self._explained:
-            self._explained.move_to_end(key)
-            return self._explained[key]
+        found = self.kept(run_dir, split, item_id)
+        if found is not None:
+            return found
         run = self.run_model(run_dir)
         (item,) = cached_items(Path(run.config["cache"]), split, [item_id])
         explained = picture(explain_item(run, item))
-        self._explained[key] = explained
-        while len(self._explained) > KEPT_EXPLANATIONS:
-            self._explained.popitem(last=False)
+        with self._lock:
+            self._explained[(run_dir, split, item_id)] = explained
+            while len(self._explained) > KEPT_EXPLANATIONS:
+                self._explained.popitem(last=False)
         return explained
 
     def predict_clip(self, run_dir: Path, given: ClipInput, explain: bool = True, name: str = "") -> ClipResult:

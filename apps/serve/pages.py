@@ -73,6 +73,7 @@ class Pages:
         self.workspace = workspace
         self.clip_index = ClipIndex(workspace)
         self._reports: dict[tuple[str, str], tuple[tuple, RunReport]] = {}
+        self._overlaid: dict[tuple, str] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ runs
@@ -146,13 +147,24 @@ class Pages:
         """Runs side by side: the shared metric columns, overlaid validation curves, each run's curves."""
         reports = [self.report(self.run_dir(key), split) for key in keys]
         columns, rows = comparison_rows(reports)
-        overlaid = None
         key_metrics = {r.config["key_metric"] for r in reports}
+        overlaid = None
         if len(key_metrics) == 1 and all(r.epochs for r in reports):
-            with PLOTS:
-                overlaid = png_uri(lambda out: plot_curves({r.name: r.epochs for r in reports}, key_metrics.pop(), out))
+            overlaid = self.overlaid(reports, next(iter(key_metrics)))
         return {"reports": list(zip(keys, reports)), "columns": columns, "rows": rows, "overlaid": overlaid,
                 "key_metrics": sorted(key_metrics)}
+
+    def overlaid(self, reports: list[RunReport], key_metric: str) -> str:
+        """The runs' validation curves in one picture, drawn again only when a run's report changed."""
+        key = tuple((r.path, files_stamp(Path(r.path), r.split)) for r in reports)
+        with self._lock:
+            if key in self._overlaid:
+                return self._overlaid[key]
+        with PLOTS:
+            picture = png_uri(lambda out: plot_curves({r.name: r.epochs for r in reports}, key_metric, out))
+        with self._lock:
+            self._overlaid[key] = picture
+        return picture
 
     # ------------------------------------------------------------------ studies
 
