@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -38,7 +39,7 @@ from hcm.apps.serve.pages import SAMPLE_COLUMNS, Pages, UnknownRun
 from hcm.apps.serve.security import FileRefused, Guard, workspace_file
 from hcm.apps.serve.settings import ServeSettings
 from hcm.apps.serve.uploads import UploadRefused, probe_upload, save_upload
-from hcm.core.errors import HcmError
+from hcm.core.errors import HcmError, UsageError
 from hcm.pipeline.clip import ClipInput
 
 HERE = Path(__file__).parent
@@ -117,10 +118,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
         run_dir = pages.run_dir(run)
         try:
             explained = models.kept(run_dir, split, id) or await models.run(models.explain_cached, run_dir, split, id)
-        except (HcmError, ValueError, KeyError, RuntimeError) as error:
-            return error_page(request, 404 if "no item" in str(error) else 500, f"cannot explain {id!r}: {error}")
+        except UsageError as error:  # no such item in the split
+            return error_page(request, 404, f"cannot explain {id!r}: {error}")
+        except (HcmError, KeyError, RuntimeError) as error:  # the run's cache or checkpoint cannot be read
+            return error_page(request, 500, f"cannot explain {id!r}: {error}")
         dataset = explained.doc.get("dataset", "")
-        clip = await run_in_pool(lambda: pages.clip_index.clips(dataset).get(id))
+        clip = await run_in_threadpool(lambda: pages.clip_index.clips(dataset).get(id))
         return page(request, "explain.html.j2", title=f"explain {id}", run_key=run, split=split,
                     explained=explained, clip=clip)
 
@@ -172,8 +175,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             log.exception("prediction on %s failed", name)
             status, message = 500, f"the prediction failed: {type(failed).__name__}: {failed}"
         else:
-            return await run_in_pool(lambda: predict_form(request, fields=fields, result=result, clip_name=name))
-        return await run_in_pool(lambda: predict_form(request, status, fields=fields, error=message))
+            return await run_in_threadpool(lambda: predict_form(request, fields=fields, result=result, clip_name=name))
+        return await run_in_threadpool(lambda: predict_form(request, status, fields=fields, error=message))
 
     @app.get("/studies", response_class=HTMLResponse)
     def studies(request: Request) -> HTMLResponse:
@@ -189,9 +192,3 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_middleware(Guard, token=settings.token)
     return app
 
-
-async def run_in_pool(work):
-    """A blocking page function on the server's thread pool."""
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(work)

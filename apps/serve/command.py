@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -49,11 +50,24 @@ def background_server(settings: ServeSettings, timeout: float = 60.0) -> Iterato
         thread.join(timeout)
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another program listens on, before loading anything."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UsageError(f"cannot listen on {host}:{port} ({error.strerror}); another program may use the port: "
+                             f"give another with --port") from error
+
+
 def serve(settings: ServeSettings) -> None:
     """Print the address, then answer requests until Ctrl-C."""
     missing = missing_packages()
     if missing:
         raise UsageError(f"hcm serve needs the web packages {', '.join(missing)}: {INSTALL}")
+    check_port(settings.host, settings.port)
     import uvicorn
 
     from hcm.apps.serve.app import create_app

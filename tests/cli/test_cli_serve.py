@@ -37,6 +37,14 @@ def test_without_the_web_packages_it_names_the_extra(workdir: Path, monkeypatch:
     assert "needs the web packages fastapi, python-multipart: pip install 'hcm[serve]'" in result.output
 
 
+def test_a_port_in_use_is_a_usage_error(workdir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = runner.invoke(app, ["serve", "--port", str(taken.getsockname()[1])])
+    assert result.exit_code == 2 and "another program may use the port: give another with --port" in result.output
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
