@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 from hcm_quickstart_tiny import tiny_quickstart
+from hcm_serve_client import make_client
 
 from hcm.core.workspace import Workspace
-
-BASE = "http://127.0.0.1:8765"
-ORIGIN = {"origin": BASE}  # what a browser sends with a form posted from the server's own page
 
 
 @dataclass(frozen=True)
@@ -35,14 +33,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
     runs = [p.relative_to(workspace.runs).as_posix() for p in list_runs(workspace.runs)]
     clip = sorted((workspace.data / "quickstart-mosei" / "Raw").rglob("*.mp4"))[0]
     return Served(workspace, runs, clip)
-
-
-def make_client(settings, base_url: str = BASE):
-    from fastapi.testclient import TestClient
-
-    from hcm.apps.serve.app import create_app
-
-    return TestClient(create_app(settings), base_url=base_url)
 
 
 @pytest.fixture(scope="session")

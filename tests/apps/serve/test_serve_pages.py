@@ -10,7 +10,7 @@ import re
 from html import unescape
 
 import pytest
-from conftest import ORIGIN
+from hcm_serve_client import ORIGIN
 
 pytest.importorskip("fastapi", reason="hcm serve's web packages: pip install -e '.[serve]'")
 

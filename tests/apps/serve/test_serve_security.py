@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import BASE, ORIGIN, make_client
+from hcm_serve_client import BASE, ORIGIN, make_client
 
 pytest.importorskip("fastapi", reason="hcm serve's web packages: pip install -e '.[serve]'")
 

@@ -4,7 +4,7 @@ their history picture and a link to their runs (a study written here with Optuna
 from __future__ import annotations
 
 import pytest
-from conftest import make_client
+from hcm_serve_client import make_client
 
 pytest.importorskip("fastapi", reason="hcm serve's web packages: pip install -e '.[serve]'")
 
