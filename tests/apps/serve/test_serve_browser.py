@@ -34,6 +34,7 @@ def wait_for(driver, script: str, seconds: float = 60.0):
 def screenshot(driver, folder: Path, name: str) -> Path:
     height = driver.execute_script("return document.body.scrollHeight")
     driver.set_window_size(1280, min(int(height) + 120, 6000))
+    driver.execute_script("window.scrollTo(0, 0)")
     path = folder / name
     assert driver.save_screenshot(str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
