@@ -76,6 +76,9 @@ def serve(settings: ServeSettings) -> None:
     typer.echo(f"hcm serve: workspace {settings.workspace.root}")
     typer.echo(f"open {settings.url}" + ("  (the token is required: keep this address private)"
                                          if settings.token else "") + "; Ctrl-C stops the server")
+    if settings.host in ("0.0.0.0", "::"):
+        typer.echo(f"({settings.host} listens on every address of this machine: from another one, put this "
+                   f"machine's name or IP address in its place)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 
 
