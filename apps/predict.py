@@ -209,11 +209,7 @@ class Predictor(RunModel):
 
     def __call__(self, inputs: Sequence[ClipInput]) -> list[Prediction | PredictError]:
         """One prediction per clip, in order; a clip that cannot be used gives its error instead."""
-        return self.predict_items(inputs, self.extractor(inputs))
-
-    def predict_items(self, inputs: Sequence[ClipInput], extracted: Sequence[Any]) -> list[Prediction | PredictError]:
-        """The predictions of clips this predictor's extractor already turned into items (or errors)."""
-        results: list[Any] = list(extracted)
+        results: list[Any] = self.extractor(inputs)
         usable = [i for i, r in enumerate(results) if not isinstance(r, Exception) and self._present(r)]
         for i, result in enumerate(results):
             if isinstance(result, Exception):

@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -104,12 +104,26 @@ class Models:
         for both."""
         predictor = self.predictor(run_dir)
         extracted = predictor.extractor([given])
-        (result,) = predictor.predict_items([given], extracted)
+        (result,) = replace(predictor, extractor=Replay(predictor.extractor, extracted))([given])  # same model
         if isinstance(result, PredictError):
             raise result
         item = extracted[0]
         item.id = Path(name).stem or Path(given.clip).stem
         return ClipResult(result, picture(explain_item(predictor, item, with_label=False)) if explain else None)
+
+
+class Replay:
+    """A predictor's extractor that answers with the items it extracted already, so that a prediction and
+    its explanation share one extraction; everything else (its notes) is the extractor's."""
+
+    def __init__(self, extractor: Any, items: list[Any]) -> None:
+        self.extractor, self.items = extractor, items
+
+    def __call__(self, inputs: Any) -> list[Any]:
+        return list(self.items)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.extractor, name)
 
 
 def picture(doc: dict[str, Any]) -> Explanation:
