@@ -742,3 +742,9 @@ def report_command(
     from hcm.apps.report import report_command as run_report
 
     raise typer.Exit(run_report(runs, out, split.value))
+
+
+# --------------------------------------------------------------------------- serve (declared in apps/serve/command.py)
+from hcm.apps.serve.command import serve_command  # noqa: E402 - the command's one declaration lives with the app
+
+app.command("serve", **options.example("hcm serve", "hcm serve --host 0.0.0.0 --port 8000"))(serve_command)

@@ -6,19 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hcm_quickstart_tiny import TINY
 from typer.testing import CliRunner
 
 from hcm.apps.quickstart import load_quickstart_config
 from hcm.cli import app
 
 runner = CliRunner()
-TINY = {
-    "sample": {"dataset": "mosei", "n": 12, "seed": 0},
-    "extract": {"profile": "tiny", "shard_size": 4, "batch_size": 4},
-    "compare_modalities": "va",
-    "model": {"d_model": 16, "num_heads": 2, "m_ctn": 2, "m_gcn": 1, "m_c": 1, "ot_iters": 5},
-    "train": {"epochs": 2, "batch_size": 4, "patience": 0},
-}
 
 
 def test_shipped_settings_load() -> None:
