@@ -119,8 +119,7 @@ class ESResNeXtEncoder(Encoder):
         self.weights_id = weights_id
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str,
-                     *, shared: Any = None) -> "ESResNeXtEncoder":
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "ESResNeXtEncoder":
         settings: ESResNeXtSettings = profile.settings[cls.name]
         sampling = profile.sampling
         preparer = SegmentPreparer(sampling.audio_rate, sampling.segments, sampling.segment_seconds)

@@ -88,6 +88,7 @@ class Encoder(ABC):
     precision: str = "float32"  # float32, bfloat16 or float16: set by create_encoder (see precision.py)
     modality: ClassVar[str] = ""  # text, video or audio: which medium it reads
     settings_class: ClassVar[type] = object  # the settings dataclass stored in profiles and recipes
+    shares_models: ClassVar[bool] = False  # from_profile takes shared= (SharedModels)
 
     @classmethod
     def paper_settings(cls) -> Any | None:
@@ -106,10 +107,12 @@ class Encoder(ABC):
 
     @classmethod
     @abstractmethod
-    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str, *,
-                     shared: "SharedModels | None" = None) -> "Encoder":
-        """Build the encoder with ``profile.settings[cls.name]`` and the resolved ``weights``; a
-        network that other encoders of the same extraction use too is taken from ``shared``."""
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "Encoder":
+        """Build the encoder with ``profile.settings[cls.name]`` and the resolved ``weights``.
+
+        An encoder whose class sets ``shares_models`` is called with a keyword ``shared`` too (a
+        :class:`SharedModels`) and takes the networks it has in common with other encoders from it.
+        """
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
@@ -200,7 +203,11 @@ def create_encoder(name: str, profile: Any, weights: ResolvedWeights, device: to
     ``auto``); encoders built with one ``shared`` share the networks they have in common."""
     if precision not in precisions.PRECISIONS:
         raise EncoderError(f"precision {precision!r} is not one of {precisions.PRECISIONS}")
-    encoder = encoder_class(name).from_profile(profile, weights, device, shared=shared)
+    cls = encoder_class(name)
+    if cls.shares_models:
+        encoder = cls.from_profile(profile, weights, device, shared=shared or SharedModels())
+    else:
+        encoder = cls.from_profile(profile, weights, device)
     encoder.precision = precision
     return encoder
 

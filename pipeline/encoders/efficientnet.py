@@ -158,8 +158,7 @@ class EfficientNetEncoder(Encoder):
         self.weights_id = weights_id
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str,
-                     *, shared: Any = None) -> "EfficientNetEncoder":
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "EfficientNetEncoder":
         settings: EfficientNetSettings = profile.settings[cls.name]
         model = build_efficientnet(settings, weights.path("efficientnet"), profile.seed)
         return cls(settings, model, weights_id(cls, settings, weights, profile.seed), device)

@@ -107,6 +107,7 @@ class _ClipEncoder(Encoder):
     """Shared declaration and construction of the two CLIP encoders (each keeps one tower)."""
 
     settings_class = ClipSettings
+    shares_models = True  # one CLIP for the image and the text encoder
 
     @classmethod
     def paper_settings(cls) -> ClipSettings:

@@ -79,7 +79,7 @@ class MelEncoder(Encoder):
         self.settings = settings
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: Any, device: Any, *, shared: Any = None) -> "MelEncoder":
+    def from_profile(cls, profile: Any, weights: Any, device: Any) -> "MelEncoder":
         return cls(profile.settings[cls.name])
 
     @property

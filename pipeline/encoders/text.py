@@ -212,7 +212,7 @@ class RobertaEncoder(Encoder):
 
     @classmethod
     def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str,
-                     parser: Any = None, *, shared: Any = None) -> "RobertaEncoder":
+                     parser: Any = None) -> "RobertaEncoder":
         """The profile's RoBERTa; ``parser`` (default: the profile's spaCy parser) makes the text graph."""
         settings: RobertaSettings = profile.settings[cls.name]
         parser = parser or make_parser(profile.parser)
