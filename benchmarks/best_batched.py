@@ -44,7 +44,7 @@ def network_call(encoder: Any, utterances: Sequence[Any], prepared: Sequence[Any
         groups = [torch.from_numpy(np.concatenate([p for p in prepared if p.shape[1] == n])) for n in lengths]
         return lambda: [forward_rows(model, group) for group in groups]  # each (rows of that length, D)
     if encoder.name == "clip_text":
-        tokens = torch.from_numpy(encoder.tokenizer([(u.text or "").strip() for u in utterances]))  # (B, 77)
+        tokens = torch.as_tensor(encoder.tokenizer([(u.text or "").strip() for u in utterances]))  # (B, 77)
         return lambda: model.encode_text(tokens)
     if encoder.name == "roberta":
         settings = encoder.settings
@@ -59,23 +59,26 @@ def network_call(encoder: Any, utterances: Sequence[Any], prepared: Sequence[Any
 
 
 def best_seconds(encoders: dict[str, Any], batches: dict[str, list[tuple[Any, Any]]],
-                 repeats: int = 2) -> dict[str, float]:
-    """Per encoder: the sum over its recorded batches of the best of ``repeats`` forward passes."""
+                 repeats: int = 2) -> tuple[dict[str, float], dict[str, float]]:
+    """Per encoder: the sums over its recorded batches of the best wall seconds and the best CPU
+    seconds (this process, all threads) of ``repeats`` forward passes."""
     from hcm.pipeline.decoding import inference_threads
 
-    seconds: dict[str, float] = {}
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for name, encoder in encoders.items():
-        total = 0.0
+        wall[name] = cpu[name] = 0.0
         for utterances, prepared in batches.get(name, []):
             call = network_call(encoder, utterances, prepared)
             if call is None:
                 continue
             with inference_threads(encoder.device), torch.inference_mode(), encoder.autocast():
-                best = float("inf")
+                best, best_cpu = float("inf"), float("inf")
                 for _ in range(repeats):
-                    started = time.perf_counter()
+                    started, started_cpu = time.perf_counter(), time.process_time()
                     call()
                     best = min(best, time.perf_counter() - started)
-            total += best
-        seconds[name] = total
-    return seconds
+                    best_cpu = min(best_cpu, time.process_time() - started_cpu)
+            wall[name] += best
+            cpu[name] += best_cpu
+    return wall, cpu
