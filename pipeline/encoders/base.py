@@ -6,7 +6,7 @@ clip is decoded. Work is split in two so that decoding can run in worker process
 
 - a :class:`Preparer` is a small picklable object (configuration only, no model) that runs in
   a decoding worker and turns decoded media (frames or a waveform) into the encoder's input
-  array, e.g. resized and normalised frames;
+  array, e.g. resized and cropped uint8 frames (the encoder normalises them pass by pass);
 - the :class:`Encoder` itself holds the network and runs in the main process on batches.
 
 Each encoder module declares everything hcm needs to know about its encoder on the class: the
