@@ -27,10 +27,9 @@ from hcm.pipeline.encoders.base import (
     Encoder,
     Preparer,
     calibrate_batchnorm,
-    forward_rows,
+    forward_arrays,
     register_encoder,
     seeded,
-    to_device,
     to_float16,
     weights_id,
 )
@@ -143,7 +142,7 @@ class ESResNeXtEncoder(Encoder):
         groups = _by_segment_length(prepared)
         order = [i for members in groups for i in members]  # clips in the order their rows are computed
         with self.autocast():
-            outputs = [forward_rows(self.model, to_device(np.concatenate([prepared[i] for i in members]), self.device))
+            outputs = [forward_arrays(self.model, [prepared[i] for i in members], self.device)
                        for members in groups]  # each (sum S of the group, D)
         embedded = to_float16(torch.cat(outputs))  # (sum S, D): one copy to the host
         parts = np.split(embedded, np.cumsum([len(prepared[i]) for i in order])[:-1])

@@ -16,7 +16,7 @@ import torch
 
 from hcm.core.errors import UsageError
 from hcm.pipeline.encoders import clip, create_encoder, esresnext, precision
-from hcm.pipeline.encoders.base import CPU_ROWS_PER_FORWARD, EncoderError, forward_rows, to_device
+from hcm.pipeline.encoders.base import CPU_ROWS_PER_FORWARD, EncoderError, forward_arrays, forward_rows, to_device
 from hcm.pipeline.profiles import ResolvedWeights, get_profile
 
 # Relative tolerance per encoder and precision (docs/extraction.md, Precision).
@@ -121,6 +121,21 @@ def test_forward_rows_runs_the_cpu_in_passes_of_a_few_rows() -> None:
     assert sizes == [CPU_ROWS_PER_FORWARD, CPU_ROWS_PER_FORWARD, 3]
     sizes.clear()
     assert torch.equal(forward_rows(double, rows[:2]), 2 * rows[:2]) and sizes == [2]
+
+
+def test_forward_arrays_gathers_the_items_rows_into_the_same_passes() -> None:
+    layouts: list[tuple[int, bool]] = []
+
+    def double(x: torch.Tensor) -> torch.Tensor:
+        layouts.append((len(x), x.is_contiguous(memory_format=torch.channels_last)))
+        return 2 * x.float()
+
+    n = CPU_ROWS_PER_FORWARD
+    arrays = [np.random.default_rng(i).integers(0, 255, (k, 3, 2, 2), dtype=np.uint8)
+              for i, k in enumerate([n - 3, n + 1, 0, 4])]  # items of (T_i, 3, 2, 2) uint8 crops
+    out = forward_arrays(double, arrays, CPU, torch.channels_last)
+    assert torch.equal(out, 2 * torch.from_numpy(np.concatenate(arrays)).float())
+    assert layouts == [(n, True), (n, True), (2, True)]  # rows cross item borders, as one batch would
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
