@@ -1,5 +1,5 @@
 """What the ``hcm`` command line declares beside its commands: the help's command classes, the
-choice enums, the option checks and the shared help texts (``hcm.cli`` holds only the commands)."""
+choice enums, the option checks and the shared help texts (the commands are in ``hcm.apps.commands``)."""
 
 from __future__ import annotations
 
