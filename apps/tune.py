@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
+from hcm.apps.arguments import check_study_kind
 from hcm.apps.markdown import markdown_table
 from hcm.apps.tune_report import TrialProgress, confirm_markdown, number, plot_sensitivity, save_plots, status_rows
 from hcm.apps.tune_study import StudySpec, run_folder, run_workers, train_trial_run, trial_settings
@@ -97,8 +98,7 @@ def study_spec(workspace: Workspace, request: TuneRequest) -> StudySpec:
     meta, _ = read_cache_meta(cache)
     facts = load_dataset_facts(meta.dataset)
     grid = grid_space(list(request.grid))
-    if grid and request.space is not None:
-        raise UsageError("--grid and --space are two kinds of study; give one of them")
+    check_study_kind(grid, request.space)
     space, source = {}, ""
     if not grid:
         path = request.space or shipped_space_file(meta.dataset)

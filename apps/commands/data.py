@@ -68,8 +68,9 @@ def extract_command(
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/<profile>)."),
     profile: Optional[str] = typer.Option(
-        None, "--profile", "-p", help="tiny (small random encoders, no downloads) or paper (RoBERTa-large, "
-                                      "EfficientNet-b0, CLIP RN50, ESResNeXt). Default: tiny for sample, else paper."),
+        None, "--profile", "-p", callback=options.profile,
+        help="tiny (small random encoders, no downloads) or paper (RoBERTa-large, "
+             "EfficientNet-b0, CLIP RN50, ESResNeXt). Default: tiny for sample, else paper."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:1."),
     precision: options.Precision = typer.Option(
         options.Precision.auto, "--precision", case_sensitive=False,
@@ -162,9 +163,10 @@ def import_mmsa_command(
         ..., exists=True, dir_okay=False,
         help="MMSA feature pickle: aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl."),
     dataset: str = typer.Option(
-        ..., "--dataset", "-d", help="mosi, mosei or sims (decides label range, metrics, text language)."),
+        ..., "--dataset", "-d", callback=options.mmsa_dataset,
+        help="mosi, mosei or sims (decides label range, metrics, text language)."),
     profile: str = typer.Option(
-        "paper", "--profile", "-p",
+        "paper", "--profile", "-p", callback=options.profile,
         help="Text encoders: paper (RoBERTa-large, CLIP; sims: xlm-roberta-large) or tiny."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Cache folder (default <workspace>/features/<dataset>/mmsa-<profile>)."),
@@ -214,7 +216,7 @@ def import_csd_command(
         ...,
         help="Folder with the CMU-MultimodalSDK .csd files (labels, words and features)."),
     dataset: str = typer.Option(
-        ..., "--dataset", "-d",
+        ..., "--dataset", "-d", callback=options.csd_dataset,
         help="mosi or mosei (label sequence, segment numbers, standard folds)."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o",

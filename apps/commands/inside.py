@@ -12,6 +12,7 @@ from hcm.apps.commands import command
 
 
 def _id_list(value: Optional[str]) -> Optional[list[str]]:
+    """``--ids`` as a list of at least one id; None when not given."""
     if value is not None:
         ids = [v.strip() for v in value.split(",") if v.strip()]
         if not ids:
@@ -23,8 +24,9 @@ def _id_list(value: Optional[str]) -> Optional[list[str]]:
 @command("explain", "hcm explain --split test --worst 3", 'hcm explain clip.mp4 --text "I loved every minute of it"')
 def explain_command(
     ctx: typer.Context,
-    clip: Optional[Path] = typer.Argument(None, help="A new clip to explain (extracted as hcm predict does); "
-                                                     "without it, cached items (--ids or --worst)."),
+    clip: Optional[Path] = typer.Argument(None, exists=True,
+                                          help="A new clip to explain (extracted as hcm predict does); "
+                                               "without it, cached items (--ids or --worst)."),
     text: Optional[str] = typer.Option(
         None, "--text", "-t",
         help="The clip's transcript (without it the text is masked)."),
@@ -34,7 +36,7 @@ def explain_command(
     split: options.Split = typer.Option(
         options.Split.test, "--split", case_sensitive=False,
         help="Split of the cached items."),
-    ids: Optional[str] = typer.Option(None, "--ids", help="Comma list of item ids of --split."),
+    ids: Optional[str] = typer.Option(None, "--ids", callback=_id_list, help="Comma list of item ids of --split."),
     worst: Optional[int] = typer.Option(None, "--worst", min=1, show_default="3 when no --ids",
                                         help="The N items of --split with the largest error."),
     features: Optional[Path] = typer.Option(
@@ -51,19 +53,18 @@ def explain_command(
     masked as training masks a missing medium), the text-video and text-audio transport plans, the
     dependency, video-similarity and audio line graphs, and the atomic-level attention (docs/reports.md).
     """
+    if clip is not None and (ids or worst):
+        raise typer.BadParameter("give a clip or cached items (--ids/--worst), not both")
+    if ids and worst:
+        raise typer.BadParameter("give --ids or --worst, not both")
+    if clip is None and text is not None:
+        raise typer.BadParameter("--text goes with a clip; cached items carry their transcript")
     from hcm.apps.explain import ExplainRequest
     from hcm.apps.explain import explain_command as run_explain
     from hcm.core.threads import set_threads
 
-    chosen = _id_list(ids)
-    if clip is not None and (chosen or worst):
-        raise typer.BadParameter("give a clip or cached items (--ids/--worst), not both")
-    if chosen and worst:
-        raise typer.BadParameter("give --ids or --worst, not both")
-    if clip is None and text is not None:
-        raise typer.BadParameter("--text goes with a clip; cached items carry their transcript")
     set_threads(threads)
-    request = ExplainRequest(run=run, split=split.value, ids=chosen, worst=worst, clip=clip, text=text, out=out,
+    request = ExplainRequest(run=run, split=split.value, ids=ids, worst=worst, clip=clip, text=text, out=out,
                              device=device, features=features)
     raise typer.Exit(run_explain(ctx.obj, request))
 
@@ -79,7 +80,8 @@ def _html_file(value: Path) -> Path:
 @command("report", "hcm report hcm-work/runs/mosei/20250101-120000-full --out report.html",
          "hcm report RUN_A RUN_B --out compare.html")
 def report_command(
-    runs: list[Path] = typer.Argument(..., help="Run folders (hcm-work/runs/<dataset>/<run>); several are compared."),
+    runs: list[Path] = typer.Argument(..., callback=options.run_folders,
+                                      help="Run folders (hcm-work/runs/<dataset>/<run>); several are compared."),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", callback=_html_file, help="The HTML file to write."),
     split: options.Split = typer.Option(options.Split.test, "--split", case_sensitive=False,
                                 help="The evaluated split to show (hcm evaluate --split)."),

@@ -14,7 +14,8 @@ from hcm.apps.commands import command
 @command("reproduce", "hcm reproduce --dataset meld", "hcm reproduce --dataset iemocap --variants full,no-acl --latex")
 def reproduce_command(
     ctx: typer.Context,
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", show_default="the cache's",
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", callback=options.paper_dataset,
+                                          show_default="the cache's",
                                           help="Whose paper numbers to compare with: mosei (Table 3), meld or iemocap "
                                                "(Tables 2 and 4)."),
     features: Optional[Path] = typer.Option(
@@ -24,7 +25,7 @@ def reproduce_command(
                               help="Comma list: one run per seed (default: the five seeds the MMSA framework "
                                    "reports over)."),
     variants: str = typer.Option(
-        "full", "--variants",
+        "full", "--variants", callback=options.variant_list,
         help="Comma list of Table 4 variants: full, acm-only, ccm-only, no-acl, no-graph, no-cdc."),
     epochs: Optional[int] = typer.Option(
         None, "--epochs", min=1, show_default=options.FROM_CONFIG,
@@ -49,8 +50,7 @@ def reproduce_command(
     from hcm.core.threads import set_threads
 
     request = ReproduceRequest(
-        dataset=dataset.lower() if dataset else None, features=features, seeds=seeds,
-        variants=[v.strip() for v in variants.split(",") if v.strip()], epochs=epochs,
+        dataset=dataset, features=features, seeds=seeds, variants=variants, epochs=epochs,
         overrides=dict(settings), model_size=model_size.value, latex=latex, progress=not quiet)
     set_threads(threads)
     raise typer.Exit(run_reproduce(ctx.obj, request))
@@ -62,13 +62,14 @@ def tune_command(
     ctx: typer.Context,
     features: Optional[Path] = typer.Option(
         None, "--features", exists=True, file_okay=False, help="Cache folder (default: the workspace's only cache)."),
-    space: Optional[Path] = typer.Option(None, "--space", show_default="shipped",
+    space: Optional[Path] = typer.Option(None, "--space", callback=options.search_space, show_default="shipped",
                                          help="JSON search space (default configs/tune/<dataset>.json): {\"lr\": "
                                               "{\"type\": \"float\", \"low\": 1e-4, \"high\": 1e-3, \"log\": true}, "
                                               "\"m_gcn\": [2, 4, 8]}; MMSA tune configs are read too."),
     grid: list[str] = typer.Option(
-        [], "--grid", help="A sweep instead of a search: NAME=V1,V2,... (repeatable; every combination, each over "
-                           "--confirm-seeds); draws sensitivity.png."),
+        [], "--grid", callback=options.grid_points,
+        help="A sweep instead of a search: NAME=V1,V2,... (repeatable; every combination, each over "
+             "--confirm-seeds); draws sensitivity.png."),
     trials: int = typer.Option(
         20, "--trials", min=1, help="Finished (complete or pruned) trials the study should have."),
     workers: int = typer.Option(
@@ -108,6 +109,7 @@ def tune_command(
     the best is written to <workspace>/tune/<study>/best-config.json for `hcm train --config`, with
     history.png and importance.png beside it (docs/training.md, tune).
     """
+    options.one_study_kind(grid, space)
     from hcm.apps.tune import TuneRequest
     from hcm.apps.tune import tune_command as run_tune
 
