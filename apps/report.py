@@ -30,8 +30,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from hcm import __version__
+from hcm.apps.arguments import check_run_folder
 from hcm.apps.markdown import latex_escape
-from hcm.core.errors import UsageError, report_errors
+from hcm.core.errors import report_errors
 from hcm.core.files import read_json, write_text
 from hcm.core.tables import metric_cell
 from hcm.training import metrics as M
@@ -197,9 +198,7 @@ def transcripts(cache: str, split: str, ids: Sequence[str]) -> dict[str, str]:
 
 def collect_run(run_dir: Path, split: str = "test") -> RunReport:
     """Read one run folder into a :class:`RunReport` and draw its plots."""
-    paths = RunPaths(run_dir)
-    if not paths.config.is_file():
-        raise UsageError(f"{run_dir} is not a run folder (no config.json); give folders under <workspace>/runs/")
+    paths = RunPaths(check_run_folder(run_dir))
     config = read_json(paths.config, "run config")
     facts = DatasetFacts.from_dict(config["facts"])
     key = config["key_metric"]

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from hcm import __version__
-from hcm.apps.predict import split_utterances
+from hcm.apps.predict_inputs import split_utterances
 from hcm.apps.report import cell, metric_rows
 from hcm.apps.serve.limits import BodyLimit
 from hcm.apps.serve.models import Models

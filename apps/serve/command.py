@@ -11,6 +11,7 @@ from typing import Iterator, Optional
 
 import typer
 
+from hcm.apps.commands import command
 from hcm.apps.serve.settings import DEFAULT_PORT, DEFAULT_UPLOAD_MB, ServeSettings
 from hcm.core.errors import UsageError, report_errors
 from hcm.core.workspace import Workspace
@@ -82,6 +83,7 @@ def serve(settings: ServeSettings) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 
 
+@command("serve", "hcm serve", "hcm serve --host 0.0.0.0 --port 8000")
 def serve_command(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fastapi import UploadFile
 
-from hcm.apps.predict import MEDIA_SUFFIXES
+from hcm.apps.predict_inputs import MEDIA_SUFFIXES
 
 CHUNK = 1 << 20
 
