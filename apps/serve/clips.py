@@ -1,8 +1,9 @@
 """Where a cached item's raw clip lies in the workspace, so a page can play it.
 
-A cache does not record the folder it was extracted from, so the index asks the dataset's own
-reader (``hcm.pipeline.datasets``) about every corpus folder under ``<workspace>/data/`` whose
-layout it accepts, and keeps the clip of each item id. Only clips inside the workspace are kept;
+Only clips inside the workspace may be served, so rather than the folder a cache records as its
+source (``hcm.pipeline.sources``, which may lie anywhere), the index asks the dataset's own reader
+(``hcm.pipeline.datasets``) about every corpus folder under ``<workspace>/data/`` whose layout it
+accepts, and keeps the clip of each item id. Only clips inside the workspace are kept;
 they are served through the file route, whose checks (``hcm.apps.serve.security``) apply again.
 """
 
