@@ -129,7 +129,7 @@ def test_paper_configs_enable_no_hcm_only_switch(name: str) -> None:
     assert cfg.switches() == {sw.name: sw.paper for sw in READING_SWITCHES}
     train = TrainConfig.from_dict(hparams["train"])
     assert {key: getattr(train, key) for key in UNSTATED_TRAIN} == UNSTATED_TRAIN
-    assert set(UNSTATED_TRAIN) | {"standardise_streams", "weight_decay", "d_model"} <= set(hparams["hcm_choices"])
+    assert set(UNSTATED_TRAIN) | {"standardise_streams", "weight_decay", "xi", "d_model"} <= set(hparams["hcm_choices"])
     assert (train.lr, train.batch_size, train.epochs) == (2e-4, 64, 100)
     assert hparams["model"].get("class_weights") == (None if name == "mosei" else "inverse_frequency")
 
