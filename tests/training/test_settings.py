@@ -34,7 +34,8 @@ def test_every_shipped_dataset_builds_a_model(name: str) -> None:
     cfg = ModelConfig.from_dict(hparams["model"]).for_dataset(facts, {"text": 6, "video": 5, "audio": 4})
     cfg = with_class_weights(cfg, np.arange(40) % max(1, facts.num_classes))
     assert cfg.output_dim == (1 if facts.task == "regression" else facts.num_classes)
-    assert {"optimizer", "lr", "weight_decay", "batch_size", "epochs"} <= set(hparams["train"])
+    assert {"optimizer", "lr", "batch_size", "epochs"} <= set(hparams["train"])
+    assert cfg.weight_penalty == "l2-loss" or "weight_decay" in hparams["train"]  # stated where it acts
     if name != "sample":
         torch.manual_seed(0)
         model = build_model(cfg).eval()
