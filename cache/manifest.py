@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Iterator
 
 from hcm import __version__
-from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, check_recipe_version, recipe_changes, weight_changes
+from hcm.cache.schema import (
+    SCHEMA_VERSION,
+    CacheError,
+    CacheMeta,
+    RecipeMismatch,
+    check_recipe_version,
+    recipe_changes,
+    weight_changes,
+)
 from hcm.cache.shard import SHARD_GLOB, ShardHeader, read_header, shard_index, shard_name
 from hcm.core.files import leads_out, open_lock, write_text
 from hcm.core.provenance import provenance
@@ -195,7 +203,7 @@ def check_meta(directory: Path, manifest: dict, meta: CacheMeta) -> None:
                        f"cache -> this run: {', '.join(named)}")
     if what:
         diffs = "; ".join(what)
-        raise CacheError(
+        raise RecipeMismatch(
             f"cache {directory} was written with other settings ({diffs}). Extract into another "
             f"directory (another profile name), or delete {directory} to re-extract from scratch."
         )

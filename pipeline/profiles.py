@@ -139,7 +139,9 @@ def paper_profile() -> Profile:
 
 @PROFILES.register("tiny")
 def tiny_profile() -> Profile:
-    return _build("tiny", lambda cls: cls.tiny_settings(), Sampling(frames=4, segments=3, segment_seconds=0.25))
+    # Audio at 16 kHz, the sample corpora's own rate (the paper profile's 44.1 kHz is ESResNeXt's).
+    return _build("tiny", lambda cls: cls.tiny_settings(),
+                  Sampling(frames=4, segments=3, segment_seconds=0.25, audio_rate=16000))
 
 
 def get_profile(name: str, frames: int | None = None, segments: int | None = None,

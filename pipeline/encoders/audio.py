@@ -13,7 +13,7 @@ released weights; ``tiny`` builds a small random one (fixed seed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -55,7 +55,11 @@ def released_settings() -> ESResNeXtSettings:
 
 
 def tiny_settings() -> ESResNeXtSettings:
-    return ESResNeXtSettings(esresnext.tiny_config(num_classes=64), tiny=True)
+    """The random tiny network with a short front end (512-point frames, 257 bins instead of the
+    released 2048-point 1025): a quarter of the spectrogram, the quickstart's largest CPU cost
+    (benchmarks/RESULTS.md, "Quickstart")."""
+    config = replace(esresnext.tiny_config(num_classes=64), n_fft=512, hop_length=512, win_length=512)
+    return ESResNeXtSettings(config, tiny=True)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,18 @@ def test_quickstart_end_to_end_and_rerun(workdir: Path, tmp_path: Path) -> None:
     assert "0 written, 3 already complete" in again.output
     assert len(list((workdir / "runs" / "sample").iterdir())) == 4
 
+    # A cache made with other settings (an older hcm's tiny encoders) is the quickstart's own: made again.
+    manifest_file = workdir / "features" / "sample" / "quickstart" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["recipe"]["profile"]["sampling"]["audio_rate"] = 44100
+    manifest["recipe_hash"] = "0" * 64
+    manifest_file.write_text(json.dumps(manifest))
+    third = runner.invoke(app, ["quickstart", "--config", str(settings), "--quiet"])
+    assert third.exit_code == 0, third.output
+    assert "was extracted with other settings; extracting it again" in third.output
+    assert "3 written, 0 already complete" in third.output
+    assert json.loads(manifest_file.read_text())["recipe_hash"] != "0" * 64
+
 
 def test_bad_settings_file_is_a_clear_error(workdir: Path, tmp_path: Path) -> None:
     settings = tmp_path / "quickstart.json"
