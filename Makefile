@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test,parser,bench,tensorboard,postgres]"
+	$(PY) -m pip install --quiet -e ".[test,parser,bench,tensorboard,postgres,serve]"
 	echo "$(TORCH_SPEC)" > $@
 
 demo: install

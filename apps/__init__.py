@@ -2,8 +2,9 @@
 corpora (``sample``), extraction (``extract``), imports of other frameworks' features
 (``importers``), ``cache info/verify`` (``cache``), train and evaluate in a workspace (``train``),
 the runs table (``results``), predict on new clips (``predict``), the paper's ablations
-(``ablate``) and the offline demo (``quickstart``). ``hcm.cli`` parses arguments and calls them;
-what its commands share (option checks, choices, help classes) is in ``options``.
+(``ablate``) and the offline demo (``quickstart``). The commands' declarations (options, help) are in
+``commands``, by group, and ``hcm.cli`` registers them; what they share (option checks, choices, help
+classes) is in ``options``.
 
 Arrows point one way: apps -> training -> model and cache; apps -> pipeline -> cache.
 """

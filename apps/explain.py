@@ -22,7 +22,9 @@ Text rows are tokens of the current utterance; a row is labelled with the word i
 transcript into words and punctuation, which matches spaCy's words in most sentences; without
 ``token_word`` (imported features) rows are labelled ``t<i>``. Video rows are the sampled frames
 ``f<i>``, audio rows the segments ``s<i>`` in time order; under the paper reading's common node
-count they are the resampled nodes ``v<i>``/``a<i>`` (``hcm.model.nodes``).
+count they are the resampled nodes ``v<i>``/``a<i>`` (``hcm.model.nodes``). When the clip is at
+hand (given, or found again in the corpus the cache was read from: ``hcm.pipeline.sources``) rows
+also carry their time and the picture shows the sampled frames.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from hcm.core.files import atomic_write, write_json
 from hcm.core.tables import print_table
 from hcm.core.workspace import Workspace
 from hcm.model.inspect import ForwardDetails, record_details
+from hcm.pipeline.media import MediaRef
+from hcm.pipeline.profiles import Sampling
+from hcm.pipeline.sources import RowMedia, find_utterance, row_media
 from hcm.training.data import CacheDataset, DataConfig, modality_nodes
 from hcm.training.distributed import Dist
 from hcm.training.inference import eval_loader, predict
@@ -155,8 +160,22 @@ def attention_record(details: ForwardDetails, name: str, labels: dict[str, list[
             "cols": ["[CLS]"] + labels[anchor], "heads": int(details.attention[name].shape[1])}
 
 
-def explain_item(run: RunModel, item: Item, with_label: bool = True) -> dict[str, Any]:
-    """The numbers of one item (the JSON document)."""
+def timed_labels(labels: list[str], modality: str, media: RowMedia, common: bool) -> list[str]:
+    """Row labels with when each row happens: a frame's timestamp, a segment's span; a node resampled
+    onto the text's count (``common``) covers an equal share of the clip in time order (``~``)."""
+    if common:
+        share = media.duration / max(len(labels), 1)
+        return [f"{label} ~{i * share:.1f}-{(i + 1) * share:.1f}s" for i, label in enumerate(labels)]
+    if modality == "video" and len(media.frame_times) >= len(labels):
+        return [f"{label} {media.frame_times[i]:.1f}s" for i, label in enumerate(labels)]
+    if modality == "audio" and len(media.segment_times) >= len(labels):
+        return [f"{label} {media.segment_times[i][0]:.1f}-{media.segment_times[i][1]:.1f}s"
+                for i, label in enumerate(labels)]
+    return labels
+
+
+def explain_item(run: RunModel, item: Item, with_label: bool = True, media: RowMedia | None = None) -> dict[str, Any]:
+    """The numbers of one item (the JSON document); with ``media``, rows are labelled with their times."""
     data_cfg = DataConfig(**run.config["data"])
     batch = items_batch([item], run.config, run.meta)
     with record_details(run.model) as details:
@@ -167,11 +186,15 @@ def explain_item(run: RunModel, item: Item, with_label: bool = True) -> dict[str
     if common:
         counts = {m: counts[run.modalities[0]] if present[m] else 0 for m in run.modalities}
     labels = {m: row_labels(item, data_cfg, m, counts[m], common and m != "text") for m in run.modalities}
+    if media is not None:
+        labels.update({m: timed_labels(labels[m], m, media, common) for m in run.modalities if m != "text"})
     doc: dict[str, Any] = {"id": item.id, "split": item.split, "text": item.text, "run": str(run.run_dir),
                            "epoch": run.epoch, "dataset": run.config["dataset"], "task": run.config["task"],
                            "modalities": present, "prediction": full}
     if with_label:
         doc["label"] = run.classes[int(item.label)] if run.classes else float(item.label)
+    if media is not None:
+        doc["media"] = media.to_json()
     doc["contributions"] = {m: contribution(full, readout(run.forward(mask_modalities(batch, [m]))[0], run.classes))
                             for m in run.modalities if present[m]}
     doc["plans"] = {m: plan_record(details, m, labels) for m in details.plans}
@@ -221,6 +244,18 @@ def clip_item(workspace: Workspace, request: ExplainRequest) -> tuple[RunModel, 
     return predictor, item
 
 
+def recipe_sampling(run: RunModel) -> Sampling:
+    """How stage one sampled the run's cache (frames, segments), from its recipe."""
+    recorded = (run.meta.recipe.get("profile") or {}).get("sampling") or {}
+    return Sampling(**{k: v for k, v in recorded.items() if k in Sampling.__dataclass_fields__})
+
+
+def item_media(cache: Path, item_id: str, sampling: Sampling, workspace: Workspace) -> RowMedia | None:
+    """The timing and frames of a cached item when its raw corpus is still where it was read."""
+    utterance = find_utterance(cache, item_id, workspace)
+    return None if utterance is None else row_media(utterance.video, utterance.audio, sampling)
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -234,20 +269,25 @@ def explain(workspace: Workspace, request: ExplainRequest) -> list[dict[str, Any
 
     if request.clip is not None:
         run, item = clip_item(workspace, request)
-        docs = [explain_item(run, item, with_label=False)]
+        clip = MediaRef(Path(request.clip))
+        media = [row_media(clip, clip, recipe_sampling(run))]
+        docs = [explain_item(run, item, with_label=False, media=media[0])]
         out = request.out or run.run_dir / "explain" / "clips"
     else:
         run_dir = Path(request.run) if request.run is not None else find_latest_run(workspace.runs)
         run = RunModel.load(run_dir, request.device, request.features)
         cache = Path(request.features or run.config["cache"])
         ids = request.ids or worst_items(run, cache, request.split, request.worst or 3)
-        docs = [explain_item(run, item) for item in cached_items(cache, request.split, ids)]
+        items = cached_items(cache, request.split, ids)
+        media = [item_media(cache, item.id, recipe_sampling(run), workspace) for item in items]
+        docs = [explain_item(run, item, media=found) for item, found in zip(items, media)]
         out = request.out or run.run_dir / "explain" / request.split
     out.mkdir(parents=True, exist_ok=True)
-    for doc in docs:
+    for doc, found in zip(docs, media):
         stem = out / safe_name(doc["id"])
         write_json(stem.with_suffix(".json"), doc)
-        atomic_write(stem.with_suffix(".png"), lambda tmp, d=doc: plot_explanation(d, tmp))
+        frames = found.thumbnails if found is not None else None
+        atomic_write(stem.with_suffix(".png"), lambda tmp, d=doc, f=frames: plot_explanation(d, tmp, f))
         doc["files"] = [str(stem.with_suffix(".json")), str(stem.with_suffix(".png"))]
     return docs
 

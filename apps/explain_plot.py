@@ -56,15 +56,31 @@ def _summary(ax, doc: dict[str, Any]) -> None:
                  + "\ncontribution of each modality", fontsize=8)
 
 
-def plot_explanation(doc: dict[str, Any], path: Path) -> None:
+def _frames(ax, thumbnails: np.ndarray | None, doc: dict[str, Any]) -> None:
+    """The sampled frames side by side with their timestamps (the video rows of the plans)."""
+    times = (doc.get("media") or {}).get("frame_times") or []
+    if thumbnails is None or len(thumbnails) == 0:
+        ax.set_title("sampled frames: the clip is not at hand (rows are shown by index)", fontsize=8)
+        ax.axis("off")
+        return
+    ax.imshow(np.concatenate(list(thumbnails), axis=1))  # (h, T * w, 3)
+    width = thumbnails.shape[2]
+    ax.set_xticks([width * (i + 0.5) for i in range(len(thumbnails))],
+                  [f"f{i}\n{t:.1f}s" for i, t in enumerate(times)] or None, fontsize=6)
+    ax.set_yticks([])
+    ax.set_title(f"the {len(thumbnails)} sampled frames (video rows f) at their times", fontsize=8)
+
+
+def plot_explanation(doc: dict[str, Any], path: Path, thumbnails: np.ndarray | None = None) -> None:
     """Write the 3 x 3 panel figure of one explained item to ``path`` (PNG); ids, words and transcripts
-    are shown as written (a ``$`` in a MOSEI id is no mathtext)."""
+    are shown as written (a ``$`` in a MOSEI id is no mathtext). ``thumbnails``: the sampled frames
+    (T, h, w, 3), drawn with their times when the clip was at hand."""
     plt = _pyplot()
     with plt.rc_context({"text.parse_math": False}):
-        _draw(plt, doc, path)
+        _draw(plt, doc, path, thumbnails)
 
 
-def _draw(plt, doc: dict[str, Any], path: Path) -> None:
+def _draw(plt, doc: dict[str, Any], path: Path, thumbnails: np.ndarray | None) -> None:
     fig, axes = plt.subplots(3, 3, figsize=(16, 13))
     run = Path(doc["run"]).name
     text = (doc.get("text") or "").strip()
@@ -110,12 +126,12 @@ def _draw(plt, doc: dict[str, Any], path: Path) -> None:
         else:
             _heatmap(fig, ax, graph["adjacency"], graph["labels"], graph["labels"], f"{title} (1 = edge)",
                      cmap=cmap, vmin=0, vmax=1)
-    axes[2, 2].axis("off")
-    axes[2, 2].text(0, 0.5, "Rows of text: tokens of the current utterance, named by their word.\n"
-                    "Video rows: sampled frames (f), audio rows: segments (s), in time order;\n"
-                    "v/a: nodes resampled to the text's count (paper reading).\n"
-                    "Plans and graphs are over the real rows; [CLS] stands in for a missing modality.",
-                    fontsize=8, va="center")
-    fig.tight_layout()
+    _frames(axes[2, 2], thumbnails, doc)
+    fig.text(0.5, 0.005, "Rows of text: tokens of the current utterance, named by their word. Video rows: "
+             "sampled frames (f) at their time, audio rows: segments (s) with their span, in time order; "
+             "v/a: nodes resampled to the text's count (paper reading), ~ the share of the clip each covers. "
+             "Plans and graphs are over the real rows; [CLS] stands in for a missing modality.",
+             fontsize=7, ha="center", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, format="png", dpi=70)
     plt.close(fig)

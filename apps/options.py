@@ -1,11 +1,11 @@
 """What the ``hcm`` command line declares beside its commands: the help's command classes, the
-choice enums, the option checks and the shared help texts (``hcm.cli`` holds only the commands)."""
+choice enums, the option checks and the shared help texts (the commands are in ``hcm.apps.commands``)."""
 
 from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -15,6 +15,7 @@ from hcm.core.configs import parse_assignments
 THREADS_HELP = "CPU threads for torch (default: the CPUs this process may use: affinity and cgroup quota)."
 FROM_CONFIG = "dataset config"  # what a train setting left unset means
 WORKDIR_FLAGS = ("-w", "--workdir")
+T = TypeVar("T")
 
 
 def _plain_flags(params: list[Any]) -> list[Any]:
@@ -109,14 +110,85 @@ class CsdAlign(str, Enum):
     words = "words"
 
 
+def checked(check: Callable[[T], T], value: T) -> T:
+    """``check(value)`` (one of ``hcm.apps.arguments``), its usage error as the command line's."""
+    try:
+        return check(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 def extract_dataset(value: str) -> str:
     """A dataset ``hcm extract`` reads, checked before torch loads."""
     from hcm.apps.arguments import check_extract_dataset
 
+    return checked(check_extract_dataset, value)
+
+
+def profile(value: Optional[str]) -> Optional[str]:
+    """``--profile``: a registered extraction profile (paper, tiny), checked before torch loads."""
+    from hcm.apps.arguments import check_profile
+
+    return None if value is None else checked(check_profile, value)
+
+
+def mmsa_dataset(value: str) -> str:
+    """``hcm import mmsa --dataset``: mosi, mosei or sims."""
+    from hcm.apps.arguments import check_mmsa_dataset
+
+    return checked(check_mmsa_dataset, value)
+
+
+def csd_dataset(value: str) -> str:
+    """``hcm import csd --dataset``: mosi or mosei."""
+    from hcm.apps.arguments import check_csd_dataset
+
+    return checked(check_csd_dataset, value)
+
+
+def paper_dataset(value: Optional[str]) -> Optional[str]:
+    """``hcm reproduce --dataset`` in lower case: a dataset with numbers in the paper."""
+    from hcm.apps.arguments import check_paper_dataset
+
+    return None if value is None else checked(check_paper_dataset, value.lower())
+
+
+def variant_list(value: str) -> list[str]:
+    """``--variants`` of ``hcm reproduce``: a comma list of Table 4 variants, as a list."""
+    from hcm.apps.arguments import check_variants
+
+    return checked(check_variants, [v.strip() for v in value.split(",") if v.strip()])
+
+
+def search_space(value: Optional[Path]) -> Optional[Path]:
+    """``hcm tune --space``: a readable JSON search space whose entries are ranges or lists."""
+    from hcm.apps.arguments import check_search_space
+
+    return None if value is None else checked(check_search_space, value)
+
+
+def grid_points(values: list[str]) -> list[str]:
+    """``hcm tune --grid``: each ``NAME=V1,V2,...``."""
+    from hcm.apps.arguments import check_grid
+
+    return checked(check_grid, values)
+
+
+def one_study_kind(grid: list[str], space: Optional[Path]) -> None:
+    """``hcm tune``: --grid or --space, not both (two options, so checked in the command's body)."""
+    from hcm.apps.arguments import check_study_kind
+
     try:
-        return check_extract_dataset(value)
+        check_study_kind(grid, space)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+
+
+def run_folders(values: list[Path]) -> list[Path]:
+    """Run folders given as arguments (``hcm report``): each holds its run's config.json."""
+    from hcm.apps.arguments import check_run_folder
+
+    return [checked(check_run_folder, value) for value in values]
 
 
 def data_root(ctx: typer.Context, value: Optional[Path]) -> Optional[Path]:
@@ -125,10 +197,7 @@ def data_root(ctx: typer.Context, value: Optional[Path]) -> Optional[Path]:
 
     dataset = ctx.params.get("dataset")
     if value is not None and dataset:
-        try:
-            check_data_root(dataset, value)
-        except ValueError as error:
-            raise typer.BadParameter(str(error)) from None
+        checked(lambda root: check_data_root(dataset, root), value)
     return value
 
 

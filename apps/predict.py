@@ -15,7 +15,8 @@ Several clips (``hcm predict a.mp4 b.mp4``, a folder of clips, or a CSV file wit
 ``path,text[,context_before,context_after]``) are extracted in batches with the encoders built
 once and predicted by one model load; the utterances of a context cell are separated by `` | ``,
 and a CSV's relative paths are read from the CSV's folder. A clip that cannot be used there is a
-row with its error, not the end of the batch. ``--out FILE.csv`` or ``FILE.json`` keeps the rows.
+row with its error, not the end of the batch (reading these sources: ``hcm.apps.predict_inputs``).
+``--out FILE.csv`` or ``FILE.json`` keeps the rows.
 
 A missing modality does not stop a prediction: without ``--text`` (hcm does no speech
 recognition) the text modality is masked, and a clip without an audio (or video) stream is
@@ -24,7 +25,6 @@ predicted with that modality masked, exactly as extraction masks it; the output 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from contextlib import nullcontext
@@ -37,9 +37,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from hcm.apps.predict_inputs import gather_inputs, split_utterances
 from hcm.cache import CacheMeta, Item
 from hcm.core.device import resolve_device
-from hcm.core.errors import EXIT_FAILED, EXIT_USAGE, HcmError, UsageError, report_errors
+from hcm.core.errors import EXIT_FAILED, EXIT_USAGE, HcmError, report_errors
 from hcm.core.files import json_safe, read_json, write_csv, write_json
 from hcm.core.names import CLASSIFICATION
 from hcm.core.progress import progress_bar
@@ -53,8 +54,6 @@ from hcm.training.evaluate import check_cache_matches, load_run_model
 from hcm.training.inference import model_inputs
 from hcm.training.runs import RunPaths, find_latest_run
 
-MEDIA_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".mp3", ".m4a"}
-CSV_COLUMNS = ("path", "text", "context_before", "context_after")
 NO_TEXT_NOTE = ("no transcript given (--text): hcm does no speech recognition, so the text modality is "
                 "masked and the prediction uses video and audio only; pass --text \"...\" to use the words")
 
@@ -288,61 +287,6 @@ def predict_clips(workspace: Workspace, inputs: Sequence[ClipInput], run: Path |
             results += predictor(chunk)
             bar.advance(task, len(chunk))
     return results
-
-
-# --------------------------------------------------------------------------- what to predict
-
-
-def gather_inputs(sources: Sequence[Path], text: str | None = None,
-                  context: tuple[str, str] = ("", "")) -> list[ClipInput]:
-    """The clips named by ``sources``: clip files, folders (their media files, sorted) and CSV files
-    (``path,text[,context_before,context_after]``). ``text`` and ``context`` (utterances before and
-    after, separated by `` | ``) go with a single clip only."""
-    inputs: list[ClipInput] = []
-    for source in map(Path, sources):
-        if source.is_dir():
-            found = sorted(p for p in source.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
-            if not found:
-                raise UsageError(f"folder {source} holds no clip ({', '.join(sorted(MEDIA_SUFFIXES))}); give clip "
-                                 f"files, a folder of clips or a CSV path,text")
-            inputs += [ClipInput(p) for p in found]
-        elif source.suffix.lower() == ".csv":
-            inputs += read_clip_csv(source)
-        else:
-            inputs.append(ClipInput(source))
-    if text is not None or any(context):
-        if len(sources) != 1 or len(inputs) != 1:
-            raise UsageError("--text and --context-before/--context-after go with one clip; for several clips give "
-                             "a CSV with the columns path,text[,context_before,context_after]")
-        inputs = [ClipInput(inputs[0].clip, text, split_utterances(context[0]), split_utterances(context[1]))]
-    return inputs
-
-
-def read_clip_csv(path: Path) -> list[ClipInput]:
-    """Rows ``path,text[,context_before,context_after]``; relative paths start at the CSV's folder and
-    a context cell holds utterances separated by `` | `` (as the training text saw its neighbours)."""
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            header = [name.strip() for name in reader.fieldnames or []]
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise UsageError(f"cannot read clip list {path} ({error}); give a UTF-8 CSV with the header "
-                         f"path,text[,context_before,context_after]") from error
-    unknown = sorted(set(header) - set(CSV_COLUMNS))
-    if header[:2] != ["path", "text"] or unknown:
-        raise UsageError(f"clip list {path} has the header {header}; it must start with path,text and may add "
-                         f"context_before,context_after" + (f" (unknown: {unknown})" if unknown else ""))
-    if not rows:
-        raise UsageError(f"clip list {path} has a header but no rows")
-    return [ClipInput(path.parent / row["path"].strip(), row.get("text") or None,
-                      split_utterances(row.get("context_before")), split_utterances(row.get("context_after")))
-            for row in rows]
-
-
-def split_utterances(cell: str | None) -> tuple[str, ...]:
-    """``"we went | it started late"`` -> ``("we went", "it started late")``."""
-    return tuple(part.strip() for part in (cell or "").split(" | ") if part.strip())
 
 
 # --------------------------------------------------------------------------- printing

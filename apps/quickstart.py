@@ -28,6 +28,7 @@ from rich.table import Table
 
 from hcm.apps.ablate import COLUMNS, format_cell
 from hcm.apps.train import TrainRequest, train_in_workspace
+from hcm.cache.schema import RecipeMismatch
 from hcm.core.configs import configs_dir
 from hcm.core.errors import report_errors
 from hcm.core.files import write_json
@@ -125,8 +126,17 @@ def extract_features(workspace: Workspace, corpus: Path, cfg: QuickstartConfig, 
     from hcm.pipeline.extract import extract
 
     out = cache_dir(workspace)
-    summary = extract(DATASET, data_root=corpus, out=out, profile=cfg.profile, workspace=workspace,
-                      batch_size=cfg.batch_size, shard_size=cfg.shard_size, progress=progress)
+
+    def run() -> Any:
+        return extract(DATASET, data_root=corpus, out=out, profile=cfg.profile, workspace=workspace,
+                       batch_size=cfg.batch_size, shard_size=cfg.shard_size, progress=progress)
+
+    try:
+        summary = run()
+    except RecipeMismatch:  # the quickstart's own cache, made by another hcm version or settings
+        console.print(f"the cache in {out} was extracted with other settings; extracting it again")
+        shutil.rmtree(out)
+        summary = run()
     console.print(summary.format())
     return out
 

@@ -30,8 +30,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from hcm import __version__
+from hcm.apps.arguments import check_run_folder
 from hcm.apps.markdown import latex_escape
-from hcm.core.errors import UsageError, report_errors
+from hcm.core.errors import report_errors
 from hcm.core.files import read_json, write_text
 from hcm.core.tables import metric_cell
 from hcm.training import metrics as M
@@ -43,6 +44,7 @@ from hcm.training.settings import DatasetFacts
 
 TEMPLATE = "report.html.j2"
 WORST = 8
+NO_TRANSCRIPT = "(transcript not available: the run's cache cannot be read)"
 PAPER_NOTE = ("Rows named \"paper\" are HCMNet's numbers as the paper prints them (Tables 2-4, "
               "configs/paper/results.csv), for runs of a dataset it reports.")
 
@@ -156,20 +158,30 @@ def file_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def scored_rows(rows: list[dict[str, str]], facts: DatasetFacts) -> list[tuple[float, dict[str, str]]]:
+    """(error, row) for every row of ``predictions.csv``: |prediction - label|, or 1 - p(label) for classes."""
+    if facts.task == M.REGRESSION:
+        return [(abs(float(r["prediction"]) - float(r["label"])), r) for r in rows]
+    return [(1.0 - float(r.get(f"p_{r['label']}", 0.0)), r) for r in rows]
+
+
+def shown_value(facts: DatasetFacts):
+    """How a label or prediction reads: a signed score, or the class name."""
+    return (lambda v: f"{float(v):+.3f}") if facts.task == M.REGRESSION else str
+
+
 def worst_errors(rows: list[dict[str, str]], facts: DatasetFacts, cache: str, split: str,
                  count: int = WORST) -> list[dict[str, Any]]:
     """The ``count`` largest errors (|prediction - label|, or a wrong class with the lowest p(label))."""
-    if facts.task == M.REGRESSION:
-        scored = [(abs(float(r["prediction"]) - float(r["label"])), r) for r in rows]
-    else:
-        scored = [(1.0 - float(r.get(f"p_{r['label']}", 0.0)), r) for r in rows if r["label"] != r["prediction"]]
+    scored = [(e, r) for e, r in scored_rows(rows, facts)
+              if facts.task == M.REGRESSION or r["label"] != r["prediction"]]
     scored.sort(key=lambda pair: -pair[0])
-    shown = (lambda v: f"{float(v):+.3f}") if facts.task == M.REGRESSION else str
+    shown = shown_value(facts)
     chosen = [{"id": r["id"], "label": shown(r["label"]), "prediction": shown(r["prediction"]), "error": f"{e:.3f}"}
               for e, r in scored[:count]]
     texts = transcripts(cache, split, [c["id"] for c in chosen])
     for row in chosen:
-        row["text"] = texts.get(row["id"], "(transcript not available: the run's cache cannot be read)")
+        row["text"] = texts.get(row["id"], NO_TRANSCRIPT)
     return chosen
 
 
@@ -186,9 +198,7 @@ def transcripts(cache: str, split: str, ids: Sequence[str]) -> dict[str, str]:
 
 def collect_run(run_dir: Path, split: str = "test") -> RunReport:
     """Read one run folder into a :class:`RunReport` and draw its plots."""
-    paths = RunPaths(run_dir)
-    if not paths.config.is_file():
-        raise UsageError(f"{run_dir} is not a run folder (no config.json); give folders under <workspace>/runs/")
+    paths = RunPaths(check_run_folder(run_dir))
     config = read_json(paths.config, "run config")
     facts = DatasetFacts.from_dict(config["facts"])
     key = config["key_metric"]

@@ -27,13 +27,14 @@ from typing import Any, Callable, Sequence
 from rich.console import Console
 
 from hcm.apps.ablate import VARIANT_NAMES, one_run
+from hcm.apps.arguments import check_paper_dataset, check_variants
 from hcm.apps.markdown import WIDTH, latex_table, markdown_table
 from hcm.apps.train import resolve_settings
 from hcm.core.errors import Interrupted, UsageError, report_errors
 from hcm.core.files import atomic_write, write_csv, write_json, write_text
 from hcm.core.progress import progress_bar
 from hcm.core.workspace import Workspace
-from hcm.model.config import VARIANTS, ModelConfig
+from hcm.model.config import ModelConfig
 from hcm.training.data import read_cache_meta
 from hcm.training.evaluate import evaluate_run
 from hcm.training.paper_results import (
@@ -122,13 +123,9 @@ def check_request(request: ReproduceRequest) -> None:
         raise UsageError("--seeds needs at least one seed, e.g. --seeds 1111,1112,1113")
     if len(set(request.seeds)) != len(request.seeds):
         raise UsageError(f"--seeds lists a seed twice: {list(request.seeds)}")
-    unknown = [v for v in request.variants if v not in VARIANTS]
-    if unknown or not request.variants:
-        raise UsageError(f"unknown --variants {unknown or '(none)'}; choose from {', '.join(VARIANTS)}")
-    known = paper_datasets()
-    if request.dataset is not None and request.dataset not in known:
-        raise UsageError(f"the paper reports no numbers for {request.dataset!r}; "
-                         f"--dataset is one of {', '.join(known)}")
+    check_variants(list(request.variants))
+    if request.dataset is not None:
+        check_paper_dataset(request.dataset)
 
 
 def plan(workspace: Workspace, request: ReproduceRequest) -> Plan:

@@ -9,7 +9,9 @@
    files, or the stand-ins of ``benchmarks/standin_weights.py``) in ``--precision``: clips/s,
    seconds per clip per encoder, peak RSS, and the encoders' GFLOP/s against the measured 2-thread
    float32 matmul peak (``benchmarks/matmul_peak.py``); FLOPs are the counted per-unit FLOPs times
-   the rows written.
+   the rows written. Beside the shard loop's seconds per clip it gives the same encoders' networks
+   alone on the same batches, inputs made beforehand and batched at their best
+   (``benchmarks/best_batched.py``), and the ratio of the two.
 5. Encoders: each paper encoder's forward pass alone on a batch of random inputs, in float32 and
    bfloat16 (and float16 on CUDA), with the CNNs' weights and inputs contiguous or channels-last
    (and with ``--compile``, under ``torch.compile`` with inductor's weight freezing), the CNNs on
@@ -132,9 +134,12 @@ ROW_STREAMS = {"roberta": "roberta", "efficientnet": "efficientnet", "clip_image
                "clip_text": "clip_text", "esresnext": "esresnext"}  # encoder -> the stream whose rows are its units
 
 
-def timed_encoders(seconds: dict[str, float], cpu: dict[str, float]) -> Callable[[], None]:
+def timed_encoders(seconds: dict[str, float], cpu: dict[str, float], built: dict[str, Any] | None = None,
+                   batches: dict[str, list] | None = None) -> Callable[[], None]:
     """Make every encoder that ``extract`` builds add its ``encode`` wall seconds to ``seconds[name]``
-    and the process's CPU seconds (all threads) to ``cpu[name]``; returns the function that undoes it."""
+    and the process's CPU seconds (all threads) to ``cpu[name]``, keep it in ``built[name]`` and
+    each batch it is given, ``(utterances, prepared)``, in ``batches[name]``; returns the function
+    that undoes it."""
     from hcm.pipeline import extract as extract_module
 
     original = extract_module.create_encoder
@@ -142,8 +147,13 @@ def timed_encoders(seconds: dict[str, float], cpu: dict[str, float]) -> Callable
     def create_timed(name: str, *args: Any, **kwargs: Any) -> Any:
         encoder = original(name, *args, **kwargs)
         encode = encoder.encode
+        if built is not None:
+            built[name] = encoder
 
         def timed_encode(*call_args: Any) -> Any:
+            cpu.setdefault("first_encode_cpu", time.process_time())  # the shard loop's first batch
+            if batches is not None:
+                batches.setdefault(name, []).append(call_args)
             started, started_cpu = time.perf_counter(), time.process_time()
             try:
                 return encode(*call_args)
@@ -183,7 +193,9 @@ def paper(dataset: str, clips: int, weights_dir: Path, workers: int, batch_size:
     load_before = os.getloadavg()
     seconds: dict[str, float] = {}
     cpu: dict[str, float] = {}
-    undo = timed_encoders(seconds, cpu)
+    built: dict[str, Any] = {}
+    batches: dict[str, list] = {}
+    undo = timed_encoders(seconds, cpu, built, batches)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         make_sample(dataset, folder / "corpus", n=clips, seed=0, progress=False)
@@ -193,9 +205,12 @@ def paper(dataset: str, clips: int, weights_dir: Path, workers: int, batch_size:
                               precision=precision)
         finally:
             undo()
+        loop_cpu = time.process_time() - cpu.pop("first_encode_cpu")  # main process, from the first batch on
         rows = stream_rows(folder / "cache")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the FLOP count builds its models
     n = summary.extracted
+    best, best_cpu = _script("best_batched.py").best_seconds(built, batches)
+    del built, batches
     tokens = max(1, round(rows["roberta"] / n))
     units = unit_flops(tokens)
     units["roberta"] /= tokens  # per token at the mean window length
@@ -207,6 +222,13 @@ def paper(dataset: str, clips: int, weights_dir: Path, workers: int, batch_size:
         "wall_s": round(summary.seconds, 1), "loop_s": round(summary.loop_seconds, 1),
         "clips_per_s": round(n / summary.loop_seconds, 4),
         "s_per_clip": {name: round(value / n, 2) for name, value in sorted(seconds.items())},
+        "best_batched_s_per_clip": {name: round(value / n, 2) for name, value in sorted(best.items())},
+        "pipeline_s_per_clip": round(summary.loop_seconds / n, 3),
+        "best_batched_total_s_per_clip": round(sum(best.values()) / n, 3),
+        "pipeline_over_best_batched": round(summary.loop_seconds / sum(best.values()), 3),
+        "best_batched_cpu_s_per_clip": {name: round(value / n, 2) for name, value in sorted(best_cpu.items())},
+        "pipeline_cpu_s_per_clip": round(loop_cpu / n, 3),
+        "pipeline_over_best_batched_cpu": round(loop_cpu / sum(best_cpu.values()), 3),
         "cpu_s_per_clip": {name: round(value / n, 2) for name, value in sorted(cpu.items())},
         "rows_per_clip": {name: round(value / n, 1) for name, value in rows.items()},
         "gflop_per_clip": {name: round(value / n, 1) for name, value in gflop.items()},
@@ -221,12 +243,17 @@ def paper(dataset: str, clips: int, weights_dir: Path, workers: int, batch_size:
     print(json.dumps(report))
 
 
+def _script(name: str) -> Any:
+    """A module of benchmarks/ (not a package), imported by path."""
+    spec = importlib.util.spec_from_file_location(Path(name).stem, Path(__file__).with_name(name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def measured_peak(threads: int) -> dict[str, float]:
     """``matmul_peak.py``'s float32 GEMM peak with ``threads`` threads, measured now."""
-    spec = importlib.util.spec_from_file_location("matmul_peak", Path(__file__).with_name("matmul_peak.py"))
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
-    return probe.matmul_peak(threads=threads)
+    return _script("matmul_peak.py").matmul_peak(threads=threads)
 
 
 def inference_thread_count() -> int:

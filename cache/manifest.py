@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Iterator
 
 from hcm import __version__
-from hcm.cache.schema import SCHEMA_VERSION, CacheError, CacheMeta, check_recipe_version, recipe_changes, weight_changes
+from hcm.cache.schema import (
+    SCHEMA_VERSION,
+    CacheError,
+    CacheMeta,
+    RecipeMismatch,
+    check_recipe_version,
+    recipe_changes,
+    weight_changes,
+)
 from hcm.cache.shard import SHARD_GLOB, ShardHeader, read_header, shard_index, shard_name
 from hcm.core.files import leads_out, open_lock, write_text
 from hcm.core.provenance import provenance
@@ -138,7 +146,9 @@ def write_manifest(directory: Path, manifest: dict) -> None:
         raise write_failed(directory / MANIFEST, exc) from exc
 
 
-def new_manifest(meta: CacheMeta, device: str | None = None) -> dict:
+def new_manifest(meta: CacheMeta, device: str | None = None, source: dict | None = None) -> dict:
+    """A manifest with no shards yet; ``source`` says where the raw data was read (``data_root``),
+    which the lookups of a cached item's media use (``hcm explain``); it is no part of the recipe."""
     stamp = now()
     manifest = {
         "schema_version": SCHEMA_VERSION, "hcm_version": __version__, **meta.to_dict(),
@@ -146,6 +156,8 @@ def new_manifest(meta: CacheMeta, device: str | None = None) -> dict:
         "counts": {}, "n_items": 0, "shards": {}, "failures": [], "masked": [], "created": stamp, "updated": stamp,
         "provenance": provenance(device),
     }
+    if source:
+        manifest["source"] = source
     return manifest
 
 
@@ -191,7 +203,7 @@ def check_meta(directory: Path, manifest: dict, meta: CacheMeta) -> None:
                        f"cache -> this run: {', '.join(named)}")
     if what:
         diffs = "; ".join(what)
-        raise CacheError(
+        raise RecipeMismatch(
             f"cache {directory} was written with other settings ({diffs}). Extract into another "
             f"directory (another profile name), or delete {directory} to re-extract from scratch."
         )

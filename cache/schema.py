@@ -35,6 +35,10 @@ class CacheError(HcmError):
     """A cache is missing, damaged or inconsistent; the message says which file and what to do."""
 
 
+class RecipeMismatch(CacheError):
+    """An extraction would add features of other settings (recipe, dataset, shard size) to a cache."""
+
+
 def _json_default(value: Any) -> Any:
     """JSON fallback for numpy scalars/arrays, paths and tuples found in recipes and labels."""
     if isinstance(value, np.generic):

@@ -147,10 +147,12 @@ class CacheWriter:
 
     Reopening a cache made with another recipe hash raises CacheError naming both hashes.
     Several processes may write disjoint shards of one cache at the same time. A new manifest records
-    where the cache came from (``provenance``: hcm version, git commit, command line, torch, ``device``).
+    where the cache came from (``provenance``: hcm version, git commit, command line, torch, ``device``;
+    ``source``: where the raw data was read).
     """
 
-    def __init__(self, directory: str | os.PathLike, meta: CacheMeta, device: str | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike, meta: CacheMeta, device: str | None = None,
+                 source: dict | None = None) -> None:
         self.directory = Path(directory)
         self.meta = meta
         prepare_directory(self.directory)
@@ -159,7 +161,7 @@ class CacheWriter:
             if manifest is None and shard_files(self.directory):
                 manifest = rebuild_manifest(self.directory)
             if manifest is None:
-                manifest = new_manifest(meta, device)
+                manifest = new_manifest(meta, device, source)
             check_meta(self.directory, manifest, meta)
             write_manifest(self.directory, manifest)
         _remove_temps(self.directory)

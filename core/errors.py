@@ -78,9 +78,15 @@ def report_errors(work: Callable[[], Any], also: tuple[type[BaseException], ...]
         _say(f"[bold yellow]{stop}[/]")
         return stop.exit_code
     except (HcmError, *_MESSAGE_ERRORS, *also) as error:
-        _say(f"[bold red]error:[/] {error}")
+        _say("[bold red]error:[/] " + _escape(str(error)))  # a message may hold brackets: pip install 'hcm[serve]'
         return exit_code_of(error)
     return EXIT_OK
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _say(message: str) -> None:

@@ -17,11 +17,20 @@ storages, with :func:`hcm.core.pickledata.read_data`:
   are read too (hcm checkpoints of earlier versions hold a few), and torch's version string;
 * any other name, opcode or shape is refused with :class:`PickleDataError`.
 
+With ``mapped=True`` the storages of uncompressed records (as torch writes them) are not read
+into memory but mapped from the file, copy-on-write (:func:`mapped_record`): a tensor's pages
+are read only when used and are shared with the page cache, so a weight file's unused tensors
+cost no memory and its used ones no second copy. Writing to such a tensor changes this
+process's copy only, never the file. Mapped records are not checked against their CRC (that
+would read every page); their sizes are checked as always.
+
 torch is imported inside the functions: core's module level stays free of it.
 """
 
 from __future__ import annotations
 
+import mmap
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,7 @@ STORAGE_DTYPES = {
 REBUILD_TENSOR = ("torch._utils", "_rebuild_tensor_v2")
 REBUILD_PARAMETER = ("torch._utils", "_rebuild_parameter")
 TORCH_VERSION = ("torch.torch_version", "TorchVersion")
+LOCAL_HEADER_SIZE, LOCAL_HEADER_SIGNATURE = 30, b"PK\x03\x04"  # a zip record's local file header
 MAX_EXPANSION = 100  # how many times a compressed record may expand (torch writes them uncompressed)
 #: TorchScript's typed containers: ``build_*list(list)`` and ``restore_type_tag(value, type)``
 #: return their first argument unchanged.
@@ -71,8 +81,10 @@ class _ScriptObject(Pending):
 class _Reader:
     """The rules of one archive: storages from its zip, tensors from checked parts."""
 
-    def __init__(self, archive: zipfile.ZipFile, prefix: str, script: bool, numpy: bool) -> None:
+    def __init__(self, archive: zipfile.ZipFile, prefix: str, script: bool, numpy: bool,
+                 mapping: mmap.mmap | None = None) -> None:
         self.archive, self.prefix, self.script, self.numpy = archive, prefix, script, numpy
+        self.mapping = mapping  # the whole file, copy-on-write, when storages are mapped
         self.storages: dict[str, _Storage] = {}
 
     def rules(self) -> Rules:
@@ -120,8 +132,12 @@ class _Reader:
         dtype = getattr(torch, STORAGE_DTYPES[pid[1].name])
         name = f"{self.prefix}data/{key}"
         itemsize = dtype.itemsize
-        raw = read_record(self.archive, name, numel * itemsize, f"{numel} {dtype} elements")
-        flat = torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        offset = mapped_record(self.archive, name, numel * itemsize, itemsize) if self.mapping and numel else None
+        if offset is not None:
+            flat = torch.frombuffer(self.mapping, dtype=dtype, count=numel, offset=offset)  # (numel,), no copy
+        else:
+            raw = read_record(self.archive, name, numel * itemsize, f"{numel} {dtype} elements")
+            flat = torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
         self.storages[key] = _Storage(flat)
         return self.storages[key]
 
@@ -176,6 +192,28 @@ def read_record(archive: zipfile.ZipFile, name: str, size: int | None = None, wh
     return raw
 
 
+def mapped_record(archive: zipfile.ZipFile, name: str, size: int, alignment: int) -> int | None:
+    """Where the bytes of record ``name`` start in the archive's file, when they can be mapped: the
+    record is stored uncompressed, holds ``size`` bytes, starts on a multiple of ``alignment`` and
+    lies inside the file. ``None`` otherwise (the caller reads and checks it with :func:`read_record`)."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        return None
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size != size:
+        return None
+    handle = archive.fp
+    handle.seek(info.header_offset)
+    header = handle.read(LOCAL_HEADER_SIZE)
+    if len(header) != LOCAL_HEADER_SIZE or header[:4] != LOCAL_HEADER_SIGNATURE:
+        return None
+    name_length, extra_length = struct.unpack("<HH", header[26:30])  # the local header's own lengths
+    start = info.header_offset + LOCAL_HEADER_SIZE + name_length + extra_length
+    handle.seek(0, 2)
+    inside = start + size <= handle.tell()
+    return start if inside and start % alignment == 0 else None
+
+
 def _ints(values: Any) -> bool:
     return isinstance(values, tuple) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                              for v in values)
@@ -209,8 +247,9 @@ def is_script_archive(path: str | Path) -> bool:
         return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
 
 
-def read_archive(path: str | Path, *, script: bool = False, numpy: bool = False) -> Any:
-    """The object saved in the archive at ``path``, tensors included, read as data only.
+def read_archive(path: str | Path, *, script: bool = False, numpy: bool = False, mapped: bool = False) -> Any:
+    """The object saved in the archive at ``path``, tensors included, read as data only
+    (``mapped``: storages mapped from the file, see the module docstring).
 
     Raises:
         DamagedPickleError: not a PyTorch zip archive, or truncated/damaged.
@@ -223,7 +262,7 @@ def read_archive(path: str | Path, *, script: bool = False, numpy: bool = False)
                 if prefix + "byteorder" in archive.namelist() else "little"
             if order != "little":
                 raise PickleDataError(f"the archive's byte order is {order!r}; hcm reads little-endian archives")
-            reader = _Reader(archive, prefix, script, numpy)
+            reader = _Reader(archive, prefix, script, numpy, _map_file(path) if mapped else None)
             return read_data(read_record(archive, prefix + "data.pkl"), reader.rules())
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, ValueError) as error:
         if isinstance(error, PickleDataError):
@@ -231,6 +270,14 @@ def read_archive(path: str | Path, *, script: bool = False, numpy: bool = False)
         raise DamagedPickleError(f"not a readable zip archive ({type(error).__name__}: {error})") from None
     except RuntimeError as error:  # zlib or torch on a damaged record
         raise DamagedPickleError(f"a record cannot be read ({error})") from None
+
+
+def _map_file(path: str | Path) -> mmap.mmap | None:
+    """The whole file mapped copy-on-write (``None`` for an empty file); the tensors made from it
+    keep it alive, and it is unmapped when the last of them is freed."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        return mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_COPY) if size else None
 
 
 def script_tensors(state: Any, prefix: str = "") -> dict[str, Any]:

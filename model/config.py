@@ -63,6 +63,7 @@ READING_SWITCHES: tuple[ReadingSwitch, ...] = (
     ReadingSwitch("pgf_ffn", "linear", "gelu-residual", ("linear", "gelu-residual"), "Eq. 14"),
     ReadingSwitch("cost_scale", "raw", "unit-mean", ("raw", "unit-mean"), "Eq. 15"),
     ReadingSwitch("cost_fusion", "product", "softmax", ("product", "softmax"), "Eq. 15"),
+    ReadingSwitch("weight_penalty", "l2-loss", "decoupled", ("l2-loss", "decoupled"), "Eq. 16"),
     ReadingSwitch("objective_balance", "literal", "balanced", ("literal", "balanced"), "Eq. 17"),
     ReadingSwitch("balance_clamp", False, True, (False, True), "Eq. 17", ("balance_ratio_range",)),
     ReadingSwitch("output_mapping", "none", "label-range", ("none", "label-range"), "prediction (regression)"),
@@ -73,7 +74,7 @@ SWITCHES_BY_NAME = {switch.name: switch for switch in READING_SWITCHES}
 #: no ``reading`` meant hcm's; the switches added later ran hcm's form under either reading.
 SAVED_BEFORE = {"reading": "hcm", "acl_form": "class-contrastive", "graph_self_loops": True,
                 "pgf_attention": "multihead", "pgf_ffn": "gelu-residual", "cost_scale": "unit-mean",
-                "balance_clamp": True}
+                "balance_clamp": True, "weight_penalty": "decoupled"}
 
 
 def parse_modalities(value: str) -> tuple[str, ...]:
@@ -118,12 +119,14 @@ class ModelConfig:
     pgf_ffn: str | None = None  # Eq. 14: "linear" W_1(W_2 x + b_2) + b_1 or "gelu-residual" (4x wide, GELU, skip)
     cost_scale: str | None = None  # Eq. 15: C_m "raw" Euclidean or "unit-mean" (divided by its mean per sample)
     cost_fusion: str | None = None  # Eq. 15: "product" C' P^u or "softmax" softmax(-s C') P^u
+    weight_penalty: str | None = None  # Eq. 16 xi ||theta||^2: "l2-loss" (in L_cce) or "decoupled" (AdamW decay)
     objective_balance: str | None = None  # Eq. 17: "literal" sg(L_acl/L_task) or "balanced" sg(L_task/L_acl)
     balance_clamp: bool | None = None  # Eq. 17: clamp the detached ratio into balance_ratio_range
     output_mapping: str | None = None  # regression score: "none" or "label-range" (centre + half width * y)
     acl_temperature: float = 0.1  # acl_form "class-contrastive": divides the cosine similarities
     acl_bin_width: float = 1.0  # acl_form "class-contrastive", regression: scores rounded to this width are classes
     class_weights: tuple[float, ...] | str | None = None  # CE weights (Eq. 16): None, a tuple, "inverse_frequency"
+    xi: float = 1e-4  # xi, weight of Eq. 16's L2 term over every trainable parameter (weight_penalty "l2-loss")
     regression_loss: str = "l1"  # task loss for regression: "l1" or "mse"
     balance_ratio_range: tuple[float, float] = (1e-2, 1e2)  # balance_clamp: bounds of the detached ratio (Eq. 17)
     variant: str = "full"  # full, acm-only, ccm-only, no-acl, no-graph, no-cdc (Table 4)
@@ -154,6 +157,8 @@ class ModelConfig:
             raise ValueError(f"class_weights has {len(self.class_weights)} entries for {self.num_classes} classes")
         if self.m_gcn < 0 or self.m_c < 1 or self.acl_temperature <= 0 or self.ot_eps <= 0:
             raise ValueError("need m_gcn >= 0, m_c >= 1, acl_temperature > 0 and ot_eps > 0")
+        if not 0 <= self.xi < float("inf"):
+            raise ValueError(f"xi (Eq. 16) must be a number >= 0, got {self.xi!r}")
 
     def _resolve_switches(self) -> None:
         """Fill unset switches from the reading; check every value and their combination."""

@@ -171,11 +171,23 @@ class HCMNet(nn.Module):
             prediction = prediction.float()
             task = task_loss(name, prediction, label.to(prediction.device), self.class_weights)
             acl = self.atomic_loss(atomic, label.to(prediction.device)) if cfg.uses_acl else None
+            l2 = self.weight_penalty()
             ratio_range = cfg.balance_ratio_range if cfg.balance_clamp else None
-            total = balanced_objective(acl, task, ratio_range, cfg.objective_balance)
+            total = balanced_objective(acl, task + l2, ratio_range, cfg.objective_balance)
         zero = torch.zeros((), device=prediction.device)
-        parts = {"acl": (acl if acl is not None else zero).detach(), "task": task.detach(), "total": total.detach()}
+        parts = {"acl": (acl if acl is not None else zero).detach(), "task": task.detach(), "l2": l2.detach(),
+                 "total": total.detach()}
         return total, parts
+
+    def weight_penalty(self) -> Tensor:
+        """Eq. 16's ``xi ||theta||^2`` over every trainable parameter under ``weight_penalty``
+        "l2-loss" (part of L_cce, so Eq. 17 balances it with the task loss); zero under
+        "decoupled", where the trainer gives xi's role to AdamW's decoupled weight decay."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        zero = torch.zeros((), device=params[0].device if params else None)
+        if self.cfg.weight_penalty != "l2-loss" or self.cfg.xi == 0:
+            return zero
+        return self.cfg.xi * sum((p.float().pow(2).sum() for p in params), zero)
 
     def atomic_loss(self, atomic: dict[str, ModalRows], label: Tensor) -> Tensor:
         """Eq. 7 in the form ``acl_form`` names, on the atomic features ``T~, V~, A~`` (float32)."""

@@ -103,8 +103,9 @@ class ClipExtractor:
                               group=clip.stem, position=0, video=ref, audio=ref,
                               context_before=list(given.context_before), context_after=list(given.context_after))
         decoded = self.decoder(utterance)
-        if decoded.failure is not None:
-            raise ClipError(f"cannot use clip {clip}: {decoded.failure}")
+        if decoded.failure is not None:  # the decoder's detail names the reason too: say it once
+            said = decoded.failure_detail if decoded.failure_reason in decoded.failure_detail else decoded.failure
+            raise ClipError(f"cannot use clip {clip}: {said}")
         return decoded
 
 

@@ -64,7 +64,7 @@ from hcm.pipeline.decoding import (
     encode_batch,
     inference_threads,
 )
-from hcm.pipeline.encoders.base import Encoder, create_encoder
+from hcm.pipeline.encoders.base import Encoder, SharedModels, create_encoder
 from hcm.pipeline.encoders.precision import check_choice, choose_precision
 from hcm.pipeline.profiles import Profile, ResolvedWeights, WeightOptions, get_profile, resolve_weights, weights_recipe
 from hcm.pipeline.shards import ShardCounts, ShardLoop, shard_assignment, storable
@@ -211,8 +211,10 @@ def _write_shard(run: _Run, k: int, decoded: Iterator[Decoded], count: int, adva
 
 def build_encoders(profile: Profile, weights: ResolvedWeights, device: torch.device,
                    precision: str = "float32") -> list[Encoder]:
-    """Every encoder of ``profile``, in the profile's order, running in ``precision``."""
-    return [create_encoder(name, profile, weights, device, precision) for name in profile.encoders]
+    """Every encoder of ``profile``, in the profile's order, running in ``precision``; encoders that
+    use one network (CLIP's image and text encoders) get the same loaded copy."""
+    shared = SharedModels()
+    return [create_encoder(name, profile, weights, device, precision, shared) for name in profile.encoders]
 
 
 def cache_meta(adapter: Any, profile: Profile, weights: ResolvedWeights, encoders: Sequence[Encoder], plan: dict,
@@ -284,7 +286,7 @@ def extract(dataset: str, data_root: Path | None = None, out: Path | None = None
         plan = {"splits": sorted(splits) if splits else "all", "limit": limit, "n_planned": len(utterances),
                 "split_file": given_split.recipe(selection.left_out) if given_split else None}
         writer = CacheWriter(out, cache_meta(adapter, chosen, resolved, encoders, plan, shard_size, summary.precision),
-                             device=str(chosen_device))
+                             device=str(chosen_device), source={"data_root": str(root.resolve())})
         run = _Run(encoders, writer, batch_size, strict, summary, chosen.sampling.frames, workers)
         loop_started = time.perf_counter()
         _run_shards(run, ShardLoop(utterances, shard_size, writer, (n_workers, my_index)), pool, progress)

@@ -186,6 +186,14 @@ def _window(ref: MediaRef, duration: float | None) -> tuple[float, float]:
     return start, end
 
 
+def clip_window(ref: MediaRef) -> tuple[float, float]:
+    """The ``[start, end]`` (seconds from the stream's start) that :func:`read_frames` samples."""
+    with _open(ref.path, ref) as container:
+        if not container.streams.video:
+            raise MediaError(NO_VIDEO, ref)
+        return _window(ref, _stream_duration(container, container.streams.video[0]))
+
+
 def _seek(container: av.container.InputContainer, stream: av.stream.Stream, seconds: float) -> None:
     """Seek to the key frame at or before ``seconds`` (stream-relative) when that skips data."""
     if seconds <= 0 or stream.time_base is None:

@@ -22,18 +22,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from hcm.cache.schema import RECIPE_VERSION, to_json
 from hcm.core.errors import HcmError, UsageError
 from hcm.core.registry import Registry
-from hcm.pipeline.encoders import encoder_class, encoder_classes
-from hcm.pipeline.encoders.base import Encoder
-from hcm.pipeline.encoders.graph import ParserSettings, choose_parser
 from hcm.pipeline.weights import MissingWeightsError, ResolvedWeights, WeightOptions, WeightSpec, resolve_specs
 
 __all__ = ["MissingWeightsError", "PROFILES", "Profile", "RecipeError", "ResolvedWeights", "Sampling",
            "WeightOptions", "get_profile", "paper_profile", "profile_from_recipe", "resolve_weights", "tiny_profile"]
+
+if TYPE_CHECKING:
+    from hcm.pipeline.encoders.base import Encoder
+    from hcm.pipeline.encoders.graph import ParserSettings
+
+# The encoders (and with them torch) are imported where a profile is built or used, not here: the
+# command line checks a --profile name against PROFILES before any heavy library loads.
+
+
+def _parser_settings(model: str | None = None) -> ParserSettings:
+    from hcm.pipeline.encoders.graph import ParserSettings
+
+    return ParserSettings(model) if model else ParserSettings()
 
 
 class RecipeError(HcmError):
@@ -86,7 +96,7 @@ class Profile:
 
     name: str
     settings: Mapping[str, Any]
-    parser: ParserSettings = field(default_factory=ParserSettings)
+    parser: ParserSettings = field(default_factory=_parser_settings)
     sampling: Sampling = field(default_factory=Sampling)
     seed: int = 0
 
@@ -100,6 +110,8 @@ class Profile:
 
     def weight_specs(self) -> list[WeightSpec]:
         """The weights every encoder of the profile needs, in encoder order."""
+        from hcm.pipeline.encoders import encoder_class
+
         return [spec for name, settings in self.settings.items() for spec in encoder_class(name).weight_specs(settings)]
 
     def recipe(self) -> dict:
@@ -111,6 +123,8 @@ class Profile:
 
 
 def _build(name: str, pick: Callable[[type[Encoder]], Any], sampling: Sampling) -> Profile:
+    from hcm.pipeline.encoders import encoder_classes
+
     settings = {cls.name: chosen for cls in encoder_classes() if (chosen := pick(cls)) is not None}
     return Profile(name, settings, sampling=sampling)
 
@@ -125,7 +139,9 @@ def paper_profile() -> Profile:
 
 @PROFILES.register("tiny")
 def tiny_profile() -> Profile:
-    return _build("tiny", lambda cls: cls.tiny_settings(), Sampling(frames=4, segments=3, segment_seconds=0.25))
+    # Audio at 16 kHz, the sample corpora's own rate (the paper profile's 44.1 kHz is ESResNeXt's).
+    return _build("tiny", lambda cls: cls.tiny_settings(),
+                  Sampling(frames=4, segments=3, segment_seconds=0.25, audio_rate=16000))
 
 
 def get_profile(name: str, frames: int | None = None, segments: int | None = None,
@@ -137,7 +153,7 @@ def get_profile(name: str, frames: int | None = None, segments: int | None = Non
             raise UsageError(f"{option} must be at least 1, got {value}")
     sampling = replace(profile.sampling, frames=frames or profile.sampling.frames,
                        segments=segments or profile.sampling.segments)
-    parser = ParserSettings(spacy_model) if spacy_model else profile.parser
+    parser = _parser_settings(spacy_model) if spacy_model else profile.parser
     return replace(profile, sampling=sampling, parser=parser)
 
 
@@ -176,6 +192,8 @@ def resolve_weights(profile: Profile, options: WeightOptions, check_parser: bool
     encoder with random tiny weights needs no file. Digests of new weight files are computed once
     (see ``hcm.pipeline.weights``).
     """
+    from hcm.pipeline.encoders.graph import choose_parser
+
     problems: list[str] = []
     if check_parser:
         try:
@@ -191,6 +209,8 @@ def resolve_weights(profile: Profile, options: WeightOptions, check_parser: bool
 
 def weights_recipe(profile: Profile, weights: ResolvedWeights) -> dict[str, dict[str, str]]:
     """``{encoder: {weight name: content id}}`` (the recipe's ``weights``; empty for random encoders)."""
+    from hcm.pipeline.encoders import encoder_class
+
     return {name: weights.ids(encoder_class(name).weight_specs(settings))
             for name, settings in profile.settings.items()}
 

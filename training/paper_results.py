@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from hcm.core.configs import configs_dir
 from hcm.core.tables import DECIMAL_METRICS, metric_cell
@@ -108,6 +107,8 @@ def seed_summary(values: Sequence[float], confidence: float = 0.95) -> SeedSumma
     mean = float(array.mean())
     if array.size == 1:
         return SeedSummary(1, mean, 0.0, math.nan, math.nan)
+    from scipy import stats  # here, not at the top: `hcm reproduce --dataset` is checked with paper_datasets()
+
     std = float(array.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, df=array.size - 1)) * std / math.sqrt(array.size)
     return SeedSummary(int(array.size), mean, std, mean - half, mean + half)

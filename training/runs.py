@@ -128,7 +128,10 @@ def find_latest_run(runs_root: Path, dataset: str | None = None) -> Path:
     runs = list_runs(runs_root, dataset)
     if not runs:
         where = runs_root / dataset if dataset else runs_root
-        raise FileNotFoundError(f"no training runs under {where}; train one with `hcm train` or pass --run DIR")
+        others = sorted({run.parent.name for run in list_runs(runs_root)}) if dataset else []
+        hint = (f"runs exist for {', '.join(others)}" if others
+                else "train one with `hcm train` or pass --run DIR to commands that take one")
+        raise FileNotFoundError(f"no training runs under {where}; {hint}")
     return runs[-1]
 
 

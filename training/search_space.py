@@ -1,7 +1,7 @@
 """Search spaces of ``hcm tune``: JSON files of Optuna distributions, MMSA's tune configs, grids.
 
 A space maps a setting name, as ``hcm train --set`` takes it (``lr``, ``dropout``,
-``model.d_model``, ``train.weight_decay``), to a distribution::
+``model.d_model``, ``model.xi``), to a distribution::
 
     {"lr":      {"type": "float", "low": 5e-5, "high": 1e-3, "log": true},
      "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.05},

@@ -211,7 +211,7 @@ class TrainConfig:
     batch_size: int = 64  # global batch size
     optimizer: str = "adamw"  # the paper's optimiser; the only one offered
     lr: float = 2e-4  # AdamW learning rate
-    weight_decay: float = 0.01  # AdamW weight decay
+    weight_decay: float = 0.01  # AdamW's decoupled decay, under the model's weight_penalty "decoupled" only
     scheduler: str = "cosine"  # "cosine" decay to 0 or "constant", after warm-up
     warmup_epochs: float = 0.0  # linear warm-up length in epochs
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
@@ -240,6 +240,11 @@ class TrainConfig:
             raise ValueError(f"skip_nonfinite must be 0 or more, got {self.skip_nonfinite}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be auto, bf16, fp16 or off; got {self.amp!r}")
+
+    def adamw_decay(self, model_cfg: ModelConfig) -> float:
+        """AdamW's decoupled weight decay: ``weight_decay`` under the model's ``weight_penalty``
+        "decoupled" (hcm's reading of Eq. 16's xi); none under "l2-loss", where xi is in the loss."""
+        return self.weight_decay if model_cfg.weight_penalty == "decoupled" else 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "TrainConfig":
@@ -283,3 +288,4 @@ def with_class_weights(model_cfg: ModelConfig, train_labels: np.ndarray) -> Mode
     weights = inverse_frequency_weights(train_labels, model_cfg.num_classes)
     log.info("class weights (inverse frequency over the training split): %s", [round(w, 3) for w in weights])
     return dataclasses.replace(model_cfg, class_weights=weights)
+

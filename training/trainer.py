@@ -319,7 +319,7 @@ def new_loop(setup: Setup, cfg: TrainConfig, d: Dist, factory: str | Callable, s
     if d.world > 1:
         ids = [d.device.index] if d.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.adamw_decay(setup.model_cfg))
     amp = amp_dtype(cfg.amp, d.device)
     scaler = torch.amp.GradScaler(d.device.type, enabled=amp == torch.float16)
     return Loop(model, optimizer, make_scheduler(optimizer, cfg, steps_per_epoch), scaler, amp)

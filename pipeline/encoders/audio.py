@@ -13,7 +13,7 @@ released weights; ``tiny`` builds a small random one (fixed seed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,10 +27,9 @@ from hcm.pipeline.encoders.base import (
     Encoder,
     Preparer,
     calibrate_batchnorm,
-    forward_rows,
+    forward_arrays,
     register_encoder,
     seeded,
-    to_device,
     to_float16,
     weights_id,
 )
@@ -56,7 +55,11 @@ def released_settings() -> ESResNeXtSettings:
 
 
 def tiny_settings() -> ESResNeXtSettings:
-    return ESResNeXtSettings(esresnext.tiny_config(num_classes=64), tiny=True)
+    """The random tiny network with a short front end (512-point frames, 257 bins instead of the
+    released 2048-point 1025): a quarter of the spectrogram, the quickstart's largest CPU cost
+    (benchmarks/RESULTS.md, "Quickstart")."""
+    config = replace(esresnext.tiny_config(num_classes=64), n_fft=512, hop_length=512, win_length=512)
+    return ESResNeXtSettings(config, tiny=True)
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ class ESResNeXtEncoder(Encoder):
         groups = _by_segment_length(prepared)
         order = [i for members in groups for i in members]  # clips in the order their rows are computed
         with self.autocast():
-            outputs = [forward_rows(self.model, to_device(np.concatenate([prepared[i] for i in members]), self.device))
+            outputs = [forward_arrays(self.model, [prepared[i] for i in members], self.device)
                        for members in groups]  # each (sum S of the group, D)
         embedded = to_float16(torch.cat(outputs))  # (sum S, D): one copy to the host
         parts = np.split(embedded, np.cumsum([len(prepared[i]) for i in order])[:-1])

@@ -23,14 +23,14 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
 from hcm.core.errors import UsageError
 from hcm.core.pickledata import DamagedPickleError, PickleDataError
 from hcm.core.torch_archive import is_script_archive, read_archive, script_tensors
-from hcm.pipeline.encoders.clip import CLIP, CLIPConfig
+from hcm.pipeline.encoders.clip import CLIP, CLIPConfig, causal_mask
 from hcm.pipeline.encoders.esresnext import ESResNeXtConfig, ESResNeXtFBSP
 from hcm.pipeline.weights import weight_digest
 
@@ -78,7 +78,8 @@ def read_state_dict(path: str | Path) -> StateDict:
     """Tensors of a weight file: a TorchScript archive's module tensors or a plain saved state dict.
 
     Both are read as data (:func:`hcm.core.torch_archive.read_archive`): a TorchScript archive's
-    code is never run.
+    code is never run. The tensors are mapped from the file (``mapped=True``): only the ones a
+    model keeps are ever read, and without a second copy.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,7 +88,8 @@ def read_state_dict(path: str | Path) -> StateDict:
     if script:
         check_release_digest(path)
     try:
-        state = script_tensors(read_archive(path, script=True)) if script else read_archive(path)
+        state = script_tensors(read_archive(path, script=True, mapped=True)) if script \
+            else read_archive(path, mapped=True)
     except DamagedPickleError as error:
         raise CheckpointError(f"{path} is not a readable PyTorch weight file ({error}); download it again") from None
     except PickleDataError as error:
@@ -199,7 +201,9 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
 
 
 def _to_float32(state: Mapping[str, torch.Tensor]) -> StateDict:
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    """Float tensors as float32, every tensor a copy of its own: the file's mapping (and the pages
+    the copy read) is released once the state dict read from it is dropped."""
+    return {k: v.to(torch.float32 if v.is_floating_point() else v.dtype, copy=True) for k, v in state.items()}
 
 
 def clip_state_dict(path: str | Path) -> StateDict:
@@ -219,18 +223,36 @@ def audio_state_dict(path: str | Path) -> StateDict:
     return _to_float32(state)
 
 
-def _strict_load(model: torch.nn.Module, state: StateDict, path: str | Path) -> Any:
-    """``model`` with ``state`` loaded strictly (a clear error naming ``path`` otherwise), in eval mode."""
+def _strict_load(build: Callable[[], torch.nn.Module], state: StateDict, path: str | Path) -> Any:
+    """The model ``build`` makes, holding the tensors of ``state`` themselves (checked strictly: a
+    clear error naming ``path`` otherwise), in eval mode.
+
+    The model is built on the meta device (no memory, no random initialisation) and takes the
+    state's tensors as its parameters (``assign=True``): the weights exist once in memory.
+    Buffers that are not stored (``persistent=False``) stay on the meta device; the caller
+    rebuilds them.
+    """
+    with torch.device("meta"):
+        model = build()
     check_state_dict(model, state, path)
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
+
+
+def _no_meta_tensors(model: torch.nn.Module) -> torch.nn.Module:
+    left = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
+    if left:
+        raise RuntimeError(f"{type(model).__name__} was loaded without values for {_listing(left)}")
+    return model
 
 
 def load_clip(path: str | Path, config: CLIPConfig | Mapping[str, Any] | None = None) -> CLIP:
     """A CLIP model in eval mode with the weights of ``path`` (strict), float32 on the CPU."""
     state = clip_state_dict(path)
     config = infer_clip_config(state, path) if config is None else config
-    return _strict_load(CLIP.from_config(config), state, path)
+    model = _strict_load(lambda: CLIP.from_config(config), state, path)
+    model.attn_mask = causal_mask(model.context_length)  # not stored in checkpoints
+    return _no_meta_tensors(model)
 
 
 def load_esresnext(path: str | Path,
@@ -238,7 +260,7 @@ def load_esresnext(path: str | Path,
     """An ESResNeXt-FBSP model in eval mode with the weights of ``path`` (strict), float32."""
     state = audio_state_dict(path)
     config = infer_esresnext_config(state, path) if config is None else config
-    return _strict_load(ESResNeXtFBSP.from_config(config), state, path)
+    return _no_meta_tensors(_strict_load(lambda: ESResNeXtFBSP.from_config(config), state, path))
 
 
 __all__ = [

@@ -13,7 +13,8 @@ Text tower: token + positional embedding, pre-LayerNorm residual attention block
 causal mask and QuickGELU MLPs, final LayerNorm, the row at the end-of-text token projected
 by ``text_projection``.
 
-The model does not normalise images itself: use :func:`preprocess_frames` first.
+The model does not normalise images itself: use :func:`preprocess_frames` first (or
+:func:`crop_frames` in a decoding worker and :func:`normalize_pixels` on the encoder's side).
 """
 
 from __future__ import annotations
@@ -266,6 +267,11 @@ class Transformer(nn.Module):
         return x
 
 
+def causal_mask(length: int) -> torch.Tensor:
+    """The text tower's additive causal mask: (L, L), -inf above the diagonal, 0 elsewhere."""
+    return torch.full((length, length), float("-inf")).triu_(1)
+
+
 class CLIP(nn.Module):
     """CLIP RN50-family model: ``encode_image`` and ``encode_text`` into a shared space."""
 
@@ -288,9 +294,8 @@ class CLIP(nn.Module):
         self.ln_final = LayerNorm(config.transformer_width)
         self.text_projection = nn.Parameter(torch.empty(config.transformer_width, config.embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
-        # Additive causal mask (-inf above the diagonal); rebuilt here, never stored.
-        mask = torch.full((config.context_length, config.context_length), float("-inf")).triu_(1)
-        self.register_buffer("attn_mask", mask, persistent=False)
+        # Additive causal mask; rebuilt here (and by the checkpoint loader), never stored.
+        self.register_buffer("attn_mask", causal_mask(config.context_length), persistent=False)
         self._init_parameters()
 
     @classmethod
@@ -321,7 +326,8 @@ class CLIP(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.visual.conv1.weight.dtype
+        """The weights' dtype (of the image tower; of the text projection when it was dropped)."""
+        return self.visual.conv1.weight.dtype if self.visual is not None else self.text_projection.dtype
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) CLIP-normalised RGB -> (B, embed_dim) image embeddings (not L2-normalised)."""
@@ -375,18 +381,12 @@ def _center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def preprocess_frames(frames: np.ndarray, size: int) -> torch.Tensor:
-    """CLIP image preprocessing of RGB video frames.
+def crop_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """The geometric half of :func:`preprocess_frames`: (T, H, W, 3) uint8 RGB -> (T, 3, size, size)
+    uint8, shorter side resized to ``size`` (PIL bicubic) and centre-cropped.
 
-    Resize the shorter side to ``size`` (PIL bicubic), centre-crop ``size`` x ``size``, scale to
-    [0, 1] and normalise with CLIP's mean/std.
-
-    Args:
-        frames: (T, H, W, 3) uint8 RGB frames.
-        size: the model's ``image_resolution``.
-
-    Returns:
-        (T, 3, size, size) float32 tensor ready for :meth:`CLIP.encode_image`.
+    Decoding workers send this to the encoder, a quarter of the bytes of the float32 pixels;
+    :func:`normalize_pixels` finishes the preprocessing on each forward pass's rows.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -399,7 +399,28 @@ def preprocess_frames(frames: np.ndarray, size: int) -> torch.Tensor:
     out = np.empty((frames.shape[0], size, size, 3), dtype=np.uint8)  # (T, S, S, 3)
     for i, frame in enumerate(frames):
         out[i] = np.asarray(_center_crop(_resize_shorter_side(Image.fromarray(frame), size), size))
-    x = torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)  # (T, 3, S, S)
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()  # the permute left channels-last strides
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))  # (T, 3, S, S)
+
+
+def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) uint8 -> (N, 3, S, S) float32 in [0, 1], normalised with CLIP's mean/std."""
+    x = pixels.float().div_(255.0)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def preprocess_frames(frames: np.ndarray, size: int) -> torch.Tensor:
+    """CLIP image preprocessing of RGB video frames.
+
+    Resize the shorter side to ``size`` (PIL bicubic), centre-crop ``size`` x ``size``, scale to
+    [0, 1] and normalise with CLIP's mean/std (:func:`crop_frames`, then :func:`normalize_pixels`).
+
+    Args:
+        frames: (T, H, W, 3) uint8 RGB frames.
+        size: the model's ``image_resolution``.
+
+    Returns:
+        (T, 3, size, size) float32 tensor ready for :meth:`CLIP.encode_image`.
+    """
+    return normalize_pixels(torch.from_numpy(crop_frames(frames, size))).contiguous()

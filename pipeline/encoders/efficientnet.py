@@ -26,10 +26,9 @@ from hcm.pipeline.encoders.base import (
     EncoderError,
     Preparer,
     calibrate_batchnorm,
-    forward_rows,
+    forward_arrays,
     register_encoder,
     seeded,
-    to_device,
     to_float16,
     weights_id,
 )
@@ -76,7 +75,7 @@ def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EfficientNetPreparer(Preparer):
-    """Resize, crop and ImageNet-normalise frames (runs in decoding workers)."""
+    """Resize and crop frames (runs in decoding workers); the encoder ImageNet-normalises them."""
 
     image_size: int
 
@@ -85,9 +84,16 @@ class EfficientNetPreparer(Preparer):
         return "video"
 
     def __call__(self, media: np.ndarray) -> np.ndarray:
-        pixels = resize_crop(media, self.image_size).astype(np.float32) / 255.0  # (T, S, S, 3)
-        pixels = (pixels - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
-        return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))  # (T, 3, S, S)
+        crops = resize_crop(media, self.image_size)  # (T, S, S, 3) uint8
+        return np.ascontiguousarray(crops.transpose(0, 3, 1, 2))  # (T, 3, S, S), normalised by the encoder
+
+
+def imagenet_normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) uint8 -> float32 in [0, 1], normalised with ImageNet's mean/std."""
+    x = pixels.float() / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def build_efficientnet(settings: EfficientNetSettings, weights: Path | None, seed: int) -> torch.nn.Module:
@@ -173,11 +179,12 @@ class EfficientNetEncoder(Encoder):
     @torch.inference_mode()
     def encode(self, utterances: Sequence[Any], prepared: Sequence[np.ndarray]) -> list[Encoded]:
         counts = [len(frames) for frames in prepared]
-        pixels = to_device(np.concatenate(prepared), self.device, torch.channels_last)  # (sum T, 3, S, S)
-        with self.autocast():
-            pooled = forward_rows(self._pooled, pixels)  # (sum T, D)
+        with self.autocast():  # frames: (sum T, 3, S, S) uint8
+            pooled = forward_arrays(self._pooled, prepared, self.device)  # (sum T, D)
         return [Encoded({"efficientnet": rows}) for rows in np.split(to_float16(pooled), np.cumsum(counts)[:-1])]
 
     def _pooled(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) -> (N, D): global average of ``extract_features``, pooled in float32."""
-        return self.model.extract_features(pixels).float().mean(dim=(2, 3))
+        """(N, 3, S, S) uint8 crops -> (N, D): normalised, channels-last (docs/extraction.md), global
+        average of ``extract_features``, pooled in float32."""
+        normalized = imagenet_normalize(pixels).contiguous(memory_format=torch.channels_last)
+        return self.model.extract_features(normalized).float().mean(dim=(2, 3))

@@ -5,7 +5,9 @@ network and the tokenizer live in ``clip.py`` and ``clip_tokenizer.py``; this mo
 them to the encoder registry. Frames are preprocessed the CLIP way (shorter side to 224,
 bicubic, centre crop, CLIP mean/std) in the decoding workers. ``clip_text`` is the text tower's
 embedding of the current utterance alone; a text longer than CLIP's 77-token context is cut
-and the cut recorded in ``Item.notes["clip_truncated"]``. The image encoder drops the text tower.
+and the cut recorded in ``Item.notes["clip_truncated"]``. The two encoders of one extraction use
+one CLIP model (``SharedModels``), each its own tower; a tower no encoder of the profile uses is
+dropped.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from hcm.pipeline.encoders.base import (
     Encoder,
     EncoderError,
     Preparer,
+    SharedModels,
     calibrate_batchnorm,
-    forward_rows,
+    forward_arrays,
     register_encoder,
     seeded,
     to_device,
@@ -66,7 +69,7 @@ def tiny_clip_settings() -> ClipSettings:
 
 @dataclass(frozen=True)
 class ClipFramePreparer(Preparer):
-    """CLIP preprocessing of sampled frames (runs in decoding workers)."""
+    """The resize and crop of CLIP's preprocessing of sampled frames (runs in decoding workers)."""
 
     image_size: int
 
@@ -75,7 +78,7 @@ class ClipFramePreparer(Preparer):
         return "video"
 
     def __call__(self, media: np.ndarray) -> np.ndarray:
-        return clip.preprocess_frames(media, self.image_size).numpy()  # (T, 3, S, S)
+        return clip.crop_frames(media, self.image_size)  # (T, 3, S, S) uint8, normalised by the encoder
 
 
 def build_clip(settings: ClipSettings, weights: Path | None, seed: int) -> clip.CLIP:
@@ -104,6 +107,7 @@ class _ClipEncoder(Encoder):
     """Shared declaration and construction of the two CLIP encoders (each keeps one tower)."""
 
     settings_class = ClipSettings
+    shares_models = True  # one CLIP for the image and the text encoder
 
     @classmethod
     def paper_settings(cls) -> ClipSettings:
@@ -118,10 +122,14 @@ class _ClipEncoder(Encoder):
         return () if settings.tiny else (CLIP_WEIGHTS,)
 
     @classmethod
-    def _model(cls, profile: Any, weights: ResolvedWeights) -> tuple[ClipSettings, clip.CLIP, str]:
-        """The settings, the network and the weights id of this encoder in ``profile``."""
+    def _model(cls, profile: Any, weights: ResolvedWeights,
+               shared: SharedModels | None) -> tuple[ClipSettings, clip.CLIP, str]:
+        """The settings, the network (the one in ``shared`` when the other CLIP encoder built it
+        already) and the weights id of this encoder in ``profile``."""
         settings: ClipSettings = profile.settings[cls.name]
-        model = build_clip(settings, weights.path(CLIP_WEIGHTS.name), profile.seed)
+        path = weights.path(CLIP_WEIGHTS.name)
+        key = ("clip", settings, None if settings.tiny else path, profile.seed)
+        model = (shared or SharedModels()).get(key, lambda: build_clip(settings, path, profile.seed))
         return settings, model, weights_id(cls, settings, weights, profile.seed)
 
     def __init__(self, settings: ClipSettings, model: clip.CLIP, weights_id: str,
@@ -143,9 +151,11 @@ class ClipImageEncoder(_ClipEncoder):
     modality = "video"
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "ClipImageEncoder":
-        settings, model, weights_id = cls._model(profile, weights)
-        model.transformer = model.token_embedding = None  # the text tower is not used here
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str, *,
+                     shared: SharedModels | None = None) -> "ClipImageEncoder":
+        settings, model, weights_id = cls._model(profile, weights, shared)
+        if ClipTextEncoder.name not in profile.encoders:
+            model.transformer = model.token_embedding = None  # the text tower is not used
         model.visual.to(memory_format=torch.channels_last)  # see docs/extraction.md
         return cls(settings, model, weights_id, device)
 
@@ -160,10 +170,15 @@ class ClipImageEncoder(_ClipEncoder):
     @torch.inference_mode()
     def encode(self, utterances: Sequence[Any], prepared: Sequence[np.ndarray]) -> list[Encoded]:
         counts = [len(frames) for frames in prepared]
-        pixels = to_device(np.concatenate(prepared), self.device, torch.channels_last)  # (sum T, 3, S, S)
-        with self.autocast():
-            embedded = to_float16(forward_rows(self.model.encode_image, pixels))  # (sum T, D)
+        with self.autocast():  # frames: (sum T, 3, S, S) uint8
+            embedded = to_float16(forward_arrays(self._embed, prepared, self.device))  # (sum T, D)
         return [Encoded({"clip_image": rows}) for rows in np.split(embedded, np.cumsum(counts)[:-1])]
+
+
+    def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) uint8 crops -> (N, D): normalised, channels-last (docs/extraction.md), embedded."""
+        normalized = clip.normalize_pixels(pixels).contiguous(memory_format=torch.channels_last)
+        return self.model.encode_image(normalized)
 
 
 @register_encoder("clip_text")
@@ -182,8 +197,11 @@ class ClipTextEncoder(_ClipEncoder):
         return () if settings.tiny else (CLIP_WEIGHTS, CLIP_VOCAB)
 
     @classmethod
-    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str) -> "ClipTextEncoder":
-        settings, model, weights_id = cls._model(profile, weights)
+    def from_profile(cls, profile: Any, weights: ResolvedWeights, device: torch.device | str, *,
+                     shared: SharedModels | None = None) -> "ClipTextEncoder":
+        settings, model, weights_id = cls._model(profile, weights, shared)
+        if ClipImageEncoder.name not in profile.encoders:
+            model.visual = None  # the image tower is not used
         tokenizer = build_clip_tokenizer(settings, weights.path(CLIP_VOCAB.name))
         return cls(settings, model, tokenizer, weights_id, device)
 

@@ -204,7 +204,9 @@ class RobertaEncoder(Encoder):
         super().__init__(device)
         self.settings = settings
         self.tokenizer = tokenizer
-        self.model = model.to(self.device).eval()
+        # Without gradients autocast keeps no low-precision copy of the weights during a batch
+        # (710 MB for RoBERTa-large in bfloat16); one forward per batch casts each weight once anyway.
+        self.model = model.to(self.device).eval().requires_grad_(False)
         self.parser = parser
         self.weights_id = weights_id
 

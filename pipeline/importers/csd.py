@@ -85,6 +85,14 @@ CSD_DATASETS = {
 DEFAULT_SEQUENCES = {"words": "words", "text": "glove_vectors", "video": "FACET_4.2", "audio": "COVAREP"}
 
 
+def csd_dataset(name: str) -> CsdDataset:
+    """The facts of ``name``; an unknown name is a usage error naming the known ones (this module
+    loads without torch, so the command line checks ``--dataset`` with it at once)."""
+    if name not in CSD_DATASETS:
+        raise UsageError(f"unknown dataset {name!r}: the SDK's standard folds are known for {', '.join(CSD_DATASETS)}")
+    return CSD_DATASETS[name]
+
+
 def find_sequences(folder: Path, wanted: dict[str, str]) -> dict[str, Path]:
     """role -> file of each wanted sequence name (root name or file name; see the module doc)."""
     import h5py
@@ -278,11 +286,9 @@ def import_csd(folder: str | Path, dataset: str, *, out: Path | None = None, wor
         align: ``none`` (rows overlapping each segment) or ``words`` (averaged per word).
     """
     started = time.perf_counter()
-    if dataset not in CSD_DATASETS:
-        raise UsageError(f"--dataset {dataset!r}: the SDK's standard folds are known for {', '.join(CSD_DATASETS)}")
+    info = csd_dataset(dataset)
     if align not in ALIGNMENTS or shard_size < 1:
         raise UsageError(f"--align must be one of {ALIGNMENTS} (got {align!r}) and --shard-size at least 1")
-    info = CSD_DATASETS[dataset]
     wanted = {**DEFAULT_SEQUENCES, "labels": info.labels,
               **{role: name for role, name in (sequences or {}).items() if name}}
     folder = Path(folder)

@@ -41,12 +41,12 @@ from hcm.core.files import read_json_object
 from hcm.core.names import REGRESSION, SPLITS
 from hcm.core.workspace import Workspace
 from hcm.pipeline.datasets.base import Utterance, order_groups
-from hcm.pipeline.datasets.language import LANGUAGES
 from hcm.pipeline.decoding import Decoded, encode_batch, inference_threads
 from hcm.pipeline.encoders import image  # noqa: F401  (importing registers clip_text)
 from hcm.pipeline.encoders.base import create_encoder
 from hcm.pipeline.encoders.graph import ChainParser, ParserError, choose_parser
 from hcm.pipeline.encoders.text import RobertaEncoder
+from hcm.pipeline.importers.mmsa_datasets import MmsaDataset, mmsa_dataset
 from hcm.pipeline.importers.mmsa_file import MmsaFile, MmsaSplit, read_mmsa_file, sequence_rows
 from hcm.pipeline.profiles import MissingWeightsError, Profile, WeightOptions, get_profile, resolve_weights
 from hcm.pipeline.shards import Advance, ShardCounts, ShardLoop, storable
@@ -55,36 +55,6 @@ log = logging.getLogger(__name__)
 SOURCE_FORMAT = "mmsa"
 MODALITY_OF = {"vision": "video", "audio": "audio"}  # MMSA key -> hcm modality
 ALIGNED_ROWS = ("trim", "all")
-
-
-@dataclass(frozen=True)
-class MmsaDataset:
-    """What the importer needs to know about one dataset MMSA distributes.
-
-    Args:
-        name: ``mosi``, ``mosei`` or ``sims`` (also the name of configs/datasets/<name>.json).
-        language: the language of ``raw_text``.
-        text_encoders: stage-one encoders run on ``raw_text``.
-        text_model: the paper profile's text model for this language.
-        spacy_model: the spaCy pipeline that parses it ("" = the profile's English default).
-        chain_fallback: without that parser, use chain graphs (with a warning) instead of stopping.
-    """
-
-    name: str
-    language: str
-    text_encoders: tuple[str, ...] = ("roberta", "clip_text")
-    text_model: str = "roberta-large"
-    spacy_model: str = ""
-    chain_fallback: bool = False
-
-
-MMSA_DATASETS = {
-    "mosi": MmsaDataset("mosi", "English"),
-    "mosei": MmsaDataset("mosei", "English"),
-    # CLIP RN50's text tower knows English only, so CH-SIMS text is RoBERTa-type features alone
-    "sims": MmsaDataset("sims", "Chinese", ("roberta",), LANGUAGES["zh"].text_model, LANGUAGES["zh"].spacy_model,
-                        True),
-}
 
 
 def import_profile(name: str, info: MmsaDataset, text_model: str | None = None,
@@ -300,11 +270,10 @@ def _count(summary: ImportSummary, items: Sequence[Item], failures: Sequence[Fai
 
 def dataset_info(dataset: str) -> tuple[MmsaDataset, tuple[float, float]]:
     """The importer's facts of ``dataset`` and its label range (from configs/datasets/<name>.json)."""
-    if dataset not in MMSA_DATASETS:
-        raise UsageError(f"--dataset {dataset!r}: MMSA files exist for {', '.join(MMSA_DATASETS)}")
+    info = mmsa_dataset(dataset)
     facts = read_json_object(configs_dir() / "datasets" / f"{dataset}.json", "dataset facts file")
     low, high = facts["label_range"]
-    return MMSA_DATASETS[dataset], (float(low), float(high))
+    return info, (float(low), float(high))
 
 
 def import_mmsa(path: str | Path, dataset: str, profile: str = "paper", *, out: Path | None = None,

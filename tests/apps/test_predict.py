@@ -112,6 +112,7 @@ def test_bad_clip_is_a_clear_error(trained: dict, tmp_path: Path, content: bytes
     result = invoke(trained, clip, "--text", "hello")
     assert result.exit_code == 2
     assert message in result.stderr and str(clip) in result.stderr.replace("\n", "")
+    assert result.stderr.count(message) == 1  # the reason is said once
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
 
 

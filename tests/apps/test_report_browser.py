@@ -10,52 +10,19 @@ Without a browser the test is skipped with the reason, unless ``HCM_REQUIRE_BROW
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
+from hcm_browser import artifacts as artifacts_folder
+from hcm_browser import browser_or_skip
 
 from hcm.apps.report import cell, write_report
-
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-INSTALL = "apt-get install chromium chromium-driver (Debian) and pip install selenium"
-
-
-def browser_or_skip():
-    """A headless Chrome(ium) WebDriver, or a skip (a failure under HCM_REQUIRE_BROWSER=1) saying why not."""
-    def missing(reason: str):
-        if os.environ.get("HCM_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{reason}; HCM_REQUIRE_BROWSER=1 asks for the browser test ({INSTALL})")
-        pytest.skip(f"{reason}: {INSTALL}")
-
-    try:
-        from selenium import webdriver
-        from selenium.common.exceptions import WebDriverException
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        missing("selenium is not installed")
-    binary = next((shutil.which(name) for name in BROWSERS if shutil.which(name)), None)
-    driver_path = shutil.which("chromedriver")
-    if binary is None or driver_path is None:
-        missing(f"no Chromium browser ({binary}) or chromedriver ({driver_path}) on PATH")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1200,900"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        return webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
-    except WebDriverException as error:
-        missing(f"Chromium did not start ({error.msg})")
 
 
 @pytest.mark.slow
 def test_report_renders_in_chromium_without_console_errors(small_runs, tmp_path: Path) -> None:
     page = write_report([small_runs.full, small_runs.no_cdc], tmp_path / "report.html")
-    artifacts = Path(os.environ.get("HCM_TEST_ARTIFACTS") or tmp_path)
-    artifacts.mkdir(parents=True, exist_ok=True)
+    artifacts = artifacts_folder(tmp_path)
     driver = browser_or_skip()
     try:
         driver.get(page.as_uri())

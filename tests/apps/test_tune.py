@@ -271,7 +271,7 @@ def test_a_confirm_run_stopped_before_its_first_checkpoint_starts_again(tmp_path
     first checkpoint (config.json and tune.json, no last.pt) is trained afresh, not refused."""
     from types import SimpleNamespace
 
-    import hcm.apps.tune as tune_app
+    import hcm.apps.tune_study as tune_app
     from hcm.training.runs import RunPaths, check_run_folder, start_or_resume
 
     spec = tune_app.StudySpec("s", "sqlite://", str(tmp_path / "cache"), str(tmp_path / "runs"), "sample", "tiny",

@@ -6,19 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hcm_quickstart_tiny import TINY
 from typer.testing import CliRunner
 
 from hcm.apps.quickstart import load_quickstart_config
 from hcm.cli import app
 
 runner = CliRunner()
-TINY = {
-    "sample": {"dataset": "mosei", "n": 12, "seed": 0},
-    "extract": {"profile": "tiny", "shard_size": 4, "batch_size": 4},
-    "compare_modalities": "va",
-    "model": {"d_model": 16, "num_heads": 2, "m_ctn": 2, "m_gcn": 1, "m_c": 1, "ot_iters": 5},
-    "train": {"epochs": 2, "batch_size": 4, "patience": 0},
-}
 
 
 def test_shipped_settings_load() -> None:
@@ -50,6 +44,18 @@ def test_quickstart_end_to_end_and_rerun(workdir: Path, tmp_path: Path) -> None:
     assert "reusing the sample corpus" in again.output
     assert "0 written, 3 already complete" in again.output
     assert len(list((workdir / "runs" / "sample").iterdir())) == 4
+
+    # A cache made with other settings (an older hcm's tiny encoders) is the quickstart's own: made again.
+    manifest_file = workdir / "features" / "sample" / "quickstart" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["recipe"]["profile"]["sampling"]["audio_rate"] = 44100
+    manifest["recipe_hash"] = "0" * 64
+    manifest_file.write_text(json.dumps(manifest))
+    third = runner.invoke(app, ["quickstart", "--config", str(settings), "--quiet"])
+    assert third.exit_code == 0, third.output
+    assert "was extracted with other settings; extracting it again" in third.output
+    assert "3 written, 0 already complete" in third.output
+    assert json.loads(manifest_file.read_text())["recipe_hash"] != "0" * 64
 
 
 def test_bad_settings_file_is_a_clear_error(workdir: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ runner = CliRunner()
 
 #: The commands a user of hcm relies on; removing one must fail this module.
 COMMANDS = {"quickstart", "sample", "extract", "train", "evaluate", "runs", "predict", "ablate", "reproduce",
-            "tune", "explain", "report", "import", "cache"}
+            "tune", "explain", "report", "serve", "import", "cache"}
 SUBCOMMANDS = {"import": {"mmsa", "csd"}, "cache": {"info", "verify"}}
 
 

@@ -13,7 +13,7 @@ import torch
 from hostile_pickles import gadgets, tricks
 
 from hcm.core.pickledata import PickleDataError
-from hcm.core.torch_archive import read_archive, script_tensors
+from hcm.core.torch_archive import mapped_record, read_archive, script_tensors
 from hcm.pipeline.encoders.checkpoints import CheckpointError, read_state_dict
 from hcm.training.checkpoints import CheckpointReadError, load_checkpoint
 
@@ -199,3 +199,27 @@ def test_a_compression_bomb_is_refused_before_it_expands(tmp_path: Path, good: P
     assert path.stat().st_size < 1 << 20
     with pytest.raises(CheckpointReadError, match="compression bomb"):
         load_checkpoint(path)
+
+
+def test_mapped_storages_read_the_same_tensors_and_never_write_the_file(tmp_path: Path) -> None:
+    value = {"w": torch.arange(12.0).reshape(3, 4), "h": torch.ones(5, dtype=torch.float16),
+             "view": torch.arange(10)[2:7], "empty": torch.zeros(0)}
+    path = tmp_path / "a.pt"
+    torch.save(value, path)
+    before = path.read_bytes()
+    mapped = read_archive(path, mapped=True)
+    for key, tensor in value.items():
+        assert mapped[key].dtype == tensor.dtype and torch.equal(mapped[key], tensor), key
+    with zipfile.ZipFile(path) as archive:  # torch writes storages uncompressed and aligned: mapped, not read
+        records = [info for info in archive.infolist() if "/data/" in info.filename and info.file_size]
+        assert all(mapped_record(archive, info.filename, info.file_size, 8) is not None for info in records)
+    mapped["w"].add_(1)  # copy-on-write: this process's copy only
+    assert path.read_bytes() == before and torch.equal(read_archive(path, mapped=True)["w"], value["w"])
+
+
+def test_compressed_records_are_read_not_mapped(tmp_path: Path, good: Path) -> None:
+    path = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            out.writestr(info.filename, src.read(info))
+    assert torch.equal(read_archive(path, mapped=True)["model"]["w"], torch.arange(6.0).reshape(2, 3))

@@ -45,7 +45,7 @@ def test_shapes_parts_and_gradients(variant: str, modalities: str, make_model, m
     blocks = int(variant != "ccm-only") + int(variant != "acm-only")
     assert out.prediction.shape == (4, 3)
     assert out.features.shape == (4, blocks * 16)
-    assert set(out.losses) == {"acl", "task", "total"} and torch.isfinite(out.loss)
+    assert set(out.losses) == {"acl", "task", "l2", "total"} and torch.isfinite(out.loss)
     uses_acl = variant in ("full", "acm-only", "no-graph", "no-cdc")
     assert (out.losses["acl"] > 0) == uses_acl
     for part, built in PARTS[variant].items():

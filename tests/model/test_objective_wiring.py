@@ -39,6 +39,11 @@ def test_total_is_eq17_of_the_configured_reading(reading: str, balance: str | No
     task = float(-(logits.log_softmax(-1).gather(1, label[:, None])).mean())  # Eq. 16, no class weights
     acl = float(out.losses["acl"])
     assert acl > 0 and float(out.losses["task"]) == pytest.approx(task, rel=1e-5)
+    # Eq. 16's xi ||theta||^2 is part of L_cce under the paper reading, AdamW's decay under hcm's.
+    squares = sum(float(p.detach().double().pow(2).sum()) for p in model.parameters())
+    l2 = cfg.xi * squares if reading == "paper" else 0.0
+    assert float(out.losses["l2"]) == pytest.approx(l2, rel=1e-5) and (reading == "hcm" or l2 > 0)
+    task += l2
     expected_balance = balance or {"paper": "literal", "hcm": "balanced"}[reading]
     clamp = cfg.balance_ratio_range if cfg.balance_clamp else None
     expected = _eq17(acl, task, expected_balance, clamp)
@@ -71,3 +76,32 @@ def test_acl_counts_only_the_pairs_a_sample_has(model_config, model_batch) -> No
         everything += sum(t for t, _ in terms) / len(terms)
     assert abs(expected - everything) > 1e-3  # counting the absent pairs would change the value
     assert float(out.losses["acl"]) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("penalty", ["l2-loss", "decoupled"])
+def test_eq16_weight_penalty_is_in_the_loss_or_in_adamw_never_both(penalty: str, model_config, model_batch,
+                                                                   tmp_path) -> None:
+    """``weight_penalty`` "l2-loss" (paper): the gradient of ``xi ||theta||^2`` flows through the loss
+    (here the only loss: an untouched parameter's gradient is ``2 xi theta``) and AdamW decays
+    nothing; "decoupled" (hcm): no loss term, AdamW decays by ``train.weight_decay``."""
+    from types import SimpleNamespace
+
+    from hcm.training.distributed import Dist
+    from hcm.training.settings import TrainConfig
+    from hcm.training.trainer import new_loop
+
+    torch.manual_seed(0)
+    cfg = model_config(reading="paper", weight_penalty=penalty, xi=0.01, dropout=0.0)
+    model = build_model(cfg)
+    penalty_value = model.weight_penalty()
+    if penalty == "decoupled":
+        assert float(penalty_value) == 0.0
+    else:
+        penalty_value.backward()
+        for p in model.parameters():
+            assert torch.allclose(p.grad, 2 * 0.01 * p.detach(), atol=1e-7)
+    train_cfg = TrainConfig(weight_decay=0.05, epochs=1)
+    setup = SimpleNamespace(model_cfg=cfg)
+    loop = new_loop(setup, train_cfg, Dist(0, 1, torch.device("cpu")), lambda c: build_model(c), steps_per_epoch=1)
+    decays = {group["weight_decay"] for group in loop.optimizer.param_groups}
+    assert decays == ({0.0} if penalty == "l2-loss" else {0.05})

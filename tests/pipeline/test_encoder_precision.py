@@ -16,7 +16,7 @@ import torch
 
 from hcm.core.errors import UsageError
 from hcm.pipeline.encoders import clip, create_encoder, esresnext, precision
-from hcm.pipeline.encoders.base import CPU_ROWS_PER_FORWARD, EncoderError, forward_rows, to_device
+from hcm.pipeline.encoders.base import CPU_ROWS_PER_FORWARD, EncoderError, forward_arrays, forward_rows, to_device
 from hcm.pipeline.profiles import ResolvedWeights, get_profile
 
 # Relative tolerance per encoder and precision (docs/extraction.md, Precision).
@@ -135,6 +135,21 @@ def test_to_device_for_cuda_copies_through_pinned_memory_without_blocking(monkey
     assert calls == [("pin",), ("to", (gpu,), {"non_blocking": True})]
     assert moved.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(moved, torch.from_numpy(images))
+
+
+def test_forward_arrays_gathers_the_items_rows_into_the_same_passes() -> None:
+    layouts: list[tuple[int, bool]] = []
+
+    def double(x: torch.Tensor) -> torch.Tensor:
+        layouts.append((len(x), x.is_contiguous(memory_format=torch.channels_last)))
+        return 2 * x.float()
+
+    n = CPU_ROWS_PER_FORWARD
+    arrays = [np.random.default_rng(i).integers(0, 255, (k, 3, 2, 2), dtype=np.uint8)
+              for i, k in enumerate([n - 3, n + 1, 0, 4])]  # items of (T_i, 3, 2, 2) uint8 crops
+    out = forward_arrays(double, arrays, CPU, torch.channels_last)
+    assert torch.equal(out, 2 * torch.from_numpy(np.concatenate(arrays)).float())
+    assert layouts == [(n, True), (n, True), (2, True)]  # rows cross item borders, as one batch would
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CPU substitute: the test above)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,22 @@ def test_paper_profile_offline_fails_fast_naming_every_weight(corpus: tuple[Path
                    "bpe_simple_vocab_16e6.txt.gz", "--weights-dir"):
         assert needle in message
     assert not (tmp_path / "cache").exists()  # nothing decoded, nothing written
+
+
+def test_the_clip_encoders_share_one_model_and_drop_an_unused_tower() -> None:
+    profile = get_profile("tiny", 2, 2, None)
+    weights = resolve_weights(profile, WeightOptions())
+    encoders = {e.name: e for e in build_encoders(profile, weights, torch.device("cpu"))}
+    model = encoders["clip_image"].model
+    assert encoders["clip_text"].model is model  # one CLIP in memory
+    assert model.visual is not None and model.transformer is not None
+    images_only = replace(profile, settings={k: v for k, v in profile.settings.items() if k != "clip_text"})
+    alone = {e.name: e for e in build_encoders(images_only, weights, torch.device("cpu"))}["clip_image"].model
+    assert alone is not model and alone.transformer is None and alone.visual is not None
+    texts_only = replace(profile, settings={k: v for k, v in profile.settings.items() if k != "clip_image"})
+    text = {e.name: e for e in build_encoders(texts_only, weights, torch.device("cpu"))}["clip_text"]
+    assert text.model.visual is None
+    tokens = torch.zeros(1, text.model.context_length, dtype=torch.long)
+    tokens[0, 1] = text.model.vocab_size - 1  # the end-of-text id: the text tower runs without the image tower
+    with torch.inference_mode():
+        assert torch.equal(text.model.encode_text(tokens), model.encode_text(tokens))

@@ -17,7 +17,7 @@ from hcm.training.settings import load_hparams
 # give (schedule, warm-up, clipping, early stopping, precision, stream standardisation); a --space file
 # can search them. Switch parameters (acl_temperature, balance_ratio_range) are not choices at all.
 NOT_SEARCHED = {"ot_backend", "ot_mass", "scheduler", "warmup_epochs", "grad_clip", "patience", "amp",
-                "standardise_streams"}
+                "standardise_streams", "weight_decay"}  # weight_decay: inert under the paper's weight_penalty
 
 
 def test_every_kind_of_entry() -> None:
