@@ -116,8 +116,8 @@ TUNE_WORKERS = "tests/apps/test_tune.py::test_two_worker_processes_share_one_sql
 
 
 EXPLAIN_IDS = "tests/apps/test_explain.py::test_explain_ids_writes_json_and_png_whose_plans_meet_their_marginals"
-
-
+SERVE = "tests/cli/test_cli_serve.py::test_hcm_serve_prints_its_address_answers_and_stops_on_ctrl_c"
+SERVE_OPTIONS = "tests/cli/test_cli_serve.py::test_hcm_serve_with_host_token_and_upload_limit"
 RESUME = "tests/cli/test_cli_train_faults.py::test_ctrl_c_mid_epoch_exits_130_and_prints_the_resume_command"
 
 
@@ -216,6 +216,8 @@ ROWS = {
     ("reproduce", "--set"): REPRODUCE, ("reproduce", "--latex"): REPRODUCE, ("reproduce", "--quiet"): REPRODUCE,
     **{("reproduce", option): check_reproduce for option in ("--features", "--variants", "--model-size", "--threads")},
     ("runs", "--dataset"): check_runs_dataset, ("runs", "--json"): SUMMARIES,
+    ("serve", "--port"): SERVE, ("serve", "--host"): SERVE_OPTIONS, ("serve", "--token"): SERVE_OPTIONS,
+    ("serve", "--max-upload-mb"): SERVE_OPTIONS,
     ("sample", "--dataset"): SAMPLE, ("sample", "--n"): SAMPLE, ("sample", "--faults"): SAMPLE,
     ("sample", "--quiet"): SAMPLE, ("sample", "--out"): SAMPLE_ALL, ("sample", "--seed"): SAMPLE_ALL,
     ("train", "--features"): check_train_features, ("train", "--epochs"): train_setting("epochs"),

@@ -75,3 +75,38 @@ def test_hcm_serve_prints_its_address_answers_and_stops_on_ctrl_c(workdir: Path)
         server.send_signal(signal.SIGINT)
         server.wait(30)
     assert server.returncode in (0, 130), server.returncode
+
+
+@pytest.mark.slow  # a subprocess that loads the web stack and torch
+def test_hcm_serve_with_host_token_and_upload_limit(workdir: Path) -> None:
+    """Valid values of the other options, with their effects: the address printed carries the
+    token, a request without it is refused and one with it answers, and an upload past the
+    limit is refused naming it."""
+    pytest.importorskip("httpx")
+    import httpx
+
+    port, token = free_port(), "a-token-of-twenty-chars"
+    server = subprocess.Popen([sys.executable, "-m", "hcm", "serve", "-w", str(workdir), "--host", "127.0.0.1",
+                               "--port", str(port), "--token", token, "--max-upload-mb", "2.5"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        lines = [server.stdout.readline() for _ in range(2)]
+        assert f"open {base}/?token={token}" in "".join(lines), lines
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                refused = httpx.get(f"{base}/runs")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and server.poll() is None, "hcm serve did not answer"
+                time.sleep(0.2)
+        assert refused.status_code in (401, 403)
+        assert httpx.get(f"{base}/runs", params={"token": token}).status_code == 200
+        upload = httpx.post(f"{base}/predict", params={"token": token}, data={"text": "hi"},
+                            files={"clip": ("clip.mp4", b"0" * (3 * 2 ** 20), "video/mp4")})
+        assert upload.status_code == 413 and "limit of 2.5 MB" in upload.text
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+    assert server.returncode in (0, 130), server.returncode
