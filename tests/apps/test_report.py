@@ -65,7 +65,7 @@ def test_report_of_two_runs_is_self_contained_with_every_section(small_runs, tmp
         assert f'<td class="num">{cell("mae", metrics["mae"])}</td>' in page
         assert f"| {run.name} (" in page  # the comparison row, as Markdown
     assert "words words" in page  # a transcript of a worst error, read from the cache
-    assert "configs/paper/results.csv" in page and "<td>paper</td>" not in page  # a sample run: no paper row
+    assert "configs/paper/results.csv" in page and "<tr><td>paper</td>" not in page  # a sample run: no paper row
 
 
 @pytest.mark.slow

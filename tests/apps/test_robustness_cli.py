@@ -50,8 +50,11 @@ def test_missing_text_scores_as_a_cache_whose_test_items_lack_their_text(small_r
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)["rows"][1]
     stored = evaluate_run(small_runs.full, "test", cache_dir=masked, device="cpu", console=Console(quiet=True))
+    # The two pad the text rows differently (none stored, zeroed rows masked in memory), so float32
+    # sums run in another order: equal up to that noise (about 2e-5 in Corr under the paper
+    # reading); a text masked otherwise would move every item's prediction by far more.
     for name, value in stored["metrics"].items():
-        assert row["metrics"][name] == pytest.approx(value, abs=1e-6), name
+        assert row["metrics"][name] == pytest.approx(value, abs=1e-4), name
 
 
 def test_cross_corpus_evaluation_on_another_dataset_with_the_same_streams(small_runs, tmp_path: Path) -> None:
