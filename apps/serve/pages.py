@@ -29,6 +29,7 @@ from hcm.apps.results import SHOWN
 from hcm.apps.serve.clips import ClipIndex, ClipRef
 from hcm.core.tables import metric_cell
 from hcm.core.workspace import Workspace
+from hcm.model.config import SAVED_BEFORE
 from hcm.training.results import collect_rows, read_results
 from hcm.training.runs import CONFIG, RunPaths, list_runs, plot_curves
 from hcm.training.settings import DatasetFacts
@@ -92,17 +93,19 @@ class Pages:
                    descending: bool = False) -> dict[str, Any]:
         """The rows of ``hcm runs`` (filtered and sorted), their metric columns and the filter choices."""
         rows = collect_rows(self.workspace.runs) if self.workspace.runs.is_dir() else []
-        for row in rows:
+        for position, row in enumerate(rows):
             row["key"] = row["run"] = self.key(Path(row["run"]))
             row["valid"] = row.get(f"valid_{row['key_metric']}")
-            row["reading"] = row.get("reading") or "paper"
+            row["reading"] = row.get("reading") or SAVED_BEFORE["reading"]  # a run from before readings existed
+            row["order"] = position  # oldest first, as hcm runs lists them (names tie within a second)
         choices = {name: sorted({str(r.get(name)) for r in rows if r.get(name)}) for name in ("dataset", "reading",
                                                                                                  "study")}
         kept = [r for r in rows if (not dataset or r["dataset"] == dataset) and (not reading or r["reading"] == reading)
                 and (not study or r.get("study") == study)]
         metrics = [(f"test_{name}", header) for task in SHOWN.values() for name, header in task.items()
                    if any(f"test_{name}" in r for r in kept)]
-        return {"rows": sort_rows(kept, sort, descending), "columns": RUN_COLUMNS + metrics, "choices": choices,
+        by = "order" if sort == "run" else sort  # a run's name is its start time and variant: sort by time
+        return {"rows": sort_rows(kept, by, descending), "columns": RUN_COLUMNS + metrics, "choices": choices,
                 "total": len(rows), "cell": table_cell}
 
     # ------------------------------------------------------------------ one run
