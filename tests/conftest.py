@@ -165,3 +165,11 @@ def kernel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     os.environ["HCM_KERNEL_CACHE"] = str(folder)
     yield folder
     os.environ.pop("HCM_KERNEL_CACHE", None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Say the order's seed at the end as well: `make test` runs pytest with -q, which hides the
+    header where pytest-randomly prints it."""
+    seed = config.getoption("randomly_seed", default=None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"tests ran in random order: pass --randomly-seed={seed} to repeat it")
