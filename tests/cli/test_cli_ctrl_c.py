@@ -13,17 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
+from hcm_quickstart_tiny import TINY
 
 import hcm
 from hcm.pipeline.sample import make_sample
 
-QUICKSTART = {
-    "sample": {"dataset": "mosei", "n": 120, "seed": 0},
-    "extract": {"profile": "tiny", "shard_size": 2, "batch_size": 2},
-    "compare_modalities": "va",
-    "model": {"d_model": 16, "num_heads": 2, "m_ctn": 2, "m_gcn": 1, "m_c": 1, "ot_iters": 5},
-    "train": {"epochs": 1, "batch_size": 4, "patience": 0},
-}
+# TINY with more, smaller shards and one epoch: long enough to be stopped while extracting.
+QUICKSTART = {**TINY, "sample": {**TINY["sample"], "n": 120},
+              "extract": {**TINY["extract"], "shard_size": 2, "batch_size": 2},
+              "train": {**TINY["train"], "epochs": 1}}
 
 
 def _default_sigint() -> None:

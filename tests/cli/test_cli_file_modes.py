@@ -12,16 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from hcm_quickstart_tiny import TINY
 
 import hcm
-
-TINY = {
-    "sample": {"dataset": "mosei", "n": 12, "seed": 0},
-    "extract": {"profile": "tiny", "shard_size": 4, "batch_size": 4},
-    "compare_modalities": "va",
-    "model": {"d_model": 16, "num_heads": 2, "m_ctn": 2, "m_gcn": 1, "m_c": 1, "ot_iters": 5},
-    "train": {"epochs": 2, "batch_size": 4, "patience": 0},
-}
 
 
 def hcm_under_umask(umask: int, workdir: Path, *args: str | Path) -> subprocess.CompletedProcess:

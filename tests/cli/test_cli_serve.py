@@ -51,10 +51,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def first_answer(server: subprocess.Popen, url: str):
+    """The first answer of the server at ``url``, asked again while it is starting (up to 60 s)."""
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return httpx.get(url)
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline and server.poll() is None, "hcm serve did not answer"
+            time.sleep(0.2)
+
+
 @pytest.mark.slow  # a subprocess that loads the web stack and torch
 def test_hcm_serve_prints_its_address_answers_and_stops_on_ctrl_c(workdir: Path) -> None:
     pytest.importorskip("httpx")
-    import httpx
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "hcm", "serve", "-w", str(workdir), "--port", str(port)],
@@ -62,14 +74,7 @@ def test_hcm_serve_prints_its_address_answers_and_stops_on_ctrl_c(workdir: Path)
     try:
         lines = [server.stdout.readline() for _ in range(2)]
         assert f"open http://127.0.0.1:{port}/;" in lines[1], lines
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/runs")
-                break
-            except httpx.ConnectError:
-                assert time.monotonic() < deadline and server.poll() is None, "hcm serve did not answer"
-                time.sleep(0.2)
+        page = first_answer(server, f"http://127.0.0.1:{port}/runs")
         assert page.status_code == 200 and "No runs in this workspace yet" in page.text
     finally:
         server.send_signal(signal.SIGINT)
@@ -93,14 +98,7 @@ def test_hcm_serve_with_host_token_and_upload_limit(workdir: Path) -> None:
     try:
         lines = [server.stdout.readline() for _ in range(2)]
         assert f"open {base}/?token={token}" in "".join(lines), lines
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                refused = httpx.get(f"{base}/runs")
-                break
-            except httpx.ConnectError:
-                assert time.monotonic() < deadline and server.poll() is None, "hcm serve did not answer"
-                time.sleep(0.2)
+        refused = first_answer(server, f"{base}/runs")
         assert refused.status_code in (401, 403)
         assert httpx.get(f"{base}/runs", params={"token": token}).status_code == 200
         upload = httpx.post(f"{base}/predict", params={"token": token}, data={"text": "hi"},
