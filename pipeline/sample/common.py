@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import zlib
 from collections.abc import Sequence
@@ -35,13 +36,17 @@ def check_distinct_faults(faults: Sequence, dataset: str, n: int) -> None:
                          "a different one; use a larger --n with --faults")
 
 
-def csv_text(header: Sequence[str], rows: Sequence[Sequence], lineterminator: str = "\n") -> str:
-    """A CSV document (minimal quoting, like pandas and the real archives) as one string."""
+def csv_line(row: Sequence, lineterminator: str = "\n") -> str:
+    """One CSV record (minimal quoting, like pandas and the real archives) as a string."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator=lineterminator)
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(buffer, lineterminator=lineterminator).writerow(row)
     return buffer.getvalue()
+
+
+def light(item):
+    """``item`` (a frozen dataclass with ``content``) without its content: what fault placement reads,
+    small enough to keep for every utterance of a large corpus."""
+    return dataclasses.replace(item, content=None)
 
 
 def score_text(value: float) -> str:

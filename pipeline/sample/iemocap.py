@@ -17,7 +17,8 @@ and a bare ``M: [BREATHING]`` note) that readers must skip.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,12 +40,14 @@ from hcm.pipeline.sample.registry import (
     CorpusPlan,
     Fault,
     MediaJob,
+    PlannedItem,
     SampleRequest,
     register_sample,
 )
 from hcm.pipeline.sample.render import n_samples, render_audio, render_video
 
 SESSIONS = 5
+TURNS_PER_DIALOGUE = 60  # about the real dialogues' length; a larger --n gets more dialogues, not longer ones
 CLASSES = ("hap", "sad", "neu", "ang", "exc", "fru")  # the six that are used, in index order
 EXCLUDED = ("xxx", "sur", "fea", "oth")  # labels the readers must drop
 LABEL_CYCLE = CLASSES + CLASSES + EXCLUDED  # per session: each class twice, then one excluded each
@@ -77,7 +80,7 @@ class Turn:
     start: float  # seconds into the dialogue, 4 decimals
     end: float
     vad: tuple[float, float, float]  # valence, activation, dominance, 1..5
-    content: UtteranceContent
+    content: UtteranceContent | None  # None in the light copies fault placement keeps
 
 
 @dataclass(frozen=True)
@@ -103,39 +106,46 @@ class Dialogue:
                  description="IEMOCAP: Session1-5 with EmoEvaluation, transcriptions, avi, wav",
                  bytes_per_item=241_000, seconds_per_item=0.04)
 def plan_iemocap(request: SampleRequest) -> CorpusPlan:
-    """The IEMOCAP sample: ``request.n`` turns over 5 sessions of 1-2 dialogues."""
-    dialogues = _plan_dialogues(request.n, corpus_rng(request.seed, "iemocap"))
-    faults = _plan_faults(dialogues) if request.faults else []
+    """The IEMOCAP sample: ``request.n`` turns over 5 sessions of dialogues (1-2 up to 600 turns)."""
+    def dialogues() -> Iterator[Dialogue]:  # each call draws the same dialogues again
+        return _plan_dialogues(request.n, corpus_rng(request.seed, "iemocap"))
+
+    faults = _plan_faults([_light(d) for d in dialogues()]) if request.faults else []
     check_distinct_faults(faults, "iemocap", request.n)
     broken = {f.item: f.kind for f in faults}
-    files, media = {}, []
-    for dialogue in dialogues:
-        base = f"{dialogue.folder}/dialog"
-        files[f"{base}/EmoEvaluation/{dialogue.name}.txt"] = _evaluation(dialogue)
-        files[f"{base}/transcriptions/{dialogue.name}.txt"] = _transcription(dialogue, broken)
-        media.append(MediaJob(dialogue.avi_path, DialogueWriter(dialogue, broken)))
-    counts = {f"Session{s}": sum(len(d.turns) for d in dialogues if d.session == s)
-              for s in range(1, SESSIONS + 1)}
-    return CorpusPlan(files, media, counts, faults)
+    items = (_item(dialogue, broken) for dialogue in dialogues())
+    return CorpusPlan({}, items, {f"Session{s}": 0 for s in range(1, SESSIONS + 1)}, faults)
 
 
-def _plan_dialogues(n: int, rng: np.random.Generator) -> list[Dialogue]:
-    per_session = 2 if n >= 40 else 1
+def _item(dialogue: Dialogue, broken: dict[str, str]) -> PlannedItem:
+    """A dialogue: its EmoEvaluation and transcription files, its avi and its turns' wavs."""
+    base = f"{dialogue.folder}/dialog"
+    rows = ((f"{base}/EmoEvaluation/{dialogue.name}.txt", _evaluation(dialogue)),
+            (f"{base}/transcriptions/{dialogue.name}.txt", _transcription(dialogue, broken)))
+    return PlannedItem(dialogue.folder, rows, MediaJob(dialogue.avi_path, DialogueWriter(dialogue, broken)),
+                       utterances=len(dialogue.turns))
+
+
+def _light(dialogue: Dialogue) -> Dialogue:
+    return replace(dialogue, turns=tuple(replace(turn, content=None) for turn in dialogue.turns))
+
+
+def _plan_dialogues(n: int, rng: np.random.Generator) -> Iterator[Dialogue]:
+    """The dialogues, session by session, each drawn when it is reached."""
+    per_session = 1 if n < 40 else max(2, math.ceil(n / (SESSIONS * TURNS_PER_DIALOGUE)))
     sizes = split_sizes(n, SESSIONS * per_session, rng, 6, 10)
     noise = NoiseConfig()
-    dialogues = []
     for session in range(1, SESSIONS + 1):
         mine = sizes[(session - 1) * per_session:session * per_session]
-        labels = stratified(LABEL_CYCLE, sum(mine), rng)
+        labels, first = stratified(LABEL_CYCLE, sum(mine), rng), 0
         for j, size in enumerate(mine):
             name = _dialogue_name(session, j)
-            turn_labels, labels = labels[:size], labels[size:]
+            turn_labels, first = labels[first:first + size], first + size
             if not any(label in CLASSES for label in turn_labels):
                 # Every dialogue keeps a labelled turn, so every split (Session 5 is test, the
                 # validation split takes whole dialogues) holds items even at the smallest n.
                 turn_labels[0] = CLASSES[(session + j) % len(CLASSES)]
-            dialogues.append(_plan_dialogue(session, name, turn_labels, noise, rng))
-    return dialogues
+            yield _plan_dialogue(session, name, turn_labels, noise, rng)
 
 
 def _dialogue_name(session: int, index: int) -> str:

@@ -14,6 +14,7 @@ and each clip lasts exactly ``EndTime - StartTime`` (to the frame).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,8 @@ import numpy as np
 from hcm.pipeline.sample.common import (
     check_distinct_faults,
     corpus_rng,
-    csv_text,
+    csv_line,
+    light,
     split_sizes,
     stratified,
 )
@@ -35,6 +37,7 @@ from hcm.pipeline.sample.registry import (
     CorpusPlan,
     Fault,
     MediaJob,
+    PlannedItem,
     SampleRequest,
     register_sample,
 )
@@ -79,7 +82,7 @@ class MeldUtterance:
     episode: int
     start: float  # seconds into the episode, to the millisecond
     end: float
-    content: UtteranceContent
+    content: UtteranceContent | None  # None in the light copies fault placement keeps
     mojibake: bool
     one_digit_hour: bool
 
@@ -102,45 +105,49 @@ class MeldUtterance:
                  bytes_per_item=33_000, seconds_per_item=0.073)
 def plan_meld(request: SampleRequest) -> CorpusPlan:
     """The MELD sample: ``request.n`` utterances, a third per split, in dialogues of 3-9."""
-    rng = corpus_rng(request.seed, "meld")
     per_split = {"train": request.n - 2 * (request.n // 3), "valid": request.n // 3,
                  "test": request.n // 3}
-    utterances = [u for split, count in per_split.items() for u in _plan_split(split, count, rng)]
-    faults = _plan_faults(utterances) if request.faults else []
+
+    def utterances() -> Iterator[MeldUtterance]:  # each call draws the same utterances again
+        rng = corpus_rng(request.seed, "meld")
+        for split, count in per_split.items():
+            yield from _plan_split(split, count, rng)
+
+    faults = _plan_faults([light(u) for u in utterances()]) if request.faults else []
     check_distinct_faults(faults, "meld", request.n)
     broken = {(f.split, f.item): f.kind for f in faults}
-    files, media = {}, []
-    for split, (csv_name, _) in SPLITS.items():
-        mine = [u for u in utterances if u.split == split]
-        rows = [_row(i + 1, u, broken.get((split, u.item)) == EMPTY_TEXT)
-                for i, u in enumerate(mine)]
-        files[csv_name] = csv_text(COLUMNS, rows)
-        for u in mine:
-            kind = broken.get((split, u.item))
-            if kind != MISSING_CLIP:
-                media.append(MediaJob(u.path, ClipWriter(
-                    u.path, u.content.audio, u.content.video, u.content.render_seed,
-                    u.end - u.start, SPEC, with_audio=kind != NO_AUDIO,
-                    keep=0.4 if kind == TRUNCATED_MEDIA else None)))
-    return CorpusPlan(files, media, per_split, faults)
+    headers = {csv_name: csv_line(COLUMNS) for csv_name, _ in SPLITS.values()}
+    return CorpusPlan(headers, _items(utterances(), broken), {split: 0 for split in per_split}, faults)
 
 
-def _plan_split(split: str, count: int, rng: np.random.Generator) -> list[MeldUtterance]:
+def _items(utterances: Iterator[MeldUtterance], broken: dict[tuple[str, str], str]) -> Iterator[PlannedItem]:
+    """Each utterance's row (``Sr No.`` counts from 1 in each file) and clip."""
+    number = dict.fromkeys(SPLITS, 0)
+    for u in utterances:
+        kind = broken.get((u.split, u.item))
+        number[u.split] += 1
+        row = csv_line(_row(number[u.split], u, kind == EMPTY_TEXT))
+        media = None if kind == MISSING_CLIP else MediaJob(u.path, ClipWriter(
+            u.path, u.content.audio, u.content.video, u.content.render_seed, u.end - u.start, SPEC,
+            with_audio=kind != NO_AUDIO, keep=0.4 if kind == TRUNCATED_MEDIA else None))
+        yield PlannedItem(u.split, ((SPLITS[u.split][0], row),), media)
+
+
+def _plan_split(split: str, count: int, rng: np.random.Generator) -> Iterator[MeldUtterance]:
     dialogues = max(1, int(round(count / UTTERANCES_PER_DIALOGUE)))
     sizes = split_sizes(count, dialogues, rng, 3, 9)
-    emotions = stratified(EMOTIONS + ("neutral",), count, rng)
+    emotions = iter(stratified(EMOTIONS + ("neutral",), count, rng))
     noise = NoiseConfig()
-    utterances: list[MeldUtterance] = []
     for dialogue, size in enumerate(sizes):
         speakers = list(rng.choice(SPEAKERS, int(rng.integers(2, 4)), replace=False))
         season, episode = int(rng.integers(1, 11)), int(rng.integers(1, 25))
         clock = float(rng.uniform(30.0, 1300.0))
         for utterance in range(size):
-            emotion = emotions[len(utterances)]
+            emotion = next(emotions)
             start = round(clock, 3)
             end = round(start + float(rng.uniform(2.0, 4.0)), 3)
             clock = end + float(rng.uniform(0.05, 1.0))
-            utterances.append(MeldUtterance(
+            yield MeldUtterance(
                 split=split, dialogue=dialogue, utterance=utterance,
                 speaker=str(speakers[utterance % len(speakers)]), emotion=emotion,
                 sentiment=SENTIMENT.get(emotion) or str(rng.choice(["positive", "negative"])),
@@ -148,8 +155,7 @@ def _plan_split(split: str, count: int, rng: np.random.Generator) -> list[MeldUt
                 content=make_content(SPACE, emotion, TEMPLATES, noise, rng),
                 mojibake=bool(rng.random() < MOJIBAKE_SHARE),
                 one_digit_hour=bool(rng.random() < ONE_DIGIT_HOUR_SHARE),
-            ))
-    return utterances
+            )
 
 
 def _row(number: int, u: MeldUtterance, empty_text: bool) -> list:

@@ -18,6 +18,7 @@ label, splits assigned by video and stratified by that mean) with the traits of 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -29,7 +30,8 @@ from hcm.pipeline.sample.common import (
     annotation,
     check_distinct_faults,
     corpus_rng,
-    csv_text,
+    csv_line,
+    light,
     score_text,
     stratified,
 )
@@ -51,6 +53,7 @@ from hcm.pipeline.sample.registry import (
     CorpusPlan,
     Fault,
     MediaJob,
+    PlannedItem,
     SampleRequest,
     register_sample,
 )
@@ -123,7 +126,7 @@ class Clip:
     clip_id: str
     mode: str
     label: float | str
-    content: UtteranceContent
+    content: UtteranceContent | None  # None in the light copies fault placement keeps
     duration: float
     suffix: str = ".mp4"
 
@@ -158,39 +161,36 @@ def _clip_ids(style: str, size: int) -> list[str]:
     return [str(k) for k in range(1, size + 1)]  # CMU-MOSI counts segments from 1
 
 
-def _plan_scores(style: Style, n: int, rng: np.random.Generator) -> list[Clip]:
-    """Videos of 3-6 clips leaning to the video's mean score; splits by video."""
+def _plan_scores(style: Style, n: int, rng: np.random.Generator) -> Iterator[Clip]:
+    """Videos of 3-6 clips leaning to the video's mean score; splits by video; clips drawn one at a time."""
     sizes = _video_sizes(n, rng)
     high = style.space.high
     means = np.linspace(-0.73 * high, 0.73 * high, len(sizes))  # sorted, so the split cycle stratifies them
     modes = assign_by_group(sizes, SPLIT_SHARES)
     ids = _video_ids(style.ids, len(sizes), rng)
-    clips = []
     for v in (int(v) for v in rng.permutation(len(sizes))):
         for clip_id in _clip_ids(style.ids, sizes[v]):
             score = float(np.clip(np.round((means[v] + rng.normal(0.0, 0.27 * high)) / style.grid) * style.grid,
                                   -high, high)) + 0.0
-            clips.append(Clip(ids[v], clip_id, modes[v], round(score, 4),
-                              make_content(style.space, score, style.templates, style.noise, rng),
-                              round(float(rng.uniform(2.0, 4.0)), 1)))
-    return clips
+            yield Clip(ids[v], clip_id, modes[v], round(score, 4),
+                       make_content(style.space, score, style.templates, style.noise, rng),
+                       round(float(rng.uniform(2.0, 4.0)), 1))
 
 
-def _plan_custom(n: int, rng: np.random.Generator) -> list[Clip]:
+def _plan_custom(n: int, rng: np.random.Generator) -> Iterator[Clip]:
     """Videos of 3-6 clips with emotion names, balanced over the classes; no split (hcm makes one)."""
     space = emotion_space(CUSTOM_CLASSES, tuple(CUSTOM_CLASSES))
     sizes = _video_sizes(n, rng)
     labels = stratified(sorted(CUSTOM_CLASSES), n, rng)
     ids = _video_ids("custom", len(sizes), rng)
-    clips, k = [], 0
+    k = 0
     for v, size in enumerate(sizes):
         for clip_id in _clip_ids("custom", size):
             suffix = CUSTOM_SUFFIXES[int(rng.integers(len(CUSTOM_SUFFIXES)))]
-            clips.append(Clip(ids[v], clip_id, "", labels[k], make_content(space, labels[k], CUSTOM_TEMPLATES,
-                                                                          NoiseConfig(), rng),
-                              round(float(rng.uniform(2.0, 4.0)), 1), suffix))
+            yield Clip(ids[v], clip_id, "", labels[k], make_content(space, labels[k], CUSTOM_TEMPLATES,
+                                                                   NoiseConfig(), rng),
+                       round(float(rng.uniform(2.0, 4.0)), 1), suffix)
             k += 1
-    return clips
 
 
 def _row(clip: Clip, style: Style | None, empty_text: bool) -> list[str]:
@@ -217,27 +217,30 @@ def _plan_faults(clips: list[Clip]) -> list[Fault]:
             for (kind, detail), clip in zip(details, picks)]
 
 
-def _corpus(name: str, clips: list[Clip], style: Style | None, request: SampleRequest) -> CorpusPlan:
-    faults = _plan_faults(clips) if request.faults else []
+def _corpus(name: str, clips: Callable[[], Iterator[Clip]], style: Style | None,
+            request: SampleRequest) -> CorpusPlan:
+    """The plan of an MMSA-layout corpus; ``clips()`` draws the same clips at each call."""
+    faults = _plan_faults([light(clip) for clip in clips()]) if request.faults else []
     check_distinct_faults(faults, name, request.n)
     broken = {fault.item: fault.kind for fault in faults}
-    rows, media = [], []
-    for clip in clips:
-        kind = broken.get(clip.item)
-        rows.append(_row(clip, style, kind == EMPTY_TEXT))
-        if kind != MISSING_CLIP:
-            media.append(MediaJob(clip.path, ClipWriter(
-                clip.path, clip.content.audio, clip.content.video, clip.content.render_seed, clip.duration, SPEC,
-                with_audio=kind != NO_AUDIO, keep=0.4 if kind == TRUNCATED_MEDIA else None)))
     columns = MMSA_COLUMNS if style is not None else CUSTOM_COLUMNS
-    counts = {s: sum(c.mode == s for c in clips) for s in SPLITS} if style is not None else {"all": len(clips)}
-    return CorpusPlan({"label.csv": csv_text(columns, rows)}, media, counts, faults)
+    counts = {s: 0 for s in SPLITS} if style is not None else {"all": 0}
+    items = (_item(clip, style, broken.get(clip.item)) for clip in clips())
+    return CorpusPlan({"label.csv": csv_line(columns)}, items, counts, faults)
+
+
+def _item(clip: Clip, style: Style | None, kind: str | None) -> PlannedItem:
+    row = csv_line(_row(clip, style, kind == EMPTY_TEXT))
+    media = None if kind == MISSING_CLIP else MediaJob(clip.path, ClipWriter(
+        clip.path, clip.content.audio, clip.content.video, clip.content.render_seed, clip.duration, SPEC,
+        with_audio=kind != NO_AUDIO, keep=0.4 if kind == TRUNCATED_MEDIA else None))
+    return PlannedItem(clip.mode if style is not None else "all", (("label.csv", row),), media)
 
 
 def _plan_style(name: str, request: SampleRequest) -> CorpusPlan:
     """The sample of a scored corpus in the style ``name`` (mosi, sims, simsv2)."""
-    clips = _plan_scores(STYLES[name], request.n, corpus_rng(request.seed, name))
-    return _corpus(name, clips, STYLES[name], request)
+    return _corpus(name, lambda: _plan_scores(STYLES[name], request.n, corpus_rng(request.seed, name)),
+                   STYLES[name], request)
 
 
 for _name, _description in (
@@ -252,4 +255,4 @@ for _name, _description in (
                              "column, emotion names, mp4/avi/wav clips")
 def plan_custom(request: SampleRequest) -> CorpusPlan:
     """A corpus of one's own: emotion names, no split column, mixed containers."""
-    return _corpus("custom", _plan_custom(request.n, corpus_rng(request.seed, "custom")), None, request)
+    return _corpus("custom", lambda: _plan_custom(request.n, corpus_rng(request.seed, "custom")), None, request)

@@ -10,6 +10,7 @@ sorts before ``2`` as text) and a video whose clip ids skip a number.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,8 @@ from hcm.pipeline.sample.common import (
     annotation,
     check_distinct_faults,
     corpus_rng,
-    csv_text,
+    csv_line,
+    light,
     score_text,
     split_sizes,
 )
@@ -40,6 +42,7 @@ from hcm.pipeline.sample.registry import (
     CorpusPlan,
     Fault,
     MediaJob,
+    PlannedItem,
     SampleRequest,
     register_sample,
 )
@@ -74,7 +77,7 @@ class MoseiClip:
     clip_id: str
     mode: str
     label: float
-    content: UtteranceContent
+    content: UtteranceContent | None  # None in the light copies fault placement keeps
     duration: float
     unimodal: bool  # label_T/A/V filled
 
@@ -92,25 +95,26 @@ class MoseiClip:
                  bytes_per_item=34_000, seconds_per_item=0.062)
 def plan_mosei(request: SampleRequest) -> CorpusPlan:
     """The MOSEI sample: ``request.n`` clips over videos of 3-6 clips (one of 12)."""
-    clips = _plan_clips(request.n, corpus_rng(request.seed, "mosei"))
-    faults = _plan_faults(clips) if request.faults else []
+    def clips() -> Iterator[MoseiClip]:  # each call draws the same clips again
+        return _plan_clips(request.n, corpus_rng(request.seed, "mosei"))
+
+    faults = _plan_faults([light(clip) for clip in clips()]) if request.faults else []
     check_distinct_faults(faults, "mosei", request.n)
-    broken = {fault.item: fault for fault in faults}
-    rows, media = [], []
-    for clip in clips:
-        fault = broken.get(clip.item)
-        kind = fault.kind if fault else None
-        rows.append(_row(clip, empty_text=kind == EMPTY_TEXT))
-        if kind != MISSING_CLIP:
-            media.append(MediaJob(clip.path, ClipWriter(
-                clip.path, clip.content.audio, clip.content.video, clip.content.render_seed,
-                clip.duration, SPEC, with_audio=kind != NO_AUDIO,
-                keep=0.4 if kind == TRUNCATED_MEDIA else None)))
-    counts = {mode: sum(c.mode == mode for c in clips) for mode in SPLITS}
-    return CorpusPlan({"label.csv": csv_text(COLUMNS, rows)}, media, counts, faults)
+    broken = {fault.item: fault.kind for fault in faults}
+    items = (_item(clip, broken.get(clip.item)) for clip in clips())
+    return CorpusPlan({"label.csv": csv_line(COLUMNS)}, items, {mode: 0 for mode in SPLITS}, faults)
 
 
-def _plan_clips(n: int, rng: np.random.Generator) -> list[MoseiClip]:
+def _item(clip: MoseiClip, kind: str | None) -> PlannedItem:
+    row = csv_line(_row(clip, empty_text=kind == EMPTY_TEXT))
+    media = None if kind == MISSING_CLIP else MediaJob(clip.path, ClipWriter(
+        clip.path, clip.content.audio, clip.content.video, clip.content.render_seed, clip.duration, SPEC,
+        with_audio=kind != NO_AUDIO, keep=0.4 if kind == TRUNCATED_MEDIA else None))
+    return PlannedItem(clip.mode, (("label.csv", row),), media)
+
+
+def _plan_clips(n: int, rng: np.random.Generator) -> Iterator[MoseiClip]:
+    """The clips, drawn one at a time after the videos' sizes, splits and ids."""
     sizes = _video_sizes(n, rng)
     means = np.linspace(-2.2, 2.2, len(sizes))  # sorted, so the split cycle stratifies them
     modes = assign_by_group(sizes, SPLIT_SHARES)
@@ -118,17 +122,15 @@ def _plan_clips(n: int, rng: np.random.Generator) -> list[MoseiClip]:
     noise = NoiseConfig()
     order = [int(v) for v in rng.permutation(len(sizes))]
     gap_video = next((v for v in order[1:] if sizes[v] >= 4), None)
-    clips: list[MoseiClip] = []
     for v in order:
         for clip_id in _clip_ids(sizes[v], skip_one=v == gap_video):
             label = _label(means[v], rng)
-            clips.append(MoseiClip(
+            yield MoseiClip(
                 video_id=ids[v], clip_id=clip_id, mode=modes[v], label=label,
                 content=make_content(SPACE, label, TEMPLATES, noise, rng),
                 duration=round(float(rng.uniform(2.0, 4.0)), 1),
                 unimodal=bool(rng.random() < UNIMODAL_SHARE),
-            ))
-    return clips
+            )
 
 
 def _video_sizes(n: int, rng: np.random.Generator) -> list[int]:

@@ -1,14 +1,16 @@
 """The registry of sample corpora and ``make_sample``, which writes one of them to disk.
 
-A corpus module registers a *planner* with :func:`register_sample`. The planner decides
-everything up front from ``n``, the seed and ``faults`` (ids, labels, texts, styles, timings)
-and returns a :class:`CorpusPlan`: the annotation files as text, and one :class:`MediaJob` per
-media file to render and encode. ``make_sample`` writes the text files, then runs the jobs
-under a progress bar. Each job renders from its own seed, so the output does not depend on
-the order of the jobs.
+A corpus module registers a *planner* with :func:`register_sample`. The planner decides the
+corpus's structure up front from ``n``, the seed and ``faults`` (ids, splits, where the faults
+go) and returns a :class:`CorpusPlan` whose items (one utterance, or one IEMOCAP dialogue: its
+annotation rows and its media) are drawn one at a time while ``make_sample`` writes them, so a
+large ``--n`` starts writing at once, shows its progress and holds one item in memory. Each
+item renders from its own seed, and the items are drawn in a fixed order, so one seed gives
+byte-identical annotation files and the same media.
 
-Every sample root holds ``.hcm-sample.json`` (dataset, n, seed, counts, faults). A folder that
-holds it is replaced by the next ``make_sample`` into it; any other non-empty folder is refused.
+Every sample root holds ``.hcm-sample.json`` (dataset, n, seed, counts, faults) once it is
+complete, and ``.hcm-sample-partial.json`` while it is being written. A folder that holds either
+is replaced by the next ``make_sample`` into it; any other non-empty folder is refused.
 
 Before any work, ``make_sample`` says how much disk and time the corpus will take (from the bytes
 and seconds per utterance each corpus declares, measured on its default size) and refuses a corpus
@@ -21,7 +23,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from hcm.core.progress import progress_bar
 from hcm.core.registry import Registry
 
 MARKER = ".hcm-sample.json"
+PARTIAL = ".hcm-sample-partial.json"  # a sample being written (or interrupted): replaced like a finished one
 
 # Fault kinds recorded in SampleSummary.faults.
 MISSING_CLIP = "missing_clip"  # an annotated utterance whose media file does not exist
@@ -66,13 +69,23 @@ class MediaJob:
     write: Callable[[Path], None]
 
 
+@dataclass(frozen=True)
+class PlannedItem:
+    """One unit of a corpus as the writer receives it: one utterance (IEMOCAP: one dialogue)."""
+
+    split: str  # the key of CorpusPlan.counts it adds to
+    rows: tuple[tuple[str, str], ...]  # (annotation file relative to the root, text appended to it)
+    media: MediaJob | None  # None: no media file (a missing-clip fault)
+    utterances: int = 1
+
+
 @dataclass
 class CorpusPlan:
-    """What a planner decided: annotation files, media jobs, counts and faults."""
+    """What a planner decided: the files' first lines, the items (drawn lazily), counts and faults."""
 
-    files: dict[str, str]  # relative path -> text content (UTF-8)
-    media: list[MediaJob]
-    counts: dict[str, int]  # utterances per split (IEMOCAP: per session)
+    files: dict[str, str]  # relative path -> text written before any item (annotation headers)
+    items: Iterable[PlannedItem]  # drawn and written one at a time, in this order; n utterances in all
+    counts: dict[str, int]  # utterances per split (IEMOCAP: per session), in report order; zero here
     faults: list[Fault] = field(default_factory=list)
 
 
@@ -161,17 +174,20 @@ def make_sample(dataset: str, out: Path, n: int | None = None, seed: int = 0,
     check_writable(Path(out).expanduser().resolve().parent, "the sample's parent folder")
     check_room(generator, n, Path(out), announce=progress)
     started = time.perf_counter()
-    with _status(progress, f"planning {n:,} {generator.name} utterances"):
-        plan = generator.plan(SampleRequest(n=n, seed=seed, faults=faults))
+    request = SampleRequest(n=n, seed=seed, faults=faults)
+    with _status(progress and faults, f"placing the faults among {n:,} {generator.name} utterances"):
+        plan = generator.plan(request)
     root = _prepare_root(Path(out))
+    (root / PARTIAL).write_text(json.dumps({"dataset": generator.name, **asdict(request)}, indent=2) + "\n",
+                               encoding="utf-8")
     for relative, content in plan.files.items():
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content, encoding="utf-8", newline="")
-    _run_jobs(root, plan.media, f"{dataset} media", progress)
-    summary = SampleSummary(generator.name, root, dict(plan.counts), list(plan.faults),
-                            time.perf_counter() - started)
+    counts = _write_items(root, plan, n, f"{generator.name} utterances", progress)
+    summary = SampleSummary(generator.name, root, counts, list(plan.faults), time.perf_counter() - started)
     (root / MARKER).write_text(_marker_json(summary, n, seed), encoding="utf-8")
+    (root / PARTIAL).unlink()
     return summary
 
 
@@ -253,7 +269,7 @@ def _prepare_root(root: Path) -> Path:
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"{root} is a file; give --out a folder")
     if root.is_dir() and any(root.iterdir()):
-        if not (root / MARKER).is_file():
+        if not ((root / MARKER).is_file() or (root / PARTIAL).is_file()):
             raise FileExistsError(
                 f"{root} is not empty and holds no earlier hcm sample ({MARKER}); "
                 "choose an empty or new folder with --out"
@@ -263,13 +279,24 @@ def _prepare_root(root: Path) -> Path:
     return root
 
 
-def _run_jobs(root: Path, jobs: list[MediaJob], label: str, show: bool) -> None:
-    with progress_bar(show) as bar:
-        task = bar.add_task(label, total=len(jobs))
-        for job in jobs:
-            (root / job.path).parent.mkdir(parents=True, exist_ok=True)
-            job.write(root)
-            bar.advance(task)
+def _write_items(root: Path, plan: CorpusPlan, n: int, label: str, show: bool) -> dict[str, int]:
+    """Write every item of ``plan`` (``n`` utterances) as it is drawn: its rows appended to their
+    files, then its media; the utterances written per split."""
+    counts = dict(plan.counts)
+    with progress_bar(show, eta=True, stderr=True) as bar:
+        task = bar.add_task(label, total=n)
+        for item in plan.items:
+            for relative, text in item.rows:
+                target = root / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "a", encoding="utf-8", newline="") as handle:
+                    handle.write(text)
+            if item.media is not None:
+                (root / item.media.path).parent.mkdir(parents=True, exist_ok=True)
+                item.media.write(root)
+            counts[item.split] = counts.get(item.split, 0) + item.utterances
+            bar.advance(task, item.utterances)
+    return counts
 
 
 def _marker_json(summary: SampleSummary, n: int, seed: int) -> str:
