@@ -6,7 +6,7 @@ is capturing"). The few model functions that branch on values (input checks, the
 choice of path, an empty-pair shortcut) ask :func:`capturing` and then take a path that needs no
 read: checks are left out, the choice falls on the path that is safe for every input.
 
-:func:`sync_free` marks the same rules on any device; ``hcm.training.step_graph``'s CPU dry mode
+:func:`sync_free` marks the same rules on any device; ``hcm.training.step``'s CPU dry mode
 runs its stand-in capture under it, so the CPU tests walk the paths a CUDA capture takes.
 """
 

@@ -16,6 +16,9 @@
   stops the run with the epoch, step and item ids, after saving the state before that batch;
   ``skip_nonfinite`` skips up to that many such batches instead (each logged).
 
+The step itself (forward, backward, clipping, AdamW; eager, or as CUDA graph replays under
+``step_graph``): ``hcm.training.step``.
+
 Settings (``TrainConfig``): ``hcm.training.settings``; checkpoint state (``Loop``, ``save_last``,
 ``resume_from``): ``hcm.training.checkpoints``; model factory, ``predict``: ``hcm.training.inference``.
 """
