@@ -231,7 +231,7 @@ class _Graphs:
 def eager_reason(loop: Loop, device: torch.device, world: int) -> str:
     """Why this run cannot use graphs, or ``""``."""
     if device.type != "cuda":
-        return f"the device is {device.type}, and CUDA graphs need a CUDA GPU"
+        return f"the device is {device.type}; CUDA graphs need a CUDA GPU (--device cuda)"
     if world > 1:
         return f"the run has {world} processes, and DDP's gradient all-reduce is not captured"
     if loop.scaler.is_enabled():
@@ -380,6 +380,6 @@ def make_train_step(loop: Loop, step_graph: str, clip: float, device: torch.devi
     reason = eager_reason(loop, device, world)
     if reason:
         (log.warning if step_graph == "on" else log.info)(
-            "step_graph %s: the training step runs eagerly, %s", step_graph, reason)
+            "step_graph %s: the training step runs eagerly: %s", step_graph, reason)
         return TrainStep(loop, clip, device, batch_size)
     return TrainStep(loop, clip, device, batch_size, new_recorder(device))

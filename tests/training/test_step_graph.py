@@ -63,14 +63,14 @@ def _batch(seed: int, widest: int, size: int = BATCH) -> dict[str, torch.Tensor]
 BATCHES = [(seed, 7 if seed < 6 else 13, BATCH) for seed in range(10)] + [(10, 5, 3)]
 
 
-def _loop(reading: str, clip: float) -> Loop:
+def _loop(reading: str, clip: float, device: str = "cpu", amp: torch.dtype | None = None) -> Loop:
     torch.manual_seed(0)
     cfg = ModelConfig(d_text=12, d_video=10, d_audio=8, d_model=16, num_heads=2, m_ctn=2, m_gcn=2, m_c=2,
                       ot_iters=20, num_classes=3, reading=reading, dropout=0.0, ot_backend="torch")
-    model = build_model(cfg).train()
+    model = build_model(cfg).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
     scheduler = make_scheduler(optimizer, TrainConfig(epochs=2, batch_size=BATCH, warmup_epochs=0.5), len(BATCHES))
-    return Loop(model, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), None)
+    return Loop(model, optimizer, scheduler, torch.amp.GradScaler(device, enabled=False), amp)
 
 
 def _train(loop: Loop, step: S.TrainStep) -> list[float]:
@@ -103,6 +103,19 @@ def test_dry_graph_steps_give_the_eager_losses_and_weights(reading: str, clip: f
     torch.testing.assert_close(*logits, **LOGIT_TOLERANCE)
     rate = graph_loop.optimizer.param_groups[0]["lr"]
     assert isinstance(rate, torch.Tensor) and float(rate) == pytest.approx(eager_loop.optimizer.param_groups[0]["lr"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CPU substitute: the dry test above)")
+@pytest.mark.parametrize("amp, rtol", [(None, 1e-5), (torch.bfloat16, 1e-2)])
+def test_cuda_graph_steps_give_the_eager_losses(amp: torch.dtype | None, rtol: float) -> None:
+    """Not run where hcm was written (no GPU there): the real capture against eager steps."""
+    device = torch.device("cuda")
+    eager_loop, graph_loop = _loop("paper", 1.0, "cuda", amp), _loop("paper", 1.0, "cuda", amp)
+    eager = _train(eager_loop, S.TrainStep(eager_loop, 1.0, device, BATCH))
+    step = S.TrainStep(graph_loop, 1.0, device, BATCH, S.CudaRecorder(device))
+    graphed = _train(graph_loop, step)
+    assert step.recorder is not None and step.graphs is not None, "the capture failed; the log says why"
+    torch.testing.assert_close(torch.tensor(graphed), torch.tensor(eager), rtol=rtol, atol=1e-6)
 
 
 def test_padding_grows_by_multiples_and_keeps_the_values() -> None:
