@@ -166,6 +166,43 @@ def test_a_capture_that_reads_on_the_host_warns_once_and_runs_eagerly(caplog: py
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
+class _NanOnMarkedBatches(nn.Module):
+    """Loss NaN where the first text value is above 100, decided on the device (no host read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(DIMS["text"], 3)
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        pooled = (batch["text"] * batch["text_mask"][..., None]).sum(1)  # (B, D)
+        loss = nn.functional.cross_entropy(self.head(pooled), batch["label"])
+        loss = loss + torch.where(batch["text"][0, 0, 0] > 100, torch.nan, 0.0)
+        return type("Out", (), {"loss": loss, "losses": {"task": loss.detach()}})()
+
+
+def test_a_non_finite_replay_is_reported_and_its_update_can_be_skipped() -> None:
+    torch.manual_seed(0)
+    model = _NanOnMarkedBatches()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    loop = Loop(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
+                torch.amp.GradScaler("cpu", enabled=False), None)
+    recorder = S.DryRecorder()
+    step = S.TrainStep(loop, 1.0, torch.device("cpu"), BATCH, recorder)
+    for seed in range(S.WARMUP_STEPS + 1):  # warm-up, then the capture and its first replay
+        assert step.backward(_batch(seed, 5))[1] == ""
+        step.update()
+    bad = _batch(9, 5)
+    bad["text"][0, 0, 0] = 1000.0
+    before = [p.detach().clone() for p in model.parameters()]
+    terms, fault = step.backward(bad)
+    assert step.replayed and recorder.replays == 3 and fault == "the loss became nan"  # a replay, then the read
+    assert [torch.equal(p, q) for p, q in zip(model.parameters(), before)] == [True, True]  # no update: skipped
+    terms, fault = step.backward(_batch(10, 5))
+    assert fault == "" and step.replayed and terms.loss == pytest.approx(terms.losses["task"])
+    step.update()
+    assert not torch.equal(model.head.weight, before[0])
+
+
 @pytest.mark.parametrize("mode, warned", [("on", True), ("auto", False)])
 def test_on_the_cpu_the_step_is_eager_and_on_says_why(mode: str, warned: bool,
                                                       caplog: pytest.LogCaptureFixture) -> None:
