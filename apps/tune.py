@@ -58,7 +58,7 @@ from hcm.training.tuning import (
 )
 
 #: Train settings a best-config file leaves to the machine that trains it.
-MACHINE_SETTINGS = ("device", "num_workers", "in_memory", "seed", "skip_nonfinite")
+MACHINE_SETTINGS = ("device", "num_workers", "in_memory", "seed", "skip_nonfinite", "step_graph")
 
 
 @dataclass

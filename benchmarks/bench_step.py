@@ -12,6 +12,15 @@ one batch against the seconds of the step. A JSON line closes the report: ms per
 samples/s, the step's FLOPs (``FlopCounterMode``, forward + backward), achieved GFLOP/s against
 the measured float32 matmul peak (``benchmarks/matmul_peak.py``), peak RSS and the load average.
 
+The training step as CUDA graph replays (``hcm train --set step_graph=on``, training/step.py):
+
+    .venv/bin/python benchmarks/bench_step.py --device cuda --amp bf16 --step-graph on --no-blocks
+
+times the eager step and then the graphed step (forward, backward and AdamW recorded, 3 eager
+warm-up steps and the capture untimed) in the same process on fresh copies of the model, and
+reports both and the speed-up. ``--step-graph dry`` runs the graphed step through the CPU dry
+mode's stand-in graphs (the same buffers and replays, eager arithmetic: a check, not a speed-up).
+
 The whole step (forward, backward, AdamW update) is timed as a unit. The block shares come
 from timing each block's forward and backward separately on the inputs the full model gave it
 (detached, so only that block runs): heads (Eq. 1-3), ACM (Eq. 4-6), GCN (Eq. 8-10), OT
@@ -24,6 +33,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import resource
 import statistics
@@ -124,18 +134,63 @@ def block_times(model: HCMNet, batch: dict[str, torch.Tensor], repeats: int) -> 
     }
 
 
-def step_time(model: HCMNet, batch: dict[str, torch.Tensor], repeats: int) -> tuple[float, float]:
-    """Median wall and CPU seconds (all threads) of one full training step (forward, backward, AdamW)."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.01)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(step: Callable[[], Any], repeats: int, warm: int, device: torch.device) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``step`` after ``warm`` untimed calls."""
     times, cpu = [], []
-    for _ in range(repeats + 1):  # the first step warms up
+    for i in range(repeats + warm):
+        _sync(device)
         start, start_cpu = time.perf_counter(), time.process_time()
+        step()
+        _sync(device)
+        if i >= warm:
+            times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    return statistics.median(times), statistics.median(cpu)
+
+
+def step_time(model: HCMNet, batch: dict[str, torch.Tensor], repeats: int,
+              amp: torch.dtype | None = None) -> tuple[float, float]:
+    """Median wall and CPU seconds (all threads) of one full training step (forward, backward, AdamW)."""
+    from hcm.training.inference import autocast
+
+    device = batch["label"].device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.01)
+
+    def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        model(batch).loss.backward()
+        with autocast(device, amp):
+            loss = model(batch).loss
+        loss.backward()
         optimizer.step()
-        times.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(times[1:]), statistics.median(cpu[1:])
+
+    return _timed(step, repeats, 1, device)  # the first step warms up
+
+
+def graphed_step_time(model: torch.nn.Module, batch: dict[str, torch.Tensor], repeats: int,
+                      amp: torch.dtype | None = None, dry: bool = False) -> tuple[float, float, bool]:
+    """Median wall and CPU seconds of the step through ``hcm.training.step.TrainStep`` with graphs
+    (CUDA graphs, or the dry mode's stand-ins), and whether it was captured (False: it fell back)."""
+    from hcm.training import step as steps
+    from hcm.training.checkpoints import Loop
+
+    device = batch["label"].device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    loop = Loop(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=False), amp)
+    recorder = steps.DryRecorder() if dry else steps.CudaRecorder(device)
+    runner = steps.TrainStep(loop, 0.0, device, batch["label"].shape[0], recorder)
+
+    def step() -> None:
+        runner.backward(batch)
+        runner.update()
+
+    seconds, cpu = _timed(step, repeats, steps.WARMUP_STEPS + 1, device)  # warm-up and capture untimed
+    return seconds, cpu, runner.graphs is not None
 
 
 def step_flops(model: HCMNet, batch: dict[str, torch.Tensor]) -> float:
@@ -185,7 +240,8 @@ def summary(args: argparse.Namespace, model: HCMNet, batch: dict[str, torch.Tens
             step_cpu_s: float, load_s: float | None, load_before: tuple[float, ...]) -> dict:
     """The JSON report of the step benchmark (see the module docstring)."""
     flops = step_flops(model, batch)
-    peak = _matmul_peak(args.threads, args.peak_size)
+    on_cpu = batch["label"].device.type == "cpu"
+    peak = _matmul_peak(args.threads, args.peak_size) if on_cpu else {"best_gflops": math.nan}
     report = {
         "dataset": args.dataset, "batch": args.batch, "threads": args.threads,
         "nodes": {m: int(batch[m].shape[1]) for m in ("text", "video", "audio")},
@@ -193,7 +249,9 @@ def summary(args: argparse.Namespace, model: HCMNet, batch: dict[str, torch.Tens
         "ms_per_step": round(step_s * 1e3, 1), "cpu_ms_per_step": round(step_cpu_s * 1e3, 1),
         "samples_per_s": round(args.batch / step_s, 1),
         "gflop_per_step": float(f"{flops / 1e9:.4g}"), "gflops_achieved": float(f"{flops / step_s / 1e9:.4g}"),
-        "matmul_peak": peak, "share_of_peak": float(f"{flops / step_s / 1e9 / peak['best_gflops']:.3g}"),
+        "device": str(batch["label"].device), "amp": args.amp,
+        "matmul_peak": peak if on_cpu else None,
+        "share_of_peak": float(f"{flops / step_s / 1e9 / peak['best_gflops']:.3g}") if on_cpu else None,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "loadavg_before": [round(x, 1) for x in load_before],
         "loadavg_after": [round(x, 1) for x in os.getloadavg()],
@@ -219,6 +277,10 @@ def main() -> None:
     parser.add_argument("--set-model", action="append", default=[], metavar="KEY=VALUE",
                         help="override a model hyper-parameter of the shipped config (JSON value)")
     parser.add_argument("--peak-size", type=int, default=2048, help="matrix side of the matmul-peak probe")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (on CUDA: no block table, no CPU peak)")
+    parser.add_argument("--amp", choices=("off", "bf16"), default="off", help="bf16 autocast, as hcm train's amp")
+    parser.add_argument("--step-graph", choices=("off", "on", "dry"), default="off",
+                        help="also time the step as CUDA graph replays (dry: the CPU stand-in graphs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -234,13 +296,25 @@ def main() -> None:
                **dict(_setting(text) for text in args.set_model)}
     hparams.update(ot_backend="torch", class_weights=None)  # equal class weights: the step costs the same
     cfg = ModelConfig.from_dict(hparams).for_dataset(facts, dims)
-    model = build_model(cfg).train()
+    device, amp = torch.device(args.device), torch.bfloat16 if args.amp == "bf16" else None
+    model = build_model(cfg).to(device).train()
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
     if not args.cache:
         batch = synthetic_batch(args.batch, nodes, PAPER_DIMS, max(cfg.num_classes, 2))
-    total, total_cpu = step_time(model, batch, args.repeats)
-    if not args.no_blocks:
+    batch = {k: v.to(device) for k, v in batch.items()}
+    total, total_cpu = step_time(model, batch, args.repeats, amp)
+    graphed = None
+    if args.step_graph != "off":
+        model.load_state_dict(fresh)  # the graphed step starts from the same weights
+        graphed = graphed_step_time(model, batch, args.repeats, amp, dry=args.step_graph == "dry")
+    if not args.no_blocks and device.type == "cpu":
         print_blocks(args, model, batch, total)
-    print(json.dumps(summary(args, model, batch, total, total_cpu, load_s, load_before)))
+    report = summary(args, model, batch, total, total_cpu, load_s, load_before)
+    if graphed is not None:
+        report.update(step_graph=args.step_graph, graphed_ms_per_step=round(graphed[0] * 1e3, 1),
+                      graphed_cpu_ms_per_step=round(graphed[1] * 1e3, 1), graphed_captured=graphed[2],
+                      speedup=round(total / graphed[0], 2))
+    print(json.dumps(report))
 
 
 def print_blocks(args: argparse.Namespace, model: HCMNet, batch: dict[str, torch.Tensor], total: float) -> None:

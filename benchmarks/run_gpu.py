@@ -14,7 +14,8 @@ Sections, each with its own time budget so the whole run fits in a few minutes o
   (decoding is not included: it runs in CPU worker processes beside the GPU).
 - ``train_step``: ms per HCMNet training step (forward, backward, AdamW) at batch 64 and the
   paper-profile input widths, with AMP off and on, with the Sinkhorn loops as CUDA graphs and
-  eagerly, and samples/s.
+  eagerly, and samples/s; then the whole step as CUDA graph replays (``step_graph``, fp32 and
+  bf16; in a CPU dry run through the stand-in graphs of training/step.py).
 - ``ot``: the training-size problem (B = 64, M = N = 50, d = 256, 50 iterations) eagerly, as
   CUDA graph replays and with KeOps, the largest difference between graph and eager results;
   then forward + backward of ``sinkhorn_transport`` (Eq. 12) per backend for growing node
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import platform
 import statistics
@@ -276,7 +278,23 @@ def bench_train_step(sizes: Sizes, dry: bool, device: torch.device, dataset: str
             out[key] = {"ms_per_step": round(seconds * 1e3, 2), "samples_per_s": round(sizes.batch / seconds, 1),
                         "peak_mib": peak_memory_mib(device)}
     cuda_graphs.use_cuda_graphs(None)
+    graphed_step_time = _bench_step().graphed_step_time
+    for dtype in [d for d in autocast_dtypes(device) if d != torch.float16]:  # fp16's grad scaler runs eagerly
+        reset_peak(device)
+        seconds, _, captured = graphed_step_time(build_model(cfg).to(device).train(), batch, sizes.repeats, dtype,
+                                                 dry=device.type != "cuda")
+        out[_name(dtype) + "_step_graph"] = {
+            "ms_per_step": round(seconds * 1e3, 2), "samples_per_s": round(sizes.batch / seconds, 1),
+            "peak_mib": peak_memory_mib(device), "captured": captured, "dry": device.type != "cuda"}
     return out
+
+
+def _bench_step():
+    """benchmarks/bench_step.py as a module (its graphed-step timing)."""
+    spec = importlib.util.spec_from_file_location("bench_step", Path(__file__).with_name("bench_step.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _clouds(batch: int, nodes: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hcm.core.registry import Registry
+from hcm.model.capture import capturing
 
 TaskLoss = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
 TASK_LOSSES: Registry[TaskLoss] = Registry("task loss")  # fn(prediction, label, class_weights) -> scalar
@@ -82,10 +83,12 @@ def pair_contrastive(x: Tensor, y: Tensor, classes: Tensor, keep: Tensor, temper
         keep: (B,) samples that have both modalities.
         temperature: divides the cosine similarities.
     """
-    if not bool(keep.any()):
+    if not capturing() and not bool(keep.any()):
         return (x.sum() + y.sum()) * 0.0
     sim = F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T / temperature  # (B, B)
-    sim = sim.masked_fill(~keep.unsqueeze(0), float("-inf"))
+    # the dtype's lowest finite value, not -inf: the same softmax wherever a candidate is kept, and a
+    # finite one (then masked to 0) where none is, as inside a graph capture, which skips the test above
+    sim = sim.masked_fill(~keep.unsqueeze(0), torch.finfo(sim.dtype).min)
     log_prob = torch.log_softmax(sim, dim=1)  # (B, B) over candidates
     positive = (classes.unsqueeze(1) == classes.unsqueeze(0)) & keep.unsqueeze(0) & keep.unsqueeze(1)
     per_anchor = -(log_prob.masked_fill(~positive, 0.0)).sum(1) / positive.sum(1).clamp_min(1)

@@ -227,6 +227,7 @@ class TrainConfig:
     max_audio: int | None = None  # cap on audio nodes per item
     standardise_streams: bool = True  # scale each feed stream by the train split's mean/std
     skip_nonfinite: int = 0  # batches with a non-finite loss/gradient skipped (logged) before stopping
+    step_graph: str = "off"  # "off", "auto", "on": the step as CUDA graph replays (hcm.training.step)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -240,6 +241,8 @@ class TrainConfig:
             raise ValueError(f"skip_nonfinite must be 0 or more, got {self.skip_nonfinite}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be auto, bf16, fp16 or off; got {self.amp!r}")
+        if self.step_graph not in ("off", "auto", "on"):
+            raise ValueError(f"step_graph must be off, auto or on; got {self.step_graph!r}")
 
     def adamw_decay(self, model_cfg: ModelConfig) -> float:
         """AdamW's decoupled weight decay: ``weight_decay`` under the model's ``weight_penalty``

@@ -16,6 +16,9 @@
   stops the run with the epoch, step and item ids, after saving the state before that batch;
   ``skip_nonfinite`` skips up to that many such batches instead (each logged).
 
+The step itself (forward, backward, clipping, AdamW; eager, or as CUDA graph replays under
+``step_graph``): ``hcm.training.step``.
+
 Settings (``TrainConfig``): ``hcm.training.settings``; checkpoint state (``Loop``, ``save_last``,
 ``resume_from``): ``hcm.training.checkpoints``; model factory, ``predict``: ``hcm.training.inference``.
 """
@@ -53,15 +56,14 @@ from hcm.training.faults import NonFiniteLossError, StopSignals, ignore_stop_sig
 from hcm.training.inference import (
     DEFAULT_MODEL,
     amp_dtype,
-    autocast,
     eval_loader,
     factory_path,
     make_model,
-    model_inputs,
     predict,
 )
 from hcm.training.runs import RunLogger, RunPaths, check_run_folder, check_run_folder_kept, epoch_progress
 from hcm.training.settings import DatasetFacts, TrainConfig, facts_for_cache, key_metric_of, with_class_weights
+from hcm.training.step import TrainStep, make_train_step
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +150,7 @@ class Context:
     stop: StopSignals
 
 
-def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) -> dict[str, float]:
+def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None], step: TrainStep) -> dict[str, float]:
     """This rank's share of one epoch from ``loop.step`` on; the item-weighted mean of every loss term.
     ``on_step`` gets the running mean of the loss after each step (at the end: ``train_loss`` of this rank).
 
@@ -158,14 +160,12 @@ def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) 
     loop.model.train()
     for batch in train_loader(run.setup.train_data, run.cfg, run.d, loop.epoch, loop.step):
         before = rng_state()
-        with autocast(run.d.device, loop.amp):
-            out = loop.model(model_inputs(batch, run.d.device))
-        fault = backward(loop, out.loss, run.cfg)
+        out, fault = step.backward(batch)
         bad, signum = max_over_ranks([float(bool(fault)), float(run.stop.signum)], run.d)
         if bad:
             skip_or_stop(loop, run, batch, fault, before)
         else:
-            optimizer_step(loop, run.cfg)
+            step.update()
             add_loss_terms(loop.partial, out, len(batch["index"]))
         loop.scheduler.step()
         loop.step += 1
@@ -178,32 +178,6 @@ def train_one_epoch(loop: Loop, run: Context, on_step: Callable[[float], None]) 
     means["train_skipped"] = sum(1 for s in loop.skipped if s["epoch"] == loop.epoch + 1)
     loop.step, loop.partial = 0, {}
     return means
-
-
-def backward(loop: Loop, loss: torch.Tensor, cfg: TrainConfig) -> str:
-    """Backward pass (clipping too, without a grad scaler); says what is not finite, or ``""``.
-
-    Every rank runs the backward pass even with a bad loss: DDP's gradient all-reduce needs them all.
-    """
-    loop.optimizer.zero_grad(set_to_none=True)
-    loop.scaler.scale(loss).backward()
-    if not torch.isfinite(loss.detach()).all():
-        return f"the loss became {float(loss.detach())}"
-    if loop.scaler.is_enabled():
-        return ""  # an fp16 grad scaler skips steps with inf/NaN gradients and lowers its scale itself
-    if cfg.grad_clip > 0:
-        norm = nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip)
-    else:
-        norm = nn.utils.get_total_norm([p.grad for p in loop.model.parameters() if p.grad is not None])
-    return "" if torch.isfinite(norm) else f"the gradient norm became {float(norm)}"
-
-
-def optimizer_step(loop: Loop, cfg: TrainConfig) -> None:
-    if loop.scaler.is_enabled() and cfg.grad_clip > 0:
-        loop.scaler.unscale_(loop.optimizer)
-        nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip)
-    loop.scaler.step(loop.optimizer)
-    loop.scaler.update()
 
 
 def add_loss_terms(sums: dict[str, float], out: Any, n: int) -> None:
@@ -378,6 +352,7 @@ def run_epochs(loop: Loop, run: Context, callbacks: Sequence[Callable[[int, dict
     logger = RunLogger(run.paths, d.main, loop.epoch)
     valid = eval_loader(setup.valid_data, cfg, d)
     steps = len(train_loader(setup.train_data, cfg, d, loop.epoch))
+    step = make_train_step(loop, cfg.step_graph, cfg.grad_clip, d.device, d.world, cfg.batch_size // d.world)
     try:
         with epoch_progress(show and d.main) as bar:
             while loop.epoch < cfg.epochs:
@@ -385,9 +360,9 @@ def run_epochs(loop: Loop, run: Context, callbacks: Sequence[Callable[[int, dict
                                     loss="-", valid="")
                 on_step = lambda loss, task=task: bar.update(task, advance=1, loss=f"{loss:.4f}")  # noqa: E731
                 with cache_guard(loop, run):
-                    row = train_one_epoch(loop, run, on_step)
+                    row = train_one_epoch(loop, run, on_step, step)
                     row.update(validate(loop, valid, setup, d))
-                row["lr"] = loop.optimizer.param_groups[0]["lr"]
+                row["lr"] = float(loop.optimizer.param_groups[0]["lr"])  # a device tensor under step_graph
                 if d.main:
                     check_run_folder_kept(run.paths, loop.epoch + 1)
                 stop = finish_epoch(loop, row, run)

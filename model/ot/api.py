@@ -15,6 +15,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from hcm.model.capture import capturing
 from hcm.model.ot import dense, keops_backend, pot_backend  # noqa: F401 - they register backends
 from hcm.model.ot.dense import all_finite
 from hcm.model.ot.problem import GRAD_MODES, PointCloudCost, SinkhornProblem
@@ -53,19 +54,20 @@ def _marginal(mass: Tensor | None, batch: int, size: int, like: Tensor, name: st
         return like.new_full((batch, size), 1.0 / size)
     if mass.shape != (batch, size):
         raise ValueError(f"marginal {name} must have shape {(batch, size)}, got {tuple(mass.shape)}")
-    if not bool(torch.isfinite(mass).all()) or bool((mass < 0).any()):
+    if not capturing() and (not bool(torch.isfinite(mass).all()) or bool((mass < 0).any())):
         raise ValueError(f"marginal {name} must be finite and non-negative (zeros mark padded nodes)")
     return mass.to(like.dtype)
 
 
 def _problem(cost, a, b, eps: float, n_iters: int, grad: str) -> SinkhornProblem:
     """Check the inputs and bundle them; raises ValueError naming the bad value."""
+    checked = not capturing()  # no host reads inside a graph capture (hcm.model.capture)
     if isinstance(cost, PointCloudCost):
         ref, (batch, m, n) = cost.x, (cost.x.shape[0], cost.x.shape[1], cost.y.shape[1])
-        finite = all_finite(cost.x) and all_finite(cost.y)
+        finite = not checked or (all_finite(cost.x) and all_finite(cost.y))
     elif isinstance(cost, Tensor) and cost.dim() == 3:
         ref, (batch, m, n) = cost, cost.shape
-        finite = all_finite(cost)
+        finite = not checked or all_finite(cost)
     else:
         raise ValueError(f"cost must be a (B, M, N) tensor or a PointCloudCost, got {type(cost).__name__}")
     if not finite:
@@ -115,7 +117,7 @@ def _resolve(backend: str, problem: SinkhornProblem):
 def _without_empty(problem: SinkhornProblem) -> tuple[SinkhornProblem, Tensor | None]:
     """Give samples with an all-zero marginal uniform dummy marginals; their mask (B,) to zero them."""
     keep = (problem.a.sum(1) > 0) & (problem.b.sum(1) > 0)  # (B,)
-    if bool(keep.all()):
+    if not capturing() and bool(keep.all()):  # under capture the dummies are always made (no host read)
         return problem, None
     batch, m, n = problem.shape
     a = torch.where(keep[:, None], problem.a, 1.0 / m)

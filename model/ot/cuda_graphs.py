@@ -8,8 +8,9 @@ buffers, the graph runs, and its outputs are cloned (the next replay overwrites 
 captured kernels are the eager ones, so the numbers are those of the eager loop.
 
 Eager instead of a graph: on the CPU; when ``HCM_CUDA_GRAPHS=0`` or :func:`use_cuda_graphs` says so;
-while autograd records (double backward); while the caller is itself capturing a graph (the ops
-then join the caller's graph); for problems over ``GRAPH_MAX_ELEMENTS`` entries per (B, M, N)
+while autograd records (double backward); while the caller is itself capturing a graph, such as
+``hcm.training.step``'s whole training step, or runs under its CPU stand-in (``hcm.model.capture``:
+the ops then join the caller's graph); for problems over ``GRAPH_MAX_ELEMENTS`` entries per (B, M, N)
 array, where launches no longer matter and a graph's private memory would; and, with one
 warning, after a capture fails.
 """
@@ -23,6 +24,8 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
+
+from hcm.model.capture import capturing
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ def graphs_enabled() -> bool:
 def _eager(inputs: tuple[Tensor, ...]) -> bool:
     first = inputs[0]
     return (not first.is_cuda or not graphs_enabled() or torch.is_grad_enabled()
-            or first.numel() > GRAPH_MAX_ELEMENTS or torch.cuda.is_current_stream_capturing())
+            or first.numel() > GRAPH_MAX_ELEMENTS or capturing())
 
 
 def _capture(fn: Callable[..., tuple[Tensor, ...]], inputs: tuple[Tensor, ...], settings: dict[str, Any]):

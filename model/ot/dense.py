@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hcm.model.capture import capturing
 from hcm.model.ot.cuda_graphs import run_loop
 from hcm.model.ot.fused_cpu import FusedScalingSinkhorn, use_fused
 from hcm.model.ot.problem import SinkhornProblem, input_grads, safe_log
@@ -168,9 +169,12 @@ def scaling_is_safe(logk: Tensor) -> bool:
 
 
 def dense_plan(logk: Tensor, a: Tensor, b: Tensor, n_iters: int, grad: str) -> Tensor:
-    """Plan (B, M, N) for ``logk = -C / eps``: the scaling path when safe, else the log path."""
+    """Plan (B, M, N) for ``logk = -C / eps``: the scaling path when safe, else the log path.
+
+    Inside a graph capture the log path always: it is safe for every input, and the safety test
+    and the finiteness check that follows the scaling path read values on the host."""
     grad_steps = 1 if grad == "last_step" else n_iters
-    if scaling_is_safe(logk):
+    if not capturing() and scaling_is_safe(logk):
         scaling = FusedScalingSinkhorn if use_fused(logk, a, b) else ScalingSinkhorn
         plan = scaling.apply(logk, a, b, n_iters, grad_steps)
         if all_finite(plan):  # a plan sums to at most 1 per sample

@@ -46,6 +46,23 @@ def test_step_benchmark_on_a_cache_reports_the_loader_share(tmp_path: Path) -> N
     assert report["nodes"]["video"] >= 1 and report["share_of_peak"] > 0
 
 
+def test_the_graphed_step_timing_runs_through_the_dry_graphs() -> None:
+    """bench_step's --step-graph timing on the CPU stand-in graphs: captured, timed, the weights moved."""
+    from hcm.model.config import ModelConfig
+    from hcm.model.hcmnet import build_model
+
+    bench = _load("bench_step")
+    torch.manual_seed(0)
+    dims = {"text": 12, "video": 10, "audio": 8}
+    model = build_model(ModelConfig(d_text=12, d_video=10, d_audio=8, d_model=16, num_heads=2, m_ctn=2, m_gcn=1,
+                                    m_c=1, ot_iters=5, num_classes=3)).train()
+    before = [p.detach().clone() for p in model.parameters()]
+    batch = bench.synthetic_batch(4, {"text": 6, "video": 3, "audio": 3}, dims, 3)
+    seconds, cpu, captured = bench.graphed_step_time(model, batch, repeats=1, dry=True)
+    assert captured and seconds > 0 and cpu > 0
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
+
+
 def test_ot_peers_and_serial_run_at_tiny_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     """bench_ot's peer table (POT's batched scaling solver included) and its one-sample crossover."""
     bench = _load("bench_ot")

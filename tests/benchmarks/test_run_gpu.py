@@ -27,6 +27,8 @@ def test_gpu_benchmark_dry_run_on_cpu_reports_every_section() -> None:
     assert {"roberta", "efficientnet", "clip_image", "clip_text", "esresnext"} <= set(report["encoders"])
     for precision in ("fp32", "bf16"):
         assert report["train_step"][precision]["ms_per_step"] > 0
+        graphed = report["train_step"][f"{precision}_step_graph"]
+        assert graphed["ms_per_step"] > 0 and graphed["captured"] and graphed["dry"]
     assert report["peak"]["fp32"] > 0
     assert report["encoders"]["share_of_matmul_peak"]["fp32"] > 0
     assert [(row["batch"], row["nodes"]) for row in report["ot"]["rows"]] == [(1, 8), (1, 16), (2, 8)]

@@ -102,6 +102,28 @@ def test_environment_switch(monkeypatch: pytest.MonkeyPatch, value: str, enabled
     assert cuda_graphs.graphs_enabled() is enabled
 
 
+def test_inside_a_callers_capture_the_loops_join_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA tensor outside autograd gets its own graph, except inside a caller's capture (the whole
+    training step, hcm.training.step) or its CPU stand-in: no nested capture."""
+    from hcm.model.capture import sync_free
+
+    class _OnCuda:  # what _eager asks of a CUDA tensor
+        is_cuda = True
+
+        def numel(self) -> int:
+            return 8
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # only the stand-in's flag then
+    cuda_graphs.use_cuda_graphs(True)
+    try:
+        with torch.no_grad():
+            assert not cuda_graphs._eager((_OnCuda(),))
+            with sync_free():
+                assert cuda_graphs._eager((_OnCuda(),))
+    finally:
+        cuda_graphs.use_cuda_graphs(None)
+
+
 def test_cpu_tensors_never_use_graphs() -> None:
     cuda_graphs.use_cuda_graphs(True)
     try:
