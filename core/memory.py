@@ -53,14 +53,16 @@ class FileMappings:
 
     def release(self, tensor: Any) -> int:
         """Drop the whole pages of ``tensor``'s bytes from this process when they lie in one file
-        mapping; the bytes released (0 for a tensor in anonymous memory).
+        mapping; the bytes released (0 for a tensor in anonymous memory or on a GPU).
 
         Read again, the pages come back from the file: what was written into a copy-on-write
         mapping is lost. Release only a tensor that nothing uses any more."""
+        if self._madvise is None or not tensor.is_cpu:
+            return 0
         first = tensor.data_ptr()
         start = -(-first // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages only: neighbours share the edges
         end = (first + tensor.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
-        if self._madvise is None or end <= start:
+        if end <= start:
             return 0
         index = bisect_right(self.starts, start) - 1
         if index < 0 or end > self.ranges[index][1]:
