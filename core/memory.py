@@ -10,7 +10,8 @@ cache still holds the released pages (reading the tensor again reads them back f
 
 Only pages inside a mapping of a file are released: in anonymous memory the same advice would
 discard data. Where ``/proc/self/maps`` or ``madvise`` does not exist (not Linux), nothing is
-released. Tensors are used through ``data_ptr()`` and ``nbytes`` only: core does not import torch.
+released, and nothing on a GPU. Tensors are used through ``is_cpu``, ``data_ptr()`` and ``nbytes``
+only: core does not import torch.
 """
 
 from __future__ import annotations
