@@ -85,7 +85,9 @@ class Encoder(ABC):
     streams and a batched ``encode``."""
 
     name: ClassVar[str] = ""  # set by register_encoder
-    precision: str = "float32"  # float32, bfloat16 or float16: set by create_encoder (see precision.py)
+    # float32, bfloat16 or float16: set by create_encoder, which stores the weights of the
+    # autocast_networks for it (see precision.py)
+    precision: str = "float32"
     modality: ClassVar[str] = ""  # text, video or audio: which medium it reads
     settings_class: ClassVar[type] = object  # the settings dataclass stored in profiles and recipes
     shares_models: ClassVar[bool] = False  # from_profile takes shared= (SharedModels)
@@ -138,6 +140,12 @@ class Encoder(ABC):
     def empty(self) -> dict[str, np.ndarray]:
         """Zero-row arrays of every output stream, for an item whose modality is missing."""
         return {spec.name: np.zeros((0, *spec.shape), dtype=spec.dtype) for spec in self.outputs}
+
+    def autocast_networks(self) -> list[torch.nn.Module]:
+        """The networks that run wholly under :meth:`autocast`: in bfloat16 and float16 their linear,
+        convolution and attention weights are stored in that dtype (``precision.store_autocast_weights``).
+        None by default: an encoder that runs a part of its network outside autocast keeps its weights."""
+        return []
 
     def autocast(self) -> ContextManager:
         """The context the encoder's ``precision`` runs in (``precision.autocast``)."""
@@ -200,7 +208,8 @@ def create_encoder(name: str, profile: Any, weights: ResolvedWeights, device: to
                    precision: str = "float32", shared: SharedModels | None = None) -> Encoder:
     """Build the encoder ``name`` for ``profile`` with resolved ``weights`` on ``device``, running in
     ``precision`` (``float32``, ``bfloat16`` or ``float16``; ``precision.choose_precision`` resolves
-    ``auto``); encoders built with one ``shared`` share the networks they have in common."""
+    ``auto``; in bfloat16 and float16 the weights autocast casts anyway are stored in that dtype);
+    encoders built with one ``shared`` share the networks they have in common."""
     if precision not in precisions.PRECISIONS:
         raise EncoderError(f"precision {precision!r} is not one of {precisions.PRECISIONS}")
     cls = encoder_class(name)
@@ -209,6 +218,8 @@ def create_encoder(name: str, profile: Any, weights: ResolvedWeights, device: to
     else:
         encoder = cls.from_profile(profile, weights, device)
     encoder.precision = precision
+    for network in encoder.autocast_networks():
+        precisions.store_autocast_weights(network, precision)
     return encoder
 
 

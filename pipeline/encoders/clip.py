@@ -326,8 +326,11 @@ class CLIP(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """The weights' dtype (of the image tower; of the text projection when it was dropped)."""
-        return self.visual.conv1.weight.dtype if self.visual is not None else self.text_projection.dtype
+        """The dtype the towers take their inputs and residual streams in: the final LayerNorm's
+        (float32 unless the whole model was converted, e.g. by ``.half()``). A model with only the
+        weights autocast casts stored in its dtype (``precision.store_autocast_weights``) keeps
+        float32 here, as autocast does with float32 weights."""
+        return self.ln_final.weight.dtype
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) CLIP-normalised RGB -> (B, embed_dim) image embeddings (not L2-normalised)."""

@@ -163,6 +163,9 @@ class EfficientNetEncoder(Encoder):
         model = build_efficientnet(settings, weights.path("efficientnet"), profile.seed)
         return cls(settings, model, weights_id(cls, settings, weights, profile.seed), device)
 
+    def autocast_networks(self) -> list[torch.nn.Module]:
+        return [self.model]
+
     @property
     def preparer(self) -> Preparer:
         return EfficientNetPreparer(self.settings.image_size)

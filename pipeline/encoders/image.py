@@ -139,6 +139,9 @@ class _ClipEncoder(Encoder):
         self.model = model.to(self.device).eval()
         self.weights_id = weights_id
 
+    def autocast_networks(self) -> list[torch.nn.Module]:
+        return [self.model]  # shared: the second encoder finds its weights stored already
+
     def _spec(self, name: str, extra: dict) -> FeatureSpec:
         config = {**self.settings.config.to_dict(), **extra}
         return FeatureSpec(name, (self.settings.config.embed_dim,), "float16", self.name, self.weights_id, config)

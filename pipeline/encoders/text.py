@@ -236,6 +236,9 @@ class RobertaEncoder(Encoder):
         model = AutoModel.from_pretrained(source, add_pooling_layer=False)
         return cls(settings, tokenizer, model, parser, weights_id(cls, settings, weights, profile.seed), device)
 
+    def autocast_networks(self) -> list[torch.nn.Module]:
+        return [self.model]
+
     @property
     def outputs(self) -> list[FeatureSpec]:
         config = {"model": self.settings.model, "context": self.settings.context,

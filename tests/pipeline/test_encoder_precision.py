@@ -1,5 +1,6 @@
-"""Encoder precision: the choice of ``auto``, the device transfer helper, and low-precision outputs
-against float32 on the reference fixtures and on every encoder of the ``tiny`` profile.
+"""Encoder precision: the choice of ``auto``, the device transfer helper, the weights stored in the
+low precision, and low-precision outputs against float32 on the reference fixtures and on every
+encoder of the ``tiny`` profile.
 
 Tolerances are relative: ||y - y_float32|| / ||y_float32|| over the whole output (Frobenius norm),
 on the float16 arrays the cache stores. They are the ones docs/extraction.md (Precision) states,
@@ -8,6 +9,7 @@ about twice the errors measured on torch 2.13 (CPU): bfloat16 keeps 8 mantissa b
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 import torch
 
 from hcm.core.errors import UsageError
+from hcm.core.torch_archive import read_archive
 from hcm.pipeline.encoders import clip, create_encoder, esresnext, precision
 from hcm.pipeline.encoders.base import CPU_ROWS_PER_FORWARD, EncoderError, forward_arrays, forward_rows, to_device
 from hcm.pipeline.profiles import ResolvedWeights, get_profile
@@ -187,27 +190,36 @@ def test_tiny_cnn_encoders_on_cuda_stay_within_tolerance(chosen: str) -> None:
 # --------------------------------------------------------------------------- the tiny profile, every encoder
 
 
+TINY_UTTERANCES = [
+    SimpleNamespace(text="i really liked the movie", context_before=["hello there"], context_after=[]),
+    SimpleNamespace(text="no, the acting was bad", context_before=[], context_after=["well okay"]),
+]
+
+
+def tiny_prepared(encoder, rng: np.random.Generator) -> list:
+    """The preparer's output of synthetic media for each of TINY_UTTERANCES (``None`` for text encoders)."""
+    if encoder.preparer is None:
+        return [None] * len(TINY_UTTERANCES)
+    shape = (3, 48, 80, 3) if encoder.preparer.modality == "video" else None
+    media = [rng.integers(0, 256, size=shape, dtype=np.uint8) if shape else
+             (rng.standard_normal(encoder.preparer.sample_rate) * 0.1).astype(np.float32) for _ in TINY_UTTERANCES]
+    return [encoder.preparer(m) for m in media]
+
+
 @pytest.fixture(scope="module")
 def tiny_outputs() -> dict[str, dict[str, list]]:
     """Every tiny encoder's outputs on one synthetic batch, per precision: {encoder: {precision: [Encoded]}}."""
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     profile = get_profile("tiny", frames=3, segments=2)
-    utterances = [SimpleNamespace(text="i really liked the movie", context_before=["hello there"], context_after=[]),
-                  SimpleNamespace(text="no, the acting was bad", context_before=[], context_after=["well okay"])]
     outputs: dict[str, dict[str, list]] = {}
     for name in profile.encoders:
         encoder = create_encoder(name, profile, ResolvedWeights(), "cpu")
-        prepared = [None] * len(utterances)
-        if encoder.preparer is not None:
-            shape = (3, 48, 80, 3) if encoder.preparer.modality == "video" else None
-            media = [rng.integers(0, 256, size=shape, dtype=np.uint8) if shape else
-                     (rng.standard_normal(encoder.preparer.sample_rate) * 0.1).astype(np.float32) for _ in utterances]
-            prepared = [encoder.preparer(m) for m in media]
+        prepared = tiny_prepared(encoder, rng)
         outputs[name] = {}
         for chosen in precision.PRECISIONS:
-            encoder.precision = chosen
-            outputs[name][chosen] = encoder.encode(utterances, prepared)
+            encoder.precision = chosen  # float32 weights, cast by autocast at every call
+            outputs[name][chosen] = encoder.encode(TINY_UTTERANCES, prepared)
     return outputs
 
 
@@ -226,6 +238,68 @@ def test_tiny_encoders_stay_within_tolerance_of_float32(tiny_outputs: dict, chos
             else:
                 error = relative_error(value, reference)
                 assert 0.0 < error <= TOLERANCE[chosen][name], (name, stream, error)
+
+
+# --------------------------------------------------------------------------- weights stored for autocast
+
+
+@pytest.mark.parametrize("chosen", ["bfloat16", "float16"])
+def test_encoders_built_for_a_low_precision_store_the_weights_autocast_casts(tiny_outputs: dict, chosen: str) -> None:
+    """Linear, convolution and attention weights are stored in the autocast dtype, everything else
+    stays float32, and the features are bit for bit those of float32 weights cast at every call."""
+    dtype = precision.AUTOCAST_DTYPES[chosen]
+    rng = np.random.default_rng(0)  # the fixture's media, in the fixture's order
+    profile = get_profile("tiny", frames=3, segments=2)
+    stored_by = set()
+    for name in profile.encoders:
+        encoder = create_encoder(name, profile, ResolvedWeights(), "cpu", chosen)
+        prepared = tiny_prepared(encoder, rng)
+        for network in encoder.autocast_networks():
+            for module in network.modules():
+                expected = dtype if isinstance(module, precision.AUTOCAST_LAYERS) else torch.float32
+                for weight_name, weight in module.named_parameters(recurse=False):
+                    assert weight.dtype == expected, (name, type(module).__name__, weight_name)
+            stored_by.add(name)
+        for item, reference in zip(encoder.encode(TINY_UTTERANCES, prepared), tiny_outputs[name][chosen]):
+            for stream, value in reference.features.items():
+                assert np.array_equal(item.features[stream], value), (name, stream)
+    # ESResNeXt runs its front end and short spectrograms in float32: its weights stay float32
+    assert stored_by == {"roberta", "clip_text", "clip_image", "efficientnet"}
+
+
+def test_float32_keeps_every_weight_in_float32() -> None:
+    profile = get_profile("tiny", frames=3, segments=2)
+    for name in ("roberta", "clip_image", "efficientnet"):
+        encoder = create_encoder(name, profile, ResolvedWeights(), "cpu", "float32")
+        assert {weight.dtype for weight in encoder.model.parameters()} == {torch.float32}, name
+
+
+def test_storing_the_weights_gives_back_the_pages_of_the_mapped_float32_file(tmp_path) -> None:
+    """A float32 weight read from a mapped file leaves no resident pages once stored in bfloat16,
+    although the file stays mapped for the weights kept in float32 (a LayerNorm here, RoBERTa's
+    embeddings in an extraction)."""
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("reads resident memory from /proc (Linux)")
+
+    def network() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(2048, 4096), torch.nn.LayerNorm(4096))  # a 32 MiB weight
+
+    written = network()
+    torch.save(written.state_dict(), tmp_path / "network.pt")
+    with torch.device("meta"):
+        mapped = network()
+    mapped.load_state_dict(read_archive(tmp_path / "network.pt", mapped=True), assign=True)  # as load_clip does
+    before = resident_file_kib()
+    precision.store_autocast_weights(mapped, "bfloat16")
+    assert torch.equal(mapped[0].weight, written[0].weight.to(torch.bfloat16))
+    assert mapped[1].weight.dtype == torch.float32 and torch.equal(mapped[1].weight, written[1].weight)
+    assert resident_file_kib() - before < 4096  # read, converted and given back (32,768 KiB otherwise)
+
+
+def resident_file_kib() -> int:
+    """This process's resident pages of mapped files (``RssFile``), KiB."""
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in lines if line.startswith("RssFile:")).split()[1])
 
 
 # --------------------------------------------------------------------------- the reference fixtures
