@@ -28,7 +28,16 @@ from hcm.training.runs import start_or_resume
 from hcm.training.search_space import SearchSpace, parse_space
 from hcm.training.settings import TrainConfig
 from hcm.training.trainer import train
-from hcm.training.tuning import load_study, make_pruner, make_sampler, open_storage, shown_url, work_until
+from hcm.training.tuning import (
+    SurplusTrial,
+    claim_budget,
+    load_study,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    shown_url,
+    work_until,
+)
 
 log = logging.getLogger(__name__)
 MAX_FAILED_IN_A_ROW = 5  # a worker whose trials keep failing on invalid settings stops
@@ -145,6 +154,7 @@ def objective(spec: StudySpec, space: SearchSpace):
     """The study's objective: search trials train once (seed ``--seed``) with pruning; grid points
     train once per ``--confirm-seeds`` seed and return the mean."""
     def run(trial: optuna.Trial) -> float:
+        claim_budget(trial, spec.trials)  # before any setting is drawn or run folder made
         if spec.grid:
             values = {name: trial.suggest_categorical(name, choices) for name, choices in spec.grid.items()}
         else:
@@ -184,7 +194,10 @@ def run_worker(spec: StudySpec, threads: int | None, index: int = 0) -> None:
     failures: list[FrozenTrial] = []
 
     def one_trial() -> None:
-        study.optimize(func, n_trials=1, catch=(InvalidTrialSettings,), callbacks=[lambda _, t: failures.append(t)])
+        study.optimize(func, n_trials=1, catch=(InvalidTrialSettings, SurplusTrial),
+                       callbacks=[lambda _, t: failures.append(t)])
+        if failures and failures[-1].user_attrs.get("surplus"):
+            failures.pop()  # it gave way to another worker's trial; it says nothing about the settings
         if failures and failures[-1].state != TrialState.FAIL:
             failures.clear()
         if len(failures) >= MAX_FAILED_IN_A_ROW:

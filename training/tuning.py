@@ -129,6 +129,26 @@ def fail_stale(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+class SurplusTrial(Exception):
+    """A trial begun when the study's budget was already taken by trials begun before it."""
+
+
+def claim_budget(trial: optuna.Trial, n_trials: int) -> None:
+    """Raise :class:`SurplusTrial` unless ``trial`` is one of the study's first ``n_trials`` trials
+    that did not fail, counted in the storage's trial numbers.
+
+    Two workers that both see room for one more trial start one each; the storage numbers the
+    trials one after the other, so the later one gives way here (it is marked failed, with the user
+    attribute ``surplus``, before it trains) and the study ends with ``n_trials`` finished trials.
+    """
+    begun = [t for t in trial.study.get_trials(deepcopy=False)
+             if t.number < trial.number and t.state != TrialState.FAIL]
+    if len(begun) >= n_trials:
+        trial.set_user_attr("surplus", True)
+        raise SurplusTrial(f"trial {trial.number} gives way: {len(begun)} trials begun before it fill the "
+                           f"budget of {n_trials}")
+
+
 def work_until(study: optuna.Study, n_trials: int, run_one: Callable[[], None], heartbeat: int,
                stop: Callable[[], bool] = lambda: False) -> None:
     """Run trials until ``n_trials`` are complete or pruned (with other workers on the same study).

@@ -1,5 +1,5 @@
 """Optuna studies of hcm tune without training: identity, stale trials, finished-trial counts,
-grid points queued again, storage errors."""
+the budget shared by workers, grid points queued again, storage errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from optuna.trial import TrialState
 
 from hcm.core.errors import UsageError
 from hcm.training.tuning import (
+    SurplusTrial,
     best_first,
+    claim_budget,
     default_storage,
     load_study,
     make_pruner,
@@ -78,3 +80,35 @@ def test_storage_errors_are_messages(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot open the study storage|driver"):
         open_storage("nosuchdb://host/db", None)
     assert shown_url("postgresql://me:secret@host/db") == "postgresql://me:***@host/db"
+
+
+def test_a_trial_begun_when_the_budget_was_taken_gives_way(tmp_path: Path) -> None:
+    study = new_study(tmp_path, heartbeat=None)
+    study.optimize(lambda t: float(t.suggest_int("x", 1, 2)), n_trials=1)
+    first, second = study.ask(), study.ask()  # two workers saw room for one more trial at the same moment
+    claim_budget(first, 2)
+    with pytest.raises(SurplusTrial, match="trial 2 gives way: 2 trials begun before it fill the budget of 2"):
+        claim_budget(second, 2)
+    assert study.trials[2].user_attrs == {"surplus": True} and study.trials[1].user_attrs == {}
+    study.tell(second, state=TrialState.FAIL)  # as optimize(catch=...) marks it
+    study.tell(first, state=TrialState.FAIL)  # a failed trial leaves its room to the next one
+    claim_budget(study.ask(), 2)
+
+
+def test_racing_workers_end_with_the_budget_of_finished_trials(tmp_path: Path) -> None:
+    """Worker B starts a trial while worker A's last trial runs; B's gives way and A's finishes."""
+    worker_a, worker_b = new_study(tmp_path, heartbeat=None), new_study(tmp_path, heartbeat=None)
+
+    def objective(other: optuna.Study | None):
+        def run(trial: optuna.Trial) -> float:
+            claim_budget(trial, 2)
+            if other is not None and trial.number == 1:
+                other.optimize(objective(None), n_trials=1, catch=(SurplusTrial,))
+            return float(trial.suggest_int("x", 1, 2))
+        return run
+
+    work_until(worker_a, 2, lambda: worker_a.optimize(objective(worker_b), n_trials=1, catch=(SurplusTrial,)),
+               heartbeat=1)
+    states = [t.state for t in worker_a.get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
+    assert worker_a.get_trials()[2].user_attrs == {"surplus": True} and not worker_a.get_trials()[2].params
