@@ -29,7 +29,8 @@ BUILD = REPO / "build" / "mutate"
 MODULES: dict[str, list[str]] = {
     "training/metrics.py": ["tests/training/test_metrics.py", "tests/training/test_mmsa_metrics.py",
                             "tests/training/test_metrics_edges.py"],
-    "core/numpy_pickle.py": ["tests/core/test_pickledata.py", "tests/core/test_fuzz_loaders.py",
+    "core/numpy_pickle.py": ["tests/core/test_numpy_pickle.py", "tests/core/test_pickledata.py",
+                             "tests/core/test_fuzz_loaders.py",
                              "tests/pipeline/test_import_mmsa.py"],
     "core/pickledata.py": ["tests/core/test_pickledata.py", "tests/core/test_fuzz_loaders.py",
                            "tests/pipeline/test_import_mmsa.py"],
