@@ -37,7 +37,8 @@ MODULES: dict[str, list[str]] = {
                            "tests/pipeline/test_import_mmsa.py"],
     "core/torch_archive.py": ["tests/core/test_torch_archive_parts.py", "tests/core/test_torch_archive.py",
                               "tests/core/test_fuzz_loaders.py"],
-    "model/losses.py": ["tests/model/test_losses.py", "tests/model/test_objective_wiring.py"],
+    "model/losses.py": ["tests/model/test_losses_edges.py", "tests/model/test_losses.py",
+                        "tests/model/test_objective_wiring.py"],
     # the readings (Eq. 15/17 and the departures of docs/readings): where they act
     "model/composition.py": ["tests/model/test_readings.py", "tests/model/test_hcmnet.py"],
     "model/nodes.py": ["tests/model/test_readings.py", "tests/model/test_hcmnet.py"],
