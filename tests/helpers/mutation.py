@@ -50,7 +50,8 @@ MODULES: dict[str, list[str]] = {
     "model/ot/fused_cpu.py": ["tests/model/test_ot_fused.py"],
     "training/evaluate.py": ["tests/training/test_results.py", "tests/training/test_evaluate_plots.py",
                              "tests/cli/test_cli_train.py"],
-    "training/checkpoints.py": ["tests/training/test_checkpoints.py", "tests/training/test_trainer_faults.py"],
+    "training/checkpoints.py": ["tests/training/test_checkpoint_state.py", "tests/training/test_checkpoints.py",
+                                "tests/training/test_trainer_faults.py"],
     "training/faults.py": ["tests/training/test_trainer.py", "tests/training/test_trainer_faults.py"],  # resume
     "training/trainer.py": ["tests/training/test_trainer.py", "tests/training/test_trainer_faults.py"],
     "cache/inspect.py": ["tests/cache/test_cache_faults.py", "tests/cache/test_cache_cli.py"],  # verification
@@ -63,6 +64,10 @@ DESELECT: dict[str, list[str]] = {
     # an extraction (over a minute on 2 cores); the split file's recipe entry: tests/pipeline/test_splits.py
     "pipeline/datasets/splits.py": [
         "tests/pipeline/test_split_file.py::test_extract_records_the_split_file_and_refuses_another"],
+    # a training run stopped by SIGTERM and resumed (12 s); saving and restoring a loop, its RNG
+    # states and loss sums: tests/training/test_checkpoint_state.py
+    "training/checkpoints.py": [
+        "tests/training/test_trainer_faults.py::test_sigterm_mid_epoch_checkpoints_and_resumes_to_the_same_metrics"],
 }
 SKIP = (".git", ".venv", "build", "mutants", "hcm-work", "tests", "__pycache__", ".pytest_cache", ".ruff_cache")
 
