@@ -73,6 +73,7 @@ def test_protocol_0_bools_are_bools() -> None:
 
 def test_dict_tuple_and_list_opcodes_with_marks() -> None:
     assert read(b"(I1\nI2\nd.") == {1: 2}
+    assert read(b"(K\x01K\x02K\x03K\x04K\x05K\x06d.") == {1: 2, 3: 4, 5: 6}
     assert read(b"(I1\nI2\nt.") == (1, 2)
     assert read(b"(I1\nI2\nl.") == [1, 2]
     assert read(b"I3\nI4\n\x85\x86.") == (3, (4,))  # TUPLE1, TUPLE2
@@ -109,6 +110,12 @@ def test_allowed_names_are_markers_the_rules_call() -> None:
     assert read(b"cm\nf\n(K\x01tR.") == ("called", "m.f", (1,))
     assert read(b"\x80\x04\x8c\x01m\x8c\x01f\x93K\x02\x85R.") == ("called", "m.f", (2,))  # STACK_GLOBAL
     assert read(P2 + b"cm\nf\n)\x81.") == ("called", "m.f", ())  # NEWOBJ
+
+
+def test_a_global_name_is_all_of_its_second_line() -> None:
+    rules = Rules(globals=frozenset({("m", "f g")}), reduce=reduce)
+    assert read(b"cm\nf g\n)R.", rules) == ("called", "m.f g", ())
+    refused(b"cm\nf g\n)R.", r"^the pickle asks for m\.f g ")
 
 
 def test_names_go_through_the_alias_before_the_check() -> None:
@@ -193,6 +200,7 @@ def test_items_go_only_into_their_kind_of_container(data: bytes, message: str) -
     (b"a.", "^an opcode needs a value but the stack is empty"),
     (b"K\x01(a.", "^an opcode needs a value but the stack is empty"),  # the value under a MARK is out of reach
     (b"K\x01(2.", "^an opcode needs a value but the stack is empty"),
+    (b"K\x01(\x85.", "^an opcode needs a value but the stack is empty"),  # TUPLE1 may not reach under a MARK
     (b"2.", "^an opcode needs a value but the stack is empty"),
     (b"K\x01(q\x00.", "^an opcode needs a value but the stack is empty"),
     (b"l.", "^an opcode needs a MARK that was never set"),
@@ -226,6 +234,13 @@ def test_containers_may_nest_max_depth_deep_and_no_deeper() -> None:
         depth, value = depth + 1, (value[0] if value else None)
     assert depth == pickledata.MAX_DEPTH
     refused(nested(pickledata.MAX_DEPTH + 1), rf"^containers nest more than {pickledata.MAX_DEPTH} deep")
+
+
+def test_every_item_is_checked_not_only_the_last_walked() -> None:
+    deep_first = b"(" + nested(pickledata.MAX_DEPTH)[:-1] + b"]l."  # [deep, []]: [] is walked first
+    refused(deep_first, "nest more than")
+    refused(P2 + b"(]q\x00h\x00a]l.", "a cycle")  # [cycle, []]
+    refused(b"((cm\nf\nt]l.", r"^m\.f is a name, not a value")
 
 
 def test_a_dicts_values_count_as_depth() -> None:

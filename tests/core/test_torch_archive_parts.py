@@ -9,9 +9,12 @@ storages are persistent ids and whose calls are the functions torch's own pickle
 from __future__ import annotations
 
 import collections
+import gc
 import io
+import os
 import pickle
 import re
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ import torch
 import torch.jit._pickle
 
 from hcm.core.numpy_pickle import MAX_DIMS
-from hcm.core.pickledata import DamagedPickleError, PickleDataError
+from hcm.core.pickledata import DamagedPickleError, Global, PickleDataError
 from hcm.core.torch_archive import (
     MAX_EXPANSION,
     STORAGE_DTYPES,
@@ -98,10 +101,11 @@ def test_every_storage_type_reads_as_its_dtype(tmp_path: Path, storage: str) -> 
     dtype = getattr(torch, STORAGE_DTYPES[storage])
     expected = torch.tensor([1, 0, 1], dtype=dtype)
     path = tmp_path / "a.pt"
-    torch.save({"t": expected}, path)
+    torch.save({"t": expected, "empty": torch.zeros(0, dtype=dtype)}, path)
     for mapped in (False, True):
-        got = read_archive(path, mapped=mapped)["t"]
-        assert got.dtype == dtype and torch.equal(got, expected)
+        got = read_archive(path, mapped=mapped)
+        assert got["t"].dtype == dtype and torch.equal(got["t"], expected)
+        assert got["empty"].dtype == dtype and got["empty"].shape == (0,)
 
 
 def test_offsets_sizes_and_strides_make_the_view(tmp_path: Path) -> None:
@@ -117,6 +121,13 @@ def test_offsets_sizes_and_strides_make_the_view(tmp_path: Path) -> None:
 def test_an_empty_tensor_may_sit_anywhere_in_its_storage(tmp_path: Path) -> None:
     assert read_tensor(tmp_path, 12, (0, 3), (3, 1)).shape == (0, 3)
     assert read_tensor(tmp_path, 5, (4, 0), (1, 1)).shape == (4, 0)
+    assert read_tensor(tmp_path, 12, (0, 5), (1, 1)).shape == (0, 5)  # its other sizes reach nothing
+
+
+def test_an_empty_storage_holds_no_element(tmp_path: Path) -> None:
+    path = write_archive(tmp_path / "a.pt", dump(tensor(floats(0), 0, (1,), (1,))), {"0": b""})
+    with pytest.raises(PickleDataError, match=r"^a tensor of size \(1,\) at offset 0 reaches past its storage of 0 "):
+        read_archive(path)
 
 
 @pytest.mark.parametrize(("offset", "size", "stride"), [(1, (12,), (1,)), (12, (1,), (1,)), (0, (2, 7), (6, 1)),
@@ -136,6 +147,12 @@ def test_offsets_sizes_and_strides_must_be_non_negative_ints_of_one_length(tmp_p
                                                                             stride: Any) -> None:
     with pytest.raises(PickleDataError, match=r"^a tensor's offset .* is not made of non-negative ints"):
         read_tensor(tmp_path, offset, size, stride)
+
+
+def test_the_refusal_of_a_shape_quotes_offset_size_and_stride(tmp_path: Path) -> None:
+    with pytest.raises(PickleDataError, match=r"^a tensor's offset 0, size \(2, 2\) or stride \(2,\) is not made of "
+                                              r"non-negative ints"):
+        read_tensor(tmp_path, 0, (2, 2), (2,))
 
 
 def test_rebuild_takes_six_or_seven_arguments_and_a_storage(tmp_path: Path) -> None:
@@ -177,6 +194,20 @@ def test_persistent_ids_must_be_torch_storage_ids(tmp_path: Path, pid: Any) -> N
     with pytest.raises(PickleDataError, match=r"^a persistent id .* is not \('storage', torch.<Type>Storage, key, "
                                               r"location, numel\)"):
         read_archive(path)
+
+
+@pytest.mark.parametrize("length", [79, 80, 81])
+def test_a_persistent_id_of_up_to_80_characters_is_quoted_whole(tmp_path: Path, length: int) -> None:
+    bare = ("storage", Global("torch", "FloatStorage"), "", "cpu", -1)  # as the reader sees it
+    key = "k" * (length - len(repr(bare)))
+    shown = repr(bare[:2] + (key,) + bare[3:])
+    assert len(shown) == length
+    path = write_archive(tmp_path / "a.pt", dump(tensor(Storage(("storage", torch.FloatStorage, key, "cpu", -1)),
+                                                        0, (1,), (1,))))
+    with pytest.raises(PickleDataError) as caught:
+        read_archive(path)
+    quoted = shown if length <= 80 else shown[:77] + "..."
+    assert str(caught.value).startswith(f"a persistent id {quoted} is not ")
 
 
 def test_a_long_persistent_id_is_shortened_in_the_message(tmp_path: Path) -> None:
@@ -318,6 +349,8 @@ def test_the_byte_order_record_is_optional_and_must_say_little(tmp_path: Path) -
     assert read_archive(write_archive(tmp_path / "b.pt", dump([1]), byteorder=b"little\n")) == [1]
     with pytest.raises(PickleDataError, match=r"^the archive's byte order is 'big'; hcm reads little-endian archives"):
         read_archive(write_archive(tmp_path / "c.pt", dump([1]), byteorder=b"big"))
+    with pytest.raises(PickleDataError, match="^the archive's byte order is '\ufffdlittle'; hcm reads"):
+        read_archive(write_archive(tmp_path / "d.pt", dump([1]), byteorder=b"\xfflittle"))
 
 
 def test_files_that_are_not_zips_are_damage_with_the_reason(tmp_path: Path) -> None:
@@ -353,6 +386,50 @@ def test_compressed_records_may_expand_up_to_the_limit(tmp_path: Path) -> None:
         assert read_record(archive, "small", 1 << 20) == b"\x00" * (1 << 20)
         with pytest.raises(PickleDataError, match=r"^storage small holds 1048576 bytes, not the 5 of five things$"):
             read_record(archive, "small", 5, "five things")
+
+
+def mapped(path: Path) -> bool:
+    """Whether this process maps ``path`` (Linux's list of the process's mappings)."""
+    return os.path.realpath(path) in Path("/proc/self/maps").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux's /proc/self/maps")
+def test_mapped_tensors_keep_the_file_mapped_and_others_do_not(tmp_path: Path) -> None:
+    path = tmp_path / "a.pt"
+    torch.save({"w": torch.arange(6.0)}, path)
+    tensors = read_archive(path, mapped=True)
+    assert mapped(path) and tensors["w"].tolist() == list(range(6))
+    del tensors
+    gc.collect()
+    assert not mapped(path)  # unmapped with its last tensor
+    tensors = read_archive(path)
+    assert not mapped(path) and tensors["w"].tolist() == list(range(6))
+
+
+def test_compressed_records_may_expand_up_to_100_times_plus_1_mib(tmp_path: Path) -> None:
+    allowed = MAX_EXPANSION * 10_000 + (1 << 20)
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as out:
+        out.writestr("at", b"\x00" * allowed, compress_type=zipfile.ZIP_DEFLATED)
+        out.writestr("past", b"\x00" * (allowed + 1), compress_type=zipfile.ZIP_DEFLATED)
+        out.writestr("padding", os.urandom(30_000))  # so that 10,000 bytes can be read after each record
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        for name in ("at", "past"):
+            assert archive.getinfo(name).compress_size < 10_000
+            archive.getinfo(name).compress_size = 10_000  # the ratio the check sees: exactly 100 + 1 MiB, and one more
+        assert len(read_record(archive, "at")) == allowed
+        with pytest.raises(PickleDataError, match=rf"^record past expands from 10000 to {allowed + 1} bytes"):
+            read_record(archive, "past")
+
+
+def test_a_local_header_with_a_long_extra_field_is_mapped_past_it(tmp_path: Path) -> None:
+    path = tmp_path / "a.zip"
+    info = zipfile.ZipInfo("abc")
+    info.extra = struct.pack("<HH", 0xCAFE, 39_996) + b"\x00" * 39_996  # 40,000 bytes: past a signed 16-bit length
+    with zipfile.ZipFile(path, "w") as out:
+        out.writestr(info, b"12345678")
+    with zipfile.ZipFile(path) as archive:
+        start = mapped_record(archive, "abc", 8, 1)
+    assert start == 30 + 3 + 40_000 and path.read_bytes()[start:start + 8] == b"12345678"
 
 
 def test_mapped_records_are_stored_of_the_right_size_aligned_and_inside_the_file(tmp_path: Path) -> None:

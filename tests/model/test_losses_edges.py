@@ -60,6 +60,11 @@ def test_integer_labels_become_long_class_indices_unbinned() -> None:
     assert got.dtype == torch.int64 and got.tolist() == [3, -1]
 
 
+def test_scores_are_clamped_into_the_label_range_on_both_sides_before_binning() -> None:
+    got = contrastive_classes(torch.tensor([-7.0, -2.6, 0.4, 2.6, 7.0]), (-3.0, 3.0), 1.0)
+    assert got.tolist() == [-3, -3, 0, 3, 3]
+
+
 def test_scores_are_binned_without_a_range_as_they_are() -> None:
     got = contrastive_classes(torch.tensor([-7.2, 0.24, 9.6]), None, 0.5)
     assert got.dtype == torch.int64 and got.tolist() == [-14, 0, 19]

@@ -140,7 +140,7 @@ def test_assign_keeps_the_listed_items_in_their_order_with_the_files_split(tmp_p
     assert left_out == 2  # b and d; the rejected row e is a failure of its own, not left out
     assert [u.split for u in items] == ["train", "valid", "test", "test", "train"]  # the items are not changed
     assert f"split file {split.path}: train 1, valid 0, test 1; 2 item(s) of mosei not in the file are left out" \
-        in caplog.text
+        in caplog.messages
 
 
 def test_assign_of_a_file_listing_every_item_leaves_none_out(tmp_path: Path) -> None:
