@@ -21,16 +21,16 @@ from hcm.training.distributed import Dist
 from hcm.training.runs import RunPaths
 
 
-def make_loop(seed: int = 0) -> Loop:
+def make_loop(seed: int = 0, scale: float = 2.0**16) -> Loop:
     torch.manual_seed(seed)
     model = nn.Linear(3, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    return Loop(model, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), None)
+    return Loop(model, optimizer, scheduler, torch.amp.GradScaler("cpu", init_scale=scale), None)
 
 
 def trained_loop() -> Loop:
-    loop = make_loop(0)
+    loop = make_loop(0, scale=1024.0)
     loss = loop.model(torch.ones(4, 3)).pow(2).sum()
     loss.backward()
     loop.optimizer.step()
@@ -83,7 +83,7 @@ def test_evaluation_state_keeps_the_evaluation_keys_it_has() -> None:
 
 # ---------------------------------------------------------------------- putting a loop back
 
-def test_a_restored_loop_continues_as_the_saved_one(tmp_path: Path) -> None:
+def test_a_restored_loop_continues_as_the_saved_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     paths = RunPaths(tmp_path)
     saved = trained_loop()
     C.seed_everything(5)
@@ -91,8 +91,11 @@ def test_a_restored_loop_continues_as_the_saved_one(tmp_path: Path) -> None:
     expected = draws()
     loop = make_loop(1)
     C.seed_everything(99)
-    C.resume_from(loop, paths, {"seed": 5}, Dist())
+    with caplog.at_level(logging.INFO, logger="hcm.training.checkpoints"):
+        C.resume_from(loop, paths, {"seed": 5}, Dist())
+    assert f"resuming {paths.root} at epoch 4, step 5" in caplog.messages
     assert draws() == expected
+    assert loop.scaler.get_scale() == 1024.0
     for key, value in saved.model.state_dict().items():
         assert torch.equal(loop.model.state_dict()[key], value)
     assert loop.optimizer.state_dict()["state"].keys() == saved.optimizer.state_dict()["state"].keys()
@@ -133,7 +136,8 @@ def test_each_rank_takes_its_own_rng_and_loss_sums(caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.WARNING, logger="hcm.training.checkpoints"):
         C.restore(loop, state, Dist(rank=2, world=3))  # a larger world wraps round
     assert loop.partial == {"task": 1.0}
-    assert "checkpoint holds RNG states of 2 processes, this run has 3" in caplog.text
+    assert caplog.messages == ["checkpoint holds RNG states of 2 processes, this run has 3; the resumed run will not "
+                               "repeat an uninterrupted one exactly"]
 
 
 def test_checkpoints_of_earlier_versions_without_step_partial_or_skipped() -> None:
@@ -158,6 +162,35 @@ def test_a_resume_with_other_settings_is_refused_with_the_differences(tmp_path: 
                                             r"back the original config\.json"):
         C.resume_from(loop, paths, {"seed": 5, "lr": 0.2}, Dist())
     assert loop.epoch == 0  # nothing was restored
+    with pytest.raises(TrainingError, match=r"\(lr: 0\.1 in the checkpoint, 0\.2 now; seed: 5 in the checkpoint, 6 "
+                                            r"now\)\."):
+        C.resume_from(loop, paths, {"seed": 6, "lr": 0.2}, Dist())
+
+
+def test_a_checkpoint_without_a_config_resumes_only_a_run_without_settings(tmp_path: Path) -> None:
+    paths = RunPaths(tmp_path / "run")
+    C.save_last(trained_loop(), C.rng_state(), Dist(), paths, {})
+    loop = make_loop(1)
+    with pytest.raises(TrainingError, match=r"\(seed: '<absent>' in the checkpoint, 1 now\)"):
+        C.resume_from(loop, paths, {"seed": 1}, Dist())
+    C.resume_from(loop, paths, {}, Dist())
+    assert loop.epoch == 3
+
+
+def test_resume_reads_the_checkpoint_onto_the_runs_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = RunPaths(tmp_path / "run")
+    C.save_last(trained_loop(), C.rng_state(), Dist(), paths, {})
+    devices = []
+    load = C.load_checkpoint
+
+    def recording(path: Path, device: torch.device | str = "cpu") -> dict:
+        devices.append(device)
+        return load(path, device)
+
+    monkeypatch.setattr(C, "load_checkpoint", recording)
+    here = torch.device("cpu", 0)
+    C.resume_from(make_loop(1), paths, {}, Dist(device=here))
+    assert devices == [here]
 
 
 # ---------------------------------------------------------------------- random states
@@ -175,6 +208,46 @@ def test_rng_states_round_trip_in_both_forms() -> None:
     expected = draws()
     C.set_rng_state(old)
     assert draws() == expected
+
+
+def test_a_seed_repeats_every_generator() -> None:
+    C.seed_everything(11)
+    first = draws()
+    C.seed_everything(11)
+    assert draws() == first
+
+
+class FakeCuda:
+    """Stands in for torch.cuda on this CPU machine: one device whose generator state is a tensor."""
+
+    def __init__(self, available: bool) -> None:
+        self.available, self.states, self.set = available, [torch.tensor([7], dtype=torch.uint8)], []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(C.torch.cuda, "is_available", lambda: self.available)
+        monkeypatch.setattr(C.torch.cuda, "get_rng_state_all", lambda: self.states)
+        monkeypatch.setattr(C.torch.cuda, "set_rng_state_all", self.set.append)
+
+
+def test_cuda_generators_are_saved_and_restored_where_cuda_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = FakeCuda(available=True)
+    cuda.install(monkeypatch)
+    state = C.rng_state()
+    assert state["cuda"] is cuda.states
+    C.set_rng_state(state)
+    assert cuda.set == [cuda.states]
+    del state["cuda"]  # a checkpoint of a CPU run, resumed on a GPU machine
+    C.set_rng_state(state)
+    assert cuda.set == [cuda.states]
+
+
+def test_without_cuda_its_saved_states_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = FakeCuda(available=False)
+    cuda.install(monkeypatch)
+    state = C.rng_state()
+    assert "cuda" not in state
+    C.set_rng_state({**state, "cuda": cuda.states})  # a GPU run's checkpoint resumed on a CPU
+    assert cuda.set == []
 
 
 def test_seeds_past_32_bits_seed_numpy_with_their_low_bits() -> None:
@@ -200,9 +273,10 @@ def test_plain_makes_str_subclasses_str_and_moves_tensors_when_asked() -> None:
     class Version(str):
         pass
 
-    got = C.plain({"v": Version("2.1"), "w": torch.ones(1), "x": [np.ones(1)]}, torch.device("meta"))
+    got = C.plain({"v": Version("2.1"), "w": torch.ones(1), "x": [np.ones(1)], "t": (torch.ones(1),)},
+                  torch.device("meta"))
     assert type(got["v"]) is str and got["v"] == "2.1"
-    assert got["w"].device.type == "meta" and got["x"][0].device.type == "meta"
+    assert got["w"].device.type == "meta" and got["x"][0].device.type == "meta" and got["t"][0].device.type == "meta"
     tensor = torch.ones(2)
     assert C.plain(tensor) is tensor
 
