@@ -61,7 +61,8 @@ MODULES: dict[str, list[str]] = {
                                 "tests/training/test_trainer_faults.py"],
     "training/faults.py": ["tests/training/test_trainer.py", "tests/training/test_trainer_faults.py"],  # resume
     "training/trainer.py": ["tests/training/test_trainer.py", "tests/training/test_trainer_faults.py"],
-    "cache/inspect.py": ["tests/cache/test_cache_faults.py", "tests/cache/test_cache_cli.py"],  # verification
+    "cache/inspect.py": ["tests/cache/test_cache_inspect.py", "tests/cache/test_cache_faults.py",
+                         "tests/cache/test_cache_cli.py"],  # verification
     "pipeline/datasets/splits.py": ["tests/pipeline/test_splits.py", "tests/pipeline/test_split_file.py",
                                     "tests/pipeline/test_datasets_custom.py"],
 }
