@@ -98,8 +98,7 @@ class DtypePending(Pending):
                                   f"{flags}) other than its own {expected + (int(base.flags),)}")
         if order not in ("<", ">", "|", "="):
             raise PickleDataError(f"dtype {base} has the byte order {order!r}")
-        swappable = order in "<>" and base.itemsize > 1 and base.kind not in "OS"
-        self.value = base.newbyteorder(order) if swappable else base
+        self.value = base.newbyteorder(order)  # numpy keeps 1-byte, bytes and object dtypes order-less ("|")
 
 
 class ArrayPending(Pending):

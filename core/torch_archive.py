@@ -32,6 +32,7 @@ from __future__ import annotations
 import mmap
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +269,7 @@ def read_archive(path: str | Path, *, script: bool = False, numpy: bool = False,
         if isinstance(error, PickleDataError):
             raise
         raise DamagedPickleError(f"not a readable zip archive ({type(error).__name__}: {error})") from None
-    except RuntimeError as error:  # zlib or torch on a damaged record
+    except (RuntimeError, zlib.error) as error:  # zlib or torch on a damaged record
         raise DamagedPickleError(f"a record cannot be read ({error})") from None
 
 
