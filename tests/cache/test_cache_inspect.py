@@ -351,6 +351,12 @@ def test_info_and_listings_read_the_manifest_without_writing_one(cache: Path) ->
     assert not (cache / "manifest.json").exists()
 
 
+def test_dropped_items_of_one_split(cache: Path) -> None:
+    edit_manifest(cache, lambda m: m["failures"][1].__setitem__("split", "valid"))
+    assert [entry["id"] for entry in dropped_items(cache, "valid")] == ["vid4$_$1"]
+    assert [entry["id"] for entry in dropped_items(cache, "")] == ["vid2$_$0", "vid6$_$2"]
+
+
 def test_an_older_manifest_without_complete_or_masked(cache: Path) -> None:
     edit_manifest(cache, lambda m: [m.pop(key) for key in ("complete", "masked", "hcm_version", "created")])
     info = cache_info(cache)
