@@ -52,7 +52,7 @@ MODULES: dict[str, list[str]] = {
     "model/hcmnet.py": ["tests/model/test_hcmnet.py", "tests/model/test_objective_wiring.py",
                         "tests/model/test_readings.py"],
     "model/ot/dense.py": ["tests/model/test_ot.py", "tests/model/test_ot_graphs.py"],
-    "model/ot/api.py": ["tests/model/test_ot.py"],
+    "model/ot/api.py": ["tests/model/test_ot_api.py", "tests/model/test_ot.py"],
     "model/ot/problem.py": ["tests/model/test_ot_problem.py", "tests/model/test_ot.py"],
     "model/ot/fused_cpu.py": ["tests/model/test_ot_fused.py"],
     "training/evaluate.py": ["tests/training/test_results.py", "tests/training/test_evaluate_plots.py",
