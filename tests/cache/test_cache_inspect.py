@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from cache_synth import write_cache
 
-from hcm.cache import CacheError, cache_info, verify_cache
+from hcm.cache import CacheError, CacheMeta, cache_info, dropped_items, masked_items, verify_cache
 from hcm.cache.inspect import format_info
 from hcm.cache.manifest import sha256_file
 
@@ -202,6 +202,28 @@ def test_non_finite_features_are_counted_in_every_block(cache: Path, monkeypatch
     assert verify_cache(cache) == [f"{SHARD}: feature 'mel' holds 3 NaN/Inf values"]
 
 
+def test_a_float_feature_of_one_value_a_row_is_scanned(cache: Path) -> None:
+    """token_word made a float16 scalar feature, the recipe hashes rewritten to match."""
+    content = manifest(cache)
+    next(f for f in content["features"] if f["name"] == "token_word")["dtype"] = "float16"
+    recipe_hash = CacheMeta.from_dict(content).recipe_hash
+    content["recipe_hash"] = recipe_hash
+    (cache / "manifest.json").write_text(json.dumps(content))
+
+    def rehash(f: h5py.File, k: int) -> None:
+        f.attrs["recipe_hash"] = recipe_hash
+        for group in f["features"].values():
+            group.attrs["recipe_hash"] = recipe_hash
+        data = f["features/token_word/data"][()].astype(np.float16)
+        if k == 1:
+            data[0] = np.nan
+        replace(f["features/token_word"], "data", data)
+
+    for k in range(5):
+        edit_shard(cache, lambda f, k=k: rehash(f, k), f"shard-0000{k}.h5")
+    assert verify_cache(cache) == [f"{SHARD}: feature 'token_word' holds 1 NaN/Inf values"]
+
+
 def test_integer_features_are_not_scanned(cache: Path) -> None:
     edit_shard(cache, lambda f: f["features/token_word/data"].__setitem__(0, np.iinfo(np.int32).max))
     assert verify_cache(cache) == []
@@ -218,6 +240,13 @@ def test_a_missing_feature_is_named_and_the_others_still_checked(cache: Path) ->
 
 
 # ---------------------------------------------------------------------- the cache as a whole
+
+def test_shards_after_a_missing_one_are_still_checked(cache: Path) -> None:
+    (cache / SHARD).unlink()
+    edit_shard(cache, lambda f: f.attrs.__setitem__("shard_index", 9), "shard-00003.h5")
+    assert verify_cache(cache) == [f"{SHARD}: listed in manifest.json but missing; re-run the extraction",
+                                   "shard-00003.h5: says it is shard 9"]
+
 
 def test_files_against_the_manifest(cache: Path) -> None:
     (cache / "shard-00009.h5").write_bytes((cache / "shard-00002.h5").read_bytes())
@@ -244,6 +273,15 @@ def test_an_item_id_in_two_shards_is_named(cache: Path) -> None:
     edit_shard(cache, rename)
     problems = [p for p in verify_cache(cache) if "not masked in the items" not in p]
     assert problems == ["2 item ids appear more than once, e.g. ['vid0$_$0', 'vid0$_$1']"]
+
+
+def test_repeated_ids_are_counted_and_three_shown(cache: Path) -> None:
+    def rename(f: h5py.File) -> None:
+        replace(f["items"], "id", np.array([f"vid0$_${i}" for i in range(3)] + ["vid1$_$0"], dtype=h5py.string_dtype()))
+
+    edit_shard(cache, rename)
+    problems = [p for p in verify_cache(cache) if "not masked in the items" not in p]
+    assert problems == ["4 item ids appear more than once, e.g. ['vid0$_$0', 'vid0$_$1', 'vid0$_$2']"]
 
 
 def test_a_manifest_whose_recipe_hash_is_not_its_recipes(cache: Path) -> None:
@@ -298,6 +336,45 @@ def test_cache_info_sums_the_files_and_reads_the_manifest(cache: Path) -> None:
     assert info["size_bytes"] == sum(p.stat().st_size for p in files)
     assert (info["n_items"], info["n_planned"], info["shards"], info["complete"]) == (20, 23, 5, True)
     assert info["path"] == str(cache) and info["precision"] is None and info["classes"] is None
+
+
+def test_info_and_listings_read_the_manifest_without_writing_one(cache: Path) -> None:
+    saved = manifest(cache)
+    info = cache_info(cache)
+    assert (info["hcm_version"], info["created"], info["updated"]) == (saved["hcm_version"], saved["created"],
+                                                                       saved["updated"])
+    assert dropped_items(cache) == saved["failures"] and dropped_items(cache, "valid") == []
+    assert masked_items(cache, "test") == [m for m in saved["masked"] if m["split"] == "test"]
+    (cache / "manifest.json").unlink()
+    assert cache_info(cache)["n_items"] == 20 and len(masked_items(cache)) == len(saved["masked"])
+    assert len(dropped_items(cache)) == 3
+    assert not (cache / "manifest.json").exists()
+
+
+def test_dropped_items_of_one_split(cache: Path) -> None:
+    edit_manifest(cache, lambda m: m["failures"][1].__setitem__("split", "valid"))
+    assert [entry["id"] for entry in dropped_items(cache, "valid")] == ["vid4$_$1"]
+    assert [entry["id"] for entry in dropped_items(cache, "")] == ["vid2$_$0", "vid6$_$2"]
+
+
+def test_an_older_manifest_without_complete_or_masked(cache: Path) -> None:
+    edit_manifest(cache, lambda m: [m.pop(key) for key in ("complete", "masked", "hcm_version", "created")])
+    info = cache_info(cache)
+    assert info["complete"] is False and info["masked"] == [] and info["hcm_version"] is None
+    assert info["created"] is None and masked_items(cache) == []
+
+
+def test_entries_missing_a_field_are_listed_with_it_empty() -> None:
+    info = {**INFO, "failures": [{"id": "e", "split": "valid"}], "masked": [{"id": "f", "modality": "text"}]}
+    lines = format_info(info, verbose=True).split("\n")
+    assert lines[-7:] == ["failures   1", "  " + " " * 36 + "      1  (valid 1)", "    e [valid] ", "",
+                          "masked     1", "  text / " + " " * 29 + "      1  (? 1)", "    f [?] text "]
+
+
+def test_features_of_several_dimensions_show_each() -> None:
+    info = {**INFO, "features": {"grid": {"shape": [2, 3], "dim": 6, "dtype": "float16", "encoder": "e",
+                                          "weights": "w"}}}
+    assert "grid               (n, 2, 3)      float16  e w" in format_info(info).split("\n")
 
 
 INFO = {

@@ -52,8 +52,8 @@ MODULES: dict[str, list[str]] = {
     "model/hcmnet.py": ["tests/model/test_hcmnet.py", "tests/model/test_objective_wiring.py",
                         "tests/model/test_readings.py"],
     "model/ot/dense.py": ["tests/model/test_ot.py", "tests/model/test_ot_graphs.py"],
-    "model/ot/api.py": ["tests/model/test_ot.py"],
-    "model/ot/problem.py": ["tests/model/test_ot.py"],
+    "model/ot/api.py": ["tests/model/test_ot_api.py", "tests/model/test_ot.py"],
+    "model/ot/problem.py": ["tests/model/test_ot_problem.py", "tests/model/test_ot.py"],
     "model/ot/fused_cpu.py": ["tests/model/test_ot_fused.py"],
     "training/evaluate.py": ["tests/training/test_results.py", "tests/training/test_evaluate_plots.py",
                              "tests/cli/test_cli_train.py"],
@@ -72,6 +72,10 @@ DESELECT: dict[str, list[str]] = {
     # an extraction (over a minute on 2 cores); the split file's recipe entry: tests/pipeline/test_splits.py
     "pipeline/datasets/splits.py": [
         "tests/pipeline/test_split_file.py::test_extract_records_the_split_file_and_refuses_another"],
+    # KeOps compiling its kernel (a minute); the values of each backend against POT:
+    # test_dense_backends_match_pot and the tests beside it in tests/model/test_ot.py
+    "model/ot/problem.py": ["tests/model/test_ot.py::test_keops_backend"],
+    "model/ot/api.py": ["tests/model/test_ot.py::test_keops_backend"],
     # a training run stopped by SIGTERM and resumed (12 s); saving and restoring a loop, its RNG
     # states and loss sums: tests/training/test_checkpoint_state.py
     "training/checkpoints.py": [
