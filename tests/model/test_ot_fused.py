@@ -274,3 +274,44 @@ def test_sizes_are_checked_before_the_kernel_runs():
         FusedScalingSinkhorn.apply(logk, b, b, 3, 3)
     with pytest.raises(ValueError, match="float32 or float64 inputs of one dtype"):
         FusedScalingSinkhorn.apply(logk, a.float(), b, 3, 3)
+
+
+@pytest.mark.parametrize("value,on", [(None, True), ("1", True), ("yes", True), ("", True), ("0", False),
+                                      ("false", False), ("FALSE", False), (" Off ", False), ("no", False),
+                                      ("NO", False)])
+def test_switch_values(monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool) -> None:
+    if value is None:
+        monkeypatch.delenv(fused_cpu.SWITCH, raising=False)
+    else:
+        monkeypatch.setenv(fused_cpu.SWITCH, value)
+    assert fused_cpu.enabled() is on
+
+
+@needs_compiler
+def test_a_sample_of_exactly_serial_max_pairs_takes_the_fused_path() -> None:
+    """One sample on two threads: the fused path up to SERIAL_MAX_PAIRS node pairs, included."""
+    m = 512
+    assert m * m == fused_cpu.SERIAL_MAX_PAIRS
+    logk, a, b = torch.zeros(1, m, m), torch.full((1, m), 1 / m), torch.full((1, m), 1 / m)
+    assert fused_cpu.use_fused(logk, a, b)
+    assert not fused_cpu.use_fused(torch.zeros(1, m, m + 1), a, torch.full((1, m + 1), 1 / (m + 1)))
+
+
+def test_threads_are_a_whole_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused_cpu, "THREAD_GRAIN", 2)
+    threads = fused_cpu.threads_for(2, 1, 1, 3)  # 6 node-pair updates: 3 grains
+    assert threads == 2 and isinstance(threads, int)
+    threads = fused_cpu.threads_for(2, 1, 1, 1)  # 2 updates: one grain, one thread
+    assert threads == 1 and isinstance(threads, int)
+    threads = fused_cpu.threads_for(2, 1, 3, 1)  # 6 updates over 2 per grain: 3, more than the 2 threads
+    assert threads == 2
+    threads = fused_cpu.threads_for(3, 1, 1, 1)  # 3 updates: 1.5 grains, one thread
+    assert threads == 1 and isinstance(threads, int)
+
+
+def test_the_kernels_absence_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused_cpu, "kernels", lambda: None)
+    logk, a, b = problem(2, 4, 5, F64)
+    with pytest.raises(RuntimeError, match=r"^the fused CPU Sinkhorn kernel is unavailable \(its warning says "
+                                           r"why\); dense_plan\(\) uses the torch scaling path then$"):
+        FusedScalingSinkhorn.apply(logk, a, b, 3, 3)
