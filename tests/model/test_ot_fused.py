@@ -315,3 +315,33 @@ def test_the_kernels_absence_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(RuntimeError, match=r"^the fused CPU Sinkhorn kernel is unavailable \(its warning says "
                                            r"why\); dense_plan\(\) uses the torch scaling path then$"):
         FusedScalingSinkhorn.apply(logk, a, b, 3, 3)
+
+
+def test_a_kernel_that_fails_is_reported_as_out_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel returns non-zero when its per-thread vectors cannot be allocated."""
+    called: list = []
+
+    class Library:
+        def hcm_sinkhorn_forward_f64(self, *args):
+            called.append(args)
+            return 1
+
+    monkeypatch.setattr(fused_cpu, "kernels", lambda: Library())
+    logk, a, b = problem(2, 4, 5, F64)
+    with pytest.raises(MemoryError, match=r"^fused CPU Sinkhorn forward: out of memory for its per-thread work "
+                                          r"vectors$"):
+        FusedScalingSinkhorn.apply(logk, a, b, 3, 3)
+    assert len(called) == 1 and called[0][:4] == (2, 4, 5, 3) and len(called[0]) == 4 + 8 + 1
+
+
+@needs_compiler
+def test_one_iteration_is_allowed() -> None:
+    logk, a, b = problem(2, 4, 5, F64)
+    fused = plan_and_grads(FusedScalingSinkhorn, logk, a, b, 1, 1)
+    assert_near(fused, plan_and_grads(ScalingSinkhorn, logk, a, b, 1, 1), F64)
+
+
+def test_tensors_off_the_cpu_are_refused() -> None:
+    logk, a, b = (torch.zeros(shape, dtype=F64, device="meta") for shape in ((2, 4, 5), (2, 4), (2, 5)))
+    with pytest.raises(ValueError, match="^fused Sinkhorn runs on CPU tensors only$"):
+        FusedScalingSinkhorn.apply(logk, a, b, 3, 3)
