@@ -345,3 +345,15 @@ def test_tensors_off_the_cpu_are_refused() -> None:
     logk, a, b = (torch.zeros(shape, dtype=F64, device="meta") for shape in ((2, 4, 5), (2, 4), (2, 5)))
     with pytest.raises(ValueError, match="^fused Sinkhorn runs on CPU tensors only$"):
         FusedScalingSinkhorn.apply(logk, a, b, 3, 3)
+
+
+@needs_compiler
+@pytest.mark.parametrize("offset", [-900.0, 800.0])
+def test_a_constant_added_to_one_samples_logk_changes_nothing(offset: float) -> None:
+    """exp(logk) alone would under- or overflow float64 there; the plan only depends on differences
+    within each sample."""
+    logk, a, b = problem(3, 5, 4, F64, seed=4)
+    shifted = logk.clone()
+    shifted[1] += offset
+    want = plan_and_grads(FusedScalingSinkhorn, logk, a, b, 7, 7)
+    assert_near(plan_and_grads(FusedScalingSinkhorn, shifted, a, b, 7, 7), want, F64)
