@@ -51,7 +51,7 @@ MODULES: dict[str, list[str]] = {
     "model/nodes.py": ["tests/model/test_readings.py", "tests/model/test_hcmnet.py"],
     "model/hcmnet.py": ["tests/model/test_hcmnet.py", "tests/model/test_objective_wiring.py",
                         "tests/model/test_readings.py"],
-    "model/ot/dense.py": ["tests/model/test_ot.py", "tests/model/test_ot_graphs.py"],
+    "model/ot/dense.py": ["tests/model/test_ot_dense.py", "tests/model/test_ot.py", "tests/model/test_ot_graphs.py"],
     "model/ot/api.py": ["tests/model/test_ot_api.py", "tests/model/test_ot.py"],
     "model/ot/problem.py": ["tests/model/test_ot_problem.py", "tests/model/test_ot.py"],
     "model/ot/fused_cpu.py": ["tests/model/test_ot_fused.py"],
@@ -76,6 +76,7 @@ DESELECT: dict[str, list[str]] = {
     # test_dense_backends_match_pot and the tests beside it in tests/model/test_ot.py
     "model/ot/problem.py": ["tests/model/test_ot.py::test_keops_backend"],
     "model/ot/api.py": ["tests/model/test_ot.py::test_keops_backend"],
+    "model/ot/dense.py": ["tests/model/test_ot.py::test_keops_backend"],
     # a training run stopped by SIGTERM and resumed (12 s); saving and restoring a loop, its RNG
     # states and loss sums: tests/training/test_checkpoint_state.py
     "training/checkpoints.py": [

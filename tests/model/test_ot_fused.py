@@ -274,3 +274,86 @@ def test_sizes_are_checked_before_the_kernel_runs():
         FusedScalingSinkhorn.apply(logk, b, b, 3, 3)
     with pytest.raises(ValueError, match="float32 or float64 inputs of one dtype"):
         FusedScalingSinkhorn.apply(logk, a.float(), b, 3, 3)
+
+
+@pytest.mark.parametrize("value,on", [(None, True), ("1", True), ("yes", True), ("", True), ("0", False),
+                                      ("false", False), ("FALSE", False), (" Off ", False), ("no", False),
+                                      ("NO", False)])
+def test_switch_values(monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool) -> None:
+    if value is None:
+        monkeypatch.delenv(fused_cpu.SWITCH, raising=False)
+    else:
+        monkeypatch.setenv(fused_cpu.SWITCH, value)
+    assert fused_cpu.enabled() is on
+
+
+@needs_compiler
+def test_a_sample_of_exactly_serial_max_pairs_takes_the_fused_path() -> None:
+    """One sample on two threads: the fused path up to SERIAL_MAX_PAIRS node pairs, included."""
+    m = 512
+    assert m * m == fused_cpu.SERIAL_MAX_PAIRS
+    logk, a, b = torch.zeros(1, m, m), torch.full((1, m), 1 / m), torch.full((1, m), 1 / m)
+    assert fused_cpu.use_fused(logk, a, b)
+    assert not fused_cpu.use_fused(torch.zeros(1, m, m + 1), a, torch.full((1, m + 1), 1 / (m + 1)))
+
+
+def test_threads_are_a_whole_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused_cpu, "THREAD_GRAIN", 2)
+    threads = fused_cpu.threads_for(2, 1, 1, 3)  # 6 node-pair updates: 3 grains
+    assert threads == 2 and isinstance(threads, int)
+    threads = fused_cpu.threads_for(2, 1, 1, 1)  # 2 updates: one grain, one thread
+    assert threads == 1 and isinstance(threads, int)
+    threads = fused_cpu.threads_for(2, 1, 3, 1)  # 6 updates over 2 per grain: 3, more than the 2 threads
+    assert threads == 2
+    threads = fused_cpu.threads_for(3, 1, 1, 1)  # 3 updates: 1.5 grains, one thread
+    assert threads == 1 and isinstance(threads, int)
+
+
+def test_the_kernels_absence_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused_cpu, "kernels", lambda: None)
+    logk, a, b = problem(2, 4, 5, F64)
+    with pytest.raises(RuntimeError, match=r"^the fused CPU Sinkhorn kernel is unavailable \(its warning says "
+                                           r"why\); dense_plan\(\) uses the torch scaling path then$"):
+        FusedScalingSinkhorn.apply(logk, a, b, 3, 3)
+
+
+def test_a_kernel_that_fails_is_reported_as_out_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel returns non-zero when its per-thread vectors cannot be allocated."""
+    called: list = []
+
+    class Library:
+        def hcm_sinkhorn_forward_f64(self, *args):
+            called.append(args)
+            return 1
+
+    monkeypatch.setattr(fused_cpu, "kernels", lambda: Library())
+    logk, a, b = problem(2, 4, 5, F64)
+    with pytest.raises(MemoryError, match=r"^fused CPU Sinkhorn forward: out of memory for its per-thread work "
+                                          r"vectors$"):
+        FusedScalingSinkhorn.apply(logk, a, b, 3, 3)
+    assert len(called) == 1 and called[0][:4] == (2, 4, 5, 3) and len(called[0]) == 4 + 8 + 1
+
+
+@needs_compiler
+def test_one_iteration_is_allowed() -> None:
+    logk, a, b = problem(2, 4, 5, F64)
+    fused = plan_and_grads(FusedScalingSinkhorn, logk, a, b, 1, 1)
+    assert_near(fused, plan_and_grads(ScalingSinkhorn, logk, a, b, 1, 1), F64)
+
+
+def test_tensors_off_the_cpu_are_refused() -> None:
+    logk, a, b = (torch.zeros(shape, dtype=F64, device="meta") for shape in ((2, 4, 5), (2, 4), (2, 5)))
+    with pytest.raises(ValueError, match="^fused Sinkhorn runs on CPU tensors only$"):
+        FusedScalingSinkhorn.apply(logk, a, b, 3, 3)
+
+
+@needs_compiler
+@pytest.mark.parametrize("offset", [-900.0, 800.0])
+def test_a_constant_added_to_one_samples_logk_changes_nothing(offset: float) -> None:
+    """exp(logk) alone would under- or overflow float64 there; the plan only depends on differences
+    within each sample."""
+    logk, a, b = problem(3, 5, 4, F64, seed=4)
+    shifted = logk.clone()
+    shifted[1] += offset
+    want = plan_and_grads(FusedScalingSinkhorn, logk, a, b, 7, 7)
+    assert_near(plan_and_grads(FusedScalingSinkhorn, shifted, a, b, 7, 7), want, F64)
