@@ -44,7 +44,7 @@ clean:
 # Mutation testing (mutmut) of the modules that decide results, each against its own tests
 # (tests/helpers/mutation.py maps them); slow (hours for all on 2 cores), not part of `make test` or CI.
 # MUTATE_MODULES picks some, e.g. make mutate MUTATE_MODULES="training/metrics.py core/numpy_pickle.py".
-# Report: build/mutate/survivors.md; the measured scores and the equivalent survivors: docs/testing.md.
+# Report: build/mutate/survivors.md; the measured scores and the equivalent survivors: benchmarks/RESULTS.md.
 # MUTATE_MODULES="--recheck MODULE NAME..." writes survivors of MODULE's last run into its source and runs its tests.
 mutate: install
 	$(PY) -m pip install --quiet "mutmut==3.8.1"

@@ -6,7 +6,7 @@ module runs in a staging folder ``build/mutate/<module>/`` that holds the tree a
 ``tests/`` and a ``setup.cfg`` with the ``[mutmut]`` section for that module: mutmut mutates
 ``hcm/<module>`` there and runs only the tests ``MODULES`` maps it to. Results go to
 ``build/mutate/survivors.md`` (score per module, each surviving mutant's diff) and
-``build/mutate/scores.json``. docs/testing.md keeps the measured scores and the survivors judged
+``build/mutate/scores.json``. benchmarks/RESULTS.md keeps the measured scores and the survivors judged
 equivalent.
 
     python tests/helpers/mutation.py                      # every module of MODULES (hours on 2 cores)
