@@ -278,8 +278,8 @@ def explain(workspace: Workspace, request: ExplainRequest) -> list[dict[str, Any
         run = RunModel.load(run_dir, request.device, request.features)
         cache = Path(request.features or run.config["cache"])
         ids = request.ids or worst_items(run, cache, request.split, request.worst or 3)
-        items = cached_items(cache, request.split, ids)
-        media = [item_media(cache, item.id, recipe_sampling(run), workspace) for item in items]
+        items, sampling = cached_items(cache, request.split, ids), recipe_sampling(run)
+        media = [item_media(cache, item.id, sampling, workspace) for item in items]
         docs = [explain_item(run, item, media=found) for item, found in zip(items, media)]
         out = request.out or run.run_dir / "explain" / request.split
     out.mkdir(parents=True, exist_ok=True)

@@ -153,11 +153,16 @@ def paper_dataset(value: Optional[str]) -> Optional[str]:
     return None if value is None else checked(check_paper_dataset, value.lower())
 
 
+def names(value: str) -> list[str]:
+    """A comma list as its non-empty, stripped names (``"a, b,"`` -> ``["a", "b"]``)."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 def variant_list(value: str) -> list[str]:
     """``--variants`` of ``hcm reproduce``: a comma list of Table 4 variants, as a list."""
     from hcm.apps.arguments import check_variants
 
-    return checked(check_variants, [v.strip() for v in value.split(",") if v.strip()])
+    return checked(check_variants, names(value))
 
 
 def search_space(value: Optional[Path]) -> Optional[Path]:

@@ -193,11 +193,13 @@ def run_worker(spec: StudySpec, threads: int | None, index: int = 0) -> None:
     func = objective(spec, spec.search_space())
     failures: list[FrozenTrial] = []
 
+    def keep_unless_surplus(_, trial: FrozenTrial) -> None:
+        if not trial.user_attrs.get("surplus"):  # a trial that gave way says nothing about its settings
+            failures.append(trial)
+
     def one_trial() -> None:
         study.optimize(func, n_trials=1, catch=(InvalidTrialSettings, SurplusTrial),
-                       callbacks=[lambda _, t: failures.append(t)])
-        if failures and failures[-1].user_attrs.get("surplus"):
-            failures.pop()  # it gave way to another worker's trial; it says nothing about the settings
+                       callbacks=[keep_unless_surplus])
         if failures and failures[-1].state != TrialState.FAIL:
             failures.clear()
         if len(failures) >= MAX_FAILED_IN_A_ROW:

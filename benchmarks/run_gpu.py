@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import platform
 import statistics
@@ -278,7 +277,7 @@ def bench_train_step(sizes: Sizes, dry: bool, device: torch.device, dataset: str
             out[key] = {"ms_per_step": round(seconds * 1e3, 2), "samples_per_s": round(sizes.batch / seconds, 1),
                         "peak_mib": peak_memory_mib(device)}
     cuda_graphs.use_cuda_graphs(None)
-    graphed_step_time = _bench_step().graphed_step_time
+    from bench_step import graphed_step_time  # beside this script
     for dtype in [d for d in autocast_dtypes(device) if d != torch.float16]:  # fp16's grad scaler runs eagerly
         reset_peak(device)
         seconds, _, captured = graphed_step_time(build_model(cfg).to(device).train(), batch, sizes.repeats, dtype,
@@ -287,14 +286,6 @@ def bench_train_step(sizes: Sizes, dry: bool, device: torch.device, dataset: str
             "ms_per_step": round(seconds * 1e3, 2), "samples_per_s": round(sizes.batch / seconds, 1),
             "peak_mib": peak_memory_mib(device), "captured": captured, "dry": device.type != "cuda"}
     return out
-
-
-def _bench_step():
-    """benchmarks/bench_step.py as a module (its graphed-step timing)."""
-    spec = importlib.util.spec_from_file_location("bench_step", Path(__file__).with_name("bench_step.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _clouds(batch: int, nodes: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

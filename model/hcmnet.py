@@ -183,11 +183,12 @@ class HCMNet(nn.Module):
         """Eq. 16's ``xi ||theta||^2`` over every trainable parameter under ``weight_penalty``
         "l2-loss" (part of L_cce, so Eq. 17 balances it with the task loss); zero under
         "decoupled", where the trainer gives xi's role to AdamW's decoupled weight decay."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        zero = torch.zeros((), device=params[0].device if params else None)
         if self.cfg.weight_penalty != "l2-loss" or self.cfg.xi == 0:
-            return zero
-        return self.cfg.xi * sum((p.float().pow(2).sum() for p in params), zero)
+            return torch.zeros((), device=next(self.parameters()).device)
+        params = [p.float() for p in self.parameters() if p.requires_grad]
+        if not params:
+            return torch.zeros(())
+        return self.cfg.xi * torch.stack(torch._foreach_norm(params)).pow(2).sum()  # one fused norm per device
 
     def atomic_loss(self, atomic: dict[str, ModalRows], label: Tensor) -> Tensor:
         """Eq. 7 in the form ``acl_form`` names, on the atomic features ``T~, V~, A~`` (float32)."""

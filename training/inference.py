@@ -104,11 +104,12 @@ def predict(model: nn.Module, loader: DataLoader, d: Dist, amp: torch.dtype | No
                        all_feats[order] if all_feats is not None else None)
 
 
-def autocast(device: torch.device, amp: torch.dtype | None):
-    """``torch.autocast`` to ``amp`` on ``device``; no change for full precision (``None``)."""
+def autocast(device: torch.device, amp: torch.dtype | None, cache_enabled: bool = True):
+    """``torch.autocast`` to ``amp`` on ``device``; no change for full precision (``None``).
+    ``cache_enabled=False`` inside a graph capture, where cached casts would outlive their graph."""
     if amp is None:
         return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp)
+    return torch.autocast(device_type=device.type, dtype=amp, cache_enabled=cache_enabled)
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:

@@ -149,6 +149,7 @@ def _check_choices(choices: Any, paper: dict[str, dict[str, Any]], path: Path) -
 
 
 MODEL_SIZES = ("auto", "paper", "small")
+STEP_GRAPH_MODES = ("off", "auto", "on")  # TrainConfig.step_graph (hcm.training.step)
 
 
 def model_size_for(requested: str, profile: str) -> str:
@@ -241,7 +242,7 @@ class TrainConfig:
             raise ValueError(f"skip_nonfinite must be 0 or more, got {self.skip_nonfinite}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be auto, bf16, fp16 or off; got {self.amp!r}")
-        if self.step_graph not in ("off", "auto", "on"):
+        if self.step_graph not in STEP_GRAPH_MODES:
             raise ValueError(f"step_graph must be off, auto or on; got {self.step_graph!r}")
 
     def adamw_decay(self, model_cfg: ModelConfig) -> float:
@@ -291,4 +292,3 @@ def with_class_weights(model_cfg: ModelConfig, train_labels: np.ndarray) -> Mode
     weights = inverse_frequency_weights(train_labels, model_cfg.num_classes)
     log.info("class weights (inverse frequency over the training split): %s", [round(w, 3) for w in weights])
     return dataclasses.replace(model_cfg, class_weights=weights)
-

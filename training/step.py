@@ -51,7 +51,6 @@ from hcm.training.inference import autocast, model_inputs
 
 log = logging.getLogger(__name__)
 
-STEP_GRAPH_MODES = ("off", "auto", "on")
 PAD_MULTIPLE = 8  # node widths are padded up to a multiple of this, so that few shapes are captured
 WARMUP_STEPS = 3  # eager steps at a new shape before it is captured (CUDA's advice for whole-step capture)
 MODALITY_KEYS = {"text": ("text", "text_mask"), "video": ("video", "video_mask"), "audio": ("audio", "audio_mask")}
@@ -334,7 +333,7 @@ class TrainStep:
 
         def forward_backward() -> None:
             loop.optimizer.zero_grad(set_to_none=False)  # the gradient buffers stay where the graph wrote them
-            with _autocast(self.device, amp):
+            with autocast(self.device, amp, cache_enabled=False):
                 out = loop.model(static)
             out.loss.backward()
             losses = getattr(out, "losses", None) or {}
@@ -363,13 +362,6 @@ class TrainStep:
         if not math.isfinite(loss):
             return terms, f"the loss became {loss}"
         return terms, "" if math.isfinite(norm) else f"the gradient norm became {norm}"
-
-
-def _autocast(device: torch.device, amp: torch.dtype | None):
-    """Autocast without its cast cache: inside a capture the cached casts would outlive their graph."""
-    if amp is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp, cache_enabled=False)
 
 
 def make_train_step(loop: Loop, step_graph: str, clip: float, device: torch.device, world: int,

@@ -14,7 +14,7 @@ from hcm.apps.commands import command
 def _id_list(value: Optional[str]) -> Optional[list[str]]:
     """``--ids`` as a list of at least one id; None when not given."""
     if value is not None:
-        ids = [v.strip() for v in value.split(",") if v.strip()]
+        ids = options.names(value)
         if not ids:
             raise typer.BadParameter("give at least one item id, e.g. --ids abc$_$1,abc$_$2")
         return ids

@@ -210,11 +210,9 @@ def ablate_command(
     from hcm.apps.ablate import AblationRequest
     from hcm.apps.ablate import ablate_command as run_ablate
 
-    def items(value: str) -> list[str]:
-        return [v.strip() for v in value.split(",") if v.strip()]
-
+    names = options.names
     request = AblationRequest(
-        features=features or None, variants=None if variants is None else items(variants),
-        modalities=None if modalities is None else items(modalities), readings=items(readings),
-        switches=items(switches), epochs=epochs, seeds=seeds, overrides=dict(settings), progress=not quiet)
+        features=features or None, variants=None if variants is None else names(variants),
+        modalities=None if modalities is None else names(modalities), readings=names(readings),
+        switches=names(switches), epochs=epochs, seeds=seeds, overrides=dict(settings), progress=not quiet)
     raise typer.Exit(run_ablate(ctx.obj, request))

@@ -21,6 +21,7 @@ from starlette.requests import cookie_parser
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hcm.apps.predict_inputs import MEDIA_SUFFIXES
 from hcm.core.files import leads_out
 
 COOKIE = "hcm_token"
@@ -31,8 +32,7 @@ POLICY = ("default-src 'self'; img-src 'self' data:; media-src 'self'; style-src
 HEADERS = [(b"content-security-policy", POLICY.encode()), (b"x-content-type-options", b"nosniff"),
            (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY")]
 #: Files the server hands out from the workspace: media, pictures and the run's text files.
-SERVED_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".mp3", ".m4a", ".ogg",
-                   ".png", ".jpg", ".jpeg", ".svg", ".csv", ".json", ".log", ".md", ".txt"}
+SERVED_SUFFIXES = MEDIA_SUFFIXES | {".ogg", ".png", ".jpg", ".jpeg", ".svg", ".csv", ".json", ".log", ".md", ".txt"}
 
 
 class FileRefused(Exception):

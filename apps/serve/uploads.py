@@ -11,7 +11,6 @@ import asyncio
 import json
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import UploadFile
@@ -23,16 +22,6 @@ CHUNK = 1 << 20
 
 class UploadRefused(Exception):
     """An upload the server does not use; the message is shown on the page."""
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What decoding the upload found."""
-
-    format: str
-    video_frames: int
-    audio_frames: int
-    seconds: float | None
 
 
 async def save_upload(upload: UploadFile, folder: Path, limit: int) -> Path:
@@ -55,7 +44,7 @@ async def save_upload(upload: UploadFile, folder: Path, limit: int) -> Path:
     return path
 
 
-async def probe_upload(path: Path, seconds: float, shown_name: str) -> Probe:
+async def probe_upload(path: Path, seconds: float, shown_name: str) -> None:
     """Decode ``path`` in a worker process; :class:`UploadRefused` when it is not a clip or takes
     longer than ``seconds`` (the worker is then killed)."""
     worker = await asyncio.create_subprocess_exec(
@@ -73,4 +62,3 @@ async def probe_upload(path: Path, seconds: float, shown_name: str) -> Probe:
         found = {"ok": False, "error": f"the decoding worker stopped (exit status {worker.returncode})"}
     if not found.get("ok"):
         raise UploadRefused(f"{shown_name} is not a usable clip: {found.get('error')}")
-    return Probe(found["format"], found["video_frames"], found["audio_frames"], found.get("seconds"))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hcm.pipeline.sample.common import check_distinct_faults, corpus_rng, split_sizes, stratified
+from hcm.pipeline.sample.common import check_distinct_faults, corpus_rng, light, split_sizes, stratified
 from hcm.pipeline.sample.content import (
     EMOTION_AFFECT,
     IDLE_VIDEO,
@@ -114,7 +114,7 @@ def plan_iemocap(request: SampleRequest) -> CorpusPlan:
     check_distinct_faults(faults, "iemocap", request.n)
     broken = {f.item: f.kind for f in faults}
     items = (_item(dialogue, broken) for dialogue in dialogues())
-    return CorpusPlan({}, items, {f"Session{s}": 0 for s in range(1, SESSIONS + 1)}, faults)
+    return CorpusPlan({}, items, tuple(f"Session{s}" for s in range(1, SESSIONS + 1)), faults)
 
 
 def _item(dialogue: Dialogue, broken: dict[str, str]) -> PlannedItem:
@@ -127,7 +127,7 @@ def _item(dialogue: Dialogue, broken: dict[str, str]) -> PlannedItem:
 
 
 def _light(dialogue: Dialogue) -> Dialogue:
-    return replace(dialogue, turns=tuple(replace(turn, content=None) for turn in dialogue.turns))
+    return replace(dialogue, turns=tuple(light(turn) for turn in dialogue.turns))
 
 
 def _plan_dialogues(n: int, rng: np.random.Generator) -> Iterator[Dialogue]:

@@ -20,7 +20,8 @@ import av
 import numpy as np
 import soundfile
 
-from hcm.pipeline.sample.content import AudioStyle, VideoStyle
+from hcm.pipeline.sample.content import AudioStyle, UtteranceContent, VideoStyle
+from hcm.pipeline.sample.registry import MISSING_CLIP, NO_AUDIO, TRUNCATED_MEDIA, MediaJob
 from hcm.pipeline.sample.render import n_frames, render_audio, render_video
 
 X264_OPTIONS = {"preset": "ultrafast", "crf": "20"}
@@ -145,3 +146,13 @@ class ClipWriter:
                 write_mp4(target, frames, self.spec.fps, samples, self.spec.sample_rate)
         if self.keep is not None:
             truncate(target, self.keep)
+
+
+def clip_job(path: str, content: UtteranceContent, duration: float, spec: ClipSpec,
+             fault: str | None = None) -> MediaJob | None:
+    """The media job of one clip-per-utterance corpus item with its ``fault`` kind, if any: none for a
+    missing clip, a clip without audio, or one cut to 40 % of its bytes."""
+    if fault == MISSING_CLIP:
+        return None
+    return MediaJob(path, ClipWriter(path, content.audio, content.video, content.render_seed, duration, spec,
+                                     with_audio=fault != NO_AUDIO, keep=0.4 if fault == TRUNCATED_MEDIA else None))

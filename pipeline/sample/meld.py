@@ -28,7 +28,7 @@ from hcm.pipeline.sample.common import (
     stratified,
 )
 from hcm.pipeline.sample.content import NoiseConfig, UtteranceContent, emotion_space, make_content
-from hcm.pipeline.sample.media import ClipSpec, ClipWriter
+from hcm.pipeline.sample.media import ClipSpec, clip_job
 from hcm.pipeline.sample.registry import (
     EMPTY_TEXT,
     MISSING_CLIP,
@@ -36,7 +36,6 @@ from hcm.pipeline.sample.registry import (
     TRUNCATED_MEDIA,
     CorpusPlan,
     Fault,
-    MediaJob,
     PlannedItem,
     SampleRequest,
     register_sample,
@@ -117,7 +116,7 @@ def plan_meld(request: SampleRequest) -> CorpusPlan:
     check_distinct_faults(faults, "meld", request.n)
     broken = {(f.split, f.item): f.kind for f in faults}
     headers = {csv_name: csv_line(COLUMNS) for csv_name, _ in SPLITS.values()}
-    return CorpusPlan(headers, _items(utterances(), broken), {split: 0 for split in per_split}, faults)
+    return CorpusPlan(headers, _items(utterances(), broken), tuple(per_split), faults)
 
 
 def _items(utterances: Iterator[MeldUtterance], broken: dict[tuple[str, str], str]) -> Iterator[PlannedItem]:
@@ -127,9 +126,7 @@ def _items(utterances: Iterator[MeldUtterance], broken: dict[tuple[str, str], st
         kind = broken.get((u.split, u.item))
         number[u.split] += 1
         row = csv_line(_row(number[u.split], u, kind == EMPTY_TEXT))
-        media = None if kind == MISSING_CLIP else MediaJob(u.path, ClipWriter(
-            u.path, u.content.audio, u.content.video, u.content.render_seed, u.end - u.start, SPEC,
-            with_audio=kind != NO_AUDIO, keep=0.4 if kind == TRUNCATED_MEDIA else None))
+        media = clip_job(u.path, u.content, u.end - u.start, SPEC, kind)
         yield PlannedItem(u.split, ((SPLITS[u.split][0], row),), media)
 
 

@@ -43,7 +43,7 @@ from hcm.pipeline.sample.content import (
     emotion_space,
     make_content,
 )
-from hcm.pipeline.sample.media import ClipSpec, ClipWriter
+from hcm.pipeline.sample.media import ClipSpec, clip_job
 from hcm.pipeline.sample.mosei import ID_ALPHABET, SPLIT_SHARES, _video_sizes
 from hcm.pipeline.sample.registry import (
     EMPTY_TEXT,
@@ -52,7 +52,6 @@ from hcm.pipeline.sample.registry import (
     TRUNCATED_MEDIA,
     CorpusPlan,
     Fault,
-    MediaJob,
     PlannedItem,
     SampleRequest,
     register_sample,
@@ -224,16 +223,14 @@ def _corpus(name: str, clips: Callable[[], Iterator[Clip]], style: Style | None,
     check_distinct_faults(faults, name, request.n)
     broken = {fault.item: fault.kind for fault in faults}
     columns = MMSA_COLUMNS if style is not None else CUSTOM_COLUMNS
-    counts = {s: 0 for s in SPLITS} if style is not None else {"all": 0}
+    splits = tuple(SPLITS) if style is not None else ("all",)
     items = (_item(clip, style, broken.get(clip.item)) for clip in clips())
-    return CorpusPlan({"label.csv": csv_line(columns)}, items, counts, faults)
+    return CorpusPlan({"label.csv": csv_line(columns)}, items, splits, faults)
 
 
 def _item(clip: Clip, style: Style | None, kind: str | None) -> PlannedItem:
     row = csv_line(_row(clip, style, kind == EMPTY_TEXT))
-    media = None if kind == MISSING_CLIP else MediaJob(clip.path, ClipWriter(
-        clip.path, clip.content.audio, clip.content.video, clip.content.render_seed, clip.duration, SPEC,
-        with_audio=kind != NO_AUDIO, keep=0.4 if kind == TRUNCATED_MEDIA else None))
+    media = clip_job(clip.path, clip.content, clip.duration, SPEC, kind)
     return PlannedItem(clip.mode if style is not None else "all", (("label.csv", row),), media)
 
 

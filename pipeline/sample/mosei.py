@@ -33,7 +33,7 @@ from hcm.pipeline.sample.content import (
     UtteranceContent,
     make_content,
 )
-from hcm.pipeline.sample.media import ClipSpec, ClipWriter
+from hcm.pipeline.sample.media import ClipSpec, clip_job
 from hcm.pipeline.sample.registry import (
     EMPTY_TEXT,
     MISSING_CLIP,
@@ -41,7 +41,6 @@ from hcm.pipeline.sample.registry import (
     TRUNCATED_MEDIA,
     CorpusPlan,
     Fault,
-    MediaJob,
     PlannedItem,
     SampleRequest,
     register_sample,
@@ -102,15 +101,12 @@ def plan_mosei(request: SampleRequest) -> CorpusPlan:
     check_distinct_faults(faults, "mosei", request.n)
     broken = {fault.item: fault.kind for fault in faults}
     items = (_item(clip, broken.get(clip.item)) for clip in clips())
-    return CorpusPlan({"label.csv": csv_line(COLUMNS)}, items, {mode: 0 for mode in SPLITS}, faults)
+    return CorpusPlan({"label.csv": csv_line(COLUMNS)}, items, tuple(SPLITS), faults)
 
 
 def _item(clip: MoseiClip, kind: str | None) -> PlannedItem:
     row = csv_line(_row(clip, empty_text=kind == EMPTY_TEXT))
-    media = None if kind == MISSING_CLIP else MediaJob(clip.path, ClipWriter(
-        clip.path, clip.content.audio, clip.content.video, clip.content.render_seed, clip.duration, SPEC,
-        with_audio=kind != NO_AUDIO, keep=0.4 if kind == TRUNCATED_MEDIA else None))
-    return PlannedItem(clip.mode, (("label.csv", row),), media)
+    return PlannedItem(clip.mode, (("label.csv", row),), clip_job(clip.path, clip.content, clip.duration, SPEC, kind))
 
 
 def _plan_clips(n: int, rng: np.random.Generator) -> Iterator[MoseiClip]:

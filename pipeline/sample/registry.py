@@ -73,7 +73,7 @@ class MediaJob:
 class PlannedItem:
     """One unit of a corpus as the writer receives it: one utterance (IEMOCAP: one dialogue)."""
 
-    split: str  # the key of CorpusPlan.counts it adds to
+    split: str  # one of CorpusPlan.splits
     rows: tuple[tuple[str, str], ...]  # (annotation file relative to the root, text appended to it)
     media: MediaJob | None  # None: no media file (a missing-clip fault)
     utterances: int = 1
@@ -81,11 +81,11 @@ class PlannedItem:
 
 @dataclass
 class CorpusPlan:
-    """What a planner decided: the files' first lines, the items (drawn lazily), counts and faults."""
+    """What a planner decided: the files' first lines, the items (drawn lazily), splits and faults."""
 
     files: dict[str, str]  # relative path -> text written before any item (annotation headers)
     items: Iterable[PlannedItem]  # drawn and written one at a time, in this order; n utterances in all
-    counts: dict[str, int]  # utterances per split (IEMOCAP: per session), in report order; zero here
+    splits: tuple[str, ...]  # the items' splits (IEMOCAP: sessions) in the order the summary reports them
     faults: list[Fault] = field(default_factory=list)
 
 
@@ -282,7 +282,7 @@ def _prepare_root(root: Path) -> Path:
 def _write_items(root: Path, plan: CorpusPlan, n: int, label: str, show: bool) -> dict[str, int]:
     """Write every item of ``plan`` (``n`` utterances) as it is drawn: its rows appended to their
     files, then its media; the utterances written per split."""
-    counts = dict(plan.counts)
+    counts = dict.fromkeys(plan.splits, 0)
     with progress_bar(show, eta=True, stderr=True) as bar:
         task = bar.add_task(label, total=n)
         for item in plan.items:
@@ -294,7 +294,7 @@ def _write_items(root: Path, plan: CorpusPlan, n: int, label: str, show: bool) -
             if item.media is not None:
                 (root / item.media.path).parent.mkdir(parents=True, exist_ok=True)
                 item.media.write(root)
-            counts[item.split] = counts.get(item.split, 0) + item.utterances
+            counts[item.split] += item.utterances
             bar.advance(task, item.utterances)
     return counts
 

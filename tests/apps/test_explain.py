@@ -71,6 +71,10 @@ def test_contributions_are_the_predictions_of_the_item_with_the_modality_absent(
 
 @pytest.mark.slow  # the shared fixture trains two runs
 def test_worst_picks_the_largest_errors_of_the_evaluation(small_runs, tmp_path: Path) -> None:
+    # the run's own test predictions (another test may have evaluated the shared run on another cache)
+    own = runner.invoke(app, ["--workdir", str(small_runs.workspace.root), "evaluate", "--run", str(small_runs.full),
+                              "--device", "cpu"])
+    assert own.exit_code == 0, own.output
     with open(small_runs.full / "eval" / "test" / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     rows.sort(key=lambda r: -abs(float(r["prediction"]) - float(r["label"])))
