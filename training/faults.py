@@ -23,9 +23,9 @@ from hcm.training import TrainingError
 
 log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-#: Run-config entries that may differ between a checkpoint and the run resuming it.
-#: Run-config keys (or whole sections) a resume may find changed: ``train.epochs`` grows when a finished
-#: run is extended (``hcm train --resume --epochs N``, which records it in config.json).
+#: Run-config keys (or whole sections) that may differ between a checkpoint and the run resuming it:
+#: ``train.epochs`` grows when a finished run is extended (``hcm train --resume --epochs N``, which
+#: records it in config.json).
 RESUME_MAY_CHANGE = ("created", "torch", "world_size", "cache", "train.skip_nonfinite", "train.epochs", "provenance",
                      "extended")
 MAX_LISTED = 8

@@ -59,7 +59,7 @@ MODULES: dict[str, list[str]] = {
                              "tests/cli/test_cli_train.py"],
     "training/checkpoints.py": ["tests/training/test_checkpoint_state.py", "tests/training/test_checkpoints.py",
                                 "tests/training/test_trainer_faults.py"],
-    "training/faults.py": ["tests/training/test_trainer.py", "tests/training/test_trainer_faults.py"],  # resume
+    "training/faults.py": ["tests/training/test_faults.py", "tests/training/test_trainer_faults.py"],  # resume
     "training/trainer.py": ["tests/training/test_trainer.py", "tests/training/test_trainer_faults.py"],
     "cache/inspect.py": ["tests/cache/test_cache_inspect.py", "tests/cache/test_cache_faults.py",
                          "tests/cache/test_cache_cli.py"],  # verification
@@ -80,6 +80,10 @@ DESELECT: dict[str, list[str]] = {
     # a training run stopped by SIGTERM and resumed (12 s); saving and restoring a loop, its RNG
     # states and loss sums: tests/training/test_checkpoint_state.py
     "training/checkpoints.py": [
+        "tests/training/test_trainer_faults.py::test_sigterm_mid_epoch_checkpoints_and_resumes_to_the_same_metrics"],
+    # the same run (5-12 s); the stop request, its message and exit code: tests/training/test_faults.py, and
+    # test_sigint_exits_with_130 beside it
+    "training/faults.py": [
         "tests/training/test_trainer_faults.py::test_sigterm_mid_epoch_checkpoints_and_resumes_to_the_same_metrics"],
 }
 SKIP = (".git", ".venv", "build", "mutants", "hcm-work", "tests", "__pycache__", ".pytest_cache", ".ruff_cache")
