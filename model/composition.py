@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from hcm.model.config import OT_MASSES, checked_switch
 from hcm.model.layers import FeedForward, MaskedAttention, ModalRows, masked_softmax, support_weights
 from hcm.model.ot import float32_island, sinkhorn
 
@@ -84,8 +85,10 @@ class CompositionTransport(nn.Module):
                  eps: float, n_iters: int, backend: str, update: str = "text-anchored",
                  common_nodes: bool = False, cost_scale: str = "unit-mean", mass: str = "unit") -> None:
         super().__init__()
-        self.others, self.cost_scale, self.node_mass = others, cost_scale, mass == "node"
-        self.update, self.common_nodes = update, common_nodes
+        if mass not in OT_MASSES:
+            raise ValueError(f"mass must be one of {OT_MASSES}, got {mass!r}")
+        self.others, self.cost_scale, self.node_mass = others, checked_switch("cost_scale", cost_scale), mass == "node"
+        self.update, self.common_nodes = checked_switch("transport_update", update), common_nodes
         self.gamma = nn.ParameterDict({m: nn.Parameter(torch.tensor(float(gamma_init))) for m in self.others})
         self.use_ot = use_ot
         self.eps, self.n_iters, self.backend = eps, n_iters, backend
@@ -164,7 +167,8 @@ class FusionLayer(nn.Module):
     def __init__(self, d_query: int, d_model: int, num_heads: int, dropout: float,
                  attention: str = "multihead", ffn: str = "gelu-residual") -> None:
         super().__init__()
-        self.multihead, self.residual_ffn = attention == "multihead", ffn == "gelu-residual"
+        self.multihead = checked_switch("pgf_attention", attention) == "multihead"
+        self.residual_ffn = checked_switch("pgf_ffn", ffn) == "gelu-residual"
         if self.multihead:
             self.norm_value = nn.LayerNorm(d_model)
             self.attn = MaskedAttention(d_model, num_heads, dropout, d_query=d_query)
@@ -197,7 +201,7 @@ class PairwiseGraphFusion(nn.Module):
     def __init__(self, n_guides: int, d_model: int, num_heads: int, layers: int, dropout: float,
                  attention: str = "multihead", ffn: str = "gelu-residual") -> None:
         super().__init__()
-        normed = attention == "multihead"
+        normed = checked_switch("pgf_attention", attention) == "multihead"
         self.norm_guide = nn.LayerNorm(n_guides * d_model) if normed else nn.Identity()
         self.layers = nn.ModuleList(
             FusionLayer(n_guides * d_model, d_model, num_heads, dropout, attention, ffn) for _ in range(layers)
@@ -218,7 +222,7 @@ class CostGuidedFusion(nn.Module):
 
     def __init__(self, mode: str = "softmax") -> None:
         super().__init__()
-        self.mode = mode
+        self.mode = checked_switch("cost_fusion", mode)
         self.log_scale = nn.Parameter(torch.zeros(())) if mode == "softmax" else None
 
     def forward(self, p_u: Tensor, transferred_cost: Tensor | None, support: Tensor) -> Tensor:

@@ -69,6 +69,17 @@ READING_SWITCHES: tuple[ReadingSwitch, ...] = (
     ReadingSwitch("output_mapping", "none", "label-range", ("none", "label-range"), "prediction (regression)"),
 )
 SWITCHES_BY_NAME = {switch.name: switch for switch in READING_SWITCHES}
+#: Marginal masses of the literal Eq. 12 (``ot_mass``): total mass 1, or mass 1 per text node.
+OT_MASSES = ("unit", "node")
+
+
+def checked_switch(name: str, value: Any) -> Any:
+    """``value`` when it is one of the choices of reading switch ``name``, else a ValueError naming them
+    (the model's parts check theirs too, so a part built outside a ModelConfig cannot fall back silently)."""
+    switch = SWITCHES_BY_NAME[name]
+    if value not in switch.choices:
+        raise ValueError(f"{name} must be one of {switch.choices} ({switch.equation}), got {value!r}")
+    return value
 
 #: What a run saved before a setting existed was trained with (its config.json lacks the key):
 #: no ``reading`` meant hcm's; the switches added later ran hcm's form under either reading.
@@ -145,7 +156,7 @@ class ModelConfig:
         for name, heads in (("num_heads", self.num_heads), ("m_ctn", self.m_ctn)):
             if heads < 1 or self.d_model % heads:
                 raise ValueError(f"d_model={self.d_model} must be divisible by {name}={heads}")
-        if self.ot_mass not in ("node", "unit"):
+        if self.ot_mass not in OT_MASSES:
             raise ValueError(f"ot_mass must be 'node' or 'unit', got {self.ot_mass!r}")
         if self.regression_loss not in ("l1", "mse"):
             raise ValueError(f"regression_loss must be 'l1' or 'mse', got {self.regression_loss!r}")
@@ -168,8 +179,8 @@ class ModelConfig:
             value = getattr(self, switch.name)
             if value is None:
                 object.__setattr__(self, switch.name, switch.value(self.reading))
-            elif value not in switch.choices:
-                raise ValueError(f"{switch.name} must be one of {switch.choices} ({switch.equation}), got {value!r}")
+            else:
+                checked_switch(switch.name, value)
         if self.node_count == "native" and self.transport_update == "literal":
             raise ValueError(
                 "node_count 'native' (each modality its own node count) needs transport_update 'text-anchored': "

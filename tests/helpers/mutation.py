@@ -47,8 +47,9 @@ MODULES: dict[str, list[str]] = {
     "model/losses.py": ["tests/model/test_losses_edges.py", "tests/model/test_losses.py",
                         "tests/model/test_objective_wiring.py"],
     # the readings (Eq. 15/17 and the departures of docs/readings): where they act
-    "model/composition.py": ["tests/model/test_readings.py", "tests/model/test_hcmnet.py"],
-    "model/nodes.py": ["tests/model/test_readings.py", "tests/model/test_hcmnet.py"],
+    "model/composition.py": ["tests/model/test_composition.py", "tests/model/test_readings.py",
+                             "tests/model/test_hcmnet.py"],
+    "model/nodes.py": ["tests/model/test_nodes.py", "tests/model/test_readings.py", "tests/model/test_hcmnet.py"],
     "model/hcmnet.py": ["tests/model/test_hcmnet.py", "tests/model/test_objective_wiring.py",
                         "tests/model/test_readings.py"],
     "model/ot/dense.py": ["tests/model/test_ot_dense.py", "tests/model/test_ot.py", "tests/model/test_ot_graphs.py"],
