@@ -68,7 +68,7 @@ def to_anchor_nodes(rows: ModalRows, anchor: ModalRows) -> ModalRows:
     n_target = torch.where(n_anchor > 0, n_anchor, n_source.clamp_max(width)) * present  # (B,) M per sample
     order = real_first(mask)
     compact = nodes.gather(1, order.unsqueeze(-1).expand_as(nodes))  # (B, N, d) real rows first
-    resampled = area_weights(n_source, n_target, nodes.shape[1], width) @ compact  # (B, W, d) by rank
+    resampled = area_weights(n_source, n_target, nodes.shape[1], width).to(compact.dtype) @ compact  # (B, W, d)
     positions = torch.where((n_anchor > 0).unsqueeze(1), real_first(anchor_mask),
                             torch.arange(width, device=mask.device).expand_as(anchor_mask))  # rank -> row
     placed = torch.zeros_like(resampled).scatter(1, positions.unsqueeze(-1).expand_as(resampled), resampled)

@@ -49,9 +49,10 @@ MODULES: dict[str, list[str]] = {
     # the readings (Eq. 15/17 and the departures of docs/readings): where they act
     "model/composition.py": ["tests/model/test_composition.py", "tests/model/test_readings.py",
                              "tests/model/test_hcmnet.py"],
-    "model/nodes.py": ["tests/model/test_nodes.py", "tests/model/test_readings.py", "tests/model/test_hcmnet.py"],
-    "model/hcmnet.py": ["tests/model/test_hcmnet.py", "tests/model/test_objective_wiring.py",
-                        "tests/model/test_readings.py"],
+    "model/nodes.py": ["tests/model/test_nodes.py", "tests/model/test_readings.py", "tests/model/test_hcmnet.py",
+                       "tests/model/test_hcmnet_wiring.py"],
+    "model/hcmnet.py": ["tests/model/test_hcmnet_wiring.py", "tests/model/test_hcmnet.py",
+                        "tests/model/test_objective_wiring.py", "tests/model/test_readings.py"],
     "model/ot/dense.py": ["tests/model/test_ot_dense.py", "tests/model/test_ot.py", "tests/model/test_ot_graphs.py"],
     "model/ot/api.py": ["tests/model/test_ot_api.py", "tests/model/test_ot.py"],
     "model/ot/problem.py": ["tests/model/test_ot_problem.py", "tests/model/test_ot.py"],

@@ -78,3 +78,15 @@ def test_an_absent_modality_stays_absent_on_the_anchor_nodes() -> None:
     assert moved.present.tolist() == [False]
     assert moved.valid.tolist() == [[True, False, False]] and moved.support.tolist() == [[True, False, False]]
     assert moved.x.squeeze(-1).tolist() == [[4.0, 0.0, 0.0]]
+
+
+def test_resampling_stays_on_the_inputs_device() -> None:
+    """Every tensor it makes is on its inputs' device: run on the meta device, where mixing in a CPU
+    tensor fails as it would on a GPU."""
+    mask = torch.ones(2, 6, dtype=torch.bool, device="meta")
+    video = ModalRows(torch.zeros(2, 6, 3, device="meta"), mask, mask, mask[:, 0])
+    anchor = ModalRows(torch.zeros(2, 4, 3, device="meta"), mask[:, :4], mask[:, :4], mask[:, 0])
+    moved = to_anchor_nodes(video, anchor)
+    assert moved.x.device.type == "meta" and moved.x.shape == (2, 4, 3) and moved.valid.shape == (2, 4)
+    counts = torch.tensor([2, 3], device="meta")
+    assert area_weights(counts, counts, 3, 3).device.type == "meta"
