@@ -91,14 +91,14 @@ def test_class_weights_still_by_name_are_refused(model_config) -> None:
 def test_the_label_range_maps_the_head_onto_its_centre_and_half_width(model_config, model_batch) -> None:
     batch = model_batch(LENGTHS, regression=True)
     cfg = dict(task="regression", label_range=(0.0, 10.0), variant="no-acl", reading="paper", dropout=0.0)
-    torch.manual_seed(0)
-    raw = build_model(model_config(output_mapping="none", **cfg)).eval()
-    torch.manual_seed(0)
-    mapped = build_model(model_config(output_mapping="label-range", **cfg)).eval()
-    with torch.no_grad():
-        head = raw(batch).prediction
-        assert head.shape == (4,) and head.abs().min() > 1e-4
-        assert torch.allclose(mapped(batch).prediction, 5.0 + 5.0 * head, atol=1e-5)
+    for mapping, centre, half_width in (("label-range", 5.0, 5.0), ("none", 0.0, 1.0)):
+        torch.manual_seed(0)
+        model = build_model(model_config(output_mapping=mapping, **cfg)).eval()
+        with torch.no_grad():
+            out = model(batch)
+            head = model.classifier(out.features)  # (B, 1): the head's own output
+        assert head.shape == (4, 1) and head.abs().min() > 1e-4
+        assert torch.allclose(out.prediction, centre + half_width * head[:, 0], atol=1e-6), mapping
 
 
 def test_a_double_precision_model_takes_a_float32_batch(model_config, model_batch) -> None:

@@ -38,6 +38,10 @@ def test_area_weights_are_zero_outside_the_real_targets_and_sources() -> None:
     assert weights.tolist() == [[[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]]
 
 
+def test_nothing_is_resampled_from_a_source_without_nodes() -> None:
+    assert area_weights(torch.tensor([0]), torch.tensor([2]), 2, 2).abs().sum() == 0
+
+
 def test_one_target_averages_every_source_node() -> None:
     weights = area_weights(torch.tensor([4]), torch.tensor([1]), 4, 1)
     assert weights.tolist() == [[[0.25, 0.25, 0.25, 0.25]]]
