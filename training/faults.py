@@ -31,6 +31,16 @@ RESUME_MAY_CHANGE = ("created", "torch", "world_size", "cache", "train.skip_nonf
 MAX_LISTED = 8
 
 
+class _Absent:
+    """Stands for a key one of two configs lacks (no config value can equal it)."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT = _Absent()
+
+
 class NonFiniteLossError(TrainingError):
     """The loss or the gradient became NaN or infinite."""
 
@@ -93,8 +103,8 @@ def config_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     old, new = _flatten(saved), _flatten(now)
     keys = [k for k in sorted(set(old) | set(new)) if k not in RESUME_MAY_CHANGE and k.partition(".")[0]
             not in RESUME_MAY_CHANGE]
-    changed = [k for k in keys if old.get(k, "<absent>") != new.get(k, "<absent>")]
-    lines = [f"{k}: {_short(old.get(k, '<absent>'))} in the checkpoint, {_short(new.get(k, '<absent>'))} now"
+    changed = [k for k in keys if old.get(k, ABSENT) != new.get(k, ABSENT)]
+    lines = [f"{k}: {_short(old.get(k, ABSENT))} in the checkpoint, {_short(new.get(k, ABSENT))} now"
              for k in changed[:MAX_LISTED]]
     if len(changed) > MAX_LISTED:
         lines.append(f"and {len(changed) - MAX_LISTED} more")

@@ -171,7 +171,7 @@ def test_a_checkpoint_without_a_config_resumes_only_a_run_without_settings(tmp_p
     paths = RunPaths(tmp_path / "run")
     C.save_last(trained_loop(), C.rng_state(), Dist(), paths, {})
     loop = make_loop(1)
-    with pytest.raises(TrainingError, match=r"\(seed: '<absent>' in the checkpoint, 1 now\)"):
+    with pytest.raises(TrainingError, match=r"\(seed: <absent> in the checkpoint, 1 now\)"):
         C.resume_from(loop, paths, {"seed": 1}, Dist())
     C.resume_from(loop, paths, {}, Dist())
     assert loop.epoch == 3

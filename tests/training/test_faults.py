@@ -75,15 +75,19 @@ def test_stop_signals_leave_the_handlers_alone_outside_the_main_thread(own_stop_
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     seen = {}
 
-    def worker() -> None:
-        with StopSignals() as stop:
+    def worker(stop: StopSignals) -> None:
+        with stop:
             seen["inside"] = {s: signal.getsignal(s) for s in before}
             seen["signum"] = stop.signum
+        seen["left"] = True
 
-    thread = threading.Thread(target=worker)
+    stop = StopSignals()
+    with stop:  # used in the main thread first, then again in a worker
+        pass
+    thread = threading.Thread(target=worker, args=(stop,))
     thread.start()
     thread.join()
-    assert seen == {"inside": before, "signum": 0}
+    assert seen == {"inside": before, "signum": 0, "left": True}
     assert {s: signal.getsignal(s) for s in before} == before
 
 
@@ -127,9 +131,9 @@ def test_config_differences_are_empty_for_equal_configs() -> None:
 
 
 def test_config_differences_ignore_what_a_resume_may_change() -> None:
-    saved = {"created": "t0", "torch": "2.1", "world_size": 1, "cache": "/a", "provenance": {"git": "x"},
+    saved = {"created": "t0", "torch": "2.1", "world_size": 1, "cache": "/a", "provenance": {"git": {"commit": "x"}},
              "extended": [], "train": {"skip_nonfinite": 0, "epochs": 3, "lr": 0.1}}
-    now = {"created": "t1", "torch": "2.2", "world_size": 2, "cache": "/b", "provenance": {"git": "y", "new": 1},
+    now = {"created": "t1", "torch": "2.2", "world_size": 2, "cache": "/b", "provenance": {"git": {"commit": "y"}},
            "extended": [{"epochs": 5}], "train": {"skip_nonfinite": 2, "epochs": 5, "lr": 0.1}}
     assert config_differences(saved, now) == []
 
@@ -137,8 +141,14 @@ def test_config_differences_ignore_what_a_resume_may_change() -> None:
 def test_config_differences_name_keys_added_and_removed() -> None:
     saved = {"train": {"lr": 0.1}, "model": {"reading": "paper"}}
     now = {"train": {"lr": 0.1, "amp": "off"}, "model": {}}
-    assert config_differences(saved, now) == ["model.reading: 'paper' in the checkpoint, '<absent>' now",
-                                              "train.amp: '<absent>' in the checkpoint, 'off' now"]
+    assert config_differences(saved, now) == ["model.reading: 'paper' in the checkpoint, <absent> now",
+                                              "train.amp: <absent> in the checkpoint, 'off' now"]
+
+
+def test_a_key_with_the_value_none_differs_from_a_missing_key() -> None:
+    assert config_differences({"a": None, "b": "<absent>"}, {"c": None}) == [
+        "a: None in the checkpoint, <absent> now", "b: '<absent>' in the checkpoint, <absent> now",
+        "c: <absent> in the checkpoint, None now"]
 
 
 def test_config_differences_compare_three_levels_then_whole_values() -> None:
@@ -157,6 +167,11 @@ def test_config_differences_cut_long_values_and_list_at_most_eight() -> None:
     assert lines[0] == f"long: {short} in the checkpoint, {short.replace('x', 'y')} now"
     assert lines[1] == "model.k0: 0 in the checkpoint, -1 now"
     assert lines[-1] == "and 4 more"  # 12 differences: 8 listed and 4 more
+
+
+def test_exactly_eight_differences_are_all_listed() -> None:
+    lines = config_differences({f"k{i}": i for i in range(MAX_LISTED)}, {f"k{i}": -1 for i in range(MAX_LISTED)})
+    assert len(lines) == MAX_LISTED and not any(line.startswith("and ") for line in lines)
 
 
 def test_config_differences_keep_a_value_of_exactly_48_characters() -> None:
