@@ -1,9 +1,11 @@
 """training/faults.py on its own: stop signals as requests, the error a stop ends with, and the
-settings a resume compares (the training runs that use them: tests/training/test_trainer_faults.py)."""
+settings a resume compares (the training runs that use them: tests/training/test_trainer_faults.py).
+
+Signals are sent with ``signal.raise_signal``: to this thread, its Python handler run before the
+call returns (``os.kill`` may reach another thread first, the handler a moment later)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from pathlib import Path
@@ -24,6 +26,14 @@ from hcm.training.faults import (
 )
 
 
+def send(signum: int) -> None:
+    """``signum`` to this thread; a KeyboardInterrupt here fails the test (instead of stopping pytest)."""
+    try:
+        signal.raise_signal(signum)
+    except KeyboardInterrupt:
+        pytest.fail(f"{signal.Signals(signum).name} raised KeyboardInterrupt where it should only ask to stop")
+
+
 @pytest.fixture
 def own_stop_handlers():
     """Handlers of SIGINT/SIGTERM that record what reached them, put back after the test."""
@@ -39,35 +49,35 @@ def test_stop_signals_record_the_first_signal_and_put_the_handlers_back(own_stop
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with StopSignals() as stop:
         assert stop.signum == 0
-        os.kill(os.getpid(), signal.SIGTERM)
+        send(signal.SIGTERM)
         assert stop.signum == signal.SIGTERM
-        os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM changes nothing and raises nothing
+        send(signal.SIGTERM)  # a second SIGTERM changes nothing and raises nothing
         assert stop.signum == signal.SIGTERM
     assert {s: signal.getsignal(s) for s in before} == before
     assert own_stop_handlers == []  # the earlier handlers saw nothing while training held the signals
-    os.kill(os.getpid(), signal.SIGTERM)
+    send(signal.SIGTERM)
     assert own_stop_handlers == [signal.SIGTERM]
 
 
 def test_a_second_ctrl_c_stops_at_once(own_stop_handlers, caplog: pytest.LogCaptureFixture) -> None:
     with StopSignals() as stop:
-        os.kill(os.getpid(), signal.SIGINT)
+        send(signal.SIGINT)
         assert stop.signum == signal.SIGINT
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
     assert [r.getMessage() for r in caplog.records] == [
         "SIGINT received: training stops after the current step and writes a checkpoint (Ctrl-C again stops at once)"]
 
 
 def test_ctrl_c_after_sigterm_stops_at_once_and_sigterm_after_ctrl_c_does_not(own_stop_handlers) -> None:
     with StopSignals() as stop:
-        os.kill(os.getpid(), signal.SIGTERM)
+        send(signal.SIGTERM)
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
         assert stop.signum == signal.SIGTERM
     with StopSignals() as stop:
-        os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGTERM)
+        send(signal.SIGINT)
+        send(signal.SIGTERM)
         assert stop.signum == signal.SIGINT
 
 
@@ -81,14 +91,16 @@ def test_stop_signals_leave_the_handlers_alone_outside_the_main_thread(own_stop_
             seen["signum"] = stop.signum
         seen["left"] = True
 
-    stop = StopSignals()
-    with stop:  # used in the main thread first, then again in a worker
+    used = StopSignals()
+    with used:  # used in the main thread first, then again in a worker
         pass
-    thread = threading.Thread(target=worker, args=(stop,))
-    thread.start()
-    thread.join()
-    assert seen == {"inside": before, "signum": 0, "left": True}
-    assert {s: signal.getsignal(s) for s in before} == before
+    for stop in (StopSignals(), used):
+        seen.clear()
+        thread = threading.Thread(target=worker, args=(stop,))
+        thread.start()
+        thread.join()
+        assert seen == {"inside": before, "signum": 0, "left": True}
+        assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_loader_workers_ignore_both_stop_signals(own_stop_handlers) -> None:
