@@ -154,7 +154,17 @@ def _probe_batch(items: list[int]) -> dict:
     return {"index": torch.tensor(items), "ignored": ignored, "seed": torch.initial_seed()}
 
 
-def test_loader_workers_leave_stop_signals_to_the_main_process_and_are_seeded_by_seed_and_epoch() -> None:
+@pytest.fixture
+def stop_handlers():
+    """SIGINT and SIGTERM handled in this process (pytest started in the background ignores SIGINT)."""
+    handlers = {s: signal.signal(s, lambda signum, frame: None) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+
+
+def test_loader_workers_leave_stop_signals_to_the_main_process_and_are_seeded_by_seed_and_epoch(
+        stop_handlers) -> None:
     def first(cfg: TrainConfig, epoch: int) -> dict:
         loader = train_loader(_WorkerProbe(), cfg, CPU, epoch)
         assert not loader.pin_memory  # no pinned copies on the CPU
@@ -162,7 +172,7 @@ def test_loader_workers_leave_stop_signals_to_the_main_process_and_are_seeded_by
 
     batch = first(_cfg(num_workers=1), 0)
     assert batch["ignored"] == [True, True]
-    assert signal.getsignal(signal.SIGINT) != signal.SIG_IGN  # the main process still stops on Ctrl-C
+    assert signal.SIG_IGN not in map(signal.getsignal, (signal.SIGINT, signal.SIGTERM))  # only in the worker
     torch.manual_seed(7)
     again = first(_cfg(num_workers=1), 0)
     assert again["seed"] == batch["seed"] and again["index"].tolist() == batch["index"].tolist()
