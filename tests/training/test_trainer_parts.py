@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import logging
 import math
+import re
 import signal
 import time
 from pathlib import Path
@@ -17,7 +19,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import rich
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from hcm_tiny_cache import build_cache
 from hcm_tiny_model import TinyNet, tiny_facts
@@ -32,6 +36,7 @@ from hcm.training.data import cache_info
 from hcm.training.distributed import Dist
 from hcm.training.faults import NonFiniteLossError, TrainingInterrupted
 from hcm.training.inference import eval_loader, predict
+from hcm.training.metrics import compute_metrics
 from hcm.training.runs import RunPaths
 from hcm.training.settings import TrainConfig
 from hcm.training.step import make_train_step
@@ -51,6 +56,7 @@ from hcm.training.trainer import (
     run_epochs,
     skip_or_stop,
     stopped_early,
+    train,
     train_loader,
     train_one_epoch,
     validate,
@@ -86,6 +92,23 @@ def _context(setup: Setup, root: Path, cfg: TrainConfig | None = None, signum: i
 
 def _loop(setup: Setup, cfg: TrainConfig | None = None, factory=FACTORY):
     return new_loop(setup, cfg or _cfg(), CPU, factory, STEPS)
+
+
+@pytest.fixture
+def terminal() -> io.StringIO:
+    """What rich's console shows, as a 160-column terminal would; the console is put back after."""
+    console = rich.get_console()
+    saved = dict(console.__dict__)
+    shown = io.StringIO()
+    rich.reconfigure(file=shown, force_terminal=True, width=160, color_system=None)
+    yield shown
+    console.__dict__.clear()
+    console.__dict__.update(saved)
+
+
+def _plain(frame: str) -> str:
+    """A terminal frame without its control sequences."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frame)
 
 
 def _batches(loader) -> list[list[int]]:
@@ -378,6 +401,9 @@ def test_an_epoch_stopped_mid_way_and_resumed_ends_as_an_uninterrupted_one(setup
     with pytest.raises(TrainingInterrupted, match=r"^training stopped by SIGTERM at epoch 1, step 2; ") as caught:
         epoch(cut, run, stop_after_two)
     assert caught.value.exit_code == 143 and len(steps) == 2
+    assert str(caught.value) == (
+        f"training stopped by SIGTERM at epoch 1, step 2; {run.paths.last} holds everything needed to continue. "
+        f"Continue with:\n  hcm train --resume --run {run.paths.root.resolve()}")
     state = load_checkpoint(run.paths.last)
     assert (state["epoch"], state["step"], state["partial"][0]["items"]) == (0, 2, 16.0)
     torch.manual_seed(12345)  # the resumed epoch must not depend on the RNG state it starts in
@@ -591,4 +617,173 @@ def test_a_stop_request_at_the_end_of_an_epoch_stops_there(setup: Setup, tmp_pat
     with pytest.raises(TrainingInterrupted, match=r"^training stopped by SIGINT at the end of epoch 1; ") as caught:
         run_epochs(loop, run, [request], False)
     assert caught.value.exit_code == 130 and load_checkpoint(run.paths.last)["epoch"] == 1
-    assert f"hcm train --resume --run {run.paths.root.resolve()}" in str(caught.value)
+    assert str(caught.value) == (
+        f"training stopped by SIGINT at the end of epoch 1; {run.paths.last} holds everything needed to continue. "
+        f"Continue with:\n  hcm train --resume --run {run.paths.root.resolve()}")
+
+
+def test_the_progress_display_shows_each_epoch_its_steps_loss_and_valid_value(
+        setup: Setup, tmp_path: Path, terminal: io.StringIO) -> None:
+    run, loop = _context(setup, tmp_path / "run", _cfg(epochs=2)), _loop(setup, _cfg(epochs=2))
+    loop.step = 2  # resumed half-way through epoch 1
+    run_epochs(loop, run, [], True)
+    frames = [_plain(frame) for frame in terminal.getvalue().split("\r") if _plain(frame).strip()]
+    assert re.search(r"^epoch 1/2 .* 2/4 train_loss - +\d:\d\d:\d\d$", frames[0])  # before its first step
+    last = frames[-1].strip().splitlines()
+    assert len(last) == 2
+    for line, row in zip(last, loop.history):
+        assert re.search(rf"^epoch {row['epoch']}/2 ━+ 4/4 train_loss {row['train_loss']:.4f} "
+                         rf"valid mae {row['valid_mae']:.4f} \d:\d\d:\d\d$", line), line
+
+
+def test_no_progress_display_without_show(setup: Setup, tmp_path: Path, terminal: io.StringIO) -> None:
+    run, loop = _context(setup, tmp_path / "run", _cfg(epochs=1)), _loop(setup, _cfg(epochs=1))
+    run_epochs(loop, run, [], False)
+    assert terminal.getvalue() == "" and loop.epoch == 1
+
+
+def test_the_gradient_clip_reaches_the_step(setup: Setup, tmp_path: Path) -> None:
+    """Clipped to 1e-12 the gradients fall below AdamW's eps: the weights barely move; unclipped they do."""
+    moved = {}
+    for clip in (1e-12, 0.0):
+        cfg = _cfg(epochs=1, grad_clip=clip, warmup_epochs=0.0)
+        loop = _loop(setup, cfg)
+        start = [p.detach().clone() for p in loop.model.parameters()]
+        run_epochs(loop, _context(setup, tmp_path / str(clip), cfg), [], False)
+        moved[clip] = max(float((p.detach() - s).abs().max()) for p, s in zip(loop.model.parameters(), start))
+    assert moved[1e-12] < 1e-4 < 1e-3 < moved[0.0]
+
+
+def test_the_mean_after_the_first_step_is_that_batch_s_loss(setup: Setup, tmp_path: Path) -> None:
+    cfg = _cfg(batch_size=1)
+    run, loop = _context(setup, tmp_path / "run", cfg), new_loop(setup, cfg, CPU, FACTORY, 32)
+    first = next(iter(train_loader(setup.train_data, cfg, CPU, 0)))
+    loop.model.train()
+    with torch.no_grad():
+        expected = float(loop.model(first).loss)
+    seen: list[float] = []
+    train_one_epoch(loop, run, seen.append, make_train_step(loop, "off", 1.0, CPU.device, 1, 1))
+    assert len(seen) == 32 and seen[0] == pytest.approx(expected, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- preparing a run
+
+
+def test_a_run_is_prepared_from_the_cache_the_facts_and_the_model_settings(cache: Path) -> None:
+    facts = dataclasses.replace(tiny_facts(), key_metric="Corr")
+    prepared = prepare(cache_info(cache), _cfg(), ModelConfig(dropout=0.3), facts)
+    assert prepared.facts is facts and prepared.key == "corr"
+    assert (len(prepared.train_data), len(prepared.valid_data)) == (32, 8)
+    assert prepared.valid_data.ids[0] == "clip032" and prepared.train_data.ids[0] == "clip000"
+    assert prepared.model_cfg.dropout == 0.3 and prepared.model_cfg.task == "regression"
+    assert (prepared.model_cfg.d_text, prepared.model_cfg.d_video, prepared.model_cfg.d_audio) == (10, 8, 6)
+    assert prepared.model_cfg.class_weights is None
+    stats = prepared.data_cfg.stream_stats  # standardised by the train split's statistics, for both splits
+    assert set(stats) == {"roberta", "clip_text", "efficientnet", "clip_image", "esresnext", "mel"}
+    assert prepared.train_data.cfg is prepared.data_cfg is prepared.valid_data.cfg
+    default = prepare(cache_info(cache), _cfg(standardise_streams=False), None, None)
+    assert default.facts.name == "sample" and default.model_cfg.dropout == ModelConfig().for_dataset(
+        default.facts, default.train_data.dims).dropout
+    assert default.data_cfg.stream_stats is None
+
+
+def test_a_cache_that_does_not_fit_the_dataset_is_refused(cache: Path, tmp_path_factory) -> None:
+    info = cache_info(cache)
+    with pytest.raises(TrainingError, match=rf"^cache {re.escape(str(cache))} is a regression cache but dataset "
+                                            rf"'sample' is classification$"):
+        prepare(info, _cfg(), None, tiny_facts("classification"))
+    classes = build_cache(tmp_path_factory.mktemp("classes") / "sample" / "tiny", task="classification")
+    reordered = dataclasses.replace(tiny_facts("classification"), class_names=("neutral", "negative", "positive"))
+    with pytest.raises(TrainingError) as caught:
+        prepare(cache_info(classes), _cfg(), None, reordered)
+    assert str(caught.value) == (
+        f"cache {classes} has classes ['negative', 'neutral', 'positive'], dataset 'sample' expects "
+        f"['neutral', 'negative', 'positive']; re-extract the cache or fix configs/datasets/sample.json")
+    for split in ("train", "valid"):
+        counts = {**info.counts, split: 0}
+        short = dataclasses.replace(info, manifest={**info.manifest, "counts": counts})
+        with pytest.raises(TrainingError) as caught:
+            prepare(short, _cfg(), None, tiny_facts())
+        assert str(caught.value) == (
+            f"cache {cache} has no {split!r} items (splits: {counts}); hcm picks the best epoch on the validation "
+            f"split only, so a cache needs train and valid items")
+
+
+@pytest.fixture(scope="module")
+def classes(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    """A run on a classification cache, with inverse-frequency class weights."""
+    folder = build_cache(tmp_path_factory.mktemp("classes") / "sample" / "tiny", task="classification")
+    return prepare(cache_info(folder), _cfg(), ModelConfig(class_weights="inverse_frequency"),
+                   tiny_facts("classification"))
+
+
+def test_class_weights_come_from_the_train_split(classes: Setup) -> None:
+    counts = np.bincount(np.asarray(classes.train_data.labels, dtype=np.int64), minlength=3)
+    assert counts.sum() == 32 and (counts > 0).all()
+    assert classes.model_cfg.class_weights == pytest.approx(tuple(32 / (3 * c) for c in counts))
+    assert classes.key == "weighted_f1" and classes.facts.higher_is_better
+
+
+def test_validation_of_a_classification_names_each_class(classes: Setup) -> None:
+    row = validate(_loop(classes), eval_loader(classes.valid_data, _cfg(), CPU), classes, CPU)
+    for name in ("negative", "neutral", "positive"):
+        assert any(name in key for key in row), (name, sorted(row))
+    assert {"valid_accuracy", "valid_weighted_f1"} <= set(row)
+
+
+def test_validation_uses_the_dataset_s_metric_set(setup: Setup) -> None:
+    sims = dataclasses.replace(setup, facts=dataclasses.replace(setup.facts, metrics="sims"))
+    loop = _loop(setup)
+    loader = eval_loader(setup.valid_data, _cfg(), CPU)
+    row, default = validate(loop, loader, sims, CPU), validate(loop, loader, setup, CPU)
+    preds = predict(loop.model, loader, CPU)
+    expected = compute_metrics("regression", preds.scores, setup.valid_data.labels[preds.index], (), "sims")
+    assert row == {"valid_loss": pytest.approx(preds.loss), **{f"valid_{k}": pytest.approx(v, nan_ok=True)
+                                                               for k, v in expected.items()}}
+    assert set(row) != set(default)
+
+
+@pytest.fixture
+def one_process_group(tmp_path: Path):
+    """A gloo process group of this process alone (DDP needs one), removed after the test."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_a_loop_of_several_processes_wraps_the_model_for_ddp(setup: Setup, one_process_group) -> None:
+    loop = new_loop(setup, _cfg(), Dist(0, 2), FACTORY, STEPS)
+    assert isinstance(loop.model, torch.nn.parallel.DistributedDataParallel)
+    assert loop.model.device_ids is None and loop.model.find_unused_parameters  # CPU; heads a variant may skip
+    single = _loop(setup)
+    assert all(torch.equal(v, loop.model.module.state_dict()[k]) for k, v in single.model.state_dict().items())
+    sums = {"loss": 6.0, "loss_task": 3.0, "items": 4.0}
+    assert _reduce_means(dict(sums), Dist(0, 2)) == _reduce_means(dict(sums), CPU)  # summed over the one process
+
+
+def test_a_run_records_its_settings_and_reports_its_best_epoch(cache: Path, tmp_path: Path,
+                                                               terminal: io.StringIO) -> None:
+    facts = dataclasses.replace(tiny_facts(), key_metric="corr", higher_is_better=True)
+    run_dir = tmp_path / "runs" / "one"
+    result = train(cache, run_dir, _cfg(epochs=1), ModelConfig(dropout=0.3), facts=facts, model_factory=FACTORY,
+                   progress=True, cache=cache_info(cache), dist_setup=CPU)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"]["dropout"] == 0.3 and config["model_factory"] == FACTORY
+    assert (config["key_metric"], config["higher_is_better"], config["train"]["epochs"]) == ("corr", True, 1)
+    assert "epoch 1/1" in _plain(terminal.getvalue())
+    row = result.history[0]
+    assert (result.run_dir, result.key_metric, result.higher_is_better) == (run_dir, "corr", True)
+    assert (result.best_epoch, result.best_value, result.epochs_run, result.stopped_early) == (
+        1, row["valid_corr"], 1, False)
+    assert result.best_valid == {k[len("valid_"):]: v for k, v in row.items() if k.startswith("valid_")}
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"] == config
+
+
+def test_a_run_without_a_valid_value_reports_nan(cache: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import hcm.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "validate", lambda *a: {"valid_mae": math.nan, "valid_loss": math.nan})
+    result = train(cache, tmp_path / "run", _cfg(epochs=1), ModelConfig(), facts=tiny_facts(), model_factory=FACTORY,
+                   progress=False)
+    assert math.isnan(result.best_value) and result.best_epoch == 0 and result.best_valid == {}
