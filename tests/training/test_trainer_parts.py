@@ -37,7 +37,7 @@ from hcm.training.distributed import Dist
 from hcm.training.faults import NonFiniteLossError, TrainingInterrupted
 from hcm.training.inference import eval_loader, predict
 from hcm.training.metrics import compute_metrics
-from hcm.training.runs import RunPaths
+from hcm.training.runs import RunFolderGoneError, RunPaths
 from hcm.training.settings import TrainConfig
 from hcm.training.step import make_train_step
 from hcm.training.trainer import (
@@ -434,7 +434,7 @@ def test_the_run_config_holds_what_repeats_or_evaluates_the_run(setup: Setup, ca
     assert config["data"] == dataclasses.asdict(setup.data_cfg) and config["facts"]["name"] == "sample"
     assert config["world_size"] == 1 and config["torch"] == torch.__version__
     assert abs(time.mktime(time.strptime(config["created"], "%Y-%m-%dT%H:%M:%S")) - time.time()) < 60
-    assert config["provenance"] and json.loads(json.dumps(config)) == config  # plain JSON
+    assert config["provenance"]["device"] == "cpu" and json.loads(json.dumps(config)) == config  # plain JSON
 
 
 def test_a_new_loop_is_seeded_by_the_seed_and_set_up_for_the_run(setup: Setup) -> None:
@@ -784,6 +784,37 @@ def test_a_run_without_a_valid_value_reports_nan(cache: Path, tmp_path: Path,
     import hcm.training.trainer as trainer
 
     monkeypatch.setattr(trainer, "validate", lambda *a: {"valid_mae": math.nan, "valid_loss": math.nan})
+    (tmp_path / "run").mkdir()  # an empty folder is taken as it is
     result = train(cache, tmp_path / "run", _cfg(epochs=1), ModelConfig(), facts=tiny_facts(), model_factory=FACTORY,
                    progress=False)
     assert math.isnan(result.best_value) and result.best_epoch == 0 and result.best_valid == {}
+
+
+def test_in_memory_opens_both_splits_in_memory(cache: Path) -> None:
+    for in_memory in (True, False):
+        prepared = prepare(cache_info(cache), _cfg(in_memory=in_memory), None, tiny_facts())
+        assert prepared.train_data.cache.in_memory is prepared.valid_data.cache.in_memory is in_memory
+
+
+def test_pinned_batches_on_a_gpu_only(setup: Setup) -> None:
+    gpu = Dist(0, 1, torch.device("cuda", 0))  # not used to run anything: the loader only records it
+    assert train_loader(setup.train_data, _cfg(), gpu, 0).pin_memory is True
+    assert train_loader(setup.train_data, _cfg(), CPU, 0).pin_memory is False
+
+
+def test_mixed_precision_settings_of_a_new_loop(setup: Setup) -> None:
+    half = new_loop(setup, _cfg(amp="fp16"), CPU, FACTORY, STEPS)
+    assert half.amp == torch.float16 and half.scaler.is_enabled()  # fp16 needs the grad scaler
+    brain = new_loop(setup, _cfg(amp="bf16"), CPU, FACTORY, STEPS)
+    assert brain.amp == torch.bfloat16 and not brain.scaler.is_enabled()
+
+
+def test_a_run_folder_deleted_during_training_stops_it(setup: Setup, tmp_path: Path) -> None:
+    run, loop = _context(setup, tmp_path / "run"), _loop(setup)
+
+    def delete(epoch: int, row: dict) -> None:
+        run.paths.config.unlink()
+
+    with pytest.raises(RunFolderGoneError, match=r"its config\.json was gone after epoch 2\)"):
+        run_epochs(loop, run, [delete], False)
+    assert loop.epoch == 1  # epoch 2 was trained, and not recorded
