@@ -818,3 +818,14 @@ def test_a_run_folder_deleted_during_training_stops_it(setup: Setup, tmp_path: P
     with pytest.raises(RunFolderGoneError, match=r"its config\.json was gone after epoch 2\)"):
         run_epochs(loop, run, [delete], False)
     assert loop.epoch == 1  # epoch 2 was trained, and not recorded
+
+
+def test_a_graphed_step_asked_for_on_the_cpu_runs_eagerly_and_says_why(setup: Setup, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    cfg = _cfg(epochs=1, step_graph="on")
+    run, loop = _context(setup, tmp_path / "run", cfg), _loop(setup, cfg)
+    with caplog.at_level(logging.INFO):
+        run_epochs(loop, run, [], False)
+    assert ("step_graph on: the training step runs eagerly: the device is cpu; CUDA graphs need a CUDA GPU "
+            "(--device cuda)") in [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert loop.epoch == 1
