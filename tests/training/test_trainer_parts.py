@@ -575,7 +575,12 @@ def test_a_cache_error_of_a_vanished_cache_is_named(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the epochs
 
 
-def test_the_epochs_call_back_after_each_saved_epoch(setup: Setup, tmp_path: Path) -> None:
+def test_the_epochs_call_back_after_each_saved_epoch(setup: Setup, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import hcm.training.runs as runs
+
+    plotted = []
+    monkeypatch.setattr(runs, "plot_curves", lambda *args: plotted.append(args))
     run, loop = _context(setup, tmp_path / "run", _cfg(epochs=2)), _loop(setup, _cfg(epochs=2))
     seen = []
 
@@ -590,6 +595,7 @@ def test_the_epochs_call_back_after_each_saved_epoch(setup: Setup, tmp_path: Pat
     assert row["lr"] == pytest.approx(0.02 * 0.5 * (1 + math.cos(math.pi * 2 / 6)))  # after 4 of 8 steps
     assert [int(r["epoch"]) for r in csv.DictReader(open(run.paths.metrics_csv))] == [1, 2]
     assert (loop.epoch, len(loop.history)) == (2, 2)
+    assert plotted == [({"run": loop.history}, "mae", run.paths.curves)]  # the curves of the key metric
 
 
 def test_the_epochs_stop_early_and_say_so(setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -699,6 +705,8 @@ def test_a_cache_that_does_not_fit_the_dataset_is_refused(cache: Path, tmp_path_
     assert str(caught.value) == (
         f"cache {classes} has classes ['negative', 'neutral', 'positive'], dataset 'sample' expects "
         f"['neutral', 'negative', 'positive']; re-extract the cache or fix configs/datasets/sample.json")
+    named = dataclasses.replace(tiny_facts(), class_names=("low", "high"))  # class names mean nothing to a regression
+    assert prepare(info, _cfg(), None, named).facts is named
     for split in ("train", "valid"):
         counts = {**info.counts, split: 0}
         short = dataclasses.replace(info, manifest={**info.manifest, "counts": counts})
@@ -829,3 +837,11 @@ def test_a_graphed_step_asked_for_on_the_cpu_runs_eagerly_and_says_why(setup: Se
     assert ("step_graph on: the training step runs eagerly: the device is cpu; CUDA graphs need a CUDA GPU "
             "(--device cuda)") in [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert loop.epoch == 1
+
+
+def test_validation_runs_under_the_loop_s_autocast(setup: Setup) -> None:
+    loop = new_loop(setup, _cfg(amp="bf16"), CPU, FACTORY, STEPS)
+    loader = eval_loader(setup.valid_data, _cfg(), CPU)
+    row = validate(loop, loader, setup, CPU)
+    half, full = predict(loop.model, loader, CPU, torch.bfloat16), predict(loop.model, loader, CPU)
+    assert row["valid_loss"] == half.loss != full.loss  # bfloat16 rounding shows in the loss
