@@ -306,7 +306,7 @@ def test_a_stop_on_the_first_bad_batch_lists_at_most_16_items(setup: Setup, tmp_
     run = _context(setup, tmp_path / "run")
     ids = setup.train_data.ids
     with pytest.raises(NonFiniteLossError, match=r"^loss became nan at epoch 1, step 1 \(items ") as caught:
-        skip_or_stop(_loop(setup), run, {"index": torch.arange(20)}, "loss became nan", rng_state())
+        skip_or_stop(_loop(setup), run, {"index": torch.arange(17)}, "loss became nan", rng_state())
     listed = str(caught.value).split("(items ")[1].split(")")[0]
     assert listed == ", ".join(ids[:16]) + ", ..." and ids[16] not in str(caught.value)
     assert "--skip-nonfinite 1`" in str(caught.value)
@@ -787,15 +787,15 @@ def test_a_run_records_its_settings_and_reports_its_best_epoch(cache: Path, tmp_
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"] == config
 
 
-def test_a_run_without_a_valid_value_reports_nan(cache: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_without_a_valid_value_reports_nan(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 terminal: io.StringIO) -> None:
     import hcm.training.trainer as trainer
 
     monkeypatch.setattr(trainer, "validate", lambda *a: {"valid_mae": math.nan, "valid_loss": math.nan})
     (tmp_path / "run").mkdir()  # an empty folder is taken as it is
-    result = train(cache, tmp_path / "run", _cfg(epochs=1), ModelConfig(), facts=tiny_facts(), model_factory=FACTORY,
-                   progress=False)
+    result = train(cache, tmp_path / "run", _cfg(epochs=1), ModelConfig(), facts=tiny_facts(), model_factory=FACTORY)
     assert math.isnan(result.best_value) and result.best_epoch == 0 and result.best_valid == {}
+    assert "valid mae nan" in _plain(terminal.getvalue())  # progress is shown unless turned off
 
 
 def test_in_memory_opens_both_splits_in_memory(cache: Path) -> None:
