@@ -845,3 +845,16 @@ def test_validation_runs_under_the_loop_s_autocast(setup: Setup) -> None:
     row = validate(loop, loader, setup, CPU)
     half, full = predict(loop.model, loader, CPU, torch.bfloat16), predict(loop.model, loader, CPU)
     assert row["valid_loss"] == half.loss != full.loss  # bfloat16 rounding shows in the loss
+
+
+def test_the_epoch_means_are_over_the_items_of_every_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes: the other one's sums come in through a stand-in all-reduce (a sum)."""
+    other = {"loss": 1.0, "loss_task": 0.5, "items": 2.0}
+
+    def all_reduce(values: torch.Tensor) -> None:
+        values += torch.tensor([other["loss"], other["loss_task"], other["items"]], dtype=torch.float64)
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    mine = {"loss": 6.0, "loss_task": 3.0, "items": 4.0}
+    assert _reduce_means(mine, Dist(0, 2)) == {"train_loss": 7.0 / 6, "train_loss_task": 3.5 / 6}
+    assert _reduce_means(mine, CPU) == {"train_loss": 6.0 / 4, "train_loss_task": 3.0 / 4}  # one process: its own
