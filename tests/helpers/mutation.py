@@ -62,7 +62,8 @@ MODULES: dict[str, list[str]] = {
     "training/checkpoints.py": ["tests/training/test_checkpoint_state.py", "tests/training/test_checkpoints.py",
                                 "tests/training/test_trainer_faults.py"],
     "training/faults.py": ["tests/training/test_faults.py", "tests/training/test_trainer_faults.py"],  # resume
-    "training/trainer.py": ["tests/training/test_trainer.py", "tests/training/test_trainer_faults.py"],
+    "training/trainer.py": ["tests/training/test_trainer_parts.py", "tests/training/test_trainer.py",
+                            "tests/training/test_trainer_faults.py"],
     "cache/inspect.py": ["tests/cache/test_cache_inspect.py", "tests/cache/test_cache_faults.py",
                          "tests/cache/test_cache_cli.py"],  # verification
     "pipeline/datasets/splits.py": ["tests/pipeline/test_splits.py", "tests/pipeline/test_split_file.py",
@@ -87,6 +88,15 @@ DESELECT: dict[str, list[str]] = {
     # test_sigint_exits_with_130 beside it
     "training/faults.py": [
         "tests/training/test_trainer_faults.py::test_sigterm_mid_epoch_checkpoints_and_resumes_to_the_same_metrics"],
+    # whole runs (2-11 s each) of tests/training/test_trainer_parts.py's parts:
+    # HCMNet with dropout resumed (11 s) and the SIGTERM run: an epoch stopped mid-way, resumed from
+    # last.pt with dropout drawing from the restored RNG, ends as the uninterrupted one
+    # (test_an_epoch_stopped_mid_way_and_resumed_ends_as_an_uninterrupted_one); the evaluation
+    # baseline (evaluate.py's own): the run config evaluation reads (test_the_run_config_holds_what_...)
+    "training/trainer.py": [
+        "tests/training/test_trainer.py::test_resume_with_hcmnet_and_dropout_repeats_the_uninterrupted_run",
+        "tests/training/test_trainer_faults.py::test_sigterm_mid_epoch_checkpoints_and_resumes_to_the_same_metrics",
+        "tests/training/test_trainer.py::test_evaluation_baseline_is_fitted_on_the_train_split_only"],
 }
 SKIP = (".git", ".venv", "build", "mutants", "hcm-work", "tests", "__pycache__", ".pytest_cache", ".ruff_cache")
 
