@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch._dynamo  # noqa: F401  (the optimiser's first step imports it: here, once, at collection)
 from hcm_tiny_cache import CLASSES, specs
 from rich.console import Console
 from sklearn.metrics import f1_score
@@ -27,9 +28,10 @@ from threadpoolctl import threadpool_limits
 
 from hcm.cache import FeatureCache
 from hcm.cache.schema import CacheMeta, FeatureSpec
+from hcm.core.errors import UsageError
 from hcm.model.config import ModelConfig
 from hcm.training import metrics as M
-from hcm.training.checkpoints import load_checkpoint
+from hcm.training.checkpoints import CheckpointReadError, load_checkpoint
 from hcm.training.data import CacheInfo, read_cache_meta
 from hcm.training.evaluate import (
     OutputWriteError,
@@ -48,6 +50,7 @@ from hcm.training.evaluate import (
     write_predictions,
 )
 from hcm.training.inference import Predictions
+from hcm.training.model_source import UntrustedModelError
 from hcm.training.runs import RunPaths
 from hcm.training.settings import TrainConfig
 from hcm.training.trainer import train
@@ -84,6 +87,13 @@ def run(cache: Path, tiny_facts, tiny_net, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def sims_run(cache: Path, tiny_facts, tiny_net, tmp_path_factory) -> Path:
+    """A regression run scored with MMSA's CH-SIMS metric set (labels in [-1, 1] after clipping)."""
+    facts = dataclasses.replace(tiny_facts(), metrics="sims", label_range=(-1.0, 1.0))
+    return _train(cache, tmp_path_factory.mktemp("runs") / "sims", facts, tiny_net.factory)
+
+
+@pytest.fixture(scope="module")
 def class_runs(class_cache: Path, tiny_facts, tiny_net, tmp_path_factory) -> tuple[Path, Path]:
     """Two classification runs of one epoch, seeds 3 and 4."""
     root = tmp_path_factory.mktemp("runs")
@@ -114,8 +124,8 @@ def _rows(printed: str) -> list[list[str]]:
     return rows
 
 
-def _predictions(run: Path) -> list[dict[str, str]]:
-    with open(run / "eval" / "test" / "predictions.csv", newline="", encoding="utf-8") as handle:
+def _predictions(run: Path, split: str = "test") -> list[dict[str, str]]:
+    with open(run / "eval" / split / "predictions.csv", newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -124,9 +134,9 @@ def _labels(cache: Path, split: str) -> tuple[list[str], np.ndarray]:
         return list(reader.ids), np.asarray(reader.labels, dtype=np.float64)
 
 
-def _class_metrics(run: Path) -> dict[str, float]:
-    """Accuracy and F1 of the classes in a run's test predictions.csv."""
-    rows = _predictions(run)
+def _class_metrics(run: Path, split: str = "test") -> dict[str, float]:
+    """Accuracy and F1 of the classes in a run's predictions.csv of ``split``."""
+    rows = _predictions(run, split)
     label, pred = [row["label"] for row in rows], [row["prediction"] for row in rows]
     out = {"accuracy": float(np.mean([a == b for a, b in zip(label, pred)])),
            "weighted_f1": float(f1_score(label, pred, average="weighted", zero_division=0))}
@@ -137,8 +147,14 @@ def _class_metrics(run: Path) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- evaluate_run: regression
 
-def test_regression_evaluation(run: Path, cache: Path) -> None:
+def test_regression_evaluation(run: Path, cache: Path, drawn: list) -> None:
     report, printed = _evaluate(run)
+    scatter, confusion = drawn  # each plot names the run and split
+    assert scatter.axes[0].get_title() == (f"{run.name} test: predicted against true score, "
+                                           f"MAE {report['metrics']['mae']:.3f}")
+    assert confusion.axes[0].get_title() == (f"{run.name} test: Acc-7 {100 * report['metrics']['acc7']:.1f}%\n"
+                                             f"confusion matrix, counts")
+    assert [t.get_text() for t in confusion.axes[0].get_xticklabels()] == ["-3", "-2", "-1", "0", "1", "2", "3"]
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert (report["run"], report["split"], report["cache"]) == (str(run), "test", str(cache))
     assert (report["checkpoint"], report["epoch"], report["items"]) == ("best", best["epoch"], 8)
@@ -216,9 +232,16 @@ def _check_regression_printout(report: dict, printed: str, run: Path) -> None:
 # --------------------------------------------------------------------------- evaluate_run: classification
 
 def test_classification_evaluation_with_tsne(class_runs: tuple[Path, Path], class_cache: Path,
-                                            one_openmp_thread: None) -> None:
+                                            one_openmp_thread: None, drawn: list) -> None:
     run = class_runs[0]
     report, printed = _evaluate(run, tsne=True)
+    confusion, tsne = drawn
+    assert confusion.axes[0].get_title() == (f"{run.name} test: accuracy {100 * report['metrics']['accuracy']:.1f}%\n"
+                                             f"confusion matrix, counts")
+    assert [t.get_text().split("\n")[1] for t in confusion.axes[0].get_yticklabels()] == [
+        f"F1 {report['metrics'][f'f1_{name}']:.2f}" for name in CLASSES]
+    assert tsne.axes[0].get_title() == f"{run.name} test: t-SNE of the latent features, coloured by label"
+    assert sum(len(c.get_offsets()) for c in tsne.axes[0].collections) == 8
     rows = _predictions(run)
     ids, truth = _labels(class_cache, "test")
     assert [row["id"] for row in rows] == ids
@@ -268,6 +291,74 @@ def test_a_folder_that_cannot_be_written_is_reported_after_the_table(class_runs,
     printed = buffer.getvalue()
     assert printed.lstrip().startswith(f"sample test ({run.name}, epoch 1)") and "HCMNet" in printed
     assert "wrote:" not in printed
+
+
+def test_sims_evaluation_uses_mmsas_ch_sims_set(sims_run: Path, cache: Path) -> None:
+    report, printed = _evaluate(sims_run)
+    rows = _predictions(sims_run)
+    label = np.clip([float(row["label"]) for row in rows], -1, 1)
+    pred = np.clip([float(row["prediction"]) for row in rows], -1, 1)
+    metrics = report["metrics"]
+    assert set(metrics) == {"mult_acc_2", "mult_acc_3", "mult_acc_5", "f1_score", "mae", "corr"}
+    assert metrics["mae"] == pytest.approx(np.mean(np.abs(pred - label)), abs=1e-5)
+    assert metrics["mult_acc_2"] == np.mean((pred > 0) == (label > 0))  # (-1.01, 0], (0, 1.01]
+    for name, value in M.sims_metrics(pred, label).items():
+        assert metrics[name] == pytest.approx(value, abs=1e-4), name
+    _, train_labels = _labels(cache, "train")
+    _, truth = _labels(cache, "test")
+    assert report["baseline"]["mae"] == pytest.approx(
+        np.mean(np.abs(np.clip(truth, -1, 1) - np.clip(train_labels, -1, 1).mean())), abs=1e-6)
+    names = {"Mult_acc_2": "mult_acc_2", "Mult_acc_3": "mult_acc_3", "Mult_acc_5": "mult_acc_5",
+             "F1_score": "f1_score", "MAE": "mae", "Corr": "corr"}
+    assert report["mmsa"] == {key: round(metrics[ours], 4) for key, ours in names.items()}
+    assert report["F1_score"] == report["mmsa"]["F1_score"]
+    assert _rows(printed)[0] == ["Method", "MAE↓", "Corr↑", "Acc-2↑", "Acc-3↑", "Acc-5↑", "F1↑"]
+    out = sims_run / "eval" / "test"
+    assert report["files"] == [str(out / name) for name in ("predictions.csv", "scatter.png", "confusion_acc5.png",
+                                                            "metrics.json")]
+
+
+def test_evaluation_takes_the_checkpoint_device_and_batch_size_asked_for(run: Path, tiny_net,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(CheckpointReadError, match=r"checkpoints/nothing\.pt does not exist"):
+        _evaluate(run, checkpoint="nothing")
+    with pytest.raises(UsageError, match="'bogus' is not a device name"):
+        evaluate_run(run, "test", device="bogus", console=Console(file=io.StringIO()))
+    sizes: list[int] = []
+    forward = tiny_net.cls.forward
+    monkeypatch.setattr(tiny_net.cls, "forward", lambda self, batch: sizes.append(len(batch["label"])) or forward(
+        self, batch))
+    report, _ = _evaluate(run, checkpoint="last", batch_size=3)
+    assert sizes == [3, 3, 2] and (report["checkpoint"], report["epoch"]) == ("last", 2)
+
+
+def test_outside_model_code_is_evaluated_only_when_trusted(class_runs, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "outside_tiny.py").write_text("from hcm_tiny_model import TinyNet as Outside\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = shutil.copytree(class_runs[0], tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "model_factory": "outside_tiny:Outside"}))
+    with pytest.raises(UntrustedModelError, match="outside_tiny:Outside"):
+        _evaluate(run)
+    report, _ = _evaluate(run, trust_model_code=True)
+    assert report["items"] == 8 and report["metrics"] == pytest.approx(_class_metrics(run))
+
+
+def test_write_outputs_without_a_report_and_a_tsne_of_nothing(tiny_facts, tmp_path: Path, drawn: list) -> None:
+    """Called on its own (as `hcm report` does): plot titles name the folder; a t-SNE without features is
+    left out of the files, and nothing failed."""
+    from hcm.training.evaluate import write_outputs
+
+    out = tmp_path / "eval" / "valid"
+    report: dict = {}
+    labels = np.array([0, 1, 2, 1])
+    preds = Predictions(np.arange(4), np.eye(3)[[0, 1, 1, 2]].astype(np.float32), 0.0)
+    assert write_outputs(out, report, ["a", "b", "c", "d"], preds, labels, tiny_facts("classification"), True) == []
+    assert report["files"] == [str(out / "predictions.csv"), str(out / "confusion.png"), str(out / "metrics.json")]
+    assert json.loads((out / "metrics.json").read_text()) == {"files": report["files"]}
+    (confusion,) = drawn
+    assert confusion.axes[0].get_title().startswith("valid valid: accuracy 50.0%")
 
 
 # --------------------------------------------------------------------------- loading a run
@@ -527,17 +618,27 @@ def test_tsne_of_three_items_or_more_is_a_png(task: str, tiny_facts, tmp_path: P
     rng = np.random.default_rng(0)
     n = 3 if task == "regression" else 40
     labels = rng.integers(0, 3, n) if task == "classification" else rng.uniform(-3, 3, n)
-    assert plot_tsne(tmp_path / "t.png", rng.normal(size=(n, 4)), labels, tiny_facts(task), where="run-a test")
-    assert (tmp_path / "t.png").read_bytes()[:8] == PNG
-    (fig,) = drawn
+    features = rng.normal(size=(n, 4))
+    assert plot_tsne(tmp_path / "t.png", features, labels, tiny_facts(task), where="run-a test") is True
+    assert plot_tsne(tmp_path / "again.png", features, labels, tiny_facts(task)) is True
+    assert _png_size(tmp_path / "t.png") == (600, 500)
+    fig, again = drawn
     ax = fig.axes[0]
     assert ax.get_title() == "run-a test: t-SNE of the latent features, coloured by label"
+    assert ax.title.get_fontsize() == 9
+    for drawn_points, same in zip(ax.collections, again.axes[0].collections):  # the same picture each time
+        np.testing.assert_array_equal(drawn_points.get_offsets(), same.get_offsets())
+    assert {tuple(c.get_sizes()) for c in ax.collections} == {(8,)}
     if task == "classification":
-        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["negative", "neutral", "positive"]
+        legend = ax.get_legend()
+        assert [t.get_text() for t in legend.get_texts()] == ["negative", "neutral", "positive"]
+        assert legend.get_texts()[0].get_fontsize() == 7
         assert [len(c.get_offsets()) for c in ax.collections] == np.bincount(labels, minlength=3).tolist()
     else:
         assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "label"  # the colour bar
-        assert len(ax.collections[0].get_offsets()) == 3
+        (points,) = ax.collections
+        assert len(points.get_offsets()) == 3 and points.get_cmap().name == "coolwarm"
+        np.testing.assert_array_equal(points.get_array(), labels)
 
 
 # --------------------------------------------------------------------------- the metrics table
@@ -572,32 +673,113 @@ def test_metrics_table_rows_title_and_caption(tiny_facts) -> None:
 
 # --------------------------------------------------------------------------- seeds
 
-def test_seed_summary_mean_std_seeds_and_runs(class_runs: tuple[Path, Path], class_cache: Path, tmp_path: Path,
+def test_seed_summary_mean_std_seeds_and_runs(class_runs: tuple[Path, Path], tiny_cache, tmp_path: Path,
                                               capsys) -> None:
+    """Both runs evaluated on the split and cache asked for (another extraction of the same corpus here)."""
+    other = tiny_cache(tmp_path / "other", task="classification", profile="tiny-classes", seed=1)
     buffer = io.StringIO()
     out = tmp_path / "summary.json"
-    summary = summarize_seed_runs(list(class_runs), "test", out, console=Console(file=buffer, width=250),
-                                  device="cpu")
-    assert summary["split"] == "test" and summary["runs"] == [str(r) for r in class_runs]
+    summary = summarize_seed_runs(list(class_runs), "valid", out, console=Console(file=buffer, width=250),
+                                  device="cpu", cache_dir=other)
+    assert summary["split"] == "valid" and summary["runs"] == [str(r) for r in class_runs]
     assert summary["seeds"] == [3, 4]
+    ids, truth = _labels(other, "valid")
+    for run in class_runs:
+        rows = _predictions(run, "valid")
+        assert [row["id"] for row in rows] == ids
+        assert [CLASSES.index(row["label"]) for row in rows] == truth.astype(int).tolist()
     first, second = summary["per_run"]
-    assert first == pytest.approx(_class_metrics(class_runs[0])) and second == pytest.approx(_class_metrics(
-        class_runs[1]))
-    assert first != second
+    assert first == pytest.approx(_class_metrics(class_runs[0], "valid"))
+    assert second == pytest.approx(_class_metrics(class_runs[1], "valid")) and first != second
     for name in first:
         a, b = first[name], second[name]
         assert summary["metrics"][name] == pytest.approx({"mean": (a + b) / 2, "std": abs(a - b) / math.sqrt(2),
                                                           "n": 2}), name
-    _, truth = _labels(class_cache, "test")
-    _, train_labels = _labels(class_cache, "train")
+    _, train_labels = _labels(other, "train")
     assert summary["baseline"]["accuracy"] == np.mean(truth == np.bincount(train_labels.astype(int)).argmax())
-    written = json.loads(out.read_text())
-    assert written == summary  # these numbers are all finite: JSON holds them as they are
+    assert json.loads(out.read_text()) == summary  # these numbers are all finite: JSON holds them as they are
     printed = buffer.getvalue()
-    assert printed.splitlines()[0].strip() == "sample test: mean ± std over seeds [3, 4]"
+    assert printed.splitlines()[0].strip() == "sample valid: mean ± std over seeds [3, 4]"
     header, hcmnet, baseline = _rows(printed)
     acc = summary["metrics"]["accuracy"]
     assert header[4] == "Acc↑" and hcmnet[0] == "HCMNet (2 seeds)"
     assert hcmnet[4] == f"{100 * acc['mean']:.2f} ± {100 * acc['std']:.2f}"
     assert baseline[:1] + baseline[4:5] == ["baseline", f"{100 * summary['baseline']['accuracy']:.2f}"]
     assert capsys.readouterr().out == ""  # each run's own table is not printed
+
+
+# --------------------------------------------------------------------------- what the plots show
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG, from its header."""
+    data = path.read_bytes()
+    assert data[:8] == PNG
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_scatter_shows_each_item_the_diagonal_and_the_acc2_boundary(tiny_facts, tmp_path: Path,
+                                                                    drawn: list) -> None:
+    from matplotlib.colors import to_rgba
+
+    from hcm.training.evaluate import plot_scatter
+
+    truth, scores = np.array([-2.0, 0.5, 1.0]), np.array([-1.0, -0.5, 1.5])
+    plot_scatter(tmp_path / "s.png", truth, scores, tiny_facts(), where="run-a test")
+    assert _png_size(tmp_path / "s.png") == (550, 500)
+    (fig,) = drawn
+    (ax,) = fig.axes
+    assert ax.get_title() == "run-a test: predicted against true score, MAE 0.833"  # (1 + 1 + 0.5) / 3
+    assert ax.title.get_fontsize() == 9
+    (points,) = ax.collections
+    np.testing.assert_array_equal(points.get_offsets(), np.column_stack([truth, scores]))
+    assert points.get_sizes().tolist() == [10] and points.get_alpha() == 0.6
+    diagonal, vertical, horizontal = ax.lines
+    assert (list(diagonal.get_xdata()), list(diagonal.get_ydata())) == ([-3.0, 3.0], [-3.0, 3.0])
+    assert to_rgba(diagonal.get_color()) == to_rgba("grey") and diagonal.get_linewidth() == 1
+    assert list(vertical.get_xdata()) == [0, 0] and list(horizontal.get_ydata()) == [0, 0]
+    for line in (vertical, horizontal):
+        assert to_rgba(line.get_color()) == to_rgba("tab:red") and line.get_linestyle() == "--"
+        assert line.get_linewidth() == 1
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["prediction = truth", "Acc-2 boundary (0)"]
+    assert legend._loc == 2 and legend.get_texts()[0].get_fontsize() == 7  # upper left
+    assert ax.get_xlim() == (-3.0, 3.0)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("true score", "predicted score")
+
+
+def test_scatter_of_no_item_says_mae_nan(tiny_facts, tmp_path: Path, drawn: list) -> None:
+    from hcm.training.evaluate import plot_scatter
+
+    plot_scatter(tmp_path / "s.png", np.array([]), np.array([]), tiny_facts())
+    assert drawn[0].axes[0].get_title() == ": predicted against true score, MAE nan"
+
+
+def test_confusion_counts_f1_labels_and_size(tmp_path: Path, drawn: list) -> None:
+    from hcm.training.evaluate import plot_confusion
+
+    truth, predicted = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 2, 0])
+    plot_confusion(tmp_path / "m.png", truth, predicted, ["neg", "neu", "pos"], f1=True, title="Acc-3")
+    assert _png_size(tmp_path / "m.png") == (1160, 530)  # 1.1 inch a class + 2, twice and a colour bar wide
+    (fig,) = drawn
+    counts, normalised = fig.axes[0], fig.axes[1]
+    assert counts.get_title() == ": Acc-3 66.7%\nconfusion matrix, counts"
+    assert counts.title.get_fontsize() == 9
+    np.testing.assert_array_equal(counts.images[0].get_array(), [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    np.testing.assert_allclose(normalised.images[0].get_array(), [[0.5, 0.5, 0], [0, 1, 0], [1 / 3, 0, 2 / 3]])
+    # F1 by hand: neg 2*1/(2+2) = 0.5, neu 2*1/(1+2) = 0.67, pos 2*2/(3+2) = 0.8
+    for ax in (counts, normalised):
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["neg\nF1 0.50", "neu\nF1 0.67", "pos\nF1 0.80"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["neg", "neu", "pos"]
+        assert {(t.get_rotation(), t.get_horizontalalignment()) for t in ax.get_xticklabels()} == {(45, "right")}
+    assert sorted(t.get_text() for t in counts.texts) == ["0", "0", "0", "0", "1", "1", "1", "1", "2"]
+    assert sorted(t.get_text() for t in normalised.texts) == ["0.00"] * 4 + ["0.33", "0.50", "0.50", "0.67", "1.00"]
+
+
+def test_confusion_without_f1(tmp_path: Path, drawn: list) -> None:
+    from hcm.training.evaluate import plot_confusion
+
+    plot_confusion(tmp_path / "m.png", np.array([1]), np.array([1]), ["a", "b"])
+    (one,) = drawn
+    assert [t.get_text() for t in one.axes[0].get_yticklabels()] == ["a", "b"]
+    assert one.axes[0].get_title() == ": accuracy 100.0%\nconfusion matrix, counts"
+    assert _png_size(tmp_path / "m.png") == (940, 420)
