@@ -373,7 +373,8 @@ def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: Datas
 def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts: DatasetFacts,
               where: str = "") -> bool:
     """2-D t-SNE of the model's latent features, coloured by label; False (logged) when there is
-    nothing to plot."""
+    nothing to plot. sklearn's t-SNE with perplexity (n - 1) / 3 kept within [1, 30] (it must stay
+    below the n items), a PCA start and seed 0: the same features give the same picture."""
     from sklearn.manifold import TSNE
 
     if features is None or len(features) < 3:

@@ -17,6 +17,7 @@ import math
 import shutil
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -341,8 +342,12 @@ def test_outside_model_code_is_evaluated_only_when_trusted(class_runs, tmp_path:
     (run / "config.json").write_text(json.dumps({**config, "model_factory": "outside_tiny:Outside"}))
     with pytest.raises(UntrustedModelError, match="outside_tiny:Outside"):
         _evaluate(run)
-    report, _ = _evaluate(run, trust_model_code=True)
+    buffer = io.StringIO()  # a narrow colour terminal: the paths written still come one a line, unstyled
+    console = Console(file=buffer, width=40, force_terminal=True, color_system="standard")
+    report = evaluate_run(run, "test", device="cpu", console=console, trust_model_code=True)
     assert report["items"] == 8 and report["metrics"] == pytest.approx(_class_metrics(run))
+    lines = buffer.getvalue().splitlines()
+    assert lines[lines.index("wrote:") + 1:] == [f"  {path}" for path in report["files"]]
 
 
 def test_write_outputs_without_a_report_and_a_tsne_of_nothing(tiny_facts, tmp_path: Path, drawn: list) -> None:
@@ -612,23 +617,34 @@ def test_tsne_needs_three_items(tiny_facts, tmp_path: Path, caplog, one_openmp_t
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
-def test_tsne_of_three_items_or_more_is_a_png(task: str, tiny_facts, tmp_path: Path, drawn: list,
-                                              one_openmp_thread: None) -> None:
+@pytest.mark.parametrize("task,n,perplexity", [("classification", 40, 13.0), ("regression", 3, 1.0),
+                                                ("regression", 100, 30.0)])
+def test_tsne_of_three_items_or_more_is_a_png(task: str, n: int, perplexity: float, tiny_facts, tmp_path: Path,
+                                              drawn: list, one_openmp_thread: None) -> None:
+    from sklearn.manifold import TSNE
+
     rng = np.random.default_rng(0)
-    n = 3 if task == "regression" else 40
     labels = rng.integers(0, 3, n) if task == "classification" else rng.uniform(-3, 3, n)
     features = rng.normal(size=(n, 4))
-    assert plot_tsne(tmp_path / "t.png", features, labels, tiny_facts(task), where="run-a test") is True
-    assert plot_tsne(tmp_path / "again.png", features, labels, tiny_facts(task)) is True
+    with matplotlib.rc_context({"figure.dpi": 50}):  # the PNG is 100 dpi whatever the user's matplotlibrc says
+        assert plot_tsne(tmp_path / "t.png", features, labels, tiny_facts(task), where="run-a test") is True
     assert _png_size(tmp_path / "t.png") == (600, 500)
-    fig, again = drawn
+    if n == 3:
+        assert plot_tsne(tmp_path / "again.png", features, labels, tiny_facts(task)) is True
+        fig, again = drawn
+        assert again.axes[0].get_title() == ": t-SNE of the latent features, coloured by label"
+        np.testing.assert_array_equal(fig.axes[0].collections[0].get_offsets(),  # the same picture each time
+                                      again.axes[0].collections[0].get_offsets())
+    (fig, *_) = drawn
     ax = fig.axes[0]
     assert ax.get_title() == "run-a test: t-SNE of the latent features, coloured by label"
     assert ax.title.get_fontsize() == 9
-    for drawn_points, same in zip(ax.collections, again.axes[0].collections):  # the same picture each time
-        np.testing.assert_array_equal(drawn_points.get_offsets(), same.get_offsets())
+    # the documented settings: perplexity (n - 1) / 3 within [1, 30], a PCA start, seed 0
+    expected = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(features)
+    shown = np.concatenate([c.get_offsets() for c in ax.collections])
+    order = np.concatenate([np.flatnonzero(labels == k) for k in range(3)]) if task == "classification" else ...
     assert {tuple(c.get_sizes()) for c in ax.collections} == {(8,)}
+    np.testing.assert_allclose(shown, expected[order], rtol=1e-6)
     if task == "classification":
         legend = ax.get_legend()
         assert [t.get_text() for t in legend.get_texts()] == ["negative", "neutral", "positive"]
@@ -637,14 +653,14 @@ def test_tsne_of_three_items_or_more_is_a_png(task: str, tiny_facts, tmp_path: P
     else:
         assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "label"  # the colour bar
         (points,) = ax.collections
-        assert len(points.get_offsets()) == 3 and points.get_cmap().name == "coolwarm"
+        assert len(points.get_offsets()) == n and points.get_cmap().name == "coolwarm"
+        assert points.colorbar is not None and points.colorbar.ax is fig.axes[1]
         np.testing.assert_array_equal(points.get_array(), labels)
 
 
 # --------------------------------------------------------------------------- the metrics table
 
 def test_metric_columns_per_task_and_metric_set(tiny_facts) -> None:
-
     regression = [h for _, h in metric_columns(tiny_facts())]
     assert regression == ["MAE↓", "Corr↑", "Acc-7↑", "Acc-5↑", "Acc-2 has0↑", "F1 has0↑", "Acc-2 non0↑", "F1 non0↑"]
     sims = dataclasses.replace(tiny_facts(), metrics="sims", label_range=(-1.0, 1.0))
@@ -724,7 +740,8 @@ def test_scatter_shows_each_item_the_diagonal_and_the_acc2_boundary(tiny_facts, 
     from hcm.training.evaluate import plot_scatter
 
     truth, scores = np.array([-2.0, 0.5, 1.0]), np.array([-1.0, -0.5, 1.5])
-    plot_scatter(tmp_path / "s.png", truth, scores, tiny_facts(), where="run-a test")
+    with matplotlib.rc_context({"figure.dpi": 50}):  # the PNG is 100 dpi whatever the user's matplotlibrc says
+        plot_scatter(tmp_path / "s.png", truth, scores, tiny_facts(), where="run-a test")
     assert _png_size(tmp_path / "s.png") == (550, 500)
     (fig,) = drawn
     (ax,) = fig.axes
@@ -758,7 +775,8 @@ def test_confusion_counts_f1_labels_and_size(tmp_path: Path, drawn: list) -> Non
     from hcm.training.evaluate import plot_confusion
 
     truth, predicted = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 2, 0])
-    plot_confusion(tmp_path / "m.png", truth, predicted, ["neg", "neu", "pos"], f1=True, title="Acc-3")
+    with matplotlib.rc_context({"figure.dpi": 50}):  # the PNG is 100 dpi whatever the user's matplotlibrc says
+        plot_confusion(tmp_path / "m.png", truth, predicted, ["neg", "neu", "pos"], f1=True, title="Acc-3")
     assert _png_size(tmp_path / "m.png") == (1160, 530)  # 1.1 inch a class + 2, twice and a colour bar wide
     (fig,) = drawn
     counts, normalised = fig.axes[0], fig.axes[1]
