@@ -319,8 +319,9 @@ def test_sims_evaluation_uses_mmsas_ch_sims_set(sims_run: Path, cache: Path) -> 
                                                             "metrics.json")]
 
 
-def test_evaluation_takes_the_checkpoint_device_and_batch_size_asked_for(run: Path, tiny_net,
+def test_evaluation_takes_the_checkpoint_device_and_batch_size_asked_for(class_runs, tiny_net,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    run = class_runs[1]
     with pytest.raises(CheckpointReadError, match=r"checkpoints/nothing\.pt does not exist"):
         _evaluate(run, checkpoint="nothing")
     with pytest.raises(UsageError, match="'bogus' is not a device name"):
@@ -330,7 +331,7 @@ def test_evaluation_takes_the_checkpoint_device_and_batch_size_asked_for(run: Pa
     monkeypatch.setattr(tiny_net.cls, "forward", lambda self, batch: sizes.append(len(batch["label"])) or forward(
         self, batch))
     report, _ = _evaluate(run, checkpoint="last", batch_size=3)
-    assert sizes == [3, 3, 2] and (report["checkpoint"], report["epoch"]) == ("last", 2)
+    assert sizes == [3, 3, 2] and (report["checkpoint"], report["epoch"]) == ("last", 1)
 
 
 def test_outside_model_code_is_evaluated_only_when_trusted(class_runs, tmp_path: Path,
