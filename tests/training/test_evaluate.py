@@ -149,7 +149,9 @@ def _class_metrics(run: Path, split: str = "test") -> dict[str, float]:
 # --------------------------------------------------------------------------- evaluate_run: regression
 
 def test_regression_evaluation(run: Path, cache: Path, drawn: list) -> None:
-    report, printed = _evaluate(run)
+    buffer = io.StringIO()
+    report = evaluate_run(run, console=Console(file=buffer, width=250))  # by default the test split, device auto
+    printed = buffer.getvalue()
     scatter, confusion = drawn  # each plot names the run and split
     assert scatter.axes[0].get_title() == (f"{run.name} test: predicted against true score, "
                                            f"MAE {report['metrics']['mae']:.3f}")
@@ -330,6 +332,9 @@ def test_evaluation_takes_the_checkpoint_device_and_batch_size_asked_for(class_r
     forward = tiny_net.cls.forward
     monkeypatch.setattr(tiny_net.cls, "forward", lambda self, batch: sizes.append(len(batch["label"])) or forward(
         self, batch))
+    _evaluate(run)
+    assert sizes == [8]  # the run's batch size
+    sizes.clear()
     report, _ = _evaluate(run, checkpoint="last", batch_size=3)
     assert sizes == [3, 3, 2] and (report["checkpoint"], report["epoch"]) == ("last", 1)
 
