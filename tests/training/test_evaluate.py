@@ -348,6 +348,15 @@ def test_outside_model_code_is_evaluated_only_when_trusted(class_runs, tmp_path:
     (run / "config.json").write_text(json.dumps({**config, "model_factory": "outside_tiny:Outside"}))
     with pytest.raises(UntrustedModelError, match="outside_tiny:Outside"):
         _evaluate(run)
+    paths, outside = RunPaths(run), json.loads((run / "config.json").read_text())
+    with pytest.raises(UntrustedModelError) as refused:
+        load_run_model(paths, outside, "best", torch.device("cpu"))
+    assert str(refused.value).startswith(f"{paths.config} names the model factory 'outside_tiny:Outside'")
+    model, _ = load_run_model(paths, outside, "best", torch.device("cpu"), trust_code=True)
+    assert type(model).__name__ == "TinyNet"
+    with pytest.raises(UsageError) as invalid:
+        load_run_model(paths, {k: v for k, v in outside.items() if k != "model"}, "best", torch.device("cpu"))
+    assert str(invalid.value).startswith(f"{paths.config} is not a valid run config: model is missing")
     buffer = io.StringIO()  # a narrow colour terminal: the paths written still come one a line, unstyled
     console = Console(file=buffer, width=40, force_terminal=True, color_system="standard")
     report = evaluate_run(run, "test", device="cpu", console=console, trust_model_code=True)
