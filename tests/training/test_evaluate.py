@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -348,6 +349,9 @@ def test_outside_model_code_is_evaluated_only_when_trusted(class_runs, tmp_path:
     (run / "config.json").write_text(json.dumps({**config, "model_factory": "outside_tiny:Outside"}))
     with pytest.raises(UntrustedModelError, match="outside_tiny:Outside"):
         _evaluate(run)
+    with pytest.raises(UntrustedModelError) as refused:
+        open_run(run, "test", device="cpu")
+    assert str(refused.value).startswith(f"{run / 'config.json'} names the model factory 'outside_tiny:Outside'")
     paths, outside = RunPaths(run), json.loads((run / "config.json").read_text())
     with pytest.raises(UntrustedModelError) as refused:
         load_run_model(paths, outside, "best", torch.device("cpu"))
@@ -419,6 +423,20 @@ def test_open_run_takes_the_runs_loader_settings_unless_given(run: Path, cache: 
     given = open_run(run, "test", cache_dir=other, checkpoint="last", device="cpu", batch_size=2, num_workers=0)
     assert (given.loader_cfg.batch_size, given.loader_cfg.num_workers) == (2, 0)
     assert given.cache.directory == other and given.epoch == 2 and len(given.data) == 8
+    assert open_run(run, "test").dist.device.type == ("cuda" if torch.cuda.is_available() else "cpu")  # auto
+
+
+def test_open_run_refusals_name_the_files(run: Path, tiny_cache, tmp_path: Path) -> None:
+    paper = tiny_cache(tmp_path / "paper", n=12, profile="paper")
+    with pytest.raises(ProfileMismatchError, match=rf"but cache {re.escape(str(paper))} is profile 'paper'"):
+        open_run(run, "test", cache_dir=paper, device="cpu")
+    with pytest.raises(FileNotFoundError) as missing:
+        open_run(tmp_path, "test", device="cpu")
+    assert str(missing.value) == f"run config {tmp_path / 'config.json'} does not exist"
+    (tmp_path / "config.json").write_text(json.dumps({"dataset": "sample"}))
+    with pytest.raises(UsageError) as invalid:
+        open_run(tmp_path, "test", device="cpu")
+    assert str(invalid.value).startswith(f"{tmp_path / 'config.json'} is not a valid run config: ")
 
 
 # --------------------------------------------------------------------------- caches a run may be applied to
@@ -493,14 +511,16 @@ def test_another_recipe_when_the_runs_cache_is_gone_or_re_extracted(cache: Path,
 
 
 def test_other_weights_are_refused_naming_the_encoder(tiny_cache, tmp_path: Path) -> None:
-    weights = {"roberta": {"model": "sha256:aa"}, "mel": {}}
+    weights = {"roberta": {"model": "sha256:aa"}, "mel": {"bank": "sha256:cc"}, "clip_text": {}}
     run_cache = tiny_cache(tmp_path / "run-cache", n=12, recipe={"weights": weights})
     config = _config(run_cache, tiny_cache.streams)
-    other = _meta(recipe={"synthetic": 0, "weights": {**weights, "roberta": {"model": "sha256:bb"}}})
+    other = _meta(recipe={"synthetic": 0, "weights": {**weights, "roberta": {"model": "sha256:bb"},
+                                                      "mel": {"bank": "sha256:dd"}}})
     with pytest.raises(ProfileMismatchError) as raised:
         check_cache_matches(config, tmp_path / "other", _info(other, tmp_path / "other"))
     assert str(raised.value) == (
         f"cache {tmp_path / 'other'} was extracted with other weights than the run's cache {run_cache} was: "
+        f"encoder 'mel': bank is sha256:dd in this one, sha256:cc in the run's cache; "
         f"encoder 'roberta': model is sha256:bb in this one, sha256:aa in the run's cache; evaluate on a cache "
         f"extracted with the run's weight files")
 
