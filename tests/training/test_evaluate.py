@@ -381,8 +381,12 @@ def test_write_outputs_without_a_report_and_a_tsne_of_nothing(tiny_facts, tmp_pa
     assert write_outputs(out, report, ["a", "b", "c", "d"], preds, labels, tiny_facts("classification"), True) == []
     assert report["files"] == [str(out / "predictions.csv"), str(out / "confusion.png"), str(out / "metrics.json")]
     assert json.loads((out / "metrics.json").read_text()) == {"files": report["files"]}
-    (confusion,) = drawn
+    named = {"run": "/runs/run-a", "split": "test"}  # a report names the run and split of the titles
+    assert write_outputs(tmp_path / "other", named, ["a", "b", "c", "d"], preds, labels, tiny_facts("classification"),
+                         False) == []
+    confusion, titled = drawn
     assert confusion.axes[0].get_title().startswith("valid valid: accuracy 50.0%")
+    assert titled.axes[0].get_title().startswith("run-a test: accuracy 50.0%")
 
 
 # --------------------------------------------------------------------------- loading a run
