@@ -85,7 +85,8 @@ def check_cache_matches(config: dict[str, Any], cache_dir: Path, info: CacheInfo
         )
     if meta.recipe_hash != config["recipe_hash"]:
         run_meta = _run_cache_meta(config)  # reads the run cache's manifest
-        run_recipe = run_meta.recipe if run_meta is not None and run_meta.recipe_hash == config["recipe_hash"] else {}
+        known = run_meta is not None and run_meta.recipe_hash == config["recipe_hash"]  # still the run's extraction
+        run_recipe = run_meta.recipe if known else {}
         changed = weight_changes(run_recipe, meta.recipe, ("in the run's cache", "in this one"))
         if changed:
             raise ProfileMismatchError(
@@ -93,7 +94,8 @@ def check_cache_matches(config: dict[str, Any], cache_dir: Path, info: CacheInfo
                 f"was: "
                 f"{'; '.join(changed)}; evaluate on a cache extracted with the run's weight files"
             )
-        named = recipe_changes(run_recipe, meta.recipe) or ["the run's cache is gone or re-extracted"]
+        named = ((recipe_changes(run_recipe, meta.recipe) or ["the same settings, other feature streams"]) if known
+                 else ["the run's cache is gone or re-extracted"])  # not every setting "absent" in the run's
         log.warning("cache %s was extracted with another recipe (hash %s) than the run's (%s): %s (run's cache -> "
                     "this one); numbers may not be comparable", cache_dir, meta.recipe_hash[:12],
                     config["recipe_hash"][:12], ", ".join(named))
@@ -371,7 +373,8 @@ def plot_scatter(path: Path, truth: np.ndarray, scores: np.ndarray, facts: Datas
 def plot_tsne(path: Path, features: np.ndarray | None, labels: np.ndarray, facts: DatasetFacts,
               where: str = "") -> bool:
     """2-D t-SNE of the model's latent features, coloured by label; False (logged) when there is
-    nothing to plot."""
+    nothing to plot. sklearn's t-SNE with perplexity (n - 1) / 3 kept within [1, 30] (it must stay
+    below the n items), a PCA start and seed 0: the same features give the same picture."""
     from sklearn.manifold import TSNE
 
     if features is None or len(features) < 3:

@@ -56,14 +56,16 @@ def mask(item: Item, modality: str) -> None:
 
 
 def build_cache(directory: Path, n: int = 48, task: str = "regression", dataset: str = "sample",
-                profile: str = "tiny", seed: int = 0, masked: dict[str, list[str]] | None = None) -> Path:
+                profile: str = "tiny", seed: int = 0, masked: dict[str, list[str]] | None = None,
+                recipe: dict | None = None) -> Path:
     """A cache of ``n`` items: 2/3 train, 1/6 valid, 1/6 test, in shards of 16.
 
-    ``masked``: item id -> the modalities stored as absent for it (e.g. ``{"clip045": ["video"]}``).
+    ``masked``: item id -> the modalities stored as absent for it (e.g. ``{"clip045": ["video"]}``);
+    ``recipe``: settings recorded in the recipe beside ``synthetic: seed`` (e.g. ``weights``).
     """
     meta = CacheMeta(dataset=dataset, profile=profile, task=task,
                      classes=CLASSES if task == "classification" else None,
-                     recipe={"synthetic": seed}, features=specs(), shard_size=16)
+                     recipe={"synthetic": seed, **(recipe or {})}, features=specs(), shard_size=16)
     rng = np.random.default_rng(seed)
     splits = ["train"] * (n * 2 // 3) + ["valid"] * (n // 6)
     splits += ["test"] * (n - len(splits))

@@ -57,8 +57,8 @@ MODULES: dict[str, list[str]] = {
     "model/ot/api.py": ["tests/model/test_ot_api.py", "tests/model/test_ot.py"],
     "model/ot/problem.py": ["tests/model/test_ot_problem.py", "tests/model/test_ot.py"],
     "model/ot/fused_cpu.py": ["tests/model/test_ot_fused.py"],
-    "training/evaluate.py": ["tests/training/test_results.py", "tests/training/test_evaluate_plots.py",
-                             "tests/cli/test_cli_train.py"],
+    "training/evaluate.py": ["tests/training/test_evaluate.py", "tests/training/test_evaluate_plots.py",
+                             "tests/training/test_plot_titles.py", "tests/training/test_model_source.py"],
     "training/checkpoints.py": ["tests/training/test_checkpoint_state.py", "tests/training/test_checkpoints.py",
                                 "tests/training/test_trainer_faults.py"],
     "training/faults.py": ["tests/training/test_faults.py", "tests/training/test_trainer_faults.py"],  # resume
