@@ -633,19 +633,6 @@ def test_sims_classes_are_mmsas_five() -> None:
 
 # --------------------------------------------------------------------------- t-SNE
 
-@pytest.fixture
-def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
-    """The figures the plot functions close, kept to be looked at."""
-    import matplotlib.pyplot as plt
-
-    figures: list = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
-    yield figures
-    for fig in figures:
-        close(fig)
-
-
 def test_tsne_needs_three_items(tiny_facts, tmp_path: Path, caplog, one_openmp_thread: None) -> None:
     rng = np.random.default_rng(0)
     with caplog.at_level(logging.WARNING, LOGGER):

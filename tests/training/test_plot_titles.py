@@ -7,25 +7,11 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import pytest
 
 from hcm.training.evaluate import plot_confusion
 from hcm.training.runs import best_epoch_of, plot_curves
 
 matplotlib.use("Agg")
-
-
-@pytest.fixture
-def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
-    """The figures the plot functions close, kept to be looked at."""
-    import matplotlib.pyplot as plt
-
-    figures: list = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
-    yield figures
-    for fig in figures:
-        close(fig)
 
 
 HISTORY = [{"epoch": 1, "train_loss": 3.0, "valid_loss": 2.0, "valid_mae": 0.9, "best": True},
